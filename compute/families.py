@@ -1,0 +1,85 @@
+"""Model families: how each kind of pipeline is loaded, encodes prompts and is called. Add a family here only.
+
+A family turns prompts into per-row conditioning (``Conditioning``) and back into pipeline keyword arguments, so the
+generation code can batch rows with different prompts, seeds and swapped layers through one unmodified pipeline.
+"""
+
+from dataclasses import dataclass, field
+
+import diffusers
+import torch
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning of one prompt: ``cond`` (1, T, D) is what cross-attention reads; ``extras`` are per-row
+    pipeline inputs that must follow the prompt (e.g. SD-XL's pooled embedding)."""
+
+    cond: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One pipeline family.
+
+    Attributes:
+        name: short id used in the registry and artifacts.
+        pipeline_class: the diffusers pipeline class name.
+        swap_note: what a LocoGen swap changes and keeps, recorded in every generation's metadata.
+        target_equals_all_layers: whether swapping every layer reproduces the plain pipeline on the target prompt
+            (true when text enters only through cross-attention).
+    """
+
+    name: str
+    pipeline_class: str
+    swap_note: str
+    target_equals_all_layers: bool = True
+    load_kwargs: tuple[tuple[str, object], ...] = ()
+
+    def pipeline_type(self):
+        return getattr(diffusers, self.pipeline_class)
+
+    def encode(self, pipe, prompt: str) -> tuple[Conditioning, Conditioning]:
+        """Encode one prompt (alone, so results do not depend on batch company) -> (conditional, unconditional)."""
+        device = pipe._execution_device
+        if self.name == "sdxl":
+            cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
+                                                                     do_classifier_free_guidance=True)
+            return (Conditioning(cond, {"pooled_prompt_embeds": pooled}),
+                    Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled}))
+        cond, uncond = pipe.encode_prompt(prompt, device, 1, True)
+        return Conditioning(cond), Conditioning(uncond)
+
+    def call_kwargs(self, rows: list[Conditioning], uncond: Conditioning) -> dict[str, torch.Tensor]:
+        """Pipeline keyword arguments for a batch whose i-th sample is conditioned on ``rows[i]``."""
+        kwargs = {"prompt_embeds": torch.cat([r.cond for r in rows]),
+                  "negative_prompt_embeds": uncond.cond.expand(len(rows), -1, -1)}
+        for key in rows[0].extras:
+            kwargs[key] = torch.cat([r.extras[key] for r in rows])
+        for key, value in uncond.extras.items():
+            kwargs[key] = value.expand(len(rows), *value.shape[1:])
+        return kwargs
+
+
+_SD_NOTE = "cross-attention input of the conditional rows swapped; unconditional rows untouched"
+
+FAMILIES = {f.name: f for f in (
+    Family("sd1", "StableDiffusionPipeline", _SD_NOTE,
+           load_kwargs=(("safety_checker", None), ("requires_safety_checker", False))),
+    Family("sd2", "StableDiffusionPipeline", _SD_NOTE,
+           load_kwargs=(("safety_checker", None), ("requires_safety_checker", False))),
+    Family("sdxl", "StableDiffusionXLPipeline",
+           _SD_NOTE + "; pooled text embedding and time ids kept from the original prompt",
+           target_equals_all_layers=False, load_kwargs=(("add_watermarker", False),)),
+)}
+
+
+def family_of_pipeline(class_name: str, unet_config: dict) -> Family | None:
+    """The family of a saved pipeline, from its class name and UNet config; None when unsupported."""
+    if class_name == "StableDiffusionXLPipeline":
+        return FAMILIES["sdxl"]
+    if class_name == "StableDiffusionPipeline":
+        sd2 = unet_config.get("use_linear_projection") or unet_config.get("cross_attention_dim") == 1024
+        return FAMILIES["sd2" if sd2 else "sd1"]
+    return None

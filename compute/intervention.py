@@ -1,0 +1,55 @@
+"""LocoGen's primitive: feed a replacement text embedding to chosen cross-attention layers, per batch sample.
+
+Sample ``i`` of a batch of ``B`` has its own set of swapped layers (``swapped[:, i]``) and its own replacement
+(``replacement[i]``). With classifier-free guidance the pipeline runs ``2B`` rows ordered [unconditional, conditional]
+(the diffusers convention); only the conditional rows are changed. Without guidance all ``B`` rows are conditional.
+"""
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+
+
+def _swap_hook(mask: torch.Tensor, replacement: torch.Tensor):
+    batch = replacement.shape[0]
+
+    def hook(module, args, kwargs):
+        positional = "encoder_hidden_states" not in kwargs
+        text = args[1] if positional else kwargs["encoder_hidden_states"]
+        if text.shape[0] not in (batch, 2 * batch):
+            raise RuntimeError(f"text swap prepared for {batch} samples, but the layer got {text.shape[0]} rows")
+        repl = replacement.to(device=text.device, dtype=text.dtype)
+        cond = text[-batch:]
+        swapped = torch.where(mask.to(text.device)[:, None, None], repl, cond)
+        text = swapped if text.shape[0] == batch else torch.cat([text[:batch], swapped])
+        if positional:
+            return (args[0], text, *args[2:]), kwargs
+        return args, {**kwargs, "encoder_hidden_states": text}
+
+    return hook
+
+
+@contextmanager
+def swap_text(modules: Sequence[torch.nn.Module], replacement: torch.Tensor, swapped: torch.Tensor):
+    """Swap the text input of cross-attention ``modules`` for chosen samples, at every call, until exit.
+
+    Args:
+        modules: the model's text-reading attention modules, in forward order (``layers.find_layers``).
+        replacement: (B, T, D) text embedding fed to sample ``i`` where it is swapped.
+        swapped: (L, B) bool; ``swapped[l, i]`` swaps layer ``l`` for sample ``i``. Layers with no swapped sample
+            get no hook at all, so an empty swap runs the unmodified model.
+
+    Hooks are removed on exit, also when the body raises.
+    """
+    if swapped.shape != (len(modules), replacement.shape[0]):
+        raise ValueError(f"swapped has shape {tuple(swapped.shape)}, expected ({len(modules)}, {replacement.shape[0]})")
+    handles = []
+    try:
+        for module, mask in zip(modules, swapped):
+            if mask.any():
+                handles.append(module.register_forward_pre_hook(_swap_hook(mask, replacement), with_kwargs=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,97 @@
+"""Cross-attention layers of a UNet in forward (execution) order, found by a probe forward pass.
+
+Module registration order lists up blocks before the mid block, and sorting names breaks with two-digit indices, so
+the order is recorded with forward pre-hooks on one small probe call instead.
+"""
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+from diffusers.models.attention_processor import Attention
+
+_PATH = re.compile(r"(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\.attentions\.(\d+)(?:\.transformer_blocks\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One cross-attention layer: where it is, what resolution it sees, and its shapes."""
+
+    index: int
+    path: str
+    block: str
+    block_index: int
+    attention_index: int
+    transformer_index: int
+    resolution: int
+    heads: int
+    query_dim: int
+    text_dim: int
+    inner_dim: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def is_text_attention(module: torch.nn.Module) -> bool:
+    """Whether a module is an attention that reads the text: an ``attn2`` (key/value from the text only) or an
+    attention with added key/value projections (DeepFloyd IF: text keys joined to the image's own)."""
+    return isinstance(module, Attention) and (module.is_cross_attention or module.added_kv_proj_dim is not None)
+
+
+def _probe_inputs(unet, side: int) -> dict:
+    config, param = unet.config, next(unet.parameters())
+    text_width = config.encoder_hid_dim or config.cross_attention_dim
+    inputs = {"sample": torch.zeros(1, config.in_channels, side, side, dtype=param.dtype, device=param.device),
+              "timestep": torch.tensor([1], device=param.device),
+              "encoder_hidden_states": torch.zeros(1, 8, text_width, dtype=param.dtype, device=param.device)}
+    if config.addition_embed_type == "text_time":
+        pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+        inputs["added_cond_kwargs"] = {"text_embeds": torch.zeros(1, pooled, dtype=param.dtype, device=param.device),
+                                       "time_ids": torch.zeros(1, 6, dtype=param.dtype, device=param.device)}
+    return inputs
+
+
+def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list[Attention]]:
+    """Find the text-reading attention layers of ``unet`` in forward order.
+
+    Args:
+        unet: a diffusers ``UNet2DConditionModel``.
+        latent_size: latent side at the model's default image size (for the ``resolution`` column);
+            defaults to ``unet.config.sample_size``.
+
+    Returns:
+        (layers, modules): one ``Layer`` per layer and the matching attention modules, both in forward order.
+    """
+    names = {module: name for name, module in unet.named_modules() if is_text_attention(module)}
+    if not names:
+        return [], []
+    seen: list[tuple[Attention, int]] = []
+
+    def record(module, args, kwargs):
+        if all(m is not module for m, _ in seen):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            seen.append((module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1])))
+
+    probe_side = 2 ** len(unet.config.block_out_channels)
+    handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in names]
+    try:
+        with torch.no_grad():
+            unet(**_probe_inputs(unet, probe_side))
+    finally:
+        for handle in handles:
+            handle.remove()
+    latent_size = latent_size or unet.config.sample_size
+    layers = []
+    for index, (module, side) in enumerate(seen):
+        path = names[module]
+        match = _PATH.search(path)
+        block, block_index, attention_index, transformer_index = match.groups() if match else ("", 0, 0, 0)
+        layers.append(Layer(
+            index=index, path=path, block=block.split("_")[0], block_index=int(block_index or 0),
+            attention_index=int(attention_index or 0), transformer_index=int(transformer_index or 0),
+            resolution=latent_size * side // probe_side, heads=module.heads, query_dim=module.to_q.in_features,
+            text_dim=module.to_k.in_features if module.is_cross_attention else module.add_k_proj.in_features,
+            inner_dim=module.to_k.out_features))
+    return layers, [module for module, _ in seen]

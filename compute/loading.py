@@ -1,0 +1,142 @@
+"""Resolve a model name (registry name, local pipeline directory or hub id) into a ready ``Model``."""
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import diffusers
+import torch
+
+from .errors import UserError
+from .families import FAMILIES, Family, family_of_pipeline
+from .layers import Layer, find_layers
+from .registry import MODELS, ModelSpec
+from .tiny import build_tiny
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Model:
+    """A loaded pipeline with its family, defaults and cross-attention layers in forward order."""
+
+    name: str
+    spec: ModelSpec
+    family: Family
+    pipe: object
+    layers: list[Layer]
+    modules: list[torch.nn.Module]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipe.unet.dtype
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
+    """``auto`` -> float16 on an accelerator, float32 on the CPU."""
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}: use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _read_index(source: str) -> tuple[dict, dict]:
+    """Read ``model_index.json`` and the UNet config of a local directory or a hub id."""
+    if os.path.isdir(source):
+        index = Path(source) / "model_index.json"
+        if not index.is_file():
+            raise UserError(f"{source!r} is not a diffusers pipeline (no model_index.json): "
+                            "save one with pipe.save_pretrained(DIR) or pass a registered name")
+        unet = Path(source) / "unet" / "config.json"
+        return json.loads(index.read_text()), json.loads(unet.read_text()) if unet.is_file() else {}
+    from huggingface_hub import hf_hub_download
+    try:
+        index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+        unet = json.loads(Path(hf_hub_download(source, "unet/config.json")).read_text()) if "unet" in index else {}
+    except Exception as exc:
+        if _hub_offline():
+            raise UserError(f"the model hub is offline (HF_HUB_OFFLINE=1) and {source!r} is not in the local cache: "
+                            "pass a local pipeline directory instead (--model /path/to/pipeline)") from None
+        raise UserError(f"cannot read {source!r} from the model hub ({type(exc).__name__}): "
+                        "check the id, or pass a local pipeline directory") from None
+    return index, unet
+
+
+def _spec_for(source: str) -> ModelSpec:
+    index, unet = _read_index(source)
+    class_name = index.get("_class_name", "?")
+    family = family_of_pipeline(class_name, unet)
+    if family is None:
+        if "unet" not in index:
+            raise UserError(f"{source!r} is a {class_name} without a UNet (transformer-based?): unsupported, "
+                            "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL)")
+        raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x or SD-XL pipeline")
+    vae_scale = 8
+    resolution = unet.get("sample_size", 64) * vae_scale
+    return ModelSpec(source, family.name, source, resolution)
+
+
+def resolve(name: str) -> ModelSpec:
+    """The spec of a registry name, a local pipeline directory or a hub id (read without loading weights)."""
+    if name in MODELS:
+        return MODELS[name]
+    if os.path.isdir(name) or (_HUB_ID.match(name) and not os.path.exists(name)):
+        return _spec_for(name)
+    raise UserError(f"unknown model {name!r}: use a registered name ({', '.join(MODELS)}), "
+                    "a local pipeline directory or a hub id (org/name)")
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0) -> Model:
+    """Load a model for generation and interventions.
+
+    Args:
+        name: registry name, local directory written by ``save_pretrained``, or hub id.
+        device: ``auto`` (cuda > mps > cpu) or a torch device string.
+        dtype: ``auto`` (float16 on accelerators, float32 on CPU), ``float32``, ``float16`` or ``bfloat16``.
+        seed: weight seed of built-in tiny models.
+    """
+    spec = resolve(name)
+    family = FAMILIES[spec.family]
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(torch_device, dtype)
+    if spec.builtin:
+        pipe = build_tiny(spec.name, seed=seed)
+    else:
+        try:
+            pipe = family.pipeline_type().from_pretrained(spec.hub_id, torch_dtype=torch_dtype,
+                                                          **dict(family.load_kwargs))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load {spec.hub_id!r}: {str(exc).splitlines()[0]}") from None
+        if spec.scheduler != "default":
+            pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+    pipe.to(torch_device)
+    if spec.builtin and torch_dtype != torch.float32:
+        pipe.to(dtype=torch_dtype)
+    layers, modules = find_layers(pipe.unet, spec.resolution // pipe.vae_scale_factor)
+    if not layers:
+        raise UserError(f"{name!r} has no UNet cross-attention layers: unsupported")
+    return Model(name, spec, family, pipe, layers, modules)

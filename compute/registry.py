@@ -1,0 +1,46 @@
+"""The registry of named models: real checkpoints (by hub id) and the built-in offline tiny models."""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model and its generation defaults.
+
+    Attributes:
+        name: registry name.
+        family: key into ``families.FAMILIES``.
+        hub_id: model-hub id, or None for a built-in model.
+        resolution: default image side in pixels.
+        steps: default denoising steps.
+        guidance: default classifier-free guidance scale.
+        scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
+    """
+
+    name: str
+    family: str
+    hub_id: str | None
+    resolution: int
+    steps: int = 50
+    guidance: float = 7.5
+    scheduler: str = "default"
+
+    @property
+    def builtin(self) -> bool:
+        return self.hub_id is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+MODELS = {m.name: m for m in (
+    ModelSpec("sd-1.4", "sd1", "CompVis/stable-diffusion-v1-4", 512),
+    ModelSpec("sd-1.5", "sd1", "stable-diffusion-v1-5/stable-diffusion-v1-5", 512),
+    ModelSpec("openjourney", "sd1", "prompthero/openjourney", 512),
+    ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768),
+    ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512),
+    ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024),
+    ModelSpec("tiny-sd1", "sd1", None, 64, steps=10),
+    ModelSpec("tiny-sd2", "sd2", None, 64, steps=10),
+    ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10),
+)}
