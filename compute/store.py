@@ -1,0 +1,371 @@
+"""The artifact store: versioned Parquet tables and PNG images under one root, read back through DuckDB.
+
+Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a local path or an fsspec URL)::
+
+    tables/runs/part-<part>.parquet
+    tables/cases/model=<m>/family=<f>/part-<part>.parquet
+    tables/scores/model=<m>/family=<f>/part-<part>.parquet
+    images/<run_id>/<case_id>.png              (cases.image_path holds this path, relative to the root)
+
+``<part>`` is the writer's choice, by convention ``<run_id>-<shard>`` for runs and ``<run_id>-<shard>-<seq>`` for
+cases and scores, so that shards never write the same file. Partition values are URL-quoted. Every file is written
+under a ``.tmp-`` name and renamed into place, so readers never see half a file; readers skip ``.tmp-`` names.
+
+This module must not import torch: the dashboard imports it.
+"""
+
+import contextlib
+import os
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from functools import reduce
+from typing import BinaryIO
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+ROOT_ENV = "LOCOLAB_ARTIFACTS"
+DEFAULT_ROOT = "artifacts"
+TMP_PREFIX = ".tmp-"
+
+_TEXT, _INT, _FLOAT = pa.string(), pa.int32(), pa.float64()
+_TIME = pa.timestamp("us", tz="UTC")
+
+# The one definition of the artifact schema. Add columns at the end; readers union files by column name, so older
+# files read back with NULL in new columns. Bump SCHEMA_VERSION when a change would mislead an older reader.
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema([
+        ("schema_version", _INT), ("run_id", _TEXT), ("config_name", _TEXT), ("config_json", _TEXT),
+        ("model", _TEXT), ("created_at", _TIME), ("finished_at", _TIME), ("status", _TEXT), ("git_commit", _TEXT),
+        ("host", _TEXT), ("versions_json", _TEXT), ("timings_json", _TEXT), ("shard", _INT), ("num_shards", _INT),
+    ]),
+    "cases": pa.schema([
+        ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
+        ("concept", _TEXT), ("prompt", _TEXT), ("target", _TEXT), ("kind", _TEXT), ("window_start", _INT),
+        ("window_size", _INT), ("seed", pa.int64()), ("image_path", _TEXT), ("steps", _INT), ("guidance", _FLOAT),
+        ("height", _INT), ("width", _INT),
+    ]),
+    "scores": pa.schema([
+        ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
+        ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
+        ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT),
+    ]),
+}
+PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family")}
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> str:
+    """The artifact root: ``root`` if given, else ``$LOCOLAB_ARTIFACTS``, else ``artifacts``."""
+    return os.fspath(root) if root is not None else os.environ.get(ROOT_ENV, DEFAULT_ROOT)
+
+
+def join(root: str | os.PathLike, relpath: str) -> str:
+    """The full path or URL of ``relpath`` (a '/'-separated path such as ``cases.image_path``) under ``root``."""
+    return f"{os.fspath(root).rstrip('/')}/{relpath}"
+
+
+def image_relpath(run_id: str, case_id: str) -> str:
+    """Where a case's image lives, relative to the root (the value stored in ``cases.image_path``)."""
+    return f"images/{run_id}/{case_id}.png"
+
+
+def _fsspec(url: str):
+    """(filesystem, path) for an fsspec URL, or a UserError naming the package to install."""
+    try:
+        import fsspec
+        return fsspec.core.url_to_fs(url)
+    except ImportError as error:
+        package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(url.split("://")[0], "fsspec")
+        raise UserError(f"artifact root {url} needs the {package} package: pip install {package}") from error
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so that it appears whole or not at all.
+
+    ``write`` fills a temporary file ``.tmp-<uuid>-<name>`` in the same directory, which is fsynced and then
+    renamed over ``path``. If ``write`` raises, the temporary file is removed and ``path`` is untouched.
+
+    Args:
+        path: local path or fsspec URL.
+        write: called with a binary file object.
+    """
+    path = os.fspath(path)
+    directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    if _is_url(path):
+        fs, fs_tmp = _fsspec(tmp)
+        fs_path = fs._strip_protocol(path)
+        try:
+            with fs.open(fs_tmp, "wb") as file:
+                write(file)
+            fs.mv(fs_tmp, fs_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(fs_tmp)
+            raise
+        return
+    os.makedirs(directory, exist_ok=True)
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_png_atomic(path: str | os.PathLike, image) -> None:
+    """Save a PIL image as PNG at ``path`` (local path or fsspec URL), atomically."""
+    atomic_write(path, lambda file: image.save(file, format="PNG"))
+
+
+def write_table(table: str, data: pa.Table | Iterable[dict], part: str,
+                root: str | os.PathLike | None = None) -> list[str]:
+    """Append rows to a table as new Parquet files, one per partition, each written atomically.
+
+    Rows are conformed to ``SCHEMAS[table]``: columns missing from ``data`` are NULL, unknown columns are an error,
+    and ``schema_version`` is always stamped with ``SCHEMA_VERSION``. Writing the same ``part`` again replaces the
+    file (how a run's row is updated when it finishes).
+
+    Args:
+        table: ``runs``, ``cases`` or ``scores``.
+        data: a pyarrow Table or dicts, one per row.
+        part: file name stem, ``part-<part>.parquet``; unique per writer (see the module docstring).
+        root: artifact root (``resolve_root``).
+
+    Returns:
+        The paths written.
+    """
+    if "/" in part or part.startswith(TMP_PREFIX):
+        raise ValueError(f"bad part name {part!r}")
+    arrow = conform(table, data)
+    keys = PARTITIONS[table]
+    written = []
+    for values in arrow.select(keys).group_by(keys).aggregate([]).to_pylist() if keys else [{}]:
+        if None in values.values():
+            raise ValueError(f"{table} rows need non-null {', '.join(keys)}")
+        rows = arrow.filter(reduce(pc.and_, [pc.equal(arrow[k], v) for k, v in values.items()])) if keys else arrow
+        directory = "/".join(["tables", table] + [f"{k}={urllib.parse.quote(str(values[k]), safe='')}" for k in keys])
+        path = join(resolve_root(root), f"{directory}/part-{part}.parquet")
+        atomic_write(path, lambda file, rows=rows: pq.write_table(rows, file, compression="zstd"))
+        written.append(path)
+    return written
+
+
+def conform(table: str, data: pa.Table | Iterable[dict]) -> pa.Table:
+    """``data`` as a pyarrow Table with exactly ``SCHEMAS[table]``'s columns and types (see ``write_table``)."""
+    schema = SCHEMAS[table]
+    if not isinstance(data, pa.Table):
+        rows = list(data)
+        names = list(dict.fromkeys(key for row in rows for key in row))
+        unknown = [name for name in names if name not in schema.names]
+        if unknown:
+            raise ValueError(f"unknown {table} columns: {unknown}")
+        data = pa.Table.from_pylist(rows, schema=pa.schema([schema.field(name) for name in names]))
+    unknown = [name for name in data.column_names if name not in schema.names]
+    if unknown:
+        raise ValueError(f"unknown {table} columns: {unknown}")
+    columns = [pa.array([SCHEMA_VERSION] * data.num_rows, field.type) if field.name == "schema_version"
+               else data[field.name].cast(field.type) if field.name in data.column_names
+               else pa.nulls(data.num_rows, field.type)
+               for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# Footer checks by (path, mtime, size): a dashboard reconnecting every few seconds re-reads only changed files.
+_FOOTER_PROBLEMS: dict[tuple, str | None] = {}
+
+
+class Store:
+    """Read access to an artifact root through DuckDB views ``runs``, ``cases`` and ``scores``.
+
+    Args:
+        root: artifact root (``resolve_root``): a local path or an fsspec URL.
+
+    Attributes:
+        skipped: (path, reason) of each unreadable Parquet file left out by the last ``connect()``.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = resolve_root(root)
+        self.skipped: list[tuple[str, str]] = []
+        self._fs = _fsspec(self.root)[0] if _is_url(self.root) else None
+
+    def path(self, relpath: str) -> str:
+        """The full path or URL of a root-relative path such as ``cases.image_path``."""
+        return join(self.root, relpath)
+
+    def files(self, table: str) -> list[str]:
+        """Readable Parquet files of ``table``, sorted; unreadable ones are appended to ``skipped``."""
+        readable = []
+        for path, key in self._list(self.path(f"tables/{table}")):
+            if key not in _FOOTER_PROBLEMS:
+                _FOOTER_PROBLEMS[key] = self._footer_problem(path)
+            if _FOOTER_PROBLEMS[key] is None:
+                readable.append(path)
+            else:
+                self.skipped.append((path, _FOOTER_PROBLEMS[key]))
+        return readable
+
+    def _list(self, directory: str) -> list[tuple[str, tuple]]:
+        """(path, cache key) of each finished Parquet file under ``directory``."""
+        found = []
+        if self._fs is None:
+            for parent, _, names in os.walk(directory):
+                for name in names:
+                    if name.endswith(".parquet") and not name.startswith(TMP_PREFIX):
+                        path = os.path.join(parent, name)
+                        stat = os.stat(path)
+                        found.append((path, (path, stat.st_mtime_ns, stat.st_size)))
+        else:
+            for path, info in self._fs.find(directory, detail=True).items():
+                name = path.rsplit("/", 1)[-1]
+                if name.endswith(".parquet") and not name.startswith(TMP_PREFIX):
+                    url = self._fs.unstrip_protocol(path)
+                    changed = info.get("mtime") or info.get("LastModified") or info.get("created")
+                    found.append((url, (url, str(changed), info.get("size"))))
+        return sorted(found)
+
+    def _footer_problem(self, path: str) -> str | None:
+        try:
+            if self._fs is None:
+                metadata = pq.read_metadata(path)
+            else:
+                with self._fs.open(path, "rb") as file:
+                    metadata = pq.read_metadata(file)
+        except (pa.ArrowException, OSError, ValueError) as error:
+            return f"unreadable Parquet: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        if "schema_version" not in metadata.schema.names:
+            return "no schema_version column: not a LocoLab table"
+        return None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB connection with one view per table over the files present now.
+
+        A table without files is an empty view with the current schema's columns; columns added since a file was
+        written read as NULL.
+
+        Raises:
+            UserError: a file was written with a newer schema version than this LocoLab knows.
+        """
+        self.skipped = []
+        con = duckdb.connect()
+        if self._fs is not None:
+            con.register_filesystem(self._fs)
+        for table, schema in SCHEMAS.items():
+            con.register(f"_empty_{table}", schema.empty_table())
+            query = f"SELECT * FROM _empty_{table}"
+            files = self.files(table)
+            if files:
+                paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+                # Directory names are for people and file pruning tools; the columns inside the files are the truth.
+                source = f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false)"
+                newest = con.execute(f"SELECT max(schema_version) FROM {source}").fetchone()[0]
+                if newest is not None and newest > SCHEMA_VERSION:
+                    raise UserError(f"artifact root {self.root} written by a newer LocoLab (schema v{newest} > "
+                                    f"v{SCHEMA_VERSION}); upgrade LocoLab")
+                query += f" UNION ALL BY NAME SELECT * FROM {source}"
+            con.execute(f"CREATE VIEW {table} AS {query}")
+        return con
+
+
+# One row per scored case (a case scored again by a later run counts once), then per-concept references and
+# per-window means. Normalized drop = (original - window) / (original - target); NULL when the two references tie.
+_LOCALIZATION_SQL = """
+WITH s AS (
+    SELECT * FROM scores WHERE {run_filter}
+    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
+), refs AS (
+    SELECT model, family, concept, scorer_id,
+           avg(score) FILTER (WHERE kind = 'original') AS original_score,
+           avg(score) FILTER (WHERE kind = 'target') AS target_score
+    FROM s GROUP BY ALL
+), windows AS (
+    SELECT model, family, concept, scorer_id, window_size, window_start,
+           avg(score) AS score_mean, stddev_samp(score) AS score_std,
+           count(DISTINCT seed) AS n_seeds, count(*) AS n_images
+    FROM s WHERE kind = 'window' GROUP BY ALL
+)
+SELECT w.model, w.family, w.concept, w.scorer_id, w.window_size, w.window_start, w.score_mean, w.score_std,
+       w.n_seeds, w.n_images, r.original_score, r.target_score,
+       (r.original_score - w.score_mean) / nullif(r.original_score - r.target_score, 0) AS normalized_drop,
+       $threshold::DOUBLE AS threshold,
+       coalesce(normalized_drop >= $threshold, false) AS localizes
+FROM windows w LEFT JOIN refs r USING (model, family, concept, scorer_id)
+"""
+
+_GROUP = "model, family, concept, scorer_id"
+
+
+def _localization_sql(run_ids: list[str] | None) -> tuple[str, dict]:
+    params = {} if run_ids is None else {"run_ids": list(run_ids)}
+    return _LOCALIZATION_SQL.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
+
+
+def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
+                 run_ids: list[str] | None = None) -> pa.Table:
+    """Per (model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
+    images, the concept's original and target reference scores (means over the concept's prompts and seeds),
+    the normalized drop and whether it localizes (drop >= threshold).
+
+    Args:
+        con: a connection from ``Store.connect()``.
+        threshold: fraction of the original-to-target gap a window must remove to localize.
+        run_ids: restrict to these runs; all runs when None.
+
+    Returns:
+        A pyarrow Table sorted by model, family, concept, scorer_id, window_size, window_start.
+    """
+    sql, params = _localization_sql(run_ids)
+    query = f"{sql} ORDER BY {_GROUP}, window_size, window_start"
+    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
+
+
+def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
+                    run_ids: list[str] | None = None) -> pa.Table:
+    """Per (model, family, concept, scorer_id): the smallest window size with a localizing window, and at that
+    size the window with the largest normalized drop (ties: the earliest start). Concepts with no localizing
+    window have no row.
+
+    Args, Returns: as ``localization``, one row per group with the same columns.
+    """
+    sql, params = _localization_sql(run_ids)
+    query = (f"SELECT * FROM ({sql}) WHERE localizes QUALIFY row_number() OVER "
+             f"(PARTITION BY {_GROUP} ORDER BY window_size, normalized_drop DESC, window_start) = 1 "
+             f"ORDER BY {_GROUP}")
+    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
+
+
+def existing_case_ids(root: str | os.PathLike | None = None, scorer_id: str | None = None,
+                      run_id: str | None = None) -> set[str]:
+    """Case ids that already have a score, for resuming a sweep.
+
+    Args:
+        root: artifact root (``resolve_root``).
+        scorer_id: count only scores by this scorer; any scorer when None.
+        run_id: count only this run's scores; any run when None (case ids are deterministic, so another run's
+            score of the same case is the same result).
+    """
+    con = Store(root).connect()
+    rows = con.execute("SELECT DISTINCT case_id FROM scores WHERE ($scorer IS NULL OR scorer_id = $scorer) "
+                       "AND ($run IS NULL OR run_id = $run)", {"scorer": scorer_id, "run": run_id}).fetchall()
+    return {case_id for (case_id,) in rows}

@@ -1,0 +1,230 @@
+"""The artifact store: atomic writes, versioned schema, tolerant reads and the localization queries."""
+
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from compute import store
+from compute.errors import UserError
+from compute.store import SCHEMAS, Store, localization, minimal_windows, write_table
+
+MODEL = "CompVis/stable-diffusion-v1-4"
+
+
+def _score(case_id, kind, score, seed=0, start=None, size=None, run_id="run1", scorer_id="tiny-clip"):
+    return dict(case_id=case_id, run_id=run_id, model=MODEL, family="style", concept="van gogh", kind=kind,
+                window_start=start, window_size=size, seed=seed, scorer_id=scorer_id, score_text="style of van gogh",
+                score=score)
+
+
+def _files(directory):
+    return sorted(name for _, _, names in os.walk(directory) for name in names)
+
+
+def test_write_table_leaves_only_the_final_file(tmp_path):
+    paths = write_table("scores", [_score("a", "original", 0.75)], "run1-0-0", root=tmp_path)
+
+    assert paths == [f"{tmp_path}/tables/scores/model=CompVis%2Fstable-diffusion-v1-4/family=style/"
+                     "part-run1-0-0.parquet"]
+    assert _files(tmp_path) == ["part-run1-0-0.parquet"]
+    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=1, **_score("a", "original", 0.75))]
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    def write_then_fail(file):
+        file.write(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.atomic_write(tmp_path / "part-x.parquet", write_then_fail)
+
+    assert _files(tmp_path) == []
+
+
+def test_png_is_written_atomically_and_reads_back(tmp_path):
+    image = Image.new("RGB", (4, 3), (10, 20, 30))
+    path = store.join(tmp_path, store.image_relpath("run1", "case1"))
+
+    store.write_png_atomic(path, image)
+
+    assert _files(tmp_path) == ["case1.png"]
+    assert Image.open(path).getpixel((3, 2)) == (10, 20, 30)
+
+
+def test_writing_a_part_again_replaces_it(tmp_path):
+    write_table("runs", [dict(run_id="run1", status="running")], "run1-0", root=tmp_path)
+    write_table("runs", [dict(run_id="run1", status="finished")], "run1-0", root=tmp_path)
+
+    rows = Store(tmp_path).connect().execute("SELECT run_id, status FROM runs").fetchall()
+
+    assert rows == [("run1", "finished")]
+
+
+def test_rows_are_split_by_partition(tmp_path):
+    rows = [_score("a", "original", 0.5), dict(_score("b", "original", 0.5), family="objects")]
+
+    paths = write_table("scores", rows, "run1-0-0", root=tmp_path)
+
+    assert sorted(p.split("/")[-2] for p in paths) == ["family=objects", "family=style"]
+
+
+def test_unknown_column_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown scores columns: \\['scroe'\\]"):
+        write_table("scores", [dict(_score("a", "original", 0.5), scroe=1.0)], "run1-0-0", root=tmp_path)
+
+
+def test_empty_root_gives_empty_typed_views(tmp_path):
+    con = Store(tmp_path / "nothing-here").connect()
+
+    for table, schema in SCHEMAS.items():
+        assert [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()] == schema.names
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)]
+    assert localization(con).num_rows == 0
+
+
+def test_files_without_newer_columns_read_them_as_null(tmp_path):
+    directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.table({"schema_version": [1], "case_id": ["a"], "score": [0.5]}), directory / "part-old.parquet")
+
+    rows = Store(tmp_path).connect().execute("SELECT case_id, scorer_id, score FROM scores").fetchall()
+
+    assert rows == [("a", None, 0.5)]
+
+
+def test_newer_schema_version_is_reported(tmp_path):
+    write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
+    directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.table({"schema_version": [2], "case_id": ["b"]}), directory / "part-new.parquet")
+
+    with pytest.raises(UserError, match=r"newer LocoLab \(schema v2 > v1\); upgrade LocoLab"):
+        Store(tmp_path).connect()
+
+
+def test_corrupt_file_is_skipped_and_named(tmp_path):
+    write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
+    corrupt = tmp_path / "tables" / "scores" / "model=m" / "family=f" / "part-bad.parquet"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"PAR1 this is not a parquet file")
+
+    db = Store(tmp_path)
+    rows = db.connect().execute("SELECT case_id FROM scores").fetchall()
+
+    assert rows == [("a",)]
+    assert [path for path, _ in db.skipped] == [str(corrupt)]
+    assert db.skipped[0][1].startswith("unreadable Parquet")
+
+
+def test_temporary_files_are_not_read(tmp_path):
+    write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
+    directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
+    directory.mkdir(parents=True)
+    pq.write_table(store.conform("scores", [_score("b", "original", 0.5)]), directory / ".tmp-123-part-x.parquet")
+
+    db = Store(tmp_path)
+    rows = db.connect().execute("SELECT case_id FROM scores").fetchall()
+
+    assert rows == [("a",)]
+    assert db.skipped == []
+
+
+def test_fsspec_root_writes_and_reads(tmp_path):
+    root = f"memory://{tmp_path.name}"
+    write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=root)
+
+    rows = Store(root).connect().execute("SELECT case_id, score FROM scores").fetchall()
+
+    assert rows == [("a", 0.5)]
+
+
+def test_root_defaults_to_environment_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv(store.ROOT_ENV, str(tmp_path))
+
+    assert Store().root == str(tmp_path)
+
+
+def _planted_sweep():
+    """16 layers; the window 8-9 removes the style. Original 0.75, target 0.25 (gap 0.5, exact in binary).
+    Single layers 8 or 9 remove a quarter of the gap, the pairs 7-8 and 9-10 half of it."""
+    rows = []
+    for prompt in range(2):
+        for seed, jitter in enumerate([-0.125, 0.125, -0.125, 0.125]):
+            rows.append(_score(f"orig-{prompt}-{seed}", "original", 0.75 + jitter, seed))
+            rows.append(_score(f"target-{prompt}-{seed}", "target", 0.25 + jitter, seed))
+    planted = {(1, 8): 0.625, (1, 9): 0.625, (2, 7): 0.5, (2, 8): 0.25, (2, 9): 0.5}
+    for size in (1, 2):
+        for start in range(16 - size + 1):
+            for seed, jitter in enumerate([-0.125, 0.125, -0.125, 0.125]):
+                score = planted.get((size, start), 0.75) + jitter
+                rows.append(_score(f"w{size}-{start}-{seed}", "window", score, seed, start, size))
+    return rows
+
+
+def test_localization_measures_the_planted_drops(tmp_path):
+    write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
+
+    table = localization(Store(tmp_path).connect()).to_pylist()
+
+    assert len(table) == 16 + 15
+    by_window = {(row["window_size"], row["window_start"]): row for row in table}
+    assert by_window[(2, 8)]["score_mean"] == 0.25
+    assert by_window[(2, 8)]["score_std"] == pytest.approx(0.125 * (4 / 3) ** 0.5)
+    assert (by_window[(2, 8)]["n_seeds"], by_window[(2, 8)]["n_images"]) == (4, 4)
+    assert {row["original_score"] for row in table} == {0.75}
+    assert {row["target_score"] for row in table} == {0.25}
+    assert [by_window[w]["normalized_drop"] for w in [(1, 7), (1, 8), (2, 7), (2, 8)]] == [0.0, 0.25, 0.5, 1.0]
+    assert sorted(w for w, row in by_window.items() if row["localizes"]) == [(2, 7), (2, 8), (2, 9)]
+
+
+def test_minimal_window_is_the_smallest_size_then_the_largest_drop(tmp_path):
+    write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
+    con = Store(tmp_path).connect()
+
+    default = minimal_windows(con).to_pylist()
+    lenient = minimal_windows(con, threshold=0.2).to_pylist()
+    strict = minimal_windows(con, threshold=1.5).to_pylist()
+
+    assert [(r["window_size"], r["window_start"], r["normalized_drop"]) for r in default] == [(2, 8, 1.0)]
+    assert default[0]["threshold"] == 0.5
+    assert [(r["window_size"], r["window_start"]) for r in lenient] == [(1, 8)]
+    assert strict == []
+
+
+def test_a_case_scored_by_two_runs_counts_once(tmp_path):
+    rows = _planted_sweep()
+    write_table("scores", rows, "run1-0-0", root=tmp_path)
+    write_table("scores", [dict(row, run_id="run2") for row in rows[:4]], "run2-0-0", root=tmp_path)
+
+    table = localization(Store(tmp_path).connect()).to_pylist()
+
+    assert {row["n_images"] for row in table} == {4}
+    assert {row["original_score"] for row in table} == {0.75}
+
+
+def test_localization_can_be_restricted_to_runs(tmp_path):
+    write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
+
+    assert localization(Store(tmp_path).connect(), run_ids=["run2"]).num_rows == 0
+
+
+def test_existing_case_ids_filter_by_scorer(tmp_path):
+    write_table("scores", [_score("a", "original", 0.5), _score("b", "original", 0.5, scorer_id="other")],
+                "run1-0-0", root=tmp_path)
+
+    assert store.existing_case_ids(tmp_path) == {"a", "b"}
+    assert store.existing_case_ids(tmp_path, scorer_id="tiny-clip") == {"a"}
+    assert store.existing_case_ids(tmp_path, run_id="run2") == set()
+
+
+def test_reading_the_store_does_not_import_torch():
+    code = "import sys, compute.store; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    assert result.stdout.strip() == "False"
