@@ -1,21 +1,19 @@
 """``python -m compute generate``: LocoGen images for chosen windows, with the original and target references."""
 
 import json
-import platform
 import time
 import warnings
 from pathlib import Path
 
-import diffusers
 import numpy as np
-import torch
-import transformers
 
 from .atomic import atomic_dir
 from .errors import UserError
-from .generation import Case, Settings, check_prompt, check_window, generate
+from .generation import Case, check_prompt, check_window, generate
 from .grid import image_grid, to_pil
 from .loading import load_model
+from .provenance import versions
+from .settings import Settings
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -58,11 +56,6 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def versions() -> dict:
-    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version()}
-
-
 def run(args) -> None:
     seeds = parse_ints(args.seeds, "seeds")
     windows = [parse_window(w) for w in args.window or []]
@@ -84,7 +77,7 @@ def run(args) -> None:
                                                                         ("target", args.target))}
     for warning in caught:
         print(f"warning: {warning.message}")
-    settings = Settings.defaults(model, args.steps, args.guidance, args.size)
+    settings = Settings.defaults(model.spec, args.steps, args.guidance, args.size)
     columns = [("original", None, args.prompt), ("target", None, args.target)]
     columns += [(f"{s}:{e}", (s, e), args.prompt) for s, e in windows]
     cases = [Case(prompt, seed, window, args.target if window else None)

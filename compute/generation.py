@@ -11,6 +11,7 @@ from .errors import UserError
 from .families import Conditioning
 from .intervention import swap_text
 from .loading import Model
+from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -28,21 +29,6 @@ class Case:
     seed: int
     window: tuple[int, int] | None = None
     target: str | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Sampling settings shared by a batch."""
-
-    steps: int
-    guidance: float
-    height: int
-    width: int
-
-    @classmethod
-    def defaults(cls, model: Model, steps=None, guidance=None, size=None) -> "Settings":
-        size = size or model.spec.resolution
-        return cls(steps or model.spec.steps, model.spec.guidance if guidance is None else guidance, size, size)
 
 
 def check_prompt(model: Model, prompt: str) -> bool:
@@ -77,6 +63,11 @@ class _Encoder:
             with torch.no_grad():
                 self.cache[prompt] = self.model.family.encode(self.model.pipe, prompt)
         return self.cache[prompt]
+
+
+def make_encoder(model: Model) -> _Encoder:
+    """A prompt-embedding cache to share across ``generate_batch`` calls on one model."""
+    return _Encoder(model)
 
 
 def _batches(cases: Sequence[Case], size: int) -> Iterator[Sequence[Case]]:

@@ -140,3 +140,19 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     if not layers:
         raise UserError(f"{name!r} has no UNet cross-attention layers: unsupported")
     return Model(name, spec, family, pipe, layers, modules)
+
+
+def layer_count(name: str) -> int:
+    """The number of text-reading attention layers of a model, from its UNet config alone (no weights loaded)."""
+    from diffusers import UNet2DConditionModel
+
+    from .layers import is_text_attention
+    from .tiny import UNET_CONFIGS
+
+    spec = resolve(name)
+    if spec.num_layers is not None:
+        return spec.num_layers
+    config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.hub_id)[1]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    return sum(1 for module in unet.modules() if is_text_attention(module))

@@ -15,6 +15,7 @@ class ModelSpec:
         steps: default denoising steps.
         guidance: default classifier-free guidance scale.
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
+        num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
     """
 
     name: str
@@ -24,6 +25,7 @@ class ModelSpec:
     steps: int = 50
     guidance: float = 7.5
     scheduler: str = "default"
+    num_layers: int | None = None
 
     @property
     def builtin(self) -> bool:
@@ -34,13 +36,13 @@ class ModelSpec:
 
 
 MODELS = {m.name: m for m in (
-    ModelSpec("sd-1.4", "sd1", "CompVis/stable-diffusion-v1-4", 512),
-    ModelSpec("sd-1.5", "sd1", "stable-diffusion-v1-5/stable-diffusion-v1-5", 512),
-    ModelSpec("openjourney", "sd1", "prompthero/openjourney", 512),
-    ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768),
-    ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512),
-    ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024),
-    ModelSpec("tiny-sd1", "sd1", None, 64, steps=10),
-    ModelSpec("tiny-sd2", "sd2", None, 64, steps=10),
-    ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10),
+    ModelSpec("sd-1.4", "sd1", "CompVis/stable-diffusion-v1-4", 512, num_layers=16),
+    ModelSpec("sd-1.5", "sd1", "stable-diffusion-v1-5/stable-diffusion-v1-5", 512, num_layers=16),
+    ModelSpec("openjourney", "sd1", "prompthero/openjourney", 512, num_layers=16),
+    ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768, num_layers=16),
+    ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512, num_layers=16),
+    ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024, num_layers=70),
+    ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
+    ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
+    ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
 )}

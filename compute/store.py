@@ -5,10 +5,11 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/runs/part-<part>.parquet
     tables/cases/model=<m>/family=<f>/part-<part>.parquet
     tables/scores/model=<m>/family=<f>/part-<part>.parquet
-    images/<run_id>/<case_id>.png              (cases.image_path holds this path, relative to the root)
+    tables/layers/part-<run_id>.parquet        (the model's cross-attention layers, for labels and hover text)
+    images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
-``<part>`` is the writer's choice, by convention ``<run_id>-<shard>`` for runs and ``<run_id>-<shard>-<seq>`` for
-cases and scores, so that shards never write the same file. Partition values are URL-quoted. Every file is written
+``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
+which is derived from the unit's cases, so a rerun of a unit replaces its files and shards never write the same one. Partition values are URL-quoted. Every file is written
 under a ``.tmp-`` name and renamed into place, so readers never see half a file; readers skip ``.tmp-`` names.
 
 This module must not import torch: the dashboard imports it.
@@ -56,8 +57,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT),
     ]),
+    "layers": pa.schema([
+        ("schema_version", _INT), ("run_id", _TEXT), ("model", _TEXT), ("index", _INT), ("path", _TEXT),
+        ("block", _TEXT), ("resolution", _INT), ("heads", _INT), ("query_dim", _INT), ("text_dim", _INT),
+        ("inner_dim", _INT),
+    ]),
 }
-PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family")}
+PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
+                                          "layers": ()}
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> str:
@@ -70,9 +77,9 @@ def join(root: str | os.PathLike, relpath: str) -> str:
     return f"{os.fspath(root).rstrip('/')}/{relpath}"
 
 
-def image_relpath(run_id: str, case_id: str) -> str:
-    """Where a case's image lives, relative to the root (the value stored in ``cases.image_path``)."""
-    return f"images/{run_id}/{case_id}.png"
+def image_relpath(model: str, image_key: str) -> str:
+    """Where an image lives, relative to the root (the value stored in ``cases.image_path``)."""
+    return f"images/{urllib.parse.quote(model, safe='')}/{image_key}.png"
 
 
 def _fsspec(url: str):
@@ -164,11 +171,21 @@ def write_table(table: str, data: pa.Table | Iterable[dict], part: str,
         if None in values.values():
             raise ValueError(f"{table} rows need non-null {', '.join(keys)}")
         rows = arrow.filter(reduce(pc.and_, [pc.equal(arrow[k], v) for k, v in values.items()])) if keys else arrow
-        directory = "/".join(["tables", table] + [f"{k}={urllib.parse.quote(str(values[k]), safe='')}" for k in keys])
-        path = join(resolve_root(root), f"{directory}/part-{part}.parquet")
+        path = part_path(table, part, values, root)
         atomic_write(path, lambda file, rows=rows: pq.write_table(rows, file, compression="zstd"))
         written.append(path)
     return written
+
+
+def part_path(table: str, part: str, partition: dict, root: str | os.PathLike | None = None) -> str:
+    """The path of one Parquet part: ``tables/<table>/<key>=<value>/.../part-<part>.parquet`` under the root.
+
+    Args:
+        partition: the values of ``PARTITIONS[table]`` for this file's rows.
+    """
+    keys = PARTITIONS[table]
+    directory = "/".join(["tables", table] + [f"{k}={urllib.parse.quote(str(partition[k]), safe='')}" for k in keys])
+    return join(resolve_root(root), f"{directory}/part-{part}.parquet")
 
 
 def conform(table: str, data: pa.Table | Iterable[dict]) -> pa.Table:

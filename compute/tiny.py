@@ -32,18 +32,33 @@ def _vae() -> AutoencoderKL:
                          layers_per_block=1, sample_size=64)
 
 
-def _sd_unet(**overrides) -> UNet2DConditionModel:
+def _sd_unet_config(**overrides) -> dict:
     config = dict(sample_size=16, in_channels=4, out_channels=4, down_block_types=SD_DOWN, up_block_types=SD_UP,
                   block_out_channels=(32, 64, 64, 64), layers_per_block=2, cross_attention_dim=TEXT_WIDTH,
                   attention_head_dim=8, norm_num_groups=16)
     config.update(overrides)
-    return UNet2DConditionModel(**config)
+    return config
+
+
+_TIME_DIM = 8
+UNET_CONFIGS = {
+    "tiny-sd1": _sd_unet_config(),
+    "tiny-sd2": _sd_unet_config(use_linear_projection=True, attention_head_dim=(2, 4, 4, 4), upcast_attention=True),
+    "tiny-sdxl": dict(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(2, 4, 8), use_linear_projection=True,
+        cross_attention_dim=2 * TEXT_WIDTH, addition_embed_type="text_time", addition_time_embed_dim=_TIME_DIM,
+        projection_class_embeddings_input_dim=6 * _TIME_DIM + TEXT_WIDTH, norm_num_groups=16),
+}
 
 
 def tiny_sd1() -> StableDiffusionPipeline:
     """SD-1.5 layout: 16 cross-attention layers, conv projections, epsilon prediction, PNDM."""
     return StableDiffusionPipeline(
-        vae=_vae(), text_encoder=CLIPTextModel(_text_config()), tokenizer=clip_tokenizer(), unet=_sd_unet(),
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config()), tokenizer=clip_tokenizer(),
+        unet=UNet2DConditionModel(**UNET_CONFIGS["tiny-sd1"]),
         scheduler=PNDMScheduler(**SD_SCHEDULER, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
@@ -52,7 +67,7 @@ def tiny_sd2() -> StableDiffusionPipeline:
     """SD-2.x layout: linear projections, per-block head counts, upcast attention, v-prediction, DDIM."""
     return StableDiffusionPipeline(
         vae=_vae(), text_encoder=CLIPTextModel(_text_config(hidden_act="gelu")), tokenizer=clip_tokenizer("!"),
-        unet=_sd_unet(use_linear_projection=True, attention_head_dim=(2, 4, 4, 4), upcast_attention=True),
+        unet=UNet2DConditionModel(**UNET_CONFIGS["tiny-sd2"]),
         scheduler=DDIMScheduler(**SD_SCHEDULER, prediction_type="v_prediction", clip_sample=False,
                                 set_alpha_to_one=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -61,18 +76,11 @@ def tiny_sd2() -> StableDiffusionPipeline:
 def tiny_sdxl() -> StableDiffusionXLPipeline:
     """SD-XL base layout: transformer depths [1, 2, 10] -> 70 cross-attention layers, two text encoders whose
     penultimate states are concatenated, pooled embedding and time ids through the added time embedding."""
-    time_dim = 8
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(2, 4, 8), use_linear_projection=True,
-        cross_attention_dim=2 * TEXT_WIDTH, addition_embed_type="text_time", addition_time_embed_dim=time_dim,
-        projection_class_embeddings_input_dim=6 * time_dim + TEXT_WIDTH, norm_num_groups=16)
     return StableDiffusionXLPipeline(
         vae=_vae(), text_encoder=CLIPTextModel(_text_config()), tokenizer=clip_tokenizer(),
         text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu")), tokenizer_2=clip_tokenizer("!"),
-        unet=unet, scheduler=EulerDiscreteScheduler(**SD_SCHEDULER, steps_offset=1, timestep_spacing="leading"),
+        unet=UNet2DConditionModel(**UNET_CONFIGS["tiny-sdxl"]),
+        scheduler=EulerDiscreteScheduler(**SD_SCHEDULER, steps_offset=1, timestep_spacing="leading"),
         force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 

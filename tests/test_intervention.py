@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from compute.generation import Case, Settings, generate_batch
+from compute.generation import Case, generate_batch
+from compute.settings import Settings
 from compute.intervention import swap_text
 
 MODELS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl"]
@@ -13,7 +14,7 @@ STEPS = 3
 
 
 def settings(model):
-    return Settings.defaults(model, steps=STEPS)
+    return Settings.defaults(model.spec, steps=STEPS)
 
 
 def plain(model, prompt, seed, **kwargs):

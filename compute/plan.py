@@ -1,0 +1,87 @@
+"""The sweep plan: a deterministic table of cases, grouped into work units of one prompt each.
+
+A unit is one (family, concept, prompt) with its original and target references and every window x seed. Units are
+the grain of resumption and sharding: a unit's results are written as one Parquet part per table, under a name
+derived from its cases, so rewriting a unit replaces its files instead of adding rows.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .settings import Settings
+from .sweep_config import SweepConfig
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedCase:
+    """One row of the plan. ``image_key`` names the image: cases that must produce the same image share it (the
+    target reference of a family, scored once per concept)."""
+
+    case_id: str
+    image_key: str
+    family: str
+    concept: str
+    prompt: str
+    target: str
+    kind: str
+    window_start: int | None
+    window_size: int | None
+    seed: int
+    score_text: str
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        return None if self.window_start is None else (self.window_start, self.window_start + self.window_size)
+
+    @property
+    def generation_prompt(self) -> str:
+        return self.target if self.kind == "target" else self.prompt
+
+
+@dataclass(frozen=True)
+class Unit:
+    unit_id: str
+    family: str
+    concept: str
+    prompt: str
+    cases: tuple[PlannedCase, ...]
+
+
+def _case(model: str, settings: Settings, family, concept, prompt, kind, start, size, seed) -> PlannedCase:
+    generated = concept.target if kind == "target" else prompt
+    window = None if start is None else [start, start + size]
+    image_key = _digest(model, asdict(settings), generated, window, concept.target if window else None, seed)
+    case_id = _digest(model, asdict(settings), family, concept.name, prompt, concept.target, kind, window, seed)
+    return PlannedCase(case_id, image_key, family, concept.name, prompt, concept.target, kind, start, size, seed,
+                       concept.score_text.format(concept=concept.name))
+
+
+def build_plan(config: SweepConfig, settings: Settings, num_layers: int) -> list[Unit]:
+    """All units of a sweep, in a fixed order (families, concepts, templates as written in the config).
+
+    Within a unit: original references, target references, then each window size and start, each seed.
+    """
+    units = []
+    for family in config.families:
+        for concept in family.concepts:
+            for template in family.templates:
+                prompt = template.format(concept=concept.name)
+                args = (config.model, settings, family.name, concept, prompt)
+                cases = [_case(*args, "original", None, None, seed) for seed in config.seeds]
+                cases += [_case(*args, "target", None, None, seed) for seed in config.seeds]
+                cases += [_case(*args, "window", start, size, seed)
+                          for size in config.window_sizes for start in range(num_layers - size + 1)
+                          for seed in config.seeds]
+                unit_id = _digest(config.scorer, [c.case_id for c in cases])
+                units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
+    return units
+
+
+def shard_units(units: list[Unit], shard: int, num_shards: int) -> list[Unit]:
+    """The units of shard ``shard`` of ``num_shards`` (round robin, so shards get similar work)."""
+    return units[shard::num_shards]

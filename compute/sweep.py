@@ -1,0 +1,143 @@
+"""Run a LocoGen sweep: generate every planned case in batched windows, score it, and write it to the store.
+
+Per work unit: images are generated batch by batch (each batch one pipeline call per denoising step) and written as
+PNGs; then every case of the unit is scored from its PNG and the unit's scores and cases parts are written. A batch
+whose PNGs all exist is not generated again, and a unit whose two parts exist is skipped, so a run killed at any
+moment and rerun ends with the same tables. Scores always come from the stored 8-bit images, so they reproduce when
+recomputed from the artifact root.
+"""
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from . import store
+from .generation import Case, generate_batch, make_encoder
+from .grid import to_pil
+from .loading import Model
+from .plan import PlannedCase, Unit
+from .provenance import git_commit
+from .settings import Settings
+from .sweep_config import SweepConfig
+
+
+@dataclass
+class SweepStats:
+    """What a run did."""
+
+    units_total: int = 0
+    units_skipped: int = 0
+    images_generated: int = 0
+    images_reused: int = 0
+    generate_s: float = 0.0
+    score_s: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+
+def unit_done(root: str, model: str, unit: Unit) -> bool:
+    """Both of the unit's parts exist (scores are written before cases, so cases marks completion)."""
+    partition = {"model": model, "family": unit.family}
+    return all(os.path.exists(store.part_path(t, unit.unit_id, partition, root)) for t in ("scores", "cases"))
+
+
+def _load_png(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _generate_unit(model: Model, unit: Unit, settings: Settings, root: str, batch_size: int, encoder,
+                   stats: SweepStats, progress: Callable[[int], None]) -> None:
+    unique = list({case.image_key: case for case in unit.cases}.values())
+    for start in range(0, len(unique), batch_size):
+        batch = unique[start:start + batch_size]
+        paths = [store.join(root, store.image_relpath(model.name, case.image_key)) for case in batch]
+        if all(os.path.exists(path) for path in paths):
+            stats.images_reused += len(batch)
+            progress(len(batch))
+            continue
+        began = time.perf_counter()
+        images = generate_batch(model, [Case(c.generation_prompt, c.seed, c.window, c.target if c.window else None)
+                                        for c in batch], settings, encoder)
+        stats.generate_s += time.perf_counter() - began
+        for path, image in zip(paths, images):
+            store.write_png_atomic(path, to_pil(image))
+        stats.images_generated += len(batch)
+        progress(len(batch))
+
+
+def _score_unit(scorer, model_name: str, unit: Unit, root: str, stats: SweepStats) -> list[float]:
+    began = time.perf_counter()
+    images = np.stack([_load_png(store.join(root, store.image_relpath(model_name, c.image_key))) for c in unit.cases])
+    scores = scorer.score(images, [case.score_text for case in unit.cases])
+    stats.score_s += time.perf_counter() - began
+    return [float(s) for s in scores]
+
+
+def _rows(config: SweepConfig, model_name: str, settings: Settings, unit: Unit, scores, scorer_id: str):
+    def common(case: PlannedCase) -> dict:
+        return {"case_id": case.case_id, "run_id": config.run_id, "model": model_name, "family": case.family,
+                "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
+                "window_size": case.window_size, "seed": case.seed}
+
+    cases = [{**common(c), "prompt": c.prompt, "target": c.target,
+              "image_path": store.image_relpath(model_name, c.image_key), **settings.to_dict()} for c in unit.cases]
+    score_rows = [{**common(c), "scorer_id": scorer_id, "score_text": c.score_text, "score": s}
+                  for c, s in zip(unit.cases, scores)]
+    return cases, score_rows
+
+
+def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, status: str, created: datetime,
+                  versions: dict, timings: dict) -> None:
+    finished = datetime.now(timezone.utc) if status != "running" else None
+    store.write_table("runs", [{
+        "run_id": config.run_id, "config_name": config.name, "config_json": json.dumps(config.to_dict()),
+        "model": config.model, "created_at": created, "finished_at": finished, "status": status,
+        "git_commit": git_commit(), "host": socket.gethostname(), "versions_json": json.dumps(versions),
+        "timings_json": json.dumps(timings), "shard": shard, "num_shards": num_shards}],
+        part=f"{config.run_id}-{shard}of{num_shards}", root=root)
+
+
+def write_layers(config: SweepConfig, model: Model, root: str) -> None:
+    rows = [{"run_id": config.run_id, "model": config.model, **{k: v for k, v in layer.to_dict().items()
+             if k in store.SCHEMAS["layers"].names}} for layer in model.layers]
+    store.write_table("layers", rows, part=config.run_id, root=root)
+
+
+def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], settings: Settings, root: str,
+              batch_size: int, show_progress: bool = True) -> SweepStats:
+    """Generate, score and store ``units``, skipping finished ones.
+
+    Args:
+        config: the study (its run id tags every row).
+        model: the loaded model; ``config.model`` names it in the tables.
+        scorer: a ``scoring.ClipScorer``.
+        units: this shard's units.
+        settings: sampling settings (the ones the plan was built with).
+        root: artifact root.
+        batch_size: images per pipeline call.
+        show_progress: draw a progress bar (images done / total, images/s, ETA).
+    """
+    stats = SweepStats(units_total=len(units))
+    todo = [u for u in units if not unit_done(root, config.model, u)]
+    stats.units_skipped = len(units) - len(todo)
+    done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)
+    total = sum(len({c.image_key for c in u.cases}) for u in units)
+    encoder = make_encoder(model)
+    with tqdm(total=total, initial=done_images, unit="img", disable=not show_progress, dynamic_ncols=True,
+              desc=config.name) as bar:
+        for unit in todo:
+            bar.set_postfix_str(f"{unit.family}/{unit.concept}")
+            _generate_unit(model, unit, settings, root, batch_size, encoder, stats, bar.update)
+            scores = _score_unit(scorer, config.model, unit, root, stats)
+            cases, score_rows = _rows(config, config.model, settings, unit, scores, scorer.scorer_id)
+            store.write_table("scores", score_rows, part=unit.unit_id, root=root)
+            store.write_table("cases", cases, part=unit.unit_id, root=root)
+    return stats

@@ -1,0 +1,217 @@
+"""Sweep configs: YAML files, one per study, validated before any model loads.
+
+Example::
+
+    name: style-sd-1.5
+    model: sd-1.5
+    window_sizes: [1, 2, 3, 4]
+    seeds: [0, 1, 2, 3]
+    steps: 50                # optional: model default
+    guidance: 7.5            # optional: model default
+    resolution: 512          # optional: model default
+    scorer: openai/clip-vit-large-patch14
+    batch_size: 8            # optional: chosen from free memory
+    families:
+      style:
+        target: a painting
+        score_text: "style of {concept}"
+        templates: ["a painting in the style of {concept}", "{concept} style painting of a tree"]
+        concepts: [van gogh, monet, {name: salvador dali, score_text: "surrealism of salvador dali"}]
+
+A concept is a name, or a mapping with ``name`` and optional ``target`` / ``score_text`` overrides (for facts, whose
+target prompt names the updated fact).
+"""
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+TOP_KEYS = {"name", "description", "model", "families", "window_sizes", "seeds", "steps", "guidance", "resolution",
+            "scorer", "batch_size"}
+FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
+CONCEPT_KEYS = {"name", "target", "score_text"}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class ConfigError(UserError):
+    """A sweep config problem: names the file, the key path and the fix."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    target: str
+    score_text: str
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    templates: tuple[str, ...]
+    concepts: tuple[Concept, ...]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep study."""
+
+    name: str
+    model: str
+    families: tuple[FamilySpec, ...]
+    window_sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    scorer: str
+    steps: int | None = None
+    guidance: float | None = None
+    resolution: int | None = None
+    batch_size: int | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """A short hash of everything that determines the results (not the name or description)."""
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", "batch_size")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        """Deterministic: a rerun of the same study resumes the same run."""
+        return f"{self.name}-{self.digest()}"
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str, fix: str):
+        raise ConfigError(f"{self.source}: {path}: {problem}; {fix}")
+
+    def keys(self, path: str, mapping, allowed: set[str], required: set[str] = frozenset()):
+        if not isinstance(mapping, dict):
+            self.fail(path, f"expected a mapping, got {type(mapping).__name__}", "see compute/sweep_config.py")
+        for key in mapping:
+            if key not in allowed:
+                self.fail(f"{path}.{key}".lstrip("."), "unknown key", f"use one of {', '.join(sorted(allowed))}")
+        for key in sorted(required - set(mapping)):
+            self.fail(f"{path}.{key}".lstrip("."), "missing", "add it")
+
+    def text(self, path: str, value) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(path, f"expected non-empty text, got {value!r}", "write a string")
+        return value
+
+    def ints(self, path: str, value, minimum: int) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(path, "expected a non-empty list", f"write e.g. [{minimum}, {minimum + 1}]")
+        for i, item in enumerate(value):
+            if not isinstance(item, int) or isinstance(item, bool) or item < minimum:
+                self.fail(f"{path}[{i}]", f"expected an integer >= {minimum}, got {item!r}", "fix the value")
+        if len(set(value)) != len(value):
+            self.fail(path, "duplicate values", "list each value once")
+        return tuple(value)
+
+    def positive(self, path: str, value, kind: type | tuple[type, ...]):
+        if value is None:
+            return None
+        if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+            self.fail(path, f"expected a positive number, got {value!r}", "fix or remove it")
+        return value
+
+
+def _family(check: _Checker, name: str, raw) -> FamilySpec:
+    path = f"families.{name}"
+    check.keys(path, raw, FAMILY_KEYS, {"target", "templates", "concepts"})
+    target = check.text(f"{path}.target", raw["target"])
+    score_text = check.text(f"{path}.score_text", raw.get("score_text", "{concept}"))
+    templates = raw["templates"]
+    if not isinstance(templates, list) or not templates:
+        check.fail(f"{path}.templates", "expected a non-empty list", 'write e.g. ["a photo of {concept}"]')
+    for i, template in enumerate(templates):
+        check.text(f"{path}.templates[{i}]", template)
+        if "{concept}" not in template:
+            check.fail(f"{path}.templates[{i}]", f"{template!r} does not contain {{concept}}",
+                       "put {concept} where the concept goes")
+    if not isinstance(raw["concepts"], list) or not raw["concepts"]:
+        check.fail(f"{path}.concepts", "expected a non-empty list", "list the concepts")
+    concepts = []
+    for i, item in enumerate(raw["concepts"]):
+        item_path = f"{path}.concepts[{i}]"
+        if isinstance(item, dict):
+            check.keys(item_path, item, CONCEPT_KEYS, {"name"})
+        else:
+            item = {"name": check.text(item_path, item)}
+        concepts.append(Concept(check.text(f"{item_path}.name", item["name"]),
+                                check.text(f"{item_path}.target", item.get("target", target)),
+                                check.text(f"{item_path}.score_text", item.get("score_text", score_text))))
+    names = [c.name for c in concepts]
+    if len(set(names)) != len(names):
+        check.fail(f"{path}.concepts", "duplicate concepts", "list each concept once")
+    return FamilySpec(name, tuple(templates), tuple(concepts))
+
+
+def _check_scorer(check: _Checker, scorer: str) -> None:
+    from .scoring import TINY_SCORER
+
+    if scorer == TINY_SCORER or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
+        return
+    check.fail("scorer", f"unknown scorer {scorer!r}",
+               f"use {TINY_SCORER}, a CLIP hub id such as openai/clip-vit-large-patch14, or a local CLIP directory")
+
+
+def parse_config(raw, source: str = "config") -> SweepConfig:
+    """Validate a config mapping (as loaded from YAML).
+
+    Raises:
+        ConfigError: naming the key path and the fix.
+    """
+    from .scoring import DEFAULT_SCORER
+
+    check = _Checker(source)
+    check.keys("", raw, TOP_KEYS, {"name", "model", "families", "window_sizes", "seeds"})
+    if not isinstance(raw["families"], dict) or not raw["families"]:
+        check.fail("families", "expected a non-empty mapping of family name -> settings", "add a family")
+    guidance = check.positive("guidance", raw.get("guidance"), (int, float))
+    scorer = check.text("scorer", raw.get("scorer", DEFAULT_SCORER))
+    _check_scorer(check, scorer)
+    name = check.text("name", raw["name"])
+    if not re.fullmatch(r"[\w.-]+", name):
+        check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
+    return SweepConfig(
+        name=name, model=check.text("model", raw["model"]),
+        families=tuple(_family(check, str(k), v) for k, v in raw["families"].items()),
+        window_sizes=tuple(sorted(check.ints("window_sizes", raw["window_sizes"], 1))),
+        seeds=check.ints("seeds", raw["seeds"], 0), scorer=scorer,
+        steps=check.positive("steps", raw.get("steps"), int),
+        guidance=None if guidance is None else float(guidance),
+        resolution=check.positive("resolution", raw.get("resolution"), int),
+        batch_size=check.positive("batch_size", raw.get("batch_size"), int),
+        description=str(raw.get("description", "")))
+
+
+def load_config(path: str | os.PathLike) -> SweepConfig:
+    """Read and validate a YAML sweep config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; see compute/configs/ for the shipped ones")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
+    return parse_config(raw, str(path))
+
+
+def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "config") -> None:
+    """Reject window sizes larger than the model's layer count."""
+    for i, size in enumerate(config.window_sizes):
+        if size > num_layers:
+            _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "
+                                  f"of {config.model}", f"use sizes from 1 to {num_layers}")
