@@ -1,0 +1,54 @@
+"""Config errors fail before any model loads, naming the key path and the fix, with exit code 2."""
+
+import pytest
+
+from compute.cli import main
+from compute.plan import build_plan, shard_units
+from compute.registry import MODELS
+from compute.settings import Settings
+from compute.sweep_config import load_config
+from sweep_helpers import SMALL, write_config
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"colour": 1}, "colour: unknown key"),
+    ({"families": {"style": {**SMALL["families"]["style"], "templates": ["a painting of"]}}},
+     "families.style.templates[0]: 'a painting of' does not contain {concept}"),
+    ({"window_sizes": [2, 17]}, "window_sizes[1]: 17 exceeds the 16 cross-attention layers of tiny-sd1"),
+    ({"seeds": []}, "seeds: expected a non-empty list"),
+    ({"scorer": "my-clip"}, "scorer: unknown scorer 'my-clip'"),
+    ({"families": {"style": {**SMALL["families"]["style"], "concepts": []}}}, "families.style.concepts: expected"),
+    ({"model": "sd-9"}, "unknown model 'sd-9'"),
+])
+def test_config_errors_exit_2_with_key_path_and_write_nothing(tmp_path, capsys, changes, message):
+    config = write_config(tmp_path / "bad.yaml", **changes)
+    root = tmp_path / "root"
+    assert main(["sweep", config, "--artifacts", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not root.exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml")
+    root = tmp_path / "root"
+    assert main(["sweep", config, "--artifacts", str(root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # 3 prompts x (1 original + 1 target + 15 windows of size 2) x 1 seed; the style target image is shared.
+    assert "3 of 3 work units, 51 cases, 50 images" in out
+    assert "UNet calls: 18 at batch size 6" in out
+    assert not root.exists()
+
+
+def test_plan_is_deterministic_and_shards_partition_it(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml"))
+    settings = Settings.defaults(MODELS["tiny-sd1"], 2, 7.5, 32)
+    first, second = build_plan(config, settings, 16), build_plan(config, settings, 16)
+    assert first == second
+    ids = [case.case_id for unit in first for case in unit.cases]
+    assert len(ids) == len(set(ids)) == 51
+    shards = [shard_units(first, i, 2) for i in range(2)]
+    assert sorted(u.unit_id for s in shards for u in s) == sorted(u.unit_id for u in first)
+    changed = build_plan(load_config(write_config(tmp_path / "d.yaml", seeds=[1])), settings, 16)
+    assert not {c.case_id for u in changed for c in u.cases} & set(ids)
