@@ -11,6 +11,11 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
 
 
+def quantize(images: np.ndarray) -> np.ndarray:
+    """Float images rounded to the 8-bit values a PNG stores (what scores are computed from)."""
+    return (np.clip(images, 0, 1) * 255).round().astype(np.float32) / 255
+
+
 def image_grid(rows: list[list[np.ndarray]], labels: list[str], scale: int = 1) -> Image.Image:
     """Lay out ``rows`` of equally sized images under one label per column."""
     height, width = rows[0][0].shape[:2]

@@ -13,6 +13,8 @@ from .errors import UserError
 from .families import FAMILIES, Family, family_of_pipeline
 from .layers import Layer, find_layers
 from .registry import MODELS, ModelSpec
+from .full_size import BUILDERS as FULL_SIZE
+from .full_size import build_full_size
 from .tiny import build_tiny
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -122,7 +124,9 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     family = FAMILIES[spec.family]
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
-    if spec.builtin:
+    if spec.name in FULL_SIZE:
+        pipe = build_full_size(spec.name, torch_device, torch_dtype, seed=seed)
+    elif spec.builtin:
         pipe = build_tiny(spec.name, seed=seed)
     else:
         try:

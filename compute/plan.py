@@ -52,12 +52,12 @@ class Unit:
     cases: tuple[PlannedCase, ...]
 
 
-def _case(model: str, settings: Settings, family, concept, prompt, kind, start, size, seed) -> PlannedCase:
-    generated = concept.target if kind == "target" else prompt
+def _case(model: str, settings: Settings, family, concept, prompt, target, kind, start, size, seed) -> PlannedCase:
+    generated = target if kind == "target" else prompt
     window = None if start is None else [start, start + size]
-    image_key = _digest(model, asdict(settings), generated, window, concept.target if window else None, seed)
-    case_id = _digest(model, asdict(settings), family, concept.name, prompt, concept.target, kind, window, seed)
-    return PlannedCase(case_id, image_key, family, concept.name, prompt, concept.target, kind, start, size, seed,
+    image_key = _digest(model, asdict(settings), generated, window, target if window else None, seed)
+    case_id = _digest(model, asdict(settings), family, concept.name, prompt, target, kind, window, seed)
+    return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, start, size, seed,
                        concept.score_text.format(concept=concept.name))
 
 
@@ -69,9 +69,8 @@ def build_plan(config: SweepConfig, settings: Settings, num_layers: int) -> list
     units = []
     for family in config.families:
         for concept in family.concepts:
-            for template in family.templates:
-                prompt = template.format(concept=concept.name)
-                args = (config.model, settings, family.name, concept, prompt)
+            for prompt, target in family.prompts(concept):
+                args = (config.model, settings, family.name, concept, prompt, target)
                 cases = [_case(*args, "original", None, None, seed) for seed in config.seeds]
                 cases += [_case(*args, "target", None, None, seed) for seed in config.seeds]
                 cases += [_case(*args, "window", start, size, seed)

@@ -1,4 +1,5 @@
-"""The registry of named models: real checkpoints (by hub id) and the built-in offline tiny models."""
+"""The registry of named models: real checkpoints (by hub id) and built-in offline models (no hub id): the tiny
+test models and full-size random-weight models for benchmarks."""
 
 from dataclasses import asdict, dataclass
 
@@ -45,4 +46,6 @@ MODELS = {m.name: m for m in (
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
+    ModelSpec("random-sd-1.5", "sd1", None, 512, num_layers=16),
+    ModelSpec("random-sdxl", "sdxl", None, 1024, num_layers=70),
 )}

@@ -6,6 +6,7 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/cases/model=<m>/family=<f>/part-<part>.parquet
     tables/scores/model=<m>/family=<f>/part-<part>.parquet
     tables/layers/part-<run_id>.parquet        (the model's cross-attention layers, for labels and hover text)
+    tables/edit_scores/part-<edit_id>.parquet  (an edit's evaluation: CLIP scores before/after, per prompt group)
     images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
 ``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
@@ -57,6 +58,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT),
     ]),
+    "edit_scores": pa.schema([
+        ("schema_version", _INT), ("edit_id", _TEXT), ("model", _TEXT), ("family", _TEXT), ("concept", _TEXT),
+        ("method", _TEXT), ("group", _TEXT), ("prompt", _TEXT), ("seed", pa.int64()), ("phase", _TEXT),
+        ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("image_path", _TEXT), ("steps", _INT),
+        ("guidance", _FLOAT), ("height", _INT), ("width", _INT),
+    ]),
     "layers": pa.schema([
         ("schema_version", _INT), ("run_id", _TEXT), ("model", _TEXT), ("index", _INT), ("path", _TEXT),
         ("block", _TEXT), ("resolution", _INT), ("heads", _INT), ("query_dim", _INT), ("text_dim", _INT),
@@ -64,7 +71,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
-                                          "layers": ()}
+                                          "edit_scores": (), "layers": ()}
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> str:

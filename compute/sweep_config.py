@@ -18,8 +18,12 @@ Example::
         templates: ["a painting in the style of {concept}", "{concept} style painting of a tree"]
         concepts: [van gogh, monet, {name: salvador dali, score_text: "surrealism of salvador dali"}]
 
-A concept is a name, or a mapping with ``name`` and optional ``target`` / ``score_text`` overrides (for facts, whose
-target prompt names the updated fact).
+A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: ...}`` when its target prompt differs
+(``a {concept} car`` -> ``a car``). A concept is a name, or a mapping with ``name`` and optional ``target`` /
+``score_text`` overrides (for facts, whose target names the updated fact). The target of a prompt is the concept's,
+else the template's, else the family's.
+
+``families_from: [style, objects]`` adds the shared family definitions in ``compute/configs/families/``.
 """
 
 import hashlib
@@ -33,9 +37,11 @@ import yaml
 
 from .errors import UserError
 
-TOP_KEYS = {"name", "description", "model", "families", "window_sizes", "seeds", "steps", "guidance", "resolution",
-            "scorer", "batch_size"}
+TOP_KEYS = {"name", "description", "model", "families", "families_from", "window_sizes", "seeds", "steps", "guidance",
+            "resolution", "scorer", "batch_size"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
+TEMPLATE_KEYS = {"prompt", "target"}
+FAMILIES_DIR = Path(__file__).parent / "configs" / "families"
 CONCEPT_KEYS = {"name", "target", "score_text"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -47,15 +53,27 @@ class ConfigError(UserError):
 @dataclass(frozen=True)
 class Concept:
     name: str
-    target: str
+    target: str | None
     score_text: str
+
+
+@dataclass(frozen=True)
+class Template:
+    prompt: str
+    target: str | None
 
 
 @dataclass(frozen=True)
 class FamilySpec:
     name: str
-    templates: tuple[str, ...]
+    target: str | None
+    templates: tuple[Template, ...]
     concepts: tuple[Concept, ...]
+
+    def prompts(self, concept: Concept) -> list[tuple[str, str]]:
+        """(prompt, target prompt) for each template, for one concept."""
+        return [(t.prompt.format(concept=concept.name), concept.target or t.target or self.target)
+                for t in self.templates]
 
 
 @dataclass(frozen=True)
@@ -127,35 +145,63 @@ class _Checker:
         return value
 
 
+def _template(check: _Checker, path: str, raw) -> Template:
+    if isinstance(raw, dict):
+        check.keys(path, raw, TEMPLATE_KEYS, {"prompt"})
+        prompt, target = raw["prompt"], raw.get("target")
+        check.text(f"{path}.prompt", prompt)
+        if target is not None:
+            check.text(f"{path}.target", target)
+    else:
+        prompt, target = check.text(path, raw), None
+    if "{concept}" not in prompt:
+        check.fail(path, f"{prompt!r} does not contain {{concept}}", "put {concept} where the concept goes")
+    return Template(prompt, target)
+
+
+def _concept(check: _Checker, path: str, raw, score_text: str) -> Concept:
+    if isinstance(raw, dict):
+        check.keys(path, raw, CONCEPT_KEYS, {"name"})
+    else:
+        raw = {"name": check.text(path, raw)}
+    target = raw.get("target")
+    return Concept(check.text(f"{path}.name", raw["name"]),
+                   None if target is None else check.text(f"{path}.target", target),
+                   check.text(f"{path}.score_text", raw.get("score_text", score_text)))
+
+
 def _family(check: _Checker, name: str, raw) -> FamilySpec:
     path = f"families.{name}"
-    check.keys(path, raw, FAMILY_KEYS, {"target", "templates", "concepts"})
-    target = check.text(f"{path}.target", raw["target"])
+    check.keys(path, raw, FAMILY_KEYS, {"templates", "concepts"})
+    target = None if raw.get("target") is None else check.text(f"{path}.target", raw["target"])
     score_text = check.text(f"{path}.score_text", raw.get("score_text", "{concept}"))
-    templates = raw["templates"]
-    if not isinstance(templates, list) or not templates:
-        check.fail(f"{path}.templates", "expected a non-empty list", 'write e.g. ["a photo of {concept}"]')
-    for i, template in enumerate(templates):
-        check.text(f"{path}.templates[{i}]", template)
-        if "{concept}" not in template:
-            check.fail(f"{path}.templates[{i}]", f"{template!r} does not contain {{concept}}",
-                       "put {concept} where the concept goes")
-    if not isinstance(raw["concepts"], list) or not raw["concepts"]:
-        check.fail(f"{path}.concepts", "expected a non-empty list", "list the concepts")
-    concepts = []
-    for i, item in enumerate(raw["concepts"]):
-        item_path = f"{path}.concepts[{i}]"
-        if isinstance(item, dict):
-            check.keys(item_path, item, CONCEPT_KEYS, {"name"})
-        else:
-            item = {"name": check.text(item_path, item)}
-        concepts.append(Concept(check.text(f"{item_path}.name", item["name"]),
-                                check.text(f"{item_path}.target", item.get("target", target)),
-                                check.text(f"{item_path}.score_text", item.get("score_text", score_text))))
+    for key, example in (("templates", '["a photo of {concept}"]'), ("concepts", "[van gogh, monet]")):
+        if not isinstance(raw[key], list) or not raw[key]:
+            check.fail(f"{path}.{key}", "expected a non-empty list", f"write e.g. {example}")
+    templates = [_template(check, f"{path}.templates[{i}]", t) for i, t in enumerate(raw["templates"])]
+    concepts = [_concept(check, f"{path}.concepts[{i}]", c, score_text) for i, c in enumerate(raw["concepts"])]
     names = [c.name for c in concepts]
     if len(set(names)) != len(names):
         check.fail(f"{path}.concepts", "duplicate concepts", "list each concept once")
-    return FamilySpec(name, tuple(templates), tuple(concepts))
+    for i, template in enumerate(templates):
+        for concept in concepts:
+            if not (concept.target or template.target or target):
+                check.fail(f"{path}.templates[{i}]", f"no target prompt for {concept.name!r}",
+                           f"set {path}.target, a target on the template, or one on the concept")
+    return FamilySpec(name, target, tuple(templates), tuple(concepts))
+
+
+def _shared_families(check: _Checker, names) -> dict:
+    if not isinstance(names, list) or not names:
+        check.fail("families_from", "expected a non-empty list", "write e.g. [style, objects]")
+    families = {}
+    for i, name in enumerate(names):
+        path = FAMILIES_DIR / f"{name}.yaml"
+        if not isinstance(name, str) or not path.is_file():
+            known = ", ".join(sorted(p.stem for p in FAMILIES_DIR.glob("*.yaml")))
+            check.fail(f"families_from[{i}]", f"no shared family {name!r}", f"use one of {known}")
+        families[name] = yaml.safe_load(path.read_text())
+    return families
 
 
 def _check_scorer(check: _Checker, scorer: str) -> None:
@@ -176,9 +222,14 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     from .scoring import DEFAULT_SCORER
 
     check = _Checker(source)
-    check.keys("", raw, TOP_KEYS, {"name", "model", "families", "window_sizes", "seeds"})
-    if not isinstance(raw["families"], dict) or not raw["families"]:
-        check.fail("families", "expected a non-empty mapping of family name -> settings", "add a family")
+    check.keys("", raw, TOP_KEYS, {"name", "model", "window_sizes", "seeds"})
+    families = raw.get("families", {})
+    if not isinstance(families, dict):
+        check.fail("families", "expected a mapping of family name -> settings", "see compute/configs/families/")
+    if "families_from" in raw:
+        families = {**_shared_families(check, raw["families_from"]), **families}
+    if not families:
+        check.fail("families", "no families", "add families or families_from")
     guidance = check.positive("guidance", raw.get("guidance"), (int, float))
     scorer = check.text("scorer", raw.get("scorer", DEFAULT_SCORER))
     _check_scorer(check, scorer)
@@ -187,7 +238,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
     return SweepConfig(
         name=name, model=check.text("model", raw["model"]),
-        families=tuple(_family(check, str(k), v) for k, v in raw["families"].items()),
+        families=tuple(_family(check, str(k), v) for k, v in families.items()),
         window_sizes=tuple(sorted(check.ints("window_sizes", raw["window_sizes"], 1))),
         seeds=check.ints("seeds", raw["seeds"], 0), scorer=scorer,
         steps=check.positive("steps", raw.get("steps"), int),

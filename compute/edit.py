@@ -1,0 +1,172 @@
+"""LocoEdit: the closed-form edit of cross-attention key/value projections (method.md §4), and applying edits.
+
+Each edited matrix W (original W0) minimizes  sum_i ||W x_i - W0 y_i||^2 + lam ||W - W0||_F^2  over keys x_i (rows
+of X, n x d) and values y_i (rows of Y). The minimizer is W* = W0 M with M = (Y^T X + lam I)(X^T X + lam I)^-1.
+Because lam I B^-1 = I - X^T X B^-1 (B = X^T X + lam I), M = I + (Y - X)^T G with G = X B^-1 = (X X^T + lam I)^-1 X:
+a rank-n update. G is solved once in float64 from the smaller Gram matrix and shared by every edited matrix;
+applying it costs O(out * d * n) instead of O(out * d^2) for a dense M.
+"""
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import UserError
+from .loading import Model
+from .neuron import PROJECTIONS, clamp_units
+from .tokens import embedding_rows, last_token_position, position_in_model, subject_position
+
+DEFAULT_LAMBDA = 0.01
+
+
+@dataclass(frozen=True)
+class Factor:
+    """The shared right-hand factor M = I + delta^T gain (float64, CPU).
+
+    Attributes:
+        delta: Y - X, (n, d).
+        gain: G = X (X^T X + lam I)^-1, (n, d).
+    """
+
+    delta: torch.Tensor
+    gain: torch.Tensor
+
+    def apply(self, weight: torch.Tensor) -> torch.Tensor:
+        """W0 M for an (out, d) weight (M itself is never formed), computed in float64 and returned in the weight's
+        dtype and device."""
+        w0 = weight.detach().to("cpu", torch.float64)
+        return torch.addmm(w0, w0 @ self.delta.T, self.gain).to(weight.device, weight.dtype)
+
+
+def solve_factor(keys: torch.Tensor, values: torch.Tensor, lam: float = DEFAULT_LAMBDA) -> Factor:
+    """The factor M of the closed-form edit for keys X and values Y.
+
+    Args:
+        keys: X, (n, d): what the edited matrices will read.
+        values: Y, (n, d): W* x_i should approach W0 y_i.
+        lam: the ridge weight, > 0.
+
+    Returns:
+        The ``Factor`` shared by every matrix edited with these keys and values.
+    """
+    if not lam > 0:
+        raise UserError(f"lambda must be > 0, got {lam}")
+    if keys.ndim != 2 or keys.shape != values.shape:
+        raise ValueError(f"keys {tuple(keys.shape)} and values {tuple(values.shape)} must both be (n, d)")
+    x = keys.detach().to("cpu", torch.float64)
+    y = values.detach().to("cpu", torch.float64)
+    n, d = x.shape
+    if n <= d:
+        gain = torch.linalg.solve(x @ x.T + lam * torch.eye(n, dtype=torch.float64), x)
+    else:
+        gain = torch.linalg.solve(x.T @ x + lam * torch.eye(d, dtype=torch.float64), x.T).T
+    return Factor(y - x, gain)
+
+
+@dataclass(frozen=True)
+class KeysValues:
+    """LocoEdit's keys and values with where they were read."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    prompts: list[str]
+    positions: list[int]
+    target_position: int
+
+
+def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str]) -> KeysValues:
+    """Keys at the last subject token of each source prompt; values = the target at its last token, one per key.
+
+    Args:
+        model: the model whose text encoder(s) give the embeddings.
+        concept: the subject text, which must occur in every prompt.
+        target: the prompt whose last-token embedding every key is mapped to.
+        prompts: source prompts (e.g. the concept alone and the family's templates).
+    """
+    if not prompts:
+        raise UserError("no source prompts")
+    positions = [position_in_model(model, lambda t, p=prompt: subject_position(t, p, concept)) for prompt in prompts]
+    target_position = position_in_model(model, lambda t: last_token_position(t, target))
+    if target_position < 1:
+        raise UserError("empty target prompt: give a non-empty --target")
+    keys = embedding_rows(model, prompts, positions)
+    value = embedding_rows(model, [target], [target_position])
+    return KeysValues(keys, value.expand_as(keys).clone(), list(prompts), positions, target_position)
+
+
+def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
+    """Sorted distinct layer indices, each within the model's range."""
+    count = len(model.layers)
+    bad = [i for i in layers if not 0 <= i < count]
+    if bad or not layers:
+        raise UserError(f"layers {list(layers)} are invalid for {model.name} with {count} cross-attention layers: "
+                        f"use indices 0..{count - 1}")
+    return sorted(set(layers))
+
+
+def edited_weights(model: Model, layers: Sequence[int], factor: Factor) -> dict[str, torch.Tensor]:
+    """New ``to_k``/``to_v`` weights of ``layers``, by UNet parameter name (e.g. ``...attn2.to_k.weight``)."""
+    weights = {}
+    for index in check_layers(model, layers):
+        for projection in PROJECTIONS:
+            linear = getattr(model.modules[index], projection)
+            weights[f"{model.layers[index].path}.{projection}.weight"] = factor.apply(linear.weight).cpu()
+    return weights
+
+
+@dataclass
+class Edit:
+    """An edit of a model's UNet and its record.
+
+    Attributes:
+        meta: the JSON-able record (id, model, method, layers, lambda, prompts, positions, ...).
+        weights: new values of changed parameters by UNet parameter name (LocoEdit).
+        units: per projection module path, (unit indices, clamp values) held during generation (neuron edit).
+    """
+
+    meta: dict
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    units: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def edit_id(self) -> str:
+        return self.meta["edit_id"]
+
+
+def _swap_weights(unet, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy ``weights`` into ``unet``'s parameters; returns the originals (clones)."""
+    params = []
+    for name, value in weights.items():
+        try:
+            param = unet.get_parameter(name)
+        except AttributeError:
+            raise UserError(f"the edit changes {name}, which this model does not have: wrong model?") from None
+        if param.shape != value.shape:
+            raise UserError(f"the edit's {name} has shape {tuple(value.shape)}, the model's {tuple(param.shape)}: "
+                            "wrong model?")
+        params.append((name, param, value))
+    originals = {}
+    with torch.no_grad():
+        for name, param, value in params:
+            originals[name] = param.detach().clone()
+            param.copy_(value.to(param.device, param.dtype))
+    return originals
+
+
+@contextmanager
+def applied(model: Model, edit: Edit, cfg: bool = True):
+    """Apply ``edit`` to ``model`` until exit; the original weights come back bit for bit, also on errors.
+
+    Args:
+        model: the model to edit in place.
+        edit: a LocoEdit (weights) or neuron edit (clamped units).
+        cfg: whether generation uses classifier-free guidance (neuron edits clamp only the conditional rows).
+    """
+    originals = _swap_weights(model.pipe.unet, edit.weights)
+    try:
+        with clamp_units(model.pipe.unet, edit.units, cfg):
+            yield model
+    finally:
+        _swap_weights(model.pipe.unet, originals)

@@ -1,0 +1,139 @@
+"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (method.md §4).
+
+Groups of prompts:
+    efficacy: the edit's own source prompts, scored against the concept's score text;
+    generalization: held-out prompts with the concept, scored the same way;
+    other_concepts: the family's other concepts (one held-out prompt each), scored against their own score text;
+    unrelated: generic prompts, scored against themselves;
+    target: the target prompt, scored against the concept's score text (the reference efficacy is measured by).
+
+Scores go to ``tables/edit_scores/part-<edit_id>.parquet``, images to ``edits/<edit_id>/eval/``, the summary to
+``edits/<edit_id>/eval.json``, all under the artifact root and written atomically.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .edit import Edit, applied
+from .generation import Case, generate
+from .grid import quantize, to_pil
+from .loading import Model
+from .prompts import attribute_family, unrelated_prompts
+from .settings import Settings
+from .store import atomic_write, join, resolve_root, write_png_atomic, write_table
+
+PHASES = ("before", "after")
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    """One evaluation prompt, the group it belongs to and the text its images are scored against."""
+
+    group: str
+    prompt: str
+    score_text: str
+
+
+def eval_prompts(meta: dict, unrelated: int = 20, other_concepts: int = 3) -> list[EvalPrompt]:
+    """The evaluation prompts of an edit (see the module docstring).
+
+    Args:
+        meta: the edit's record (``family``, ``concept``, ``target``, ``source_prompts``).
+        unrelated: how many of the shipped unrelated prompts to use.
+        other_concepts: how many of the family's other concepts to use.
+    """
+    family = attribute_family(meta["family"])
+    concept = meta["concept"]
+    text = family.score_text_for(concept)
+    prompts = [EvalPrompt("efficacy", p, text) for p in meta["source_prompts"]]
+    prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
+    others = [c for c in family.concepts if c != concept][:other_concepts]
+    prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
+    prompts += [EvalPrompt("unrelated", p, p) for p in unrelated_prompts()[:unrelated]]
+    prompts.append(EvalPrompt("target", meta["target"], text))
+    return prompts
+
+
+def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: int) -> np.ndarray:
+    # Scored as stored: 8-bit, like the sweep's images, so scores reproduce from the PNGs.
+    return quantize(np.concatenate(list(generate(model, cases, settings, batch_size))))
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Summary metrics from score rows (one per prompt x seed x phase).
+
+    efficacy / generalization: fraction of prompts (scores averaged over seeds) whose score to the concept is below
+    the target reference (the target prompt's mean score on the original model); reported before and after.
+    specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained); the same ratio
+    for the family's other concepts. Groups without prompts are left out.
+    """
+    def mean_by_prompt(group, phase):
+        by_prompt = {}
+        for row in rows:
+            if row["group"] == group and row["phase"] == phase:
+                by_prompt.setdefault(row["prompt"], []).append(row["score"])
+        return np.array([np.mean(scores) for scores in by_prompt.values()])
+
+    present = {row["group"] for row in rows}
+    reference = float(mean_by_prompt("target", "before").mean())
+    summary = {"target_reference": reference}
+    for group in ("efficacy", "generalization"):
+        if group not in present:
+            continue
+        for phase in PHASES:
+            scores = mean_by_prompt(group, phase)
+            summary[f"{group}_{phase}"] = float((scores < reference).mean())
+            summary[f"{group}_score_{phase}"] = float(scores.mean())
+        summary[group] = summary[f"{group}_after"]
+    for group, name in (("unrelated", "specificity"), ("other_concepts", "other_concepts_retained")):
+        if group not in present:
+            continue
+        before, after = mean_by_prompt(group, "before").mean(), mean_by_prompt(group, "after").mean()
+        summary[f"{group}_score_before"], summary[f"{group}_score_after"] = float(before), float(after)
+        summary[name] = float(after / before)
+    return summary
+
+
+def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
+             batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3) -> dict:
+    """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``).
+
+    Args:
+        model: the unedited model the edit was made for.
+        edit: the edit to evaluate.
+        scorer: a CLIP scorer (``scoring.load_scorer``).
+        settings: sampling settings shared by every image.
+        seeds: the seeds of every prompt, the same before and after.
+        root: artifact root (``store.resolve_root``).
+        batch_size: images per pipeline call.
+        unrelated, other_concepts: as ``eval_prompts``.
+    """
+    root = resolve_root(root)
+    meta = edit.meta
+    prompts = eval_prompts(meta, unrelated, other_concepts)
+    cases = [Case(p.prompt, seed) for p in prompts for seed in seeds]
+    images = {"before": _generate(model, cases, settings, batch_size)}
+    with applied(model, edit, cfg=settings.guidance > 1):
+        images["after"] = _generate(model, cases, settings, batch_size)
+    texts = [p.score_text for p in prompts for _ in seeds]
+    groups = [p.group for p in prompts for _ in seeds]
+    rows = []
+    for phase in PHASES:
+        scores = scorer.score(images[phase], texts)
+        for i, (case, group) in enumerate(zip(cases, groups)):
+            relpath = f"edits/{edit.edit_id}/eval/{phase}-{i // len(seeds):03d}-seed{case.seed}.png"
+            write_png_atomic(join(root, relpath), to_pil(images[phase][i]))
+            rows.append({"edit_id": edit.edit_id, "model": meta["model"],
+                         "family": meta["family"], "concept": meta["concept"], "method": meta["method"],
+                         "group": group, "prompt": case.prompt, "seed": case.seed, "phase": phase,
+                         "scorer_id": scorer.scorer_id, "score_text": texts[i], "score": float(scores[i]),
+                         "image_path": relpath, **settings.to_dict()})
+    write_table("edit_scores", rows, part=edit.edit_id, root=root)
+    summary = {"edit_id": edit.edit_id, "scorer_id": scorer.scorer_id, "seeds": list(seeds), **settings.to_dict(),
+               "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
+               **summarize(rows)}
+    atomic_write(join(root, f"edits/{edit.edit_id}/eval.json"),
+                 lambda file: file.write(json.dumps(summary, indent=2).encode()))
+    return summary

@@ -1,0 +1,59 @@
+"""Edit folders: ``<root>/edits/<edit_id>/`` with ``edit.json`` (the record) and the changed tensors only.
+
+``weights.safetensors`` holds a LocoEdit's new weights by UNet parameter name; ``units.safetensors`` holds a neuron
+edit's ``<module>.indices`` (int64) and ``<module>.values``. Folders are written to a temporary sibling and renamed
+into place, so a failed edit leaves nothing behind. Tensors are never pickled.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_dir
+from .edit import Edit
+from .errors import UserError
+from .store import resolve_root
+
+RECORD = "edit.json"
+WEIGHTS = "weights.safetensors"
+UNITS = "units.safetensors"
+
+
+def edit_dir(root: str | os.PathLike | None, edit_id: str) -> Path:
+    """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``)."""
+    return Path(resolve_root(root)) / "edits" / edit_id
+
+
+def save_edit(root: str | os.PathLike | None, edit: Edit) -> Path:
+    """Write ``edit`` to its folder, atomically; returns the folder."""
+    path = edit_dir(root, edit.edit_id)
+    with atomic_dir(path) as tmp:
+        if edit.weights:
+            save_file({name: value.contiguous() for name, value in edit.weights.items()}, str(tmp / WEIGHTS))
+        if edit.units:
+            tensors = {}
+            for module, (indices, values) in edit.units.items():
+                tensors[f"{module}.indices"] = indices.contiguous()
+                tensors[f"{module}.values"] = values.contiguous()
+            save_file(tensors, str(tmp / UNITS))
+        (tmp / RECORD).write_text(json.dumps(edit.meta, indent=2))
+    return path
+
+
+def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
+    """Read edit ``edit_id`` back (tensors on the CPU)."""
+    path = edit_dir(root, edit_id)
+    if not (path / RECORD).is_file():
+        raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
+    meta = json.loads((path / RECORD).read_text())
+    weights = load_file(str(path / WEIGHTS)) if (path / WEIGHTS).is_file() else {}
+    units = {}
+    if (path / UNITS).is_file():
+        tensors = load_file(str(path / UNITS))
+        for name in tensors:
+            module, kind = name.rsplit(".", 1)
+            if kind == "indices":
+                units[module] = (tensors[name], tensors[f"{module}.values"])
+    return Edit(meta, weights, units)

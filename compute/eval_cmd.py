@@ -1,0 +1,53 @@
+"""``python -m compute eval-edit EDIT_ID``: generate before/after images of a stored edit with the same seeds,
+score them with CLIP and store the scores and a summary (efficacy, generalization, specificity)."""
+
+from .edit_eval import evaluate
+from .edit_store import load_edit
+from .generate_cmd import parse_ints
+from .loading import load_model
+from .scoring import DEFAULT_SCORER, TINY_SCORER, load_scorer
+from .settings import Settings
+from .store import resolve_root
+
+
+def add_eval_options(parser) -> None:
+    """The evaluation options shared by ``edit --eval`` and ``eval-edit``."""
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same before and after")
+    group.add_argument("--steps", type=int, help="denoising steps (model default)")
+    group.add_argument("--guidance", type=float, help="guidance scale (model default)")
+    group.add_argument("--size", type=int, help="image side in pixels (model default)")
+    group.add_argument("--scorer", help=f"CLIP scorer (default: {TINY_SCORER} for built-in models, "
+                                        f"else {DEFAULT_SCORER})")
+    group.add_argument("--unrelated", type=int, default=20, help="unrelated prompts for specificity")
+    group.add_argument("--other-concepts", type=int, default=3, help="other concepts of the family for specificity")
+    group.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("eval-edit", help="evaluate a stored edit (before/after CLIP scores)")
+    parser.add_argument("edit_id", metavar="EDIT_ID", help="an edit under <artifacts>/edits/")
+    parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    add_eval_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run_eval(model, edit, args) -> dict:
+    """Evaluate ``edit`` on ``model`` with the parsed evaluation options; prints and returns the summary."""
+    seeds = parse_ints(args.seeds, "seeds")
+    settings = Settings.defaults(model.spec, args.steps, args.guidance, args.size)
+    scorer = load_scorer(args.scorer or (TINY_SCORER if model.spec.builtin else DEFAULT_SCORER))
+    root = resolve_root(args.artifacts)
+    summary = evaluate(model, edit, scorer, settings, seeds, root, args.batch_size, args.unrelated, args.other_concepts)
+    specificity = summary.get("specificity", float("nan"))
+    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {summary['efficacy']:.2f} "
+          f"(before {summary['efficacy_before']:.2f}), generalization {summary['generalization']:.2f} "
+          f"(before {summary['generalization_before']:.2f}), specificity {specificity:.3f}")
+    return summary
+
+
+def run(args) -> None:
+    edit = load_edit(args.artifacts, args.edit_id)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype), edit, args)

@@ -1,0 +1,69 @@
+"""Prompt sets of the attribute families (style, objects, facts, color) and the unrelated prompts, shipped as YAML.
+
+Each ``<family>.yaml`` holds: ``target`` (default target prompt) and optional per-concept ``targets``;
+``score_text`` (CLIP text that measures the attribute, ``{concept}`` = the concept) and optional per-concept
+``score_texts``; ``concepts``; ``templates`` (LocoEdit's source prompts); ``held_out`` (generalization prompts);
+``neuron_pairs`` (prompt with the concept, matching neutral prompt). ``unrelated.yaml`` lists generic prompts.
+"""
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+
+DIRECTORY = Path(__file__).parent
+FAMILY_NAMES = ("style", "objects", "facts", "color")
+
+
+@dataclass(frozen=True)
+class AttributeFamily:
+    """One attribute family's prompts; every template has one ``{concept}``."""
+
+    name: str
+    target: str
+    score_text: str
+    concepts: tuple[str, ...]
+    templates: tuple[str, ...]
+    held_out: tuple[str, ...]
+    neuron_pairs: tuple[tuple[str, str], ...]
+    targets: dict[str, str] = field(default_factory=dict)
+    score_texts: dict[str, str] = field(default_factory=dict)
+
+    def target_for(self, concept: str) -> str:
+        return self.targets.get(concept, self.target)
+
+    def score_text_for(self, concept: str) -> str:
+        """The CLIP text that measures whether an image shows ``concept``."""
+        return self.score_texts.get(concept, self.score_text.format(concept=concept))
+
+    def source_prompts(self, concept: str) -> list[str]:
+        return [t.format(concept=concept) for t in self.templates]
+
+    def held_out_prompts(self, concept: str) -> list[str]:
+        return [t.format(concept=concept) for t in self.held_out]
+
+    def contrast_prompts(self, concept: str) -> tuple[list[str], list[str]]:
+        """(prompts with the concept, matching neutral prompts) for the neuron ranking."""
+        return [c.format(concept=concept) for c, _ in self.neuron_pairs], [n for _, n in self.neuron_pairs]
+
+
+@functools.cache
+def attribute_family(name: str) -> AttributeFamily:
+    """Load a shipped family by name (``style``, ``objects``, ``facts``, ``color``)."""
+    if name not in FAMILY_NAMES:
+        raise UserError(f"unknown attribute family {name!r}: use one of {', '.join(FAMILY_NAMES)}")
+    data = yaml.safe_load((DIRECTORY / f"{name}.yaml").read_text())
+    return AttributeFamily(
+        name=name, target=data["target"], score_text=data["score_text"], concepts=tuple(data["concepts"]),
+        templates=tuple(data["templates"]), held_out=tuple(data["held_out"]),
+        neuron_pairs=tuple(tuple(pair) for pair in data["neuron_pairs"]), targets=data.get("targets", {}),
+        score_texts=data.get("score_texts", {}))
+
+
+@functools.cache
+def unrelated_prompts() -> tuple[str, ...]:
+    """Generic prompts that name no concept of the shipped families."""
+    return tuple(yaml.safe_load((DIRECTORY / "unrelated.yaml").read_text())["prompts"])

@@ -1,0 +1,58 @@
+"""Token positions in prompts (the last subject token, the last token) and the text-embedding rows there."""
+
+from collections.abc import Sequence
+
+import torch
+
+from .errors import UserError
+from .loading import Model
+
+
+def _token_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+
+
+def subject_position(tokenizer, prompt: str, subject: str) -> int:
+    """Position of the last subject token: the last token of the last occurrence of ``subject``'s tokens in
+    ``prompt`` as the text encoder reads it (for a prompt ending in the subject, the token before end-of-text)."""
+    if subject.strip().lower() not in prompt.lower():
+        raise UserError(f"concept {subject!r} does not occur in the source prompt {prompt!r}")
+    ids = _token_ids(tokenizer, prompt)
+    sub = tokenizer(subject, add_special_tokens=False).input_ids
+    starts = [i for i in range(len(ids) - len(sub) + 1) if ids[i:i + len(sub)] == sub]
+    if not sub or not starts:
+        raise UserError(f"the tokens of {subject!r} are not in the tokens of {prompt!r} "
+                        "(a different word split, or truncation): rephrase the prompt")
+    return starts[-1] + len(sub) - 1
+
+
+def last_token_position(tokenizer, prompt: str) -> int:
+    """Position of the token before the first end-of-text token."""
+    ids = _token_ids(tokenizer, prompt)
+    return ids.index(tokenizer.eos_token_id) - 1
+
+
+def _tokenizers(model: Model) -> list:
+    return [t for t in (model.pipe.tokenizer, getattr(model.pipe, "tokenizer_2", None)) if t is not None]
+
+
+def position_in_model(model: Model, find) -> int:
+    """``find(tokenizer)``, a token position, for the model's tokenizer(s).
+
+    SD-XL's cross-attention reads both encoders side by side, so the position must agree between its tokenizers.
+    """
+    positions = {find(tokenizer) for tokenizer in _tokenizers(model)}
+    if len(positions) != 1:
+        raise UserError(f"the two tokenizers disagree on the token position ({sorted(positions)})")
+    return positions.pop()
+
+
+def embedding_rows(model: Model, prompts: Sequence[str], positions: Sequence[int]) -> torch.Tensor:
+    """The cross-attention text embedding (``family.encode``'s ``cond``) of each prompt at its position,
+    as an (n, D) float64 tensor on the CPU."""
+    rows = []
+    with torch.no_grad():
+        for prompt, position in zip(prompts, positions):
+            cond, _ = model.family.encode(model.pipe, prompt)
+            rows.append(cond.cond[0, position].to("cpu", torch.float64))
+    return torch.stack(rows)

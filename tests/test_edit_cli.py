@@ -1,0 +1,158 @@
+"""``python -m compute edit`` / ``eval-edit``: edit folders, layers from a sweep, bad input, evaluation tables."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from safetensors.torch import load_file
+
+from compute.cli import main
+from compute.edit_eval import summarize
+from compute.store import write_table
+
+EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
+EVAL = ["--steps", "2", "--size", "32", "--seeds", "0", "--unrelated", "1", "--other-concepts", "1"]
+EVAL_PROMPTS = 4 + 6 + 1 + 1 + 1  # efficacy, generalization, other concepts, unrelated, target
+
+
+def _edit_ids(root):
+    return sorted(p.name for p in (root / "edits").iterdir()) if (root / "edits").exists() else []
+
+
+def _only_edit(root):
+    (edit_id,) = _edit_ids(root)
+    return edit_id, root / "edits" / edit_id
+
+
+def test_edit_saves_only_the_changed_weights_and_a_record(tmp_path, capsys):
+    assert main(EDIT + ["--layers", "9,8", "--lambda", "0.05", "--artifacts", str(tmp_path)]) == 0
+    edit_id, folder = _only_edit(tmp_path)
+    assert edit_id.startswith("van-gogh-loco-")
+    weights = load_file(str(folder / "weights.safetensors"))
+    assert sorted(weights) == [f"up_blocks.1.attentions.{a}.transformer_blocks.0.attn2.{m}.weight"
+                               for a in (1, 2) for m in ("to_k", "to_v")]
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["method"], record["layers"], record["lambda"]) == ("loco", [8, 9], 0.05)
+    assert record["token_positions"] == [2, 8, 8, 8]
+    assert record["source_prompts"][1] == "a painting in the style of van gogh"
+    assert record["seconds"] > 0 and "torch" in record["versions"]
+    assert edit_id in capsys.readouterr().out
+
+
+def test_rerunning_the_same_edit_reuses_it(tmp_path, capsys):
+    args = EDIT + ["--layers", "8,9", "--artifacts", str(tmp_path)]
+    main(args)
+    created = (tmp_path / "edits" / _only_edit(tmp_path)[0] / "edit.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "already exists" in capsys.readouterr().out
+    assert (tmp_path / "edits" / _only_edit(tmp_path)[0] / "edit.json").stat().st_mtime_ns == created
+
+
+def test_all_layers_edits_k_and_v_of_every_layer(tmp_path):
+    assert main(EDIT + ["--method", "all-layers", "--artifacts", str(tmp_path)]) == 0
+    _, folder = _only_edit(tmp_path)
+    assert len(load_file(str(folder / "weights.safetensors"))) == 32
+
+
+def test_neuron_edit_saves_indices_and_values(tmp_path):
+    assert main(EDIT + ["--method", "neuron", "--layers", "8,9", "--topk", "12", "--artifacts", str(tmp_path)]) == 0
+    _, folder = _only_edit(tmp_path)
+    units = load_file(str(folder / "units.safetensors"))
+    indices = [v for k, v in units.items() if k.endswith(".indices")]
+    assert sum(v.numel() for v in indices) == 12
+    assert all(k.rsplit(".", 1)[0].endswith(("attn2.to_k", "attn2.to_v")) for k in units)
+    assert not (folder / "weights.safetensors").exists()
+    assert json.loads((folder / "edit.json").read_text())["position"] == 76
+
+
+def _sweep_scores(root, concept="van gogh"):
+    rows = [dict(case_id=f"o{s}", kind="original", score=0.30, seed=s) for s in (0, 1)]
+    rows += [dict(case_id=f"t{s}", kind="target", score=0.10, seed=s) for s in (0, 1)]
+    rows += [dict(case_id=f"w1-{i}", kind="window", window_start=i, window_size=1, score=0.29, seed=0)
+             for i in range(16)]
+    rows += [dict(case_id=f"w2-{i}", kind="window", window_start=i, window_size=2, seed=0,
+                  score=0.12 if i == 8 else 0.28) for i in range(15)]
+    common = dict(run_id="run1", model="tiny-sd1", family="style", concept=concept, scorer_id="tiny-clip",
+                  score_text=f"style of {concept}")
+    write_table("scores", [{**common, **row} for row in rows], part="run1-0", root=root)
+
+
+def test_from_run_edits_the_minimal_localizing_window(tmp_path):
+    _sweep_scores(tmp_path)
+    assert main(EDIT + ["--from-run", "run1", "--artifacts", str(tmp_path)]) == 0
+    _, folder = _only_edit(tmp_path)
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["layers"], record["from_run"]) == ([8, 9], "run1")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layers", "8,9", "--lambda", "0"], "--lambda must be > 0"),
+    (["--layers", "8,9", "--lambda", "-1"], "--lambda must be > 0"),
+    (["--layers", "8,16"], "use indices 0..15"),
+    (["--layers", "8", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
+    (["--layers", "8", "--prompt", "a painting by van goghs"], "are not in the tokens"),
+    (["--layers", "8", "--method", "neuron", "--topk", "100000"], "--topk 100000 is out of range"),
+    (["--from-run", "run1"], "has no style scores"),
+    (["--from-run", "other-run"], "has no style scores"),
+    (["--layers", "8", "--method", "all-layers"], "drop --layers"),
+    ([], "needs --layers"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
+    _sweep_scores(tmp_path, concept="monet")
+    assert main(EDIT + extra + ["--artifacts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert _edit_ids(tmp_path) == []
+
+
+def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
+    _sweep_scores(tmp_path)
+    assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
+    assert "no window of run 'run1' localizes" in capsys.readouterr().err
+
+
+def _eval_table(root):
+    return pq.read_table(next((root / "tables" / "edit_scores").glob("*.parquet"))).to_pylist()
+
+
+def test_eval_edit_scores_every_prompt_before_and_after(tmp_path):
+    main(EDIT + ["--layers", "8,9", "--artifacts", str(tmp_path)])
+    edit_id, folder = _only_edit(tmp_path)
+    assert main(["eval-edit", edit_id, "--artifacts", str(tmp_path), "--scorer", "tiny-clip"] + EVAL) == 0
+    rows = _eval_table(tmp_path)
+    assert len(rows) == 2 * EVAL_PROMPTS
+    assert {r["edit_id"] for r in rows} == {edit_id}
+    assert all((tmp_path / r["image_path"]).is_file() for r in rows)
+    before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
+    after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
+    assert before.keys() == after.keys() and before != after
+    summary = json.loads((folder / "eval.json").read_text())
+    unrelated = {r["phase"]: r["score"] for r in rows if r["group"] == "unrelated"}
+    assert summary["specificity"] == pytest.approx(unrelated["after"] / unrelated["before"])
+    assert summary["num_prompts"]["generalization"] == 6
+
+
+def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
+    args = EDIT + ["--method", "neuron", "--layers", "8,9", "--topk", "0", "--eval", "--artifacts", str(tmp_path)]
+    assert main(args + EVAL) == 0
+    rows = _eval_table(tmp_path)
+    before = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "before")
+    after = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "after")
+    assert before == after
+    summary = json.loads((_only_edit(tmp_path)[1] / "eval.json").read_text())
+    assert summary["specificity"] == 1.0
+    assert summary["efficacy"] == summary["efficacy_before"]
+
+
+def test_summary_counts_prompts_whose_seed_mean_falls_below_the_target_reference():
+    rows = [dict(group="target", phase="before", prompt="a painting", score=s) for s in (0.18, 0.22)]
+    before, after = {"a": (0.3, 0.3), "b": (0.25, 0.27)}, {"a": (0.1, 0.2), "b": (0.1, 0.35)}
+    for phase, scores in (("before", before), ("after", after)):
+        rows += [dict(group="efficacy", phase=phase, prompt=p, score=s) for p, pair in scores.items() for s in pair]
+    rows += [dict(group="unrelated", phase="before", prompt="x", score=0.4),
+             dict(group="unrelated", phase="after", prompt="x", score=0.3)]
+    summary = summarize(rows)
+    assert summary["target_reference"] == pytest.approx(0.2)
+    assert (summary["efficacy_before"], summary["efficacy"]) == (0.0, 0.5)  # b's seed mean 0.225 stays above
+    assert summary["specificity"] == pytest.approx(0.75)
+    assert "other_concepts_retained" not in summary

@@ -1,0 +1,114 @@
+"""Neuron-level editing: Welch-t ranking of to_k/to_v units and clamping the conditional branch's units."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from compute.edit import Edit, applied
+from compute.errors import UserError
+from compute.generation import Case, generate_batch
+from compute.neuron import clamp_units, rank_units, top_units, welch_t
+from compute.prompts import attribute_family
+from compute.settings import Settings
+
+TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
+LAYER8 = "up_blocks.1.attentions.1.transformer_blocks.0.attn2"
+
+
+def test_welch_t_matches_the_formula():
+    a = torch.tensor([[1.0], [2.0], [3.0]])  # mean 2, variance 1
+    b = torch.tensor([[4.0], [6.0]])  # mean 5, variance 2
+    assert welch_t(a, b).item() == pytest.approx(-3 / math.sqrt(1 / 3 + 2 / 2), rel=1e-12)
+
+
+def test_welch_t_of_constant_units():
+    a = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert welch_t(a, b).tolist() == [0.0, math.inf]
+
+
+def test_top_units_are_the_largest_t_across_modules_held_at_neutral_means():
+    generator = torch.Generator().manual_seed(0)
+    neutral = {"a": torch.randn(6, 5, generator=generator), "b": torch.randn(6, 3, generator=generator)}
+    concept = {name: torch.randn(6, v.shape[1], generator=generator) for name, v in neutral.items()}
+    concept["a"][:, 4] += 10.0
+    concept["b"][:, 1] -= 20.0
+    units, t = top_units(concept, neutral, 2)
+    assert {name: indices.tolist() for name, (indices, _) in units.items()} == {"a": [4], "b": [1]}
+    assert units["b"][1].item() == pytest.approx(neutral["b"][:, 1].mean().item())
+    assert t["b"][1] < -10
+
+
+def test_topk_larger_than_the_units_is_rejected():
+    activations = {"a": torch.zeros(3, 4)}
+    with pytest.raises(UserError, match="chosen layers have 4"):
+        top_units(activations, activations, 5)
+
+
+def test_clamp_changes_only_the_chosen_units_of_conditional_rows(load):
+    unet = load("tiny-sd1").pipe.unet
+    to_k = unet.get_submodule(f"{LAYER8}.to_k")
+    text = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(0))  # [unconditional, conditional]
+    with torch.no_grad():
+        plain = to_k(text)
+        with clamp_units(unet, {f"{LAYER8}.to_k": (torch.tensor([1, 5]), torch.tensor([9.0, -9.0]))}):
+            clamped = to_k(text)
+        again = to_k(text)
+    assert torch.equal(clamped[0], plain[0])
+    assert (clamped[1, :, [1, 5]] == torch.tensor([9.0, -9.0])).all()
+    others = [i for i in range(plain.shape[-1]) if i not in (1, 5)]
+    assert torch.equal(clamped[1, :, others], plain[1, :, others])
+    assert torch.equal(again, plain)
+
+
+def test_without_guidance_every_row_is_clamped(load):
+    unet = load("tiny-sd1").pipe.unet
+    to_v = unet.get_submodule(f"{LAYER8}.to_v")
+    with torch.no_grad(), clamp_units(unet, {f"{LAYER8}.to_v": (torch.tensor([0]), torch.tensor([3.0]))}, cfg=False):
+        out = to_v(torch.randn(2, 77, 32))
+    assert (out[:, :, 0] == 3.0).all()
+
+
+def _ranked(model, k):
+    concept_prompts, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
+    return rank_units(model, [8, 9], concept_prompts, neutral_prompts, 76, k)
+
+
+def test_ranking_holds_top_units_at_their_mean_on_neutral_prompts(load):
+    model = load("tiny-sd1")
+    units, t = _ranked(model, 10)
+    assert sum(indices.numel() for indices, _ in units.values()) == 10
+    _, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
+    name, (indices, values) = next(iter(units.items()))
+    linear = model.pipe.unet.get_submodule(name)
+    with torch.no_grad():
+        rows = torch.stack([linear(model.family.encode(model.pipe, p)[0].cond[0, 76]) for p in neutral_prompts])
+    assert torch.allclose(values, rows.mean(0)[indices], atol=1e-6)
+    picked = {n: torch.zeros(v.numel(), dtype=torch.bool) for n, v in t.items()}
+    for n, (i, _) in units.items():
+        picked[n][i] = True
+    size = torch.cat([v.abs() for v in t.values()])
+    mask = torch.cat(list(picked.values()))
+    assert size[mask].min() >= size[~mask].max()
+
+
+def test_neuron_edit_with_k_zero_is_bit_identical_to_no_edit(load):
+    model = load("tiny-sd1")
+    units, _ = _ranked(model, 0)
+    plain = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+    with applied(model, Edit({}, units=units)):
+        edited = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+    assert units == {}
+    assert np.array_equal(edited, plain)
+
+
+def test_neuron_edit_changes_generation(load):
+    model = load("tiny-sd1")
+    units, _ = _ranked(model, 40)
+    plain = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+    with applied(model, Edit({}, units=units)):
+        edited = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+    assert np.abs(edited - plain).max() > 1e-3
+    assert np.array_equal(generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY), plain)
