@@ -129,11 +129,12 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     elif spec.builtin:
         pipe = build_tiny(spec.name, seed=seed)
     else:
+        _read_index(spec.source)  # a missing or offline checkpoint fails here, with a one-line reason
         try:
-            pipe = family.pipeline_type().from_pretrained(spec.hub_id, torch_dtype=torch_dtype,
+            pipe = family.pipeline_type().from_pretrained(spec.source, dtype=torch_dtype,
                                                           **dict(family.load_kwargs))
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load {spec.hub_id!r}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot load {spec.source!r}: {str(exc).splitlines()[0]}") from None
         if spec.scheduler != "default":
             pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
@@ -156,7 +157,7 @@ def layer_count(name: str) -> int:
     spec = resolve(name)
     if spec.num_layers is not None:
         return spec.num_layers
-    config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.hub_id)[1]
+    config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.source)[1]
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
     return sum(1 for module in unet.modules() if is_text_attention(module))

@@ -2,6 +2,9 @@
 test models and full-size random-weight models for benchmarks."""
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class ModelSpec:
         guidance: default classifier-free guidance scale.
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
         num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
+        path: for a model embedded in this repository, its pipeline folder relative to the repository root.
     """
 
     name: str
@@ -27,10 +31,17 @@ class ModelSpec:
     guidance: float = 7.5
     scheduler: str = "default"
     num_layers: int | None = None
+    path: str | None = None
 
     @property
     def builtin(self) -> bool:
-        return self.hub_id is None
+        """Built from code (no weights to read)."""
+        return self.hub_id is None and self.path is None
+
+    @property
+    def source(self) -> str | None:
+        """What ``from_pretrained`` reads: the embedded folder or the hub id."""
+        return str(REPO_ROOT / self.path) if self.path else self.hub_id
 
     def to_dict(self) -> dict:
         return asdict(self)
