@@ -36,15 +36,19 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _accelerate_shard(index: int, count: int, device: str) -> tuple[int, int, str]:
-    """Under ``accelerate launch``, split this shard further across the launched processes (one per GPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+def launcher_shard(index: int, count: int, device: str) -> tuple[int, int, str]:
+    """Under ``accelerate launch`` or ``torchrun`` (which set RANK / WORLD_SIZE / LOCAL_RANK), split this shard
+    further across the launched processes, one GPU each. Shards are independent: no process group is needed."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
         return index, count, device
-    from accelerate import PartialState
+    rank = int(os.environ["RANK"])
+    if device == "auto":
+        import torch
 
-    state = PartialState()
-    return (index * state.num_processes + state.process_index, count * state.num_processes,
-            str(state.device) if device == "auto" else device)
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    return index * world + rank, count * world, device
 
 
 def run(args) -> None:
@@ -57,7 +61,7 @@ def run(args) -> None:
     num_layers = layer_count(config.model)
     check_window_sizes(config, num_layers, args.config)
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
-    shard, num_shards, device = _accelerate_shard(shard, num_shards, args.device)
+    shard, num_shards, device = launcher_shard(shard, num_shards, args.device)
     units = build_plan(config, settings, num_layers)
     mine = shard_units(units, shard, num_shards)[:args.limit]
     root = store.resolve_root(args.artifacts)

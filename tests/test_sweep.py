@@ -120,3 +120,19 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
     assert all(drop == pytest.approx(0.0, abs=0.02) for key, drop in drops.items() if key not in holding)
     best = store.minimal_windows(con).to_pylist()
     assert [(row["window_size"], row["window_start"]) for row in best] == [(1, 9)]
+
+
+def test_launcher_processes_split_the_plan(reference, tmp_path):
+    """``accelerate launch`` / ``torchrun`` start one process per GPU with RANK and WORLD_SIZE set; each runs its
+    own part of the plan and together they equal one run."""
+    config, expected = reference
+    root = tmp_path / "root"
+    procs = [subprocess.Popen([sys.executable, "-m", "compute", "sweep", config, "--artifacts", str(root),
+                               "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                                   "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
+             for rank in (0, 1)]
+    assert [proc.wait(timeout=300) for proc in procs] == [0, 0]
+    for name in ("cases", "scores"):
+        assert table(root, name) == table(expected, name)
+    assert sorted((r["shard"], r["num_shards"]) for r in table(root, "runs")) == [(0, 2), (1, 2)]
