@@ -16,7 +16,12 @@ import torch
 from .errors import UserError
 from .loading import Model
 from .neuron import PROJECTIONS, clamp_units
-from .tokens import embedding_rows, last_token_position, position_in_model, subject_position
+from .tokens import (
+    embedding_rows,
+    last_token_position,
+    position_in_model,
+    subject_position,
+)
 
 DEFAULT_LAMBDA = 0.01
 

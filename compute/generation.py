@@ -75,7 +75,8 @@ def _batches(cases: Sequence[Case], size: int) -> Iterator[Sequence[Case]]:
         yield cases[start:start + size]
 
 
-def generate_batch(model: Model, cases: Sequence[Case], settings: Settings, encoder: _Encoder | None = None) -> np.ndarray:
+def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
+                   encoder: _Encoder | None = None) -> np.ndarray:
     """Generate ``cases`` in one pipeline call; returns (N, H, W, 3) float32 images in [0, 1]."""
     encoder = encoder or _Encoder(model)
     rows, replacement = [], []

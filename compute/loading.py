@@ -11,10 +11,10 @@ import torch
 
 from .errors import UserError
 from .families import FAMILIES, Family, family_of_pipeline
-from .layers import Layer, find_layers
-from .registry import MODELS, ModelSpec
 from .full_size import BUILDERS as FULL_SIZE
 from .full_size import build_full_size
+from .layers import Layer, find_layers
+from .registry import MODELS, ModelSpec
 from .tiny import build_tiny
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

@@ -10,8 +10,9 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
 ``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
-which is derived from the unit's cases, so a rerun of a unit replaces its files and shards never write the same one. Partition values are URL-quoted. Every file is written
-under a ``.tmp-`` name and renamed into place, so readers never see half a file; readers skip ``.tmp-`` names.
+which is derived from the unit's cases, so a rerun of a unit replaces its files and shards never write the same
+one. Partition values are URL-quoted. Every file is written under a ``.tmp-`` name and renamed into place, so
+readers never see half a file; readers skip ``.tmp-`` names.
 
 This module must not import torch: the dashboard imports it.
 """

@@ -6,7 +6,14 @@ import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from compute.edit import Edit, applied, check_layers, edited_weights, solve_factor, subject_keys_values
+from compute.edit import (
+    Edit,
+    applied,
+    check_layers,
+    edited_weights,
+    solve_factor,
+    subject_keys_values,
+)
 from compute.edit_store import load_edit, save_edit
 from compute.errors import UserError
 from compute.families import FAMILIES

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from compute.generation import Case, generate_batch
-from compute.settings import Settings
 from compute.intervention import swap_text
+from compute.settings import Settings
 
 MODELS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl"]
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"

@@ -19,7 +19,8 @@ def test_tiny_sd1_has_the_sd15_paths_in_forward_order(load):
 
 def test_tiny_sd1_resolutions_follow_the_unet(load):
     # 64 px image, 4x VAE -> 16x16 latent, halved by each of the three downsamplers.
-    assert [layer.resolution for layer in load("tiny-sd1").layers] == [16, 16, 8, 8, 4, 4, 2, 4, 4, 4, 8, 8, 8, 16, 16, 16]
+    resolutions = [layer.resolution for layer in load("tiny-sd1").layers]
+    assert resolutions == [16, 16, 8, 8, 4, 4, 2, 4, 4, 4, 8, 8, 8, 16, 16, 16]
 
 
 def test_tiny_sdxl_has_70_layers_down_mid_up(load):

@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from compute.errors import UserError
-from compute.scoring import CLIP_MEAN, CLIP_STD, PAPER_SCORER, TINY_SCORER, load_scorer, tiny_clip
+from compute.scoring import (
+    CLIP_MEAN,
+    CLIP_STD,
+    PAPER_SCORER,
+    TINY_SCORER,
+    load_scorer,
+    tiny_clip,
+)
 from compute.tokenizer import clip_tokenizer
 
 TEXTS = ["style of van gogh", "a painting", "a photo of r2d2"]

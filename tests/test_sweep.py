@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sweep_helpers import table, write_config
 
 from compute import store
 from compute.cli import main
@@ -20,7 +21,6 @@ from compute.scoring import load_scorer
 from compute.settings import Settings
 from compute.sweep import run_units
 from compute.sweep_config import load_config
-from sweep_helpers import table, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,13 +1,13 @@
 """Config errors fail before any model loads, naming the key path and the fix, with exit code 2."""
 
 import pytest
+from sweep_helpers import SMALL, write_config
 
 from compute.cli import main
 from compute.plan import build_plan, shard_units
 from compute.registry import MODELS
 from compute.settings import Settings
 from compute.sweep_config import load_config
-from sweep_helpers import SMALL, write_config
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -1,0 +1,187 @@
+"""Every dashboard page, driven with Streamlit's AppTest against a real tiny sweep and real edits, an empty root,
+a root with a corrupt Parquet file and a root from a newer LocoLab."""
+
+import json
+
+import pytest
+from dashboard_fixtures import (
+    MAIN,
+    add_corrupt_part,
+    add_newer_part,
+    copy_root,
+    real_root,
+)
+from streamlit import config
+from streamlit.testing.v1 import AppTest
+
+from compute.store import Store, minimal_windows
+
+# The app's config hides error details from viewers; tests want them.
+config.set_option("client.showErrorDetails", "full")
+
+PAGES = ("views/overview.py", "views/layer_map.py", "views/gallery.py", "views/edits.py", "views/run_edit.py")
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return real_root(tmp_path_factory)
+
+
+def open_app(monkeypatch, root, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    if page:
+        app.switch_page(page).run()
+    assert not app.exception, app.exception[0].value if app.exception else None
+    return app
+
+
+def heat_map_spec(app: AppTest) -> dict:
+    return json.loads(app.get("plotly_chart")[0].proto.spec)
+
+
+def test_overview_lists_the_run_and_the_edits(monkeypatch, root):
+    app = open_app(monkeypatch, root)
+
+    assert str(root) in app.markdown[0].value and "$LOCOLAB_ARTIFACTS" in app.markdown[0].value
+    runs = app.dataframe[0].value
+    assert list(runs["model"]) == ["tiny-sd1"] and list(runs["config"]) == ["dashboard-test"]
+    assert list(runs["status"]) == ["finished"]
+    # 2 families x 2 seeds x (original + target + 16 windows of m=1 + 15 of m=2) = 132 cases, each scored once.
+    assert list(runs["cases"]) == [132] and list(runs["scores"]) == [132] and list(runs["concepts"]) == [2]
+    assert sorted(app.dataframe[1].value["method"]) == ["all-layers", "loco"]
+
+
+def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):
+    app = open_app(monkeypatch, tmp_path / "nothing-yet")
+
+    assert "No sweep results" in app.info[0].value
+    assert "make demo" in app.code[0].value and "python -m compute sweep" in app.code[0].value
+    for page in PAGES[1:4]:
+        app.switch_page(page).run()
+        assert not app.exception and app.info, page
+
+
+def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
+    app = open_app(monkeypatch, tmp_path / "nothing-yet")
+
+    app.sidebar.text_input(key="root_input").set_value(str(root)).run()
+
+    assert "typed in" in app.markdown[0].value
+    assert list(app.dataframe[0].value["model"]) == ["tiny-sd1"]
+
+
+def test_layer_map_has_one_row_per_concept_and_one_column_per_layer(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+
+    heat = heat_map_spec(app)["data"][0]
+    assert heat["type"] == "heatmap"
+    assert [len(row) for row in heat["z"]] == [16, 16]
+    assert heat_map_spec(app)["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+
+
+def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.selectbox(key="map_size").set_value(2).run()
+
+    hover = heat_map_spec(app)["data"][1]["customdata"]
+    # Window 8-9 of tiny-sd1 (64 px -> 16x16 latents, halved three times): up block at 4x4 (method.md §1 order).
+    assert "layers 8–9: 8 (up, 4²) · 9 (up, 4²)" in hover[8]
+    assert len(hover) == 2 * 15
+
+
+def test_layer_map_marks_windows_at_the_chosen_threshold(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    con = Store(root).connect()
+    for threshold in (0.5, 0.9):
+        app.slider(key="threshold").set_value(threshold).run()
+
+        heat = heat_map_spec(app)["data"][0]
+        marked = [[mark == "●" for mark in row] for row in heat["text"]]
+        assert marked == [[z is not None and z >= threshold for z in row] for row in heat["z"]]
+        shown = app.dataframe[0].value
+        stored = {(w["family"], w["concept"]): w["window_size"] for w in minimal_windows(con, threshold).to_pylist()}
+        assert [None if m != m else int(m) for m in shown["m"]] == [
+            stored.get(key) for key in zip(shown["family"], shown["concept"])]
+
+
+def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.selectbox(key="map_concept").set_value(("color", "blue")).run()
+    app.selectbox(key="map_start").set_value(9).run()
+
+    app.button(key="open_gallery").click().run()
+
+    assert app.title[0].value == "Gallery"
+    assert app.selectbox(key="gal_concept").value == ("color", "blue")
+    # Windows 0-15 in pages of 4: window 9 is on page 3, marked.
+    assert "**layer 9 ◀**" in [m.value for m in app.markdown]
+    assert [m.value for m in app.markdown if m.value.startswith("**layer")] == [
+        "**layer 8**", "**layer 9 ◀**", "**layer 10**", "**layer 11**"]
+
+
+def test_gallery_pages_windows_with_one_image_per_seed(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/gallery.py")
+
+    # Original and target rows plus 4 windows on the page, each with seeds 0 and 1.
+    assert len(app.image) == (2 + 4) * 2
+    assert app.image[0].captions[0].startswith("seed 0 · -") or app.image[0].captions[0].startswith("seed 0 · 0")
+    assert app.get("pagination")[0].proto.num_pages == 4
+    app.get("pagination")[0].set_value(4).run()
+    assert [m.value for m in app.markdown if m.value.startswith("**layer")] == [
+        "**layer 12**", "**layer 13**", "**layer 14**", "**layer 15**"]
+
+
+def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+    loco = next(edit_id for edit_id in app.dataframe[0].value["edit"] if "-loco-" in edit_id)
+
+    app.selectbox(key="edit_choice").set_value(loco).run()
+
+    settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
+    assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
+    assert [m.label for m in app.metric][:3] == ["efficacy", "generalization", "specificity"]
+    assert [t.label for t in app.tabs] == ["efficacy (the edit's own prompts)", "generalization (held-out prompts)",
+                                          "specificity (unrelated prompts)",
+                                          "specificity (the family's other concepts)", "target reference"]
+    # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
+    assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
+    assert sorted(set(app.dataframe[2].value["method"])) == ["all-layers", "loco"]
+
+
+def test_run_an_edit_prefills_the_localized_layers(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/run_edit.py")
+    app.selectbox(key="run_model").set_value("tiny-sd1").run()
+
+    window = next(w for w in minimal_windows(Store(root).connect(), 0.5).to_pylist() if w["concept"] == "van gogh")
+    layers = app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value
+    assert layers == list(range(window["window_start"], window["window_start"] + window["window_size"]))
+    assert app.text_input(key="run_target_van gogh").value == "a painting"
+
+
+def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/run_edit.py")
+
+    from compute.registry import MODELS
+    assert app.selectbox(key="run_model").options == sorted(MODELS)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_corrupt_parquet_file_is_named_and_skipped(monkeypatch, tmp_path, root, page):
+    broken = copy_root(root, tmp_path / "root")
+    add_corrupt_part(broken)
+
+    app = open_app(monkeypatch, broken, page)
+
+    assert "part-corrupt.parquet" in app.warning[0].value and "unreadable Parquet" in app.warning[0].value
+    assert not app.error
+
+
+def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
+    newer = copy_root(root, tmp_path / "root")
+    add_newer_part(newer)
+
+    app = open_app(monkeypatch, newer)
+
+    assert "newer LocoLab (schema v99 > v1)" in app.error[0].value
+    assert not app.dataframe
