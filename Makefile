@@ -10,10 +10,10 @@ CONFIG ?= compute/configs/tiny-sd1.yaml
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt $(wildcard dashboard/requirements.txt)
+$(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-test.txt $(if $(wildcard dashboard/requirements.txt),-r dashboard/requirements.txt)
+	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
 test: setup
@@ -28,6 +28,11 @@ sweep: setup
 
 bench: setup
 	$(PY) -m compute.bench
+	$(PY) -m compute.bench_edit
+	$(PY) -m dashboard.bench
+
+dashboard: setup
+	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 
 clean:
 	rm -rf $(VENV)

@@ -2,11 +2,13 @@
 a root with a corrupt Parquet file and a root from a newer LocoLab."""
 
 import json
+import sys
 
 import pytest
 from dashboard_fixtures import (
     MAIN,
     add_corrupt_part,
+    add_foreign_part,
     add_newer_part,
     copy_root,
     real_root,
@@ -14,7 +16,7 @@ from dashboard_fixtures import (
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from compute.store import Store, minimal_windows
+from compute.store import Store, minimal_windows, write_table
 
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
@@ -60,6 +62,8 @@ def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):
     for page in PAGES[1:4]:
         app.switch_page(page).run()
         assert not app.exception and app.info, page
+    app.switch_page("views/run_edit.py").run()
+    assert not app.exception and "tiny-sd1" in app.selectbox(key="run_model").options
 
 
 def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
@@ -68,6 +72,15 @@ def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
     app.sidebar.text_input(key="root_input").set_value(str(root)).run()
 
     assert "typed in" in app.markdown[0].value
+    assert list(app.dataframe[0].value["model"]) == ["tiny-sd1"]
+
+
+def test_a_locked_root_cannot_be_switched_from_the_page(monkeypatch, root):
+    monkeypatch.setattr(sys, "argv", ["dashboard/main.py", "--lock-root"])
+
+    app = open_app(monkeypatch, root)
+
+    assert not app.sidebar.text_input
     assert list(app.dataframe[0].value["model"]) == ["tiny-sd1"]
 
 
@@ -185,3 +198,41 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     assert "newer LocoLab (schema v99 > v1)" in app.error[0].value
     assert not app.dataframe
+
+
+def test_a_foreign_parquet_file_with_wrong_column_types_is_named_and_skipped(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    add_foreign_part(odd)
+
+    app = open_app(monkeypatch, odd, "views/gallery.py")
+
+    assert "part-foreign.parquet`: not a LocoLab scores table: score is text, not number" in app.warning[0].value
+    assert len(app.image) == (2 + 4) * 2
+
+
+def test_unreadable_images_become_notes(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    for image in (odd / "images").rglob("*.png"):
+        image.write_bytes(b"not a png")
+
+    app = open_app(monkeypatch, odd, "views/gallery.py")
+
+    assert not app.image
+    notes = [c.value for c in app.caption if c.value.startswith("seed ")]
+    assert len(notes) == (2 + 4) * 2 and all(n.endswith("(image missing or unreadable)") for n in notes)
+
+
+def test_image_paths_that_leave_the_root_are_not_read(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    (tmp_path / "secret.png").write_bytes((odd / "images" / "tiny-sd1").iterdir().__next__().read_bytes())
+    case = dict(run_id="odd", model="tiny-sd1", family="style", concept="escape", prompt="p", target="t", seed=0)
+    write_table("cases", [dict(case, case_id="o", kind="original", image_path="../secret.png"),
+                          dict(case, case_id="w", kind="window", window_start=0, window_size=1,
+                               image_path="images/../../secret.png")], "odd", root=odd)
+
+    app = open_app(monkeypatch, odd, "views/gallery.py")
+    app.selectbox(key="gal_concept").set_value(("style", "escape")).run()
+
+    assert not app.image
+    assert [c.value for c in app.caption if "leaves" in c.value] == [
+        "seed 0 · –\n\n(no image: path leaves the artifact root)"] * 2

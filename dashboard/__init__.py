@@ -1,0 +1,1 @@
+"""LocoLab dashboard: Streamlit pages over the artifact store; it never imports torch."""

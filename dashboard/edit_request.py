@@ -1,0 +1,77 @@
+"""An edit asked for on the Run-an-edit page, checked, as ``python -m compute edit ... --eval`` arguments."""
+
+from dataclasses import asdict, dataclass
+
+from compute.errors import UserError
+
+from .queries import FAMILY_ORDER
+
+METHODS = ("loco", "all-layers", "neuron")
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """The form's values.
+
+    Attributes:
+        model: a registered model or one already in the store.
+        family, concept: what to edit.
+        target: what the concept should become (None: the family's default target).
+        layers: layer indices to edit (ignored by ``all-layers``).
+        lam: the ridge weight of the closed form (loco, all-layers).
+        method: loco, all-layers or neuron.
+        topk: neuron: units to hold.
+        seeds: evaluation seeds, the same before and after.
+        steps, size: evaluation sampling (None: the model's default).
+        unrelated: unrelated prompts for specificity.
+    """
+
+    model: str
+    family: str
+    concept: str
+    target: str | None
+    layers: tuple[int, ...]
+    lam: float = 0.01
+    method: str = "loco"
+    topk: int = 50
+    seeds: tuple[int, ...] = (0, 1)
+    steps: int | None = None
+    size: int | None = None
+    unrelated: int = 20
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def args(self, root: str, allowed_models: set[str], num_layers: int | None) -> list[str]:
+        """The arguments after ``python -m compute``, writing under ``root``.
+
+        Raises:
+            UserError: a value is out of bounds, or the model is neither registered nor in the store.
+        """
+        if self.model not in allowed_models:
+            raise UserError(f"model {self.model!r} is neither registered nor in this artifact root")
+        if self.family not in FAMILY_ORDER:
+            raise UserError(f"family must be one of {', '.join(FAMILY_ORDER)}")
+        if not self.concept.strip():
+            raise UserError("name a concept to edit")
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {', '.join(METHODS)}")
+        if self.method != "all-layers" and not self.layers:
+            raise UserError(f"method {self.method} needs at least one layer")
+        if num_layers is not None and any(not 0 <= i < num_layers for i in self.layers):
+            raise UserError(f"layers must lie in 0..{num_layers - 1}")
+        if self.method != "neuron" and not self.lam > 0:
+            raise UserError(f"lambda must be > 0, got {self.lam}")
+        if not self.seeds:
+            raise UserError("give at least one evaluation seed")
+        # name=value keeps a value that starts with '-' from being read as an option.
+        args = ["edit", f"--model={self.model}", f"--family={self.family}", f"--concept={self.concept}",
+                f"--method={self.method}", "--eval", f"--artifacts={root}",
+                f"--seeds={','.join(map(str, self.seeds))}", f"--unrelated={self.unrelated}"]
+        args += [f"--target={self.target}"] if self.target else []
+        if self.method != "all-layers":
+            args.append(f"--layers={','.join(map(str, sorted(self.layers)))}")
+        args.append(f"--topk={self.topk}" if self.method == "neuron" else f"--lambda={self.lam}")
+        args += [f"--steps={self.steps}"] if self.steps else []
+        args += [f"--size={self.size}"] if self.size else []
+        return args

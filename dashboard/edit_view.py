@@ -1,0 +1,66 @@
+"""How one stored edit is shown (Edits and Run-an-edit pages): its settings, summary and before/after pairs."""
+
+import streamlit as st
+
+from . import common, data, queries
+
+PAIRS_PER_PAGE = 6
+SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "lambda", "topk",
+            "position", "source_prompts", "created_at")
+
+
+def settings(record: dict) -> None:
+    """The edit's sidecar (``edit.json``): the main settings, and everything in an expander."""
+    st.dataframe([{"setting": key, "value": str(record[key])} for key in SETTINGS if key in record],
+                 hide_index=True, width="stretch")
+    with st.expander("Full record (edit.json)"):
+        st.json({key: value for key, value in record.items() if key != "eval"}, expanded=False)
+
+
+def summary(record: dict) -> None:
+    """Efficacy, generalization and specificity from ``eval.json``, each with its change from before the edit."""
+    result = record.get("eval")
+    if not result:
+        st.info("Not evaluated yet: run `python -m compute eval-edit "
+                f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
+        return
+    columns = st.columns(4)
+    for column, (name, help_text) in zip(columns, [
+            ("efficacy", "fraction of the edit's own prompts scoring below the target reference"),
+            ("generalization", "the same on held-out prompts with the concept"),
+            ("specificity", "unrelated prompts' mean score after / before (1 = kept)"),
+            ("other_concepts_retained", "the family's other concepts, after / before")]):
+        if name in result:
+            before = result.get(f"{name}_before")
+            column.metric(name.replace("_", " "), f"{result[name]:.2f}",
+                          None if before is None else f"{result[name] - before:+.2f} vs before", help=help_text)
+    st.caption(f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {result.get('steps')} steps, "
+               f"{result.get('width')}×{result.get('height')} px")
+
+
+def pairs(snap: data.Snapshot, edit_id: str) -> None:
+    """Before/after image pairs, one tab per prompt group, paged, each with both scores and their delta."""
+    table = data.query(snap, queries.edit_pairs, edit_id).to_pylist()
+    if not table:
+        st.caption("No evaluation images stored for this edit.")
+        return
+    groups = [g for g in queries.EDIT_GROUPS if any(r["group"] == g for r in table)]
+    groups += sorted({r["group"] for r in table} - set(groups))
+    for tab, group in zip(st.tabs([queries.EDIT_GROUPS.get(g, g) for g in groups]), groups):
+        with tab:
+            rows = [r for r in table if r["group"] == group]
+            deltas = [r["delta"] for r in rows if r["delta"] is not None]
+            if deltas:
+                st.caption(f"{len(rows)} pairs · mean score change {sum(deltas) / len(deltas):+.4f}")
+            pages = max(1, -(-len(rows) // PAIRS_PER_PAGE))
+            page = st.pagination(pages, key=f"pairs_{edit_id}_{group}") if pages > 1 else 1
+            for row in rows[(page - 1) * PAIRS_PER_PAGE:page * PAIRS_PER_PAGE]:
+                text, before, after = st.columns([2, 1, 1])
+                text.markdown(f"“{row['prompt']}” · seed {row['seed']}")
+                delta = "–" if row["delta"] is None else f"{row['delta']:+.4f}"
+                text.caption(f"before {common.score_text(row['before'])} → after {common.score_text(row['after'])}"
+                             f" (Δ {delta})")
+                with before:
+                    common.image(row["before_image"], "before")
+                with after:
+                    common.image(row["after_image"], "after")

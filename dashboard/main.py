@@ -1,0 +1,40 @@
+"""The LocoLab dashboard: ``streamlit run dashboard/main.py [-- --artifacts ROOT] [--lock-root] [--max-jobs N]``."""
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts this folder on sys.path, not the repository that holds the dashboard and compute packages.
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import common  # noqa: E402
+from dashboard.root import launch_options, problem  # noqa: E402
+
+st.set_page_config(page_title="LocoLab", page_icon=":material/biotech:", layout="wide")
+options = launch_options()
+st.session_state[common.OPTIONS_KEY] = options
+if options.lock_root:
+    chosen, source = options.root, options.source
+else:
+    chosen = st.sidebar.text_input("Artifact root", value=options.root, key="root_input",
+                                   help=f"A local folder. Started with {options.root} ({options.source}).").strip()
+    source = options.source if chosen == options.root else "typed in"
+st.session_state[common.ROOT_KEY] = chosen or options.root
+st.session_state[common.SOURCE_KEY] = source if chosen else options.source
+
+pages = st.navigation([
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/layer_map.py", title="Layer map", icon=":material/grid_on:"),
+    st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
+    st.Page("views/edits.py", title="Edits", icon=":material/content_cut:"),
+    st.Page("views/run_edit.py", title="Run an edit", icon=":material/play_arrow:"),
+])
+why_not = problem(common.root())
+if why_not:
+    st.error(why_not)
+    st.stop()
+common.show_problems(common.snapshot())
+pages.run()

@@ -1,0 +1,191 @@
+"""The SQL behind each dashboard view, over the views of ``compute.store.Store.connect()``.
+
+Every function takes a DuckDB connection (or a table already read) and returns a pyarrow Table or plain values.
+Nothing here caches, nor guards the store's connection: ``data`` does both.
+"""
+
+import threading
+
+import duckdb
+import pyarrow as pa
+
+from compute.store import localization
+
+FAMILY_ORDER = ("style", "objects", "facts", "color")
+# Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
+# microseconds, and each thread gets its own cursor.
+_MEMORY = duckdb.connect()
+_MEMORY_LOCK = threading.Lock()
+# Prompt groups of an edit's evaluation (compute/edit_eval.py) in display order, with what each measures.
+EDIT_GROUPS = {"efficacy": "efficacy (the edit's own prompts)", "generalization": "generalization (held-out prompts)",
+               "unrelated": "specificity (unrelated prompts)", "other_concepts": "specificity (the family's other "
+               "concepts)", "target": "target reference"}
+
+
+def _family_rank(column: str = "family") -> str:
+    known = ", ".join(f"'{name}'" for name in FAMILY_ORDER)
+    return f"coalesce(list_position([{known}], {column}), {len(FAMILY_ORDER) + 1})"
+
+
+def runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row per sweep run, newest first: model, config, status of its shards, case and score counts, dates."""
+    return con.sql("""
+        WITH r AS (
+            SELECT run_id, any_value(model) AS model, any_value(config_name) AS config,
+                   string_agg(DISTINCT status, ', ' ORDER BY status) AS status,
+                   count(DISTINCT shard)::VARCHAR || '/' || coalesce(max(num_shards), 1)::VARCHAR AS shards,
+                   min(created_at) AS created_at, max(finished_at) AS finished_at
+            FROM runs GROUP BY run_id),
+        c AS (SELECT run_id, any_value(model) AS model, count(*) AS cases FROM cases GROUP BY run_id),
+        s AS (SELECT run_id, any_value(model) AS model, count(*) AS scores,
+                     count(DISTINCT family || '/' || concept) AS concepts FROM scores GROUP BY run_id)
+        SELECT run_id, coalesce(r.model, c.model, s.model) AS model, config, coalesce(status, 'no run record')
+               AS status, shards, coalesce(concepts, 0) AS concepts, coalesce(cases, 0) AS cases,
+               coalesce(scores, 0) AS scores, created_at, finished_at
+        FROM r FULL JOIN c USING (run_id) FULL JOIN s USING (run_id)
+        ORDER BY created_at DESC NULLS LAST, run_id""").to_arrow_table()
+
+
+def models(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Models with runs or scores in the store, sorted."""
+    rows = con.execute("SELECT model FROM runs UNION SELECT model FROM scores").fetchall()
+    return sorted(model for (model,) in rows if model)
+
+
+def localization_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every window's mean score, references and normalized drop (``compute.store.localization``).
+
+    The drop does not depend on the threshold, so this one table, built once per state of the store, serves every
+    threshold: ``layer_cells`` and ``minimal_windows`` answer from it in milliseconds.
+    """
+    return localization(con).drop_columns(["threshold", "localizes"])
+
+
+def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
+    """A fresh cursor with ``loc`` registered as the table ``loc``."""
+    with _MEMORY_LOCK:
+        con = _MEMORY.cursor()
+    con.register("loc", loc)
+    return con
+
+
+def _localization_rows() -> str:
+    return (f"SELECT *, {_family_rank()} AS family_rank, coalesce(normalized_drop >= $t, false) AS localizes "
+            "FROM loc WHERE model = $model AND scorer_id = $scorer")
+
+
+def layer_cells(loc: pa.Table, model: str, scorer_id: str, window_size: int, threshold: float) -> pa.Table:
+    """The heat map's cells: every window of size m of one (model, scorer), with ``localizes`` (drop >= threshold),
+    ordered by family (style, objects, facts, color, then others), concept and window start.
+
+    Args:
+        loc: ``localization_table``.
+    """
+    with _over(loc) as con:
+        return con.sql(f"SELECT * FROM ({_localization_rows()}) WHERE window_size = $size "
+                       "ORDER BY family_rank, family, concept, window_start",
+                       params={"model": model, "scorer": scorer_id, "size": window_size, "t": threshold}
+                       ).to_arrow_table()
+
+
+def minimal_windows(loc: pa.Table, model: str, scorer_id: str, threshold: float) -> pa.Table:
+    """Per concept of one (model, scorer): the smallest window size with a localizing window and, at that size, the
+    largest drop (ties: the earliest start), the rule of ``compute.store.minimal_windows``; in family order.
+
+    Args:
+        loc: ``localization_table``.
+    """
+    with _over(loc) as con:
+        return con.sql(f"SELECT * FROM ({_localization_rows()}) WHERE localizes QUALIFY row_number() "
+                       "OVER (PARTITION BY family, concept ORDER BY window_size, normalized_drop DESC, window_start) "
+                       "= 1 ORDER BY family_rank, family, concept",
+                       params={"model": model, "scorer": scorer_id, "t": threshold}).to_arrow_table()
+
+
+def layers(con: duckdb.DuckDBPyConnection, model: str) -> dict[int, dict]:
+    """Layer index -> {path, block, resolution} for ``model``; empty when no sweep recorded its layers."""
+    rows = con.execute('SELECT "index", any_value(path), any_value(block), any_value(resolution) FROM layers '
+                       'WHERE model = ? GROUP BY "index"', [model]).fetchall()
+    return {index: {"path": path, "block": block, "resolution": resolution} for index, path, block, resolution in rows}
+
+
+def seed_scores(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str) -> pa.Table:
+    """Mean score per (kind, window size, window start, seed) of one concept: the seed spread of the line view."""
+    return con.sql("""
+        SELECT kind, window_size, window_start, seed, avg(score) AS score FROM scores
+        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept
+        GROUP BY ALL ORDER BY kind, window_size, window_start, seed""",
+                   params={"model": model, "scorer": scorer_id, "family": family, "concept": concept}
+                   ).to_arrow_table()
+
+
+def gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str,
+            window_size: int) -> pa.Table:
+    """The cases of one (model, concept) at window size m plus its original and target references, each with its
+    image path and mean score; a case stored by several runs counts once (the latest run)."""
+    return con.sql("""
+        WITH c AS (
+            SELECT * FROM cases
+            WHERE model = $model AND family = $family AND concept = $concept
+              AND (kind IN ('original', 'target') OR window_size = $size)
+            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
+        s AS (SELECT case_id, avg(score) AS score FROM scores
+              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
+              GROUP BY case_id)
+        SELECT c.case_id, c.prompt, c.target, c.kind, c.window_start, c.window_size, c.seed, c.image_path, s.score
+        FROM c LEFT JOIN s USING (case_id)
+        ORDER BY prompt, kind, window_start, seed""",
+                   params={"model": model, "scorer": scorer_id, "family": family, "concept": concept,
+                           "size": window_size}).to_arrow_table()
+
+
+def concepts(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]]:
+    """(family, concept) pairs with cases for ``model``, in family order."""
+    rows = con.execute(f"SELECT DISTINCT family, concept, {_family_rank()} AS rank FROM cases WHERE model = ? "
+                       "ORDER BY rank, family, concept", [model]).fetchall()
+    return [(family, concept) for family, concept, _ in rows]
+
+
+def edit_pairs(con: duckdb.DuckDBPyConnection, edit_id: str) -> pa.Table:
+    """Before/after pairs of an edit's evaluation: per (group, prompt, seed), both scores, the delta and both images."""
+    return con.sql("""
+        SELECT "group", prompt, seed,
+               any_value(score) FILTER (WHERE phase = 'before') AS before,
+               any_value(score) FILTER (WHERE phase = 'after') AS after,
+               after - before AS delta,
+               any_value(image_path) FILTER (WHERE phase = 'before') AS before_image,
+               any_value(image_path) FILTER (WHERE phase = 'after') AS after_image
+        FROM edit_scores WHERE edit_id = $edit GROUP BY ALL ORDER BY "group", prompt, seed""",
+                   params={"edit": edit_id}).to_arrow_table()
+
+
+def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> pa.Table:
+    """Per edit of one concept and per prompt group: mean score before and after, for comparing methods."""
+    return con.sql("""
+        SELECT edit_id, any_value(method) AS method, "group",
+               avg(score) FILTER (WHERE phase = 'before') AS before,
+               avg(score) FILTER (WHERE phase = 'after') AS after,
+               after - before AS delta
+        FROM edit_scores WHERE model = $model AND family = $family AND concept = $concept
+        GROUP BY edit_id, "group" ORDER BY method, edit_id, "group\"""",
+                   params={"model": model, "family": family, "concept": concept}).to_arrow_table()
+
+
+def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
+    """Scorers with scores for ``model``, sorted."""
+    return sorted(s for (s,) in con.execute("SELECT DISTINCT scorer_id FROM scores WHERE model = ?", [model]).fetchall()
+                  if s)
+
+
+def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:
+    """Window sizes with cases for one (model, concept), ascending."""
+    rows = con.execute("SELECT DISTINCT window_size FROM cases WHERE model = ? AND family = ? AND concept = ? "
+                       "AND window_size IS NOT NULL ORDER BY 1", [model, family, concept]).fetchall()
+    return [size for (size,) in rows]
+
+
+def targets(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:
+    """Target prompts the sweeps used for one (model, concept), most used first."""
+    rows = con.execute("SELECT target FROM cases WHERE model = ? AND family = ? AND concept = ? AND target IS NOT NULL"
+                       " GROUP BY target ORDER BY count(*) DESC, target", [model, family, concept]).fetchall()
+    return [target for (target,) in rows]

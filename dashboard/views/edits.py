@@ -1,0 +1,49 @@
+"""Edits: stored edits with their settings, before/after pairs per prompt group, and methods compared."""
+
+import streamlit as st
+
+from dashboard import common, data, edit_view, queries
+from dashboard.figures import method_comparison
+
+snap = common.snapshot()
+st.title("Edits")
+if not snap.edits:
+    st.info(f"No edits in `{snap.root}` yet. Launch one from **Run an edit**, or run for example:")
+    st.code(f'python -m compute edit --model tiny-sd1 --family style --concept "van gogh" --layers 8,9 --eval '
+            f"--artifacts {snap.root}", language="bash")
+    st.stop()
+
+
+def summary_row(record: dict) -> dict:
+    result = record["eval"] or {}
+    return {"edit": record["edit_id"], "model": record.get("model"), "family": record.get("family"),
+            "concept": record.get("concept"), "target": record.get("target"), "method": record.get("method"),
+            "layers": str(record.get("layers")), "λ / top-k": record.get("lambda", record.get("topk")),
+            "efficacy": result.get("efficacy"), "generalization": result.get("generalization"),
+            "specificity": result.get("specificity"), "created_at": record.get("created_at")}
+
+
+st.dataframe([summary_row(record) for record in snap.edits], hide_index=True, width="stretch")
+by_id = {record["edit_id"]: record for record in snap.edits}
+if st.session_state.get("edit_choice") not in by_id:
+    st.session_state["edit_choice"] = snap.edits[0]["edit_id"]
+edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
+                       format_func=lambda i: f"{by_id[i].get('concept')} · {by_id[i].get('method')} · {i}")
+record = by_id[edit_id]
+settings, results = st.columns([2, 3])
+with settings:
+    st.subheader("Settings")
+    edit_view.settings(record)
+with results:
+    st.subheader("Summary")
+    edit_view.summary(record)
+st.subheader("Before / after")
+edit_view.pairs(snap, edit_id)
+
+st.subheader(f"Methods compared on “{record.get('concept')}”")
+means = data.query(snap, queries.edit_group_means, record.get("model"), record.get("family"), record.get("concept"))
+if len(set(means["edit_id"].to_pylist())) < 2:
+    st.caption("Only one evaluated edit of this concept: make another (e.g. all-layers or neuron) to compare.")
+else:
+    st.plotly_chart(method_comparison(means, queries.EDIT_GROUPS), key="methods", config={"displaylogo": False})
+    st.dataframe(means, hide_index=True, width="stretch")

@@ -1,0 +1,25 @@
+"""Overview: the artifact root in use, its runs and edits."""
+
+import os
+
+import streamlit as st
+
+from dashboard import common, data, jobs, queries
+
+snap = common.snapshot()
+st.title("LocoLab")
+st.markdown(f"Artifact root: `{os.path.abspath(snap.root)}` (from {st.session_state[common.SOURCE_KEY]})")
+if not data.query(snap, queries.models):
+    common.explain_empty(snap.root)
+runs = data.query(snap, queries.runs)
+if runs.num_rows:
+    st.subheader(f"Sweep runs ({runs.num_rows})")
+    st.dataframe(runs, hide_index=True, width="stretch")
+if snap.edits:
+    st.subheader(f"Edits ({len(snap.edits)})")
+    st.dataframe([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
+                   "method": e.get("method"), "layers": str(e.get("layers")), "evaluated": e["eval"] is not None,
+                   "created_at": e.get("created_at")} for e in snap.edits], hide_index=True, width="stretch")
+active = [job for job in jobs.list_jobs(snap.root) if job.active]
+if active:
+    st.info(f"Job {active[0].job_id} ({active[0].spec['label']}) is {active[0].status}: see Run an edit.")

@@ -1,0 +1,137 @@
+"""Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it, then see its results."""
+
+import os
+import re
+
+import streamlit as st
+
+from compute.errors import UserError
+from compute.registry import MODELS
+from dashboard import common, data, edit_view, jobs, queries
+from dashboard.edit_request import METHODS, EditRequest
+from dashboard.figures import row_label
+
+REFRESH_S = 1.5
+
+
+def progress(log: str) -> tuple[float, str]:
+    """How far an edit job has come, from the lines ``python -m compute edit --eval`` prints."""
+    if re.search(r"^evaluated ", log, re.M):
+        return 1.0, "evaluated"
+    if re.search(r"^(wrote edit|edit \S+ already exists)", log, re.M):
+        return 0.5, "edit saved; generating and scoring before/after images"
+    return 0.1, "loading the model and computing the edit"
+
+
+def edit_id_of(log: str) -> str | None:
+    """The id of the edit a job wrote (or found already stored)."""
+    found = re.search(r"^(?:wrote edit|edit) (\S+) (?:to|already exists)", log, re.M)
+    return found.group(1) if found else None
+
+
+def show_job(root: str, job_id: str) -> None:
+    """The job's status, progress, cancel button and log; when it ends, rerun the page to show its results."""
+    job = jobs.load(jobs.jobs_dir(root) / job_id)
+    log = job.log()
+    st.markdown(f"**Job {job.job_id}**: {job.spec['label']} — **{job.status}**")
+    if job.active:
+        fraction, text = progress(log)
+        st.progress(fraction, text=text)
+        if st.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
+            jobs.cancel(job)
+            st.rerun()
+    st.code(log[-6000:] or "(no output yet)", language=None)
+    if not job.active and st.session_state.get("watching") == job.job_id:
+        st.session_state.pop("watching")
+        st.rerun(scope="app")
+
+
+snap = common.snapshot()
+options = st.session_state[common.OPTIONS_KEY]
+st.title("Run an edit")
+history = jobs.list_jobs(snap.root)
+active = [job for job in history if job.active]
+latest = history[0] if history else None
+if latest:
+    if latest.active:
+        st.session_state["watching"] = latest.job_id
+    st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
+    edit_id = edit_id_of(latest.log()) if latest.status == "succeeded" else None
+    record = next((r for r in snap.edits if r["edit_id"] == edit_id), None)
+    if record:
+        st.subheader(f"Result: {edit_id}")
+        edit_view.summary(record)
+        edit_view.pairs(snap, edit_id)
+    st.divider()
+
+st.subheader("New edit")
+store_models = data.query(snap, queries.models)
+allowed = sorted(set(MODELS) | set(store_models))
+default_model = st.session_state.get("chosen_model") or (store_models[0] if store_models else "tiny-sd1")
+left, middle, right = st.columns(3)
+model = left.selectbox("Model", allowed, index=allowed.index(default_model) if default_model in allowed else 0,
+                       key="run_model", help="Registered models and models already in this artifact root.")
+family = middle.selectbox("Family", queries.FAMILY_ORDER, key="run_family")
+known = [concept for fam, concept in data.query(snap, queries.concepts, model) if fam == family]
+concept = (right.selectbox("Concept", known, key=f"run_concept_{model}_{family}", accept_new_options=True,
+                           help="Concepts of this family in the store; type another to add it.")
+           if known else right.text_input("Concept", key=f"run_concept_text_{family}"))
+concept = (concept or "").strip()
+stored_targets = data.query(snap, queries.targets, model, family, concept) if concept else []
+target = st.text_input("Target", value=stored_targets[0] if stored_targets else "", key=f"run_target_{concept}",
+                       help="What the concept should become; empty: the family's default target.")
+
+num_layers = MODELS[model].num_layers if model in MODELS else None
+layer_info = data.query(snap, queries.layers, model)
+num_layers = num_layers or (max(layer_info) + 1 if layer_info else 16)
+threshold = st.session_state.get("chosen_threshold", 0.5)
+localized = []
+scorers = data.query(snap, queries.scorers, model)
+if concept and scorers:
+    minimal = queries.minimal_windows(data.query(snap, queries.localization_table), model, scorers[0], threshold)
+    window = next((w for w in minimal.to_pylist() if (w["family"], w["concept"]) == (family, concept)), None)
+    localized = list(range(window["window_start"], window["window_start"] + window["window_size"])) if window else []
+method = st.radio("Method", METHODS, horizontal=True, key="run_method",
+                  help="loco: closed-form edit of the chosen layers; all-layers: the same on every layer; "
+                       "neuron: hold the top-k key/value units of the chosen layers at their neutral means.")
+layers = st.multiselect(
+    "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
+    disabled=method == "all-layers",
+    help=(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} (threshold {threshold:g})."
+          if localized else "No localization result for this concept: choose layers."))
+if method == "neuron":
+    topk = st.number_input("Units to hold (top-k)", 1, 10_000, 50, key="run_topk")
+    lam = 0.01
+else:
+    topk = 50
+    lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=0.01, format="%.4g", key="run_lambda")
+with st.expander("Evaluation settings"):
+    seeds_text = st.text_input("Seeds", "0,1", key="run_seeds")
+    steps = st.number_input("Steps (0: model default)", 0, 500, 0, key="run_steps")
+    size = st.number_input("Image side in px (0: model default)", 0, 2048, 0, step=8, key="run_size")
+    unrelated = st.number_input("Unrelated prompts (specificity)", 1, 320, 20, key="run_unrelated")
+
+if st.button("Launch edit", type="primary", key="launch", disabled=len(active) >= options.max_jobs):
+    try:
+        seeds = tuple(int(s) for s in seeds_text.split(",") if s.strip())
+    except ValueError:
+        seeds = ()
+    request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
+                          int(topk), seeds, int(steps) or None, int(size) or None, int(unrelated))
+    try:
+        args = request.args(os.path.abspath(snap.root), set(allowed), num_layers)
+        job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
+                          options.max_jobs)
+    except UserError as error:
+        st.error(str(error))
+    else:
+        st.session_state["watching"] = job.job_id
+        st.rerun()
+if active:
+    st.caption(f"One job at a time: {active[0].job_id} is {active[0].status}.")
+
+if len(history) > 1:
+    st.subheader("Earlier jobs")
+    st.dataframe([{"job": job.job_id, "what": job.spec.get("label"), "status": job.status,
+                   "exit": job.returncode, "created_at": job.spec.get("created_at")} for job in history[1:]],
+                 hide_index=True, width="stretch")

@@ -1,0 +1,70 @@
+"""Artifact roots for the dashboard tests: a real tiny sweep and two real tiny edits of the same concept (made once
+per test session, in parallel), an empty root, and copies to break or to write into."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEP_CONFIG = Path(__file__).with_name("sweep.yaml")
+MAIN = REPO / "dashboard" / "main.py"
+# Evaluation as small as it gets: one seed, two steps, 32 px, two unrelated prompts.
+SMALL_EVAL = ["--seeds=0", "--steps=2", "--size=32", "--unrelated=2"]
+EDIT = ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh", "--target=a painting", "--eval",
+        *SMALL_EVAL]
+
+_roots: dict[str, Path] = {}
+
+
+def _compute(args: list[str], root: Path) -> subprocess.Popen:
+    # One thread each: three torch processes with a thread per core each crawl on a shared 2-core machine (4x slower).
+    return subprocess.Popen([sys.executable, "-m", "compute", *args, f"--artifacts={root}"], cwd=REPO,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def real_root(tmp_path_factory) -> Path:
+    """The session's root with a real tiny sweep (tiny-sd1, style/van gogh and color/blue, m = 1 and 2, seeds 0
+    and 1) and two evaluated edits of van gogh: loco on layers 8-9 and all-layers."""
+    if "real" not in _roots:
+        root = tmp_path_factory.mktemp("real-root")
+        processes = [_compute(["sweep", str(SWEEP_CONFIG), "--no-progress"], root),
+                     _compute([*EDIT, "--method=loco", "--layers=8,9"], root),
+                     _compute([*EDIT, "--method=all-layers"], root)]
+        for process in processes:
+            output = process.communicate(timeout=600)[0]
+            assert process.returncode == 0, f"{process.args} failed:\n{output}"
+        _roots["real"] = root
+    return _roots["real"]
+
+
+def copy_root(source: Path, destination: Path) -> Path:
+    """A private copy of a root, for tests that add files to it."""
+    shutil.copytree(source, destination)
+    return destination
+
+
+def add_corrupt_part(root: Path) -> Path:
+    """A file with a Parquet name that is not Parquet, among the scores."""
+    path = root / "tables" / "scores" / "model=tiny-sd1" / "family=style" / "part-corrupt.parquet"
+    path.write_bytes(b"PAR1 not really a parquet file")
+    return path
+
+
+def add_newer_part(root: Path) -> Path:
+    """A scores file stamped with a schema version from the future."""
+    path = root / "tables" / "scores" / "model=tiny-sd1" / "family=style" / "part-future.parquet"
+    pq.write_table(pa.table({"schema_version": pa.array([99], pa.int32()), "case_id": ["x"]}), path)
+    return path
+
+
+def add_foreign_part(root: Path) -> Path:
+    """A Parquet file with a ``schema_version`` column whose other columns are of the wrong kind."""
+    path = root / "tables" / "scores" / "model=tiny-sd1" / "family=style" / "part-foreign.parquet"
+    pq.write_table(pa.table({"schema_version": pa.array([1], pa.int32()), "case_id": ["x"], "score": ["high"]}), path)
+    return path

@@ -1,0 +1,101 @@
+"""The dashboard's data access: the same localization answers as the store, fresh data after new parts land, no
+file read outside the root, no torch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from dashboard_fixtures import REPO, copy_root, real_root
+
+from compute.store import Store, minimal_windows, write_table
+from dashboard import data, queries
+from dashboard.root import inside, launch_options
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return real_root(tmp_path_factory)
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
+def test_minimal_windows_agree_with_the_store(root, threshold):
+    con = Store(root).connect()
+    loc = queries.localization_table(con)
+
+    mine = queries.minimal_windows(loc, "tiny-sd1", "tiny-clip", threshold)
+
+    columns = ["family", "concept", "window_start", "window_size", "normalized_drop"]
+    expected = minimal_windows(con, threshold).select(columns).to_pylist()
+    assert sorted(mine.select(columns).to_pylist(), key=str) == sorted(expected, key=str)
+    assert mine["family"].to_pylist() == sorted(mine["family"].to_pylist(), key=queries.FAMILY_ORDER.index)
+
+
+def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
+    loc = queries.localization_table(Store(root).connect())
+
+    cells = queries.layer_cells(loc, "tiny-sd1", "tiny-clip", 2, 0.5)
+
+    assert cells.num_rows == 2 * 15
+    assert list(dict.fromkeys(cells["family"].to_pylist())) == ["style", "color"]
+    assert cells["window_start"].to_pylist()[:15] == list(range(15))
+    assert cells["localizes"].to_pylist() == [d is not None and d >= 0.5 for d in cells["normalized_drop"].to_pylist()]
+
+
+def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
+    mine = str(copy_root(root, tmp_path / "root"))
+    before = data.snapshot(mine)
+
+    write_table("runs", [{"run_id": "later", "model": "tiny-sd1", "status": "running"}], "later-0", root=mine)
+    after = data.snapshot(mine)
+
+    assert after.fingerprint != before.fingerprint
+    runs_before = data.query(before, queries.runs)["run_id"].to_pylist()
+    assert len(runs_before) == 1
+    assert sorted(data.query(after, queries.runs)["run_id"].to_pylist()) == sorted(runs_before + ["later"])
+
+
+def test_unchanged_roots_reuse_their_snapshot(root):
+    assert data.snapshot(str(root)) is data.snapshot(str(root))
+
+
+@pytest.mark.parametrize("relpath", ["../outside.png", "/etc/hostname", "images/../../outside.png", "link/x.png"])
+def test_paths_that_leave_the_root_are_refused(tmp_path, relpath):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "outside.png").write_bytes(b"png")
+    os.symlink(tmp_path, tmp_path / "root" / "link")
+    (tmp_path / "x.png").write_bytes(b"png")
+
+    assert inside(str(tmp_path / "root"), relpath) is None
+
+
+def test_paths_inside_the_root_resolve(tmp_path):
+    assert inside(str(tmp_path), "images/m/a.png") == tmp_path / "images" / "m" / "a.png"
+
+
+def test_artifacts_flag_beats_the_environment(monkeypatch):
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", "/from/env")
+
+    assert launch_options(["--artifacts", "/from/flag"]).root == "/from/flag"
+    assert (launch_options([]).root, launch_options([]).source) == ("/from/env", "$LOCOLAB_ARTIFACTS")
+
+
+def test_unknown_arguments_are_ignored_and_defaults_are_local_and_single_job(monkeypatch):
+    monkeypatch.delenv("LOCOLAB_ARTIFACTS", raising=False)
+
+    options = launch_options(["-q", "tests/test_dashboard_data.py", "-k", "x"])
+
+    assert (options.root, options.source, options.lock_root, options.max_jobs) == ("artifacts", "default", False, 1)
+
+
+def test_the_dashboard_never_imports_torch(root):
+    script = ("import sys; from streamlit.testing.v1 import AppTest\n"
+              "app = AppTest.from_file('dashboard/main.py', default_timeout=60).run()\n"
+              "for page in ('layer_map', 'gallery', 'edits', 'run_edit'):\n"
+              "    app.switch_page(f'views/{page}.py').run(); assert not app.exception, page\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers')))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "LOCOLAB_ARTIFACTS": str(root)})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,130 @@
+"""Edit jobs: launched from the Run-an-edit page as separate processes, followed through their files, one at a time,
+cancellable; and the checks on what a request may name."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from dashboard_fixtures import MAIN, copy_root, real_root
+from streamlit import config
+from streamlit.testing.v1 import AppTest
+
+from compute.errors import UserError
+from compute.registry import MODELS
+from dashboard import jobs
+from dashboard.edit_request import EditRequest
+
+config.set_option("client.showErrorDetails", "full")
+# An edit whose evaluation takes minutes: long enough to be cancelled while running.
+SLOW = ["edit", "--model=tiny-sd1", "--family=style", "--concept=monet", "--layers=8,9", "--eval", "--seeds=0,1,2,3",
+        "--steps=50"]
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    return real_root(tmp_path_factory)
+
+
+def open_page(monkeypatch, root) -> AppTest:
+    """A fresh session on Run an edit, as after a reload or a dashboard restart."""
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    app.switch_page("views/run_edit.py").run()
+    assert not app.exception, app.exception[0].value if app.exception else None
+    return app
+
+
+def wait_for(condition, timeout: float, step: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch, tmp_path, root):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job inherits it: quicker on a busy 2-core machine
+    mine = copy_root(root, tmp_path / "root")
+    app = open_page(monkeypatch, mine)
+    app.selectbox(key="run_model").set_value("tiny-sd1").run()
+    app.multiselect(key="run_layers_tiny-sd1_style_van gogh").set_value([4, 5])
+    app.number_input(key="run_lambda").set_value(0.1)
+    app.text_input(key="run_seeds").set_value("0")
+    app.number_input(key="run_steps").set_value(2)
+    app.number_input(key="run_size").set_value(32)
+    app.number_input(key="run_unrelated").set_value(2)
+
+    app.button(key="launch").click().run()
+
+    job = jobs.list_jobs(str(mine))[0]
+    assert job.spec["args"] == ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh", "--method=loco",
+                                "--eval", f"--artifacts={mine}", "--seeds=0", "--unrelated=2",
+                                "--target=a painting", "--layers=4,5", "--lambda=0.1", "--steps=2", "--size=32"]
+    assert job.status in ("starting", "running")
+    assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
+    # Every poll is a new session: the job's state lives in its files, not in the page that launched it.
+    done = wait_for(lambda: (page := open_page(monkeypatch, mine)).markdown[0].value.endswith("**succeeded**")
+                    and page, timeout=300, step=2)
+    edit_id = next(s.value for s in done.subheader if s.value.startswith("Result: ")).removeprefix("Result: ")
+    assert edit_id.startswith("van-gogh-loco-")
+    assert (mine / "edits" / edit_id / "eval.json").is_file()
+    assert [m.label for m in done.metric][:3] == ["efficacy", "generalization", "specificity"]
+    assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
+
+
+def test_only_one_job_runs_at_a_time(tmp_path):
+    job = jobs.launch(str(tmp_path), SLOW, "slow")
+    try:
+        with pytest.raises(UserError, match=f"job {job.job_id} is still (starting|running)"):
+            jobs.launch(str(tmp_path), SLOW, "another")
+    finally:
+        jobs.cancel(job)
+    wait_for(lambda: not jobs.load(job.path).active, timeout=30)
+    assert [j.job_id for j in jobs.list_jobs(str(tmp_path))] == [job.job_id]
+
+
+def test_the_cancel_button_stops_the_job(monkeypatch, tmp_path):
+    job = jobs.launch(str(tmp_path), SLOW, "slow")
+    wait_for(lambda: jobs.load(job.path).status == "running", timeout=30)
+    app = open_page(monkeypatch, tmp_path)
+
+    app.button(key=f"cancel_{job.job_id}").click().run()
+
+    ended = wait_for(lambda: (j := jobs.load(job.path)).status == "cancelled" and j, timeout=30)
+    assert ended.returncode < 0
+    assert "[exit status -15]" in ended.log()
+
+
+def test_a_job_whose_process_vanished_is_lost(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True)
+    path = jobs.jobs_dir(str(tmp_path)) / "20260101-000000-abcdef"
+    path.mkdir(parents=True)
+    jobs.write_json(path / jobs.SPEC, {"job_id": path.name, "args": ["edit"], "label": "gone"})
+    jobs.write_json(path / jobs.PID, {"pid": int(finished.stdout)})
+
+    assert jobs.load(path).status == "lost"
+
+
+def request(**changes) -> EditRequest:
+    values = dict(model="tiny-sd1", family="style", concept="van gogh", target=None, layers=(8, 9))
+    return EditRequest(**{**values, **changes})
+
+
+def test_a_request_may_name_only_registered_or_stored_models():
+    with pytest.raises(UserError, match="neither registered nor in this artifact root"):
+        request(model="../../elsewhere").args("/root", set(MODELS), 16)
+
+
+def test_a_request_keeps_layers_inside_the_model():
+    with pytest.raises(UserError, match=r"layers must lie in 0..15"):
+        request(layers=(15, 16)).args("/root", set(MODELS), 16)
+
+
+def test_a_value_starting_with_a_dash_stays_a_value():
+    args = request(concept="--help").args("/root", set(MODELS), 16)
+
+    assert "--concept=--help" in args and "--help" not in args
