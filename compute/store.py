@@ -19,10 +19,12 @@ This module must not import torch: the dashboard imports it.
 
 import contextlib
 import os
+import socket
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from functools import reduce
+from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
@@ -107,8 +109,8 @@ def _is_url(path: str) -> bool:
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that it appears whole or not at all.
 
-    ``write`` fills a temporary file ``.tmp-<uuid>-<name>`` in the same directory, which is fsynced and then
-    renamed over ``path``. If ``write`` raises, the temporary file is removed and ``path`` is untouched.
+    ``write`` fills a temporary file ``.tmp-<host>-<pid>-<uuid>-<name>`` in the same directory, which is fsynced
+    and then renamed over ``path``. If ``write`` raises, the temporary file is removed and ``path`` is untouched.
 
     Args:
         path: local path or fsspec URL.
@@ -116,7 +118,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     """
     path = os.fspath(path)
     directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
-    tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+    tmp = f"{directory}/{TMP_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex}-{name}"
     if _is_url(path):
         fs, fs_tmp = _fsspec(tmp)
         fs_path = fs._strip_protocol(path)
@@ -146,6 +148,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Delete temporary files left in a local ``directory`` by writers on this host that no longer run (a process
+    killed mid-write); other hosts' and live writers' files are left alone. Returns the paths removed."""
+    host = _host()
+    removed = []
+    for path in Path(directory).glob(f"{TMP_PREFIX}{host}-*"):
+        pid = path.name[len(TMP_PREFIX) + len(host) + 1:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            removed.append(str(path))
+    return removed
+
+
+def _host() -> str:
+    # Temporary names carry the writer's host and pid, so a later run can tell a killed writer's debris from a live
+    # writer's file; '-' separates the fields.
+    return socket.gethostname().replace("-", "_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_png_atomic(path: str | os.PathLike, image) -> None:

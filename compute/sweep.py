@@ -111,6 +111,15 @@ def write_layers(config: SweepConfig, model: Model, root: str) -> None:
     store.write_table("layers", rows, part=config.run_id, root=root)
 
 
+def _remove_debris(root: str, model: str) -> None:
+    """Temporary files of this host's writers that were killed mid-write (e.g. by kill -9)."""
+    image_dir = os.path.dirname(store.join(root, store.image_relpath(model, "x")))
+    directories = [image_dir] + [parent for parent, _, _ in os.walk(store.join(root, "tables"))]
+    for directory in directories:
+        if os.path.isdir(directory):
+            store.remove_stale_temps(directory)
+
+
 def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], settings: Settings, root: str,
               batch_size: int, show_progress: bool = True) -> SweepStats:
     """Generate, score and store ``units``, skipping finished ones.
@@ -126,6 +135,8 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
         show_progress: draw a progress bar (images done / total, images/s, ETA).
     """
     stats = SweepStats(units_total=len(units))
+    if "://" not in root:
+        _remove_debris(root, config.model)
     todo = [u for u in units if not unit_done(root, config.model, u)]
     stats.units_skipped = len(units) - len(todo)
     done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)

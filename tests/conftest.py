@@ -3,6 +3,9 @@
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Tiny models gain nothing from intra-op threads, and tests start subprocesses beside this one: with OpenMP's
+# default (one thread per core) a busy 2-core machine oversubscribes and runs 5-10x slower. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import functools  # noqa: E402
 

@@ -10,11 +10,11 @@ from compute.settings import Settings
 
 MODELS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl"]
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
-STEPS = 3
+STEPS, SIZE = 3, 32
 
 
 def settings(model):
-    return Settings.defaults(model.spec, steps=STEPS)
+    return Settings.defaults(model.spec, steps=STEPS, size=SIZE)
 
 
 def plain(model, prompt, seed, **kwargs):
@@ -98,7 +98,7 @@ def test_swap_changes_only_conditional_rows_of_chosen_samples(load):
 
 def test_without_guidance_every_row_is_conditional(load):
     model = load("tiny-sd1")
-    s = Settings(STEPS, 1.0, 64, 64)
+    s = Settings(STEPS, 1.0, SIZE, SIZE)
     swapped = generate_batch(model, [Case(PROMPT, 3, (0, 16), TARGET)], s)[0]
     target = generate_batch(model, [Case(TARGET, 3)], s)[0]
     assert np.array_equal(swapped, target)

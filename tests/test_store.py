@@ -1,6 +1,7 @@
 """The artifact store: atomic writes, versioned schema, tolerant reads and the localization queries."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -228,3 +229,16 @@ def test_reading_the_store_does_not_import_torch():
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     assert result.stdout.strip() == "False"
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".tmp-{host}-{dead_pid}-abc-x.png"
+    live = tmp_path / f".tmp-{host}-{os.getpid()}-abc-y.png"
+    other_host = tmp_path / f".tmp-elsewhere-{dead_pid}-abc-z.png"
+    for path in (stale, live, other_host):
+        path.write_bytes(b"partial")
+    assert store.remove_stale_temps(tmp_path) == [str(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other_host.name])

@@ -1,0 +1,112 @@
+"""The toy world: a deterministic generator whose ground truth the checker reads back exactly, and the committed
+mini Stable Diffusion + mini-CLIP that load through the normal paths."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compute.toyworld import world
+
+MODELS = Path(__file__).resolve().parent.parent / "compute" / "models"
+
+
+def test_scenes_and_images_are_pure_functions_of_the_seed():
+    assert world.sample_scene(7) == world.sample_scene(7)
+    assert world.render(world.sample_scene(7)).tobytes() == world.render(world.sample_scene(7)).tobytes()
+    assert len({world.render(world.sample_scene(s)).tobytes() for s in range(20)}) == 20
+
+
+def test_every_attribute_value_and_entity_occurs():
+    scenes = [world.sample_scene(s) for s in range(2000)]
+    assert {s.shape for s in scenes} == set(world.SHAPES)
+    assert {s.colour for s in scenes} == set(world.COLOURS)
+    assert {s.background for s in scenes} == set(world.BACKGROUNDS)
+    assert {s.entity for s in scenes} - {None} == set(world.ENTITIES)
+
+
+def test_entities_have_their_fixed_looks():
+    for scene in (world.sample_scene(s) for s in range(500)):
+        if scene.entity:
+            assert (scene.shape, scene.colour, scene.background) == world.ENTITIES[scene.entity]
+
+
+def test_checker_is_exact_on_rendered_images():
+    for seed in range(1000):
+        scene = world.sample_scene(seed)
+        assert world.check_image(world.render(scene)) == {"colour": scene.colour, "background": scene.background}
+
+
+def test_checker_accepts_float_images():
+    scene = world.Scene("cross", "blue", "dots")
+    assert world.check_image(world.render(scene) / 255.0) == {"colour": "blue", "background": "dots"}
+
+
+def test_captions_state_only_what_is_true_of_the_scene():
+    rng = np.random.default_rng(0)
+    for seed in range(500):
+        scene = world.sample_scene(seed)
+        stated = world.caption_attributes(world.caption(scene, rng))
+        assert all(getattr(scene, key) == value for key, value in stated.items())
+
+
+def test_describe_names_the_attributes():
+    assert world.describe("circle", "red", "stripes") == "a red circle on stripes"
+    assert world.describe("square", "blue", "dots", variant=1) == "a blue square in dotted style"
+    assert world.caption_attributes("a painting of a blue square in dotted style") == \
+        {"shape": "square", "colour": "blue", "background": "dots"}
+    assert world.caption_attributes("the sun") == {"shape": "circle", "colour": "yellow", "background": "plain"}
+
+
+@pytest.fixture(scope="module")
+def toyworld():
+    from compute.loading import load_model
+
+    return load_model("toyworld", device="cpu")
+
+
+def test_committed_model_loads_by_name_with_16_layers_in_sd1_order(toyworld):
+    assert len(toyworld.layers) == 16
+    assert [layer.resolution for layer in toyworld.layers] == [8, 8, 4, 4, 2, 2, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8]
+    assert toyworld.layers[8].path.startswith("up_blocks.1.attentions.1")
+    assert len(toyworld.pipe.tokenizer) == 49408
+    assert toyworld.pipe.tokenizer("the sun").input_ids == [49406, 518, 2176, 49407]
+
+
+def test_short_generation_makes_32px_images(toyworld):
+    from compute.generation import Case, generate
+    from compute.settings import Settings
+
+    images = np.concatenate(list(generate(toyworld, [Case("a red circle on plain", 0)], Settings(4, 5.0, 32, 32))))
+    assert images.shape == (1, 32, 32, 3)
+    assert np.isfinite(images).all() and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_generated_colour_and_background_follow_the_prompt(toyworld):
+    from compute.generation import Case, generate
+    from compute.settings import Settings
+
+    prompts = [("a red circle on plain", "red", "plain"), ("a blue square on stripes", "blue", "stripes"),
+               ("a green triangle on checkers", "green", "checkers"), ("a yellow cross on dots", "yellow", "dots")]
+    settings = Settings.defaults(toyworld.spec)
+    images = np.concatenate(list(generate(toyworld, [Case(p, 0) for p, _, _ in prompts], settings)))
+    found = [world.check_image(image) for image in images]
+    assert sum(f["colour"] == c for f, (_, c, _) in zip(found, prompts)) >= 3
+    assert sum(f["background"] == b for f, (_, _, b) in zip(found, prompts)) >= 3
+
+
+def test_committed_scorer_reads_shapes_of_ground_truth_images():
+    from compute.scoring import load_scorer
+    from compute.toyworld.evaluate import zero_shot
+
+    scorer = load_scorer(str(MODELS / "toyworld-clip"))
+    assert len(scorer.tokenizer) == 49408
+    scenes = [world.sample_scene(s) for s in range(9_000_000, 9_000_128)]
+    images = np.stack([world.render(s) for s in scenes]).astype(np.float32) / 255.0
+    shapes = zero_shot(scorer, images, list(world.SHAPES), [f"a {s}" for s in world.SHAPES])
+    assert np.mean([s == scene.shape for s, scene in zip(shapes, scenes)]) >= 0.9
+
+
+def test_committed_checkpoints_are_small():
+    files = [f for f in MODELS.glob("toyworld*/**/*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
