@@ -4,6 +4,7 @@ under ``<artifacts>/edits/<edit_id>/`` and optionally evaluate it."""
 import datetime
 import hashlib
 import json
+import os
 import re
 import time
 
@@ -13,11 +14,13 @@ from . import edit as loco
 from .edit_store import edit_dir, load_edit, save_edit
 from .errors import UserError
 from .eval_cmd import add_eval_options, run_eval
-from .generate_cmd import parse_ints, versions
+from .generate_cmd import parse_ints
 from .loading import layer_count, load_model
 from .neuron import DEFAULT_POSITION, rank_units
 from .prompts import FAMILY_NAMES, attribute_family
+from .provenance import versions
 from .store import Store, minimal_windows, resolve_root
+from .sweep_config import load_config
 
 METHODS = ("loco", "all-layers", "neuron")
 DEFAULT_TOPK = 50
@@ -31,7 +34,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--target", help="what the concept should become (default: the family's target)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--layers", help="comma-separated layer indices, e.g. 8,9")
-    where.add_argument("--from-run", metavar="RUN_ID", help="use the minimal localizing window of a stored sweep")
+    where.add_argument("--from-run", metavar="RUN_ID",
+                       help="use the minimal localizing window of a stored sweep (a run id, or its YAML config)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="with --from-run: fraction of the original-to-target gap a window must remove")
     parser.add_argument("--method", choices=METHODS, default="loco")
@@ -52,6 +56,8 @@ def add_parser(subparsers) -> None:
 def window_from_run(root, run_id: str, model: str, family: str, concept: str, threshold: float) -> list[int]:
     """The layers of the minimal localizing window of ``concept`` in sweep run ``run_id`` (with several scorers,
     the first scorer id in sort order decides)."""
+    if run_id.endswith((".yaml", ".yml")) and os.path.isfile(run_id):
+        run_id = load_config(run_id).run_id
     store = Store(root)
     con = store.connect()
     rows = con.execute("SELECT DISTINCT model FROM scores WHERE run_id = ? AND family = ? AND concept = ?",

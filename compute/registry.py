@@ -54,6 +54,7 @@ MODELS = {m.name: m for m in (
     ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768, num_layers=16),
     ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512, num_layers=16),
     ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024, num_layers=70),
+    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="compute/models/toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),

@@ -1,0 +1,50 @@
+"""``python -m compute.toyworld train|eval``: retrain the toy world's models from scratch, or measure its gates.
+
+``train`` runs the three stages in order (mini-CLIP, mini-VAE, mini-UNet; fixed seeds) and writes
+``compute/models/toyworld-clip/`` and ``compute/models/toyworld/``, printing each stage's wall time.
+"""
+
+import argparse
+import time
+
+import torch
+
+
+def train(args) -> None:
+    from . import train_clip, train_unet, train_vae
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    stages = [("clip", lambda: train_clip.train()), ("vae", lambda: train_vae.train()),
+              ("unet", lambda: train_unet.train())]
+    seconds = {}
+    for name, stage in stages:
+        if args.only and name not in args.only.split(","):
+            continue
+        began = time.perf_counter()
+        stage()
+        seconds[name] = time.perf_counter() - began
+    total = sum(seconds.values())
+    print(f"toyworld trained with {torch.get_num_threads()} threads: "
+          + ", ".join(f"{name} {s / 60:.1f} min" for name, s in seconds.items()) + f"; total {total / 60:.1f} min")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m compute.toyworld", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_parser = sub.add_parser("train", help="retrain every toy-world model from scratch")
+    train_parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    train_parser.add_argument("--only", help="comma-separated stages to run: clip,vae,unet")
+    train_parser.set_defaults(func=train)
+    eval_parser = sub.add_parser("eval", help="measure the quality gates (extra options: see evaluate.py)")
+    eval_parser.set_defaults(func=None)
+    args, rest = parser.parse_known_args()
+    if args.command == "eval":
+        from .evaluate import main as evaluate
+
+        evaluate(rest)
+    else:
+        args.func(args)
+
+
+if __name__ == "__main__":
+    main()

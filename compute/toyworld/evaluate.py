@@ -1,0 +1,104 @@
+"""The toy world's quality gates: generate every (shape, colour, background) combination with several seeds through
+the normal loading and generation path, read colour and background with the procedural checker and shape with the
+mini-CLIP (zero-shot over the four shape names). Entities are checked the same way against their fixed looks.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..generation import Case, generate
+from ..loading import load_model
+from ..scoring import load_scorer
+from ..settings import Settings
+from . import world
+from .common import CLIP_DIR
+
+GATES = {"colour": 0.90, "background": 0.80, "shape": 0.60}
+
+
+def combination_prompt(shape: str, colour: str, background: str) -> str:
+    return f"a {colour} {shape} on {background}"
+
+
+def zero_shot(scorer, images: np.ndarray, labels: list[str], texts: list[str]) -> list[str]:
+    """The label whose text the mini-CLIP finds closest to each image."""
+    with torch.no_grad():
+        similarity = scorer.embed_images(images) @ scorer.embed_texts(texts).T
+    return [labels[i] for i in similarity.argmax(-1).tolist()]
+
+
+def score_images(scorer, images: np.ndarray, truths: list[tuple[str, str, str]]) -> dict[str, list[bool]]:
+    """Per image: colour and background right by the checker, shape/colour/background right by the mini-CLIP."""
+    checks = [world.check_image(image) for image in images]
+    shapes = zero_shot(scorer, images, list(world.SHAPES), [f"a {s}" for s in world.SHAPES])
+    colours = zero_shot(scorer, images, list(world.COLOURS), [f"a {c} object" for c in world.COLOURS])
+    backgrounds = zero_shot(scorer, images, list(world.BACKGROUNDS), [f"{b} style" for b in world.BACKGROUNDS])
+    return {"colour": [c["colour"] == t[1] for c, t in zip(checks, truths)],
+            "background": [c["background"] == t[2] for c, t in zip(checks, truths)],
+            "shape": [s == t[0] for s, t in zip(shapes, truths)],
+            "clip_colour": [c == t[1] for c, t in zip(colours, truths)],
+            "clip_background": [b == t[2] for b, t in zip(backgrounds, truths)]}
+
+
+def evaluate(model_name: str = "toyworld", seeds: tuple[int, ...] = (0, 1, 2, 3), steps: int | None = None,
+             guidance: float | None = None, batch_size: int = 64, grid_path: str | None = None) -> dict:
+    """Measure the gates; returns accuracies (fractions) per attribute, for combinations and for entities."""
+    began = time.perf_counter()
+    model = load_model(model_name, device="cpu")
+    scorer = load_scorer(str(CLIP_DIR))
+    settings = Settings.defaults(model.spec, steps, guidance)
+    combos = world.all_combinations()
+    truths = combos + list(world.ENTITIES.values())
+    prompts = [combination_prompt(*c) for c in combos] + list(world.ENTITIES)
+    cases = [Case(p, seed) for p in prompts for seed in seeds]
+    images = np.concatenate(list(generate(model, cases, settings, batch_size)))
+    right = score_images(scorer, images, [t for t in truths for _ in seeds])
+    n = len(combos) * len(seeds)
+    result = {"model": model_name, "steps": settings.steps, "guidance": settings.guidance, "seeds": list(seeds),
+              "images": len(cases), "combinations": {k: float(np.mean(v[:n])) for k, v in right.items()},
+              "entities": {k: float(np.mean(v[n:])) for k, v in right.items()}}
+    result["gates"] = {k: result["combinations"][k] >= g for k, g in GATES.items()}
+    result["seconds"] = round(time.perf_counter() - began, 1)
+    if grid_path:
+        save_grid(images[: n : len(seeds)], grid_path)
+    return result
+
+
+def save_grid(images: np.ndarray, path: str, columns: int = 16) -> None:
+    """Write images (N, H, W, 3) in [0, 1] as one PNG, ``columns`` per row, scaled up 4x."""
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows = -(-len(images) // columns)
+    pad = np.ones((rows * columns - len(images), *images.shape[1:]), images.dtype)
+    tiles = np.concatenate([images, pad]).reshape(rows, columns, *images.shape[1:])
+    grid = (tiles.transpose(0, 2, 1, 3, 4).reshape(rows * images.shape[1], columns * images.shape[2], 3) * 255)
+    Image.fromarray(grid.round().astype(np.uint8)).resize((grid.shape[1] * 4, grid.shape[0] * 4), 0).save(path)
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="toyworld")
+    parser.add_argument("--seeds", default="0,1,2,3")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--guidance", type=float)
+    parser.add_argument("--grid", help="write a PNG of one image per combination here")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args(argv)
+    result = evaluate(args.model, tuple(int(s) for s in args.seeds.split(",")), args.steps, args.guidance,
+                      grid_path=args.grid)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
