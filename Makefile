@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test demo sweep bench dashboard clean
+.PHONY: setup test demo sweep bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -19,9 +19,16 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 test: setup
 	$(PY) -m pytest -q tests
 
+# The embedded toy-world model: a LocoGen sweep over its four families, one LocoEdit with evaluation, then the
+# dashboard on the results. One thread per process: small models gain nothing from more (environment.md).
 demo: setup
-	$(PY) -m compute generate --model tiny-sd1 --prompt "a beautiful house in the style of van gogh" \
-		--target "a painting" --window-size 2 --seeds 0,1 --out $(ARTIFACTS)/demo/window-grid-$$(date +%Y%m%d-%H%M%S)
+	OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS)
+	OMP_NUM_THREADS=1 $(PY) -m compute edit --model toyworld --family style --concept stripes \
+		--target "an object on plain" --from-run compute/configs/toyworld.yaml --prompt stripes \
+		--prompt "a red square on stripes" --prompt "a blue circle on stripes" --prompt "a green cross on stripes" \
+		--eval --scorer compute/models/toyworld-clip --seeds 0,1 --unrelated 8 --artifacts $(ARTIFACTS)
+	@echo "Results are in $(ARTIFACTS)/. Starting the dashboard (Ctrl-C to stop)."
+	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 
 sweep: setup
 	$(PY) -m compute sweep $(CONFIG) --artifacts $(ARTIFACTS)
@@ -33,6 +40,14 @@ bench: setup
 
 dashboard: setup
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
+
+# Retrain the toy world from scratch (mini-CLIP, mini-VAE, mini-UNet) into compute/models/.
+toyworld: setup
+	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld train --threads 1
+
+eval-toyworld: setup
+	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --json $(ARTIFACTS)/toyworld/eval.json \
+		--grid $(ARTIFACTS)/toyworld/grid.png
 
 clean:
 	rm -rf $(VENV)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import diffusers
 import torch
+import transformers
 
 from .errors import UserError
 from .families import FAMILIES, Family, family_of_pipeline
@@ -130,6 +131,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         pipe = build_tiny(spec.name, seed=seed)
     else:
         _read_index(spec.source)  # a missing or offline checkpoint fails here, with a one-line reason
+        diffusers.utils.logging.disable_progress_bar()  # per-component loading bars drown the sweep's own
+        transformers.utils.logging.disable_progress_bar()
         try:
             pipe = family.pipeline_type().from_pretrained(spec.source, dtype=torch_dtype,
                                                           **dict(family.load_kwargs))
