@@ -157,7 +157,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
     removed = []
     for path in Path(directory).glob(f"{TMP_PREFIX}{host}-*"):
         pid = path.name[len(TMP_PREFIX) + len(host) + 1:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             removed.append(str(path))
@@ -170,7 +170,8 @@ def _host() -> str:
     return socket.gethostname().replace("-", "_")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compute.errors import UserError
-from compute.store import atomic_write
+from compute.store import atomic_write, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = "jobs"
@@ -82,12 +82,8 @@ def write_json(path: Path, value: dict) -> None:
 
 def _alive(pid: int, job_path: Path) -> bool:
     """Whether ``pid`` is this job's runner (not an exited one, nor another process that reused the pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:
-        return True
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         try:
