@@ -26,7 +26,7 @@ demo: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute edit --model toyworld --family style --concept stripes \
 		--target "an object on plain" --from-run compute/configs/toyworld.yaml --prompt stripes \
 		--prompt "a red square on stripes" --prompt "a blue circle on stripes" --prompt "a green cross on stripes" \
-		--eval --scorer compute/models/toyworld-clip --seeds 0,1 --unrelated 8 --artifacts $(ARTIFACTS)
+		--eval --seeds 0,1 --unrelated 8 --artifacts $(ARTIFACTS)
 	@echo "Results are in $(ARTIFACTS)/. Starting the dashboard (Ctrl-C to stop)."
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 

@@ -17,8 +17,8 @@ def add_eval_options(parser) -> None:
     group.add_argument("--steps", type=int, help="denoising steps (model default)")
     group.add_argument("--guidance", type=float, help="guidance scale (model default)")
     group.add_argument("--size", type=int, help="image side in pixels (model default)")
-    group.add_argument("--scorer", help=f"CLIP scorer (default: {TINY_SCORER} for built-in models, "
-                                        f"else {DEFAULT_SCORER})")
+    group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
+                                        f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
     group.add_argument("--unrelated", type=int, default=20, help="unrelated prompts for specificity")
     group.add_argument("--other-concepts", type=int, default=3, help="other concepts of the family for specificity")
     group.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")
@@ -38,7 +38,8 @@ def run_eval(model, edit, args) -> dict:
     """Evaluate ``edit`` on ``model`` with the parsed evaluation options; prints and returns the summary."""
     seeds = parse_ints(args.seeds, "seeds")
     settings = Settings.defaults(model.spec, args.steps, args.guidance, args.size)
-    scorer = load_scorer(args.scorer or (TINY_SCORER if model.spec.builtin else DEFAULT_SCORER))
+    default = model.spec.scorer or (TINY_SCORER if model.spec.builtin else DEFAULT_SCORER)
+    scorer = load_scorer(args.scorer or default)
     root = resolve_root(args.artifacts)
     summary = evaluate(model, edit, scorer, settings, seeds, root, args.batch_size, args.unrelated, args.other_concepts)
     specificity = summary.get("specificity", float("nan"))

@@ -21,6 +21,7 @@ class ModelSpec:
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
         num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
         path: for a model embedded in this repository, its pipeline folder relative to the repository root.
+        scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
     """
 
     name: str
@@ -32,6 +33,7 @@ class ModelSpec:
     scheduler: str = "default"
     num_layers: int | None = None
     path: str | None = None
+    scorer: str | None = None
 
     @property
     def builtin(self) -> bool:
@@ -54,7 +56,8 @@ MODELS = {m.name: m for m in (
     ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768, num_layers=16),
     ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512, num_layers=16),
     ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024, num_layers=70),
-    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="compute/models/toyworld"),
+    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="compute/models/toyworld",
+              scorer="compute/models/toyworld-clip"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),

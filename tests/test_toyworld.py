@@ -110,3 +110,14 @@ def test_committed_scorer_reads_shapes_of_ground_truth_images():
 def test_committed_checkpoints_are_small():
     files = [f for f in MODELS.glob("toyworld*/**/*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+
+
+def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
+    import yaml
+
+    from compute.registry import MODELS as REGISTRY
+    from compute.registry import REPO_ROOT
+
+    scorer = REGISTRY["toyworld"].scorer
+    assert (REPO_ROOT / scorer / "config.json").is_file()
+    assert yaml.safe_load((REPO_ROOT / "compute/configs/toyworld.yaml").read_text())["scorer"] == scorer
