@@ -150,6 +150,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         os.close(fd)
 
 
+def exists(path: str) -> bool:
+    """Whether a file exists at a local path or fsspec URL."""
+    if _is_url(path):
+        fs, fs_path = _fsspec(path)
+        return fs.exists(fs_path)
+    return os.path.exists(path)
+
+
+def read_bytes(path: str) -> bytes:
+    """The contents of a file at a local path or fsspec URL."""
+    if _is_url(path):
+        fs, fs_path = _fsspec(path)
+        return fs.cat_file(fs_path)
+    with open(path, "rb") as file:
+        return file.read()
+
+
 def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
     """Delete temporary files left in a local ``directory`` by writers on this host that no longer run (a process
     killed mid-write); other hosts' and live writers' files are left alone. Returns the paths removed."""

@@ -7,6 +7,7 @@ moment and rerun ends with the same tables. Scores always come from the stored 8
 recomputed from the artifact root.
 """
 
+import io
 import json
 import os
 import socket
@@ -45,11 +46,11 @@ class SweepStats:
 def unit_done(root: str, model: str, unit: Unit) -> bool:
     """Both of the unit's parts exist (scores are written before cases, so cases marks completion)."""
     partition = {"model": model, "family": unit.family}
-    return all(os.path.exists(store.part_path(t, unit.unit_id, partition, root)) for t in ("scores", "cases"))
+    return all(store.exists(store.part_path(t, unit.unit_id, partition, root)) for t in ("scores", "cases"))
 
 
 def _load_png(path: str) -> np.ndarray:
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(store.read_bytes(path))) as image:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
@@ -59,7 +60,7 @@ def _generate_unit(model: Model, unit: Unit, settings: Settings, root: str, batc
     for start in range(0, len(unique), batch_size):
         batch = unique[start:start + batch_size]
         paths = [store.join(root, store.image_relpath(model.name, case.image_key)) for case in batch]
-        if all(os.path.exists(path) for path in paths):
+        if all(store.exists(path) for path in paths):
             stats.images_reused += len(batch)
             progress(len(batch))
             continue

@@ -136,3 +136,15 @@ def test_launcher_processes_split_the_plan(reference, tmp_path):
     for name in ("cases", "scores"):
         assert table(root, name) == table(expected, name)
     assert sorted((r["shard"], r["num_shards"]) for r in table(root, "runs")) == [(0, 2), (1, 2)]
+
+
+def test_a_sweep_into_an_fsspec_root_equals_a_local_one(reference, capsys):
+    """Object stores go through fsspec; ``memory://`` exercises the same code path without a network."""
+    config, expected = reference
+    root = "memory://locolab-sweep"
+    assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
+    for name in ("cases", "scores"):
+        assert table(root, name) == table(expected, name)
+    capsys.readouterr()
+    assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
+    assert "0 units run, 3 already done" in capsys.readouterr().out
