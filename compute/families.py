@@ -40,16 +40,23 @@ class Family:
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
 
-    def encode(self, pipe, prompt: str) -> tuple[Conditioning, Conditioning]:
-        """Encode one prompt (alone, so results do not depend on batch company) -> (conditional, unconditional)."""
+    def encode(self, pipe, prompt: str) -> Conditioning:
+        """The conditional inputs of one prompt, encoded alone so they do not depend on batch company."""
         device = pipe._execution_device
         if self.name == "sdxl":
-            cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
-                                                                     do_classifier_free_guidance=True)
-            return (Conditioning(cond, {"pooled_prompt_embeds": pooled}),
-                    Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled}))
-        cond, uncond = pipe.encode_prompt(prompt, device, 1, True)
-        return Conditioning(cond), Conditioning(uncond)
+            cond, _, pooled, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
+                                                    do_classifier_free_guidance=False)
+            return Conditioning(cond, {"pooled_prompt_embeds": pooled})
+        return Conditioning(pipe.encode_prompt(prompt, device, 1, False)[0])
+
+    def encode_negative(self, pipe) -> Conditioning:
+        """The unconditional (empty-prompt) inputs of classifier-free guidance, as the pipeline makes them."""
+        device = pipe._execution_device
+        if self.name == "sdxl":
+            _, uncond, _, uncond_pooled = pipe.encode_prompt("", device=device, num_images_per_prompt=1,
+                                                             do_classifier_free_guidance=True)
+            return Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled})
+        return Conditioning(pipe.encode_prompt("", device, 1, True)[1])
 
     def call_kwargs(self, rows: list[Conditioning], uncond: Conditioning) -> dict[str, torch.Tensor]:
         """Pipeline keyword arguments for a batch whose i-th sample is conditioned on ``rows[i]``."""

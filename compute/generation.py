@@ -53,16 +53,23 @@ def check_window(model: Model, window: tuple[int, int]) -> None:
 
 
 class _Encoder:
-    """Encodes each distinct prompt once, alone, so embeddings do not depend on which prompts share a batch."""
+    """Encodes each distinct prompt once, alone, so embeddings do not depend on which prompts share a batch; the
+    unconditional inputs are encoded once, on first use."""
 
     def __init__(self, model: Model):
-        self.model, self.cache = model, {}
+        self.model, self.cache, self._negative = model, {}, None
 
-    def __call__(self, prompt: str) -> tuple[Conditioning, Conditioning]:
+    def __call__(self, prompt: str) -> Conditioning:
         if prompt not in self.cache:
             with torch.no_grad():
                 self.cache[prompt] = self.model.family.encode(self.model.pipe, prompt)
         return self.cache[prompt]
+
+    def negative(self) -> Conditioning:
+        if self._negative is None:
+            with torch.no_grad():
+                self._negative = self.model.family.encode_negative(self.model.pipe)
+        return self._negative
 
 
 def make_encoder(model: Model) -> _Encoder:
@@ -82,13 +89,13 @@ def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
     rows, replacement = [], []
     swapped = torch.zeros(len(model.layers), len(cases), dtype=torch.bool)
     for i, case in enumerate(cases):
-        cond, _ = encoder(case.prompt)
+        cond = encoder(case.prompt)
         rows.append(cond)
-        replacement.append(encoder(case.target)[0].cond if case.window else cond.cond)
+        replacement.append(encoder(case.target).cond if case.window else cond.cond)
         if case.window:
             check_window(model, case.window)
             swapped[case.window[0]:case.window[1], i] = True
-    uncond = encoder("")[1]
+    uncond = encoder.negative()
     device = "cpu" if model.device.type == "mps" else model.device
     generators = [torch.Generator(device).manual_seed(case.seed) for case in cases]
     with torch.no_grad(), swap_text(model.modules, torch.cat(replacement), swapped):

@@ -82,14 +82,14 @@ def _score_unit(scorer, model_name: str, unit: Unit, root: str, stats: SweepStat
     return [float(s) for s in scores]
 
 
-def _rows(config: SweepConfig, model_name: str, settings: Settings, unit: Unit, scores, scorer_id: str):
+def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id: str):
     def common(case: PlannedCase) -> dict:
-        return {"case_id": case.case_id, "run_id": config.run_id, "model": model_name, "family": case.family,
+        return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
                 "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
                 "window_size": case.window_size, "seed": case.seed}
 
     cases = [{**common(c), "prompt": c.prompt, "target": c.target,
-              "image_path": store.image_relpath(model_name, c.image_key), **settings.to_dict()} for c in unit.cases]
+              "image_path": store.image_relpath(config.model, c.image_key), **settings.to_dict()} for c in unit.cases]
     score_rows = [{**common(c), "scorer_id": scorer_id, "score_text": c.score_text, "score": s}
                   for c, s in zip(unit.cases, scores)]
     return cases, score_rows
@@ -149,7 +149,7 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
             bar.set_postfix_str(f"{unit.family}/{unit.concept}")
             _generate_unit(model, unit, settings, root, batch_size, encoder, stats, bar.update)
             scores = _score_unit(scorer, config.model, unit, root, stats)
-            cases, score_rows = _rows(config, config.model, settings, unit, scores, scorer.scorer_id)
+            cases, score_rows = _rows(config, settings, unit, scores, scorer.scorer_id)
             store.write_table("scores", score_rows, part=unit.unit_id, root=root)
             store.write_table("cases", cases, part=unit.unit_id, root=root)
     return stats

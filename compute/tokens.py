@@ -53,6 +53,6 @@ def embedding_rows(model: Model, prompts: Sequence[str], positions: Sequence[int
     rows = []
     with torch.no_grad():
         for prompt, position in zip(prompts, positions):
-            cond, _ = model.family.encode(model.pipe, prompt)
-            rows.append(cond.cond[0, position].to("cpu", torch.float64))
+            cond = model.family.encode(model.pipe, prompt).cond
+            rows.append(cond[0, position].to("cpu", torch.float64))
     return torch.stack(rows)

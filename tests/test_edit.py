@@ -92,9 +92,9 @@ def test_keys_sit_at_the_last_subject_token(load):
     # <start> van gogh <end> / <start> a painting in the style of van gogh <end>: "gogh" is right before <end>.
     assert kv.positions == [2, 8, 8, 8]
     assert kv.target_position == 2
-    cond, _ = model.family.encode(model.pipe, STYLE_PROMPTS[1])
+    cond = model.family.encode(model.pipe, STYLE_PROMPTS[1])
     assert torch.equal(kv.keys[1], cond.cond[0, 8].double())
-    target, _ = model.family.encode(model.pipe, "a painting")
+    target = model.family.encode(model.pipe, "a painting")
     assert torch.equal(kv.values, target.cond[0, 2].double().expand(4, -1))
 
 
@@ -116,7 +116,7 @@ def test_subject_tokens_split_differently_are_rejected(load):
 def test_sdxl_keys_are_the_concatenated_embedding(load):
     model = load("tiny-sdxl")
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
-    cond, _ = model.family.encode(model.pipe, STYLE_PROMPTS[3])
+    cond = model.family.encode(model.pipe, STYLE_PROMPTS[3])
     assert kv.keys.shape == (4, 64)  # two 32-wide encoders side by side
     assert torch.equal(kv.keys[3], cond.cond[0, 8].double())
 
@@ -175,8 +175,8 @@ def _wide_sd1(width: int = 160) -> Model:
 def test_editing_every_layer_on_every_token_turns_the_concept_into_the_target():
     model = _wide_sd1()
     concept, target = "a painting in the style of van gogh", "a painting"
-    cond, uncond = model.family.encode(model.pipe, concept)
-    goal, _ = model.family.encode(model.pipe, target)
+    cond, uncond = model.family.encode(model.pipe, concept), model.family.encode_negative(model.pipe)
+    goal = model.family.encode(model.pipe, target)
     # Every token of the concept prompt maps to the target's token at the same position; the empty prompt that
     # the unconditional branch reads maps to itself.
     keys = torch.cat([cond.cond[0], uncond.cond[0]])

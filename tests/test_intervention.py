@@ -42,8 +42,8 @@ def test_all_layers_swapped_is_bit_identical_to_plain_pipeline_on_target(load, n
 def test_sdxl_all_layers_keeps_the_original_pooled_embedding(load):
     model = load("tiny-sdxl")
     ours = generate_batch(model, [Case(PROMPT, 7, (0, 70), TARGET)], settings(model))[0]
-    target_cond, _ = model.family.encode(model.pipe, TARGET)
-    original_cond, _ = model.family.encode(model.pipe, PROMPT)
+    target_cond = model.family.encode(model.pipe, TARGET)
+    original_cond = model.family.encode(model.pipe, PROMPT)
     expected = plain(model, None, 7, prompt_embeds=target_cond.cond,
                      pooled_prompt_embeds=original_cond.extras["pooled_prompt_embeds"])
     assert np.array_equal(ours, expected)

@@ -84,7 +84,7 @@ def test_ranking_holds_top_units_at_their_mean_on_neutral_prompts(load):
     name, (indices, values) = next(iter(units.items()))
     linear = model.pipe.unet.get_submodule(name)
     with torch.no_grad():
-        rows = torch.stack([linear(model.family.encode(model.pipe, p)[0].cond[0, 76]) for p in neutral_prompts])
+        rows = torch.stack([linear(model.family.encode(model.pipe, p).cond[0, 76]) for p in neutral_prompts])
     assert torch.allclose(values, rows.mean(0)[indices], atol=1e-6)
     picked = {n: torch.zeros(v.numel(), dtype=torch.bool) for n, v in t.items()}
     for n, (i, _) in units.items():

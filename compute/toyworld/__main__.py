@@ -14,8 +14,7 @@ def train(args) -> None:
     from . import train_clip, train_unet, train_vae
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    stages = [("clip", lambda: train_clip.train()), ("vae", lambda: train_vae.train()),
-              ("unet", lambda: train_unet.train())]
+    stages = [("clip", train_clip.train), ("vae", train_vae.train), ("unet", train_unet.train)]
     seconds = {}
     for name, stage in stages:
         if args.only and name not in args.only.split(","):

@@ -81,13 +81,3 @@ def save(model: CLIPModel, out) -> None:
     model.to(torch.float16).save_pretrained(out)
     model.to(torch.float32)
     save_tokenizer(out)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--out", default=str(CLIP_DIR))
-    args = parser.parse_args()
-    train(args.steps, out=args.out)

@@ -12,13 +12,27 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline,
-                       UNet2DConditionModel)
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from transformers import CLIPModel, CLIPTextModel
 
 from ..tiny import SD_DOWN, SD_SCHEDULER, SD_UP
 from . import world
-from .common import CLIP_DIR, PIPELINE_DIR, Log, save_tokenizer, scenes, to_tensor, tokenizer, tokens
+from .common import (
+    CLIP_DIR,
+    PIPELINE_DIR,
+    Log,
+    save_tokenizer,
+    scenes,
+    to_tensor,
+    tokenizer,
+    tokens,
+)
 
 SEED = 3
 DROP_CAPTION = 0.1
@@ -126,13 +140,3 @@ def train(steps: int = 2500, batch: int = 32, lr: float = 1e-3, dataset: int = 1
     save(pipe, out)
     print(f"[unet] trained {steps} steps in {log.seconds:.0f} s -> {out}")
     return pipe
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=2500)
-    parser.add_argument("--out", default=str(PIPELINE_DIR))
-    args = parser.parse_args()
-    train(args.steps, out=args.out)

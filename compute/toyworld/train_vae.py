@@ -51,7 +51,8 @@ def train(steps: int = 600, batch: int = 32, lr: float = 2e-3, out=PIPELINE_DIR 
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     vae.to(torch.float16).save_pretrained(out)
     vae.to(torch.float32)
-    print(f"[vae] trained {steps} steps in {log.seconds:.0f} s, scaling factor {vae.config.scaling_factor:.4f} -> {out}")
+    print(f"[vae] trained {steps} steps in {log.seconds:.0f} s, "
+          f"scaling factor {vae.config.scaling_factor:.4f} -> {out}")
     return vae
 
 
@@ -65,13 +66,3 @@ def reconstruction_accuracy(vae: AutoencoderKL, count: int = 256) -> dict[str, f
     checks = [world.check_image(p) for p in pixels]
     return {"colour": float(np.mean([c["colour"] == s.colour for c, s in zip(checks, scene_list)])),
             "background": float(np.mean([c["background"] == s.background for c, s in zip(checks, scene_list)]))}
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--out", default=str(PIPELINE_DIR / "vae"))
-    args = parser.parse_args()
-    print("[vae] reconstruction accuracy", reconstruction_accuracy(train(args.steps, out=args.out)))
