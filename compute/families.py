@@ -12,8 +12,9 @@ import torch
 
 @dataclass
 class Conditioning:
-    """Text conditioning of one prompt: ``cond`` (1, T, D) is what cross-attention reads; ``extras`` are per-row
-    pipeline inputs that must follow the prompt (e.g. SD-XL's pooled embedding)."""
+    """Text conditioning of one prompt: ``cond`` (1, T, D) is the text embedding the UNet receives (what
+    cross-attention reads, after DeepFloyd IF's input projection); ``extras`` are per-row pipeline inputs that must
+    follow the prompt (e.g. SD-XL's pooled embedding)."""
 
     cond: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -29,6 +30,8 @@ class Family:
         swap_note: what a LocoGen swap changes and keeps, recorded in every generation's metadata.
         target_equals_all_layers: whether swapping every layer reproduces the plain pipeline on the target prompt
             (true when text enters only through cross-attention).
+        load_kwargs: keyword arguments of ``from_pretrained`` (components to leave out).
+        vae_scale: image pixels per UNet sample, per side, of the released checkpoints (1: pixel space).
     """
 
     name: str
@@ -36,6 +39,7 @@ class Family:
     swap_note: str
     target_equals_all_layers: bool = True
     load_kwargs: tuple[tuple[str, object], ...] = ()
+    vae_scale: int = 8
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
@@ -47,6 +51,8 @@ class Family:
             cond, _, pooled, _ = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
                                                     do_classifier_free_guidance=False)
             return Conditioning(cond, {"pooled_prompt_embeds": pooled})
+        if self.name == "if":
+            return Conditioning(pipe.encode_prompt(prompt, False, 1, device, clean_caption=False)[0])
         return Conditioning(pipe.encode_prompt(prompt, device, 1, False)[0])
 
     def encode_negative(self, pipe) -> Conditioning:
@@ -56,6 +62,8 @@ class Family:
             _, uncond, _, uncond_pooled = pipe.encode_prompt("", device=device, num_images_per_prompt=1,
                                                              do_classifier_free_guidance=True)
             return Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled})
+        if self.name == "if":
+            return Conditioning(pipe.encode_prompt("", True, 1, device, clean_caption=False)[1])
         return Conditioning(pipe.encode_prompt("", device, 1, True)[1])
 
     def call_kwargs(self, rows: list[Conditioning], uncond: Conditioning) -> dict[str, torch.Tensor]:
@@ -79,6 +87,14 @@ FAMILIES = {f.name: f for f in (
     Family("sdxl", "StableDiffusionXLPipeline",
            _SD_NOTE + "; pooled text embedding and time ids kept from the original prompt",
            target_equals_all_layers=False, load_kwargs=(("add_watermarker", False),)),
+    # The UNet projects the T5 embedding (encoder_hid_proj) before its attentions: the swap feeds them the projected
+    # target. Its attention-pooled embedding enters the time embedding (addition_embed_type "text") like SD-XL's pooled.
+    Family("if", "IFPipeline",
+           "projected text (after the UNet's encoder_hid_proj) read by add_k_proj/add_v_proj of the conditional rows "
+           "swapped; unconditional rows untouched; pooled text embedding in the time embedding kept from the original "
+           "prompt", target_equals_all_layers=False, vae_scale=1,
+           load_kwargs=(("safety_checker", None), ("feature_extractor", None), ("watermarker", None),
+                        ("requires_safety_checker", False))),
 )}
 
 
@@ -86,6 +102,8 @@ def family_of_pipeline(class_name: str, unet_config: dict) -> Family | None:
     """The family of a saved pipeline, from its class name and UNet config; None when unsupported."""
     if class_name == "StableDiffusionXLPipeline":
         return FAMILIES["sdxl"]
+    if class_name == "IFPipeline":
+        return FAMILIES["if"]
     if class_name == "StableDiffusionPipeline":
         sd2 = unet_config.get("use_linear_projection") or unet_config.get("cross_attention_dim") == 1024
         return FAMILIES["sd2" if sd2 else "sd1"]

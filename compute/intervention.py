@@ -3,12 +3,23 @@
 Sample ``i`` of a batch of ``B`` has its own set of swapped layers (``swapped[:, i]``) and its own replacement
 (``replacement[i]``). With classifier-free guidance the pipeline runs ``2B`` rows ordered [unconditional, conditional]
 (the diffusers convention); only the conditional rows are changed. Without guidance all ``B`` rows are conditional.
+The replacement is given as the layers read it: map a text-encoder embedding through ``attention_text`` first.
 """
 
 from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
+
+
+def attention_text(unet, text: torch.Tensor) -> torch.Tensor:
+    """``text`` (B, T, D), a text-encoder embedding, as the UNet's text-reading attentions receive it.
+
+    DeepFloyd IF's UNet projects its text input (``encoder_hid_proj``) inside its forward, before any attention;
+    SD-1.x/2.x/XL feed it unchanged. Apply once per generation: the replacement is the same at every step.
+    """
+    param = next(unet.parameters())
+    return unet.process_encoder_hidden_states(text.to(device=param.device, dtype=param.dtype), {})
 
 
 def _swap_hook(mask: torch.Tensor, replacement: torch.Tensor):
@@ -36,7 +47,8 @@ def swap_text(modules: Sequence[torch.nn.Module], replacement: torch.Tensor, swa
 
     Args:
         modules: the model's text-reading attention modules, in forward order (``layers.find_layers``).
-        replacement: (B, T, D) text embedding fed to sample ``i`` where it is swapped.
+        replacement: (B, T, D) text fed to sample ``i`` where it is swapped, as the layers read it
+            (``attention_text``).
         swapped: (L, B) bool; ``swapped[l, i]`` swaps layer ``l`` for sample ``i``. Layers with no swapped sample
             get no hook at all, so an empty swap runs the unmodified model.
 

@@ -92,6 +92,6 @@ def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list
             index=index, path=path, block=block.split("_")[0], block_index=int(block_index or 0),
             attention_index=int(attention_index or 0), transformer_index=int(transformer_index or 0),
             resolution=latent_size * side // probe_side, heads=module.heads, query_dim=module.to_q.in_features,
-            text_dim=module.to_k.in_features if module.is_cross_attention else module.add_k_proj.in_features,
+            text_dim=(module.to_k if module.added_kv_proj_dim is None else module.add_k_proj).in_features,
             inner_dim=module.to_k.out_features))
     return layers, [module for module, _ in seen]

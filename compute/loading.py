@@ -95,10 +95,10 @@ def _spec_for(source: str) -> ModelSpec:
     if family is None:
         if "unet" not in index:
             raise UserError(f"{source!r} is a {class_name} without a UNet (transformer-based?): unsupported, "
-                            "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL)")
-        raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x or SD-XL pipeline")
-    vae_scale = 8
-    resolution = unet.get("sample_size", 64) * vae_scale
+                            "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I)")
+        raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL or "
+                        "DeepFloyd IF stage I pipeline")
+    resolution = unet.get("sample_size", 64) * family.vae_scale
     return ModelSpec(source, family.name, source, resolution)
 
 
@@ -144,7 +144,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     pipe.to(torch_device)
     if spec.builtin and torch_dtype != torch.float32:
         pipe.to(dtype=torch_dtype)
-    layers, modules = find_layers(pipe.unet, spec.resolution // pipe.vae_scale_factor)
+    layers, modules = find_layers(pipe.unet, spec.resolution // getattr(pipe, "vae_scale_factor", 1))
     if not layers:
         raise UserError(f"{name!r} has no UNet cross-attention layers: unsupported")
     return Model(name, spec, family, pipe, layers, modules)

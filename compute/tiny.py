@@ -1,20 +1,32 @@
 """Built-in offline models: random weights, the real UNet block topologies at tiny widths.
 
-Each builder is deterministic in its seed and does not touch the global RNG. The text encoders use the real CLIP BPE
-tokenizer, so token positions (last subject token, end-of-text, padding) behave as in the released checkpoints.
+Each builder is deterministic in its seed and does not touch the global RNG. The CLIP text encoders use the real CLIP
+BPE tokenizer, so token positions (last subject token, end-of-text, padding) behave as in the released checkpoints;
+tiny-if's T5 encoder uses a T5 tokenizer built from the same vocabulary (``t5_tokenizer``).
 """
+
+import math
 
 import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    DDPMScheduler,
     EulerDiscreteScheduler,
+    IFPipeline,
     PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+    T5TokenizerFast,
+)
 
 from .tokenizer import VOCAB_SIZE, clip_tokenizer
 
@@ -58,6 +70,17 @@ UNET_CONFIGS = {
         transformer_layers_per_block=(1, 2, 10), attention_head_dim=(2, 4, 8), use_linear_projection=True,
         cross_attention_dim=2 * TEXT_WIDTH, addition_embed_type="text_time", addition_time_embed_dim=_TIME_DIM,
         projection_class_embeddings_input_dim=6 * _TIME_DIM + TEXT_WIDTH, norm_num_groups=16),
+    # IF-I-XL's config (channel multipliers 1,2,3,4, three resnets per block, attention at the three lower
+    # resolutions -> 22 text-reading attentions) at tiny widths. As there, cross_attention_dim is the last block's
+    # width; it must be a multiple of the 32 groups of each attention's text GroupNorm.
+    "tiny-if": dict(
+        sample_size=64, in_channels=3, out_channels=6, layers_per_block=3, block_out_channels=(8, 16, 24, 32),
+        down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+        up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", attention_head_dim=8, cross_attention_dim=32,
+        cross_attention_norm="group_norm", encoder_hid_dim=TEXT_WIDTH, encoder_hid_dim_type="text_proj",
+        addition_embed_type="text", addition_embed_type_num_heads=4, resnet_time_scale_shift="scale_shift",
+        act_fn="gelu", norm_num_groups=8),
 }
 
 
@@ -91,7 +114,43 @@ def tiny_sdxl() -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
-BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl}
+def t5_tokenizer() -> T5TokenizerFast:
+    """A T5 tokenizer (sentencepiece-style unigram: no BOS, ``</s>`` ends each prompt, ``<pad>`` = 0, ``<unk>`` = 2)
+    built offline from the CLIP BPE vocabulary, as DeepFloyd's T5 vocabulary is not shipped here.
+
+    A CLIP whole-word token ``word</w>`` becomes the word-initial piece ``▁word``, any other token a
+    word-internal piece; single characters exist in both forms, so every Latin-1 word is tokenized without ``<unk>``.
+    Scores fall with the token's CLIP id (its merge rank, roughly its frequency), so whole words win over splits.
+    """
+    pieces: dict[str, int] = {"▁": 0}
+    for token, _ in sorted(clip_tokenizer().get_vocab().items(), key=lambda item: item[1]):
+        word = token.endswith("</w>")
+        text = token.removesuffix("</w>")
+        if not text or not all(32 < ord(c) < 127 or 160 < ord(c) < 256 for c in text):  # specials, byte stand-ins
+            continue
+        forms = ["▁" + text, text] if len(text) == 1 else ["▁" + text if word else text]
+        for piece in forms:
+            pieces.setdefault(piece, len(pieces))
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -math.log(rank + 2)) for p, rank in pieces.items()]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=77)
+
+
+def tiny_if() -> IFPipeline:
+    """DeepFloyd IF stage I layout: pixel-space UNet with 22 added-key/value attentions reading a projected T5
+    embedding, pooled text in the time embedding, learned-range variance with dynamic thresholding (DDPM)."""
+    tokenizer = t5_tokenizer()
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2,
+                                      num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0,
+                                      eos_token_id=1))
+    scheduler = DDPMScheduler(variance_type="learned_range", beta_schedule="squaredcos_cap_v2",
+                              prediction_type="epsilon", thresholding=True, dynamic_thresholding_ratio=0.95,
+                              sample_max_value=1.5)
+    return IFPipeline(tokenizer=tokenizer, text_encoder=encoder, unet=UNet2DConditionModel(**UNET_CONFIGS["tiny-if"]),
+                      scheduler=scheduler, safety_checker=None, feature_extractor=None, watermarker=None,
+                      requires_safety_checker=False)
+
+
+BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, "tiny-if": tiny_if}
 
 
 def build_tiny(name: str, seed: int = 0):
