@@ -6,7 +6,7 @@ import sys
 
 from .errors import UserError
 
-COMMAND_MODULES = ("layers_cmd", "generate_cmd", "sweep_cmd", "edit_cmd", "eval_cmd")
+COMMAND_MODULES = ("layers_cmd", "generate_cmd", "sweep_cmd", "trace_cmd", "edit_cmd", "eval_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

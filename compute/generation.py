@@ -9,7 +9,7 @@ import torch
 
 from .errors import UserError
 from .families import Conditioning
-from .intervention import swap_text
+from .intervention import attention_text, swap_text
 from .loading import Model
 from .settings import Settings
 
@@ -19,13 +19,14 @@ class Case:
     """One image to generate.
 
     Attributes:
-        prompt: the prompt every non-swapped layer (and the pooled/unconditional inputs) sees.
+        prompt: the prompt every non-swapped layer (and the pooled/unconditional inputs) sees, or its precomputed
+            ``Conditioning`` (e.g. a corrupted embedding, for causal tracing).
         seed: the seed of this image's own generator.
         window: half-open layer range ``(start, end)`` fed ``target`` instead, or None for no swap.
         target: the replacement prompt; required with a window.
     """
 
-    prompt: str
+    prompt: str | Conditioning
     seed: int
     window: tuple[int, int] | None = None
     target: str | None = None
@@ -89,7 +90,7 @@ def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
     rows, replacement = [], []
     swapped = torch.zeros(len(model.layers), len(cases), dtype=torch.bool)
     for i, case in enumerate(cases):
-        cond = encoder(case.prompt)
+        cond = case.prompt if isinstance(case.prompt, Conditioning) else encoder(case.prompt)
         rows.append(cond)
         replacement.append(encoder(case.target).cond if case.window else cond.cond)
         if case.window:
@@ -98,7 +99,7 @@ def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
     uncond = encoder.negative()
     device = "cpu" if model.device.type == "mps" else model.device
     generators = [torch.Generator(device).manual_seed(case.seed) for case in cases]
-    with torch.no_grad(), swap_text(model.modules, torch.cat(replacement), swapped):
+    with torch.no_grad(), swap_text(model.modules, attention_text(model.pipe.unet, torch.cat(replacement)), swapped):
         out = model.pipe(**model.family.call_kwargs(rows, uncond), generator=generators,
                          num_inference_steps=settings.steps, guidance_scale=settings.guidance,
                          height=settings.height, width=settings.width, output_type="np")

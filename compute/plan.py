@@ -3,6 +3,8 @@
 A unit is one (family, concept, prompt) with its original and target references and every window x seed. Units are
 the grain of resumption and sharding: a unit's results are written as one Parquet part per table, under a name
 derived from its cases, so rewriting a unit replaces its files instead of adding rows.
+
+A causal-tracing plan (``build_trace_plan``) has the same units, with original, corrupted and restored cases.
 """
 
 import hashlib
@@ -33,6 +35,9 @@ class PlannedCase:
     window_size: int | None
     seed: int
     score_text: str
+    method: str = "locogen"
+    component: str = "cross-attention"
+    noise: float | None = None
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -76,6 +81,44 @@ def build_plan(config: SweepConfig, settings: Settings, num_layers: int) -> list
                 cases += [_case(*args, "window", start, size, seed)
                           for size in config.window_sizes for start in range(num_layers - size + 1)
                           for seed in config.seeds]
+                unit_id = _digest(config.scorer, [c.case_id for c in cases])
+                units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
+    return units
+
+
+def _trace_case(model: str, settings: Settings, family, concept, prompt, method, component, noise, kind, site,
+                seed) -> PlannedCase:
+    # The clean image is the LocoGen original's; the corrupted image is shared by every (method, component).
+    image_key = {"original": _digest(model, asdict(settings), prompt, None, None, seed),
+                 "corrupted": _digest(model, asdict(settings), prompt, concept.name, noise, kind, seed)}.get(
+        kind) or _digest(model, asdict(settings), prompt, concept.name, method, component, noise, kind, site, seed)
+    case_id = _digest(model, asdict(settings), family, concept.name, prompt, method, component, noise, kind, site,
+                      seed)
+    return PlannedCase(case_id, image_key, family, concept.name, prompt, None, kind, site,
+                       None if site is None else 1, seed, concept.score_text.format(concept=concept.name),
+                       method, component, noise)
+
+
+def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[str, str], int]) -> list[Unit]:
+    """All units of a causal trace, one per prompt as in ``build_plan``.
+
+    Args:
+        sites: site count per (method, component) to trace, e.g. ``{("trace-unet", "cross-attention"): 16,
+            ("trace-text", "text-encoder"): 12}``. Each group gets its own original and corrupted references.
+
+    Within a unit, per group and seed: original, corrupted, then each site restored.
+    """
+    units = []
+    noise = config.trace.noise
+    for family in config.families:
+        for concept in family.concepts:
+            for prompt, _ in family.prompts(concept):
+                cases = []
+                for (method, component), count in sites.items():
+                    args = (config.model, settings, family.name, concept, prompt, method, component, noise)
+                    for seed in config.seeds:
+                        cases += [_trace_case(*args, kind, None, seed) for kind in ("original", "corrupted")]
+                        cases += [_trace_case(*args, "restored", site, seed) for site in range(count)]
                 unit_id = _digest(config.scorer, [c.case_id for c in cases])
                 units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
     return units

@@ -5,7 +5,7 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/runs/part-<part>.parquet
     tables/cases/model=<m>/family=<f>/part-<part>.parquet
     tables/scores/model=<m>/family=<f>/part-<part>.parquet
-    tables/layers/part-<run_id>.parquet        (the model's cross-attention layers, for labels and hover text)
+    tables/layers/part-<run_id>.parquet        (the run's sites, e.g. cross-attention layers, for labels and hover text)
     tables/edit_scores/part-<edit_id>.parquet  (an edit's evaluation: CLIP scores before/after, per prompt group)
     images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
@@ -49,17 +49,19 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("schema_version", _INT), ("run_id", _TEXT), ("config_name", _TEXT), ("config_json", _TEXT),
         ("model", _TEXT), ("created_at", _TIME), ("finished_at", _TIME), ("status", _TEXT), ("git_commit", _TEXT),
         ("host", _TEXT), ("versions_json", _TEXT), ("timings_json", _TEXT), ("shard", _INT), ("num_shards", _INT),
+        ("method", _TEXT),
     ]),
     "cases": pa.schema([
         ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
         ("concept", _TEXT), ("prompt", _TEXT), ("target", _TEXT), ("kind", _TEXT), ("window_start", _INT),
         ("window_size", _INT), ("seed", pa.int64()), ("image_path", _TEXT), ("steps", _INT), ("guidance", _FLOAT),
-        ("height", _INT), ("width", _INT),
+        ("height", _INT), ("width", _INT), ("method", _TEXT), ("component", _TEXT), ("noise", _FLOAT),
     ]),
     "scores": pa.schema([
         ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
         ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
-        ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT),
+        ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("method", _TEXT), ("component", _TEXT),
+        ("noise", _FLOAT),
     ]),
     "edit_scores": pa.schema([
         ("schema_version", _INT), ("edit_id", _TEXT), ("model", _TEXT), ("family", _TEXT), ("concept", _TEXT),
@@ -70,7 +72,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "layers": pa.schema([
         ("schema_version", _INT), ("run_id", _TEXT), ("model", _TEXT), ("index", _INT), ("path", _TEXT),
         ("block", _TEXT), ("resolution", _INT), ("heads", _INT), ("query_dim", _INT), ("text_dim", _INT),
-        ("inner_dim", _INT),
+        ("inner_dim", _INT), ("component", _TEXT),
     ]),
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
@@ -367,7 +369,7 @@ class Store:
 # per-window means. Normalized drop = (original - window) / (original - target); NULL when the two references tie.
 _LOCALIZATION_SQL = """
 WITH s AS (
-    SELECT * FROM scores WHERE {run_filter}
+    SELECT * FROM scores WHERE coalesce(method, 'locogen') = 'locogen' AND {run_filter}
     QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
 ), refs AS (
     SELECT model, family, concept, scorer_id,
@@ -391,9 +393,13 @@ FROM windows w LEFT JOIN refs r USING (model, family, concept, scorer_id)
 _GROUP = "model, family, concept, scorer_id"
 
 
-def _localization_sql(run_ids: list[str] | None) -> tuple[str, dict]:
+def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
     params = {} if run_ids is None else {"run_ids": list(run_ids)}
-    return _LOCALIZATION_SQL.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
+    return sql.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
+
+
+def _localization_sql(run_ids: list[str] | None) -> tuple[str, dict]:
+    return _run_filter(_LOCALIZATION_SQL, run_ids)
 
 
 def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
@@ -428,6 +434,43 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
              f"(PARTITION BY {_GROUP} ORDER BY window_size, normalized_drop DESC, window_start) = 1 "
              f"ORDER BY {_GROUP}")
     return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
+
+
+# Causal tracing: per site, recovery = (restored - corrupted) / (original - corrupted), with the references of the
+# same (method, component, noise); NULL when the two references tie.
+_TRACE_SQL = """
+WITH s AS (
+    SELECT * FROM scores WHERE method LIKE 'trace-%' AND {run_filter}
+    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
+), refs AS (
+    SELECT model, family, concept, scorer_id, method, component, noise,
+           avg(score) FILTER (WHERE kind = 'original') AS original_score,
+           avg(score) FILTER (WHERE kind = 'corrupted') AS corrupted_score
+    FROM s GROUP BY ALL
+), sites AS (
+    SELECT model, family, concept, scorer_id, method, component, noise, window_start AS site,
+           avg(score) AS score_mean, stddev_samp(score) AS score_std,
+           count(DISTINCT seed) AS n_seeds, count(*) AS n_images
+    FROM s WHERE kind = 'restored' GROUP BY ALL
+)
+SELECT t.*, r.original_score, r.corrupted_score,
+       (t.score_mean - r.corrupted_score) / nullif(r.original_score - r.corrupted_score, 0) AS recovery
+FROM sites t LEFT JOIN refs r USING (model, family, concept, scorer_id, method, component, noise)
+ORDER BY model, family, concept, scorer_id, method, component, noise, site
+"""
+
+
+def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
+    """Causal tracing's analogue of ``localization``: per (model, family, concept, scorer_id, method, component,
+    noise, site): the restored images' mean score, the original and corrupted reference scores and the recovery
+    ``(restored - corrupted) / (original - corrupted)``.
+
+    Args:
+        con: a connection from ``Store.connect()``.
+        run_ids: restrict to these runs; all runs when None.
+    """
+    sql, params = _run_filter(_TRACE_SQL, run_ids)
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 def existing_case_ids(root: str | os.PathLike | None = None, scorer_id: str | None = None,

@@ -1,4 +1,5 @@
-"""Run a LocoGen sweep: generate every planned case in batched windows, score it, and write it to the store.
+"""Run a sweep (LocoGen, or any planned cases with a renderer, e.g. causal tracing): generate every planned case in
+batches, score it, and write it to the store.
 
 Per work unit: images are generated batch by batch (each batch one pipeline call per denoising step) and written as
 PNGs; then every case of the unit is scored from its PNG and the unit's scores and cases parts are written. A batch
@@ -29,6 +30,9 @@ from .provenance import git_commit
 from .settings import Settings
 from .sweep_config import SweepConfig
 
+# Generates a batch of planned cases: (N, H, W, 3) float images in [0, 1], in order.
+Render = Callable[[list[PlannedCase]], np.ndarray]
+
 
 @dataclass
 class SweepStats:
@@ -54,8 +58,8 @@ def _load_png(path: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def _generate_unit(model: Model, unit: Unit, settings: Settings, root: str, batch_size: int, encoder,
-                   stats: SweepStats, progress: Callable[[int], None]) -> None:
+def _generate_unit(model: Model, unit: Unit, root: str, batch_size: int, render: Render, stats: SweepStats,
+                   progress: Callable[[int], None]) -> None:
     unique = list({case.image_key: case for case in unit.cases}.values())
     for start in range(0, len(unique), batch_size):
         batch = unique[start:start + batch_size]
@@ -65,13 +69,20 @@ def _generate_unit(model: Model, unit: Unit, settings: Settings, root: str, batc
             progress(len(batch))
             continue
         began = time.perf_counter()
-        images = generate_batch(model, [Case(c.generation_prompt, c.seed, c.window, c.target if c.window else None)
-                                        for c in batch], settings, encoder)
+        images = render(batch)
         stats.generate_s += time.perf_counter() - began
         for path, image in zip(paths, images):
             store.write_png_atomic(path, to_pil(image))
         stats.images_generated += len(batch)
         progress(len(batch))
+
+
+def locogen_renderer(model: Model, settings: Settings) -> Render:
+    """Render LocoGen cases: original, target, or the original with a window fed the target."""
+    encoder = make_encoder(model)
+    return lambda batch: generate_batch(model, [Case(c.generation_prompt, c.seed, c.window,
+                                                     c.target if c.window else None) for c in batch],
+                                        settings, encoder)
 
 
 def _score_unit(scorer, model_name: str, unit: Unit, root: str, stats: SweepStats) -> list[float]:
@@ -86,7 +97,8 @@ def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id
     def common(case: PlannedCase) -> dict:
         return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
                 "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
-                "window_size": case.window_size, "seed": case.seed}
+                "window_size": case.window_size, "seed": case.seed, "method": case.method,
+                "component": case.component, "noise": case.noise}
 
     cases = [{**common(c), "prompt": c.prompt, "target": c.target,
               "image_path": store.image_relpath(config.model, c.image_key), **settings.to_dict()} for c in unit.cases]
@@ -96,19 +108,25 @@ def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id
 
 
 def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, status: str, created: datetime,
-                  versions: dict, timings: dict) -> None:
+                  versions: dict, timings: dict, details: dict | None = None) -> None:
+    """Write (or update) the run's row for this shard; ``details`` are added to its ``config_json``."""
     finished = datetime.now(timezone.utc) if status != "running" else None
     store.write_table("runs", [{
-        "run_id": config.run_id, "config_name": config.name, "config_json": json.dumps(config.to_dict()),
+        "run_id": config.run_id, "config_name": config.name, "method": config.method,
+        "config_json": json.dumps({**config.to_dict(), **(details or {})}),
         "model": config.model, "created_at": created, "finished_at": finished, "status": status,
         "git_commit": git_commit(), "host": socket.gethostname(), "versions_json": json.dumps(versions),
         "timings_json": json.dumps(timings), "shard": shard, "num_shards": num_shards}],
         part=f"{config.run_id}-{shard}of{num_shards}", root=root)
 
 
-def write_layers(config: SweepConfig, model: Model, root: str) -> None:
-    rows = [{"run_id": config.run_id, "model": config.model, **{k: v for k, v in layer.to_dict().items()
-             if k in store.SCHEMAS["layers"].names}} for layer in model.layers]
+def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None) -> None:
+    """Write the run's ``layers`` rows: ``rows`` (dicts with a ``component``), else the cross-attention layers."""
+    if rows is None:
+        rows = [{**layer.to_dict(), "component": "cross-attention"} for layer in model.layers]
+    names = store.SCHEMAS["layers"].names
+    rows = [{"run_id": config.run_id, "model": config.model, **{k: v for k, v in row.items() if k in names}}
+            for row in rows]
     store.write_table("layers", rows, part=config.run_id, root=root)
 
 
@@ -122,7 +140,7 @@ def _remove_debris(root: str, model: str) -> None:
 
 
 def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], settings: Settings, root: str,
-              batch_size: int, show_progress: bool = True) -> SweepStats:
+              batch_size: int, show_progress: bool = True, render: Render | None = None) -> SweepStats:
     """Generate, score and store ``units``, skipping finished ones.
 
     Args:
@@ -134,6 +152,7 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
         root: artifact root.
         batch_size: images per pipeline call.
         show_progress: draw a progress bar (images done / total, images/s, ETA).
+        render: generates a batch of cases; LocoGen's (``locogen_renderer``) when None.
     """
     stats = SweepStats(units_total=len(units))
     if "://" not in root:
@@ -142,12 +161,12 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
     stats.units_skipped = len(units) - len(todo)
     done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)
     total = sum(len({c.image_key for c in u.cases}) for u in units)
-    encoder = make_encoder(model)
+    render = render or locogen_renderer(model, settings)
     with tqdm(total=total, initial=done_images, unit="img", disable=not show_progress, dynamic_ncols=True,
               desc=config.name) as bar:
         for unit in todo:
             bar.set_postfix_str(f"{unit.family}/{unit.concept}")
-            _generate_unit(model, unit, settings, root, batch_size, encoder, stats, bar.update)
+            _generate_unit(model, unit, root, batch_size, render, stats, bar.update)
             scores = _score_unit(scorer, config.model, unit, root, stats)
             cases, score_rows = _rows(config, settings, unit, scores, scorer.scorer_id)
             store.write_table("scores", score_rows, part=unit.unit_id, root=root)

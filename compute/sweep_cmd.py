@@ -88,23 +88,33 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
 
 
 def run_sweep(config, units, settings, root, batch_size, device, dtype, shard, num_shards, progress) -> None:
-    from .batching import auto_batch_size
     from .loading import load_model
+
+    began = time.perf_counter()
+    model = load_model(config.model, device=device, dtype=dtype)
+    execute(config, model, began, units, settings, root, batch_size, shard, num_shards, progress)
+    print_minimal_windows(root, config.run_id)
+
+
+def execute(config, model, began, units, settings, root, batch_size, shard, num_shards, progress, render=None,
+            layer_rows=None, details=None):
+    """Run ``units`` on a loaded model as run ``config.run_id``: the run row (running, then finished / failed /
+    interrupted, with timings), the layers rows (``sweep.write_layers``), the units (``sweep.run_units`` with
+    ``render``), and a one-line summary. ``began`` is when loading started; ``details`` go into ``config_json``."""
+    from .batching import auto_batch_size
     from .provenance import versions
     from .scoring import load_scorer
     from .sweep import run_units, write_layers, write_run_row
 
     created = datetime.now(timezone.utc)
-    began = time.perf_counter()
-    model = load_model(config.model, device=device, dtype=dtype)
     scorer = load_scorer(config.scorer, device=model.device)
     batch_size = batch_size or auto_batch_size(model, settings)
     load_s = time.perf_counter() - began
-    write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s})
-    write_layers(config, model, root)
+    write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s}, details)
+    write_layers(config, model, root, layer_rows)
     status, stats = "failed", None
     try:
-        stats = run_units(config, model, scorer, units, settings, root, batch_size, progress)
+        stats = run_units(config, model, scorer, units, settings, root, batch_size, progress, render)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -118,10 +128,10 @@ def run_sweep(config, units, settings, root, batch_size, device, dtype, shard, n
                            units=stats.units_total, units_skipped=stats.units_skipped,
                            images_per_s=round(stats.images_generated / stats.generate_s, 3)
                            if stats.generate_s else None)
-        write_run_row(config, root, shard, num_shards, status, created, versions(), timings)
+        write_run_row(config, root, shard, num_shards, status, created, versions(), timings, details)
     print(f"{config.run_id}: {stats.units_total - stats.units_skipped} units run, {stats.units_skipped} already "
           f"done; {stats.images_generated} images generated in {stats.generate_s:.1f} s; results in {root}")
-    print_minimal_windows(root, config.run_id)
+    return stats
 
 
 def print_minimal_windows(root: str, run_id: str, threshold: float = 0.5) -> None:

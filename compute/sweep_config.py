@@ -24,6 +24,9 @@ A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: 
 else the template's, else the family's.
 
 ``families_from: [style, objects]`` adds the shared family definitions in ``compute/configs/families/``.
+
+An optional ``trace:`` section sets the causal-tracing baseline (``python -m compute trace``), which ignores
+``window_sizes``: ``trace: {noise: 3.0, components: [cross-attention, resnet], text_encoder: true}``.
 """
 
 import hashlib
@@ -38,11 +41,13 @@ import yaml
 from .errors import UserError
 
 TOP_KEYS = {"name", "description", "model", "families", "families_from", "window_sizes", "seeds", "steps", "guidance",
-            "resolution", "scorer", "batch_size"}
+            "resolution", "scorer", "batch_size", "trace"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
 FAMILIES_DIR = Path(__file__).parent / "configs" / "families"
 CONCEPT_KEYS = {"name", "target", "score_text"}
+TRACE_KEYS = {"noise", "components", "text_encoder"}
+TRACE_COMPONENTS = ("cross-attention", "self-attention", "feed-forward", "resnet")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -77,6 +82,25 @@ class FamilySpec:
 
 
 @dataclass(frozen=True)
+class TraceSpec:
+    """Causal-tracing settings: noise as a multiple of the token-embedding std, the UNet site kinds to restore,
+    and whether to trace the text encoder's layers too."""
+
+    noise: float = 3.0
+    components: tuple[str, ...] = ("cross-attention",)
+    text_encoder: bool = True
+
+    def __post_init__(self):
+        if self.noise < 0:
+            raise ConfigError(f"trace.noise must be >= 0, got {self.noise}")
+        unknown = set(self.components) - set(TRACE_COMPONENTS)
+        if unknown:
+            raise ConfigError(f"trace.components: unknown {sorted(unknown)}; use {', '.join(TRACE_COMPONENTS)}")
+        if not self.components and not self.text_encoder:
+            raise ConfigError("trace: nothing to trace; name components or set text_encoder: true")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A validated sweep study."""
 
@@ -91,19 +115,25 @@ class SweepConfig:
     resolution: int | None = None
     batch_size: int | None = None
     description: str = ""
+    trace: TraceSpec = TraceSpec()
+    method: str = "locogen"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def digest(self) -> str:
-        """A short hash of everything that determines the results (not the name or description)."""
-        fields = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", "batch_size")}
+        """A short hash of everything that determines the results (not the name or description). A LocoGen run
+        ignores the trace settings; a trace run ignores the window sizes and includes the method."""
+        ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == "locogen"
+                                                            else {"window_sizes"})
+        fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def run_id(self) -> str:
-        """Deterministic: a rerun of the same study resumes the same run."""
-        return f"{self.name}-{self.digest()}"
+        """Deterministic: a rerun of the same study resumes the same run; other methods get their own run."""
+        method = "" if self.method == "locogen" else f"{self.method}-"
+        return f"{self.name}-{method}{self.digest()}"
 
 
 class _Checker:
@@ -191,6 +221,26 @@ def _family(check: _Checker, name: str, raw) -> FamilySpec:
     return FamilySpec(name, target, tuple(templates), tuple(concepts))
 
 
+def _trace(check: _Checker, raw) -> TraceSpec:
+    if raw is None:
+        return TraceSpec()
+    check.keys("trace", raw, TRACE_KEYS)
+    noise = raw.get("noise", 3.0)
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
+        check.fail("trace.noise", f"expected a number >= 0, got {noise!r}", "fix or remove it")
+    components = raw.get("components", ["cross-attention"])
+    if not isinstance(components, list) or not set(components) <= set(TRACE_COMPONENTS):
+        check.fail("trace.components", f"expected a list of site kinds, got {components!r}",
+                   f"use some of {', '.join(TRACE_COMPONENTS)}")
+    text_encoder = raw.get("text_encoder", True)
+    if not isinstance(text_encoder, bool):
+        check.fail("trace.text_encoder", f"expected true or false, got {text_encoder!r}", "fix it")
+    try:
+        return TraceSpec(float(noise), tuple(dict.fromkeys(components)), text_encoder)
+    except ConfigError as error:
+        check.fail("trace", str(error), "fix the trace section")
+
+
 def _shared_families(check: _Checker, names) -> dict:
     if not isinstance(names, list) or not names:
         check.fail("families_from", "expected a non-empty list", "write e.g. [style, objects]")
@@ -245,7 +295,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         guidance=None if guidance is None else float(guidance),
         resolution=check.positive("resolution", raw.get("resolution"), int),
         batch_size=check.positive("batch_size", raw.get("batch_size"), int),
-        description=str(raw.get("description", "")))
+        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")))
 
 
 def load_config(path: str | os.PathLike) -> SweepConfig:

@@ -33,7 +33,8 @@ def test_write_table_leaves_only_the_final_file(tmp_path):
     assert paths == [f"{tmp_path}/tables/scores/model=CompVis%2Fstable-diffusion-v1-4/family=style/"
                      "part-run1-0-0.parquet"]
     assert _files(tmp_path) == ["part-run1-0-0.parquet"]
-    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=1, **_score("a", "original", 0.75))]
+    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=1, **_score("a", "original", 0.75),
+                                                        method=None, component=None, noise=None)]
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
@@ -212,6 +213,21 @@ def test_localization_can_be_restricted_to_runs(tmp_path):
     write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
 
     assert localization(Store(tmp_path).connect(), run_ids=["run2"]).num_rows == 0
+
+
+def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
+    trace = dict(method="trace-unet", component="cross-attention", noise=3.0)
+    rows = [{**_score(f"o{seed}", "original", 0.75, seed), **trace} for seed in (0, 1)]
+    rows += [{**_score(f"c{seed}", "corrupted", 0.25, seed), **trace} for seed in (0, 1)]
+    rows += [{**_score(f"r{site}-{seed}", "restored", 0.25 + 0.125 * site, seed, site, 1), **trace}
+             for site in range(3) for seed in (0, 1)]
+    write_table("scores", _planted_sweep() + rows, "run1-0-0", root=tmp_path)
+    con = Store(tmp_path).connect()
+
+    effects = store.trace_effects(con).to_pylist()
+    assert [(row["site"], row["recovery"]) for row in effects] == [(0, 0.0), (1, 0.25), (2, 0.5)]
+    assert {(row["original_score"], row["corrupted_score"], row["n_seeds"]) for row in effects} == {(0.75, 0.25, 2)}
+    assert localization(con).num_rows == 31
 
 
 def test_existing_case_ids_filter_by_scorer(tmp_path):

@@ -1,0 +1,257 @@
+"""Causal tracing (the predecessor baseline, ROME-style): corrupt the subject's input word embeddings with Gaussian
+noise, restore one site's state from the clean run, and see how much of the attribute comes back.
+
+UNet sites are restored inside one batch: the clean, corrupted and restored rows of one seed start from the same
+latents, and a forward hook copies the clean row's output at the site into each restored row (both halves of
+classifier-free guidance) at every denoising step, which is exactly "restore from the clean run at every step".
+Text-encoder sites are restored while encoding: encoder layer i's output at the last subject token is taken from the
+clean encoding, and the image is generated from the resulting text embedding.
+"""
+
+import math
+import re
+from collections.abc import Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.models.attention import FeedForward
+from diffusers.models.resnet import ResnetBlock2D
+
+from .families import Conditioning
+from .generation import Case, generate_batch, make_encoder
+from .layers import _probe_inputs
+from .loading import Model
+from .plan import PlannedCase
+from .settings import Settings
+from .tokens import subject_position
+
+_BLOCK = re.compile(r"(down|mid|up)_blocks?")
+_TEXT_LAYER = re.compile(r"(^|\.)encoder\.layers\.\d+$")
+_FIND = {
+    "self-attention": lambda name, module: name.endswith(".attn1"),
+    "feed-forward": lambda name, module: isinstance(module, FeedForward),
+    "resnet": lambda name, module: isinstance(module, ResnetBlock2D),
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    """A state that tracing restores: a module's output, indexed in forward order within its component."""
+
+    component: str
+    index: int
+    path: str
+    block: str | None
+    resolution: int | None
+    module: torch.nn.Module
+
+    def row(self) -> dict:
+        """The site as a ``layers`` table row."""
+        return {"component": self.component, "index": self.index, "path": self.path, "block": self.block,
+                "resolution": self.resolution}
+
+
+def unet_sites(model: Model, component: str) -> list[Site]:
+    """The UNet sites of ``component`` in forward order. Cross-attention sites are the model's LocoGen layers;
+    the others are found, like them, by a probe forward pass."""
+    if component == "cross-attention":
+        return [Site(component, layer.index, layer.path, layer.block, layer.resolution, module)
+                for layer, module in zip(model.layers, model.modules)]
+    unet = model.pipe.unet
+    names = {module: name for name, module in unet.named_modules() if _FIND[component](name, module)}
+    seen: dict[torch.nn.Module, int] = {}
+
+    def record(module, args, kwargs):
+        hidden = args[0] if args else next(iter(kwargs.values()))
+        seen.setdefault(module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1]))
+
+    probe_side = 2 ** len(unet.config.block_out_channels)
+    latent = model.spec.resolution // model.pipe.vae_scale_factor
+    handles = [module.register_forward_pre_hook(record, with_kwargs=True) for module in names]
+    try:
+        with torch.no_grad():
+            unet(**_probe_inputs(unet, probe_side))
+    finally:
+        for handle in handles:
+            handle.remove()
+    sites = []
+    for index, (module, side) in enumerate(seen.items()):
+        block = _BLOCK.search(names[module])
+        sites.append(Site(component, index, names[module], block and block.group(1), latent * side // probe_side,
+                          module))
+    return sites
+
+
+def _text_encoders(model: Model) -> list[tuple[str, torch.nn.Module, object]]:
+    pipe = model.pipe
+    return [(f"text_encoder{suffix}", getattr(pipe, f"text_encoder{suffix}"), getattr(pipe, f"tokenizer{suffix}"))
+            for suffix in ("", "_2") if getattr(pipe, f"text_encoder{suffix}", None) is not None]
+
+
+def text_sites(model: Model) -> list[Site]:
+    """The text-encoder layers in forward order (SD-XL: the first encoder's, then the second's)."""
+    layers = [(f"{name}.{path}", layer) for name, encoder, _ in _text_encoders(model)
+              for path, layer in encoder.named_modules() if _TEXT_LAYER.search(path)]
+    return [Site("text-encoder", index, path, path.split(".")[0], None, layer)
+            for index, (path, layer) in enumerate(layers)]
+
+
+def embedding_std(model: Model) -> dict[str, float]:
+    """The std of each text encoder's token-embedding matrix (the unit of the noise scale)."""
+    return {name: encoder.get_input_embeddings().weight.float().std().item()
+            for name, encoder, _ in _text_encoders(model)}
+
+
+def subject_positions(tokenizer, prompt: str, subject: str) -> list[int]:
+    """Positions of all of the subject's tokens in the prompt (its last occurrence)."""
+    last = subject_position(tokenizer, prompt, subject)
+    count = len(tokenizer(subject, add_special_tokens=False).input_ids)
+    return list(range(last - count + 1, last + 1))
+
+
+@contextmanager
+def corrupt_subject(model: Model, prompt: str, subject: str, scale: float, seed: int):
+    """Within: encoding ``prompt`` adds Gaussian noise, ``scale`` times the embedding std, to the subject tokens'
+    input word embeddings of every text encoder. The noise comes from a generator seeded with ``seed``, so every
+    encoding inside gets the same noise."""
+    stds = embedding_std(model)
+    with ExitStack() as stack:
+        for name, encoder, tokenizer in _text_encoders(model):
+            positions = subject_positions(tokenizer, prompt, subject)
+            embedding = encoder.get_input_embeddings()
+            generator = torch.Generator().manual_seed(seed)
+            noise = torch.randn(len(positions), embedding.embedding_dim, generator=generator) * scale * stds[name]
+
+            def hook(module, args, output, positions=positions, noise=noise):
+                output = output.clone()
+                output[:, positions] += noise.to(output)
+                return output
+
+            stack.callback(embedding.register_forward_hook(hook).remove)
+        yield
+
+
+@contextmanager
+def restore_token(layer: torch.nn.Module, position: int, clean: torch.Tensor):
+    """Within: ``layer``'s output at ``position`` is replaced by ``clean`` (its clean output there)."""
+    def hook(module, args, output):
+        hidden = (output[0] if isinstance(output, tuple) else output).clone()
+        hidden[:, position] = clean.to(hidden)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    # Prepended, so output recorders (e.g. SD-XL's penultimate hidden state) see the restored state.
+    handle = layer.register_forward_hook(hook, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def clean_states(model: Model, prompt: str, layers: Sequence[torch.nn.Module]) -> list[torch.Tensor]:
+    """The output of each of ``layers`` (text-encoder layers) while encoding ``prompt`` cleanly, (T, D) each."""
+    states: dict[torch.nn.Module, torch.Tensor] = {}
+
+    def hook(module, args, output):
+        states[module] = (output[0] if isinstance(output, tuple) else output)[0].detach().clone()
+
+    handles = [layer.register_forward_hook(hook) for layer in layers]
+    try:
+        with torch.no_grad():
+            model.family.encode(model.pipe, prompt)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [states[layer] for layer in layers]
+
+
+def _restore_hook(mask: torch.Tensor, source: torch.Tensor):
+    batch = mask.shape[0]
+    index = torch.where(mask, source, torch.arange(batch))
+
+    def hook(module, args, output):
+        if output.shape[0] % batch or output.shape[0] // batch not in (1, 2):
+            raise RuntimeError(f"restore prepared for {batch} samples, but the site gave {output.shape[0]} rows")
+        rows = torch.cat([index + k * batch for k in range(output.shape[0] // batch)])
+        return output[rows.to(output.device)]
+
+    return hook
+
+
+@contextmanager
+def restore_sites(modules: Sequence[torch.nn.Module], restored: torch.Tensor, source: Sequence[int]):
+    """Restore chosen samples' outputs at chosen modules from another sample of the batch, at every call.
+
+    Args:
+        modules: the sites (UNet modules whose output is one tensor, batch first).
+        restored: (S, B) bool; ``restored[s, i]`` makes sample ``i``'s output at ``modules[s]`` a copy of sample
+            ``source[i]``'s. With classifier-free guidance the pipeline runs ``2B`` rows [unconditional,
+            conditional]; both rows of the sample are copied. Modules with no restored sample get no hook.
+        source: (B,) the clean sample of each sample.
+
+    Hooks are removed on exit, also when the body raises.
+    """
+    if restored.shape != (len(modules), len(source)):
+        raise ValueError(f"restored has shape {tuple(restored.shape)}, expected ({len(modules)}, {len(source)})")
+    source = torch.as_tensor(source)
+    with ExitStack() as stack:
+        for module, mask in zip(modules, restored):
+            if mask.any():
+                stack.callback(module.register_forward_hook(_restore_hook(mask, source)).remove)
+        yield
+
+
+class TraceRenderer:
+    """Generates batches of planned trace cases (a ``sweep.Render``).
+
+    Args:
+        model: the loaded model.
+        settings: sampling settings.
+        sites: the UNet sites per component (``unet_sites``), by the index in ``PlannedCase.window_start``.
+        text: the text-encoder sites (``text_sites``).
+    """
+
+    def __init__(self, model: Model, settings: Settings, sites: dict[str, list[Site]], text: list[Site]):
+        self.model, self.settings, self.sites, self.text = model, settings, sites, text
+        self.encoder = make_encoder(model)
+        self.cache: dict[tuple, Conditioning] = {}
+
+    def conditioning(self, case: PlannedCase) -> Conditioning:
+        """The case's text conditioning: clean, corrupted, or corrupted with one text-encoder site restored."""
+        if case.kind == "original":
+            return self.encoder(case.prompt)
+        site = self.text[case.window_start] if case.method == "trace-text" and case.kind == "restored" else None
+        key = (case.prompt, case.concept, case.noise, case.seed, site and site.index)
+        if key not in self.cache:
+            with ExitStack() as stack, torch.no_grad():
+                if site is not None:
+                    tokenizer = getattr(self.model.pipe, site.path.split(".")[0].replace("text_encoder", "tokenizer"))
+                    position = subject_position(tokenizer, case.prompt, case.concept)
+                    clean = clean_states(self.model, case.prompt, [site.module])[0][position]
+                    stack.enter_context(restore_token(site.module, position, clean))
+                stack.enter_context(corrupt_subject(self.model, case.prompt, case.concept, case.noise, case.seed))
+                self.cache[key] = self.model.family.encode(self.model.pipe, case.prompt)
+        return self.cache[key]
+
+    def __call__(self, batch: list[PlannedCase]) -> np.ndarray:
+        conds, seeds = [self.conditioning(c) for c in batch], [c.seed for c in batch]
+        unet_restored = [c.method == "trace-unet" and c.kind == "restored" for c in batch]
+        clean = {(c.prompt, c.seed): i for i, c in enumerate(batch) if c.kind == "original"}
+        for case, restores in zip(batch, unet_restored):
+            if restores and (case.prompt, case.seed) not in clean:
+                # The clean run of this seed rides along in the batch as an extra row.
+                clean[case.prompt, case.seed] = len(conds)
+                conds.append(self.encoder(case.prompt))
+                seeds.append(case.seed)
+        source = [clean.get((c.prompt, c.seed), i) for i, c in enumerate(batch)] + list(range(len(batch), len(conds)))
+        with ExitStack() as stack:
+            for component, sites in self.sites.items():
+                restored = torch.zeros(len(sites), len(conds), dtype=torch.bool)
+                for i, case in enumerate(batch):
+                    if unet_restored[i] and case.component == component:
+                        restored[case.window_start, i] = True
+                stack.enter_context(restore_sites([s.module for s in sites], restored, source))
+            images = generate_batch(self.model, [Case(c, s) for c, s in zip(conds, seeds)], self.settings,
+                                    self.encoder)
+        return images[:len(batch)]

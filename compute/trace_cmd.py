@@ -1,0 +1,104 @@
+"""``python -m compute trace CONFIG``: causal tracing (the predecessor baseline) of a sweep config's prompts, into
+the artifact store as its own run (method ``trace``), resumable and shardable like a sweep."""
+
+import argparse
+import time
+from dataclasses import replace
+
+from . import store
+from .errors import UserError
+from .loading import resolve
+from .plan import build_trace_plan, shard_units
+from .settings import Settings
+from .sweep_cmd import launcher_shard, parse_shard
+from .sweep_config import TRACE_COMPONENTS, ConfigError, TraceSpec, load_config
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("trace", help="causal tracing of a config's prompts (resumable, shardable)")
+    parser.add_argument("config", help="YAML sweep config (its optional trace: section sets the defaults)")
+    parser.add_argument("--artifacts", help=f"artifact root (default ${store.ROOT_ENV} or {store.DEFAULT_ROOT}/)")
+    parser.add_argument("--noise", type=float, help="noise scale, a multiple of the token-embedding std (default 3)")
+    parser.add_argument("--components", help=f"comma-separated UNet site kinds: {', '.join(TRACE_COMPONENTS)}, "
+                        "or none (default: config, else cross-attention)")
+    parser.add_argument("--text-encoder", action=argparse.BooleanOptionalAction,
+                        help="also trace the text-encoder layers (default: config, else yes)")
+    parser.add_argument("--shard", default="0/1", help="I/N: run the I-th of N shards (0-based), e.g. for array jobs")
+    parser.add_argument("--limit", type=int, help="run at most K work units (one prompt with all its sites)")
+    parser.add_argument("--dry-run", action="store_true", help="load the model, print the plan and exit")
+    parser.add_argument("--batch-size", type=int, help="images per pipeline call (default: config, else auto)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def trace_config(args):
+    """The config with method ``trace`` and its trace settings overridden by the command line."""
+    config = load_config(args.config)
+    spec = config.trace
+    components = spec.components if args.components is None else tuple(
+        c.strip() for c in args.components.split(",") if c.strip() and c.strip() != "none")
+    try:
+        spec = TraceSpec(spec.noise if args.noise is None else args.noise, components,
+                         spec.text_encoder if args.text_encoder is None else args.text_encoder)
+    except ConfigError as error:
+        raise UserError(f"{args.config}: {error}") from None
+    return replace(config, method="trace", trace=spec)
+
+
+def run(args) -> None:
+    from .loading import load_model
+    from .sweep_cmd import execute
+    from .trace import TraceRenderer, embedding_std, text_sites, unet_sites
+
+    config = trace_config(args)
+    shard, num_shards = parse_shard(args.shard)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
+    shard, num_shards, device = launcher_shard(shard, num_shards, args.device)
+    began = time.perf_counter()
+    model = load_model(config.model, device=device, dtype=args.dtype)
+    sites = {component: unet_sites(model, component) for component in config.trace.components}
+    text = text_sites(model) if config.trace.text_encoder else []
+    counts = {("trace-unet", component): len(found) for component, found in sites.items()}
+    if text:
+        counts["trace-text", "text-encoder"] = len(text)
+    units = build_trace_plan(config, settings, counts)
+    mine = shard_units(units, shard, num_shards)[:args.limit]
+    root = store.resolve_root(args.artifacts)
+    print_plan(config, units, mine, settings, counts, shard, num_shards)
+    if args.dry_run:
+        return
+    layer_rows = [site.row() for found in [*sites.values(), text] for site in found]
+    render = TraceRenderer(model, settings, sites, text)
+    execute(config, model, began, mine, settings, root, args.batch_size or config.batch_size, shard, num_shards,
+            not args.no_progress, render, layer_rows, {"embedding_std": embedding_std(model)})
+    print_strongest_sites(root, config.run_id)
+
+
+def print_plan(config, units, mine, settings, counts, shard, num_shards) -> None:
+    images = len({c.image_key for u in mine for c in u.cases})
+    groups = ", ".join(f"{method} {component} ({count} sites)" for (method, component), count in counts.items())
+    print(f"run {config.run_id}: causal trace of {config.model}, noise {config.trace.noise} x embedding std, "
+          f"scorer {config.scorer}")
+    print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
+          f"seeds {list(config.seeds)}; {groups}")
+    print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, "
+          f"{sum(len(u.cases) for u in mine)} cases, {images} images")
+
+
+def print_strongest_sites(root: str, run_id: str) -> None:
+    """Per concept and component: the site with the largest recovery."""
+    table = store.trace_effects(store.Store(root).connect(), run_ids=[run_id]).to_pylist()
+    best = {}
+    for row in table:
+        key = (row["family"], row["concept"], row["component"])
+        if row["recovery"] is not None and (key not in best or row["recovery"] > best[key]["recovery"]):
+            best[key] = row
+    print("strongest site per concept and component (recovery = (restored - corrupted) / (original - corrupted)):")
+    for (family, concept, component), row in sorted(best.items()):
+        print(f"  {family:>8} / {concept:<16} {component:<16} site {row['site']:>2} recovery {row['recovery']:.2f}")
