@@ -17,6 +17,8 @@ from .errors import UserError
 from .loading import Model
 from .neuron import PROJECTIONS, clamp_units
 from .tokens import (
+    aligned_positions,
+    embedding_matrix,
     embedding_rows,
     last_token_position,
     position_in_model,
@@ -24,6 +26,7 @@ from .tokens import (
 )
 
 DEFAULT_LAMBDA = 0.01
+COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ class KeysValues:
     target_position: int
 
 
-def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str]) -> KeysValues:
+def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str], padding: bool = False,
+                        preserve: Sequence[str] = ()) -> KeysValues:
     """Keys at the last subject token of each source prompt; values = the target at its last token, one per key.
 
     Args:
@@ -89,6 +93,11 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
         concept: the subject text, which must occur in every prompt.
         target: the prompt whose last-token embedding every key is mapped to.
         prompts: source prompts (e.g. the concept alone and the family's templates).
+        padding: also key every position after the last subject token (end-of-text, padding), each mapped to the
+            target's position at the same offset after its last token (``tokens.aligned_positions``). A causal
+            text encoder carries the whole prompt into those positions, and cross-attention reads them too.
+        preserve: prompts whose embeddings, at every position, are keys mapped to themselves (an extension of the
+            paper's objective: the edit must leave them as they are).
     """
     if not prompts:
         raise UserError("no source prompts")
@@ -96,9 +105,22 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
     target_position = position_in_model(model, lambda t: last_token_position(t, target))
     if target_position < 1:
         raise UserError("empty target prompt: give a non-empty --target")
-    keys = embedding_rows(model, prompts, positions)
-    value = embedding_rows(model, [target], [target_position])
-    return KeysValues(keys, value.expand_as(keys).clone(), list(prompts), positions, target_position)
+    if not padding:
+        keys = embedding_rows(model, prompts, positions)
+        values = embedding_rows(model, [target], [target_position]).expand_as(keys).clone()
+    else:
+        goal = embedding_matrix(model, target)
+        keys, values = [], []
+        for prompt, position in zip(prompts, positions):
+            rows = embedding_matrix(model, prompt)
+            at, to = aligned_positions(position, target_position, len(rows), padding=True)
+            keys.append(rows[at])
+            values.append(goal[to])
+        keys, values = torch.cat(keys), torch.cat(values)
+    if preserve:
+        kept = torch.cat([embedding_matrix(model, prompt) for prompt in preserve])
+        keys, values = torch.cat([keys, kept]), torch.cat([values, kept])
+    return KeysValues(keys, values, list(prompts), positions, target_position)
 
 
 def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
@@ -112,23 +134,30 @@ def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
 
 
 def edited_weights(model: Model, layers: Sequence[int], factor: Factor) -> dict[str, torch.Tensor]:
-    """New ``to_k``/``to_v`` weights of ``layers``, by UNet parameter name (e.g. ``...attn2.to_k.weight``)."""
+    """New ``to_k``/``to_v`` weights of ``layers``, by qualified parameter name (``unet.<...>.attn2.to_k.weight``)."""
     weights = {}
     for index in check_layers(model, layers):
         for projection in PROJECTIONS:
             linear = getattr(model.modules[index], projection)
-            weights[f"{model.layers[index].path}.{projection}.weight"] = factor.apply(linear.weight).cpu()
+            weights[f"unet.{model.layers[index].path}.{projection}.weight"] = factor.apply(linear.weight).cpu()
     return weights
+
+
+def qualified(name: str) -> str:
+    """A parameter name qualified by pipeline component. Edits made before text-encoder edits named UNet
+    parameters bare; no UNet parameter name starts with a component name, so a bare name is the UNet's."""
+    return name if name.split(".", 1)[0] in COMPONENTS else f"unet.{name}"
 
 
 @dataclass
 class Edit:
-    """An edit of a model's UNet and its record.
+    """An edit of a model (its UNet or text encoders) and its record.
 
     Attributes:
         meta: the JSON-able record (id, model, method, layers, lambda, prompts, positions, ...).
-        weights: new values of changed parameters by UNet parameter name (LocoEdit).
-        units: per projection module path, (unit indices, clamp values) held during generation (neuron edit).
+        weights: new values of changed parameters by name qualified by pipeline component (``unet.<...>`` for
+            LocoEdit, ``text_encoder.<...>`` for DiffQuickFix).
+        units: per UNet projection module path, (unit indices, clamp values) held during generation (neuron edit).
     """
 
     meta: dict
@@ -140,14 +169,19 @@ class Edit:
         return self.meta["edit_id"]
 
 
-def _swap_weights(unet, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Copy ``weights`` into ``unet``'s parameters; returns the originals (clones)."""
+def _parameter(pipe, name: str) -> torch.nn.Parameter:
+    component, _, path = qualified(name).partition(".")
+    try:
+        return getattr(pipe, component).get_parameter(path)
+    except AttributeError:
+        raise UserError(f"the edit changes {name}, which this model does not have: wrong model?") from None
+
+
+def _swap_weights(pipe, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy ``weights`` into ``pipe``'s parameters; returns the originals (clones)."""
     params = []
     for name, value in weights.items():
-        try:
-            param = unet.get_parameter(name)
-        except AttributeError:
-            raise UserError(f"the edit changes {name}, which this model does not have: wrong model?") from None
+        param = _parameter(pipe, name)
         if param.shape != value.shape:
             raise UserError(f"the edit's {name} has shape {tuple(value.shape)}, the model's {tuple(param.shape)}: "
                             "wrong model?")
@@ -166,12 +200,12 @@ def applied(model: Model, edit: Edit, cfg: bool = True):
 
     Args:
         model: the model to edit in place.
-        edit: a LocoEdit (weights) or neuron edit (clamped units).
+        edit: a weight edit (LocoEdit, DiffQuickFix) or neuron edit (clamped units).
         cfg: whether generation uses classifier-free guidance (neuron edits clamp only the conditional rows).
     """
-    originals = _swap_weights(model.pipe.unet, edit.weights)
+    originals = _swap_weights(model.pipe, edit.weights)
     try:
         with clamp_units(model.pipe.unet, edit.units, cfg):
             yield model
     finally:
-        _swap_weights(model.pipe.unet, originals)
+        _swap_weights(model.pipe, originals)

@@ -1,5 +1,6 @@
-"""``python -m compute edit``: make a LocoEdit (closed form on chosen layers), all-layers or neuron edit, save it
-under ``<artifacts>/edits/<edit_id>/`` and optionally evaluate it."""
+"""``python -m compute edit``: make a LocoEdit (closed form on chosen layers), all-layers, neuron or DiffQuickFix
+(closed form on text-encoder layer 0) edit, save it under ``<artifacts>/edits/<edit_id>/`` and optionally evaluate
+it."""
 
 import datetime
 import hashlib
@@ -11,23 +12,26 @@ import time
 import torch
 
 from . import edit as loco
+from . import quickfix
 from .edit_store import edit_dir, load_edit, save_edit
 from .errors import UserError
 from .eval_cmd import add_eval_options, run_eval
 from .generate_cmd import parse_ints
 from .loading import layer_count, load_model
 from .neuron import DEFAULT_POSITION, rank_units
-from .prompts import FAMILY_NAMES, attribute_family
+from .prompts import DEFAULT_PROMPT_SET, FAMILY_NAMES, PROMPT_SETS, attribute_family
+from .registry import MODELS
 from .provenance import versions
 from .store import Store, minimal_windows, resolve_root
 from .sweep_config import load_config
 
-METHODS = ("loco", "all-layers", "neuron")
+METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
 DEFAULT_TOPK = 50
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("edit", help="edit a concept out of a model (LocoEdit, all layers, or neurons)")
+    parser = subparsers.add_parser("edit", help="edit a concept out of a model (LocoEdit, all layers, neurons or "
+                                                "DiffQuickFix)")
     parser.add_argument("--model", required=True, help="registry name, pipeline directory or hub id")
     parser.add_argument("--family", required=True, choices=FAMILY_NAMES, help="attribute family (prompt set)")
     parser.add_argument("--concept", required=True, help='the concept to edit, e.g. "van gogh"')
@@ -45,6 +49,15 @@ def add_parser(subparsers) -> None:
                         help="source prompt containing the concept; repeatable (default: the family's templates)")
     parser.add_argument("--topk", type=int, default=DEFAULT_TOPK, help="neuron: units to hold")
     parser.add_argument("--position", type=int, default=DEFAULT_POSITION, help="neuron: token position ranked")
+    parser.add_argument("--positions", choices=quickfix.POSITIONS,
+                        help="closed-form methods: key positions, the last subject token alone or with every later "
+                             "(end-of-text, padding) position (default: subject for loco/all-layers as in the paper, "
+                             f"{quickfix.DEFAULT_POSITIONS} for diffquickfix)")
+    parser.add_argument("--preserve-others", action="store_true",
+                        help="closed-form methods: also key the family's other concepts' source prompts, at every "
+                             "position, mapped to themselves, so the edit leaves them alone (not in the paper)")
+    parser.add_argument("--prompt-set", choices=PROMPT_SETS,
+                        help="prompt set of --family (default: the registered model's, else paper)")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -90,15 +103,33 @@ def _check_args(args) -> None:
         raise UserError(f"--topk must be >= 0, got {args.topk}")
     if args.method == "all-layers" and (args.layers or args.from_run):
         raise UserError("--method all-layers edits every layer: drop --layers/--from-run")
-    if args.method != "all-layers" and not (args.layers or args.from_run):
+    if args.method == "diffquickfix" and (args.layers or args.from_run):
+        raise UserError("--method diffquickfix edits text-encoder layer 0, not UNet layers: drop --layers/--from-run")
+    if args.method == "neuron" and (args.positions or args.preserve_others):
+        raise UserError("--positions/--preserve-others are for the closed-form methods, not --method neuron")
+    if args.method not in ("all-layers", "diffquickfix") and not (args.layers or args.from_run):
         raise UserError(f"--method {args.method} needs --layers (e.g. 8,9) or --from-run RUN_ID")
+
+
+def prompt_set_of(args) -> str:
+    """``--prompt-set``, else the registered model's prompt set, else the paper's."""
+    spec = MODELS.get(args.model)
+    return args.prompt_set or (spec.prompt_set if spec else DEFAULT_PROMPT_SET)
 
 
 def request_of(args, family) -> dict:
     """What determines the edit (its id is a digest of this), from the arguments; no model is loaded."""
     target = args.target if args.target is not None else family.target_for(args.concept)
-    request = {"model": args.model, "family": family.name, "concept": args.concept, "target": target,
-               "method": args.method, "source_prompts": args.prompts or family.source_prompts(args.concept)}
+    request = {"model": args.model, "family": family.name, "prompt_set": prompt_set_of(args), "concept": args.concept,
+               "target": target, "method": args.method,
+               "source_prompts": args.prompts or family.source_prompts(args.concept)}
+    if args.method != "neuron":
+        request["positions"] = args.positions or ("subject+padding" if args.method == "diffquickfix" else "subject")
+        request["preserve_prompts"] = ([p for c in family.concepts if c != args.concept
+                                        for p in family.source_prompts(c)] if args.preserve_others else [])
+    if args.method == "diffquickfix":
+        request["lambda"] = args.lam
+        return request
     if args.from_run:
         request["from_run"] = args.from_run
         request["threshold"] = args.threshold
@@ -117,32 +148,57 @@ def request_of(args, family) -> dict:
     return request
 
 
+def _unet_edit(model, meta: dict) -> loco.Edit:
+    layers = loco.check_layers(model, meta["layers"])
+    meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
+    if meta["method"] == "neuron":
+        units, _ = rank_units(model, layers, meta["concept_prompts"], meta["neutral_prompts"], meta["position"],
+                              meta["topk"])
+        meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
+        return loco.Edit(meta, units=units)
+    kv = loco.subject_keys_values(model, meta["concept"], meta["target"], meta["source_prompts"],
+                                  padding=meta.get("positions") == "subject+padding",
+                                  preserve=meta.get("preserve_prompts", ()))
+    factor = loco.solve_factor(kv.keys, kv.values, meta["lambda"])
+    meta.update(token_positions=kv.positions, target_position=kv.target_position,
+                num_keys=len(kv.keys), keys_rank=int(torch.linalg.matrix_rank(kv.keys)))
+    return loco.Edit(meta, weights=loco.edited_weights(model, layers, factor))
+
+
+def _quickfix_edit(model, meta: dict) -> loco.Edit:
+    encoders = quickfix.keys_values(model, meta["concept"], meta["target"], meta["source_prompts"],
+                                    padding=meta["positions"] == "subject+padding",
+                                    preserve=meta.get("preserve_prompts", ()))
+    by_encoder = {kv.module.split(".", 1)[0]: kv for kv in encoders}
+    meta.update(modules=[kv.module for kv in encoders],
+                token_positions={name: [p[0] for p in kv.positions] for name, kv in by_encoder.items()},
+                num_keys={name: len(kv.keys) for name, kv in by_encoder.items()},
+                keys_rank={name: int(torch.linalg.matrix_rank(kv.keys)) for name, kv in by_encoder.items()})
+    return loco.Edit(meta, weights=quickfix.edited_weights(model, encoders, meta["lambda"]))
+
+
 def build_edit(model, request: dict) -> loco.Edit:
     """Compute the edit described by ``request`` (``request_of``) on ``model``."""
     started = time.perf_counter()
-    layers = loco.check_layers(model, request["layers"])
     meta = {"edit_id": _edit_id(request), **request, "model_family": model.family.name,
-            "layer_paths": [model.layers[i].path for i in layers], "num_layers": len(model.layers),
             "dtype": str(model.dtype).removeprefix("torch.")}
-    if request["method"] == "neuron":
-        units, _ = rank_units(model, layers, request["concept_prompts"], request["neutral_prompts"],
-                              request["position"], request["topk"])
-        edit = loco.Edit(meta, units=units)
-        meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
-    else:
-        kv = loco.subject_keys_values(model, request["concept"], request["target"], request["source_prompts"])
-        factor = loco.solve_factor(kv.keys, kv.values, request["lambda"])
-        edit = loco.Edit(meta, weights=loco.edited_weights(model, layers, factor))
-        meta.update(token_positions=kv.positions, target_position=kv.target_position,
-                    keys_rank=int(torch.linalg.matrix_rank(kv.keys)))
+    edit = (_quickfix_edit if request["method"] == "diffquickfix" else _unet_edit)(model, meta)
     meta.update(seconds=round(time.perf_counter() - started, 4), versions=versions(),
                 created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return edit
 
 
+def _edited(meta: dict) -> str:
+    if "modules" in meta:
+        return ", ".join(meta["modules"])
+    layers = meta["layers"]
+    shown = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else layers
+    return f"layers {shown}"
+
+
 def run(args) -> None:
     _check_args(args)
-    family = attribute_family(args.family)
+    family = attribute_family(args.family, prompt_set_of(args))
     request = request_of(args, family)
     edit_id = _edit_id(request)
     root = resolve_root(args.artifacts)
@@ -154,8 +210,6 @@ def run(args) -> None:
         model = load_model(args.model, device=args.device, dtype=args.dtype)
         edit = build_edit(model, request)
         path = save_edit(root, edit)
-        layers = edit.meta["layers"]
-        shown = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else layers
-        print(f"wrote edit {edit_id} to {path} ({edit.meta['seconds'] * 1000:.0f} ms, layers {shown})")
+        print(f"wrote edit {edit_id} to {path} ({edit.meta['seconds'] * 1000:.0f} ms, {_edited(edit.meta)})")
     if args.eval:
         run_eval(model or load_model(args.model, device=args.device, dtype=args.dtype), edit, args)

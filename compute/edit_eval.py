@@ -20,7 +20,7 @@ from .edit import Edit, applied
 from .generation import Case, generate
 from .grid import quantize, to_pil
 from .loading import Model
-from .prompts import attribute_family, unrelated_prompts
+from .prompts import DEFAULT_PROMPT_SET, attribute_family, unrelated_prompts
 from .settings import Settings
 from .store import atomic_write, join, resolve_root, write_png_atomic, write_table
 
@@ -44,20 +44,23 @@ def eval_prompts(meta: dict, unrelated: int = 20, other_concepts: int = 3) -> li
         unrelated: how many of the shipped unrelated prompts to use.
         other_concepts: how many of the family's other concepts to use.
     """
-    family = attribute_family(meta["family"])
+    prompt_set = meta.get("prompt_set", DEFAULT_PROMPT_SET)
+    family = attribute_family(meta["family"], prompt_set)
     concept = meta["concept"]
     text = family.score_text_for(concept)
     prompts = [EvalPrompt("efficacy", p, text) for p in meta["source_prompts"]]
     prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
     others = [c for c in family.concepts if c != concept][:other_concepts]
     prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
-    prompts += [EvalPrompt("unrelated", p, p) for p in unrelated_prompts()[:unrelated]]
+    generic = [p for p in unrelated_prompts(prompt_set) if concept.lower() not in p.lower()]
+    prompts += [EvalPrompt("unrelated", p, p) for p in generic[:unrelated]]
     prompts.append(EvalPrompt("target", meta["target"], text))
     return prompts
 
 
 def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: int) -> np.ndarray:
-    # Scored as stored: 8-bit, like the sweep's images, so scores reproduce from the PNGs.
+    # Scored as stored: 8-bit, like the sweep's images, so scores reproduce from the PNGs. Each call encodes its
+    # prompts anew (``generate`` makes its own encoder cache), so a text-encoder edit applied in between takes effect.
     return quantize(np.concatenate(list(generate(model, cases, settings, batch_size))))
 
 
@@ -66,6 +69,8 @@ def summarize(rows: list[dict]) -> dict:
 
     efficacy / generalization: fraction of prompts (scores averaged over seeds) whose score to the concept is below
     the target reference (the target prompt's mean score on the original model); reported before and after.
+    ``<group>_drop``: the mean score's normalized drop (before - after) / (before - target reference), LocoGen's
+    measure (1 = as far from the concept as the target prompt, 0 = unchanged).
     specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained); the same ratio
     for the family's other concepts. Groups without prompts are left out.
     """
@@ -87,6 +92,9 @@ def summarize(rows: list[dict]) -> dict:
             summary[f"{group}_{phase}"] = float((scores < reference).mean())
             summary[f"{group}_score_{phase}"] = float(scores.mean())
         summary[group] = summary[f"{group}_after"]
+        gap = summary[f"{group}_score_before"] - reference
+        summary[f"{group}_drop"] = (summary[f"{group}_score_before"] - summary[f"{group}_score_after"]) / gap \
+            if gap else None
     for group, name in (("unrelated", "specificity"), ("other_concepts", "other_concepts_retained")):
         if group not in present:
             continue

@@ -1,8 +1,10 @@
 """Edit folders: ``<root>/edits/<edit_id>/`` with ``edit.json`` (the record) and the changed tensors only.
 
-``weights.safetensors`` holds a LocoEdit's new weights by UNet parameter name; ``units.safetensors`` holds a neuron
-edit's ``<module>.indices`` (int64) and ``<module>.values``. Folders are written to a temporary sibling and renamed
-into place, so a failed edit leaves nothing behind. Tensors are never pickled.
+``weights.safetensors`` holds a weight edit's new parameters by name qualified by pipeline component
+(``unet.<...>.attn2.to_k.weight``, ``text_encoder.<...>.out_proj.weight``; older edits' bare names are the UNet's,
+see ``edit.qualified``); ``units.safetensors`` holds a neuron edit's ``<module>.indices`` (int64) and
+``<module>.values``. Folders are written to a temporary sibling and renamed into place, so a failed edit leaves
+nothing behind. Tensors are never pickled.
 """
 
 import json
@@ -12,7 +14,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir
-from .edit import Edit
+from .edit import Edit, qualified
 from .errors import UserError
 from .store import resolve_root
 
@@ -49,6 +51,7 @@ def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
         raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
     meta = json.loads((path / RECORD).read_text())
     weights = load_file(str(path / WEIGHTS)) if (path / WEIGHTS).is_file() else {}
+    weights = {qualified(name): value for name, value in weights.items()}
     units = {}
     if (path / UNITS).is_file():
         tensors = load_file(str(path / UNITS))

@@ -42,10 +42,11 @@ def run_eval(model, edit, args) -> dict:
     scorer = load_scorer(args.scorer or default)
     root = resolve_root(args.artifacts)
     summary = evaluate(model, edit, scorer, settings, seeds, root, args.batch_size, args.unrelated, args.other_concepts)
-    specificity = summary.get("specificity", float("nan"))
+    nan = float("nan")
     print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {summary['efficacy']:.2f} "
-          f"(before {summary['efficacy_before']:.2f}), generalization {summary['generalization']:.2f} "
-          f"(before {summary['generalization_before']:.2f}), specificity {specificity:.3f}")
+          f"(before {summary['efficacy_before']:.2f}, drop {summary.get('efficacy_drop') or nan:.2f}), "
+          f"generalization {summary.get('generalization', nan):.2f} (before {summary.get('generalization_before', nan):.2f}, "
+          f"drop {summary.get('generalization_drop') or nan:.2f}), specificity {summary.get('specificity', nan):.3f}")
     return summary
 
 

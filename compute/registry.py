@@ -22,6 +22,7 @@ class ModelSpec:
         num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
         path: for a model embedded in this repository, its pipeline folder relative to the repository root.
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
+        prompt_set: the edit prompt set that fits the model's world (``compute/prompts``).
     """
 
     name: str
@@ -34,6 +35,7 @@ class ModelSpec:
     num_layers: int | None = None
     path: str | None = None
     scorer: str | None = None
+    prompt_set: str = "paper"
 
     @property
     def builtin(self) -> bool:
@@ -56,11 +58,17 @@ MODELS = {m.name: m for m in (
     ModelSpec("sd-2.1", "sd2", "stabilityai/stable-diffusion-2-1", 768, num_layers=16),
     ModelSpec("sd-2.1-base", "sd2", "stabilityai/stable-diffusion-2-1-base", 512, num_layers=16),
     ModelSpec("sdxl-base", "sdxl", "stabilityai/stable-diffusion-xl-base-1.0", 1024, num_layers=70),
+    # DeepFloyd IF stage I, 64 px. XL: 3 resnets per block at 4 levels, attention at 3 -> 9 down + 1 mid + 12 up.
+    # The L and M UNet configs were not at hand: their counts are read from the config on first use.
+    ModelSpec("if-i-xl", "if", "DeepFloyd/IF-I-XL-v1.0", 64, num_layers=22),
+    ModelSpec("if-i-l", "if", "DeepFloyd/IF-I-L-v1.0", 64),
+    ModelSpec("if-i-m", "if", "DeepFloyd/IF-I-M-v1.0", 64),
     ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="compute/models/toyworld",
-              scorer="compute/models/toyworld-clip"),
+              scorer="compute/models/toyworld-clip", prompt_set="toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
+    ModelSpec("tiny-if", "if", None, 64, steps=10, num_layers=22),
     ModelSpec("random-sd-1.5", "sd1", None, 512, num_layers=16),
     ModelSpec("random-sdxl", "sdxl", None, 1024, num_layers=70),
 )}

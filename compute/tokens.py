@@ -56,3 +56,16 @@ def embedding_rows(model: Model, prompts: Sequence[str], positions: Sequence[int
             cond = model.family.encode(model.pipe, prompt).cond
             rows.append(cond[0, position].to("cpu", torch.float64))
     return torch.stack(rows)
+
+
+def embedding_matrix(model: Model, prompt: str) -> torch.Tensor:
+    """The cross-attention text embedding of one prompt at every position, (T, D) float64 on the CPU."""
+    with torch.no_grad():
+        return model.family.encode(model.pipe, prompt).cond[0].to("cpu", torch.float64)
+
+
+def aligned_positions(subject: int, target: int, length: int, padding: bool) -> tuple[list[int], list[int]]:
+    """Key positions (the subject token, then with ``padding`` every later one) and the target positions at the same
+    offsets after the target's last token, clipped to ``length``."""
+    offsets = range(length - subject) if padding else range(1)
+    return [subject + k for k in offsets], [min(target + k, length - 1) for k in offsets]

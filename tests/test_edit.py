@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from compute.edit import (
@@ -131,7 +132,8 @@ def test_edit_changes_only_k_and_v_of_the_chosen_layers(load):
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
     weights = edited_weights(model, [9, 8], solve_factor(kv.keys, kv.values))
     paths = ["up_blocks.1.attentions.1", "up_blocks.1.attentions.2"]
-    assert sorted(weights) == [f"{p}.transformer_blocks.0.attn2.{m}.weight" for p in paths for m in ("to_k", "to_v")]
+    assert sorted(weights) == [f"unet.{p}.transformer_blocks.0.attn2.{m}.weight"
+                               for p in paths for m in ("to_k", "to_v")]
 
 
 def test_apply_then_remove_restores_weights_bit_for_bit(load, tmp_path):
@@ -142,12 +144,27 @@ def test_apply_then_remove_restores_weights_bit_for_bit(load, tmp_path):
     save_edit(tmp_path, edit)
     loaded = load_edit(tmp_path, "e")
     name = "up_blocks.1.attentions.1.transformer_blocks.0.attn2.to_v.weight"
-    assert torch.equal(loaded.weights[name], edit.weights[name])
+    assert torch.equal(loaded.weights[f"unet.{name}"], edit.weights[f"unet.{name}"])
     with applied(model, loaded):
-        assert torch.equal(model.pipe.unet.get_parameter(name), loaded.weights[name])
+        assert torch.equal(model.pipe.unet.get_parameter(name), loaded.weights[f"unet.{name}"])
         assert not torch.equal(model.pipe.unet.get_parameter(name), before[name])
     after = model.pipe.unet.state_dict()
     assert all(torch.equal(after[name], value) for name, value in before.items())
+
+
+def test_edits_saved_with_bare_unet_names_still_load_and_apply(load, tmp_path):
+    model = load("tiny-sd1")
+    name = "up_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k.weight"
+    original = model.pipe.unet.get_parameter(name).clone()
+    folder = tmp_path / "edits" / "old"
+    folder.mkdir(parents=True)
+    (folder / "edit.json").write_text('{"edit_id": "old"}')
+    save_file({name: original + 1}, str(folder / "weights.safetensors"))  # the layout before text-encoder edits
+    loaded = load_edit(tmp_path, "old")
+    assert list(loaded.weights) == [f"unet.{name}"]
+    with applied(model, loaded):
+        assert torch.equal(model.pipe.unet.get_parameter(name), original + 1)
+    assert torch.equal(model.pipe.unet.get_parameter(name), original)
 
 
 def test_remove_happens_when_generation_fails(load):

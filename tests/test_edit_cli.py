@@ -29,7 +29,7 @@ def test_edit_saves_only_the_changed_weights_and_a_record(tmp_path, capsys):
     edit_id, folder = _only_edit(tmp_path)
     assert edit_id.startswith("van-gogh-loco-")
     weights = load_file(str(folder / "weights.safetensors"))
-    assert sorted(weights) == [f"up_blocks.1.attentions.{a}.transformer_blocks.0.attn2.{m}.weight"
+    assert sorted(weights) == [f"unet.up_blocks.1.attentions.{a}.transformer_blocks.0.attn2.{m}.weight"
                                for a in (1, 2) for m in ("to_k", "to_v")]
     record = json.loads((folder / "edit.json").read_text())
     assert (record["method"], record["layers"], record["lambda"]) == ("loco", [8, 9], 0.05)
@@ -95,6 +95,11 @@ def test_from_run_edits_the_minimal_localizing_window(tmp_path):
     (["--from-run", "run1"], "has no style scores"),
     (["--from-run", "other-run"], "has no style scores"),
     (["--layers", "8", "--method", "all-layers"], "drop --layers"),
+    (["--layers", "8", "--method", "diffquickfix"], "edits text-encoder layer 0, not UNet layers: drop --layers"),
+    (["--from-run", "run1", "--method", "diffquickfix"], "drop --layers/--from-run"),
+    (["--method", "neuron", "--layers", "8", "--positions", "subject"], "not --method neuron"),
+    (["--method", "diffquickfix", "--lambda", "0"], "--lambda must be > 0"),
+    (["--method", "diffquickfix", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
     ([], "needs --layers"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
@@ -109,6 +114,12 @@ def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
     _sweep_scores(tmp_path)
     assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
     assert "no window of run 'run1' localizes" in capsys.readouterr().err
+
+
+def test_diffquickfix_keys_only_the_subject_token_on_request(tmp_path):
+    assert main(EDIT + ["--method", "diffquickfix", "--positions", "subject", "--artifacts", str(tmp_path)]) == 0
+    record = json.loads((_only_edit(tmp_path)[1] / "edit.json").read_text())
+    assert (record["positions"], record["num_keys"]) == ("subject", {"text_encoder": 4})
 
 
 def _eval_table(root):
@@ -130,6 +141,28 @@ def test_eval_edit_scores_every_prompt_before_and_after(tmp_path):
     unrelated = {r["phase"]: r["score"] for r in rows if r["group"] == "unrelated"}
     assert summary["specificity"] == pytest.approx(unrelated["after"] / unrelated["before"])
     assert summary["num_prompts"]["generalization"] == 6
+
+
+def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path, capsys):
+    args = EDIT + ["--method", "diffquickfix", "--eval", "--scorer", "tiny-clip", "--artifacts", str(tmp_path)]
+    assert main(args + EVAL) == 0
+    edit_id, folder = _only_edit(tmp_path)
+    assert edit_id.startswith("van-gogh-diffquickfix-")
+    module = "text_encoder.encoder.layers.0.self_attn.out_proj"
+    assert list(load_file(str(folder / "weights.safetensors"))) == [f"{module}.weight"]
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["method"], record["positions"], record["modules"]) == ("diffquickfix", "subject+padding", [module])
+    assert record["token_positions"] == {"text_encoder": [2, 8, 8, 8]}
+    assert record["num_keys"] == {"text_encoder": 75 + 3 * 69}  # each subject token and every position after it
+    assert "layers" not in record
+    assert module in capsys.readouterr().out
+    rows = _eval_table(tmp_path)
+    assert len(rows) == 2 * EVAL_PROMPTS and {r["method"] for r in rows} == {"diffquickfix"}
+    # The UNet is untouched: the after-images differ only if prompts are encoded anew under the edit (no stale cache).
+    before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
+    after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
+    assert all(before[p] != after[p] for p in before)
+    assert json.loads((folder / "eval.json").read_text())["edit_id"] == edit_id
 
 
 def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):

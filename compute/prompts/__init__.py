@@ -1,5 +1,9 @@
 """Prompt sets of the attribute families (style, objects, facts, color) and the unrelated prompts, shipped as YAML.
 
+A prompt set is a folder of YAML files: ``paper`` (this folder: the paper's concepts, for real checkpoints) and
+``toyworld`` (``toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A registered model
+names its set (``ModelSpec.prompt_set``); others use ``paper``.
+
 Each ``<family>.yaml`` holds: ``target`` (default target prompt) and optional per-concept ``targets``;
 ``score_text`` (CLIP text that measures the attribute, ``{concept}`` = the concept) and optional per-concept
 ``score_texts``; ``concepts``; ``templates`` (LocoEdit's source prompts); ``held_out`` (generalization prompts);
@@ -16,6 +20,8 @@ from ..errors import UserError
 
 DIRECTORY = Path(__file__).parent
 FAMILY_NAMES = ("style", "objects", "facts", "color")
+PROMPT_SETS = {"paper": DIRECTORY, "toyworld": DIRECTORY / "toyworld"}
+DEFAULT_PROMPT_SET = "paper"
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,18 @@ class AttributeFamily:
         return [c.format(concept=concept) for c, _ in self.neuron_pairs], [n for _, n in self.neuron_pairs]
 
 
+def _directory(prompt_set: str) -> Path:
+    if prompt_set not in PROMPT_SETS:
+        raise UserError(f"unknown prompt set {prompt_set!r}: use one of {', '.join(PROMPT_SETS)}")
+    return PROMPT_SETS[prompt_set]
+
+
 @functools.cache
-def attribute_family(name: str) -> AttributeFamily:
-    """Load a shipped family by name (``style``, ``objects``, ``facts``, ``color``)."""
+def attribute_family(name: str, prompt_set: str = DEFAULT_PROMPT_SET) -> AttributeFamily:
+    """Load a shipped family by name (``style``, ``objects``, ``facts``, ``color``) from a prompt set."""
     if name not in FAMILY_NAMES:
         raise UserError(f"unknown attribute family {name!r}: use one of {', '.join(FAMILY_NAMES)}")
-    data = yaml.safe_load((DIRECTORY / f"{name}.yaml").read_text())
+    data = yaml.safe_load((_directory(prompt_set) / f"{name}.yaml").read_text())
     return AttributeFamily(
         name=name, target=data["target"], score_text=data["score_text"], concepts=tuple(data["concepts"]),
         templates=tuple(data["templates"]), held_out=tuple(data["held_out"]),
@@ -64,6 +76,6 @@ def attribute_family(name: str) -> AttributeFamily:
 
 
 @functools.cache
-def unrelated_prompts() -> tuple[str, ...]:
-    """Generic prompts that name no concept of the shipped families."""
-    return tuple(yaml.safe_load((DIRECTORY / "unrelated.yaml").read_text())["prompts"])
+def unrelated_prompts(prompt_set: str = DEFAULT_PROMPT_SET) -> tuple[str, ...]:
+    """The prompt set's prompts for specificity (evaluation skips any that mention the edited concept)."""
+    return tuple(yaml.safe_load((_directory(prompt_set) / "unrelated.yaml").read_text())["prompts"])

@@ -1,0 +1,151 @@
+"""DiffQuickFix: the closed form on text-encoder layer 0's out_proj, keys at the subject token (and padding), values
+from the target, edits that undo exactly and reach generation."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from compute.edit import Edit, applied, solve_factor
+from compute.edit_store import load_edit, save_edit
+from compute.errors import UserError
+from compute.families import FAMILIES
+from compute.generation import Case, generate_batch
+from compute.loading import Model
+from compute.quickfix import edited_weights, encoder_modules, keys_values
+from compute.registry import MODELS
+from compute.settings import Settings
+
+PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
+TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
+LAYER0 = "encoder.layers.0.self_attn.out_proj"
+
+
+def _out_proj_input(encoder, tokenizer, prompt: str) -> torch.Tensor:
+    """Layer 0's out_proj input on ``prompt``, (77, d), read by running the encoder directly."""
+    module = next(m for name, m in encoder.named_modules() if name.endswith(LAYER0))
+    seen = []
+    handle = module.register_forward_hook(lambda mod, args, out: seen.append(args[0][0].double()))
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        encoder(ids)
+    handle.remove()
+    return seen[0]
+
+
+def _params(model: Model) -> dict[str, torch.Tensor]:
+    return {f"{part}.{name}": value.clone() for part in ("unet", "text_encoder", "text_encoder_2")
+            if getattr(model.pipe, part, None) is not None
+            for name, value in getattr(model.pipe, part).state_dict().items()}
+
+
+def test_keys_sit_at_the_last_subject_token_and_values_at_the_targets_last_token(load):
+    model = load("tiny-sd1")
+    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    assert kv.module == f"text_encoder.{LAYER0}"
+    assert (kv.positions, kv.target_positions) == ([[2], [8], [8]], [[2], [2], [2]])
+    source = _out_proj_input(model.pipe.text_encoder, model.pipe.tokenizer, PROMPTS[1])
+    target = _out_proj_input(model.pipe.text_encoder, model.pipe.tokenizer, "a painting")
+    assert torch.allclose(kv.keys[1], source[8], atol=1e-6)
+    assert torch.allclose(kv.values, target[2].expand(3, -1), atol=1e-6)
+
+
+def test_padding_keys_run_to_the_end_and_values_follow_the_target_clipped(load):
+    model = load("tiny-sd1")
+    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=True)
+    assert kv.positions[1] == list(range(8, 77))
+    assert kv.target_positions[1] == list(range(2, 71))
+    assert kv.target_positions[0] == list(range(2, 77))  # 75 keys from position 2: the target ends at 76 too
+    assert kv.keys.shape == (75 + 69 + 69, 32)
+    source = _out_proj_input(model.pipe.text_encoder, model.pipe.tokenizer, PROMPTS[2])
+    target = _out_proj_input(model.pipe.text_encoder, model.pipe.tokenizer, "a painting")
+    assert torch.allclose(kv.keys[75 + 69:], source[8:], atol=1e-6)
+    assert torch.allclose(kv.values[75 + 69:], target[2:71], atol=1e-6)
+
+
+def test_solved_weight_is_the_objective_minimum(load):
+    model = load("tiny-sd1")
+    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS)
+    lam = 0.01
+    w0 = model.pipe.text_encoder.get_submodule(LAYER0).weight.detach().double()
+    w = solve_factor(kv.keys, kv.values, lam).apply(w0)
+    assert torch.equal(edited_weights(model, [kv], lam)[f"text_encoder.{LAYER0}.weight"], w.float())
+
+    def objective(w):
+        return ((kv.keys @ w.T - kv.values @ w0.T) ** 2).sum() + lam * ((w - w0) ** 2).sum()
+
+    gradient = 2 * (w @ kv.keys.T - w0 @ kv.values.T) @ kv.keys + 2 * lam * (w - w0)
+    assert gradient.abs().max() < 1e-9
+    assert objective(w) < 0.5 * objective(w0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        step = 1e-3 * torch.randn(w.shape, generator=generator, dtype=torch.float64)
+        assert objective(w + step) > objective(w)
+
+
+def test_sdxl_edits_layer_0_of_both_encoders_each_from_its_own_states(load):
+    model = load("tiny-sdxl")
+    first, second = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    assert first.module == f"text_encoder.{LAYER0}"
+    assert second.module == f"text_encoder_2.text_model.{LAYER0}"
+    source = _out_proj_input(model.pipe.text_encoder_2, model.pipe.tokenizer_2, PROMPTS[1])
+    assert torch.allclose(second.keys[1], source[8], atol=1e-6)
+    assert not torch.allclose(first.keys, second.keys, atol=1e-2)
+    assert sorted(edited_weights(model, [first, second], 0.01)) == [
+        f"text_encoder.{LAYER0}.weight", f"text_encoder_2.text_model.{LAYER0}.weight"]
+
+
+def test_edit_moves_the_source_embedding_to_the_target(load):
+    model = load("tiny-sdxl")  # SD-XL reads the penultimate state: here, right after layer 0
+    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01))
+    goal = model.family.encode(model.pipe, "a painting").cond[0, 2]
+    before = model.family.encode(model.pipe, PROMPTS[1]).cond[0, 8]
+    with applied(model, edit):
+        after = model.family.encode(model.pipe, PROMPTS[1]).cond[0, 8]
+    distance_before, distance_after = (before - goal).norm().item(), (after - goal).norm().item()
+    assert distance_before > 2.0
+    assert distance_after < 0.35 * distance_before  # measured: 2.56 -> 0.72
+
+
+def test_apply_then_remove_restores_every_parameter_bit_for_bit_after_a_round_trip(load, tmp_path):
+    model = load("tiny-sdxl")
+    before = _params(model)
+    weights = edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01)
+    save_edit(tmp_path, Edit({"edit_id": "q"}, weights=weights))
+    loaded = load_edit(tmp_path, "q")
+    assert loaded.weights.keys() == weights.keys()
+    assert all(torch.equal(loaded.weights[name], weights[name]) for name in weights)
+    with applied(model, loaded):
+        during = _params(model)
+        assert [name for name in before if not torch.equal(before[name], during[name])] == sorted(weights)
+    after = _params(model)
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+
+
+def test_generation_reads_the_edited_text_encoder(load):
+    model = load("tiny-sd1")
+    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01))
+    case = [Case(PROMPTS[1], seed=3)]
+    unedited = generate_batch(model, case, TINY)
+    with applied(model, edit):
+        edited = generate_batch(model, case, TINY)
+    assert np.abs(edited - unedited).max() > 1e-2
+    assert np.array_equal(generate_batch(model, case, TINY), unedited)
+
+
+def _model_with(encoder) -> Model:
+    return Model("custom", MODELS["tiny-sd1"], FAMILIES["sd1"], SimpleNamespace(text_encoder=encoder), [], [])
+
+
+def test_deepfloyd_if_edits_the_first_attention_output_of_its_t5_encoder(load):
+    model = load("tiny-if")
+    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    assert kv.module == "text_encoder.encoder.block.0.layer.0.SelfAttention.o"
+    assert (kv.positions, kv.target_positions) == ([[1], [7], [7]], [[1], [1], [1]])  # T5 has no start token
+
+
+def test_other_text_encoders_are_rejected_naming_the_family():
+    with pytest.raises(UserError, match="not the Linear of family 'sd1'"):
+        encoder_modules(_model_with(torch.nn.Linear(4, 4)))
