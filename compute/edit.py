@@ -3,8 +3,12 @@
 Each edited matrix W (original W0) minimizes  sum_i ||W x_i - W0 y_i||^2 + lam ||W - W0||_F^2  over keys x_i (rows
 of X, n x d) and values y_i (rows of Y). The minimizer is W* = W0 M with M = (Y^T X + lam I)(X^T X + lam I)^-1.
 Because lam I B^-1 = I - X^T X B^-1 (B = X^T X + lam I), M = I + (Y - X)^T G with G = X B^-1 = (X X^T + lam I)^-1 X:
-a rank-n update. G is solved once in float64 from the smaller Gram matrix and shared by every edited matrix;
-applying it costs O(out * d * n) instead of O(out * d^2) for a dense M.
+a rank-n update. G is solved once in float64 from the smaller Gram matrix and shared by every matrix that reads the
+same keys; applying it costs O(out * d * n) instead of O(out * d^2) for a dense M.
+
+SD families' layers all read the text embedding itself through ``to_k``/``to_v``: one factor serves every layer.
+DeepFloyd IF's layers read it through ``add_k_proj``/``add_v_proj`` after the UNet's projection and their own text
+GroupNorm, so each layer has its own keys, values and factor.
 """
 
 from collections.abc import Sequence
@@ -14,15 +18,16 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import UserError
+from .generation import make_encoder
 from .loading import Model
-from .neuron import PROJECTIONS, clamp_units
+from .neuron import clamp_units
 from .tokens import (
     aligned_positions,
-    embedding_matrix,
-    embedding_rows,
     last_token_position,
     position_in_model,
+    shares_text,
     subject_position,
+    text_rows,
 )
 
 DEFAULT_LAMBDA = 0.01
@@ -85,7 +90,7 @@ class KeysValues:
 
 
 def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str], padding: bool = False,
-                        preserve: Sequence[str] = ()) -> KeysValues:
+                        preserve: Sequence[str] = (), layer: int = 0, encoder=None) -> KeysValues:
     """Keys at the last subject token of each source prompt; values = the target at its last token, one per key.
 
     Args:
@@ -98,6 +103,9 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
             text encoder carries the whole prompt into those positions, and cross-attention reads them too.
         preserve: prompts whose embeddings, at every position, are keys mapped to themselves (an extension of the
             paper's objective: the edit must leave them as they are).
+        layer: the layer whose text projections read the keys (``tokens.layer_text``; any layer of SD families,
+            which all read the text embedding itself).
+        encoder: a prompt-embedding cache (``generation.make_encoder``), to encode each prompt once for many layers.
     """
     if not prompts:
         raise UserError("no source prompts")
@@ -105,22 +113,15 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
     target_position = position_in_model(model, lambda t: last_token_position(t, target))
     if target_position < 1:
         raise UserError("empty target prompt: give a non-empty --target")
-    if not padding:
-        keys = embedding_rows(model, prompts, positions)
-        values = embedding_rows(model, [target], [target_position]).expand_as(keys).clone()
-    else:
-        goal = embedding_matrix(model, target)
-        keys, values = [], []
-        for prompt, position in zip(prompts, positions):
-            rows = embedding_matrix(model, prompt)
-            at, to = aligned_positions(position, target_position, len(rows), padding=True)
-            keys.append(rows[at])
-            values.append(goal[to])
-        keys, values = torch.cat(keys), torch.cat(values)
-    if preserve:
-        kept = torch.cat([embedding_matrix(model, prompt) for prompt in preserve])
-        keys, values = torch.cat([keys, kept]), torch.cat([values, kept])
-    return KeysValues(keys, values, list(prompts), positions, target_position)
+    encoder = encoder or make_encoder(model)
+    goal = text_rows(model, layer, encoder, target)
+    keys, values = [], []
+    for prompt, position in zip(prompts, positions):
+        at, to = aligned_positions(position, target_position, len(goal), padding)
+        keys.append(text_rows(model, layer, encoder, prompt)[at])
+        values.append(goal[to])
+    kept = [text_rows(model, layer, encoder, prompt) for prompt in preserve]
+    return KeysValues(torch.cat(keys + kept), torch.cat(values + kept), list(prompts), positions, target_position)
 
 
 def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
@@ -133,13 +134,41 @@ def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
     return sorted(set(layers))
 
 
-def edited_weights(model: Model, layers: Sequence[int], factor: Factor) -> dict[str, torch.Tensor]:
-    """New ``to_k``/``to_v`` weights of ``layers``, by qualified parameter name (``unet.<...>.attn2.to_k.weight``)."""
+def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target: str, prompts: Sequence[str],
+                      padding: bool = False, preserve: Sequence[str] = ()) -> dict[int, KeysValues]:
+    """Per edited layer, the keys and values its text projections read (arguments as ``subject_keys_values``).
+
+    Where the layers read the same text (SD families) they share one ``KeysValues`` object, so one factor serves
+    them all (method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their own.
+    """
+    layers = check_layers(model, layers)
+    encoder = make_encoder(model)
+
+    def read(layer):
+        return subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder)
+
+    if shares_text(model, layers):
+        return dict.fromkeys(layers, read(layers[0]))
+    return {layer: read(layer) for layer in layers}
+
+
+def solve_factors(keys_values: dict[int, KeysValues], lam: float = DEFAULT_LAMBDA) -> dict[int, Factor]:
+    """Per layer, the factor of its keys and values, solved once per distinct ``KeysValues``."""
+    solved = {}
+    for kv in keys_values.values():
+        if id(kv) not in solved:
+            solved[id(kv)] = solve_factor(kv.keys, kv.values, lam)
+    return {layer: solved[id(kv)] for layer, kv in keys_values.items()}
+
+
+def edited_weights(model: Model, factors: dict[int, Factor]) -> dict[str, torch.Tensor]:
+    """New text key/value projection weights (``Family.text_projections``) of each layer edited with its factor,
+    by qualified parameter name (``unet.<...>.attn2.to_k.weight``)."""
     weights = {}
-    for index in check_layers(model, layers):
-        for projection in PROJECTIONS:
+    for index in check_layers(model, list(factors)):
+        for projection in model.family.text_projections:
             linear = getattr(model.modules[index], projection)
-            weights[f"unet.{model.layers[index].path}.{projection}.weight"] = factor.apply(linear.weight).cpu()
+            weights[f"unet.{model.layers[index].path}.{projection}.weight"] = factors[index].apply(linear.weight).cpu()
     return weights
 
 

@@ -20,8 +20,8 @@ from .generate_cmd import parse_ints
 from .loading import layer_count, load_model
 from .neuron import DEFAULT_POSITION, rank_units
 from .prompts import DEFAULT_PROMPT_SET, FAMILY_NAMES, PROMPT_SETS, attribute_family
-from .registry import MODELS
 from .provenance import versions
+from .registry import MODELS
 from .store import Store, minimal_windows, resolve_root
 from .sweep_config import load_config
 
@@ -156,13 +156,16 @@ def _unet_edit(model, meta: dict) -> loco.Edit:
                               meta["topk"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
-    kv = loco.subject_keys_values(model, meta["concept"], meta["target"], meta["source_prompts"],
-                                  padding=meta.get("positions") == "subject+padding",
-                                  preserve=meta.get("preserve_prompts", ()))
-    factor = loco.solve_factor(kv.keys, kv.values, meta["lambda"])
-    meta.update(token_positions=kv.positions, target_position=kv.target_position,
-                num_keys=len(kv.keys), keys_rank=int(torch.linalg.matrix_rank(kv.keys)))
-    return loco.Edit(meta, weights=loco.edited_weights(model, layers, factor))
+    by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
+                                      padding=meta.get("positions") == "subject+padding",
+                                      preserve=meta.get("preserve_prompts", ()))
+    kv = by_layer[layers[0]]  # positions and counts are the same for every layer
+    distinct = {id(k): k for k in by_layer.values()}.values()
+    meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),
+                keys_rank=min(int(torch.linalg.matrix_rank(k.keys)) for k in distinct))
+    if model.family.edit_note:
+        meta["note"] = model.family.edit_note
+    return loco.Edit(meta, weights=loco.edited_weights(model, loco.solve_factors(by_layer, meta["lambda"])))
 
 
 def _quickfix_edit(model, meta: dict) -> loco.Edit:
@@ -211,5 +214,7 @@ def run(args) -> None:
         edit = build_edit(model, request)
         path = save_edit(root, edit)
         print(f"wrote edit {edit_id} to {path} ({edit.meta['seconds'] * 1000:.0f} ms, {_edited(edit.meta)})")
+    if "note" in edit.meta:
+        print(f"note: {edit.meta['note']}")
     if args.eval:
         run_eval(model or load_model(args.model, device=args.device, dtype=args.dtype), edit, args)

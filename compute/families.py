@@ -12,9 +12,9 @@ import torch
 
 @dataclass
 class Conditioning:
-    """Text conditioning of one prompt: ``cond`` (1, T, D) is the text embedding the UNet receives (what
-    cross-attention reads, after DeepFloyd IF's input projection); ``extras`` are per-row pipeline inputs that must
-    follow the prompt (e.g. SD-XL's pooled embedding)."""
+    """Text conditioning of one prompt: ``cond`` (1, T, D) is the text embedding the UNet receives (SD's
+    cross-attention reads it as is; DeepFloyd IF's UNet projects it first, see ``tokens.layer_text``); ``extras`` are
+    per-row pipeline inputs that must follow the prompt (e.g. SD-XL's pooled embedding)."""
 
     cond: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -32,6 +32,8 @@ class Family:
             (true when text enters only through cross-attention).
         load_kwargs: keyword arguments of ``from_pretrained`` (components to leave out).
         vae_scale: image pixels per UNet sample, per side, of the released checkpoints (1: pixel space).
+        text_projections: the key and value projections of each layer that read the text.
+        edit_note: what the paper reports about LocoEdit on this family, recorded with and printed for such edits.
     """
 
     name: str
@@ -40,6 +42,8 @@ class Family:
     target_equals_all_layers: bool = True
     load_kwargs: tuple[tuple[str, object], ...] = ()
     vae_scale: int = 8
+    text_projections: tuple[str, str] = ("to_k", "to_v")
+    edit_note: str = ""
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
@@ -92,7 +96,9 @@ FAMILIES = {f.name: f for f in (
     Family("if", "IFPipeline",
            "projected text (after the UNet's encoder_hid_proj) read by add_k_proj/add_v_proj of the conditional rows "
            "swapped; unconditional rows untouched; pooled text embedding in the time embedding kept from the original "
-           "prompt", target_equals_all_layers=False, vae_scale=1,
+           "prompt", target_equals_all_layers=False, vae_scale=1, text_projections=("add_k_proj", "add_v_proj"),
+           edit_note="the paper reports that LocoEdit fails on DeepFloyd IF: its T5 text encoder is bidirectional, "
+                     "so the last subject token does not carry the concept alone",
            load_kwargs=(("safety_checker", None), ("feature_extractor", None), ("watermarker", None),
                         ("requires_safety_checker", False))),
 )}

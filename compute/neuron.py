@@ -1,5 +1,6 @@
-"""Neuron-level editing (method.md §5): rank ``to_k``/``to_v`` output units by Welch's t between prompts with a
-concept and matching neutral prompts, then hold the top units of the conditional branch at their neutral mean.
+"""Neuron-level editing (method.md §5): rank the output units of the text key/value projections (``to_k``/``to_v``;
+DeepFloyd IF: ``add_k_proj``/``add_v_proj``) by Welch's t between prompts with a concept and matching neutral prompts,
+then hold the top units of the conditional branch at their neutral mean.
 
 With classifier-free guidance the pipeline runs 2B rows ordered [unconditional, conditional] (as in
 ``intervention``); only the last B rows are clamped. Without guidance every row is conditional.
@@ -11,10 +12,10 @@ from contextlib import contextmanager
 import torch
 
 from .errors import UserError
+from .generation import make_encoder
 from .loading import Model
-from .tokens import embedding_rows
+from .tokens import layer_text
 
-PROJECTIONS = ("to_k", "to_v")
 DEFAULT_POSITION = 76  # the official code's padding slot, which sees the whole prompt
 
 
@@ -29,27 +30,28 @@ def welch_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(diff == 0, torch.zeros_like(diff), diff / scale)
 
 
-def unit_activations(unet, paths: Sequence[str], text: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Outputs of projection modules on text embeddings.
+def unit_activations(model: Model, layers: Sequence[int], prompts: Sequence[str], position: int,
+                     encoder) -> dict[str, torch.Tensor]:
+    """Outputs of the text key/value projections (``Family.text_projections``) of ``layers`` on each prompt's text
+    at ``position``, as each layer reads it (``tokens.layer_text``).
 
     Args:
-        unet: the model's UNet.
-        paths: attention module paths (``Layer.path``).
-        text: (n, D) text-embedding rows (one token position per prompt).
+        model: the model.
+        layers: layer indices.
+        prompts: the prompts.
+        position: token position (0..T-1).
+        encoder: a prompt-embedding cache (``generation.make_encoder``).
 
     Returns:
         ``{"<path>.to_k": (n, units), "<path>.to_v": ...}`` in float64 on the CPU.
     """
     out = {}
     with torch.no_grad():
-        for path in paths:
-            attention = unet.get_submodule(path)
-            if attention.norm_cross is not None:
-                raise UserError(f"{path} normalizes the text before to_k/to_v: neuron ranking does not support it")
-            for projection in PROJECTIONS:
-                linear = getattr(attention, projection)
-                rows = text.to(linear.weight.device, linear.weight.dtype)
-                out[f"{path}.{projection}"] = linear(rows).to("cpu", torch.float64)
+        for index in layers:
+            rows = torch.cat([layer_text(model, index, encoder(prompt).cond)[:, position] for prompt in prompts])
+            for projection in model.family.text_projections:
+                linear = getattr(model.modules[index], projection)
+                out[f"{model.layers[index].path}.{projection}"] = linear(rows).to("cpu", torch.float64)
     return out
 
 
@@ -69,7 +71,7 @@ def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor]
     t = {name: welch_t(concept[name], neutral[name]) for name in concept}
     total = sum(v.numel() for v in t.values())
     if not 0 <= k <= total:
-        raise UserError(f"--topk {k} is out of range: the chosen layers have {total} to_k/to_v units")
+        raise UserError(f"--topk {k} is out of range: the chosen layers have {total} key/value units")
     names = list(t)
     flat = torch.cat([t[name].abs().nan_to_num(0.0) for name in names])
     chosen = torch.topk(flat, k).indices if k else torch.zeros(0, dtype=torch.int64)
@@ -86,7 +88,7 @@ def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor]
 
 def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[str], neutral_prompts: Sequence[str],
                position: int = DEFAULT_POSITION, k: int = 50):
-    """Choose the top ``k`` ``to_k``/``to_v`` units of ``layers`` that tell concept prompts from neutral ones.
+    """Choose the top ``k`` key/value projection units of ``layers`` that tell concept prompts from neutral ones.
 
     Args:
         model: the model (its text encoder gives the embeddings).
@@ -101,13 +103,12 @@ def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[st
     """
     if min(len(concept_prompts), len(neutral_prompts)) < 2:
         raise UserError("the neuron ranking needs at least 2 concept and 2 neutral prompts (for variances)")
-    length = model.pipe.tokenizer.model_max_length
+    encoder = make_encoder(model)
+    length = encoder(concept_prompts[0]).cond.shape[1]
     if not 0 <= position < length:
         raise UserError(f"token position {position} is out of range 0..{length - 1}")
-    paths = [model.layers[i].path for i in layers]
-    unet = model.pipe.unet
-    concept = unit_activations(unet, paths, embedding_rows(model, concept_prompts, [position] * len(concept_prompts)))
-    neutral = unit_activations(unet, paths, embedding_rows(model, neutral_prompts, [position] * len(neutral_prompts)))
+    concept = unit_activations(model, layers, concept_prompts, position, encoder)
+    neutral = unit_activations(model, layers, neutral_prompts, position, encoder)
     return top_units(concept, neutral, k)
 
 
@@ -127,7 +128,7 @@ def clamp_units(unet, units: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: 
 
     Args:
         unet: the model's UNet.
-        units: per projection module path (``<attention path>.to_k``), (unit indices, values).
+        units: per projection module path (``<attention path>.to_k``, IF: ``.add_k_proj``), (unit indices, values).
         cfg: True when rows are [unconditional, conditional] halves (only the second half is clamped).
 
     Modules without units get no hook, so an empty edit runs the unmodified model. Hooks are removed on exit,

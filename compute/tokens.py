@@ -1,10 +1,11 @@
-"""Token positions in prompts (the last subject token, the last token) and the text-embedding rows there."""
+"""Token positions in prompts (the last subject token, the last token) and the text a layer reads there."""
 
 from collections.abc import Sequence
 
 import torch
 
 from .errors import UserError
+from .intervention import attention_text
 from .loading import Model
 
 
@@ -47,21 +48,32 @@ def position_in_model(model: Model, find) -> int:
     return positions.pop()
 
 
-def embedding_rows(model: Model, prompts: Sequence[str], positions: Sequence[int]) -> torch.Tensor:
-    """The cross-attention text embedding (``family.encode``'s ``cond``) of each prompt at its position,
-    as an (n, D) float64 tensor on the CPU."""
-    rows = []
-    with torch.no_grad():
-        for prompt, position in zip(prompts, positions):
-            cond = model.family.encode(model.pipe, prompt).cond
-            rows.append(cond[0, position].to("cpu", torch.float64))
-    return torch.stack(rows)
+def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:
+    """What the text projections of layer ``index`` read when the UNet is given ``text`` (B, T, D), a
+    ``Conditioning.cond``: SD's layers read it as is; DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each
+    layer normalizes it with its own GroupNorm, whose statistics span every token, so rows must be read from whole
+    prompts."""
+    attention = model.modules[index]
+    text = attention_text(model.pipe.unet, text)
+    return text if attention.norm_cross is None else attention.norm_encoder_hidden_states(text)
 
 
-def embedding_matrix(model: Model, prompt: str) -> torch.Tensor:
-    """The cross-attention text embedding of one prompt at every position, (T, D) float64 on the CPU."""
+def shares_text(model: Model, layers: Sequence[int]) -> bool:
+    """Whether ``layers`` all read the same text (no layer normalizes its own), so rows read once serve them all."""
+    return all(model.modules[i].norm_cross is None for i in layers)
+
+
+def text_rows(model: Model, index: int, encoder, prompt: str) -> torch.Tensor:
+    """``layer_text`` of one prompt at every position, (T, d) float64 on the CPU.
+
+    Args:
+        model: the model.
+        index: the layer.
+        encoder: a prompt-embedding cache (``generation.make_encoder``), shared between layers.
+        prompt: the prompt.
+    """
     with torch.no_grad():
-        return model.family.encode(model.pipe, prompt).cond[0].to("cpu", torch.float64)
+        return layer_text(model, index, encoder(prompt).cond)[0].to("cpu", torch.float64)
 
 
 def aligned_positions(subject: int, target: int, length: int, padding: bool) -> tuple[list[int], list[int]]:

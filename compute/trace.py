@@ -28,7 +28,7 @@ from .settings import Settings
 from .tokens import subject_position
 
 _BLOCK = re.compile(r"(down|mid|up)_blocks?")
-_TEXT_LAYER = re.compile(r"(^|\.)encoder\.layers\.\d+$")
+_TEXT_LAYER = re.compile(r"(^|\.)encoder\.(layers|block)\.\d+$")  # CLIP: encoder.layers.N; T5: encoder.block.N
 _FIND = {
     "self-attention": lambda name, module: name.endswith(".attn1"),
     "feed-forward": lambda name, module: isinstance(module, FeedForward),
@@ -68,7 +68,7 @@ def unet_sites(model: Model, component: str) -> list[Site]:
         seen.setdefault(module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1]))
 
     probe_side = 2 ** len(unet.config.block_out_channels)
-    latent = model.spec.resolution // model.pipe.vae_scale_factor
+    latent = model.spec.resolution // getattr(model.pipe, "vae_scale_factor", 1)  # DeepFloyd IF: pixel space
     handles = [module.register_forward_pre_hook(record, with_kwargs=True) for module in names]
     try:
         with torch.no_grad():
@@ -91,16 +91,23 @@ def _text_encoders(model: Model) -> list[tuple[str, torch.nn.Module, object]]:
 
 
 def text_sites(model: Model) -> list[Site]:
-    """The text-encoder layers in forward order (SD-XL: the first encoder's, then the second's)."""
+    """The text-encoder layers (CLIP or T5 blocks) in forward order (SD-XL: the first encoder's, then the second's)."""
     layers = [(f"{name}.{path}", layer) for name, encoder, _ in _text_encoders(model)
               for path, layer in encoder.named_modules() if _TEXT_LAYER.search(path)]
     return [Site("text-encoder", index, path, path.split(".")[0], None, layer)
             for index, (path, layer) in enumerate(layers)]
 
 
+def word_embedding(encoder: torch.nn.Module) -> torch.nn.Embedding:
+    """The token-embedding module a text encoder calls. T5 ties ``shared`` (its ``get_input_embeddings``) to
+    ``encoder.embed_tokens`` but calls only the latter, so a hook on ``shared`` would never fire."""
+    stack = getattr(encoder, "encoder", None)
+    return getattr(stack, "embed_tokens", None) or encoder.get_input_embeddings()
+
+
 def embedding_std(model: Model) -> dict[str, float]:
     """The std of each text encoder's token-embedding matrix (the unit of the noise scale)."""
-    return {name: encoder.get_input_embeddings().weight.float().std().item()
+    return {name: word_embedding(encoder).weight.float().std().item()
             for name, encoder, _ in _text_encoders(model)}
 
 
@@ -120,7 +127,7 @@ def corrupt_subject(model: Model, prompt: str, subject: str, scale: float, seed:
     with ExitStack() as stack:
         for name, encoder, tokenizer in _text_encoders(model):
             positions = subject_positions(tokenizer, prompt, subject)
-            embedding = encoder.get_input_embeddings()
+            embedding = word_embedding(encoder)
             generator = torch.Generator().manual_seed(seed)
             noise = torch.randn(len(positions), embedding.embedding_dim, generator=generator) * scale * stds[name]
 

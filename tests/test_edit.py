@@ -130,7 +130,7 @@ def test_layers_out_of_range_are_rejected(load):
 def test_edit_changes_only_k_and_v_of_the_chosen_layers(load):
     model = load("tiny-sd1")
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
-    weights = edited_weights(model, [9, 8], solve_factor(kv.keys, kv.values))
+    weights = edited_weights(model, dict.fromkeys([9, 8], solve_factor(kv.keys, kv.values)))
     paths = ["up_blocks.1.attentions.1", "up_blocks.1.attentions.2"]
     assert sorted(weights) == [f"unet.{p}.transformer_blocks.0.attn2.{m}.weight"
                                for p in paths for m in ("to_k", "to_v")]
@@ -140,7 +140,8 @@ def test_apply_then_remove_restores_weights_bit_for_bit(load, tmp_path):
     model = load("tiny-sd1")
     before = {name: value.clone() for name, value in model.pipe.unet.state_dict().items()}
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
-    edit = Edit({"edit_id": "e"}, weights=edited_weights(model, [8, 9], solve_factor(kv.keys, kv.values)))
+    factor = solve_factor(kv.keys, kv.values)
+    edit = Edit({"edit_id": "e"}, weights=edited_weights(model, dict.fromkeys([8, 9], factor)))
     save_edit(tmp_path, edit)
     loaded = load_edit(tmp_path, "e")
     name = "up_blocks.1.attentions.1.transformer_blocks.0.attn2.to_v.weight"
@@ -198,7 +199,7 @@ def test_editing_every_layer_on_every_token_turns_the_concept_into_the_target():
     # the unconditional branch reads maps to itself.
     keys = torch.cat([cond.cond[0], uncond.cond[0]])
     values = torch.cat([goal.cond[0], uncond.cond[0]])
-    weights = edited_weights(model, range(len(model.layers)), solve_factor(keys, values, 1e-8))
+    weights = edited_weights(model, dict.fromkeys(range(len(model.layers)), solve_factor(keys, values, 1e-8)))
     expected = generate_batch(model, [Case(target, seed=3)], TINY)
     unedited = generate_batch(model, [Case(concept, seed=3)], TINY)
     with applied(model, Edit({}, weights=weights)):

@@ -189,3 +189,33 @@ def test_summary_counts_prompts_whose_seed_mean_falls_below_the_target_reference
     assert (summary["efficacy_before"], summary["efficacy"]) == (0.0, 0.5)  # b's seed mean 0.225 stays above
     assert summary["specificity"] == pytest.approx(0.75)
     assert "other_concepts_retained" not in summary
+
+
+IF_EDIT = ["edit", "--model", "tiny-if", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
+
+
+def test_loco_on_if_edits_added_key_value_projections_notes_the_papers_failure_and_evaluates(tmp_path, capsys):
+    args = IF_EDIT + ["--layers", "8,9", "--eval", "--scorer", "tiny-clip", "--artifacts", str(tmp_path)]
+    assert main(args + EVAL) == 0
+    edit_id, folder = _only_edit(tmp_path)
+    assert sorted(load_file(str(folder / "weights.safetensors"))) == [
+        f"unet.{path}.{m}.weight" for path in ("down_blocks.3.attentions.2", "mid_block.attentions.0")
+        for m in ("add_k_proj", "add_v_proj")]
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["model_family"], record["token_positions"], record["target_position"]) == ("if", [1, 7, 7, 7], 1)
+    assert "LocoEdit fails on DeepFloyd IF" in record["note"]
+    assert f"note: {record['note']}" in capsys.readouterr().out
+    rows = _eval_table(tmp_path)
+    assert len(rows) == 2 * EVAL_PROMPTS and {r["edit_id"] for r in rows} == {edit_id}
+    before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
+    after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
+    assert before.keys() == after.keys() and before != after
+
+
+def test_all_layers_on_if_with_padding_edits_both_projections_of_all_22_layers(tmp_path):
+    args = IF_EDIT + ["--method", "all-layers", "--positions", "subject+padding", "--artifacts", str(tmp_path)]
+    assert main(args) == 0
+    folder = _only_edit(tmp_path)[1]
+    assert len(load_file(str(folder / "weights.safetensors"))) == 2 * 22
+    record = json.loads((folder / "edit.json").read_text())
+    assert record["num_keys"] == (77 - 1) + 3 * (77 - 7)  # each subject token and every position after it

@@ -1,4 +1,5 @@
-"""Causal tracing on tiny-sd1: exact restoration identities, and trace runs in the artifact store."""
+"""Causal tracing: exact restoration identities on tiny-sd1, tiny-sdxl and tiny-if, and trace runs in the artifact
+store."""
 
 from dataclasses import replace
 
@@ -42,11 +43,12 @@ def trace_cases(model, noise: float):
     return list({c.image_key: c for c in unit.cases}.values()), TraceRenderer(model, SETTINGS, sites, text)
 
 
-def test_noise_zero_makes_every_trace_image_the_clean_image(model):
-    cases, render = trace_cases(model, noise=0.0)
+@pytest.mark.parametrize("name, layers, text", [("tiny-sd1", 16, 2), ("tiny-sdxl", 70, 4), ("tiny-if", 22, 2)])
+def test_noise_zero_makes_every_trace_image_the_clean_image(load, name, layers, text):
+    cases, render = trace_cases(load(name), noise=0.0)
     # Batches of 5 leave most restored rows without their clean row: it must ride along.
     images = np.concatenate([render(cases[i:i + 5]) for i in range(0, len(cases), 5)])
-    assert [c.kind for c in cases[:2]] == ["original", "corrupted"] and len(cases) == 2 + 16 + 2
+    assert [c.kind for c in cases[:2]] == ["original", "corrupted"] and len(cases) == 2 + layers + text
     # Equal up to float rounding, which on a CPU depends on a row's position in the batch (as LocoGen's windows).
     gaps = np.abs(images[1:] - images[0]).reshape(len(cases) - 1, -1).max(axis=1)
     assert gaps.max() <= 1e-5, [(c.method, c.kind, c.window_start) for c, g in zip(cases[1:], gaps) if g > 1e-5]
@@ -65,6 +67,41 @@ def test_restoring_every_cross_attention_layer_restores_the_clean_image(model):
     with restore_sites(model.modules, restored, source=[0, 0]):
         images = generate_batch(model, [Case(clean, 0), Case(corrupted(model, 3.0), 0)], SETTINGS)
     assert np.array_equal(images[1], images[0])
+
+
+@pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-if"])
+def test_pooled_text_also_needs_restoring_the_text_time_embedding(load, name):
+    """SD-XL and IF also feed the (corrupted) text to the time embedding (``add_embedding``): restoring every
+    cross-attention layer leaves the image off the clean one; restoring ``add_embedding`` too makes it the clean one."""
+    model = load(name)
+    clean = model.family.encode(model.pipe, PROMPT)
+    cases = [Case(clean, 0), Case(corrupted(model, 3.0), 0)]
+    sites = [*model.modules, model.pipe.unet.add_embedding]
+    gaps = []
+    for count in (len(model.modules), len(sites)):
+        restored = torch.zeros(len(sites), 2, dtype=torch.bool)
+        restored[:count, 1] = True
+        with restore_sites(sites, restored, source=[0, 0]):
+            images = generate_batch(model, cases, SETTINGS)
+        gaps.append(np.abs(images[1] - images[0]).max())
+    assert gaps[0] > 1e-3 and gaps[1] <= 1e-6, gaps
+
+
+def test_sdxl_noise_corrupts_both_encoders(load):
+    model = load("tiny-sdxl")
+    clean, noised = model.family.encode(model.pipe, PROMPT), corrupted(model, 3.0)
+    width = model.pipe.text_encoder.config.hidden_size
+    assert not torch.equal(clean.cond[..., :width], noised.cond[..., :width])
+    assert not torch.equal(clean.cond[..., width:], noised.cond[..., width:])
+    assert [s.path for s in text_sites(model)] == [f"text_encoder{e}.{p}encoder.layers.{i}" for e, p in
+                                                   (("", ""), ("_2", "text_model.")) for i in (0, 1)]
+
+
+def test_if_traces_t5_blocks_and_corrupts_the_embedding_t5_calls(load):
+    model = load("tiny-if")
+    assert [s.path for s in text_sites(model)] == ["text_encoder.encoder.block.0", "text_encoder.encoder.block.1"]
+    # T5 calls encoder.embed_tokens, not the tied ``shared`` that get_input_embeddings returns.
+    assert (corrupted(model, 3.0).cond - model.family.encode(model.pipe, PROMPT).cond).abs().max() > 1.0
 
 
 def test_restoring_one_cross_attention_layer_moves_part_way(model):
