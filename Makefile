@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test demo sweep bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test demo sweep trace compare bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -20,18 +20,42 @@ test: setup
 	$(PY) -m pytest -q tests
 
 # The embedded toy-world model: a LocoGen sweep over its four families, one LocoEdit with evaluation, then the
-# dashboard on the results. One thread per process: small models gain nothing from more (environment.md).
+# dashboard on the results. One thread per process: small models gain nothing from more (environment.md). The edit
+# keys the end-of-text/padding positions too and preserves the family's other concepts: the paper's subject-token
+# edit does not remove the toy world's backgrounds (see `make compare`).
 demo: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS)
 	OMP_NUM_THREADS=1 $(PY) -m compute edit --model toyworld --family style --concept stripes \
-		--target "an object on plain" --from-run compute/configs/toyworld.yaml --prompt stripes \
-		--prompt "a red square on stripes" --prompt "a blue circle on stripes" --prompt "a green cross on stripes" \
-		--eval --seeds 0,1 --unrelated 8 --artifacts $(ARTIFACTS)
+		--from-run compute/configs/toyworld.yaml --positions subject+padding --preserve-others \
+		--eval --seeds 0,1 --unrelated 12 --artifacts $(ARTIFACTS)
 	@echo "Results are in $(ARTIFACTS)/. Starting the dashboard (Ctrl-C to stop)."
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 
 sweep: setup
 	$(PY) -m compute sweep $(CONFIG) --artifacts $(ARTIFACTS)
+
+trace: setup
+	$(PY) -m compute trace $(CONFIG) --artifacts $(ARTIFACTS)
+
+# The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
+# minimal localizing window), all layers, neurons and DiffQuickFix, each evaluated. Defaults: the toy world on a CPU
+# (about 15 minutes). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
+#     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
+COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
+COMPARE_MODEL ?= toyworld
+FAMILY ?= style
+CONCEPT ?= checkers
+EDIT_OPTS ?=
+EVAL_OPTS ?= --seeds 0,1 --unrelated 12
+compare: setup
+	OMP_NUM_THREADS=1 $(PY) -m compute sweep $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
+	OMP_NUM_THREADS=1 $(PY) -m compute trace $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
+	set -e; for method in loco all-layers neuron diffquickfix; do \
+		case $$method in loco|neuron) where="--from-run $(COMPARE_CONFIG)";; *) where="";; esac; \
+		OMP_NUM_THREADS=1 $(PY) -m compute edit --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
+			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
+	done
+	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
 
 bench: setup
 	$(PY) -m compute.bench

@@ -45,8 +45,9 @@ def run_eval(model, edit, args) -> dict:
     nan = float("nan")
     print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {summary['efficacy']:.2f} "
           f"(before {summary['efficacy_before']:.2f}, drop {summary.get('efficacy_drop') or nan:.2f}), "
-          f"generalization {summary.get('generalization', nan):.2f} (before {summary.get('generalization_before', nan):.2f}, "
-          f"drop {summary.get('generalization_drop') or nan:.2f}), specificity {summary.get('specificity', nan):.3f}")
+          f"generalization {summary.get('generalization', nan):.2f} "
+          f"(before {summary.get('generalization_before', nan):.2f}, drop {summary.get('generalization_drop') or nan:.2f}),"
+          f" specificity {summary.get('specificity', nan):.3f}")
     return summary
 
 
