@@ -42,12 +42,14 @@ def run_eval(model, edit, args) -> dict:
     scorer = load_scorer(args.scorer or default)
     root = resolve_root(args.artifacts)
     summary = evaluate(model, edit, scorer, settings, seeds, root, args.batch_size, args.unrelated, args.other_concepts)
-    nan = float("nan")
-    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {summary['efficacy']:.2f} "
-          f"(before {summary['efficacy_before']:.2f}, drop {summary.get('efficacy_drop') or nan:.2f}), "
-          f"generalization {summary.get('generalization', nan):.2f} "
-          f"(before {summary.get('generalization_before', nan):.2f}, drop {summary.get('generalization_drop') or nan:.2f}),"
-          f" specificity {summary.get('specificity', nan):.3f}")
+    def number(key: str, digits: int = 2) -> str:
+        value = summary.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {number('efficacy')} "
+          f"(before {number('efficacy_before')}, drop {number('efficacy_drop')}), "
+          f"generalization {number('generalization')} (before {number('generalization_before')}, "
+          f"drop {number('generalization_drop')}), specificity {number('specificity', 3)}")
     return summary
 
 
