@@ -6,7 +6,12 @@ from compute.errors import UserError
 
 from .queries import FAMILY_ORDER
 
-METHODS = ("loco", "all-layers", "neuron")
+METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
+# Methods that edit UNet layers the form chooses; all-layers edits every layer, diffquickfix text-encoder layer 0.
+CHOSEN_LAYERS = ("loco", "neuron")
+# The closed-form methods, which take --positions and --preserve-others (compute/edit_cmd.py).
+CLOSED_FORM = ("loco", "all-layers", "diffquickfix")
+POSITIONS = ("subject", "subject+padding")
 
 
 @dataclass(frozen=True)
@@ -17,10 +22,12 @@ class EditRequest:
         model: a registered model or one already in the store.
         family, concept: what to edit.
         target: what the concept should become (None: the family's default target).
-        layers: layer indices to edit (ignored by ``all-layers``).
-        lam: the ridge weight of the closed form (loco, all-layers).
-        method: loco, all-layers or neuron.
+        layers: layer indices to edit (loco, neuron; ignored by the others).
+        lam: the ridge weight of the closed form (loco, all-layers, diffquickfix).
+        method: one of ``METHODS``.
         topk: neuron: units to hold.
+        positions: closed forms: key positions, ``subject`` or ``subject+padding`` (None: the method's default).
+        preserve_others: closed forms: also map the family's other concepts to themselves.
         seeds: evaluation seeds, the same before and after.
         steps, size: evaluation sampling (None: the model's default).
         unrelated: unrelated prompts for specificity.
@@ -38,6 +45,8 @@ class EditRequest:
     steps: int | None = None
     size: int | None = None
     unrelated: int = 20
+    positions: str | None = None
+    preserve_others: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,12 +65,16 @@ class EditRequest:
             raise UserError("name a concept to edit")
         if self.method not in METHODS:
             raise UserError(f"method must be one of {', '.join(METHODS)}")
-        if self.method != "all-layers" and not self.layers:
+        if self.method in CHOSEN_LAYERS and not self.layers:
             raise UserError(f"method {self.method} needs at least one layer")
         if num_layers is not None and any(not 0 <= i < num_layers for i in self.layers):
             raise UserError(f"layers must lie in 0..{num_layers - 1}")
         if self.method != "neuron" and not self.lam > 0:
             raise UserError(f"lambda must be > 0, got {self.lam}")
+        if self.positions not in (None, *POSITIONS):
+            raise UserError(f"positions must be one of {', '.join(POSITIONS)}")
+        if self.method not in CLOSED_FORM and (self.positions or self.preserve_others):
+            raise UserError("key positions and preserving other concepts apply to the closed-form methods only")
         if not self.seeds:
             raise UserError("give at least one evaluation seed")
         # name=value keeps a value that starts with '-' from being read as an option.
@@ -69,9 +82,11 @@ class EditRequest:
                 f"--method={self.method}", "--eval", f"--artifacts={root}",
                 f"--seeds={','.join(map(str, self.seeds))}", f"--unrelated={self.unrelated}"]
         args += [f"--target={self.target}"] if self.target else []
-        if self.method != "all-layers":
+        if self.method in CHOSEN_LAYERS:
             args.append(f"--layers={','.join(map(str, sorted(self.layers)))}")
         args.append(f"--topk={self.topk}" if self.method == "neuron" else f"--lambda={self.lam}")
+        args += [f"--positions={self.positions}"] if self.positions else []
+        args += ["--preserve-others"] if self.preserve_others else []
         args += [f"--steps={self.steps}"] if self.steps else []
         args += [f"--size={self.size}"] if self.size else []
         return args

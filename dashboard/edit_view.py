@@ -5,8 +5,24 @@ import streamlit as st
 from . import common, data, queries
 
 PAIRS_PER_PAGE = 6
-SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "lambda", "topk",
-            "position", "source_prompts", "created_at")
+SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",
+            "topk", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts", "created_at")
+# Summary metrics of eval.json (compute/edit_eval.py summarize), with what each means.
+METRICS = {
+    "efficacy": "fraction of the edit's own prompts scoring below the target reference",
+    "efficacy_drop": "normalized drop of their mean score, (before − after) / (before − target reference)",
+    "generalization": "the same fraction on held-out prompts with the concept",
+    "generalization_drop": "normalized drop on the held-out prompts",
+    "specificity": "unrelated prompts' mean score after / before (1 = kept)",
+    "other_concepts_retained": "the family's other concepts, after / before",
+}
+
+
+def edited(record: dict) -> str:
+    """What an edit changed: its UNet layers, else the modules it names (DiffQuickFix: a text-encoder layer)."""
+    if record.get("layers") is not None:
+        return str(record["layers"])
+    return ", ".join(record.get("modules") or []) or "–"
 
 
 def settings(record: dict) -> None:
@@ -18,22 +34,18 @@ def settings(record: dict) -> None:
 
 
 def summary(record: dict) -> None:
-    """Efficacy, generalization and specificity from ``eval.json``, each with its change from before the edit."""
+    """The summary metrics of ``eval.json`` (efficacy, its normalized drop, generalization, ..., specificity), each
+    fraction with its change from before the edit."""
     result = record.get("eval")
     if not result:
         st.info("Not evaluated yet: run `python -m compute eval-edit "
                 f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
         return
-    columns = st.columns(4)
-    for column, (name, help_text) in zip(columns, [
-            ("efficacy", "fraction of the edit's own prompts scoring below the target reference"),
-            ("generalization", "the same on held-out prompts with the concept"),
-            ("specificity", "unrelated prompts' mean score after / before (1 = kept)"),
-            ("other_concepts_retained", "the family's other concepts, after / before")]):
-        if name in result:
-            before = result.get(f"{name}_before")
-            column.metric(name.replace("_", " "), f"{result[name]:.2f}",
-                          None if before is None else f"{result[name] - before:+.2f} vs before", help=help_text)
+    shown = [name for name in METRICS if result.get(name) is not None]
+    for column, name in zip(st.columns(len(shown) or 1), shown):
+        before = result.get(f"{name}_before")
+        column.metric(name.replace("_", " "), f"{result[name]:.2f}",
+                      None if before is None else f"{result[name] - before:+.2f} vs before", help=METRICS[name])
     st.caption(f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {result.get('steps')} steps, "
                f"{result.get('width')}×{result.get('height')} px")
 

@@ -1,4 +1,5 @@
-"""Plotly figures of the Layer map page: the heat map of normalized drops and the per-concept line view."""
+"""Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops and of causal tracing's
+recoveries (one grid, one colour scale), and the per-concept line view."""
 
 import plotly.graph_objects as go
 import pyarrow as pa
@@ -21,59 +22,107 @@ def row_label(family: str, concept: str) -> str:
 
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
-             window_size: int, threshold: float) -> go.Figure:
+             window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None) -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
     ``window_size`` layers starting there, coloured by its normalized drop.
 
     A dot marks windows that localize at ``threshold``; a box spans each concept's minimal localizing window (which
     may be of another size). An invisible marker on every cell carries the hover text and makes cells clickable
-    (Plotly heat maps send no selection events): its x is the window start, its y the row (the order of first
-    appearance in ``cells``).
+    (Plotly heat maps send no selection events): its x is the window start, its y the row (the order of ``rows``,
+    by default the order of first appearance in ``cells``).
     """
-    rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-    row_of = {key: i for i, key in enumerate(rows)}
-    z = [[None] * num_layers for _ in rows]
-    marks = [[""] * num_layers for _ in rows]
-    points = {"x": [], "y": [], "customdata": []}
-    for cell in cells.to_pylist():
-        i, start = row_of[(cell["family"], cell["concept"])], cell["window_start"]
-        if start >= num_layers:
-            continue
-        drop = cell["normalized_drop"]
-        z[i][start] = drop
-        marks[i][start] = "●" if cell["localizes"] else ""
+    def hover(cell):
+        start = cell["window_start"]
         spanned = " · ".join(layer_label(j, layers) for j in range(start, start + window_size))
-        points["customdata"].append(
-            f"<b>{row_label(cell['family'], cell['concept'])}</b><br>{window_label(start, window_size)}: {spanned}<br>"
-            f"normalized drop {_fmt(drop)}<br>score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} "
-            f"({cell['n_seeds']} seeds, {cell['n_images']} images)<br>"
-            f"original {_fmt(cell['original_score'])}, target {_fmt(cell['target_score'])}")
-        points["x"].append(start)
+        return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}<br>"
+                f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
+                f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, target "
+                f"{_fmt(cell['target_score'])}")
+
+    rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    figure = _grid(cells.to_pylist(), rows, "window_start", "normalized_drop", "localizes", hover, num_layers,
+                   "normalized drop")
+    row_of = {key: i for i, key in enumerate(rows)}
+    for window in minimal.to_pylist():
+        key = (window["family"], window["concept"])
+        if key in row_of:
+            _box(figure, window["window_start"], window["window_size"], row_of[key])
+    _mark_blocks(figure, layers, num_layers)
+    figure.update_layout(title={"text": f"LocoGen · window size m = {window_size} · ● drop ≥ {threshold:g} · "
+                                        "box: minimal localizing window", "font": {"size": 14}})
+    figure.update_xaxes(title="cross-attention layer (forward order) = window start")
+    return figure
+
+
+def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, component: str, threshold: float,
+              rows: list[tuple[str, str]] | None = None) -> go.Figure:
+    """Causal tracing's map on the same grid: a cell is one site of ``component``, coloured by its recovery
+    (restored − corrupted) / (original − corrupted); ● marks recovery ≥ ``threshold``, a box each concept's
+    strongest site. Hover and click markers as in ``heat_map`` (x = site)."""
+    def hover(cell):
+        return (f"{component} site {layer_label(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
+                f"restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
+                f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, corrupted "
+                f"{_fmt(cell['corrupted_score'])}")
+
+    rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    marked = [dict(cell, strong=cell["recovery"] is not None and cell["recovery"] >= threshold)
+              for cell in cells.to_pylist()]
+    figure = _grid(marked, rows, "site", "recovery", "strong", hover, num_sites, "recovery")
+    strongest = {}
+    for cell in marked:
+        key = (cell["family"], cell["concept"])
+        if cell["recovery"] is not None and (key not in strongest or cell["recovery"] > strongest[key]["recovery"]):
+            strongest[key] = cell
+    for i, key in enumerate(rows):
+        if key in strongest:
+            _box(figure, strongest[key]["site"], 1, i)
+    _mark_blocks(figure, layers, num_sites)
+    figure.update_layout(title={"text": f"Causal tracing · {component}, one site restored · ● recovery ≥ "
+                                        f"{threshold:g} · box: strongest site", "font": {"size": 14}})
+    figure.update_xaxes(title=f"{'text-encoder layer' if component == 'text-encoder' else component + ' site'} "
+                              "(forward order)")
+    return figure
+
+
+def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
+          colorbar: str) -> go.Figure:
+    """The heat map both methods share: one row per concept in ``rows``, ``value`` of each cell on the same 0–1
+    colour scale, ● where ``mark`` is true, and the invisible hover/click markers."""
+    row_of = {key: i for i, key in enumerate(rows)}
+    z = [[None] * num_columns for _ in rows]
+    marks = [[""] * num_columns for _ in rows]
+    points = {"x": [], "y": [], "customdata": []}
+    for cell in cells:
+        key, x = (cell["family"], cell["concept"]), cell[column]
+        if key not in row_of or x >= num_columns:
+            continue
+        i = row_of[key]
+        z[i][x] = cell[value]
+        marks[i][x] = "●" if cell[mark] else ""
+        points["customdata"].append(f"<b>{row_label(*key)}</b><br>{hover(cell)}")
+        points["x"].append(x)
         points["y"].append(i)
     figure = go.Figure(go.Heatmap(
-        z=z, x=list(range(num_layers)), y=list(range(len(rows))), zmin=0, zmax=1, colorscale=DROP_SCALE,
-        text=marks, texttemplate="%{text}", hoverinfo="skip",
-        colorbar={"title": {"text": "normalized<br>drop"}}, xgap=1, ygap=1))
+        z=z, x=list(range(num_columns)), y=list(range(len(rows))), zmin=0, zmax=1, colorscale=DROP_SCALE,
+        text=marks, texttemplate="%{text}", hoverinfo="skip", colorbar={"title": {"text": colorbar, "side": "right"}},
+        xgap=1, ygap=1))
     figure.add_trace(go.Scatter(
         **points, mode="markers", marker={"size": 18, "opacity": 0, "symbol": "square"},
         hovertemplate="%{customdata}<extra></extra>",
         selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}}, showlegend=False))
-    for window in minimal.to_pylist():
-        key = (window["family"], window["concept"])
-        if key in row_of:
-            start, size = window["window_start"], window["window_size"]
-            figure.add_shape(type="rect", x0=start - 0.5, x1=start + size - 0.5, y0=row_of[key] - 0.5,
-                             y1=row_of[key] + 0.5, line={"color": "#1f3b73", "width": 3})
-    _mark_blocks(figure, layers, num_layers)
-    figure.update_layout(
-        height=160 + 34 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 40}, clickmode="event+select",
-        dragmode=False, title={"text": f"window size m = {window_size} · ● drop ≥ {threshold:g} · "
-                                       "box: minimal localizing window", "font": {"size": 14}})
-    figure.update_xaxes(title="cross-attention layer (forward order) = window start", tickmode="array",
-                        tickvals=list(range(num_layers)), range=[-0.5, num_layers - 0.5])
+    # A right margin wider than either colour bar keeps both maps' plot areas equally wide: their columns line up.
+    figure.update_layout(height=160 + 34 * len(rows), margin={"l": 10, "r": 140, "t": 40, "b": 40},
+                         clickmode="event+select", dragmode=False)
+    figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5])
     figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))),
                         ticktext=[row_label(*key) for key in rows], autorange="reversed")
     return figure
+
+
+def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
+    figure.add_shape(type="rect", x0=start - 0.5, x1=start + size - 0.5, y0=row - 0.5, y1=row + 0.5,
+                     line={"color": "#1f3b73", "width": 3})
 
 
 def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) -> None:

@@ -9,7 +9,7 @@ import threading
 import duckdb
 import pyarrow as pa
 
-from compute.store import localization
+from compute.store import localization, trace_effects
 
 FAMILY_ORDER = ("style", "objects", "facts", "color")
 # Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
@@ -20,6 +20,8 @@ _MEMORY_LOCK = threading.Lock()
 EDIT_GROUPS = {"efficacy": "efficacy (the edit's own prompts)", "generalization": "generalization (held-out prompts)",
                "unrelated": "specificity (unrelated prompts)", "other_concepts": "specificity (the family's other "
                "concepts)", "target": "target reference"}
+# LocoGen rows of ``cases``/``scores``: causal-tracing rows (method trace-*) share those tables.
+LOCOGEN = "coalesce(method, 'locogen') = 'locogen'"
 
 
 def _family_rank(column: str = "family") -> str:
@@ -28,18 +30,23 @@ def _family_rank(column: str = "family") -> str:
 
 
 def runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """One row per sweep run, newest first: model, config, status of its shards, case and score counts, dates."""
+    """One row per run (LocoGen sweep or causal trace), newest first: model, method, config, status of its shards,
+    case and score counts, dates."""
     return con.sql("""
         WITH r AS (
-            SELECT run_id, any_value(model) AS model, any_value(config_name) AS config,
+            SELECT run_id, any_value(model) AS model, coalesce(any_value(method), 'locogen') AS method,
+                   any_value(config_name) AS config,
                    string_agg(DISTINCT status, ', ' ORDER BY status) AS status,
                    count(DISTINCT shard)::VARCHAR || '/' || coalesce(max(num_shards), 1)::VARCHAR AS shards,
                    min(created_at) AS created_at, max(finished_at) AS finished_at
             FROM runs GROUP BY run_id),
-        c AS (SELECT run_id, any_value(model) AS model, count(*) AS cases FROM cases GROUP BY run_id),
+        c AS (SELECT run_id, any_value(model) AS model, any_value(method) AS case_method, count(*) AS cases
+              FROM cases GROUP BY run_id),
         s AS (SELECT run_id, any_value(model) AS model, count(*) AS scores,
                      count(DISTINCT family || '/' || concept) AS concepts FROM scores GROUP BY run_id)
-        SELECT run_id, coalesce(r.model, c.model, s.model) AS model, config, coalesce(status, 'no run record')
+        SELECT run_id, coalesce(r.model, c.model, s.model) AS model,
+               coalesce(r.method, CASE WHEN case_method LIKE 'trace-%' THEN 'trace' ELSE 'locogen' END) AS method,
+               config, coalesce(status, 'no run record')
                AS status, shards, coalesce(concepts, 0) AS concepts, coalesce(cases, 0) AS cases,
                coalesce(scores, 0) AS scores, created_at, finished_at
         FROM r FULL JOIN c USING (run_id) FULL JOIN s USING (run_id)
@@ -62,7 +69,7 @@ def localization_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
-    """A fresh cursor with ``loc`` registered as the table ``loc``."""
+    """A fresh cursor with ``loc`` (a localization or trace table) registered as the table ``loc``."""
     with _MEMORY_LOCK:
         con = _MEMORY.cursor()
     con.register("loc", loc)
@@ -102,18 +109,64 @@ def minimal_windows(loc: pa.Table, model: str, scorer_id: str, threshold: float)
                        params={"model": model, "scorer": scorer_id, "t": threshold}).to_arrow_table()
 
 
-def layers(con: duckdb.DuckDBPyConnection, model: str) -> dict[int, dict]:
-    """Layer index -> {path, block, resolution} for ``model``; empty when no sweep recorded its layers."""
+def trace_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every traced site's recovery and references (``compute.store.trace_effects``), for ``trace_cells``."""
+    return trace_effects(con)
+
+
+def trace_cells(trace: pa.Table, model: str, scorer_id: str, component: str, noise: float) -> pa.Table:
+    """The causal-tracing map's cells: every site of one (model, scorer, component, noise), in family order, then
+    concept and site.
+
+    Args:
+        trace: ``trace_table``.
+    """
+    with _over(trace) as con:
+        return con.sql(f"SELECT *, {_family_rank()} AS family_rank FROM loc WHERE model = $model AND scorer_id = "
+                       "$scorer AND component = $component AND noise = $noise "
+                       "ORDER BY family_rank, family, concept, site",
+                       params={"model": model, "scorer": scorer_id, "component": component, "noise": noise}
+                       ).to_arrow_table()
+
+
+def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str,
+                  component: str, noise: float, site: int) -> pa.Table:
+    """A traced concept's original, corrupted and site-``site``-restored images per prompt and seed, with scores."""
+    return con.sql("""
+        WITH c AS (
+            SELECT * FROM cases
+            WHERE model = $model AND family = $family AND concept = $concept AND method LIKE 'trace-%'
+              AND component = $component AND noise = $noise AND (kind != 'restored' OR window_start = $site)
+            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
+        s AS (SELECT case_id, avg(score) AS score FROM scores
+              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
+              GROUP BY case_id)
+        SELECT c.prompt, c.kind, c.seed, c.image_path, s.score FROM c LEFT JOIN s USING (case_id)
+        ORDER BY prompt, list_position(['original', 'corrupted', 'restored'], kind), seed""",
+                   params={"model": model, "scorer": scorer_id, "family": family, "concept": concept,
+                           "component": component, "noise": noise, "site": site}).to_arrow_table()
+
+
+def concept_order(keys) -> list[tuple[str, str]]:
+    """Distinct (family, concept) pairs in the order of every view: family order, then names."""
+    rank = {family: i for i, family in enumerate(FAMILY_ORDER)}
+    return sorted(set(keys), key=lambda key: (rank.get(key[0], len(FAMILY_ORDER)), key))
+
+
+def layers(con: duckdb.DuckDBPyConnection, model: str, component: str = "cross-attention") -> dict[int, dict]:
+    """Layer index -> {path, block, resolution} of one component of ``model`` (LocoGen's layers: cross-attention,
+    also for files from before ``component`` existed); empty when no run recorded them."""
     rows = con.execute('SELECT "index", any_value(path), any_value(block), any_value(resolution) FROM layers '
-                       'WHERE model = ? GROUP BY "index"', [model]).fetchall()
+                       "WHERE model = ? AND coalesce(component, 'cross-attention') = ? GROUP BY \"index\"",
+                       [model, component]).fetchall()
     return {index: {"path": path, "block": block, "resolution": resolution} for index, path, block, resolution in rows}
 
 
 def seed_scores(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str) -> pa.Table:
     """Mean score per (kind, window size, window start, seed) of one concept: the seed spread of the line view."""
-    return con.sql("""
+    return con.sql(f"""
         SELECT kind, window_size, window_start, seed, avg(score) AS score FROM scores
-        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept
+        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept AND {LOCOGEN}
         GROUP BY ALL ORDER BY kind, window_size, window_start, seed""",
                    params={"model": model, "scorer": scorer_id, "family": family, "concept": concept}
                    ).to_arrow_table()
@@ -123,14 +176,14 @@ def gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: 
             window_size: int) -> pa.Table:
     """The cases of one (model, concept) at window size m plus its original and target references, each with its
     image path and mean score; a case stored by several runs counts once (the latest run)."""
-    return con.sql("""
+    return con.sql(f"""
         WITH c AS (
             SELECT * FROM cases
-            WHERE model = $model AND family = $family AND concept = $concept
+            WHERE model = $model AND family = $family AND concept = $concept AND {LOCOGEN}
               AND (kind IN ('original', 'target') OR window_size = $size)
             QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
         s AS (SELECT case_id, avg(score) AS score FROM scores
-              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
+              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer AND {LOCOGEN}
               GROUP BY case_id)
         SELECT c.case_id, c.prompt, c.target, c.kind, c.window_start, c.window_size, c.seed, c.image_path, s.score
         FROM c LEFT JOIN s USING (case_id)
@@ -140,7 +193,7 @@ def gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: 
 
 
 def concepts(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]]:
-    """(family, concept) pairs with cases for ``model``, in family order."""
+    """(family, concept) pairs with cases (LocoGen or tracing) for ``model``, in family order."""
     rows = con.execute(f"SELECT DISTINCT family, concept, {_family_rank()} AS rank FROM cases WHERE model = ? "
                        "ORDER BY rank, family, concept", [model]).fetchall()
     return [(family, concept) for family, concept, _ in rows]
@@ -180,12 +233,13 @@ def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
 def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:
     """Window sizes with cases for one (model, concept), ascending."""
     rows = con.execute("SELECT DISTINCT window_size FROM cases WHERE model = ? AND family = ? AND concept = ? "
-                       "AND window_size IS NOT NULL ORDER BY 1", [model, family, concept]).fetchall()
+                       f"AND window_size IS NOT NULL AND {LOCOGEN} ORDER BY 1", [model, family, concept]).fetchall()
     return [size for (size,) in rows]
 
 
 def targets(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:
     """Target prompts the sweeps used for one (model, concept), most used first."""
     rows = con.execute("SELECT target FROM cases WHERE model = ? AND family = ? AND concept = ? AND target IS NOT NULL"
-                       " GROUP BY target ORDER BY count(*) DESC, target", [model, family, concept]).fetchall()
+                       f" AND {LOCOGEN} GROUP BY target ORDER BY count(*) DESC, target",
+                       [model, family, concept]).fetchall()
     return [target for (target,) in rows]

@@ -96,3 +96,24 @@ def test_layer_map_heat_map_opens_the_gallery_with_images(server, browser, tmp_p
     assert browser.execute_script("return arguments[0].naturalWidth", images[0]) == 32
     browser.save_screenshot(str(tmp_path / "gallery.png"))
     print(f"screenshots in {tmp_path}")
+
+
+def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{server}/layer_map")
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+
+    browser.find_element(By.XPATH, "//label[.//p[text()='Side by side']]").click()
+
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")) == 2)
+    plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+    labels = [[t.text for t in plot.find_elements(By.CSS_SELECTOR, ".ytick text")] for plot in plots]
+    assert labels == [["style · van gogh", "color · blue"]] * 2
+    # Equally wide plot areas: column i of one map lies above column i of the other.
+    areas = [plot.find_element(By.CSS_SELECTOR, ".nsewdrag").rect for plot in plots]
+    assert abs(areas[0]["x"] - areas[1]["x"]) < 1 and abs(areas[0]["width"] - areas[1]["width"]) < 1
+    browser.save_screenshot(str(tmp_path / "side_by_side.png"))

@@ -5,10 +5,11 @@ import os
 import subprocess
 import sys
 
+import pyarrow.compute as pc
 import pytest
 from dashboard_fixtures import REPO, copy_root, real_root
 
-from compute.store import Store, minimal_windows, write_table
+from compute.store import Store, minimal_windows, trace_effects, write_table
 from dashboard import data, queries
 from dashboard.root import inside, launch_options
 
@@ -42,6 +43,27 @@ def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
     assert cells["localizes"].to_pylist() == [d is not None and d >= 0.5 for d in cells["normalized_drop"].to_pylist()]
 
 
+def test_locogen_views_leave_the_trace_rows_out(root):
+    con = Store(root).connect()
+
+    references = queries.gallery(con, "tiny-sd1", "tiny-clip", "style", "van gogh", 1).filter(
+        pc.field("kind") != "window")
+    assert sorted(references["kind"].to_pylist()) == ["original", "original", "target", "target"]
+    assert queries.window_sizes(con, "tiny-sd1", "style", "van gogh") == [1, 2]
+    assert len(queries.layers(con, "tiny-sd1")) == 16 and len(queries.layers(con, "tiny-sd1", "text-encoder")) == 2
+
+
+def test_trace_cells_hold_the_stored_recoveries_in_family_order(root):
+    con = Store(root).connect()
+    stored = trace_effects(con).filter(pc.field("component") == "self-attention")
+
+    cells = queries.trace_cells(queries.trace_table(con), "tiny-sd1", "tiny-clip", "self-attention", 3.0)
+
+    assert list(dict.fromkeys(cells["family"].to_pylist())) == ["style", "color"]
+    key = ["family", "concept", "site", "recovery"]
+    assert sorted(cells.select(key).to_pylist(), key=str) == sorted(stored.select(key).to_pylist(), key=str)
+
+
 def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
     mine = str(copy_root(root, tmp_path / "root"))
     before = data.snapshot(mine)
@@ -51,7 +73,7 @@ def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
 
     assert after.fingerprint != before.fingerprint
     runs_before = data.query(before, queries.runs)["run_id"].to_pylist()
-    assert len(runs_before) == 1
+    assert "later" not in runs_before
     assert sorted(data.query(after, queries.runs)["run_id"].to_pylist()) == sorted(runs_before + ["later"])
 
 

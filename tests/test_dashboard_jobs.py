@@ -56,13 +56,16 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     app.number_input(key="run_steps").set_value(2)
     app.number_input(key="run_size").set_value(32)
     app.number_input(key="run_unrelated").set_value(2)
+    app.radio(key="run_positions").set_value("subject+padding")
+    app.checkbox(key="run_preserve").check()
 
     app.button(key="launch").click().run()
 
     job = jobs.list_jobs(str(mine))[0]
     assert job.spec["args"] == ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh", "--method=loco",
                                 "--eval", f"--artifacts={mine}", "--seeds=0", "--unrelated=2",
-                                "--target=a painting", "--layers=4,5", "--lambda=0.1", "--steps=2", "--size=32"]
+                                "--target=a painting", "--layers=4,5", "--lambda=0.1", "--positions=subject+padding",
+                                "--preserve-others", "--steps=2", "--size=32"]
     assert job.status in ("starting", "running")
     assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
     # Every poll is a new session: the job's state lives in its files, not in the page that launched it.
@@ -71,7 +74,7 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     edit_id = next(s.value for s in done.subheader if s.value.startswith("Result: ")).removeprefix("Result: ")
     assert edit_id.startswith("van-gogh-loco-")
     assert (mine / "edits" / edit_id / "eval.json").is_file()
-    assert [m.label for m in done.metric][:3] == ["efficacy", "generalization", "specificity"]
+    assert [m.label for m in done.metric][:3] == ["efficacy", "efficacy drop", "generalization"]
     assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
 
 
@@ -128,3 +131,15 @@ def test_a_value_starting_with_a_dash_stays_a_value():
     args = request(concept="--help").args("/root", set(MODELS), 16)
 
     assert "--concept=--help" in args and "--help" not in args
+
+
+def test_a_diffquickfix_request_names_no_layers_and_passes_the_key_options():
+    args = request(method="diffquickfix", positions="subject", preserve_others=True).args("/root", set(MODELS), 16)
+
+    assert not any(arg.startswith("--layers") for arg in args)
+    assert "--method=diffquickfix" in args and "--positions=subject" in args and "--preserve-others" in args
+
+
+def test_a_neuron_request_may_not_set_key_positions():
+    with pytest.raises(UserError, match="closed-form methods only"):
+        request(method="neuron", positions="subject").args("/root", set(MODELS), 16)

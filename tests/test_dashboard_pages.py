@@ -1,5 +1,5 @@
-"""Every dashboard page, driven with Streamlit's AppTest against a real tiny sweep and real edits, an empty root,
-a root with a corrupt Parquet file and a root from a newer LocoLab."""
+"""Every dashboard page, driven with Streamlit's AppTest against a real tiny sweep, a real causal trace and real
+edits by all four methods, an empty root, a root with a corrupt Parquet file and a root from a newer LocoLab."""
 
 import json
 import sys
@@ -16,7 +16,7 @@ from dashboard_fixtures import (
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from compute.store import Store, minimal_windows, write_table
+from compute.store import Store, minimal_windows, trace_effects, write_table
 
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
@@ -42,16 +42,20 @@ def heat_map_spec(app: AppTest) -> dict:
     return json.loads(app.get("plotly_chart")[0].proto.spec)
 
 
-def test_overview_lists_the_run_and_the_edits(monkeypatch, root):
+def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, root):
     app = open_app(monkeypatch, root)
 
     assert str(root) in app.markdown[0].value and "$LOCOLAB_ARTIFACTS" in app.markdown[0].value
-    runs = app.dataframe[0].value
-    assert list(runs["model"]) == ["tiny-sd1"] and list(runs["config"]) == ["dashboard-test"]
-    assert list(runs["status"]) == ["finished"]
-    # 2 families x 2 seeds x (original + target + 16 windows of m=1 + 15 of m=2) = 132 cases, each scored once.
-    assert list(runs["cases"]) == [132] and list(runs["scores"]) == [132] and list(runs["concepts"]) == [2]
-    assert sorted(app.dataframe[1].value["method"]) == ["all-layers", "loco"]
+    runs = app.dataframe[0].value.sort_values("method")
+    assert list(runs["method"]) == ["locogen", "trace"] and list(runs["config"]) == ["dashboard-test"] * 2
+    assert list(runs["status"]) == ["finished", "finished"]
+    # Sweep: 2 families x 2 seeds x (original + target + 16 windows of m=1 + 15 of m=2) = 132 cases.
+    # Trace: 2 families x 2 seeds x (original + corrupted per traced component, 3 of them, + 16 + 16 + 2 sites).
+    assert list(runs["cases"]) == [132, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2]
+    edits = app.dataframe[1].value
+    assert sorted(edits["method"]) == ["all-layers", "diffquickfix", "loco", "neuron"]
+    assert list(edits["edited"][edits["method"] == "diffquickfix"]) == [
+        "text_encoder.encoder.layers.0.self_attn.out_proj"]
 
 
 def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):
@@ -72,7 +76,7 @@ def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
     app.sidebar.text_input(key="root_input").set_value(str(root)).run()
 
     assert "typed in" in app.markdown[0].value
-    assert list(app.dataframe[0].value["model"]) == ["tiny-sd1"]
+    assert set(app.dataframe[0].value["model"]) == {"tiny-sd1"}
 
 
 def test_a_locked_root_cannot_be_switched_from_the_page(monkeypatch, root):
@@ -81,7 +85,7 @@ def test_a_locked_root_cannot_be_switched_from_the_page(monkeypatch, root):
     app = open_app(monkeypatch, root)
 
     assert not app.sidebar.text_input
-    assert list(app.dataframe[0].value["model"]) == ["tiny-sd1"]
+    assert set(app.dataframe[0].value["model"]) == {"tiny-sd1"}
 
 
 def test_layer_map_has_one_row_per_concept_and_one_column_per_layer(monkeypatch, root):
@@ -133,6 +137,78 @@ def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
         "**layer 8**", "**layer 9 ◀**", "**layer 10**", "**layer 11**"]
 
 
+def traced(root, component: str) -> dict:
+    """(family, concept) -> recoveries by site, from the store's own ``trace_effects``."""
+    found = {}
+    for row in trace_effects(Store(root).connect()).to_pylist():
+        if row["component"] == component:
+            found.setdefault((row["family"], row["concept"]), {})[row["site"]] = row["recovery"]
+    return found
+
+
+def test_layer_map_tracing_shows_the_stored_recovery_of_every_site(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+
+    app.radio(key="map_method").set_value("Causal tracing").run()
+
+    spec = heat_map_spec(app)
+    assert spec["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+    expected = traced(root, "cross-attention")
+    shown = spec["data"][0]["z"]
+    assert [len(row) for row in shown] == [16, 16]
+    for row, key in zip(shown, [("style", "van gogh"), ("color", "blue")]):
+        assert row == pytest.approx([expected[key][site] for site in range(16)])
+    assert "recovery" in app.caption[0].value
+
+
+def test_layer_map_tracing_offers_each_component_with_its_own_axis(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.radio(key="map_method").set_value("Causal tracing").run()
+
+    assert app.selectbox(key="trace_component").options == ["cross-attention", "self-attention", "text-encoder"]
+    app.selectbox(key="trace_component").set_value("text-encoder").run()
+
+    spec = heat_map_spec(app)
+    # tiny-sd1's text encoder has 2 layers.
+    assert [len(row) for row in spec["data"][0]["z"]] == [2, 2]
+    assert spec["layout"]["xaxis"]["title"]["text"] == "text-encoder layer (forward order)"
+    expected = traced(root, "text-encoder")[("color", "blue")]
+    assert spec["data"][0]["z"][1] == pytest.approx([expected[0], expected[1]])
+
+
+def test_layer_map_tracing_shows_original_corrupted_and_restored_images(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.radio(key="map_method").set_value("Causal tracing").run()
+
+    app.selectbox(key="trace_site_cross-attention_style_van gogh").set_value(8).run()
+
+    captions = [image.captions[0].split(" · ")[:2] for image in app.image]
+    assert captions == [[kind, f"seed {seed}"] for kind in ("original", "corrupted", "site 8 restored")
+                        for seed in (0, 1)]
+
+
+def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+
+    app.radio(key="map_method").set_value("Side by side").run()
+
+    locogen, tracing = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert app.selectbox(key="map_size").value == 1
+    assert locogen["layout"]["title"]["text"].startswith("LocoGen · window size m = 1")
+    assert tracing["layout"]["title"]["text"].startswith("Causal tracing · cross-attention")
+    assert locogen["layout"]["yaxis"]["ticktext"] == tracing["layout"]["yaxis"]["ticktext"] == [
+        "style · van gogh", "color · blue"]
+    for heat in (locogen["data"][0], tracing["data"][0]):
+        assert (heat["zmin"], heat["zmax"], len(heat["z"][0])) == (0, 1, 16)
+    assert locogen["data"][0]["colorscale"] == tracing["data"][0]["colorscale"]
+    captions = [caption.value for caption in app.caption]
+    assert any(c.startswith("**LocoGen** colour: normalized drop") for c in captions)
+    assert any(c.startswith("**Causal tracing** colour: recovery") for c in captions)
+    counts = app.dataframe[0].value
+    expected = traced(root, "cross-attention")[("style", "van gogh")].values()
+    assert counts.iloc[0, 2] == sum(r is not None and r >= 0.5 for r in expected)
+
+
 def test_gallery_pages_windows_with_one_image_per_seed(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/gallery.py")
 
@@ -153,13 +229,31 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
 
     settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
     assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
-    assert [m.label for m in app.metric][:3] == ["efficacy", "generalization", "specificity"]
+    assert [m.label for m in app.metric] == ["efficacy", "efficacy drop", "generalization", "generalization drop",
+                                             "specificity", "other concepts retained"]
     assert [t.label for t in app.tabs] == ["efficacy (the edit's own prompts)", "generalization (held-out prompts)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
     # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
     assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
-    assert sorted(set(app.dataframe[2].value["method"])) == ["all-layers", "loco"]
+
+
+def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+    quickfix = next(edit_id for edit_id in app.dataframe[0].value["edit"] if "-diffquickfix-" in edit_id)
+
+    app.selectbox(key="edit_choice").set_value(quickfix).run()
+
+    settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
+    assert "layers" not in settings and settings["positions"] == "subject+padding"
+    assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
+    compared = app.dataframe[2].value
+    assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
+    stored = json.loads((root / "edits" / quickfix / "eval.json").read_text())
+    row = compared[compared["edit"] == quickfix].iloc[0]
+    assert row["efficacy_drop"] == pytest.approx(stored["efficacy_drop"])
+    assert row["generalization_drop"] == pytest.approx(stored["generalization_drop"])
+    assert sorted(set(app.dataframe[3].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
 
 
 def test_run_an_edit_prefills_the_localized_layers(monkeypatch, root):
@@ -177,6 +271,19 @@ def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
 
     from compute.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted(MODELS)
+
+
+def test_run_an_edit_offers_diffquickfix_without_unet_layers_and_its_key_options(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/run_edit.py")
+    app.selectbox(key="run_model").set_value("tiny-sd1").run()
+
+    app.radio(key="run_method").set_value("diffquickfix").run()
+
+    assert app.multiselect(key="run_layers_tiny-sd1_style_van gogh").disabled
+    assert app.radio(key="run_positions").options == ["method default", "subject", "subject+padding"]
+    assert not app.checkbox(key="run_preserve").value
+    app.radio(key="run_method").set_value("neuron").run()
+    assert not app.get("radio")[1:] and not app.checkbox
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -1,8 +1,10 @@
-"""Edits: stored edits with their settings, before/after pairs per prompt group, and methods compared."""
+"""Edits: stored edits with their settings, before/after pairs per prompt group, and the methods (LocoEdit, all
+layers, neurons, DiffQuickFix) compared on one concept."""
 
 import streamlit as st
 
 from dashboard import common, data, edit_view, queries
+from dashboard.edit_request import METHODS as METHOD_ORDER
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()
@@ -18,9 +20,8 @@ def summary_row(record: dict) -> dict:
     result = record["eval"] or {}
     return {"edit": record["edit_id"], "model": record.get("model"), "family": record.get("family"),
             "concept": record.get("concept"), "target": record.get("target"), "method": record.get("method"),
-            "layers": str(record.get("layers")), "λ / top-k": record.get("lambda", record.get("topk")),
-            "efficacy": result.get("efficacy"), "generalization": result.get("generalization"),
-            "specificity": result.get("specificity"), "created_at": record.get("created_at")}
+            "edited": edit_view.edited(record), "λ / top-k": record.get("lambda", record.get("topk")),
+            **{name: result.get(name) for name in edit_view.METRICS}, "created_at": record.get("created_at")}
 
 
 st.dataframe([summary_row(record) for record in snap.edits], hide_index=True, width="stretch")
@@ -41,9 +42,17 @@ st.subheader("Before / after")
 edit_view.pairs(snap, edit_id)
 
 st.subheader(f"Methods compared on “{record.get('concept')}”")
+same = [r for r in snap.edits if r["eval"] and all(r.get(k) == record.get(k) for k in ("model", "family", "concept"))]
 means = data.query(snap, queries.edit_group_means, record.get("model"), record.get("family"), record.get("concept"))
-if len(set(means["edit_id"].to_pylist())) < 2:
-    st.caption("Only one evaluated edit of this concept: make another (e.g. all-layers or neuron) to compare.")
+if len(same) < 2:
+    st.caption("Only one evaluated edit of this concept: make another (e.g. all-layers, neuron or diffquickfix) to "
+               "compare.")
 else:
+    st.dataframe([{"method": r["method"], "edited": edit_view.edited(r),
+                   **{name: r["eval"].get(name) for name in edit_view.METRICS}, "edit": r["edit_id"]}
+                  for r in sorted(same, key=lambda r: (*METHOD_ORDER, r["method"]).index(r["method"]))],
+                 hide_index=True, width="stretch")
+    st.caption("Summary metrics per edit (hover a metric above for its meaning); *_drop = normalized drop, 1 = as far "
+               "from the concept as the target prompt.")
     st.plotly_chart(method_comparison(means, queries.EDIT_GROUPS), key="methods", config={"displaylogo": False})
     st.dataframe(means, hide_index=True, width="stretch")

@@ -1,4 +1,5 @@
-"""Layer map: where each concept localizes, per model, as a heat map of normalized drops over layers."""
+"""Layer map: where each concept localizes, per model — LocoGen's normalized drop per window, causal tracing's
+recovery per site, or both side by side on the same rows and the same 0–1 colour scale."""
 
 import functools
 
@@ -7,9 +8,18 @@ import streamlit as st
 
 from compute.registry import MODELS
 from dashboard import common, data, queries
-from dashboard.figures import heat_map, line_view, row_label, window_label
+from dashboard.figures import heat_map, line_view, row_label, trace_map, window_label
 
 GALLERY = "views/gallery.py"
+LOCOGEN, TRACING, BOTH = "LocoGen", "Causal tracing", "Side by side"
+COMPONENTS = ("cross-attention", "self-attention", "feed-forward", "resnet", "text-encoder")
+LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − target) of the window of "
+                   "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
+                   "gone as fully as with the target prompt, 0 = no effect.")
+TRACE_CAPTION = ("**Causal tracing** colour: recovery (restored − corrupted) / (original − corrupted): with the "
+                 "subject's word embedding corrupted by noise, restoring that one site from the clean run brings the "
+                 "attribute back fully (1) or not at all (0).")
+CHART = {"displaylogo": False}
 
 
 def open_gallery(model, scorer, family, concept, size, start=None) -> None:
@@ -27,59 +37,169 @@ def on_cell_click(key: str) -> None:
         st.session_state["map_clicked"] = (int(points[0]["y"]), int(points[0]["x"]))
 
 
+def only(table, **equal):
+    for column, value in equal.items():
+        table = table.filter(pc.equal(table[column], value))
+    return table
+
+
+def locogen_columns(model: str, mine) -> tuple[dict, int]:
+    """The model's cross-attention layers and how many there are."""
+    layers = data.query(snap, queries.layers, model)
+    ends = [s + n for s, n in zip(mine["window_start"].to_pylist(), mine["window_size"].to_pylist())]
+    num = max([getattr(MODELS.get(model), "num_layers", None) or 0, len(layers) and max(layers) + 1, *ends])
+    if not layers:
+        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+    return layers, num
+
+
+def trace_columns(model: str, component: str, cells) -> tuple[dict, int]:
+    """The traced component's sites and how many there are."""
+    layers = data.query(snap, queries.layers, model, component)
+    return layers, max([len(layers) and max(layers) + 1, *(s + 1 for s in cells["site"].to_pylist())])
+
+
+def pick_noise(sites, component: str, column) -> float:
+    """The noise level of the chosen component's tracing (a choice only when several were traced)."""
+    noises = sorted(set(only(sites, component=component)["noise"].to_pylist()))
+    return noises[0] if len(noises) == 1 else column.selectbox("Noise (× embedding std)", noises, key="trace_noise")
+
+
+def locogen_view(model: str, mine, size: int, threshold: float) -> None:
+    """LocoGen's heat map (click a cell for its images), minimal windows and one concept's line view."""
+    cells = queries.layer_cells(loc, model, scorer, size, threshold)
+    minimal = queries.minimal_windows(loc, model, scorer, threshold)
+    layers, num_layers = locogen_columns(model, mine)
+    chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold), key=chart_key,
+                    on_select=functools.partial(on_cell_click, chart_key), selection_mode="points", config=CHART)
+    st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
+    rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    clicked = st.session_state.pop("map_clicked", None)
+    if clicked and clicked[0] < len(rows):
+        open_gallery(model, scorer, *rows[clicked[0]], size, clicked[1])
+    found = {(w["family"], w["concept"]): w for w in minimal.to_pylist()}
+    st.subheader(f"Minimal localizing windows (drop ≥ {threshold:g})")
+    st.dataframe([{"family": family, "concept": concept,
+                   "window": window_label(found[(family, concept)]["window_start"],
+                                          found[(family, concept)]["window_size"])
+                   if (family, concept) in found else "none at this threshold",
+                   "m": found.get((family, concept), {}).get("window_size"),
+                   "drop": found.get((family, concept), {}).get("normalized_drop")} for family, concept in rows],
+                 hide_index=True, width="stretch")
+
+    st.subheader("One concept")
+    family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
+    concept_rows = only(mine, family=family, concept=concept)
+    seeds = data.query(snap, queries.seed_scores, model, scorer, family, concept)
+    st.plotly_chart(line_view(concept_rows, seeds, size, threshold, layers), key="line_view", config=CHART)
+    starts = sorted(only(concept_rows, window_size=size)["window_start"].to_pylist())
+    pick, go = st.columns([3, 1], vertical_alignment="bottom")
+    start = pick.selectbox("Window", starts, format_func=lambda s: window_label(s, size), key="map_start")
+    if go.button("Open gallery", key="open_gallery"):
+        open_gallery(model, scorer, family, concept, size, start)
+
+
+def trace_view(model: str, component: str, noise: float, threshold: float) -> None:
+    """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
+    cells = queries.trace_cells(trace, model, scorer, component, noise)
+    layers, num_sites = trace_columns(model, component, cells)
+    st.plotly_chart(trace_map(cells, layers, num_sites, component, threshold), key="trace_map", config=CHART)
+    st.caption(TRACE_CAPTION)
+    st.subheader("One concept")
+    rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    pick, where = st.columns([3, 1])
+    family, concept = pick.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="trace_concept")
+    strongest = top(cells, (family, concept), "recovery")
+    site = where.selectbox("Restored site", range(num_sites), index=strongest["site"] if strongest else 0,
+                           key=f"trace_site_{component}_{family}_{concept}", help="Default: the strongest site.")
+    images = data.query(snap, queries.trace_gallery, model, scorer, family, concept, component, noise, site)
+    for prompt in dict.fromkeys(images["prompt"].to_pylist()):
+        st.markdown(f"“{prompt}”")
+        for column, row in zip(st.columns(6), only(images, prompt=prompt).to_pylist()):
+            with column:
+                name = f"site {site} restored" if row["kind"] == "restored" else row["kind"]
+                common.image(row["image_path"], f"{name} · seed {row['seed']} · {common.score_text(row['score'])}")
+
+
+def side_by_side(model: str, mine, size: int, noise: float, threshold: float) -> None:
+    """The LocoGen map at window size m above the cross-attention tracing map, on the same concept rows, with a
+    per-concept count of what each method marks."""
+    cells = queries.layer_cells(loc, model, scorer, size, threshold)
+    traced = queries.trace_cells(trace, model, scorer, "cross-attention", noise)
+    rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
+                                  *zip(traced["family"].to_pylist(), traced["concept"].to_pylist())])
+    layers, num_layers = locogen_columns(model, mine)
+    minimal = queries.minimal_windows(loc, model, scorer, threshold)
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows), key="both_locogen",
+                    config=CHART)
+    st.caption(LOCOGEN_CAPTION)
+    st.plotly_chart(trace_map(traced, layers, num_layers, "cross-attention", threshold, rows), key="both_trace",
+                    config=CHART)
+    st.caption(TRACE_CAPTION)
+    st.subheader(f"Cells marked ● (value ≥ {threshold:g}) and the strongest cell, per concept")
+    marked_windows, marked_sites = f"LocoGen windows (m = {size}) marked", "tracing sites marked"
+    st.dataframe([{"concept": row_label(*key),
+                   marked_windows: count(cells, key, "normalized_drop", threshold),
+                   marked_sites: count(traced, key, "recovery", threshold),
+                   "LocoGen strongest window": shown(top(cells, key, "normalized_drop"), "window_start",
+                                                     "normalized_drop"),
+                   "tracing strongest site": shown(top(traced, key, "recovery"), "site", "recovery")} for key in rows],
+                 hide_index=True, width="stretch")
+
+
+def count(cells, key: tuple[str, str], value: str, threshold: float) -> int:
+    return sum(v is not None and v >= threshold for v in only(cells, family=key[0], concept=key[1])[value].to_pylist())
+
+
+def top(cells, key: tuple[str, str], value: str) -> dict | None:
+    """The concept's cell with the largest ``value``."""
+    rows = [r for r in only(cells, family=key[0], concept=key[1]).to_pylist() if r[value] is not None]
+    return max(rows, key=lambda r: r[value], default=None)
+
+
+def shown(cell: dict | None, column: str, value: str) -> str:
+    return "–" if cell is None else f"{cell[column]} ({cell[value]:.2f})"
+
+
 snap = common.snapshot()
 common.require_results(snap)
 st.title("Layer map")
 loc = data.query(snap, queries.localization_table)
-models = sorted(set(loc["model"].to_pylist()))
+trace = data.query(snap, queries.trace_table)
+models = sorted(set(loc["model"].to_pylist()) | set(trace["model"].to_pylist()))
 if not models:
-    st.info("The store has cases but no scored windows yet: wait for the sweep to score its first work unit.")
+    st.info("The store has cases but no scored windows or traced sites yet: wait for the first work unit's scores.")
     st.stop()
-left, middle, right, far = st.columns([3, 2, 1, 2])
+method = st.radio("Method", (LOCOGEN, TRACING, BOTH), index=0 if loc.num_rows else 1, horizontal=True,
+                  key="map_method", help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
+                  "tracing: corrupt the subject's embedding, restore one site. Side by side: both on one model.")
+left, middle, right, far = st.columns([3, 2, 2, 2])
 model = left.selectbox("Model", models, key="map_model")
-mine = loc.filter(pc.equal(loc["model"], model))
-scorer = middle.selectbox("Scorer", sorted(set(mine["scorer_id"].to_pylist())), key="map_scorer")
-mine = mine.filter(pc.equal(mine["scorer_id"], scorer))
-size = right.selectbox("Window size m", sorted(set(mine["window_size"].to_pylist())), key="map_size")
-threshold = far.slider("Threshold (fraction of the original→target gap)", 0.05, 1.0, 0.5, 0.05, key="threshold")
+mine, sites = only(loc, model=model), only(trace, model=model)
+scorers = sorted(set(mine["scorer_id"].to_pylist() if method != TRACING else [])
+                 | set(sites["scorer_id"].to_pylist() if method != LOCOGEN else []))
+scorer = middle.selectbox("Scorer", scorers, key="map_scorer")
+mine, sites = only(mine, scorer_id=scorer), only(sites, scorer_id=scorer)
+threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
+                       help="LocoGen: of the original→target gap; tracing: of the corrupted→original gap.")
 # Widget state dies with the page; Run an edit pre-fills its form from these.
 st.session_state.update(chosen_model=model, chosen_threshold=threshold)
-
-cells = queries.layer_cells(loc, model, scorer, size, threshold)
-minimal = queries.minimal_windows(loc, model, scorer, threshold)
-layers = data.query(snap, queries.layers, model)
-ends = [s + n for s, n in zip(mine["window_start"].to_pylist(), mine["window_size"].to_pylist())]
-num_layers = max([getattr(MODELS.get(model), "num_layers", None) or 0, len(layers) and max(layers) + 1, *ends])
-if not layers:
-    st.caption("This store records no layer table for the model: hover shows layer indices only.")
-
-chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
-st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold), key=chart_key,
-                on_select=functools.partial(on_cell_click, chart_key), selection_mode="points",
-                config={"displaylogo": False})
-st.caption("Colour: normalized drop (original − window) / (original − target) of the window of m layers starting at "
-           "that column. Click a cell to open its images.")
-rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-clicked = st.session_state.pop("map_clicked", None)
-if clicked and clicked[0] < len(rows):
-    open_gallery(model, scorer, *rows[clicked[0]], size, clicked[1])
-found = {(w["family"], w["concept"]): w for w in minimal.to_pylist()}
-st.subheader(f"Minimal localizing windows (drop ≥ {threshold:g})")
-st.dataframe([{"family": family, "concept": concept,
-               "window": window_label(found[(family, concept)]["window_start"], found[(family, concept)]["window_size"])
-               if (family, concept) in found else "none at this threshold",
-               "m": found.get((family, concept), {}).get("window_size"),
-               "drop": found.get((family, concept), {}).get("normalized_drop")} for family, concept in rows],
-             hide_index=True, width="stretch")
-
-st.subheader("One concept")
-family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
-concept_rows = mine.filter(pc.and_(pc.equal(mine["family"], family), pc.equal(mine["concept"], concept)))
-seeds = data.query(snap, queries.seed_scores, model, scorer, family, concept)
-st.plotly_chart(line_view(concept_rows, seeds, size, threshold, layers), key="line_view",
-                config={"displaylogo": False})
-starts = sorted(concept_rows.filter(pc.equal(concept_rows["window_size"], size))["window_start"].to_pylist())
-pick, go = st.columns([3, 1], vertical_alignment="bottom")
-start = pick.selectbox("Window", starts, format_func=lambda s: window_label(s, size), key="map_start")
-if go.button("Open gallery", key="open_gallery"):
-    open_gallery(model, scorer, family, concept, size, start)
+needs = {LOCOGEN: [mine], TRACING: [sites], BOTH: [mine, only(sites, component="cross-attention")]}[method]
+if not all(table.num_rows for table in needs):
+    missing = "LocoGen sweep" if not mine.num_rows else "causal tracing" + (" of cross-attention" if sites else "")
+    st.info(f"{model} has no {missing}{f' scored by {scorer}' if scorer else ''}: run "
+            f"`python -m compute {'sweep' if not mine.num_rows else 'trace'} CONFIG`.")
+    st.stop()
+if method == TRACING:
+    traced = sorted(set(sites["component"].to_pylist()), key=lambda c: (COMPONENTS + (c,)).index(c))
+    component = right.selectbox("Component", traced, key="trace_component")
+    trace_view(model, component, pick_noise(sites, component, right), threshold)
+else:
+    sizes = sorted(set(mine["window_size"].to_pylist()))
+    size = right.selectbox("Window size m", sizes, index=sizes.index(1) if method == BOTH and 1 in sizes else 0,
+                           key="map_size")
+    if method == LOCOGEN:
+        locogen_view(model, mine, size, threshold)
+    else:
+        side_by_side(model, mine, size, pick_noise(sites, "cross-attention", right), threshold)

@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from dashboard import common, data, jobs, queries
+from dashboard import common, data, edit_view, jobs, queries
 
 snap = common.snapshot()
 st.title("LocoLab")
@@ -13,12 +13,12 @@ if not data.query(snap, queries.models):
     common.explain_empty(snap.root)
 runs = data.query(snap, queries.runs)
 if runs.num_rows:
-    st.subheader(f"Sweep runs ({runs.num_rows})")
+    st.subheader(f"Runs ({runs.num_rows}): LocoGen sweeps and causal traces")
     st.dataframe(runs, hide_index=True, width="stretch")
 if snap.edits:
     st.subheader(f"Edits ({len(snap.edits)})")
     st.dataframe([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
-                   "method": e.get("method"), "layers": str(e.get("layers")), "evaluated": e["eval"] is not None,
+                   "method": e.get("method"), "edited": edit_view.edited(e), "evaluated": e["eval"] is not None,
                    "created_at": e.get("created_at")} for e in snap.edits], hide_index=True, width="stretch")
 active = [job for job in jobs.list_jobs(snap.root) if job.active]
 if active:

@@ -8,7 +8,13 @@ import streamlit as st
 from compute.errors import UserError
 from compute.registry import MODELS
 from dashboard import common, data, edit_view, jobs, queries
-from dashboard.edit_request import METHODS, EditRequest
+from dashboard.edit_request import (
+    CHOSEN_LAYERS,
+    CLOSED_FORM,
+    METHODS,
+    POSITIONS,
+    EditRequest,
+)
 from dashboard.figures import row_label
 
 REFRESH_S = 1.5
@@ -93,10 +99,12 @@ if concept and scorers:
     localized = list(range(window["window_start"], window["window_start"] + window["window_size"])) if window else []
 method = st.radio("Method", METHODS, horizontal=True, key="run_method",
                   help="loco: closed-form edit of the chosen layers; all-layers: the same on every layer; "
-                       "neuron: hold the top-k key/value units of the chosen layers at their neutral means.")
+                       "neuron: hold the top-k key/value units of the chosen layers at their neutral means; "
+                       "diffquickfix: the closed form on text-encoder layer 0's self-attention out_proj (the "
+                       "predecessor; no UNet layers).")
 layers = st.multiselect(
     "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
-    disabled=method == "all-layers",
+    disabled=method not in CHOSEN_LAYERS,
     help=(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} (threshold {threshold:g})."
           if localized else "No localization result for this concept: choose layers."))
 if method == "neuron":
@@ -105,6 +113,15 @@ if method == "neuron":
 else:
     topk = 50
     lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=0.01, format="%.4g", key="run_lambda")
+positions, preserve = None, False
+if method in CLOSED_FORM:
+    keys, keep = st.columns(2)
+    choice = keys.radio("Key positions", ("method default", *POSITIONS), horizontal=True, key="run_positions",
+                        help="The last subject token alone, or with every later (end-of-text, padding) position. "
+                             "Default: subject for loco/all-layers (the paper), subject+padding for diffquickfix.")
+    positions = None if choice == "method default" else choice
+    preserve = keep.checkbox("Preserve the family's other concepts", key="run_preserve",
+                             help="Also key the other concepts' prompts, mapped to themselves (not in the paper).")
 with st.expander("Evaluation settings"):
     seeds_text = st.text_input("Seeds", "0,1", key="run_seeds")
     steps = st.number_input("Steps (0: model default)", 0, 500, 0, key="run_steps")
@@ -117,7 +134,8 @@ if st.button("Launch edit", type="primary", key="launch", disabled=len(active) >
     except ValueError:
         seeds = ()
     request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
-                          int(topk), seeds, int(steps) or None, int(size) or None, int(unrelated))
+                          int(topk), seeds, int(steps) or None, int(size) or None, int(unrelated), positions,
+                          preserve)
     try:
         args = request.args(os.path.abspath(snap.root), set(allowed), num_layers)
         job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
