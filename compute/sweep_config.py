@@ -83,8 +83,8 @@ class FamilySpec:
 
 @dataclass(frozen=True)
 class TraceSpec:
-    """Causal-tracing settings: noise as a multiple of the token-embedding std, the UNet site kinds to restore,
-    and whether to trace the text encoder's layers too."""
+    """Causal-tracing settings: noise as a multiple of the subject's token-embedding std, the UNet site kinds to
+    restore, and whether to trace the text encoder's layers too."""
 
     noise: float = 3.0
     components: tuple[str, ...] = ("cross-attention",)

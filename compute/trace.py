@@ -105,10 +105,15 @@ def word_embedding(encoder: torch.nn.Module) -> torch.nn.Embedding:
     return getattr(stack, "embed_tokens", None) or encoder.get_input_embeddings()
 
 
-def embedding_std(model: Model) -> dict[str, float]:
-    """The std of each text encoder's token-embedding matrix (the unit of the noise scale)."""
-    return {name: word_embedding(encoder).weight.float().std().item()
-            for name, encoder, _ in _text_encoders(model)}
+def embedding_std(model: Model, subject: str) -> dict[str, float]:
+    """Per text encoder, the std of the subject's own token embeddings (all their entries): the unit of the noise
+    scale. Trained encoders differ wildly in the scale of rarely used rows, so the whole matrix's std can be far
+    smaller than the subject's (the toy world's mini-CLIP: noise of 3x the matrix std left most concepts intact)."""
+    stds = {}
+    for name, encoder, tokenizer in _text_encoders(model):
+        ids = tokenizer(subject, add_special_tokens=False).input_ids
+        stds[name] = word_embedding(encoder).weight[ids].float().std().item()
+    return stds
 
 
 def subject_positions(tokenizer, prompt: str, subject: str) -> list[int]:
@@ -120,10 +125,10 @@ def subject_positions(tokenizer, prompt: str, subject: str) -> list[int]:
 
 @contextmanager
 def corrupt_subject(model: Model, prompt: str, subject: str, scale: float, seed: int):
-    """Within: encoding ``prompt`` adds Gaussian noise, ``scale`` times the embedding std, to the subject tokens'
-    input word embeddings of every text encoder. The noise comes from a generator seeded with ``seed``, so every
-    encoding inside gets the same noise."""
-    stds = embedding_std(model)
+    """Within: encoding ``prompt`` adds Gaussian noise, ``scale`` times the subject's embedding std
+    (``embedding_std``), to the subject tokens' input word embeddings of every text encoder. The noise comes from a
+    generator seeded with ``seed``, so every encoding inside gets the same noise."""
+    stds = embedding_std(model, subject)
     with ExitStack() as stack:
         for name, encoder, tokenizer in _text_encoders(model):
             positions = subject_positions(tokenizer, prompt, subject)

@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("trace", help="causal tracing of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional trace: section sets the defaults)")
     parser.add_argument("--artifacts", help=f"artifact root (default ${store.ROOT_ENV} or {store.DEFAULT_ROOT}/)")
-    parser.add_argument("--noise", type=float, help="noise scale, a multiple of the token-embedding std (default 3)")
+    parser.add_argument("--noise", type=float,
+                        help="noise scale, a multiple of the subject's token-embedding std (default 3)")
     parser.add_argument("--components", help=f"comma-separated UNet site kinds: {', '.join(TRACE_COMPONENTS)}, "
                         "or none (default: config, else cross-attention)")
     parser.add_argument("--text-encoder", action=argparse.BooleanOptionalAction,
@@ -76,14 +77,15 @@ def run(args) -> None:
     layer_rows = [site.row() for found in [*sites.values(), text] for site in found]
     render = TraceRenderer(model, settings, sites, text)
     execute(config, model, began, mine, settings, root, args.batch_size or config.batch_size, shard, num_shards,
-            not args.no_progress, render, layer_rows, {"embedding_std": embedding_std(model)})
+            not args.no_progress, render, layer_rows,
+            {"embedding_std": {c.name: embedding_std(model, c.name) for f in config.families for c in f.concepts}})
     print_strongest_sites(root, config.run_id)
 
 
 def print_plan(config, units, mine, settings, counts, shard, num_shards) -> None:
     images = len({c.image_key for u in mine for c in u.cases})
     groups = ", ".join(f"{method} {component} ({count} sites)" for (method, component), count in counts.items())
-    print(f"run {config.run_id}: causal trace of {config.model}, noise {config.trace.noise} x embedding std, "
+    print(f"run {config.run_id}: causal trace of {config.model}, noise {config.trace.noise} x subject embedding std, "
           f"scorer {config.scorer}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"seeds {list(config.seeds)}; {groups}")

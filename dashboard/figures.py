@@ -60,6 +60,10 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
     (restored − corrupted) / (original − corrupted); ● marks recovery ≥ ``threshold``, a box each concept's
     strongest site. Hover and click markers as in ``heat_map`` (x = site)."""
     def hover(cell):
+        if cell.get("untraceable"):
+            return (f"{component} site {layer_label(cell['site'], layers)}<br>untraceable: the noise moved the score "
+                    f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
+                    f"{_fmt(cell['corrupted_score'])})")
         return (f"{component} site {layer_label(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
                 f"restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, corrupted "

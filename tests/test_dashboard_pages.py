@@ -17,6 +17,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from compute.store import Store, minimal_windows, trace_effects, write_table
+from dashboard.figures import row_label
 
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
@@ -150,6 +151,7 @@ def test_layer_map_tracing_shows_the_stored_recovery_of_every_site(monkeypatch, 
     app = open_app(monkeypatch, root, "views/layer_map.py")
 
     app.radio(key="map_method").set_value("Causal tracing").run()
+    app.number_input(key="min_gap").set_value(-1.0).run()
 
     spec = heat_map_spec(app)
     assert spec["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
@@ -167,6 +169,7 @@ def test_layer_map_tracing_offers_each_component_with_its_own_axis(monkeypatch, 
 
     assert app.selectbox(key="trace_component").options == ["cross-attention", "self-attention", "text-encoder"]
     app.selectbox(key="trace_component").set_value("text-encoder").run()
+    app.number_input(key="min_gap").set_value(-1.0).run()
 
     spec = heat_map_spec(app)
     # tiny-sd1's text encoder has 2 layers.
@@ -174,6 +177,23 @@ def test_layer_map_tracing_offers_each_component_with_its_own_axis(monkeypatch, 
     assert spec["layout"]["xaxis"]["title"]["text"] == "text-encoder layer (forward order)"
     expected = traced(root, "text-encoder")[("color", "blue")]
     assert spec["data"][0]["z"][1] == pytest.approx([expected[0], expected[1]])
+
+
+def test_layer_map_tracing_blanks_concepts_the_noise_did_not_corrupt(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.radio(key="map_method").set_value("Causal tracing").run()
+    gaps = {(r["family"], r["concept"]): r["original_score"] - r["corrupted_score"]
+            for r in trace_effects(Store(root).connect()).to_pylist() if r["component"] == "cross-attention"}
+    between = (min(gaps.values()) + max(gaps.values())) / 2
+
+    app.number_input(key="min_gap").set_value(round(between, 6)).run()
+
+    rows = heat_map_spec(app)["data"][0]["z"]
+    blank = [all(v is None for v in row) for row in rows]
+    assert blank == [gaps[key] < between for key in [("style", "van gogh"), ("color", "blue")]]
+    assert sum(blank) == 1
+    note = [c.value for c in app.caption if c.value.startswith("Blank rows")]
+    assert len(note) == 1 and row_label(*min(gaps, key=gaps.get)) in note[0]
 
 
 def test_layer_map_tracing_shows_original_corrupted_and_restored_images(monkeypatch, root):
@@ -191,6 +211,7 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
     app = open_app(monkeypatch, root, "views/layer_map.py")
 
     app.radio(key="map_method").set_value("Side by side").run()
+    app.number_input(key="min_gap").set_value(-1.0).run()
 
     locogen, tracing = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
     assert app.selectbox(key="map_size").value == 1

@@ -100,12 +100,23 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
         open_gallery(model, scorer, family, concept, size, start)
 
 
+def untraceable_note(cells) -> None:
+    """Name the concepts whose corruption moved the score less than the minimum gap (their rows stay blank)."""
+    rows = only(cells, untraceable=True).to_pylist()
+    gaps = {(r["family"], r["concept"]): r["corruption_gap"] for r in rows}
+    if gaps:
+        st.caption(f"Blank rows: the noise moved the score by less than {min_gap:g}, so recovery would be a ratio of "
+                   "noise: " + ", ".join(f"{row_label(*key)} ({gap:+.3f})" for key, gap in gaps.items())
+                   + ". Raise --noise, or lower the minimum gap.")
+
+
 def trace_view(model: str, component: str, noise: float, threshold: float) -> None:
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
-    cells = queries.trace_cells(trace, model, scorer, component, noise)
+    cells = queries.trace_cells(trace, model, scorer, component, noise, min_gap)
     layers, num_sites = trace_columns(model, component, cells)
     st.plotly_chart(trace_map(cells, layers, num_sites, component, threshold), key="trace_map", config=CHART)
     st.caption(TRACE_CAPTION)
+    untraceable_note(cells)
     st.subheader("One concept")
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     pick, where = st.columns([3, 1])
@@ -126,7 +137,7 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     """The LocoGen map at window size m above the cross-attention tracing map, on the same concept rows, with a
     per-concept count of what each method marks."""
     cells = queries.layer_cells(loc, model, scorer, size, threshold)
-    traced = queries.trace_cells(trace, model, scorer, "cross-attention", noise)
+    traced = queries.trace_cells(trace, model, scorer, "cross-attention", noise, min_gap)
     rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
                                   *zip(traced["family"].to_pylist(), traced["concept"].to_pylist())])
     layers, num_layers = locogen_columns(model, mine)
@@ -137,6 +148,7 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     st.plotly_chart(trace_map(traced, layers, num_layers, "cross-attention", threshold, rows), key="both_trace",
                     config=CHART)
     st.caption(TRACE_CAPTION)
+    untraceable_note(traced)
     st.subheader(f"Cells marked ● (value ≥ {threshold:g}) and the strongest cell, per concept")
     marked_windows, marked_sites = f"LocoGen windows (m = {size}) marked", "tracing sites marked"
     st.dataframe([{"concept": row_label(*key),
@@ -183,6 +195,9 @@ scorer = middle.selectbox("Scorer", scorers, key="map_scorer")
 mine, sites = only(mine, scorer_id=scorer), only(sites, scorer_id=scorer)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
                        help="LocoGen: of the original→target gap; tracing: of the corrupted→original gap.")
+min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, 0.02, 0.01, key="min_gap",
+                           disabled=method == LOCOGEN, help="Concepts whose corrupted score is not at least this "
+                           "below the original are left blank: the noise did not remove the attribute. -1 shows all.")
 # Widget state dies with the page; Run an edit pre-fills its form from these.
 st.session_state.update(chosen_model=model, chosen_threshold=threshold)
 needs = {LOCOGEN: [mine], TRACING: [sites], BOTH: [mine, only(sites, component="cross-attention")]}[method]
