@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test demo sweep trace compare bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test demo demo-compute sweep trace compare bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -20,16 +20,23 @@ test: setup
 	$(PY) -m pytest -q tests
 
 # The embedded toy-world model: a LocoGen sweep over its four families, one LocoEdit with evaluation, then the
-# dashboard on the results. One thread per process: small models gain nothing from more (environment.md). The edit
-# keys the end-of-text/padding positions too and preserves the family's other concepts: the paper's subject-token
-# edit does not remove the toy world's backgrounds (see `make compare`).
-demo: setup
-	OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS)
+# dashboard on the results. Small models gain nothing from more threads (environment.md) but from more processes:
+# the sweep runs as two single-threaded shards, then once more to print the whole run's summary. The edit keys the
+# end-of-text/padding positions too and preserves the other backgrounds: the paper's subject-token edit does not
+# remove the toy world's backgrounds (see `make compare`).
+demo: demo-compute
+	@echo "Results are in $(ARTIFACTS)/. Starting the dashboard (Ctrl-C to stop)."
+	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
+
+demo-compute: setup
+	set -e; OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS) \
+		--shard 1/2 --no-progress >/dev/null & other=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS) --shard 0/2; \
+	wait $$other
+	OMP_NUM_THREADS=1 $(PY) -m compute sweep compute/configs/toyworld.yaml --artifacts $(ARTIFACTS) --no-progress
 	OMP_NUM_THREADS=1 $(PY) -m compute edit --model toyworld --family style --concept stripes \
 		--from-run compute/configs/toyworld.yaml --positions subject+padding --preserve-others \
 		--eval --seeds 0,1 --unrelated 12 --artifacts $(ARTIFACTS)
-	@echo "Results are in $(ARTIFACTS)/. Starting the dashboard (Ctrl-C to stop)."
-	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 
 sweep: setup
 	$(PY) -m compute sweep $(CONFIG) --artifacts $(ARTIFACTS)
