@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compute.errors import UserError
 from compute.toyworld import world
 
 MODELS = Path(__file__).resolve().parent.parent / "compute" / "models"
@@ -121,3 +122,34 @@ def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
     scorer = REGISTRY["toyworld"].scorer
     assert (REPO_ROOT / scorer / "config.json").is_file()
     assert yaml.safe_load((REPO_ROOT / "compute/configs/toyworld.yaml").read_text())["scorer"] == scorer
+
+
+def test_check_edit_reads_the_evaluation_images_back_with_the_checker(tmp_path):
+    from PIL import Image
+
+    from compute.store import write_table
+    from compute.toyworld.check_edit import check_edit
+
+    # Rendered scenes stand in for an edit's evaluation: the "after" image of the striped prompt shows dots.
+    shown = {("efficacy", "before"): ("red", "stripes"), ("efficacy", "after"): ("red", "dots"),
+             ("unrelated", "before"): ("blue", "checkers"), ("unrelated", "after"): ("blue", "checkers")}
+    prompts = {"efficacy": "a red square on stripes", "unrelated": "a blue circle on checkers"}
+    rows = []
+    for (group, phase), (colour, background) in shown.items():
+        path = f"edits/e/eval/{group}-{phase}.png"
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        scene = world.Scene("square", colour, background, 16, 16, 9)
+        Image.fromarray(world.render(scene)).save(tmp_path / path)
+        rows.append({"edit_id": "e", "model": "toyworld", "family": "style", "concept": "stripes", "group": group,
+                     "prompt": prompts[group], "seed": 0, "phase": phase, "image_path": path})
+    write_table("edit_scores", rows, part="e", root=tmp_path)
+
+    checked = check_edit(tmp_path, "e")
+
+    assert checked["efficacy"]["before"] == {"background as prompted": 1.0, "colour as prompted": 1.0,
+                                             "shows stripes": 1.0}
+    assert checked["efficacy"]["after"] == {"background as prompted": 0.0, "colour as prompted": 1.0,
+                                            "shows stripes": 0.0}
+    assert checked["unrelated"]["after"]["background as prompted"] == 1.0
+    with pytest.raises(UserError, match="run the edit with --eval first"):
+        check_edit(tmp_path, "missing")

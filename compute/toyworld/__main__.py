@@ -1,4 +1,5 @@
-"""``python -m compute.toyworld train|eval``: retrain the toy world's models from scratch, or measure its gates.
+"""``python -m compute.toyworld train|eval|check-edit``: retrain the toy world's models from scratch, measure its
+gates, or check an evaluated edit's images with the procedural checker.
 
 ``train`` runs the three stages in order (mini-CLIP, mini-VAE, mini-UNet; fixed seeds) and writes
 ``compute/models/toyworld-clip/`` and ``compute/models/toyworld/``, printing each stage's wall time.
@@ -36,11 +37,16 @@ def main() -> None:
     train_parser.set_defaults(func=train)
     eval_parser = sub.add_parser("eval", help="measure the quality gates (extra options: see evaluate.py)")
     eval_parser.set_defaults(func=None)
+    sub.add_parser("check-edit", help="an evaluated edit's images read by the procedural checker (see check_edit.py)")
     args, rest = parser.parse_known_args()
     if args.command == "eval":
         from .evaluate import main as evaluate
 
         evaluate(rest)
+    elif args.command == "check-edit":
+        from .check_edit import main as check_edit
+
+        check_edit(rest)
     else:
         args.func(args)
 
