@@ -53,6 +53,26 @@ def _probe_inputs(unet, side: int) -> dict:
     return inputs
 
 
+def forward_order(unet, modules, latent_size: int) -> list[tuple[torch.nn.Module, int]]:
+    """``modules`` (of ``unet``) in the order a probe forward pass first calls them, each with the spatial side of its
+    input when the UNet's latent side is ``latent_size``. Modules the pass does not call are left out."""
+    seen: dict[torch.nn.Module, int] = {}
+
+    def record(module, args, kwargs):
+        hidden = args[0] if args else next(iter(kwargs.values()))
+        seen.setdefault(module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1]))
+
+    probe_side = 2 ** len(unet.config.block_out_channels)
+    handles = [module.register_forward_pre_hook(record, with_kwargs=True) for module in modules]
+    try:
+        with torch.no_grad():
+            unet(**_probe_inputs(unet, probe_side))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(module, latent_size * side // probe_side) for module, side in seen.items()]
+
+
 def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list[Attention]]:
     """Find the text-reading attention layers of ``unet`` in forward order.
 
@@ -67,31 +87,16 @@ def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list
     names = {module: name for name, module in unet.named_modules() if is_text_attention(module)}
     if not names:
         return [], []
-    seen: list[tuple[Attention, int]] = []
-
-    def record(module, args, kwargs):
-        if all(m is not module for m, _ in seen):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            seen.append((module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1])))
-
-    probe_side = 2 ** len(unet.config.block_out_channels)
-    handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in names]
-    try:
-        with torch.no_grad():
-            unet(**_probe_inputs(unet, probe_side))
-    finally:
-        for handle in handles:
-            handle.remove()
-    latent_size = latent_size or unet.config.sample_size
+    seen = forward_order(unet, names, latent_size or unet.config.sample_size)
     layers = []
-    for index, (module, side) in enumerate(seen):
+    for index, (module, resolution) in enumerate(seen):
         path = names[module]
         match = _PATH.search(path)
         block, block_index, attention_index, transformer_index = match.groups() if match else ("", 0, 0, 0)
         layers.append(Layer(
             index=index, path=path, block=block.split("_")[0], block_index=int(block_index or 0),
             attention_index=int(attention_index or 0), transformer_index=int(transformer_index or 0),
-            resolution=latent_size * side // probe_side, heads=module.heads, query_dim=module.to_q.in_features,
+            resolution=resolution, heads=module.heads, query_dim=module.to_q.in_features,
             text_dim=(module.to_k if module.added_kv_proj_dim is None else module.add_k_proj).in_features,
             inner_dim=module.to_k.out_features))
     return layers, [module for module, _ in seen]

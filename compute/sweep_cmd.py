@@ -15,15 +15,20 @@ from .sweep_config import check_window_sizes, load_config
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="run a LocoGen sweep from a YAML config (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config, e.g. compute/configs/tiny-sd1.yaml")
+    add_run_options(parser, "windows", "print the plan and exit")
+    parser.set_defaults(func=run)
+
+
+def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
+    """The options every store-writing run shares (sweep, trace): root, sharding, limits, batch, device."""
     parser.add_argument("--artifacts", help=f"artifact root (default ${store.ROOT_ENV} or {store.DEFAULT_ROOT}/)")
     parser.add_argument("--shard", default="0/1", help="I/N: run the I-th of N shards (0-based), e.g. for array jobs")
-    parser.add_argument("--limit", type=int, help="run at most K work units (one prompt with all its windows)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--limit", type=int, help=f"run at most K work units (one prompt with all its {unit_cases})")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
     parser.add_argument("--batch-size", type=int, help="images per pipeline call (default: config, else auto)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

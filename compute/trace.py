@@ -8,7 +8,6 @@ Text-encoder sites are restored while encoding: encoder layer i's output at the 
 clean encoding, and the image is generated from the resulting text embedding.
 """
 
-import math
 import re
 from collections.abc import Sequence
 from contextlib import ExitStack, contextmanager
@@ -21,7 +20,7 @@ from diffusers.models.resnet import ResnetBlock2D
 
 from .families import Conditioning
 from .generation import Case, generate_batch, make_encoder
-from .layers import _probe_inputs
+from .layers import forward_order
 from .loading import Model
 from .plan import PlannedCase
 from .settings import Settings
@@ -61,26 +60,11 @@ def unet_sites(model: Model, component: str) -> list[Site]:
                 for layer, module in zip(model.layers, model.modules)]
     unet = model.pipe.unet
     names = {module: name for name, module in unet.named_modules() if _FIND[component](name, module)}
-    seen: dict[torch.nn.Module, int] = {}
-
-    def record(module, args, kwargs):
-        hidden = args[0] if args else next(iter(kwargs.values()))
-        seen.setdefault(module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1]))
-
-    probe_side = 2 ** len(unet.config.block_out_channels)
     latent = model.spec.resolution // getattr(model.pipe, "vae_scale_factor", 1)  # DeepFloyd IF: pixel space
-    handles = [module.register_forward_pre_hook(record, with_kwargs=True) for module in names]
-    try:
-        with torch.no_grad():
-            unet(**_probe_inputs(unet, probe_side))
-    finally:
-        for handle in handles:
-            handle.remove()
     sites = []
-    for index, (module, side) in enumerate(seen.items()):
+    for index, (module, resolution) in enumerate(forward_order(unet, names, latent)):
         block = _BLOCK.search(names[module])
-        sites.append(Site(component, index, names[module], block and block.group(1), latent * side // probe_side,
-                          module))
+        sites.append(Site(component, index, names[module], block and block.group(1), resolution, module))
     return sites
 
 

@@ -10,27 +10,20 @@ from .errors import UserError
 from .loading import resolve
 from .plan import build_trace_plan, shard_units
 from .settings import Settings
-from .sweep_cmd import launcher_shard, parse_shard
+from .sweep_cmd import add_run_options, launcher_shard, parse_shard
 from .sweep_config import TRACE_COMPONENTS, ConfigError, TraceSpec, load_config
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("trace", help="causal tracing of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional trace: section sets the defaults)")
-    parser.add_argument("--artifacts", help=f"artifact root (default ${store.ROOT_ENV} or {store.DEFAULT_ROOT}/)")
     parser.add_argument("--noise", type=float,
                         help="noise scale, a multiple of the subject's token-embedding std (default 3)")
     parser.add_argument("--components", help=f"comma-separated UNet site kinds: {', '.join(TRACE_COMPONENTS)}, "
                         "or none (default: config, else cross-attention)")
     parser.add_argument("--text-encoder", action=argparse.BooleanOptionalAction,
                         help="also trace the text-encoder layers (default: config, else yes)")
-    parser.add_argument("--shard", default="0/1", help="I/N: run the I-th of N shards (0-based), e.g. for array jobs")
-    parser.add_argument("--limit", type=int, help="run at most K work units (one prompt with all its sites)")
-    parser.add_argument("--dry-run", action="store_true", help="load the model, print the plan and exit")
-    parser.add_argument("--batch-size", type=int, help="images per pipeline call (default: config, else auto)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(parser, "sites", "load the model, print the plan and exit")
     parser.set_defaults(func=run)
 
 
