@@ -13,6 +13,7 @@ import torch
 
 from . import edit as loco
 from . import quickfix
+from .edit_methods import CHOSEN_LAYERS, CLOSED_FORM, METHODS, POSITIONS, default_positions
 from .edit_store import edit_dir, load_edit, save_edit
 from .errors import UserError
 from .eval_cmd import add_eval_options, run_eval
@@ -25,7 +26,6 @@ from .registry import MODELS
 from .store import Store, minimal_windows, resolve_root
 from .sweep_config import load_config
 
-METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
 DEFAULT_TOPK = 50
 
 
@@ -49,10 +49,10 @@ def add_parser(subparsers) -> None:
                         help="source prompt containing the concept; repeatable (default: the family's templates)")
     parser.add_argument("--topk", type=int, default=DEFAULT_TOPK, help="neuron: units to hold")
     parser.add_argument("--position", type=int, default=DEFAULT_POSITION, help="neuron: token position ranked")
-    parser.add_argument("--positions", choices=quickfix.POSITIONS,
+    parser.add_argument("--positions", choices=POSITIONS,
                         help="closed-form methods: key positions, the last subject token alone or with every later "
                              "(end-of-text, padding) position (default: subject for loco/all-layers as in the paper, "
-                             f"{quickfix.DEFAULT_POSITIONS} for diffquickfix)")
+                             f"{default_positions('diffquickfix')} for diffquickfix)")
     parser.add_argument("--preserve-others", action="store_true",
                         help="closed-form methods: also key the family's other concepts' source prompts, at every "
                              "position, mapped to themselves, so the edit leaves them alone (not in the paper)")
@@ -105,9 +105,9 @@ def _check_args(args) -> None:
         raise UserError("--method all-layers edits every layer: drop --layers/--from-run")
     if args.method == "diffquickfix" and (args.layers or args.from_run):
         raise UserError("--method diffquickfix edits text-encoder layer 0, not UNet layers: drop --layers/--from-run")
-    if args.method == "neuron" and (args.positions or args.preserve_others):
-        raise UserError("--positions/--preserve-others are for the closed-form methods, not --method neuron")
-    if args.method not in ("all-layers", "diffquickfix") and not (args.layers or args.from_run):
+    if args.method not in CLOSED_FORM and (args.positions or args.preserve_others):
+        raise UserError(f"--positions/--preserve-others are for the closed-form methods, not --method {args.method}")
+    if args.method in CHOSEN_LAYERS and not (args.layers or args.from_run):
         raise UserError(f"--method {args.method} needs --layers (e.g. 8,9) or --from-run RUN_ID")
 
 
@@ -123,8 +123,8 @@ def request_of(args, family) -> dict:
     request = {"model": args.model, "family": family.name, "prompt_set": prompt_set_of(args), "concept": args.concept,
                "target": target, "method": args.method,
                "source_prompts": args.prompts or family.source_prompts(args.concept)}
-    if args.method != "neuron":
-        request["positions"] = args.positions or ("subject+padding" if args.method == "diffquickfix" else "subject")
+    if args.method in CLOSED_FORM:
+        request["positions"] = args.positions or default_positions(args.method)
         request["preserve_prompts"] = ([p for c in family.concepts if c != args.concept
                                         for p in family.source_prompts(c)] if args.preserve_others else [])
     if args.method == "diffquickfix":
@@ -157,7 +157,7 @@ def _unet_edit(model, meta: dict) -> loco.Edit:
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
     by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
-                                      padding=meta.get("positions") == "subject+padding",
+                                      padding=meta.get("positions") == POSITIONS[1],
                                       preserve=meta.get("preserve_prompts", ()))
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
@@ -170,7 +170,7 @@ def _unet_edit(model, meta: dict) -> loco.Edit:
 
 def _quickfix_edit(model, meta: dict) -> loco.Edit:
     encoders = quickfix.keys_values(model, meta["concept"], meta["target"], meta["source_prompts"],
-                                    padding=meta["positions"] == "subject+padding",
+                                    padding=meta["positions"] == POSITIONS[1],
                                     preserve=meta.get("preserve_prompts", ()))
     by_encoder = {kv.module.split(".", 1)[0]: kv for kv in encoders}
     meta.update(modules=[kv.module for kv in encoders],

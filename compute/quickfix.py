@@ -18,8 +18,6 @@ from .errors import UserError
 from .loading import Model
 from .tokens import aligned_positions, last_token_position, subject_position
 
-POSITIONS = ("subject", "subject+padding")
-DEFAULT_POSITIONS = "subject+padding"  # as in the predecessor
 ENCODERS = ("text_encoder", "text_encoder_2")  # pipeline components, each read with its own tokenizer
 # Layer 0's self-attention output projection of CLIP and T5 encoders, matched by the end of its module path (the
 # prefix varies: transformers 5 dropped CLIPTextModel's ``text_model`` wrapper but not CLIPTextModelWithProjection's).

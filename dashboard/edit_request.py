@@ -2,16 +2,10 @@
 
 from dataclasses import asdict, dataclass
 
+from compute.edit_methods import CHOSEN_LAYERS, CLOSED_FORM, METHODS, POSITIONS
 from compute.errors import UserError
 
 from .queries import FAMILY_ORDER
-
-METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
-# Methods that edit UNet layers the form chooses; all-layers edits every layer, diffquickfix text-encoder layer 0.
-CHOSEN_LAYERS = ("loco", "neuron")
-# The closed-form methods, which take --positions and --preserve-others (compute/edit_cmd.py).
-CLOSED_FORM = ("loco", "all-layers", "diffquickfix")
-POSITIONS = ("subject", "subject+padding")
 
 
 @dataclass(frozen=True)

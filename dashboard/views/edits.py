@@ -3,8 +3,8 @@ layers, neurons, DiffQuickFix) compared on one concept."""
 
 import streamlit as st
 
+from compute.edit_methods import METHODS as METHOD_ORDER
 from dashboard import common, data, edit_view, queries
-from dashboard.edit_request import METHODS as METHOD_ORDER
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()

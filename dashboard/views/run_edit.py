@@ -5,16 +5,11 @@ import re
 
 import streamlit as st
 
+from compute.edit_methods import CHOSEN_LAYERS, CLOSED_FORM, METHODS, POSITIONS
 from compute.errors import UserError
 from compute.registry import MODELS
 from dashboard import common, data, edit_view, jobs, queries
-from dashboard.edit_request import (
-    CHOSEN_LAYERS,
-    CLOSED_FORM,
-    METHODS,
-    POSITIONS,
-    EditRequest,
-)
+from dashboard.edit_request import EditRequest
 from dashboard.figures import row_label
 
 REFRESH_S = 1.5
