@@ -29,7 +29,7 @@ def auto_batch_size(model: Model, settings: Settings, headroom: float = 0.7) -> 
     if model.device.type != "cuda":
         return CPU_BATCH
     pipe, dtype, device = model.pipe, model.dtype, model.device
-    config, scale = pipe.unet.config, getattr(pipe, "vae_scale_factor", 1)
+    config, scale = pipe.unet.config, model.latent_scale
     sample = torch.zeros(2, config.in_channels, settings.height // scale, settings.width // scale, dtype=dtype,
                          device=device)
     text = torch.zeros(2, 77, config.encoder_hid_dim or config.cross_attention_dim, dtype=dtype, device=device)

@@ -41,6 +41,15 @@ class Model:
     def dtype(self) -> torch.dtype:
         return self.pipe.unet.dtype
 
+    @property
+    def latent_scale(self) -> int:
+        return latent_scale(self.pipe)
+
+
+def latent_scale(pipe) -> int:
+    """Image pixels per UNet sample, per side: the VAE's downscaling, 1 for a pixel-space UNet (DeepFloyd IF)."""
+    return getattr(pipe, "vae_scale_factor", 1)
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda, else mps, else cpu."""
@@ -144,7 +153,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     pipe.to(torch_device)
     if spec.builtin and torch_dtype != torch.float32:
         pipe.to(dtype=torch_dtype)
-    layers, modules = find_layers(pipe.unet, spec.resolution // getattr(pipe, "vae_scale_factor", 1))
+    layers, modules = find_layers(pipe.unet, spec.resolution // latent_scale(pipe))
     if not layers:
         raise UserError(f"{name!r} has no UNet cross-attention layers: unsupported")
     return Model(name, spec, family, pipe, layers, modules)

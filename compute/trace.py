@@ -60,7 +60,7 @@ def unet_sites(model: Model, component: str) -> list[Site]:
                 for layer, module in zip(model.layers, model.modules)]
     unet = model.pipe.unet
     names = {module: name for name, module in unet.named_modules() if _FIND[component](name, module)}
-    latent = model.spec.resolution // getattr(model.pipe, "vae_scale_factor", 1)  # DeepFloyd IF: pixel space
+    latent = model.spec.resolution // model.latent_scale
     sites = []
     for index, (module, resolution) in enumerate(forward_order(unet, names, latent)):
         block = _BLOCK.search(names[module])
