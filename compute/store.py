@@ -398,10 +398,6 @@ def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
     return sql.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
 
 
-def _localization_sql(run_ids: list[str] | None) -> tuple[str, dict]:
-    return _run_filter(_LOCALIZATION_SQL, run_ids)
-
-
 def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
                  run_ids: list[str] | None = None) -> pa.Table:
     """Per (model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
@@ -416,7 +412,7 @@ def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
     Returns:
         A pyarrow Table sorted by model, family, concept, scorer_id, window_size, window_start.
     """
-    sql, params = _localization_sql(run_ids)
+    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
     query = f"{sql} ORDER BY {_GROUP}, window_size, window_start"
     return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
 
@@ -429,7 +425,7 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
 
     Args, Returns: as ``localization``, one row per group with the same columns.
     """
-    sql, params = _localization_sql(run_ids)
+    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
     query = (f"SELECT * FROM ({sql}) WHERE localizes QUALIFY row_number() OVER "
              f"(PARTITION BY {_GROUP} ORDER BY window_size, normalized_drop DESC, window_start) = 1 "
              f"ORDER BY {_GROUP}")
@@ -437,7 +433,8 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
 
 
 # Causal tracing: per site, recovery = (restored - corrupted) / (original - corrupted), with the references of the
-# same (method, component, noise); NULL when the two references tie.
+# same (method, component, noise); NULL when the two references tie. corruption_gap = original - corrupted.
+MIN_CORRUPTION_GAP = 0.02  # CLIP-score units; below it a concept is untraceable at this noise
 _TRACE_SQL = """
 WITH s AS (
     SELECT * FROM scores WHERE method LIKE 'trace-%' AND {run_filter}
@@ -453,8 +450,8 @@ WITH s AS (
            count(DISTINCT seed) AS n_seeds, count(*) AS n_images
     FROM s WHERE kind = 'restored' GROUP BY ALL
 )
-SELECT t.*, r.original_score, r.corrupted_score,
-       (t.score_mean - r.corrupted_score) / nullif(r.original_score - r.corrupted_score, 0) AS recovery
+SELECT t.*, r.original_score, r.corrupted_score, r.original_score - r.corrupted_score AS corruption_gap,
+       (t.score_mean - r.corrupted_score) / nullif(corruption_gap, 0) AS recovery
 FROM sites t LEFT JOIN refs r USING (model, family, concept, scorer_id, method, component, noise)
 ORDER BY model, family, concept, scorer_id, method, component, noise, site
 """
@@ -462,8 +459,9 @@ ORDER BY model, family, concept, scorer_id, method, component, noise, site
 
 def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
     """Causal tracing's analogue of ``localization``: per (model, family, concept, scorer_id, method, component,
-    noise, site): the restored images' mean score, the original and corrupted reference scores and the recovery
-    ``(restored - corrupted) / (original - corrupted)``.
+    noise, site): the restored images' mean score, the original and corrupted reference scores, their difference
+    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``. Where the gap is below
+    ``MIN_CORRUPTION_GAP`` the noise did not remove the attribute and the recovery is a ratio of noise.
 
     Args:
         con: a connection from ``Store.connect()``.

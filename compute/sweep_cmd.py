@@ -56,17 +56,22 @@ def launcher_shard(index: int, count: int, device: str) -> tuple[int, int, str]:
     return index * world + rank, count * world, device
 
 
-def run(args) -> None:
-    config = load_config(args.config)
+def run_options(args) -> tuple[int, int, str]:
+    """Check the shared options (``add_run_options``); returns this process's (shard, num_shards, device)."""
     shard, num_shards = parse_shard(args.shard)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return launcher_shard(shard, num_shards, args.device)
+
+
+def run(args) -> None:
+    config = load_config(args.config)
+    shard, num_shards, device = run_options(args)
     num_layers = layer_count(config.model)
     check_window_sizes(config, num_layers, args.config)
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
-    shard, num_shards, device = launcher_shard(shard, num_shards, args.device)
     units = build_plan(config, settings, num_layers)
     mine = shard_units(units, shard, num_shards)[:args.limit]
     root = store.resolve_root(args.artifacts)

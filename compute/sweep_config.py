@@ -226,10 +226,10 @@ def _trace(check: _Checker, raw) -> TraceSpec:
         return TraceSpec()
     check.keys("trace", raw, TRACE_KEYS)
     noise = raw.get("noise", 3.0)
-    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool):
         check.fail("trace.noise", f"expected a number >= 0, got {noise!r}", "fix or remove it")
     components = raw.get("components", ["cross-attention"])
-    if not isinstance(components, list) or not set(components) <= set(TRACE_COMPONENTS):
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         check.fail("trace.components", f"expected a list of site kinds, got {components!r}",
                    f"use some of {', '.join(TRACE_COMPONENTS)}")
     text_encoder = raw.get("text_encoder", True)
@@ -237,8 +237,8 @@ def _trace(check: _Checker, raw) -> TraceSpec:
         check.fail("trace.text_encoder", f"expected true or false, got {text_encoder!r}", "fix it")
     try:
         return TraceSpec(float(noise), tuple(dict.fromkeys(components)), text_encoder)
-    except ConfigError as error:
-        check.fail("trace", str(error), "fix the trace section")
+    except ConfigError as error:  # its message names the key and the fix
+        raise ConfigError(f"{check.source}: {error}") from None
 
 
 def _shared_families(check: _Checker, names) -> dict:

@@ -2,6 +2,7 @@
 the artifact store as its own run (method ``trace``), resumable and shardable like a sweep."""
 
 import argparse
+import math
 import time
 from dataclasses import replace
 
@@ -10,7 +11,7 @@ from .errors import UserError
 from .loading import resolve
 from .plan import build_trace_plan, shard_units
 from .settings import Settings
-from .sweep_cmd import add_run_options, launcher_shard, parse_shard
+from .sweep_cmd import add_run_options, run_options
 from .sweep_config import TRACE_COMPONENTS, ConfigError, TraceSpec, load_config
 
 
@@ -47,13 +48,8 @@ def run(args) -> None:
     from .trace import TraceRenderer, embedding_std, text_sites, unet_sites
 
     config = trace_config(args)
-    shard, num_shards = parse_shard(args.shard)
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    shard, num_shards, device = run_options(args)
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
-    shard, num_shards, device = launcher_shard(shard, num_shards, args.device)
     began = time.perf_counter()
     model = load_model(config.model, device=device, dtype=args.dtype)
     sites = {component: unet_sites(model, component) for component in config.trace.components}
@@ -87,13 +83,15 @@ def print_plan(config, units, mine, settings, counts, shard, num_shards) -> None
 
 
 def print_strongest_sites(root: str, run_id: str) -> None:
-    """Per concept and component: the site with the largest recovery."""
+    """Per concept and component: the site with the largest recovery, or that the concept is untraceable (its
+    corruption moved the score less than ``store.MIN_CORRUPTION_GAP``)."""
     table = store.trace_effects(store.Store(root).connect(), run_ids=[run_id]).to_pylist()
     best = {}
-    for row in table:
-        key = (row["family"], row["concept"], row["component"])
-        if row["recovery"] is not None and (key not in best or row["recovery"] > best[key]["recovery"]):
-            best[key] = row
+    for row in sorted(table, key=lambda r: -math.inf if r["recovery"] is None else r["recovery"]):
+        best[row["family"], row["concept"], row["component"]] = row
     print("strongest site per concept and component (recovery = (restored - corrupted) / (original - corrupted)):")
     for (family, concept, component), row in sorted(best.items()):
-        print(f"  {family:>8} / {concept:<16} {component:<16} site {row['site']:>2} recovery {row['recovery']:.2f}")
+        found = (f"site {row['site']:>2} recovery {row['recovery']:.2f}"
+                 if row["recovery"] is not None and row["corruption_gap"] >= store.MIN_CORRUPTION_GAP else
+                 f"untraceable: the noise moved the score by {row['corruption_gap']:+.3f} only")
+        print(f"  {family:>8} / {concept:<16} {component:<16} {found}")

@@ -117,18 +117,17 @@ def trace_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
 def trace_cells(trace: pa.Table, model: str, scorer_id: str, component: str, noise: float,
                 min_gap: float = -1.0) -> pa.Table:
     """The causal-tracing map's cells: every site of one (model, scorer, component, noise), in family order, then
-    concept and site, with ``corruption_gap`` = original − corrupted score. Where the gap is below ``min_gap`` the
-    noise did not remove the attribute, so recovery is a ratio of noise: it is NULL there and ``untraceable`` true
+    concept and site. Where ``corruption_gap`` is below ``min_gap`` the noise did not remove the attribute, so
+    recovery is a ratio of noise: it is NULL there and ``untraceable`` true
     (the default, -1, keeps every concept: scores are cosines, so gaps are above -2).
 
     Args:
         trace: ``trace_table``.
     """
     with _over(trace) as con:
-        return con.sql(f"SELECT * REPLACE (CASE WHEN corruption_gap >= $gap THEN recovery END AS recovery), "
-                       f"corruption_gap < $gap AS untraceable FROM (SELECT *, original_score - corrupted_score AS "
-                       f"corruption_gap, {_family_rank()} AS family_rank FROM loc WHERE model = $model AND "
-                       "scorer_id = $scorer AND component = $component AND noise = $noise) "
+        return con.sql("SELECT * REPLACE (CASE WHEN corruption_gap >= $gap THEN recovery END AS recovery), "
+                       f"corruption_gap < $gap AS untraceable, {_family_rank()} AS family_rank FROM loc "
+                       "WHERE model = $model AND scorer_id = $scorer AND component = $component AND noise = $noise "
                        "ORDER BY family_rank, family, concept, site",
                        params={"model": model, "scorer": scorer_id, "component": component, "noise": noise,
                                "gap": min_gap}).to_arrow_table()

@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from compute.registry import MODELS
+from compute.store import MIN_CORRUPTION_GAP
 from dashboard import common, data, queries
 from dashboard.figures import heat_map, line_view, row_label, trace_map, window_label
 
@@ -195,7 +196,7 @@ scorer = middle.selectbox("Scorer", scorers, key="map_scorer")
 mine, sites = only(mine, scorer_id=scorer), only(sites, scorer_id=scorer)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
                        help="LocoGen: of the original→target gap; tracing: of the corrupted→original gap.")
-min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, 0.02, 0.01, key="min_gap",
+min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
                            disabled=method == LOCOGEN, help="Concepts whose corrupted score is not at least this "
                            "below the original are left blank: the noise did not remove the attribute. -1 shows all.")
 # Widget state dies with the page; Run an edit pre-fills its form from these.
