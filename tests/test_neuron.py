@@ -94,21 +94,24 @@ def test_ranking_holds_top_units_at_their_mean_on_neutral_prompts(load):
     assert size[mask].min() >= size[~mask].max()
 
 
-def test_neuron_edit_with_k_zero_is_bit_identical_to_no_edit(load):
-    model = load("tiny-sd1")
-    units, _ = _ranked(model, 0)
-    plain = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+def _plain_and_edited(model, k: int):
+    """The top-k neuron edit, and one image without and with it."""
+    units, _ = _ranked(model, k)
+    case = [Case("a house in the style of van gogh", seed=1)]
+    plain = generate_batch(model, case, TINY)
     with applied(model, Edit({}, units=units)):
-        edited = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+        edited = generate_batch(model, case, TINY)
+    return units, plain, edited
+
+
+def test_neuron_edit_with_k_zero_is_bit_identical_to_no_edit(load):
+    units, plain, edited = _plain_and_edited(load("tiny-sd1"), 0)
     assert units == {}
     assert np.array_equal(edited, plain)
 
 
 def test_neuron_edit_changes_generation(load):
     model = load("tiny-sd1")
-    units, _ = _ranked(model, 40)
-    plain = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
-    with applied(model, Edit({}, units=units)):
-        edited = generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY)
+    _, plain, edited = _plain_and_edited(model, 40)
     assert np.abs(edited - plain).max() > 1e-3
     assert np.array_equal(generate_batch(model, [Case("a house in the style of van gogh", seed=1)], TINY), plain)
