@@ -6,18 +6,29 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test demo demo-compute sweep trace compare bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test test-fast lint demo demo-compute sweep trace compare bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# The pinned dependencies first, then LocoLab itself (editable: `compute`, `contract` and `dashboard` import from
+# this checkout, and the `locolab` command is on the venv's PATH).
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# Everything but the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip elsewhere anyway).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not gpu" tests
+
+# The inner loop: unit tests only (no subprocess end-to-end runs, no browser), under a minute on 2 cores.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not browser and not gpu" tests
+
+lint: setup
+	$(PY) -m ruff check .
 
 # The embedded toy-world model: a LocoGen sweep over its four families, one LocoEdit with evaluation, then the
 # dashboard on the results. Small models gain nothing from more threads (environment.md) but from more processes:
@@ -65,14 +76,14 @@ compare: setup
 	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
 
 bench: setup
-	$(PY) -m compute.bench
-	$(PY) -m compute.bench_edit
-	$(PY) -m dashboard.bench
+	$(PY) -m bench.generation
+	$(PY) -m bench.edit_solve
+	$(PY) -m bench.dashboard_queries
 
 dashboard: setup
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)
 
-# Retrain the toy world from scratch (mini-CLIP, mini-VAE, mini-UNet) into compute/models/.
+# Retrain the toy world from scratch (mini-CLIP, mini-VAE, mini-UNet) into compute/checkpoints/.
 toyworld: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld train --threads 1
 

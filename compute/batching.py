@@ -2,8 +2,8 @@
 
 import torch
 
-from .loading import Model
-from .settings import Settings
+from compute.models.loading import Model
+from compute.settings import Settings
 
 CPU_BATCH = 8  # on a CPU throughput stops improving well before memory runs out
 MAX_BATCH = 64

@@ -1,4 +1,4 @@
-"""LocoEdit: the closed-form edit of cross-attention key/value projections (method.md §4), and applying edits.
+"""LocoEdit: the closed-form edit of cross-attention key/value projections (docs/method.md §4), and applying edits.
 
 Each edited matrix W (original W0) minimizes  sum_i ||W x_i - W0 y_i||^2 + lam ||W - W0||_F^2  over keys x_i (rows
 of X, n x d) and values y_i (rows of Y). The minimizer is W* = W0 M with M = (Y^T X + lam I)(X^T X + lam I)^-1.
@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import UserError
-from .generation import make_encoder
-from .loading import Model
-from .neuron import clamp_units
-from .tokens import (
+from compute.generation import make_encoder
+from compute.models.loading import Model
+from compute.neuron import clamp_units
+from compute.tokens import (
     aligned_positions,
     last_token_position,
     position_in_model,
@@ -29,6 +28,7 @@ from .tokens import (
     subject_position,
     text_rows,
 )
+from contract.errors import UserError
 
 DEFAULT_LAMBDA = 0.01
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
@@ -139,7 +139,7 @@ def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target:
     """Per edited layer, the keys and values its text projections read (arguments as ``subject_keys_values``).
 
     Where the layers read the same text (SD families) they share one ``KeysValues`` object, so one factor serves
-    them all (method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their own.
+    them all (docs/method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their own.
     """
     layers = check_layers(model, layers)
     encoder = make_encoder(model)
@@ -166,8 +166,8 @@ def edited_weights(model: Model, factors: dict[int, Factor]) -> dict[str, torch.
     by qualified parameter name (``unet.<...>.attn2.to_k.weight``)."""
     weights = {}
     for index in check_layers(model, list(factors)):
-        for projection in model.family.text_projections:
-            linear = getattr(model.modules[index], projection)
+        for projection in model.arch.text_projections:
+            linear = getattr(model.attentions[index], projection)
             weights[f"unet.{model.layers[index].path}.{projection}.weight"] = factors[index].apply(linear.weight).cpu()
     return weights
 

@@ -1,4 +1,4 @@
-"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (method.md §4).
+"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4).
 
 Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
@@ -12,17 +12,19 @@ Scores go to ``tables/edit_scores/part-<edit_id>.parquet``, images to ``edits/<e
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .edit import Edit, applied
-from .generation import Case, generate
-from .grid import quantize, to_pil
-from .loading import Model
-from .prompts import DEFAULT_PROMPT_SET, attribute_family, unrelated_prompts
-from .settings import Settings
-from .store import atomic_write, join, resolve_root, write_png_atomic, write_table
+from compute.attributes import DEFAULT_PROMPT_SET, attribute_family, unrelated_prompts
+from compute.edit import Edit, applied
+from compute.generation import Case, generate
+from compute.grid import quantize, to_pil
+from compute.models.loading import Model
+from compute.settings import Settings
+from contract.names import EDIT_SUMMARY, EDITS_DIR
+from contract.store import atomic_write, join, resolve_root, write_png_atomic, write_table
 
 PHASES = ("before", "after")
 
@@ -58,10 +60,15 @@ def eval_prompts(meta: dict, unrelated: int = 20, other_concepts: int = 3) -> li
     return prompts
 
 
-def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: int) -> np.ndarray:
+def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: int,
+              progress: Callable[[int], None]) -> np.ndarray:
     # Scored as stored: 8-bit, like the sweep's images, so scores reproduce from the PNGs. Each call encodes its
     # prompts anew (``generate`` makes its own encoder cache), so a text-encoder edit applied in between takes effect.
-    return quantize(np.concatenate(list(generate(model, cases, settings, batch_size))))
+    batches = []
+    for batch in generate(model, cases, settings, batch_size):
+        batches.append(batch)
+        progress(len(batch))
+    return quantize(np.concatenate(batches))
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -105,7 +112,8 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
-             batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3) -> dict:
+             batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3,
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``).
 
     Args:
@@ -117,21 +125,30 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
         root: artifact root (``store.resolve_root``).
         batch_size: images per pipeline call.
         unrelated, other_concepts: as ``eval_prompts``.
+        progress: called with (images generated, images in all) after each batch.
     """
     root = resolve_root(root)
     meta = edit.meta
     prompts = eval_prompts(meta, unrelated, other_concepts)
     cases = [Case(p.prompt, seed) for p in prompts for seed in seeds]
-    images = {"before": _generate(model, cases, settings, batch_size)}
+    done = 0
+
+    def count(images: int) -> None:
+        nonlocal done
+        done += images
+        if progress:
+            progress(done, 2 * len(cases))
+
+    images = {"before": _generate(model, cases, settings, batch_size, count)}
     with applied(model, edit, cfg=settings.guidance > 1):
-        images["after"] = _generate(model, cases, settings, batch_size)
+        images["after"] = _generate(model, cases, settings, batch_size, count)
     texts = [p.score_text for p in prompts for _ in seeds]
     groups = [p.group for p in prompts for _ in seeds]
     rows = []
     for phase in PHASES:
         scores = scorer.score(images[phase], texts)
         for i, (case, group) in enumerate(zip(cases, groups)):
-            relpath = f"edits/{edit.edit_id}/eval/{phase}-{i // len(seeds):03d}-seed{case.seed}.png"
+            relpath = f"{EDITS_DIR}/{edit.edit_id}/eval/{phase}-{i // len(seeds):03d}-seed{case.seed}.png"
             write_png_atomic(join(root, relpath), to_pil(images[phase][i]))
             rows.append({"edit_id": edit.edit_id, "model": meta["model"],
                          "family": meta["family"], "concept": meta["concept"], "method": meta["method"],
@@ -142,6 +159,6 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     summary = {"edit_id": edit.edit_id, "scorer_id": scorer.scorer_id, "seeds": list(seeds), **settings.to_dict(),
                "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
                **summarize(rows)}
-    atomic_write(join(root, f"edits/{edit.edit_id}/eval.json"),
+    atomic_write(join(root, f"{EDITS_DIR}/{edit.edit_id}/{EDIT_SUMMARY}"),
                  lambda file: file.write(json.dumps(summary, indent=2).encode()))
     return summary

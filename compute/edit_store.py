@@ -13,19 +13,16 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_dir
-from .edit import Edit, qualified
-from .errors import UserError
-from .store import resolve_root
-
-RECORD = "edit.json"
-WEIGHTS = "weights.safetensors"
-UNITS = "units.safetensors"
+from compute.atomic import atomic_dir
+from compute.edit import Edit, qualified
+from contract.errors import UserError
+from contract.names import EDIT_RECORD, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR
+from contract.store import resolve_root
 
 
 def edit_dir(root: str | os.PathLike | None, edit_id: str) -> Path:
     """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``)."""
-    return Path(resolve_root(root)) / "edits" / edit_id
+    return Path(resolve_root(root)) / EDITS_DIR / edit_id
 
 
 def save_edit(root: str | os.PathLike | None, edit: Edit) -> Path:
@@ -33,28 +30,28 @@ def save_edit(root: str | os.PathLike | None, edit: Edit) -> Path:
     path = edit_dir(root, edit.edit_id)
     with atomic_dir(path) as tmp:
         if edit.weights:
-            save_file({name: value.contiguous() for name, value in edit.weights.items()}, str(tmp / WEIGHTS))
+            save_file({name: value.contiguous() for name, value in edit.weights.items()}, str(tmp / EDIT_WEIGHTS))
         if edit.units:
             tensors = {}
             for module, (indices, values) in edit.units.items():
                 tensors[f"{module}.indices"] = indices.contiguous()
                 tensors[f"{module}.values"] = values.contiguous()
-            save_file(tensors, str(tmp / UNITS))
-        (tmp / RECORD).write_text(json.dumps(edit.meta, indent=2))
+            save_file(tensors, str(tmp / EDIT_UNITS))
+        (tmp / EDIT_RECORD).write_text(json.dumps(edit.meta, indent=2))
     return path
 
 
 def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
     """Read edit ``edit_id`` back (tensors on the CPU)."""
     path = edit_dir(root, edit_id)
-    if not (path / RECORD).is_file():
+    if not (path / EDIT_RECORD).is_file():
         raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
-    meta = json.loads((path / RECORD).read_text())
-    weights = load_file(str(path / WEIGHTS)) if (path / WEIGHTS).is_file() else {}
+    meta = json.loads((path / EDIT_RECORD).read_text())
+    weights = load_file(str(path / EDIT_WEIGHTS)) if (path / EDIT_WEIGHTS).is_file() else {}
     weights = {qualified(name): value for name, value in weights.items()}
     units = {}
-    if (path / UNITS).is_file():
-        tensors = load_file(str(path / UNITS))
+    if (path / EDIT_UNITS).is_file():
+        tensors = load_file(str(path / EDIT_UNITS))
         for name in tensors:
             module, kind = name.rsplit(".", 1)
             if kind == "indices":

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import UserError
-from .families import Conditioning
-from .intervention import attention_text, swap_text
-from .loading import Model
-from .settings import Settings
+from compute.intervention import attention_text, swap_per_sample
+from compute.models.architectures import Conditioning
+from compute.models.loading import Model
+from compute.settings import Settings
+from contract.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,13 @@ class _Encoder:
     def __call__(self, prompt: str) -> Conditioning:
         if prompt not in self.cache:
             with torch.no_grad():
-                self.cache[prompt] = self.model.family.encode(self.model.pipe, prompt)
+                self.cache[prompt] = self.model.arch.encode(self.model.pipe, prompt)
         return self.cache[prompt]
 
     def negative(self) -> Conditioning:
         if self._negative is None:
             with torch.no_grad():
-                self._negative = self.model.family.encode_negative(self.model.pipe)
+                self._negative = self.model.arch.encode_negative(self.model.pipe)
         return self._negative
 
 
@@ -99,8 +99,9 @@ def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
     uncond = encoder.negative()
     device = "cpu" if model.device.type == "mps" else model.device
     generators = [torch.Generator(device).manual_seed(case.seed) for case in cases]
-    with torch.no_grad(), swap_text(model.modules, attention_text(model.pipe.unet, torch.cat(replacement)), swapped):
-        out = model.pipe(**model.family.call_kwargs(rows, uncond), generator=generators,
+    replacement = attention_text(model.pipe.unet, torch.cat(replacement))
+    with torch.no_grad(), swap_per_sample(model.attentions, replacement, swapped):
+        out = model.pipe(**model.arch.call_kwargs(rows, uncond), generator=generators,
                          num_inference_steps=settings.steps, guidance_scale=settings.guidance,
                          height=settings.height, width=settings.width, output_type="np")
     return np.asarray(out.images, dtype=np.float32)

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import torch
 
+from compute.hooks import Hooks
+
 
 def attention_text(unet, text: torch.Tensor) -> torch.Tensor:
     """``text`` (B, T, D), a text-encoder embedding, as the UNet's text-reading attentions receive it.
@@ -42,7 +44,7 @@ def _swap_hook(mask: torch.Tensor, replacement: torch.Tensor):
 
 
 @contextmanager
-def swap_text(modules: Sequence[torch.nn.Module], replacement: torch.Tensor, swapped: torch.Tensor):
+def swap_per_sample(modules: Sequence[torch.nn.Module], replacement: torch.Tensor, swapped: torch.Tensor):
     """Swap the text input of cross-attention ``modules`` for chosen samples, at every call, until exit.
 
     Args:
@@ -56,12 +58,42 @@ def swap_text(modules: Sequence[torch.nn.Module], replacement: torch.Tensor, swa
     """
     if swapped.shape != (len(modules), replacement.shape[0]):
         raise ValueError(f"swapped has shape {tuple(swapped.shape)}, expected ({len(modules)}, {replacement.shape[0]})")
-    handles = []
-    try:
+    with Hooks() as hooks:
         for module, mask in zip(modules, swapped):
             if mask.any():
-                handles.append(module.register_forward_pre_hook(_swap_hook(mask, replacement), with_kwargs=True))
+                hooks.before(module, _swap_hook(mask, replacement), with_kwargs=True)
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+@contextmanager
+def swap_text(model, window: tuple[int, int], target: str):
+    """Within: every call of ``model.pipe`` feeds the layers of ``window`` (half-open, forward order) the ``target``
+    prompt in its conditional rows, whatever the batch size; the unconditional rows of classifier-free guidance and
+    every other layer are untouched. For a notebook's own pipeline calls; sweeps batch many windows at once through
+    ``generation.generate``.
+
+    Usage::
+
+        with swap_text(model, (8, 10), "a painting"):
+            image = model.pipe("a house in the style of van gogh").images[0]
+    """
+    start, end = window
+    if not 0 <= start < end <= len(model.layers):
+        raise ValueError(f"window {start}:{end} is invalid for {len(model.layers)} layers")
+    with torch.no_grad():
+        replacement = attention_text(model.pipe.unet, model.arch.encode(model.pipe, target).cond)
+
+    def hook(module, args, kwargs):
+        positional = "encoder_hidden_states" not in kwargs
+        text = args[1] if positional else kwargs["encoder_hidden_states"]
+        cond = text.shape[0] // 2 if getattr(model.pipe, "do_classifier_free_guidance", False) else text.shape[0]
+        swapped = torch.cat([text[:text.shape[0] - cond],
+                             replacement.to(device=text.device, dtype=text.dtype).expand(cond, -1, -1)])
+        if positional:
+            return (args[0], swapped, *args[2:]), kwargs
+        return args, {**kwargs, "encoder_hidden_states": swapped}
+
+    with Hooks() as hooks:
+        for attention in model.attentions[start:end]:
+            hooks.before(attention, hook, with_kwargs=True)
+        yield

@@ -1,4 +1,4 @@
-"""Neuron-level editing (method.md §5): rank the output units of the text key/value projections (``to_k``/``to_v``;
+"""Neuron-level editing (docs/method.md §5): rank the output units of the text key/value projections (``to_k``/``to_v``;
 DeepFloyd IF: ``add_k_proj``/``add_v_proj``) by Welch's t between prompts with a concept and matching neutral prompts,
 then hold the top units of the conditional branch at their neutral mean.
 
@@ -11,10 +11,11 @@ from contextlib import contextmanager
 
 import torch
 
-from .errors import UserError
-from .generation import make_encoder
-from .loading import Model
-from .tokens import layer_text
+from compute.generation import make_encoder
+from compute.hooks import Hooks
+from compute.models.loading import Model
+from compute.tokens import layer_text
+from contract.errors import UserError
 
 DEFAULT_POSITION = 76  # the official code's padding slot, which sees the whole prompt
 
@@ -49,8 +50,8 @@ def unit_activations(model: Model, layers: Sequence[int], prompts: Sequence[str]
     with torch.no_grad():
         for index in layers:
             rows = torch.cat([layer_text(model, index, encoder(prompt).cond)[:, position] for prompt in prompts])
-            for projection in model.family.text_projections:
-                linear = getattr(model.modules[index], projection)
+            for projection in model.arch.text_projections:
+                linear = getattr(model.attentions[index], projection)
                 out[f"{model.layers[index].path}.{projection}"] = linear(rows).to("cpu", torch.float64)
     return out
 
@@ -134,13 +135,8 @@ def clamp_units(unet, units: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: 
     Modules without units get no hook, so an empty edit runs the unmodified model. Hooks are removed on exit,
     also when the body raises.
     """
-    handles = []
-    try:
+    with Hooks() as hooks:
         for path, (indices, values) in units.items():
             if indices.numel():
-                module = unet.get_submodule(path)
-                handles.append(module.register_forward_hook(_clamp_hook(indices, values, cfg)))
+                hooks.after(unet.get_submodule(path), _clamp_hook(indices, values, cfg))
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

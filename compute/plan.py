@@ -9,10 +9,12 @@ A causal-tracing plan (``build_trace_plan``) has the same units, with original, 
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 
-from .settings import Settings
-from .sweep_config import SweepConfig
+from compute.settings import Settings
+from compute.sweep_config import SweepConfig
+from contract.names import CROSS_ATTENTION, LOCOGEN
 
 
 def _digest(*parts) -> str:
@@ -35,8 +37,8 @@ class PlannedCase:
     window_size: int | None
     seed: int
     score_text: str
-    method: str = "locogen"
-    component: str = "cross-attention"
+    method: str = LOCOGEN
+    component: str = CROSS_ATTENTION
     noise: float | None = None
 
     @property
@@ -127,3 +129,19 @@ def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[
 def shard_units(units: list[Unit], shard: int, num_shards: int) -> list[Unit]:
     """The units of shard ``shard`` of ``num_shards`` (round robin, so shards get similar work)."""
     return units[shard::num_shards]
+
+
+def launcher_shard(index: int, count: int, device: str) -> tuple[int, int, str]:
+    """Under ``accelerate launch`` or ``torchrun`` (which set RANK / WORLD_SIZE / LOCAL_RANK), split shard ``index``
+    of ``count`` further across the launched processes, one GPU each; returns this process's (shard, num_shards,
+    device). Shards are independent: no process group is needed."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return index, count, device
+    rank = int(os.environ["RANK"])
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    return index * world + rank, count * world, device

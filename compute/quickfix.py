@@ -1,4 +1,5 @@
-"""DiffQuickFix (method.md §6): LocoEdit's closed form on the self-attention output projection of text-encoder layer 0.
+"""DiffQuickFix (docs/method.md §6): LocoEdit's closed form on the self-attention output projection of text-encoder
+layer 0.
 
 Keys x_i are that projection's inputs on the source prompts at the last subject token and, by default, every later
 position (end-of-text and padding); values are its inputs on the target at the aligned position: the target's last
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .edit import solve_factor
-from .errors import UserError
-from .loading import Model
-from .tokens import aligned_positions, last_token_position, subject_position
+from compute.edit import solve_factor
+from compute.hooks import Hooks
+from compute.models.loading import Model
+from compute.tokens import aligned_positions, last_token_position, subject_position
+from contract.errors import UserError
 
 ENCODERS = ("text_encoder", "text_encoder_2")  # pipeline components, each read with its own tokenizer
 # Layer 0's self-attention output projection of CLIP and T5 encoders, matched by the end of its module path (the
@@ -55,10 +57,10 @@ def encoder_modules(model: Model) -> dict[str, str]:
         found = [name for name, _ in encoder.named_modules() if name.endswith(OUT_PROJ)]
         if len(found) != 1:
             raise UserError(f"diffquickfix supports CLIP and T5 text encoders, not the {type(encoder).__name__} of "
-                            f"family {model.family.name!r}")
+                            f"family {model.arch.name!r}")
         modules[component] = found[0]
     if not modules:
-        raise UserError(f"family {model.family.name!r} has no text encoder for diffquickfix to edit")
+        raise UserError(f"family {model.arch.name!r} has no text encoder for diffquickfix to edit")
     return modules
 
 
@@ -66,16 +68,11 @@ def encoder_modules(model: Model) -> dict[str, str]:
 def _recorded_inputs(model: Model, modules: dict[str, str]):
     """Record the input of each module on every forward call until exit; yields ``{component: [(1, T, d), ...]}``."""
     seen = {component: [] for component in modules}
-    handles = []
-    try:
+    with Hooks() as hooks:
         for component, path in modules.items():
             module = getattr(model.pipe, component).get_submodule(path)
-            handles.append(module.register_forward_hook(
-                lambda mod, args, out, rows=seen[component]: rows.append(args[0].detach())))
+            hooks.after(module, lambda mod, args, out, rows=seen[component]: rows.append(args[0].detach()))
         yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def projection_inputs(model: Model, prompts: Sequence[str]) -> dict[str, list[torch.Tensor]]:
@@ -86,11 +83,11 @@ def projection_inputs(model: Model, prompts: Sequence[str]) -> dict[str, list[to
     modules = encoder_modules(model)
     with torch.no_grad(), _recorded_inputs(model, modules) as seen:
         for prompt in prompts:
-            model.family.encode(model.pipe, prompt)
+            model.arch.encode(model.pipe, prompt)
     for component, rows in seen.items():
         if len(rows) != len(prompts):
             raise UserError(f"{component} ran {len(rows)} times for {len(prompts)} prompts: "
-                            f"family {model.family.name!r} is not supported by diffquickfix")
+                            f"family {model.arch.name!r} is not supported by diffquickfix")
     return {component: [row[0].to("cpu", torch.float64) for row in rows] for component, rows in seen.items()}
 
 

@@ -1,4 +1,4 @@
-"""CLIP score: the cosine between L2-normalised CLIP image and text embeddings (method.md §2).
+"""CLIP score: the cosine between L2-normalised CLIP image and text embeddings (docs/method.md §2).
 
 Images are preprocessed with torch (resize of the shortest side, centre crop, CLIP mean/std) because
 torchvision must not be installed and transformers' image processors would otherwise be the only route.
@@ -13,12 +13,16 @@ from huggingface_hub import is_offline_mode
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-from .errors import UserError
-from .tokenizer import VOCAB_SIZE, clip_tokenizer
+from compute.models.registry import PACKAGE_DIR, ModelSpec
+from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
+from contract.errors import UserError
 
 DEFAULT_SCORER = "openai/clip-vit-large-patch14"  # the community's usual choice
 PAPER_SCORER = "openai/clip-vit-base-patch16"  # the one the paper's neuron study used
-TINY_SCORER = "tiny-clip"  # built-in random weights, for tests and the offline toy world
+TINY_SCORER = "tiny-clip"  # built-in random weights, for tests
+# Scorers shipped inside the package, by the name stored with their scores.
+EMBEDDED_SCORERS = {"toyworld-clip": PACKAGE_DIR / "checkpoints" / "toyworld-clip"}  # the toy world's mini-CLIP
+NAMED_SCORERS = (TINY_SCORER, *EMBEDDED_SCORERS)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_LENGTH = 77
@@ -137,7 +141,8 @@ def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device =
     """Load a CLIP scorer.
 
     Args:
-        name_or_path: ``tiny-clip``, a local directory saved with ``save_pretrained``, or a hub id.
+        name_or_path: ``tiny-clip``, ``toyworld-clip`` (shipped), a local directory saved with ``save_pretrained``,
+            or a hub id.
         device: where embeddings are computed.
 
     Returns:
@@ -148,7 +153,7 @@ def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device =
     """
     if name_or_path == TINY_SCORER:
         return ClipScorer(tiny_clip(), _checked(clip_tokenizer(), name_or_path), name_or_path, device)
-    path = Path(name_or_path).expanduser()
+    path = EMBEDDED_SCORERS.get(name_or_path) or Path(name_or_path).expanduser()
     if not path.is_dir() and name_or_path.startswith(("/", ".", "~")):
         raise UserError(f"CLIP scorer directory {name_or_path} does not exist")
     try:
@@ -160,6 +165,12 @@ def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device =
                             "and it is not cached; pass a local directory saved with save_pretrained") from error
         raise UserError(f"cannot load CLIP scorer {name_or_path}: {str(error).splitlines()[0]}") from error
     return ClipScorer(model, _checked(tokenizer, name_or_path), name_or_path, device)
+
+
+def default_scorer(spec: ModelSpec) -> str:
+    """The scorer that fits a model: its registered one (the toy world's mini-CLIP), ``tiny-clip`` for built-in
+    random-weight models, else ``DEFAULT_SCORER``."""
+    return spec.scorer or (TINY_SCORER if spec.builtin else DEFAULT_SCORER)
 
 
 def _checked(tokenizer, name: str):

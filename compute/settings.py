@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from .registry import ModelSpec
+from compute.models.registry import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,21 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from . import store
-from .generation import Case, generate_batch, make_encoder
-from .grid import to_pil
-from .loading import Model
-from .plan import PlannedCase, Unit
-from .provenance import git_commit
-from .settings import Settings
-from .sweep_config import SweepConfig
+from compute.generation import Case, generate_batch, make_encoder
+from compute.grid import to_pil
+from compute.models.loading import Model
+from compute.plan import PlannedCase, Unit
+from compute.provenance import git_commit, versions
+from compute.settings import Settings
+from compute.sweep_config import SweepConfig
+from contract import store
+from contract.names import CROSS_ATTENTION
 
 # Generates a batch of planned cases: (N, H, W, 3) float images in [0, 1], in order.
 Render = Callable[[list[PlannedCase]], np.ndarray]
@@ -110,7 +111,7 @@ def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id
 def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, status: str, created: datetime,
                   versions: dict, timings: dict, details: dict | None = None) -> None:
     """Write (or update) the run's row for this shard; ``details`` are added to its ``config_json``."""
-    finished = datetime.now(timezone.utc) if status != "running" else None
+    finished = datetime.now(UTC) if status != "running" else None
     store.write_table("runs", [{
         "run_id": config.run_id, "config_name": config.name, "method": config.method,
         "config_json": json.dumps({**config.to_dict(), **(details or {})}),
@@ -123,7 +124,7 @@ def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, s
 def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None) -> None:
     """Write the run's ``layers`` rows: ``rows`` (dicts with a ``component``), else the cross-attention layers."""
     if rows is None:
-        rows = [{**layer.to_dict(), "component": "cross-attention"} for layer in model.layers]
+        rows = [{**layer.to_dict(), "component": CROSS_ATTENTION} for layer in model.layers]
     names = store.SCHEMAS["layers"].names
     rows = [{"run_id": config.run_id, "model": config.model, **{k: v for k, v in row.items() if k in names}}
             for row in rows]
@@ -171,4 +172,50 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
             cases, score_rows = _rows(config, settings, unit, scores, scorer.scorer_id)
             store.write_table("scores", score_rows, part=unit.unit_id, root=root)
             store.write_table("cases", cases, part=unit.unit_id, root=root)
+    return stats
+
+
+def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Settings, root: str,
+              batch_size: int | None = None, shard: int = 0, num_shards: int = 1, show_progress: bool = True,
+              render: Render | None = None, layer_rows: list[dict] | None = None, details: dict | None = None,
+              began: float | None = None) -> SweepStats:
+    """Run ``units`` on a loaded model as run ``config.run_id``: the run row (running, then finished / failed /
+    interrupted, with timings), the layers rows (``write_layers``), then the units (``run_units`` with ``render``).
+
+    Args:
+        config, model, units, settings, root, render: as ``run_units``.
+        batch_size: images per pipeline call (None: ``batching.auto_batch_size``).
+        shard, num_shards: which shard of the run this process is (one run row each).
+        show_progress: draw a progress bar.
+        layer_rows: the run's sites for the ``layers`` table (default: the model's cross-attention layers).
+        details: added to the run's ``config_json``.
+        began: ``time.perf_counter()`` when loading started (for the recorded load time; default: now).
+    """
+    from compute.batching import auto_batch_size
+    from compute.scoring import load_scorer
+
+    began = time.perf_counter() if began is None else began
+    created = datetime.now(UTC)
+    scorer = load_scorer(config.scorer, device=model.device)
+    batch_size = batch_size or auto_batch_size(model, settings)
+    load_s = time.perf_counter() - began
+    write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s}, details)
+    write_layers(config, model, root, layer_rows)
+    status, stats = "failed", None
+    try:
+        stats = run_units(config, model, scorer, units, settings, root, batch_size, show_progress, render)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        timings = {"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - began, 3),
+                   "batch_size": batch_size}
+        if stats:
+            timings.update(generate_s=round(stats.generate_s, 3), score_s=round(stats.score_s, 3),
+                           images_generated=stats.images_generated, images_reused=stats.images_reused,
+                           units=stats.units_total, units_skipped=stats.units_skipped,
+                           images_per_s=round(stats.images_generated / stats.generate_s, 3)
+                           if stats.generate_s else None)
+        write_run_row(config, root, shard, num_shards, status, created, versions(), timings, details)
     return stats

@@ -33,21 +33,22 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from contract.errors import UserError
+from contract.names import CROSS_ATTENTION, LOCOGEN, TRACE, TRACE_COMPONENTS
 
 TOP_KEYS = {"name", "description", "model", "families", "families_from", "window_sizes", "seeds", "steps", "guidance",
             "resolution", "scorer", "batch_size", "trace"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
-FAMILIES_DIR = Path(__file__).parent / "configs" / "families"
+CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
+FAMILIES_DIR = CONFIGS_DIR / "families"
 CONCEPT_KEYS = {"name", "target", "score_text"}
 TRACE_KEYS = {"noise", "components", "text_encoder"}
-TRACE_COMPONENTS = ("cross-attention", "self-attention", "feed-forward", "resnet")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -87,7 +88,7 @@ class TraceSpec:
     restore, and whether to trace the text encoder's layers too."""
 
     noise: float = 3.0
-    components: tuple[str, ...] = ("cross-attention",)
+    components: tuple[str, ...] = (CROSS_ATTENTION,)
     text_encoder: bool = True
 
     def __post_init__(self):
@@ -116,7 +117,7 @@ class SweepConfig:
     batch_size: int | None = None
     description: str = ""
     trace: TraceSpec = TraceSpec()
-    method: str = "locogen"
+    method: str = LOCOGEN
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +125,7 @@ class SweepConfig:
     def digest(self) -> str:
         """A short hash of everything that determines the results (not the name or description). A LocoGen run
         ignores the trace settings; a trace run ignores the window sizes and includes the method."""
-        ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == "locogen"
+        ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == LOCOGEN
                                                             else {"window_sizes"})
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
@@ -132,7 +133,7 @@ class SweepConfig:
     @property
     def run_id(self) -> str:
         """Deterministic: a rerun of the same study resumes the same run; other methods get their own run."""
-        method = "" if self.method == "locogen" else f"{self.method}-"
+        method = "" if self.method == LOCOGEN else f"{self.method}-"
         return f"{self.name}-{method}{self.digest()}"
 
 
@@ -228,7 +229,7 @@ def _trace(check: _Checker, raw) -> TraceSpec:
     noise = raw.get("noise", 3.0)
     if not isinstance(noise, (int, float)) or isinstance(noise, bool):
         check.fail("trace.noise", f"expected a number >= 0, got {noise!r}", "fix or remove it")
-    components = raw.get("components", ["cross-attention"])
+    components = raw.get("components", [CROSS_ATTENTION])
     if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         check.fail("trace.components", f"expected a list of site kinds, got {components!r}",
                    f"use some of {', '.join(TRACE_COMPONENTS)}")
@@ -255,9 +256,9 @@ def _shared_families(check: _Checker, names) -> dict:
 
 
 def _check_scorer(check: _Checker, scorer: str) -> None:
-    from .scoring import TINY_SCORER
+    from compute.scoring import NAMED_SCORERS, TINY_SCORER
 
-    if scorer == TINY_SCORER or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
+    if scorer in NAMED_SCORERS or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
         return
     check.fail("scorer", f"unknown scorer {scorer!r}",
                f"use {TINY_SCORER}, a CLIP hub id such as openai/clip-vit-large-patch14, or a local CLIP directory")
@@ -269,7 +270,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     Raises:
         ConfigError: naming the key path and the fix.
     """
-    from .scoring import DEFAULT_SCORER
+    from compute.scoring import DEFAULT_SCORER
 
     check = _Checker(source)
     check.keys("", raw, TOP_KEYS, {"name", "model", "window_sizes", "seeds"})
@@ -298,11 +299,21 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")))
 
 
+def config_path(name: str | os.PathLike) -> Path:
+    """A config file: ``name`` itself if it exists, else the shipped config of that name (``tiny-sd1``,
+    ``tiny-sd1.yaml`` or ``compute/configs/tiny-sd1.yaml`` from any directory -> the installed package's)."""
+    path = Path(name)
+    shipped = CONFIGS_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    by_name = path.parent in (Path("."), Path("compute/configs"))
+    return shipped if not path.is_file() and by_name and shipped.is_file() else path
+
+
 def load_config(path: str | os.PathLike) -> SweepConfig:
-    """Read and validate a YAML sweep config."""
-    path = Path(path)
+    """Read and validate a YAML sweep config: a path, or the name of a shipped one (``config_path``)."""
+    path = config_path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file; see compute/configs/ for the shipped ones")
+        shipped = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
+        raise ConfigError(f"{path}: no such config file; give a path or a shipped config ({shipped})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -316,3 +327,12 @@ def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "conf
         if size > num_layers:
             _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "
                                   f"of {config.model}", f"use sizes from 1 to {num_layers}")
+
+
+def with_trace(config: SweepConfig, noise: float | None = None, components: tuple[str, ...] | None = None,
+               text_encoder: bool | None = None) -> SweepConfig:
+    """``config`` as a causal-tracing study (method ``trace``), with any given trace setting overriding its own."""
+    spec = config.trace
+    spec = TraceSpec(spec.noise if noise is None else noise, spec.components if components is None else components,
+                     spec.text_encoder if text_encoder is None else text_encoder)
+    return replace(config, method=TRACE, trace=spec)

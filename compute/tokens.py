@@ -4,9 +4,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import UserError
-from .intervention import attention_text
-from .loading import Model
+from compute.intervention import attention_text
+from compute.models.loading import Model
+from contract.errors import UserError
 
 
 def _token_ids(tokenizer, text: str) -> list[int]:
@@ -53,14 +53,14 @@ def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:
     ``Conditioning.cond``: SD's layers read it as is; DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each
     layer normalizes it with its own GroupNorm, whose statistics span every token, so rows must be read from whole
     prompts."""
-    attention = model.modules[index]
+    attention = model.attentions[index]
     text = attention_text(model.pipe.unet, text)
     return text if attention.norm_cross is None else attention.norm_encoder_hidden_states(text)
 
 
 def shares_text(model: Model, layers: Sequence[int]) -> bool:
     """Whether ``layers`` all read the same text (no layer normalizes its own), so rows read once serve them all."""
-    return all(model.modules[i].norm_cross is None for i in layers)
+    return all(model.attentions[i].norm_cross is None for i in layers)
 
 
 def text_rows(model: Model, index: int, encoder, prompt: str) -> torch.Tensor:

@@ -11,20 +11,23 @@ clean encoding, and the image is generated from the resulting text embedding.
 import re
 from collections.abc import Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from diffusers.models.attention import FeedForward
 from diffusers.models.resnet import ResnetBlock2D
 
-from .families import Conditioning
-from .generation import Case, generate_batch, make_encoder
-from .layers import forward_order
-from .loading import Model
-from .plan import PlannedCase
-from .settings import Settings
-from .tokens import subject_position
+from compute.generation import Case, generate_batch, make_encoder
+from compute.hooks import Hooks
+from compute.models.architectures import Conditioning
+from compute.models.layers import forward_order
+from compute.models.loading import Model
+from compute.plan import PlannedCase, Unit, build_trace_plan
+from compute.settings import Settings
+from compute.sweep_config import SweepConfig
+from compute.tokens import subject_position
+from contract.names import CROSS_ATTENTION, TEXT_ENCODER, TRACE_TEXT, TRACE_UNET
 
 _BLOCK = re.compile(r"(down|mid|up)_blocks?")
 _TEXT_LAYER = re.compile(r"(^|\.)encoder\.(layers|block)\.\d+$")  # CLIP: encoder.layers.N; T5: encoder.block.N
@@ -55,9 +58,9 @@ class Site:
 def unet_sites(model: Model, component: str) -> list[Site]:
     """The UNet sites of ``component`` in forward order. Cross-attention sites are the model's LocoGen layers;
     the others are found, like them, by a probe forward pass."""
-    if component == "cross-attention":
+    if component == CROSS_ATTENTION:
         return [Site(component, layer.index, layer.path, layer.block, layer.resolution, module)
-                for layer, module in zip(model.layers, model.modules)]
+                for layer, module in zip(model.layers, model.attentions)]
     unet = model.pipe.unet
     names = {module: name for name, module in unet.named_modules() if _FIND[component](name, module)}
     latent = model.spec.resolution // model.latent_scale
@@ -78,7 +81,7 @@ def text_sites(model: Model) -> list[Site]:
     """The text-encoder layers (CLIP or T5 blocks) in forward order (SD-XL: the first encoder's, then the second's)."""
     layers = [(f"{name}.{path}", layer) for name, encoder, _ in _text_encoders(model)
               for path, layer in encoder.named_modules() if _TEXT_LAYER.search(path)]
-    return [Site("text-encoder", index, path, path.split(".")[0], None, layer)
+    return [Site(TEXT_ENCODER, index, path, path.split(".")[0], None, layer)
             for index, (path, layer) in enumerate(layers)]
 
 
@@ -113,7 +116,7 @@ def corrupt_subject(model: Model, prompt: str, subject: str, scale: float, seed:
     (``embedding_std``), to the subject tokens' input word embeddings of every text encoder. The noise comes from a
     generator seeded with ``seed``, so every encoding inside gets the same noise."""
     stds = embedding_std(model, subject)
-    with ExitStack() as stack:
+    with Hooks() as hooks:
         for name, encoder, tokenizer in _text_encoders(model):
             positions = subject_positions(tokenizer, prompt, subject)
             embedding = word_embedding(encoder)
@@ -125,7 +128,7 @@ def corrupt_subject(model: Model, prompt: str, subject: str, scale: float, seed:
                 output[:, positions] += noise.to(output)
                 return output
 
-            stack.callback(embedding.register_forward_hook(hook).remove)
+            hooks.after(embedding, hook)
         yield
 
 
@@ -138,11 +141,9 @@ def restore_token(layer: torch.nn.Module, position: int, clean: torch.Tensor):
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     # Prepended, so output recorders (e.g. SD-XL's penultimate hidden state) see the restored state.
-    handle = layer.register_forward_hook(hook, prepend=True)
-    try:
+    with Hooks() as hooks:
+        hooks.after(layer, hook, prepend=True)
         yield
-    finally:
-        handle.remove()
 
 
 def clean_states(model: Model, prompt: str, layers: Sequence[torch.nn.Module]) -> list[torch.Tensor]:
@@ -152,13 +153,10 @@ def clean_states(model: Model, prompt: str, layers: Sequence[torch.nn.Module]) -
     def hook(module, args, output):
         states[module] = (output[0] if isinstance(output, tuple) else output)[0].detach().clone()
 
-    handles = [layer.register_forward_hook(hook) for layer in layers]
-    try:
-        with torch.no_grad():
-            model.family.encode(model.pipe, prompt)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with Hooks() as hooks, torch.no_grad():
+        for layer in layers:
+            hooks.after(layer, hook)
+        model.arch.encode(model.pipe, prompt)
     return [states[layer] for layer in layers]
 
 
@@ -191,10 +189,10 @@ def restore_sites(modules: Sequence[torch.nn.Module], restored: torch.Tensor, so
     if restored.shape != (len(modules), len(source)):
         raise ValueError(f"restored has shape {tuple(restored.shape)}, expected ({len(modules)}, {len(source)})")
     source = torch.as_tensor(source)
-    with ExitStack() as stack:
+    with Hooks() as hooks:
         for module, mask in zip(modules, restored):
             if mask.any():
-                stack.callback(module.register_forward_hook(_restore_hook(mask, source)).remove)
+                hooks.after(module, _restore_hook(mask, source))
         yield
 
 
@@ -217,7 +215,7 @@ class TraceRenderer:
         """The case's text conditioning: clean, corrupted, or corrupted with one text-encoder site restored."""
         if case.kind == "original":
             return self.encoder(case.prompt)
-        site = self.text[case.window_start] if case.method == "trace-text" and case.kind == "restored" else None
+        site = self.text[case.window_start] if case.method == TRACE_TEXT and case.kind == "restored" else None
         key = (case.prompt, case.concept, case.noise, case.seed, site and site.index)
         if key not in self.cache:
             with ExitStack() as stack, torch.no_grad():
@@ -227,12 +225,12 @@ class TraceRenderer:
                     clean = clean_states(self.model, case.prompt, [site.module])[0][position]
                     stack.enter_context(restore_token(site.module, position, clean))
                 stack.enter_context(corrupt_subject(self.model, case.prompt, case.concept, case.noise, case.seed))
-                self.cache[key] = self.model.family.encode(self.model.pipe, case.prompt)
+                self.cache[key] = self.model.arch.encode(self.model.pipe, case.prompt)
         return self.cache[key]
 
     def __call__(self, batch: list[PlannedCase]) -> np.ndarray:
         conds, seeds = [self.conditioning(c) for c in batch], [c.seed for c in batch]
-        unet_restored = [c.method == "trace-unet" and c.kind == "restored" for c in batch]
+        unet_restored = [c.method == TRACE_UNET and c.kind == "restored" for c in batch]
         clean = {(c.prompt, c.seed): i for i, c in enumerate(batch) if c.kind == "original"}
         for case, restores in zip(batch, unet_restored):
             if restores and (case.prompt, case.seed) not in clean:
@@ -251,3 +249,38 @@ class TraceRenderer:
             images = generate_batch(self.model, [Case(c, s) for c, s in zip(conds, seeds)], self.settings,
                                     self.encoder)
         return images[:len(batch)]
+
+
+@dataclass
+class TracePlan:
+    """A causal trace of a config's prompts on a loaded model: its sites, units and what the run records.
+
+    Attributes:
+        sites: the UNet sites per traced component (``unet_sites``).
+        text: the text-encoder sites (``text_sites``), empty when not traced.
+        counts: site count per (method, component), as ``plan.build_trace_plan`` takes them.
+        units: every work unit of the trace.
+        details: recorded in the run's ``config_json`` (the noise unit per concept).
+    """
+
+    sites: dict[str, list[Site]]
+    text: list[Site]
+    counts: dict[tuple[str, str], int]
+    units: list[Unit]
+    details: dict = field(default_factory=dict)
+
+    @property
+    def layer_rows(self) -> list[dict]:
+        """Every site as a ``layers`` table row."""
+        return [site.row() for found in [*self.sites.values(), self.text] for site in found]
+
+
+def plan_trace(model: Model, config: SweepConfig, settings: Settings) -> TracePlan:
+    """Find the sites ``config.trace`` names on ``model`` and plan the trace of every prompt of the config."""
+    sites = {component: unet_sites(model, component) for component in config.trace.components}
+    text = text_sites(model) if config.trace.text_encoder else []
+    counts = {(TRACE_UNET, component): len(found) for component, found in sites.items()}
+    if text:
+        counts[TRACE_TEXT, TEXT_ENCODER] = len(text)
+    stds = {c.name: embedding_std(model, c.name) for f in config.families for c in f.concepts}
+    return TracePlan(sites, text, counts, build_trace_plan(config, settings, counts), {"embedding_std": stds})

@@ -4,8 +4,8 @@ import os
 
 import streamlit as st
 
-from . import data, queries
-from .root import inside
+from dashboard import data, queries
+from dashboard.root import inside
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 

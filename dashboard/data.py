@@ -14,10 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import streamlit as st
 
-from compute.errors import UserError
-from compute.store import SCHEMAS, TMP_PREFIX, Store
-
-from . import edits, queries
+from contract.errors import UserError
+from contract.store import SCHEMAS, TMP_PREFIX, Store
+from dashboard import edits, queries
 
 
 @dataclass

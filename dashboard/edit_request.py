@@ -2,10 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
-from compute.edit_methods import CHOSEN_LAYERS, CLOSED_FORM, METHODS, POSITIONS
-from compute.errors import UserError
-
-from .queries import FAMILY_ORDER
+from contract.errors import UserError
+from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,8 @@ class EditRequest:
         """
         if self.model not in allowed_models:
             raise UserError(f"model {self.model!r} is neither registered nor in this artifact root")
-        if self.family not in FAMILY_ORDER:
-            raise UserError(f"family must be one of {', '.join(FAMILY_ORDER)}")
+        if self.family not in FAMILIES:
+            raise UserError(f"family must be one of {', '.join(FAMILIES)}")
         if not self.concept.strip():
             raise UserError("name a concept to edit")
         if self.method not in METHODS:

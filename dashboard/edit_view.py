@@ -2,20 +2,12 @@
 
 import streamlit as st
 
-from . import common, data, queries
+from contract.names import EVAL_GROUPS, EVAL_METRICS
+from dashboard import common, data, queries
 
 PAIRS_PER_PAGE = 6
 SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",
             "topk", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts", "created_at")
-# Summary metrics of eval.json (compute/edit_eval.py summarize), with what each means.
-METRICS = {
-    "efficacy": "fraction of the edit's own prompts scoring below the target reference",
-    "efficacy_drop": "normalized drop of their mean score, (before − after) / (before − target reference)",
-    "generalization": "the same fraction on held-out prompts with the concept",
-    "generalization_drop": "normalized drop on the held-out prompts",
-    "specificity": "unrelated prompts' mean score after / before (1 = kept)",
-    "other_concepts_retained": "the family's other concepts, after / before",
-}
 
 
 def edited(record: dict) -> str:
@@ -41,11 +33,11 @@ def summary(record: dict) -> None:
         st.info("Not evaluated yet: run `python -m compute eval-edit "
                 f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
         return
-    shown = [name for name in METRICS if result.get(name) is not None]
+    shown = [name for name in EVAL_METRICS if result.get(name) is not None]
     for column, name in zip(st.columns(len(shown) or 1), shown):
         before = result.get(f"{name}_before")
         column.metric(name.replace("_", " "), f"{result[name]:.2f}",
-                      None if before is None else f"{result[name] - before:+.2f} vs before", help=METRICS[name])
+                      None if before is None else f"{result[name] - before:+.2f} vs before", help=EVAL_METRICS[name])
     st.caption(f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {result.get('steps')} steps, "
                f"{result.get('width')}×{result.get('height')} px")
 
@@ -56,9 +48,9 @@ def pairs(snap: data.Snapshot, edit_id: str) -> None:
     if not table:
         st.caption("No evaluation images stored for this edit.")
         return
-    groups = [g for g in queries.EDIT_GROUPS if any(r["group"] == g for r in table)]
+    groups = [g for g in EVAL_GROUPS if any(r["group"] == g for r in table)]
     groups += sorted({r["group"] for r in table} - set(groups))
-    for tab, group in zip(st.tabs([queries.EDIT_GROUPS.get(g, g) for g in groups]), groups):
+    for tab, group in zip(st.tabs([EVAL_GROUPS.get(g, g) for g in groups]), groups):
         with tab:
             rows = [r for r in table if r["group"] == group]
             deltas = [r["delta"] for r in rows if r["delta"] is not None]

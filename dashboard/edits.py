@@ -4,8 +4,7 @@
 import json
 import os
 
-RECORD = "edit.json"
-SUMMARY = "eval.json"
+from contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR
 
 
 def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -15,18 +14,18 @@ def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
     Returns:
         (records, skipped): skipped holds (path, reason) for each unreadable or foreign record.
     """
-    directory = os.path.join(root, "edits")
+    directory = os.path.join(root, EDITS_DIR)
     records, skipped = [], []
     for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
         if name.startswith("."):  # an edit being written (compute/atomic.py)
             continue
-        record = _read_json(os.path.join(directory, name, RECORD), skipped)
+        record = _read_json(os.path.join(directory, name, EDIT_RECORD), skipped)
         if record is None:
             continue
         if record.get("edit_id") != name or "method" not in record:
-            skipped.append((os.path.join(directory, name, RECORD), "not a LocoLab edit record"))
+            skipped.append((os.path.join(directory, name, EDIT_RECORD), "not a LocoLab edit record"))
             continue
-        summary_path = os.path.join(directory, name, SUMMARY)
+        summary_path = os.path.join(directory, name, EDIT_SUMMARY)
         record["eval"] = _read_json(summary_path, skipped) if os.path.exists(summary_path) else None
         records.append(record)
     records.sort(key=lambda r: str(r.get("created_at", "")), reverse=True)

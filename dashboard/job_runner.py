@@ -1,5 +1,6 @@
 """``python -m dashboard.job_runner JOB_DIR``: run one job's ``python -m compute`` command (``dashboard.jobs``),
-send its output to the job's log and record how it ended in ``exit.json``.
+send its output to the job's log, let it report to the job's ``status.json`` and record how it ended in
+``exit.json``.
 
 The runner writes its pid only once it handles SIGTERM, so a cancel (SIGTERM to the whole process group) always
 finds it ready: the command is asked to stop, given a few seconds, then killed. A cancel that comes before the pid
@@ -14,7 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, write_json
+from contract.names import JOB_STATUS
+from dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, write_json
 
 KILL_AFTER_S = 10
 
@@ -23,8 +25,8 @@ def run_command(path: Path, args: list[str], stop: threading.Event) -> int:
     """Run ``python -m compute ARGS`` with output to the log until it ends or ``stop`` is set; its exit status."""
     with open(path / LOG, "ab", buffering=0) as log:
         log.write(f"$ python -m compute {' '.join(args)}\n".encode())
-        process = subprocess.Popen([sys.executable, "-m", "compute", *args], cwd=REPO, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "compute", f"--status-file={path / JOB_STATUS}", *args]
+        process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         while process.poll() is None:
             if stop.wait(0.5):
                 process.terminate()

@@ -1,8 +1,9 @@
 """Background compute jobs launched from the dashboard.
 
 A job is a folder ``<root>/jobs/<job_id>/``: ``job.json`` (the ``python -m compute`` arguments, a label and the
-request that made it), ``pid.json`` (its runner, once ready), ``log.txt`` (the command's output) and, once it has
-ended, ``exit.json``; ``cancelled`` marks a cancel request. The runner (``dashboard.job_runner``) starts in its own
+request that made it), ``pid.json`` (its runner, once ready), ``log.txt`` (the command's output), ``status.json``
+(the command's own report of stage, progress and result, ``--status-file``) and, once it has ended, ``exit.json``;
+``cancelled`` marks a cancel request. The runner (``dashboard.job_runner``) starts in its own
 session, so the job outlives page reloads and a dashboard restart, and its state is read back from these files alone.
 """
 
@@ -20,11 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute.errors import UserError
-from compute.store import atomic_write, process_alive
+from contract.errors import UserError
+from contract.names import JOB_STATUS, JOBS_DIR
+from contract.store import atomic_write, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = "jobs"
 SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json", "cancelled"
 ACTIVE = ("starting", "running", "cancelling")
 # A runner that has not written its pid this long after launch never started.
@@ -54,6 +55,14 @@ class Job:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    def report(self) -> dict:
+        """The command's ``--status-file`` report (stage, done/total, result), or {} before its first one."""
+        try:
+            report = json.loads((self.path / JOB_STATUS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return report if isinstance(report, dict) else {}
+
     def log(self, limit: int = 20_000) -> str:
         """The last ``limit`` characters of the log, progress-bar redraws collapsed to their last state."""
         path = self.path / LOG
@@ -67,7 +76,7 @@ class Job:
 
 def jobs_dir(root: str) -> Path:
     """``root/jobs`` as an absolute path (runners work in the repository, not the dashboard's directory)."""
-    return Path(root).resolve() / JOBS
+    return Path(root).resolve() / JOBS_DIR
 
 
 def now() -> str:

@@ -1,17 +1,9 @@
 """The LocoLab dashboard: ``streamlit run dashboard/main.py [-- --artifacts ROOT] [--lock-root] [--max-jobs N]``."""
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-# `streamlit run` puts this folder on sys.path, not the repository that holds the dashboard and compute packages.
-_REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-import streamlit as st  # noqa: E402
-
-from dashboard import common  # noqa: E402
-from dashboard.root import launch_options, problem  # noqa: E402
+from dashboard import common
+from dashboard.root import launch_options, problem
 
 st.set_page_config(page_title="LocoLab", page_icon=":material/biotech:", layout="wide")
 options = launch_options()

@@ -9,24 +9,18 @@ import threading
 import duckdb
 import pyarrow as pa
 
-from compute.store import localization, trace_effects
+from contract.names import CROSS_ATTENTION, FAMILIES
+from contract.summaries import LOCOGEN_ROWS, localization, minimal_windows_sql, trace_effects
 
-FAMILY_ORDER = ("style", "objects", "facts", "color")
 # Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
 # microseconds, and each thread gets its own cursor.
 _MEMORY = duckdb.connect()
 _MEMORY_LOCK = threading.Lock()
-# Prompt groups of an edit's evaluation (compute/edit_eval.py) in display order, with what each measures.
-EDIT_GROUPS = {"efficacy": "efficacy (the edit's own prompts)", "generalization": "generalization (held-out prompts)",
-               "unrelated": "specificity (unrelated prompts)", "other_concepts": "specificity (the family's other "
-               "concepts)", "target": "target reference"}
-# LocoGen rows of ``cases``/``scores``: causal-tracing rows (method trace-*) share those tables.
-LOCOGEN = "coalesce(method, 'locogen') = 'locogen'"
 
 
 def _family_rank(column: str = "family") -> str:
-    known = ", ".join(f"'{name}'" for name in FAMILY_ORDER)
-    return f"coalesce(list_position([{known}], {column}), {len(FAMILY_ORDER) + 1})"
+    known = ", ".join(f"'{name}'" for name in FAMILIES)
+    return f"coalesce(list_position([{known}], {column}), {len(FAMILIES) + 1})"
 
 
 def runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -60,7 +54,7 @@ def models(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def localization_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every window's mean score, references and normalized drop (``compute.store.localization``).
+    """Every window's mean score, references and normalized drop (``contract.summaries.localization``).
 
     The drop does not depend on the threshold, so this one table, built once per state of the store, serves every
     threshold: ``layer_cells`` and ``minimal_windows`` answer from it in milliseconds.
@@ -97,20 +91,19 @@ def layer_cells(loc: pa.Table, model: str, scorer_id: str, window_size: int, thr
 
 def minimal_windows(loc: pa.Table, model: str, scorer_id: str, threshold: float) -> pa.Table:
     """Per concept of one (model, scorer): the smallest window size with a localizing window and, at that size, the
-    largest drop (ties: the earliest start), the rule of ``compute.store.minimal_windows``; in family order.
+    largest drop (ties: the earliest start), the rule of ``contract.summaries.minimal_windows``; in family order.
 
     Args:
         loc: ``localization_table``.
     """
     with _over(loc) as con:
-        return con.sql(f"SELECT * FROM ({_localization_rows()}) WHERE localizes QUALIFY row_number() "
-                       "OVER (PARTITION BY family, concept ORDER BY window_size, normalized_drop DESC, window_start) "
-                       "= 1 ORDER BY family_rank, family, concept",
+        return con.sql(f"{minimal_windows_sql(_localization_rows(), 'family, concept')} "
+                       "ORDER BY family_rank, family, concept",
                        params={"model": model, "scorer": scorer_id, "t": threshold}).to_arrow_table()
 
 
 def trace_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every traced site's recovery and references (``compute.store.trace_effects``), for ``trace_cells``."""
+    """Every traced site's recovery and references (``contract.summaries.trace_effects``), for ``trace_cells``."""
     return trace_effects(con)
 
 
@@ -153,11 +146,11 @@ def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, fa
 
 def concept_order(keys) -> list[tuple[str, str]]:
     """Distinct (family, concept) pairs in the order of every view: family order, then names."""
-    rank = {family: i for i, family in enumerate(FAMILY_ORDER)}
-    return sorted(set(keys), key=lambda key: (rank.get(key[0], len(FAMILY_ORDER)), key))
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    return sorted(set(keys), key=lambda key: (rank.get(key[0], len(FAMILIES)), key))
 
 
-def layers(con: duckdb.DuckDBPyConnection, model: str, component: str = "cross-attention") -> dict[int, dict]:
+def layers(con: duckdb.DuckDBPyConnection, model: str, component: str = CROSS_ATTENTION) -> dict[int, dict]:
     """Layer index -> {path, block, resolution} of one component of ``model`` (LocoGen's layers: cross-attention,
     also for files from before ``component`` existed); empty when no run recorded them."""
     rows = con.execute('SELECT "index", any_value(path), any_value(block), any_value(resolution) FROM layers '
@@ -170,7 +163,7 @@ def seed_scores(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, fami
     """Mean score per (kind, window size, window start, seed) of one concept: the seed spread of the line view."""
     return con.sql(f"""
         SELECT kind, window_size, window_start, seed, avg(score) AS score FROM scores
-        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept AND {LOCOGEN}
+        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept AND {LOCOGEN_ROWS}
         GROUP BY ALL ORDER BY kind, window_size, window_start, seed""",
                    params={"model": model, "scorer": scorer_id, "family": family, "concept": concept}
                    ).to_arrow_table()
@@ -183,11 +176,12 @@ def gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: 
     return con.sql(f"""
         WITH c AS (
             SELECT * FROM cases
-            WHERE model = $model AND family = $family AND concept = $concept AND {LOCOGEN}
+            WHERE model = $model AND family = $family AND concept = $concept AND {LOCOGEN_ROWS}
               AND (kind IN ('original', 'target') OR window_size = $size)
             QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
         s AS (SELECT case_id, avg(score) AS score FROM scores
-              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer AND {LOCOGEN}
+              WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
+                AND {LOCOGEN_ROWS}
               GROUP BY case_id)
         SELECT c.case_id, c.prompt, c.target, c.kind, c.window_start, c.window_size, c.seed, c.image_path, s.score
         FROM c LEFT JOIN s USING (case_id)
@@ -237,13 +231,14 @@ def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
 def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:
     """Window sizes with cases for one (model, concept), ascending."""
     rows = con.execute("SELECT DISTINCT window_size FROM cases WHERE model = ? AND family = ? AND concept = ? "
-                       f"AND window_size IS NOT NULL AND {LOCOGEN} ORDER BY 1", [model, family, concept]).fetchall()
+                       f"AND window_size IS NOT NULL AND {LOCOGEN_ROWS} ORDER BY 1",
+                       [model, family, concept]).fetchall()
     return [size for (size,) in rows]
 
 
 def targets(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:
     """Target prompts the sweeps used for one (model, concept), most used first."""
     rows = con.execute("SELECT target FROM cases WHERE model = ? AND family = ? AND concept = ? AND target IS NOT NULL"
-                       f" AND {LOCOGEN} GROUP BY target ORDER BY count(*) DESC, target",
+                       f" AND {LOCOGEN_ROWS} GROUP BY target ORDER BY count(*) DESC, target",
                        [model, family, concept]).fetchall()
     return [target for (target,) in rows]

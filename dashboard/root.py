@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute.store import DEFAULT_ROOT, ROOT_ENV
+from contract.store import DEFAULT_ROOT, ROOT_ENV
 
 
 @dataclass(frozen=True)

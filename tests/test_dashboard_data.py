@@ -9,7 +9,9 @@ import pyarrow.compute as pc
 import pytest
 from dashboard_fixtures import REPO, copy_root, real_root
 
-from compute.store import Store, minimal_windows, trace_effects, write_table
+from contract.names import FAMILIES
+from contract.store import Store, write_table
+from contract.summaries import minimal_windows, trace_effects
 from dashboard import data, queries
 from dashboard.root import inside, launch_options
 
@@ -29,7 +31,7 @@ def test_minimal_windows_agree_with_the_store(root, threshold):
     columns = ["family", "concept", "window_start", "window_size", "normalized_drop"]
     expected = minimal_windows(con, threshold).select(columns).to_pylist()
     assert sorted(mine.select(columns).to_pylist(), key=str) == sorted(expected, key=str)
-    assert mine["family"].to_pylist() == sorted(mine["family"].to_pylist(), key=queries.FAMILY_ORDER.index)
+    assert mine["family"].to_pylist() == sorted(mine["family"].to_pylist(), key=FAMILIES.index)
 
 
 def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):

@@ -10,8 +10,8 @@ from dashboard_fixtures import MAIN, copy_root, real_root
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from compute.errors import UserError
-from compute.registry import MODELS
+from compute.models.registry import MODELS
+from contract.errors import UserError
 from dashboard import jobs
 from dashboard.edit_request import EditRequest
 

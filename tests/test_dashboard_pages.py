@@ -16,7 +16,8 @@ from dashboard_fixtures import (
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from compute.store import Store, minimal_windows, trace_effects, write_table
+from contract.store import Store, write_table
+from contract.summaries import minimal_windows, trace_effects
 from dashboard.figures import row_label
 
 # The app's config hides error details from viewers; tests want them.
@@ -103,7 +104,7 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     app.selectbox(key="map_size").set_value(2).run()
 
     hover = heat_map_spec(app)["data"][1]["customdata"]
-    # Window 8-9 of tiny-sd1 (64 px -> 16x16 latents, halved three times): up block at 4x4 (method.md §1 order).
+    # Window 8-9 of tiny-sd1 (64 px -> 16x16 latents, halved three times): up block at 4x4 (docs/method.md §1 order).
     assert "layers 8–9: 8 (up, 4²) · 9 (up, 4²)" in hover[8]
     assert len(hover) == 2 * 15
 
@@ -290,7 +291,7 @@ def test_run_an_edit_prefills_the_localized_layers(monkeypatch, root):
 def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/run_edit.py")
 
-    from compute.registry import MODELS
+    from compute.models.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted(MODELS)
 
 

@@ -16,15 +16,15 @@ from compute.edit import (
     subject_keys_values,
 )
 from compute.edit_store import load_edit, save_edit
-from compute.errors import UserError
-from compute.families import FAMILIES
 from compute.generation import Case, generate_batch
-from compute.layers import find_layers
-from compute.loading import Model
-from compute.registry import MODELS
+from compute.models.architectures import ARCHITECTURES
+from compute.models.layers import find_layers
+from compute.models.loading import Model
+from compute.models.registry import MODELS
+from compute.models.tiny import build_tiny
 from compute.settings import Settings
-from compute.tiny import build_tiny
 from compute.tokens import subject_position
+from contract.errors import UserError
 
 STYLE_PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",
                  "a picture in the style of van gogh"]
@@ -93,9 +93,9 @@ def test_keys_sit_at_the_last_subject_token(load):
     # <start> van gogh <end> / <start> a painting in the style of van gogh <end>: "gogh" is right before <end>.
     assert kv.positions == [2, 8, 8, 8]
     assert kv.target_position == 2
-    cond = model.family.encode(model.pipe, STYLE_PROMPTS[1])
+    cond = model.arch.encode(model.pipe, STYLE_PROMPTS[1])
     assert torch.equal(kv.keys[1], cond.cond[0, 8].double())
-    target = model.family.encode(model.pipe, "a painting")
+    target = model.arch.encode(model.pipe, "a painting")
     assert torch.equal(kv.values, target.cond[0, 2].double().expand(4, -1))
 
 
@@ -117,7 +117,7 @@ def test_subject_tokens_split_differently_are_rejected(load):
 def test_sdxl_keys_are_the_concatenated_embedding(load):
     model = load("tiny-sdxl")
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
-    cond = model.family.encode(model.pipe, STYLE_PROMPTS[3])
+    cond = model.arch.encode(model.pipe, STYLE_PROMPTS[3])
     assert kv.keys.shape == (4, 64)  # two 32-wide encoders side by side
     assert torch.equal(kv.keys[3], cond.cond[0, 8].double())
 
@@ -187,14 +187,14 @@ def _wide_sd1(width: int = 160) -> Model:
         unet = UNet2DConditionModel(**{**pipe.unet.config, "cross_attention_dim": width})
     pipe = StableDiffusionPipeline(**{**pipe.components, "text_encoder": encoder, "unet": unet})
     pipe.set_progress_bar_config(disable=True)
-    return Model("wide-sd1", MODELS["tiny-sd1"], FAMILIES["sd1"], pipe, *find_layers(pipe.unet, 16))
+    return Model("wide-sd1", MODELS["tiny-sd1"], ARCHITECTURES["sd1"], pipe, *find_layers(pipe.unet, 16))
 
 
 def test_editing_every_layer_on_every_token_turns_the_concept_into_the_target():
     model = _wide_sd1()
     concept, target = "a painting in the style of van gogh", "a painting"
-    cond, uncond = model.family.encode(model.pipe, concept), model.family.encode_negative(model.pipe)
-    goal = model.family.encode(model.pipe, target)
+    cond, uncond = model.arch.encode(model.pipe, concept), model.arch.encode_negative(model.pipe)
+    goal = model.arch.encode(model.pipe, target)
     # Every token of the concept prompt maps to the target's token at the same position; the empty prompt that
     # the unconditional branch reads maps to itself.
     keys = torch.cat([cond.cond[0], uncond.cond[0]])

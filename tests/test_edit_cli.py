@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from compute.cli import main
 from compute.edit_eval import summarize
-from compute.store import write_table
+from contract.store import write_table
 
 EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
 EVAL = ["--steps", "2", "--size", "32", "--seeds", "0", "--unrelated", "1", "--other-concepts", "1"]
@@ -202,7 +202,7 @@ def test_loco_on_if_edits_added_key_value_projections_notes_the_papers_failure_a
         f"unet.{path}.{m}.weight" for path in ("down_blocks.3.attentions.2", "mid_block.attentions.0")
         for m in ("add_k_proj", "add_v_proj")]
     record = json.loads((folder / "edit.json").read_text())
-    assert (record["model_family"], record["token_positions"], record["target_position"]) == ("if", [1, 7, 7, 7], 1)
+    assert (record["architecture"], record["token_positions"], record["target_position"]) == ("if", [1, 7, 7, 7], 1)
     assert "LocoEdit fails on DeepFloyd IF" in record["note"]
     assert f"note: {record['note']}" in capsys.readouterr().out
     rows = _eval_table(tmp_path)

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+from compute.attributes import attribute_family
 from compute.edit import Edit, applied, edited_weights, layer_keys_values, solve_factors
-from compute.families import FAMILIES
 from compute.generation import Case, generate_batch
-from compute.layers import find_layers
-from compute.loading import Model
+from compute.models.architectures import ARCHITECTURES
+from compute.models.layers import find_layers
+from compute.models.loading import Model
+from compute.models.registry import MODELS
+from compute.models.tiny import build_tiny
 from compute.neuron import rank_units
-from compute.prompts import attribute_family
-from compute.registry import MODELS
 from compute.settings import Settings
-from compute.tiny import build_tiny
 from compute.tokens import layer_text
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",
@@ -34,7 +34,7 @@ def model():
         for norm in (m.norm_cross for m in pipe.unet.modules() if getattr(m, "norm_cross", None) is not None):
             norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape, generator=generator))
             norm.bias.copy_(0.5 * torch.randn(norm.bias.shape, generator=generator))
-    return Model("tiny-if", MODELS["tiny-if"], FAMILIES["if"], pipe, *find_layers(pipe.unet, 64))
+    return Model("tiny-if", MODELS["tiny-if"], ARCHITECTURES["if"], pipe, *find_layers(pipe.unet, 64))
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +43,15 @@ def by_layer(model):
 
 
 def _weight(model, index, projection):
-    return getattr(model.modules[index], projection).weight
+    return getattr(model.attentions[index], projection).weight
 
 
 def test_each_layer_keys_what_its_add_k_proj_reads_at_the_last_subject_token(model, by_layer):
     kv = by_layer[9]
     assert (kv.positions, kv.target_position) == ([1, 7, 7, 7], 1)  # T5: no start token, "gogh" before </s>
     with torch.no_grad():
-        text = layer_text(model, 9, model.family.encode(model.pipe, PROMPTS[1]).cond)
-        goal = layer_text(model, 9, model.family.encode(model.pipe, TARGET).cond)
+        text = layer_text(model, 9, model.arch.encode(model.pipe, PROMPTS[1]).cond)
+        goal = layer_text(model, 9, model.arch.encode(model.pipe, TARGET).cond)
     assert torch.equal(kv.keys[1], text[0, 7].double())
     assert torch.equal(kv.values, goal[0, 1].double().expand(4, -1))
     assert (by_layer[8].keys - by_layer[9].keys).abs().max() > 0.1
@@ -81,7 +81,7 @@ def test_each_layers_weights_zero_the_gradient_of_its_own_objective_only(model, 
 def _keys_in_generation(model, prompt, index, position):
     """The conditional row of layer ``index``'s ``add_k_proj`` output at ``position``, in one denoising step."""
     seen = []
-    handle = model.modules[index].add_k_proj.register_forward_hook(lambda m, a, out: seen.append(out[-1, position]))
+    handle = model.attentions[index].add_k_proj.register_forward_hook(lambda m, a, out: seen.append(out[-1, position]))
     try:
         generate_batch(model, [Case(prompt, 0)], Settings(1, 7.5, 32, 32))
     finally:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from compute.generation import Case, generate_batch
-from compute.loading import layer_count, load_model
-from compute.registry import MODELS
+from compute.models.loading import layer_count, load_model
+from compute.models.registry import MODELS
 from compute.settings import Settings
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
@@ -55,8 +55,8 @@ def test_empty_window_is_bit_identical_to_plain_pipeline(model):
 
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
 def test_all_layers_swapped_is_plain_pipeline_on_target_with_original_pooled_text(model, guidance):
-    original, target = model.family.encode(model.pipe, PROMPT), model.family.encode(model.pipe, TARGET)
-    uncond = model.family.encode_negative(model.pipe)
+    original, target = model.arch.encode(model.pipe, PROMPT), model.arch.encode(model.pipe, TARGET)
+    uncond = model.arch.encode_negative(model.pipe)
     ours = generate_batch(model, [Case(PROMPT, 7, (0, 22), TARGET)], settings(guidance))[0]
     with pooled_text_from(model, original.cond):
         expected = plain(model, None, 7, guidance, prompt_embeds=target.cond, negative_prompt_embeds=uncond.cond)
@@ -82,13 +82,13 @@ def test_single_layer_windows_each_change_the_image_and_are_batch_invariant(mode
 def test_swapped_layer_keys_read_the_projected_normalized_target(model):
     """What ``add_k_proj`` reads in a swapped layer: the target's T5 embedding through the UNet's encoder_hid_proj
     and the layer's own text GroupNorm (LocoEdit's keys for IF)."""
-    layer, seen = model.modules[9], []
+    layer, seen = model.attentions[9], []
     probe = layer.add_k_proj.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     try:
         generate_batch(model, [Case(PROMPT, 7, (9, 10), TARGET)], Settings(1, 7.5, SIZE, SIZE))
     finally:
         probe.remove()
-    text = torch.cat([model.family.encode_negative(model.pipe).cond, model.family.encode(model.pipe, TARGET).cond])
+    text = torch.cat([model.arch.encode_negative(model.pipe).cond, model.arch.encode(model.pipe, TARGET).cond])
     with torch.no_grad():
         expected = layer.norm_encoder_hidden_states(model.pipe.unet.encoder_hid_proj(text))
     assert len(seen) == 1 and torch.allclose(seen[0], expected, atol=1e-6)
@@ -122,7 +122,7 @@ def test_saved_tiny_if_loads_by_path_as_family_if(model, tmp_path):
     model.pipe.save_pretrained(tmp_path / "pipe", safe_serialization=True)
     assert layer_count(str(tmp_path / "pipe")) == 22
     reloaded = load_model(str(tmp_path / "pipe"), device="cpu")
-    assert reloaded.family.name == "if" and reloaded.spec.resolution == 64
+    assert reloaded.arch.name == "if" and reloaded.spec.resolution == 64
     assert [layer.path for layer in reloaded.layers] == [layer.path for layer in model.layers]
     assert reloaded.pipe.tokenizer(PROMPT).input_ids == model.pipe.tokenizer(PROMPT).input_ids
     case = [Case(PROMPT, 1, (8, 10), TARGET)]

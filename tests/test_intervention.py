@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from compute.generation import Case, generate_batch
-from compute.intervention import swap_text
+from compute.intervention import swap_per_sample
 from compute.settings import Settings
 
 MODELS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl"]
@@ -42,8 +42,8 @@ def test_all_layers_swapped_is_bit_identical_to_plain_pipeline_on_target(load, n
 def test_sdxl_all_layers_keeps_the_original_pooled_embedding(load):
     model = load("tiny-sdxl")
     ours = generate_batch(model, [Case(PROMPT, 7, (0, 70), TARGET)], settings(model))[0]
-    target_cond = model.family.encode(model.pipe, TARGET)
-    original_cond = model.family.encode(model.pipe, PROMPT)
+    target_cond = model.arch.encode(model.pipe, TARGET)
+    original_cond = model.arch.encode(model.pipe, PROMPT)
     expected = plain(model, None, 7, prompt_embeds=target_cond.cond,
                      pooled_prompt_embeds=original_cond.extras["pooled_prompt_embeds"])
     assert np.array_equal(ours, expected)
@@ -68,7 +68,7 @@ def test_single_layer_windows_each_change_the_image_and_are_batch_invariant(load
 def test_swap_changes_only_conditional_rows_of_chosen_samples(load):
     model = load("tiny-sd1")
     seen = []
-    module = model.modules[8]
+    module = model.attentions[8]
     probe = module.register_forward_pre_hook(lambda m, a, k: seen.append(k["encoder_hidden_states"].clone()),
                                              with_kwargs=True)
     text = torch.randn(4, 77, 32)
@@ -76,14 +76,14 @@ def test_swap_changes_only_conditional_rows_of_chosen_samples(load):
     swapped = torch.zeros(16, 2, dtype=torch.bool)
     swapped[8, 1] = True
     try:
-        with swap_text(model.modules, replacement, swapped):
+        with swap_per_sample(model.attentions, replacement, swapped):
             module(torch.randn(4, 16, 64), encoder_hidden_states=text)
     finally:
         probe.remove()
     # pre-hooks run in registration order: the probe saw the input before the swap, so check the swap's output
     # by calling again with only the swap active.
     captured = []
-    with swap_text(model.modules, replacement, swapped):
+    with swap_per_sample(model.attentions, replacement, swapped):
         hook = module.register_forward_pre_hook(lambda m, a, k: captured.append(k["encoder_hidden_states"]),
                                                 with_kwargs=True)
         try:
@@ -106,19 +106,19 @@ def test_without_guidance_every_row_is_conditional(load):
 
 def test_hooks_are_removed_after_an_exception(load):
     model = load("tiny-sd1")
-    before = [len(m._forward_pre_hooks) for m in model.modules]
+    before = [len(m._forward_pre_hooks) for m in model.attentions]
     swapped = torch.ones(16, 1, dtype=torch.bool)
     with pytest.raises(KeyError):
-        with swap_text(model.modules, torch.zeros(1, 77, 32), swapped):
-            assert all(len(m._forward_pre_hooks) == n + 1 for m, n in zip(model.modules, before))
+        with swap_per_sample(model.attentions, torch.zeros(1, 77, 32), swapped):
+            assert all(len(m._forward_pre_hooks) == n + 1 for m, n in zip(model.attentions, before))
             raise KeyError("boom")
-    assert [len(m._forward_pre_hooks) for m in model.modules] == before
+    assert [len(m._forward_pre_hooks) for m in model.attentions] == before
 
 
 def test_layers_outside_the_window_get_no_hook(load):
     model = load("tiny-sd1")
     swapped = torch.zeros(16, 2, dtype=torch.bool)
     swapped[8:10, 0] = True
-    with swap_text(model.modules, torch.zeros(2, 77, 32), swapped):
-        hooked = [i for i, m in enumerate(model.modules) if m._forward_pre_hooks]
+    with swap_per_sample(model.attentions, torch.zeros(2, 77, 32), swapped):
+        hooked = [i for i, m in enumerate(model.attentions) if m._forward_pre_hooks]
     assert hooked == [8, 9]

@@ -43,5 +43,5 @@ def test_sd2_layers_are_linear_projection_layout(load):
 def test_layers_cli_json_matches_the_model(load, capsys):
     assert main(["layers", "--model", "tiny-sd1", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed["family"] == "sd1"
+    assert listed["architecture"] == "sd1"
     assert [row["path"] for row in listed["layers"]] == [layer.path for layer in load("tiny-sd1").layers]

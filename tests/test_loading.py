@@ -7,8 +7,8 @@ import pytest
 
 from compute.cli import main
 from compute.generation import Case, generate_batch
-from compute.loading import layer_count, load_model
-from compute.registry import MODELS
+from compute.models.loading import layer_count, load_model
+from compute.models.registry import MODELS
 from compute.settings import Settings
 
 
@@ -55,7 +55,7 @@ def test_saved_pipeline_directory_loads_and_generates_identically(load, tmp_path
     original.pipe.save_pretrained(tmp_path / "pipe", safe_serialization=True)
     assert not list((tmp_path / "pipe").rglob("*.bin"))
     reloaded = load_model(str(tmp_path / "pipe"), device="cpu")
-    assert reloaded.family.name == "sd1"
+    assert reloaded.arch.name == "sd1"
     assert [layer.path for layer in reloaded.layers] == [layer.path for layer in original.layers]
     settings = Settings(2, 7.5, 64, 64)
     case = [Case("a red house", 1, (8, 10), "a house")]

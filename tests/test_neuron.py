@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from compute.attributes import attribute_family
 from compute.edit import Edit, applied
-from compute.errors import UserError
 from compute.generation import Case, generate_batch
 from compute.neuron import clamp_units, rank_units, top_units, welch_t
-from compute.prompts import attribute_family
 from compute.settings import Settings
+from contract.errors import UserError
 
 TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
 LAYER8 = "up_blocks.1.attentions.1.transformer_blocks.0.attn2"
@@ -84,7 +84,7 @@ def test_ranking_holds_top_units_at_their_mean_on_neutral_prompts(load):
     name, (indices, values) = next(iter(units.items()))
     linear = model.pipe.unet.get_submodule(name)
     with torch.no_grad():
-        rows = torch.stack([linear(model.family.encode(model.pipe, p).cond[0, 76]) for p in neutral_prompts])
+        rows = torch.stack([linear(model.arch.encode(model.pipe, p).cond[0, 76]) for p in neutral_prompts])
     assert torch.allclose(values, rows.mean(0)[indices], atol=1e-6)
     picked = {n: torch.zeros(v.numel(), dtype=torch.bool) for n, v in t.items()}
     for n, (i, _) in units.items():

@@ -9,13 +9,13 @@ import torch
 
 from compute.edit import Edit, applied, solve_factor
 from compute.edit_store import load_edit, save_edit
-from compute.errors import UserError
-from compute.families import FAMILIES
 from compute.generation import Case, generate_batch
-from compute.loading import Model
+from compute.models.architectures import ARCHITECTURES
+from compute.models.loading import Model
+from compute.models.registry import MODELS
 from compute.quickfix import edited_weights, encoder_modules, keys_values
-from compute.registry import MODELS
 from compute.settings import Settings
+from contract.errors import UserError
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
 TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
@@ -100,10 +100,10 @@ def test_sdxl_edits_layer_0_of_both_encoders_each_from_its_own_states(load):
 def test_edit_moves_the_source_embedding_to_the_target(load):
     model = load("tiny-sdxl")  # SD-XL reads the penultimate state: here, right after layer 0
     edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01))
-    goal = model.family.encode(model.pipe, "a painting").cond[0, 2]
-    before = model.family.encode(model.pipe, PROMPTS[1]).cond[0, 8]
+    goal = model.arch.encode(model.pipe, "a painting").cond[0, 2]
+    before = model.arch.encode(model.pipe, PROMPTS[1]).cond[0, 8]
     with applied(model, edit):
-        after = model.family.encode(model.pipe, PROMPTS[1]).cond[0, 8]
+        after = model.arch.encode(model.pipe, PROMPTS[1]).cond[0, 8]
     distance_before, distance_after = (before - goal).norm().item(), (after - goal).norm().item()
     assert distance_before > 2.0
     assert distance_after < 0.35 * distance_before  # measured: 2.56 -> 0.72
@@ -136,7 +136,7 @@ def test_generation_reads_the_edited_text_encoder(load):
 
 
 def _model_with(encoder) -> Model:
-    return Model("custom", MODELS["tiny-sd1"], FAMILIES["sd1"], SimpleNamespace(text_encoder=encoder), [], [])
+    return Model("custom", MODELS["tiny-sd1"], ARCHITECTURES["sd1"], SimpleNamespace(text_encoder=encoder), [], [])
 
 
 def test_deepfloyd_if_edits_the_first_attention_output_of_its_t5_encoder(load):

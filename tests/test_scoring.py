@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from compute.errors import UserError
+from compute.models.tokenizer import clip_tokenizer
 from compute.scoring import (
     CLIP_MEAN,
     CLIP_STD,
@@ -18,7 +18,7 @@ from compute.scoring import (
     load_scorer,
     tiny_clip,
 )
-from compute.tokenizer import clip_tokenizer
+from contract.errors import UserError
 
 TEXTS = ["style of van gogh", "a painting", "a photo of r2d2"]
 

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from compute import store
-from compute.errors import UserError
-from compute.store import SCHEMAS, Store, localization, minimal_windows, write_table
+from contract import store, summaries
+from contract.errors import UserError
+from contract.store import SCHEMAS, Store, write_table
+from contract.summaries import localization, minimal_windows
 
 MODEL = "CompVis/stable-diffusion-v1-4"
 
@@ -224,7 +225,7 @@ def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
     write_table("scores", _planted_sweep() + rows, "run1-0-0", root=tmp_path)
     con = Store(tmp_path).connect()
 
-    effects = store.trace_effects(con).to_pylist()
+    effects = summaries.trace_effects(con).to_pylist()
     assert [(row["site"], row["recovery"]) for row in effects] == [(0, 0.0), (1, 0.25), (2, 0.5)]
     assert {(row["original_score"], row["corrupted_score"], row["n_seeds"]) for row in effects} == {(0.75, 0.25, 2)}
     assert localization(con).num_rows == 31
@@ -240,7 +241,7 @@ def test_existing_case_ids_filter_by_scorer(tmp_path):
 
 
 def test_reading_the_store_does_not_import_torch():
-    code = "import sys, compute.store; print('torch' in sys.modules)"
+    code = "import sys, contract.store, contract.summaries; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

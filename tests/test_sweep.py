@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 from sweep_helpers import table, write_config
 
-from compute import store
 from compute.cli import main
-from compute.loading import load_model
+from compute.models.loading import load_model
 from compute.plan import build_plan
 from compute.scoring import load_scorer
 from compute.settings import Settings
 from compute.sweep import run_units
 from compute.sweep_config import load_config
+from contract import store, summaries
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
                   "concepts": ["van gogh"]}}))
     model = load_model("tiny-sd1")
     with torch.no_grad():
-        for index, module in enumerate(model.modules):
+        for index, module in enumerate(model.attentions):
             if index != 9:
                 module.to_k.weight.zero_()
                 module.to_v.weight.zero_()
@@ -112,13 +112,13 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
     run_units(config, model, load_scorer("tiny-clip"), units, settings, str(tmp_path / "root"), 6, False)
     con = store.Store(tmp_path / "root").connect()
     drops = {(row["window_size"], row["window_start"]): row["normalized_drop"]
-             for row in store.localization(con).to_pylist()}
+             for row in summaries.localization(con).to_pylist()}
     holding = {(1, 9), (2, 8), (2, 9)}
     # Images of one prompt agree to ~1e-6 across batch compositions, which can flip a few 8-bit pixel values of a
     # stored image; with the random scorer's small original-to-target gap that moves a drop by up to ~1%.
     assert all(drops[key] == pytest.approx(1.0, abs=0.02) for key in holding)
     assert all(drop == pytest.approx(0.0, abs=0.02) for key, drop in drops.items() if key not in holding)
-    best = store.minimal_windows(con).to_pylist()
+    best = summaries.minimal_windows(con).to_pylist()
     assert [(row["window_size"], row["window_start"]) for row in best] == [(1, 9)]
 
 

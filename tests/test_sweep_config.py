@@ -4,8 +4,8 @@ import pytest
 from sweep_helpers import SMALL, write_config
 
 from compute.cli import main
+from compute.models.registry import MODELS
 from compute.plan import build_plan, shard_units
-from compute.registry import MODELS
 from compute.settings import Settings
 from compute.sweep_config import load_config
 

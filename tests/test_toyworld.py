@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compute.errors import UserError
 from compute.toyworld import world
+from contract.errors import UserError
 
-MODELS = Path(__file__).resolve().parent.parent / "compute" / "models"
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "compute" / "checkpoints"
 
 
 def test_scenes_and_images_are_pure_functions_of_the_seed():
@@ -61,7 +61,7 @@ def test_describe_names_the_attributes():
 
 @pytest.fixture(scope="module")
 def toyworld():
-    from compute.loading import load_model
+    from compute.models.loading import load_model
 
     return load_model("toyworld", device="cpu")
 
@@ -100,7 +100,7 @@ def test_committed_scorer_reads_shapes_of_ground_truth_images():
     from compute.scoring import load_scorer
     from compute.toyworld.evaluate import zero_shot
 
-    scorer = load_scorer(str(MODELS / "toyworld-clip"))
+    scorer = load_scorer("toyworld-clip")
     assert len(scorer.tokenizer) == 49408
     scenes = [world.sample_scene(s) for s in range(9_000_000, 9_000_128)]
     images = np.stack([world.render(s) for s in scenes]).astype(np.float32) / 255.0
@@ -109,26 +109,27 @@ def test_committed_scorer_reads_shapes_of_ground_truth_images():
 
 
 def test_committed_checkpoints_are_small():
-    files = [f for f in MODELS.glob("toyworld*/**/*") if f.is_file()]
+    files = [f for f in CHECKPOINTS.glob("toyworld*/**/*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 25 * 2**20
 
 
 def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
     import yaml
 
-    from compute.registry import MODELS as REGISTRY
-    from compute.registry import REPO_ROOT
+    from compute.models.registry import MODELS as REGISTRY
+    from compute.models.registry import PACKAGE_DIR
+    from compute.scoring import EMBEDDED_SCORERS
 
     scorer = REGISTRY["toyworld"].scorer
-    assert (REPO_ROOT / scorer / "config.json").is_file()
-    assert yaml.safe_load((REPO_ROOT / "compute/configs/toyworld.yaml").read_text())["scorer"] == scorer
+    assert (EMBEDDED_SCORERS[scorer] / "config.json").is_file()
+    assert yaml.safe_load((PACKAGE_DIR / "configs/toyworld.yaml").read_text())["scorer"] == scorer
 
 
 def test_check_edit_reads_the_evaluation_images_back_with_the_checker(tmp_path):
     from PIL import Image
 
-    from compute.store import write_table
     from compute.toyworld.check_edit import check_edit
+    from contract.store import write_table
 
     # Rendered scenes stand in for an edit's evaluation: the "after" image of the striped prompt shows dots.
     shown = {("efficacy", "before"): ("red", "stripes"), ("efficacy", "after"): ("red", "dots"),

@@ -8,13 +8,13 @@ import pytest
 import torch
 from sweep_helpers import SMALL, table, write_config
 
-from compute import store
 from compute.cli import main
 from compute.generation import Case, generate_batch
 from compute.plan import build_trace_plan
 from compute.settings import Settings
 from compute.sweep_config import TraceSpec, parse_config
 from compute.trace import TraceRenderer, corrupt_subject, restore_sites, text_sites, unet_sites
+from contract import store, summaries
 
 SETTINGS = Settings(steps=2, guidance=7.5, height=32, width=32)
 PROMPT, SUBJECT = "a painting in the style of van gogh", "van gogh"
@@ -27,7 +27,7 @@ def model(load):
 
 def corrupted(model, noise: float, seed: int = 0):
     with corrupt_subject(model, PROMPT, SUBJECT, noise, seed), torch.no_grad():
-        return model.family.encode(model.pipe, PROMPT)
+        return model.arch.encode(model.pipe, PROMPT)
 
 
 def trace_cases(model, noise: float):
@@ -55,16 +55,16 @@ def test_noise_zero_makes_every_trace_image_the_clean_image(load, name, layers, 
 
 
 def test_noise_changes_the_corrupted_image(model):
-    clean = model.family.encode(model.pipe, PROMPT)
+    clean = model.arch.encode(model.pipe, PROMPT)
     images = generate_batch(model, [Case(clean, 0), Case(corrupted(model, 3.0), 0)], SETTINGS)
     assert np.abs(images[1] - images[0]).mean() > 1e-3
 
 
 def test_restoring_every_cross_attention_layer_restores_the_clean_image(model):
-    clean = model.family.encode(model.pipe, PROMPT)
-    restored = torch.zeros(len(model.modules), 2, dtype=torch.bool)
+    clean = model.arch.encode(model.pipe, PROMPT)
+    restored = torch.zeros(len(model.attentions), 2, dtype=torch.bool)
     restored[:, 1] = True
-    with restore_sites(model.modules, restored, source=[0, 0]):
+    with restore_sites(model.attentions, restored, source=[0, 0]):
         images = generate_batch(model, [Case(clean, 0), Case(corrupted(model, 3.0), 0)], SETTINGS)
     assert np.array_equal(images[1], images[0])
 
@@ -74,11 +74,11 @@ def test_pooled_text_also_needs_restoring_the_text_time_embedding(load, name):
     """SD-XL and IF also feed the (corrupted) text to the time embedding (``add_embedding``): restoring every
     cross-attention layer leaves the image off the clean one; restoring ``add_embedding`` too makes it the clean one."""
     model = load(name)
-    clean = model.family.encode(model.pipe, PROMPT)
+    clean = model.arch.encode(model.pipe, PROMPT)
     cases = [Case(clean, 0), Case(corrupted(model, 3.0), 0)]
-    sites = [*model.modules, model.pipe.unet.add_embedding]
+    sites = [*model.attentions, model.pipe.unet.add_embedding]
     gaps = []
-    for count in (len(model.modules), len(sites)):
+    for count in (len(model.attentions), len(sites)):
         restored = torch.zeros(len(sites), 2, dtype=torch.bool)
         restored[:count, 1] = True
         with restore_sites(sites, restored, source=[0, 0]):
@@ -89,7 +89,7 @@ def test_pooled_text_also_needs_restoring_the_text_time_embedding(load, name):
 
 def test_sdxl_noise_corrupts_both_encoders(load):
     model = load("tiny-sdxl")
-    clean, noised = model.family.encode(model.pipe, PROMPT), corrupted(model, 3.0)
+    clean, noised = model.arch.encode(model.pipe, PROMPT), corrupted(model, 3.0)
     width = model.pipe.text_encoder.config.hidden_size
     assert not torch.equal(clean.cond[..., :width], noised.cond[..., :width])
     assert not torch.equal(clean.cond[..., width:], noised.cond[..., width:])
@@ -101,7 +101,7 @@ def test_if_traces_t5_blocks_and_corrupts_the_embedding_t5_calls(load):
     model = load("tiny-if")
     assert [s.path for s in text_sites(model)] == ["text_encoder.encoder.block.0", "text_encoder.encoder.block.1"]
     # T5 calls encoder.embed_tokens, not the tied ``shared`` that get_input_embeddings returns.
-    assert (corrupted(model, 3.0).cond - model.family.encode(model.pipe, PROMPT).cond).abs().max() > 1.0
+    assert (corrupted(model, 3.0).cond - model.arch.encode(model.pipe, PROMPT).cond).abs().max() > 1.0
 
 
 def test_restoring_one_cross_attention_layer_moves_part_way(model):
@@ -159,10 +159,10 @@ def test_trace_run_reads_back_with_method_and_component(traced):
 def test_trace_effects_and_localization_keep_methods_apart(traced):
     _, root = traced
     con = store.Store(root).connect()
-    effects = store.trace_effects(con).to_pylist()
+    effects = summaries.trace_effects(con).to_pylist()
     assert len(effects) == 3 * (16 + 2)
     assert all(row["original_score"] is not None and row["corrupted_score"] is not None for row in effects)
-    windows = store.localization(con).to_pylist()
+    windows = summaries.localization(con).to_pylist()
     assert len(windows) == 15 and len({row["concept"] for row in windows}) == 1
 
 

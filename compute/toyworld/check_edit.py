@@ -12,9 +12,9 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
-from ..store import Store, read_bytes
-from . import world
+from compute.toyworld import world
+from contract.errors import UserError
+from contract.store import Store, read_bytes
 
 
 def check_edit(root, edit_id: str) -> dict[str, dict[str, dict[str, float]]]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..registry import REPO_ROOT
-from ..scoring import CLIP_MEAN, CLIP_STD
-from ..tokenizer import _vocab_and_merges, clip_tokenizer
-from . import world
+from compute.models.registry import PACKAGE_DIR
+from compute.models.tokenizer import _vocab_and_merges, clip_tokenizer
+from compute.scoring import CLIP_MEAN, CLIP_STD
+from compute.toyworld import world
 
-PIPELINE_DIR = REPO_ROOT / "compute" / "models" / "toyworld"
-CLIP_DIR = REPO_ROOT / "compute" / "models" / "toyworld-clip"
+PIPELINE_DIR = PACKAGE_DIR / "checkpoints" / "toyworld"
+CLIP_DIR = PACKAGE_DIR / "checkpoints" / "toyworld-clip"
 
 
 def scenes(first_seed: int, count: int) -> list[world.Scene]:

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
-from ..tokenizer import VOCAB_SIZE
-from . import world
-from .common import CLIP_DIR, Log, clip_pixels, save_tokenizer, scenes, to_tensor, tokens
+from compute.models.tokenizer import VOCAB_SIZE
+from compute.toyworld import world
+from compute.toyworld.common import CLIP_DIR, Log, clip_pixels, save_tokenizer, scenes, to_tensor, tokens
 
 WIDTH = 64
 SEED = 1

@@ -3,7 +3,8 @@ layers, neurons, DiffQuickFix) compared on one concept."""
 
 import streamlit as st
 
-from compute.edit_methods import METHODS as METHOD_ORDER
+from contract.names import EVAL_GROUPS, EVAL_METRICS
+from contract.names import METHODS as METHOD_ORDER
 from dashboard import common, data, edit_view, queries
 from dashboard.figures import method_comparison
 
@@ -21,7 +22,7 @@ def summary_row(record: dict) -> dict:
     return {"edit": record["edit_id"], "model": record.get("model"), "family": record.get("family"),
             "concept": record.get("concept"), "target": record.get("target"), "method": record.get("method"),
             "edited": edit_view.edited(record), "λ / top-k": record.get("lambda", record.get("topk")),
-            **{name: result.get(name) for name in edit_view.METRICS}, "created_at": record.get("created_at")}
+            **{name: result.get(name) for name in EVAL_METRICS}, "created_at": record.get("created_at")}
 
 
 st.dataframe([summary_row(record) for record in snap.edits], hide_index=True, width="stretch")
@@ -49,10 +50,10 @@ if len(same) < 2:
                "compare.")
 else:
     st.dataframe([{"method": r["method"], "edited": edit_view.edited(r),
-                   **{name: r["eval"].get(name) for name in edit_view.METRICS}, "edit": r["edit_id"]}
+                   **{name: r["eval"].get(name) for name in EVAL_METRICS}, "edit": r["edit_id"]}
                   for r in sorted(same, key=lambda r: (*METHOD_ORDER, r["method"]).index(r["method"]))],
                  hide_index=True, width="stretch")
     st.caption("Summary metrics per edit (hover a metric above for its meaning); *_drop = normalized drop, 1 = as far "
                "from the concept as the target prompt.")
-    st.plotly_chart(method_comparison(means, queries.EDIT_GROUPS), key="methods", config={"displaylogo": False})
+    st.plotly_chart(method_comparison(means, EVAL_GROUPS), key="methods", config={"displaylogo": False})
     st.dataframe(means, hide_index=True, width="stretch")

@@ -6,14 +6,14 @@ import functools
 import pyarrow.compute as pc
 import streamlit as st
 
-from compute.registry import MODELS
-from compute.store import MIN_CORRUPTION_GAP
+from compute.models.registry import MODELS
+from contract.names import COMPONENTS, CROSS_ATTENTION
+from contract.summaries import MIN_CORRUPTION_GAP
 from dashboard import common, data, queries
 from dashboard.figures import heat_map, line_view, row_label, trace_map, window_label
 
 GALLERY = "views/gallery.py"
 LOCOGEN, TRACING, BOTH = "LocoGen", "Causal tracing", "Side by side"
-COMPONENTS = ("cross-attention", "self-attention", "feed-forward", "resnet", "text-encoder")
 LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − target) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
                    "gone as fully as with the target prompt, 0 = no effect.")
@@ -138,7 +138,7 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     """The LocoGen map at window size m above the cross-attention tracing map, on the same concept rows, with a
     per-concept count of what each method marks."""
     cells = queries.layer_cells(loc, model, scorer, size, threshold)
-    traced = queries.trace_cells(trace, model, scorer, "cross-attention", noise, min_gap)
+    traced = queries.trace_cells(trace, model, scorer, CROSS_ATTENTION, noise, min_gap)
     rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
                                   *zip(traced["family"].to_pylist(), traced["concept"].to_pylist())])
     layers, num_layers = locogen_columns(model, mine)
@@ -146,7 +146,7 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows), key="both_locogen",
                     config=CHART)
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(trace_map(traced, layers, num_layers, "cross-attention", threshold, rows), key="both_trace",
+    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows), key="both_trace",
                     config=CHART)
     st.caption(TRACE_CAPTION)
     untraceable_note(traced)
@@ -201,7 +201,7 @@ min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_COR
                            "below the original are left blank: the noise did not remove the attribute. -1 shows all.")
 # Widget state dies with the page; Run an edit pre-fills its form from these.
 st.session_state.update(chosen_model=model, chosen_threshold=threshold)
-needs = {LOCOGEN: [mine], TRACING: [sites], BOTH: [mine, only(sites, component="cross-attention")]}[method]
+needs = {LOCOGEN: [mine], TRACING: [sites], BOTH: [mine, only(sites, component=CROSS_ATTENTION)]}[method]
 if not all(table.num_rows for table in needs):
     missing = "LocoGen sweep" if not mine.num_rows else "causal tracing" + (" of cross-attention" if sites else "")
     st.info(f"{model} has no {missing}{f' scored by {scorer}' if scorer else ''}: run "
@@ -218,4 +218,4 @@ else:
     if method == LOCOGEN:
         locogen_view(model, mine, size, threshold)
     else:
-        side_by_side(model, mine, size, pick_noise(sites, "cross-attention", right), threshold)
+        side_by_side(model, mine, size, pick_noise(sites, CROSS_ATTENTION, right), threshold)

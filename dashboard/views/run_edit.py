@@ -1,13 +1,12 @@
 """Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it, then see its results."""
 
 import os
-import re
 
 import streamlit as st
 
-from compute.edit_methods import CHOSEN_LAYERS, CLOSED_FORM, METHODS, POSITIONS
-from compute.errors import UserError
-from compute.registry import MODELS
+from compute.models.registry import MODELS
+from contract.errors import UserError
+from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from dashboard import common, data, edit_view, jobs, queries
 from dashboard.edit_request import EditRequest
 from dashboard.figures import row_label
@@ -15,19 +14,15 @@ from dashboard.figures import row_label
 REFRESH_S = 1.5
 
 
-def progress(log: str) -> tuple[float, str]:
-    """How far an edit job has come, from the lines ``python -m compute edit --eval`` prints."""
-    if re.search(r"^evaluated ", log, re.M):
+def progress(report: dict) -> tuple[float, str]:
+    """How far an edit job has come, from the command's own report (``--status-file``): the edit is the first
+    tenth, the before/after images of its evaluation the rest."""
+    stage, done, total = report.get("stage"), report.get("done") or 0, report.get("total") or 0
+    if stage == "finished":
         return 1.0, "evaluated"
-    if re.search(r"^(wrote edit|edit \S+ already exists)", log, re.M):
-        return 0.5, "edit saved; generating and scoring before/after images"
-    return 0.1, "loading the model and computing the edit"
-
-
-def edit_id_of(log: str) -> str | None:
-    """The id of the edit a job wrote (or found already stored)."""
-    found = re.search(r"^(?:wrote edit|edit) (\S+) (?:to|already exists)", log, re.M)
-    return found.group(1) if found else None
+    if stage == "evaluating":
+        return 0.1 + 0.9 * done / max(total, 1), f"edit saved; before/after images {done} of {total or '?'}"
+    return 0.05, "loading the model and computing the edit"
 
 
 def show_job(root: str, job_id: str) -> None:
@@ -36,7 +31,7 @@ def show_job(root: str, job_id: str) -> None:
     log = job.log()
     st.markdown(f"**Job {job.job_id}**: {job.spec['label']} — **{job.status}**")
     if job.active:
-        fraction, text = progress(log)
+        fraction, text = progress(job.report())
         st.progress(fraction, text=text)
         if st.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
             jobs.cancel(job)
@@ -57,7 +52,7 @@ if latest:
     if latest.active:
         st.session_state["watching"] = latest.job_id
     st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
-    edit_id = edit_id_of(latest.log()) if latest.status == "succeeded" else None
+    edit_id = latest.report().get("result", {}).get("edit_id") if latest.status == "succeeded" else None
     record = next((r for r in snap.edits if r["edit_id"] == edit_id), None)
     if record:
         st.subheader(f"Result: {edit_id}")
@@ -72,7 +67,7 @@ default_model = st.session_state.get("chosen_model") or (store_models[0] if stor
 left, middle, right = st.columns(3)
 model = left.selectbox("Model", allowed, index=allowed.index(default_model) if default_model in allowed else 0,
                        key="run_model", help="Registered models and models already in this artifact root.")
-family = middle.selectbox("Family", queries.FAMILY_ORDER, key="run_family")
+family = middle.selectbox("Family", FAMILIES, key="run_family")
 known = [concept for fam, concept in data.query(snap, queries.concepts, model) if fam == family]
 concept = (right.selectbox("Concept", known, key=f"run_concept_{model}_{family}", accept_new_options=True,
                            help="Concepts of this family in the store; type another to add it.")

@@ -1,7 +1,8 @@
-"""Model families: how each kind of pipeline is loaded, encodes prompts and is called. Add a family here only.
+"""Model architectures: how each kind of pipeline is loaded, encodes prompts and is called. Add an architecture
+here only.
 
-A family turns prompts into per-row conditioning (``Conditioning``) and back into pipeline keyword arguments, so the
-generation code can batch rows with different prompts, seeds and swapped layers through one unmodified pipeline.
+An architecture turns prompts into per-row conditioning (``Conditioning``) and back into pipeline keyword arguments,
+so the generation code can batch rows with different prompts, seeds and swapped layers through one unmodified pipeline.
 """
 
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
-class Family:
-    """One pipeline family.
+class Architecture:
+    """One pipeline architecture (the kind of pipeline, not an attribute family such as style).
 
     Attributes:
         name: short id used in the registry and artifacts.
@@ -33,7 +34,7 @@ class Family:
         load_kwargs: keyword arguments of ``from_pretrained`` (components to leave out).
         vae_scale: image pixels per UNet sample, per side, of the released checkpoints (1: pixel space).
         text_projections: the key and value projections of each layer that read the text.
-        edit_note: what the paper reports about LocoEdit on this family, recorded with and printed for such edits.
+        edit_note: what the paper reports about LocoEdit on this architecture, recorded with and printed for such edits.
     """
 
     name: str
@@ -83,17 +84,17 @@ class Family:
 
 _SD_NOTE = "cross-attention input of the conditional rows swapped; unconditional rows untouched"
 
-FAMILIES = {f.name: f for f in (
-    Family("sd1", "StableDiffusionPipeline", _SD_NOTE,
+ARCHITECTURES = {f.name: f for f in (
+    Architecture("sd1", "StableDiffusionPipeline", _SD_NOTE,
            load_kwargs=(("safety_checker", None), ("requires_safety_checker", False))),
-    Family("sd2", "StableDiffusionPipeline", _SD_NOTE,
+    Architecture("sd2", "StableDiffusionPipeline", _SD_NOTE,
            load_kwargs=(("safety_checker", None), ("requires_safety_checker", False))),
-    Family("sdxl", "StableDiffusionXLPipeline",
+    Architecture("sdxl", "StableDiffusionXLPipeline",
            _SD_NOTE + "; pooled text embedding and time ids kept from the original prompt",
            target_equals_all_layers=False, load_kwargs=(("add_watermarker", False),)),
     # The UNet projects the T5 embedding (encoder_hid_proj) before its attentions: the swap feeds them the projected
     # target. Its attention-pooled embedding enters the time embedding (addition_embed_type "text") like SD-XL's pooled.
-    Family("if", "IFPipeline",
+    Architecture("if", "IFPipeline",
            "projected text (after the UNet's encoder_hid_proj) read by add_k_proj/add_v_proj of the conditional rows "
            "swapped; unconditional rows untouched; pooled text embedding in the time embedding kept from the original "
            "prompt", target_equals_all_layers=False, vae_scale=1, text_projections=("add_k_proj", "add_v_proj"),
@@ -104,13 +105,13 @@ FAMILIES = {f.name: f for f in (
 )}
 
 
-def family_of_pipeline(class_name: str, unet_config: dict) -> Family | None:
-    """The family of a saved pipeline, from its class name and UNet config; None when unsupported."""
+def architecture_of_pipeline(class_name: str, unet_config: dict) -> Architecture | None:
+    """The architecture of a saved pipeline, from its class name and UNet config; None when unsupported."""
     if class_name == "StableDiffusionXLPipeline":
-        return FAMILIES["sdxl"]
+        return ARCHITECTURES["sdxl"]
     if class_name == "IFPipeline":
-        return FAMILIES["if"]
+        return ARCHITECTURES["if"]
     if class_name == "StableDiffusionPipeline":
         sd2 = unet_config.get("use_linear_projection") or unet_config.get("cross_attention_dim") == 1024
-        return FAMILIES["sd2" if sd2 else "sd1"]
+        return ARCHITECTURES["sd2" if sd2 else "sd1"]
     return None

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError
+from contract.errors import UserError
+from contract.names import FAMILIES
 
-DIRECTORY = Path(__file__).parent
-FAMILY_NAMES = ("style", "objects", "facts", "color")
+DIRECTORY = Path(__file__).parent / "prompts"
 PROMPT_SETS = {"paper": DIRECTORY, "toyworld": DIRECTORY / "toyworld"}
 DEFAULT_PROMPT_SET = "paper"
 
@@ -65,8 +65,8 @@ def _directory(prompt_set: str) -> Path:
 @functools.cache
 def attribute_family(name: str, prompt_set: str = DEFAULT_PROMPT_SET) -> AttributeFamily:
     """Load a shipped family by name (``style``, ``objects``, ``facts``, ``color``) from a prompt set."""
-    if name not in FAMILY_NAMES:
-        raise UserError(f"unknown attribute family {name!r}: use one of {', '.join(FAMILY_NAMES)}")
+    if name not in FAMILIES:
+        raise UserError(f"unknown attribute family {name!r}: use one of {', '.join(FAMILIES)}")
     data = yaml.safe_load((_directory(prompt_set) / f"{name}.yaml").read_text())
     return AttributeFamily(
         name=name, target=data["target"], score_text=data["score_text"], concepts=tuple(data["concepts"]),

@@ -4,7 +4,8 @@ test models and full-size random-weight models for benchmarks."""
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The installed ``compute`` package: embedded checkpoints, configs and prompt sets ship inside it.
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -13,20 +14,20 @@ class ModelSpec:
 
     Attributes:
         name: registry name.
-        family: key into ``families.FAMILIES``.
+        arch: the pipeline architecture, a key into ``architectures.ARCHITECTURES``.
         hub_id: model-hub id, or None for a built-in model.
         resolution: default image side in pixels.
         steps: default denoising steps.
         guidance: default classifier-free guidance scale.
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
         num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
-        path: for a model embedded in this repository, its pipeline folder relative to the repository root.
+        path: for a model embedded in this package, its pipeline folder relative to the ``compute`` package.
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
         prompt_set: the edit prompt set that fits the model's world (``compute/prompts``).
     """
 
     name: str
-    family: str
+    arch: str
     hub_id: str | None
     resolution: int
     steps: int = 50
@@ -39,13 +40,13 @@ class ModelSpec:
 
     @property
     def builtin(self) -> bool:
-        """Built from code (no weights to read)."""
-        return self.hub_id is None and self.path is None
+        """A registered model built from code (no weights to read)."""
+        return self.hub_id is None and self.path is None and MODELS.get(self.name) == self
 
     @property
     def source(self) -> str | None:
         """What ``from_pretrained`` reads: the embedded folder or the hub id."""
-        return str(REPO_ROOT / self.path) if self.path else self.hub_id
+        return str(PACKAGE_DIR / self.path) if self.path else self.hub_id
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +64,8 @@ MODELS = {m.name: m for m in (
     ModelSpec("if-i-xl", "if", "DeepFloyd/IF-I-XL-v1.0", 64, num_layers=22),
     ModelSpec("if-i-l", "if", "DeepFloyd/IF-I-L-v1.0", 64),
     ModelSpec("if-i-m", "if", "DeepFloyd/IF-I-M-v1.0", 64),
-    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="compute/models/toyworld",
-              scorer="compute/models/toyworld-clip", prompt_set="toyworld"),
+    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
+              scorer="toyworld-clip", prompt_set="toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),

@@ -28,7 +28,7 @@ from transformers import (
     T5TokenizerFast,
 )
 
-from .tokenizer import VOCAB_SIZE, clip_tokenizer
+from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 
 TEXT_WIDTH = 32
 SD_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")

@@ -1,8 +1,8 @@
-"""``python -m compute layers``: print a model's cross-attention layers in forward order."""
+"""``locolab layers``: print a model's cross-attention layers in forward order."""
 
 import json
 
-from .loading import load_model
+from compute.models.loading import load_model
 
 COLUMNS = ("index", "block", "resolution", "heads", "query_dim", "text_dim", "path")
 
@@ -19,11 +19,11 @@ def run(args) -> None:
     model = load_model(args.model, device=args.device)
     rows = [layer.to_dict() for layer in model.layers]
     if args.json:
-        print(json.dumps({"model": args.model, "family": model.family.name, "layers": rows}, indent=2))
+        print(json.dumps({"model": args.model, "architecture": model.arch.name, "layers": rows}, indent=2))
         return
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
     print("  ".join(c.ljust(widths[c]) for c in COLUMNS))
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS))
-    print(f"{len(rows)} cross-attention layers ({model.family.name}, resolution = latent side at "
+    print(f"{len(rows)} cross-attention layers ({model.arch.name}, resolution = latent side at "
           f"{model.spec.resolution}px)")

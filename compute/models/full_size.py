@@ -15,8 +15,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from .tiny import SD_SCHEDULER
-from .tokenizer import VOCAB_SIZE, clip_tokenizer
+from compute.models.tiny import SD_SCHEDULER
+from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 
 UNET_CONFIGS = {
     "random-sd-1.5": dict(

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import torch
 from diffusers.models.attention_processor import Attention
 
+from compute.hooks import Hooks
+
 _PATH = re.compile(r"(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\.attentions\.(\d+)(?:\.transformer_blocks\.(\d+))?")
 
 
@@ -63,13 +65,10 @@ def forward_order(unet, modules, latent_size: int) -> list[tuple[torch.nn.Module
         seen.setdefault(module, hidden.shape[-1] if hidden.ndim == 4 else math.isqrt(hidden.shape[1]))
 
     probe_side = 2 ** len(unet.config.block_out_channels)
-    handles = [module.register_forward_pre_hook(record, with_kwargs=True) for module in modules]
-    try:
-        with torch.no_grad():
-            unet(**_probe_inputs(unet, probe_side))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with Hooks() as hooks, torch.no_grad():
+        for module in modules:
+            hooks.before(module, record, with_kwargs=True)
+        unet(**_probe_inputs(unet, probe_side))
     return [(module, latent_size * side // probe_side) for module, side in seen.items()]
 
 

@@ -10,13 +10,13 @@ import diffusers
 import torch
 import transformers
 
-from .errors import UserError
-from .families import FAMILIES, Family, family_of_pipeline
-from .full_size import BUILDERS as FULL_SIZE
-from .full_size import build_full_size
-from .layers import Layer, find_layers
-from .registry import MODELS, ModelSpec
-from .tiny import build_tiny
+from compute.models.architectures import ARCHITECTURES, Architecture, architecture_of_pipeline
+from compute.models.full_size import BUILDERS as FULL_SIZE
+from compute.models.full_size import build_full_size
+from compute.models.layers import Layer, find_layers
+from compute.models.registry import MODELS, ModelSpec
+from compute.models.tiny import build_tiny
+from contract.errors import UserError
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -24,14 +24,42 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class Model:
-    """A loaded pipeline with its family, defaults and cross-attention layers in forward order."""
+    """A loaded pipeline with its architecture, defaults and text-reading attention layers in forward order.
+
+    Attributes:
+        name: what the model is called in artifacts (a registry name, a directory, a hub id).
+        spec: its generation defaults.
+        arch: its pipeline architecture (how prompts are encoded and the pipeline is called).
+        pipe: the diffusers pipeline.
+        layers: the text-reading attention layers (LocoGen's layers), in forward order.
+        attentions: the attention module of each layer, in the same order.
+    """
 
     name: str
     spec: ModelSpec
-    family: Family
+    arch: Architecture
     pipe: object
     layers: list[Layer]
-    modules: list[torch.nn.Module]
+    attentions: list[torch.nn.Module]
+
+    @classmethod
+    def from_pipeline(cls, pipe, name: str | None = None, resolution: int | None = None) -> "Model":
+        """Wrap a diffusers pipeline already in memory (SD-1.x/2.x, SD-XL, DeepFloyd IF stage I).
+
+        Usage: ``model = Model.from_pipeline(StableDiffusionPipeline.from_pretrained(path), name="sd-1.4")``
+
+        Args:
+            pipe: the pipeline; its progress bar is turned off (LocoLab draws its own).
+            name: what to call the model in results (default: the pipeline's class name).
+            resolution: default image side (default: the UNet's sample size times the VAE's scale).
+        """
+        arch = architecture_of_pipeline(type(pipe).__name__, dict(getattr(getattr(pipe, "unet", None), "config", {})))
+        if arch is None:
+            raise UserError(f"a {type(pipe).__name__} is not supported: use an SD-1.x, SD-2.x, SD-XL or DeepFloyd IF "
+                            "stage I pipeline")
+        resolution = resolution or pipe.unet.config.sample_size * latent_scale(pipe)
+        pipe.set_progress_bar_config(disable=True)
+        return _wrap(ModelSpec(name or type(pipe).__name__, arch.name, None, resolution), pipe)
 
     @property
     def device(self) -> torch.device:
@@ -44,6 +72,14 @@ class Model:
     @property
     def latent_scale(self) -> int:
         return latent_scale(self.pipe)
+
+
+def _wrap(spec: ModelSpec, pipe) -> Model:
+    """A ``Model`` of a ready pipeline: its text-reading attention layers found by a probe pass."""
+    layers, attentions = find_layers(pipe.unet, spec.resolution // latent_scale(pipe))
+    if not layers:
+        raise UserError(f"{spec.name!r} has no UNet cross-attention layers: unsupported")
+    return Model(spec.name, spec, ARCHITECTURES[spec.arch], pipe, layers, attentions)
 
 
 def latent_scale(pipe) -> int:
@@ -100,15 +136,15 @@ def _read_index(source: str) -> tuple[dict, dict]:
 def _spec_for(source: str) -> ModelSpec:
     index, unet = _read_index(source)
     class_name = index.get("_class_name", "?")
-    family = family_of_pipeline(class_name, unet)
-    if family is None:
+    arch = architecture_of_pipeline(class_name, unet)
+    if arch is None:
         if "unet" not in index:
             raise UserError(f"{source!r} is a {class_name} without a UNet (transformer-based?): unsupported, "
                             "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I)")
         raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL or "
                         "DeepFloyd IF stage I pipeline")
-    resolution = unet.get("sample_size", 64) * family.vae_scale
-    return ModelSpec(source, family.name, source, resolution)
+    resolution = unet.get("sample_size", 64) * arch.vae_scale
+    return ModelSpec(source, arch.name, source, resolution)
 
 
 def resolve(name: str) -> ModelSpec:
@@ -131,7 +167,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         seed: weight seed of built-in tiny models.
     """
     spec = resolve(name)
-    family = FAMILIES[spec.family]
+    arch = ARCHITECTURES[spec.arch]
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
     if spec.name in FULL_SIZE:
@@ -143,8 +179,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         diffusers.utils.logging.disable_progress_bar()  # per-component loading bars drown the sweep's own
         transformers.utils.logging.disable_progress_bar()
         try:
-            pipe = family.pipeline_type().from_pretrained(spec.source, dtype=torch_dtype,
-                                                          **dict(family.load_kwargs))
+            pipe = arch.pipeline_type().from_pretrained(spec.source, dtype=torch_dtype,
+                                                        **dict(arch.load_kwargs))
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load {spec.source!r}: {str(exc).splitlines()[0]}") from None
         if spec.scheduler != "default":
@@ -153,18 +189,15 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     pipe.to(torch_device)
     if spec.builtin and torch_dtype != torch.float32:
         pipe.to(dtype=torch_dtype)
-    layers, modules = find_layers(pipe.unet, spec.resolution // latent_scale(pipe))
-    if not layers:
-        raise UserError(f"{name!r} has no UNet cross-attention layers: unsupported")
-    return Model(name, spec, family, pipe, layers, modules)
+    return _wrap(spec, pipe)
 
 
 def layer_count(name: str) -> int:
     """The number of text-reading attention layers of a model, from its UNet config alone (no weights loaded)."""
     from diffusers import UNet2DConditionModel
 
-    from .layers import is_text_attention
-    from .tiny import UNET_CONFIGS
+    from compute.models.layers import is_text_attention
+    from compute.models.tiny import UNET_CONFIGS
 
     spec = resolve(name)
     if spec.num_layers is not None:

@@ -14,7 +14,8 @@ which is derived from the unit's cases, so a rerun of a unit replaces its files 
 one. Partition values are URL-quoted. Every file is written under a ``.tmp-`` name and renamed into place, so
 readers never see half a file; readers skip ``.tmp-`` names.
 
-This module must not import torch: the dashboard imports it.
+This module must not import torch: the dashboard imports it. The summaries over these tables (localization,
+minimal windows, tracing effects) live in ``contract.summaries``.
 """
 
 import contextlib
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import UserError
+from contract.errors import UserError
 
 SCHEMA_VERSION = 1
 ROOT_ENV = "LOCOLAB_ARTIFACTS"
@@ -363,112 +364,6 @@ class Store:
                 query += f" UNION ALL BY NAME SELECT * FROM {source}"
             con.execute(f"CREATE VIEW {table} AS {query}")
         return con
-
-
-# One row per scored case (a case scored again by a later run counts once), then per-concept references and
-# per-window means. Normalized drop = (original - window) / (original - target); NULL when the two references tie.
-_LOCALIZATION_SQL = """
-WITH s AS (
-    SELECT * FROM scores WHERE coalesce(method, 'locogen') = 'locogen' AND {run_filter}
-    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
-), refs AS (
-    SELECT model, family, concept, scorer_id,
-           avg(score) FILTER (WHERE kind = 'original') AS original_score,
-           avg(score) FILTER (WHERE kind = 'target') AS target_score
-    FROM s GROUP BY ALL
-), windows AS (
-    SELECT model, family, concept, scorer_id, window_size, window_start,
-           avg(score) AS score_mean, stddev_samp(score) AS score_std,
-           count(DISTINCT seed) AS n_seeds, count(*) AS n_images
-    FROM s WHERE kind = 'window' GROUP BY ALL
-)
-SELECT w.model, w.family, w.concept, w.scorer_id, w.window_size, w.window_start, w.score_mean, w.score_std,
-       w.n_seeds, w.n_images, r.original_score, r.target_score,
-       (r.original_score - w.score_mean) / nullif(r.original_score - r.target_score, 0) AS normalized_drop,
-       $threshold::DOUBLE AS threshold,
-       coalesce(normalized_drop >= $threshold, false) AS localizes
-FROM windows w LEFT JOIN refs r USING (model, family, concept, scorer_id)
-"""
-
-_GROUP = "model, family, concept, scorer_id"
-
-
-def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
-    params = {} if run_ids is None else {"run_ids": list(run_ids)}
-    return sql.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
-
-
-def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
-                 run_ids: list[str] | None = None) -> pa.Table:
-    """Per (model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
-    images, the concept's original and target reference scores (means over the concept's prompts and seeds),
-    the normalized drop and whether it localizes (drop >= threshold).
-
-    Args:
-        con: a connection from ``Store.connect()``.
-        threshold: fraction of the original-to-target gap a window must remove to localize.
-        run_ids: restrict to these runs; all runs when None.
-
-    Returns:
-        A pyarrow Table sorted by model, family, concept, scorer_id, window_size, window_start.
-    """
-    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
-    query = f"{sql} ORDER BY {_GROUP}, window_size, window_start"
-    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
-
-
-def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
-                    run_ids: list[str] | None = None) -> pa.Table:
-    """Per (model, family, concept, scorer_id): the smallest window size with a localizing window, and at that
-    size the window with the largest normalized drop (ties: the earliest start). Concepts with no localizing
-    window have no row.
-
-    Args, Returns: as ``localization``, one row per group with the same columns.
-    """
-    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
-    query = (f"SELECT * FROM ({sql}) WHERE localizes QUALIFY row_number() OVER "
-             f"(PARTITION BY {_GROUP} ORDER BY window_size, normalized_drop DESC, window_start) = 1 "
-             f"ORDER BY {_GROUP}")
-    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
-
-
-# Causal tracing: per site, recovery = (restored - corrupted) / (original - corrupted), with the references of the
-# same (method, component, noise); NULL when the two references tie. corruption_gap = original - corrupted.
-MIN_CORRUPTION_GAP = 0.02  # CLIP-score units; below it a concept is untraceable at this noise
-_TRACE_SQL = """
-WITH s AS (
-    SELECT * FROM scores WHERE method LIKE 'trace-%' AND {run_filter}
-    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
-), refs AS (
-    SELECT model, family, concept, scorer_id, method, component, noise,
-           avg(score) FILTER (WHERE kind = 'original') AS original_score,
-           avg(score) FILTER (WHERE kind = 'corrupted') AS corrupted_score
-    FROM s GROUP BY ALL
-), sites AS (
-    SELECT model, family, concept, scorer_id, method, component, noise, window_start AS site,
-           avg(score) AS score_mean, stddev_samp(score) AS score_std,
-           count(DISTINCT seed) AS n_seeds, count(*) AS n_images
-    FROM s WHERE kind = 'restored' GROUP BY ALL
-)
-SELECT t.*, r.original_score, r.corrupted_score, r.original_score - r.corrupted_score AS corruption_gap,
-       (t.score_mean - r.corrupted_score) / nullif(corruption_gap, 0) AS recovery
-FROM sites t LEFT JOIN refs r USING (model, family, concept, scorer_id, method, component, noise)
-ORDER BY model, family, concept, scorer_id, method, component, noise, site
-"""
-
-
-def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
-    """Causal tracing's analogue of ``localization``: per (model, family, concept, scorer_id, method, component,
-    noise, site): the restored images' mean score, the original and corrupted reference scores, their difference
-    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``. Where the gap is below
-    ``MIN_CORRUPTION_GAP`` the noise did not remove the attribute and the recovery is a ratio of noise.
-
-    Args:
-        con: a connection from ``Store.connect()``.
-        run_ids: restrict to these runs; all runs when None.
-    """
-    sql, params = _run_filter(_TRACE_SQL, run_ids)
-    return con.sql(sql, params=params).to_arrow_table()
 
 
 def existing_case_ids(root: str | os.PathLike | None = None, scorer_id: str | None = None,

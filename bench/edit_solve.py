@@ -1,4 +1,4 @@
-"""``python -m compute.bench_edit``: the time of a 2-layer K+V LocoEdit at real SD-1.5 shapes (goal: < 100 ms).
+"""``python -m bench.edit_solve``: the time of a 2-layer K+V LocoEdit at real SD-1.5 shapes (goal: < 100 ms).
 
 An edit of layers L costs one float64 solve (shared) plus one update per ``to_k``/``to_v`` weight. SD-1.5 reads a
 768-wide text embedding; its cross-attention projections are 320, 640 or 1280 wide (layers 8-9 are 1280). Weights
@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from .edit import DEFAULT_LAMBDA, solve_factor
+from compute.edit import DEFAULT_LAMBDA, solve_factor
 
 TEXT_WIDTH = 768
 WIDTHS = (320, 640, 1280)
@@ -39,7 +39,7 @@ def time_text_encoder(repeats: int = 3) -> list[float]:
     """Seconds to encode the 5 prompts of an edit with an SD-1.5-sized (ViT-L/14 text) random CLIP encoder."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .tokenizer import clip_tokenizer
+    from compute.models.tokenizer import clip_tokenizer
 
     config = CLIPTextConfig(hidden_size=TEXT_WIDTH, intermediate_size=3072, num_hidden_layers=12,
                             num_attention_heads=12, max_position_embeddings=77)
@@ -58,7 +58,7 @@ def time_text_encoder(repeats: int = 3) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m compute.bench_edit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.edit_solve", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-text-encoder", action="store_true", help="skip the text-encoder timing")

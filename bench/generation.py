@@ -1,4 +1,4 @@
-"""``python -m compute.bench``: LocoGen generation throughput, three ways, in one process.
+"""``python -m bench.generation``: LocoGen generation throughput, three ways, in one process.
 
 (a) batched: many (window, seed) cases per pipeline call, each with its own swapped layers and generator;
 (b) per case: one pipeline call per case, as the official LocoGen script runs;
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from .generation import Case, generate, generate_batch, make_encoder
-from .loading import load_model
-from .settings import Settings
+from compute.generation import Case, generate, generate_batch, make_encoder
+from compute.models.loading import load_model
+from compute.settings import Settings
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
 
@@ -31,7 +31,7 @@ def _timed(run) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m compute.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny-sd1")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")

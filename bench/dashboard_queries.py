@@ -1,4 +1,5 @@
-"""``python -m dashboard.bench [--rows N] [--root DIR]``: time the dashboard's queries on a large synthetic store.
+"""``python -m bench.dashboard_queries [--rows N] [--root DIR]``: time the dashboard's queries on a large synthetic
+store.
 
 Writes (once; reused when ``--root`` already holds it) a store of about N score rows shaped like real sweeps: four
 models (three 16-layer, one 70-layer), the four attribute families, window sizes 1-4, several prompts and seeds.
@@ -16,9 +17,8 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from compute.store import Store, write_table
-
-from . import queries
+from contract.store import Store, write_table
+from dashboard import queries
 
 MODELS = {"sd-1.4": 16, "sd-1.5": 16, "sd-2.1": 16, "sdxl-base": 70}
 FAMILIES = {"style": 8, "objects": 9, "facts": 7, "color": 7}
@@ -90,7 +90,7 @@ def _render_ms(root: str, page: str | None) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dashboard.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.dashboard_queries", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="score rows to write (default 1,000,000)")
     parser.add_argument("--root", help="store folder (default: a new temporary folder)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions of the layer-map query")

@@ -1,0 +1,41 @@
+"""``--status-file``: a command reports its stage, progress and result to a small JSON file, which a launcher (the
+dashboard's jobs) reads instead of parsing printed output. Without the option nothing is written.
+
+The file holds one object, rewritten atomically at each report: ``command``, ``stage``, ``done``/``total`` (work
+items of the stage, e.g. images) and ``result`` (what the command produced, e.g. ``{"edit_id": ...}``); the keys are
+defined in ``contract.names.JOB_STATUS_KEYS``.
+"""
+
+import json
+import time
+
+from contract.store import atomic_write
+
+_state: dict = {}
+_path: str | None = None
+
+
+def report_to(path: str | None, command: str) -> None:
+    """Send this process's reports to ``path`` (None: report nowhere)."""
+    global _path
+    _path = path
+    _state.clear()
+    _state.update(command=command, stage="starting", done=0, total=0, result={}, started_at=time.time())
+    _write()
+
+
+def report(stage: str | None = None, done: int | None = None, total: int | None = None, **result) -> None:
+    """Update the stage and progress, and add ``result`` entries; written at once."""
+    if stage is not None and stage != _state.get("stage"):
+        _state.update(stage=stage, done=0, total=0, stage_started_at=time.time())
+    if done is not None:
+        _state["done"] = done
+    if total is not None:
+        _state["total"] = total
+    _state.setdefault("result", {}).update(result)
+    _write()
+
+
+def _write() -> None:
+    if _path:
+        atomic_write(_path, lambda file: file.write(json.dumps(_state).encode()))

@@ -1,0 +1,63 @@
+"""The names that compute and the dashboard share: attribute families, localization methods and site components,
+edit methods and their options, evaluation groups and metrics, and the files of an edit and of a job (no torch here).
+Each name is defined here once; both sides import it."""
+
+# Attribute families, in the order every view and command lists them.
+FAMILIES = ("style", "objects", "facts", "color")
+
+# Localization methods, as stored in ``cases.method`` / ``scores.method`` / ``runs.method``.
+LOCOGEN = "locogen"
+TRACE = "trace"  # a causal-tracing run (runs.method); its rows say which sites were restored:
+TRACE_UNET = "trace-unet"
+TRACE_TEXT = "trace-text"
+
+# Site components (``layers.component``, ``cases.component``). LocoGen's layers are the cross-attention ones.
+CROSS_ATTENTION = "cross-attention"
+TEXT_ENCODER = "text-encoder"
+TRACE_COMPONENTS = (CROSS_ATTENTION, "self-attention", "feed-forward", "resnet")  # UNet sites causal tracing restores
+COMPONENTS = (*TRACE_COMPONENTS, TEXT_ENCODER)
+
+# Edit methods.
+METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
+# Methods that edit the UNet layers the user chooses (--layers / --from-run); all-layers edits every layer,
+# diffquickfix text-encoder layer 0.
+CHOSEN_LAYERS = ("loco", "neuron")
+# The closed-form methods, which take --positions and --preserve-others.
+CLOSED_FORM = ("loco", "all-layers", "diffquickfix")
+# Key positions: the last subject token alone, or with every later (end-of-text, padding) position.
+POSITIONS = ("subject", "subject+padding")
+
+# An edit's folder ``<root>/edits/<edit_id>/``: its record, its tensors, its evaluation summary and images.
+EDITS_DIR = "edits"
+EDIT_RECORD = "edit.json"
+EDIT_WEIGHTS = "weights.safetensors"
+EDIT_UNITS = "units.safetensors"
+EDIT_SUMMARY = "eval.json"
+
+# Prompt groups of an edit's evaluation (``edit_scores.group``), in display order, with what each measures.
+EVAL_GROUPS = {
+    "efficacy": "efficacy (the edit's own prompts)",
+    "generalization": "generalization (held-out prompts)",
+    "unrelated": "specificity (unrelated prompts)",
+    "other_concepts": "specificity (the family's other concepts)",
+    "target": "target reference",
+}
+# Summary metrics of ``eval.json``, with what each means.
+EVAL_METRICS = {
+    "efficacy": "fraction of the edit's own prompts scoring below the target reference",
+    "efficacy_drop": "normalized drop of their mean score, (before − after) / (before − target reference)",
+    "generalization": "the same fraction on held-out prompts with the concept",
+    "generalization_drop": "normalized drop on the held-out prompts",
+    "specificity": "unrelated prompts' mean score after / before (1 = kept)",
+    "other_concepts_retained": "the family's other concepts, after / before",
+}
+
+# A dashboard job's folder ``<root>/jobs/<job_id>/``: the command's ``--status-file`` and its keys.
+JOBS_DIR = "jobs"
+JOB_STATUS = "status.json"
+JOB_STATUS_KEYS = ("command", "stage", "done", "total", "result", "error")
+
+
+def default_positions(method: str) -> str:
+    """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
+    return "subject+padding" if method == "diffquickfix" else "subject"
