@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import diffusers
 import torch
 
+from contract.names import ALL_LAYERS, TARGET
+
 
 @dataclass
 class Conditioning:
@@ -45,6 +47,13 @@ class Architecture:
     vae_scale: int = 8
     text_projections: tuple[str, str] = ("to_k", "to_v")
     edit_note: str = ""
+
+    @property
+    def reference(self) -> str:
+        """The reference LocoGen's drops are normalized by: the plain target prompt where swapping every layer
+        reproduces it, else the all-layers swap (the target prompt also changes SD-XL's pooled embedding and IF's
+        text-time embedding, which a swap keeps, so no window could reach it)."""
+        return TARGET if self.target_equals_all_layers else ALL_LAYERS
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
