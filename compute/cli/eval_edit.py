@@ -1,5 +1,6 @@
 """``locolab eval-edit EDIT_ID``: generate before/after images of a stored edit with the same seeds, score them with
-CLIP and store the scores and a summary (efficacy, generalization, specificity)."""
+CLIP and store the scores and a summary: per group the normalized score drop and the rates of prompts and images
+pushed below the target reference, with intervals (efficacy, generalization), and specificity."""
 
 from compute.cli import status
 from compute.cli.options import add_eval_options, parse_ints
@@ -32,15 +33,35 @@ def run_eval(model, edit, args) -> dict:
                        args.other_concepts, progress=lambda done, total: status.report(done=done, total=total))
     status.report(stage="finished", evaluated=True)
 
+    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}, seeds {seeds} ({summary['level']:.0%} intervals):")
+    for line in summary_lines(summary):
+        print(f"  {line}")
+    return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The summary in words, one line per prompt group: the score drop and the two rates, each named."""
     def number(key: str, digits: int = 2) -> str:
         value = summary.get(key)
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}: efficacy {number('efficacy')} "
-          f"(before {number('efficacy_before')}, drop {number('efficacy_drop')}), "
-          f"generalization {number('generalization')} (before {number('generalization_before')}, "
-          f"drop {number('generalization_drop')}), specificity {number('specificity', 3)}")
-    return summary
+    lines = []
+    for group in ("efficacy", "generalization"):
+        if f"{group}_score_drop" not in summary and f"{group}_prompt_rate" not in summary:
+            continue
+        rates = [f"{summary[f'{group}_{unit}s_below']} of "
+                 f"{summary[f'{group}_{unit}s']} {unit}s = {number(f'{group}_{unit}_rate')} "
+                 f"[{number(f'{group}_{unit}_rate_low')}, {number(f'{group}_{unit}_rate_high')}] "
+                 f"(before {number(f'{group}_{unit}_rate_before')})" for unit in ("prompt", "image")]
+        lines.append(f"{group}: score drop {number(f'{group}_score_drop')} [{number(f'{group}_score_drop_low')}, "
+                     f"{number(f'{group}_score_drop_high')}] (mean score {number(f'{group}_score_before', 3)} -> "
+                     f"{number(f'{group}_score_after', 3)}, target reference {number('target_reference', 3)}); "
+                     f"below the target reference: {', '.join(rates)}")
+    if "specificity" in summary:
+        lines.append(f"specificity: unrelated prompts keep {number('specificity', 3)} of their mean score"
+                     + (f", the family's other concepts {number('other_concepts_retained', 3)}"
+                        if "other_concepts_retained" in summary else ""))
+    return lines
 
 
 def run(args) -> None:
