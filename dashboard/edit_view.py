@@ -25,21 +25,42 @@ def settings(record: dict) -> None:
         st.json({key: value for key, value in record.items() if key != "eval"}, expanded=False)
 
 
+def metric_label(name: str) -> str:
+    """'efficacy_score_drop' -> 'efficacy · score drop': the group, then which kind of number."""
+    group, _, kind = name.partition("_")
+    kind = kind.replace("_", " ")
+    return f"{group} · {kind}" if kind in ("score drop", "prompt rate", "image rate") else name.replace("_", " ")
+
+
+def interval(result: dict, name: str) -> str:
+    low, high = result.get(f"{name}_low"), result.get(f"{name}_high")
+    return "–" if low is None or high is None else f"[{low:.2f}, {high:.2f}]"
+
+
 def summary(record: dict) -> None:
-    """The summary metrics of ``eval.json`` (efficacy, its normalized drop, generalization, ..., specificity), each
-    fraction with its change from before the edit."""
+    """The summary metrics of ``eval.json``: per group the normalized score drop and the rates of prompts and images
+    pushed below the target reference (each named, with its interval and its value before the edit), then
+    specificity; a table holds every number."""
     result = record.get("eval")
     if not result:
         st.info("Not evaluated yet: run `python -m compute eval-edit "
                 f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
         return
     shown = [name for name in EVAL_METRICS if result.get(name) is not None]
-    for column, name in zip(st.columns(len(shown) or 1), shown):
-        before = result.get(f"{name}_before")
-        column.metric(name.replace("_", " "), f"{result[name]:.2f}",
-                      None if before is None else f"{result[name] - before:+.2f} vs before", help=EVAL_METRICS[name])
+    for start in range(0, len(shown), 3):
+        for column, name in zip(st.columns(3), shown[start:start + 3]):
+            before = result.get(f"{name}_before")
+            column.metric(metric_label(name), f"{result[name]:.2f} {interval(result, name)}".rstrip(" –"),
+                          None if before is None else f"{result[name] - before:+.2f} vs before",
+                          help=EVAL_METRICS[name])
+    st.dataframe([{"metric": metric_label(name), "value": result[name], "interval": interval(result, name),
+                   "before": result.get(f"{name}_before"), "of": result.get(f"{name.rsplit('_', 1)[0]}s"),
+                   "what": EVAL_METRICS[name]} for name in shown], hide_index=True, width="stretch")
+    level = result.get("level")
     st.caption(f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {result.get('steps')} steps, "
-               f"{result.get('width')}×{result.get('height')} px")
+               f"{result.get('width')}×{result.get('height')} px"
+               + (f"; {level:.0%} intervals (rates: Wilson; score drop: bootstrap)" if level else
+                  "; evaluated before intervals were recorded"))
 
 
 def pairs(snap: data.Snapshot, edit_id: str) -> None:

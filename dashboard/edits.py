@@ -4,7 +4,7 @@
 import json
 import os
 
-from contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR
+from contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, EVAL_RENAMED
 
 
 def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -26,10 +26,17 @@ def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
             skipped.append((os.path.join(directory, name, EDIT_RECORD), "not a LocoLab edit record"))
             continue
         summary_path = os.path.join(directory, name, EDIT_SUMMARY)
-        record["eval"] = _read_json(summary_path, skipped) if os.path.exists(summary_path) else None
+        record["eval"] = _renamed(_read_json(summary_path, skipped)) if os.path.exists(summary_path) else None
         records.append(record)
     records.sort(key=lambda r: str(r.get("created_at", "")), reverse=True)
     return records, skipped
+
+
+def _renamed(summary: dict | None) -> dict | None:
+    """A summary written before the metrics were renamed, read under the current names (same definitions)."""
+    if summary is None:
+        return None
+    return {EVAL_RENAMED.get(key, key): value for key, value in summary.items()}
 
 
 def _read_json(path: str, skipped: list) -> dict | None:

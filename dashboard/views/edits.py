@@ -53,7 +53,8 @@ else:
                    **{name: r["eval"].get(name) for name in EVAL_METRICS}, "edit": r["edit_id"]}
                   for r in sorted(same, key=lambda r: (*METHOD_ORDER, r["method"]).index(r["method"]))],
                  hide_index=True, width="stretch")
-    st.caption("Summary metrics per edit (hover a metric above for its meaning); *_drop = normalized drop, 1 = as far "
-               "from the concept as the target prompt.")
+    st.caption("Summary metrics per edit (hover a metric above for its meaning): *_score_drop = normalized drop of the "
+               "mean score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate = share of "
+               "prompts / images scoring below the target reference (about 0.5 when they look like the target's).")
     st.plotly_chart(method_comparison(means, EVAL_GROUPS), key="methods", config={"displaylogo": False})
     st.dataframe(means, hide_index=True, width="stretch")
