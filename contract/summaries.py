@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract import intervals
 from contract.errors import UserError
@@ -34,7 +35,7 @@ MIN_UNITS = 4
 GROUP = "model, family, concept, scorer_id"  # what one localization summary is about, within a run (set)
 # LocoGen's rows of ``cases``/``scores`` (causal-tracing rows share those tables; older files have no method).
 LOCOGEN_ROWS = f"coalesce(method, '{LOCOGEN}') = '{LOCOGEN}'"
-TRACE_ROWS = f"method LIKE '{TRACE}-%'"
+TRACE_ROWS = f"method LIKE '{TRACE}-%'"  # causal tracing's rows (trace-unet, trace-text)
 # What must be equal for runs to be pooled, in the order a difference is reported.
 POOLED_SETTINGS = ("model", "steps", "guidance", "height", "width", "scheduler", "reference", "scorer_id")
 
@@ -199,26 +200,20 @@ def _run_sets(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None, method:
 
 # -------------------------------------------------------------------------------------------------- localization
 
-# One row per (run set, concept group, prompt, seed, kind, window): a case scored by two pooled runs counts once.
-# Scores without a case row (hand-written stores) count their seed as the unit.
+# Every LocoGen score of the chosen runs with its prompt, ordered so that one concept group, one unit (prompt, seed) and
+# one cell (kind, window) are runs of adjacent rows; ``_cells`` numbers them. Scores without a case row (hand-written
+# stores) count their seed as the unit.
 _UNITS_SQL = f"""
 WITH chosen AS (SELECT unnest($runs) AS run_id, unnest($labels) AS run_set),
-s AS (
-    SELECT ch.run_set, s.model, s.family, s.concept, s.scorer_id, coalesce(c.prompt, '') AS prompt, s.seed, s.kind,
-           coalesce(s.window_size, 0) AS window_size, coalesce(s.window_start, 0) AS window_start,
-           avg(s.score) AS score
-    FROM scores s JOIN chosen ch ON s.run_id = ch.run_id
-    LEFT JOIN (SELECT DISTINCT run_id, case_id, prompt FROM cases) c ON c.run_id = s.run_id AND c.case_id = s.case_id
-    WHERE {LOCOGEN_ROWS.replace("method", "s.method")}
-      AND s.kind IN ('{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}')
-    GROUP BY ALL
-)
-SELECT run_set, model, family, concept, scorer_id, seed, window_size, window_start, score,
-       list_position(['{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}'], kind) - 1 AS kind,
-       dense_rank() OVER (ORDER BY run_set, {GROUP}) - 1 AS g,
-       dense_rank() OVER (PARTITION BY run_set, {GROUP} ORDER BY prompt, seed) - 1 AS unit,
-       dense_rank() OVER (PARTITION BY run_set, {GROUP} ORDER BY prompt) AS prompts
-FROM s ORDER BY g, unit
+c AS (SELECT run_id, case_id, prompt FROM cases WHERE list_contains($runs, run_id))
+SELECT ch.run_set, s.model, s.family, s.concept, coalesce(s.scorer_id, '') AS scorer_id,
+       coalesce(c.prompt, '') AS prompt, s.seed,
+       list_position(['{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}'], s.kind) - 1 AS kind,
+       coalesce(s.window_size, 0) AS window_size, coalesce(s.window_start, 0) AS window_start, s.score
+FROM scores s JOIN chosen ch ON s.run_id = ch.run_id
+LEFT JOIN c ON c.run_id = s.run_id AND c.case_id = s.case_id
+WHERE {LOCOGEN_ROWS.replace("method", "s.method")} AND s.kind IN ('{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}')
+ORDER BY ch.run_set, s.model, s.family, s.concept, scorer_id, prompt, s.seed, kind, window_size, window_start
 """
 _KINDS = (ORIGINAL, TARGET, ALL_LAYERS, WINDOW)  # the codes of _UNITS_SQL's kind column
 
@@ -226,9 +221,41 @@ _KEYS = ("run_id", "model", "family", "concept", "scorer_id")
 
 
 def _references(con: duckdb.DuckDBPyConnection, runs: dict[str, str]) -> dict[str, str]:
-    """run set -> the reference its drops are normalized by (all its runs agree: pooling checks it)."""
-    settings = run_settings(con, list(runs)).to_pylist()
-    return {runs[r["run_id"]]: r["reference"][0] for r in settings}
+    """run set -> the reference its drops are normalized by (all its runs agree: pooling checks it); runs written
+    before the reference was recorded normalized by the target."""
+    rows = con.execute("SELECT run_id, any_value(reference) FROM runs WHERE list_contains($runs, run_id) "
+                       "AND reference IS NOT NULL GROUP BY run_id", {"runs": list(runs)}).fetchall()
+    found = {runs[run]: reference for run, reference in rows}
+    return {label: found.get(label, TARGET) for label in runs.values()}
+
+
+def _starts(table: pa.Table, names: list[str]) -> np.ndarray:
+    """True at each row whose ``names`` differ from the previous row's (and at the first row)."""
+    starts = np.zeros(table.num_rows, dtype=bool)
+    starts[:1] = True
+    for name in names:
+        column = table[name].combine_chunks()
+        changed = pc.fill_null(pc.not_equal(column.slice(1), column.slice(0, len(column) - 1)), True)
+        starts[1:] |= changed.to_numpy(zero_copy_only=False)
+    return starts
+
+
+def _cells(table: pa.Table) -> dict:
+    """The ordered rows of ``_UNITS_SQL`` as numbers: per distinct (group, unit, kind, window) cell its group, its
+    unit within the group and its mean score (a case scored by two pooled runs, or kept twice, counts once)."""
+    group_starts = _starts(table, ["run_set", *_KEYS[1:]])
+    unit_starts = group_starts | _starts(table, ["prompt", "seed"])
+    cell_starts = unit_starts | _starts(table, ["kind", "window_size", "window_start"])
+    first = np.flatnonzero(cell_starts)
+    scores = np.add.reduceat(table["score"].to_numpy(), first) / np.diff(np.append(first, table.num_rows))
+    group, unit = np.cumsum(group_starts) - 1, np.cumsum(unit_starts) - 1
+    unit -= unit[np.flatnonzero(group_starts)][group]  # units count from 0 in each group
+    prompt_starts = group_starts | _starts(table, ["prompt"])
+    return {"group": group[first], "unit": unit[first], "score": scores,
+            "kind": table["kind"].to_numpy()[first], "seed": table["seed"].to_numpy()[first],
+            "size": table["window_size"].to_numpy()[first], "start": table["window_start"].to_numpy()[first],
+            "prompts": np.add.reduceat(prompt_starts, np.flatnonzero(group_starts)),
+            "names": table.select(["run_set", *_KEYS[1:]]).filter(pa.array(group_starts)).to_pylist()}
 
 
 def _not_measurable(n_units: int, gap: float, low: float, high: float, rule: Rule) -> str | None:
@@ -283,20 +310,16 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
     table = con.sql(_UNITS_SQL, params={"runs": list(runs), "labels": list(runs.values())}).to_arrow_table()
     if not table.num_rows:
         return _WINDOW_SCHEMA.empty_table()
-    # Numbers only from here on: the group, unit and kind codes come from the SQL, the group's names from its first row.
-    group = table["g"].to_numpy()
-    bounds = np.concatenate([[0], np.flatnonzero(group[1:] != group[:-1]) + 1, [table.num_rows]])
-    names = table.select(["run_set", *_KEYS[1:]]).take(bounds[:-1]).to_pylist()
-    kind, unit, seed = table["kind"].to_numpy(), table["unit"].to_numpy(), table["seed"].to_numpy()
-    n_prompts = np.maximum.reduceat(table["prompts"].to_numpy(), bounds[:-1])
-    score = table["score"].to_numpy()
-    size, start = table["window_size"].to_numpy(), table["window_start"].to_numpy()
+    cells = _cells(table)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(cells["group"])) + 1, [len(cells["group"])]])
+    kind, unit, seed, score = cells["kind"], cells["unit"], cells["seed"], cells["score"]
+    size, start, n_prompts = cells["size"], cells["start"], cells["prompts"]
     columns: dict[str, list] = {name: [] for name in _WINDOW_SCHEMA.names}
     for index, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        key = tuple(names[index].values())
+        key = tuple(cells["names"][index].values())
         reference = references.get(key[0], TARGET)
         rows = slice(lo, hi)
-        n = int(unit[hi - 1]) + 1
+        n = int(unit[rows].max()) + 1
         refs = {}
         for code, name in enumerate(_KINDS[:3]):
             values = np.full(n, np.nan)
@@ -412,7 +435,8 @@ def minimal_windows_sql(localization_sql: str, partition: str) -> str:
             f"(PARTITION BY {partition} ORDER BY window_size, normalized_drop DESC, window_start) = 1")
 
 
-def _minimal(table: pa.Table) -> pa.Table:
+def minimal_windows_of(table: pa.Table) -> pa.Table:
+    """``minimal_windows`` from a ``localization`` table already computed."""
     with duckdb.connect() as con:
         con.register("loc", table)
         return con.sql(f"{minimal_windows_sql('SELECT * FROM loc', 'run_id, ' + GROUP)} "
@@ -428,7 +452,7 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_T
     Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
     ``min_units``), one row per group with the same columns.
     """
-    return _minimal(localization(con, threshold, run_ids, **rule))
+    return minimal_windows_of(localization(con, threshold, run_ids, **rule))
 
 
 def concept_summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
@@ -446,7 +470,7 @@ def concept_summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_T
 
 def concepts_of(table: pa.Table) -> pa.Table:
     """``concept_summary`` from a ``localization`` table (or ``judge``'s output) already computed."""
-    minimal = {tuple(r[k] for k in _KEYS): r for r in _minimal(table).to_pylist()}
+    minimal = {tuple(r[k] for k in _KEYS): r for r in minimal_windows_of(table).to_pylist()}
     best: dict[tuple, tuple[float, dict]] = {}
     for row in table.to_pylist():  # in window order: ties go to the smaller, earlier window
         key = tuple(row[k] for k in _KEYS)

@@ -4,6 +4,7 @@ recoveries (one grid, one colour scale), and the per-concept line view."""
 import plotly.graph_objects as go
 import pyarrow as pa
 
+from contract.names import ALL_LAYERS, TARGET
 from contract.summaries import verdict
 
 DROP_SCALE = "YlOrRd"
@@ -38,7 +39,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     def hover(cell):
         start = cell["window_start"]
         spanned = " · ".join(layer_label(j, layers) for j in range(start, start + window_size))
-        reference = "all-layers swap" if cell["reference"] == "all-layers" else "target prompt"
+        reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
         return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
                 f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
                 f"{verdict(cell, threshold)}<br>"
@@ -193,11 +194,10 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         hovertemplate="start %{customdata}<br>score %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
     first = rows[0]
     original, reference = first["original_score"], first["reference_score"]
-    normalizes = {"target": " (normalizes)" if first["reference"] == "target" else "",
-                  "all-layers": " (normalizes)" if first["reference"] == "all-layers" else ""}
+    normalizes = {kind: " (normalizes)" if first["reference"] == kind else "" for kind in (TARGET, ALL_LAYERS)}
     references = [("original prompt", original, "#2ca02c", "solid", "top left"),
-                  (f"target prompt{normalizes['target']}", first["target_score"], "#d62728", "solid", "top right"),
-                  (f"all-layers swap{normalizes['all-layers']}", first["all_layers_score"], "#9467bd", "dot",
+                  (f"target prompt{normalizes[TARGET]}", first["target_score"], "#d62728", "solid", "top right"),
+                  (f"all-layers swap{normalizes[ALL_LAYERS]}", first["all_layers_score"], "#9467bd", "dot",
                    "bottom left")]
     if original is not None and reference is not None:
         references.append((f"threshold {threshold:g}", original - threshold * (original - reference), "#555", "dash",

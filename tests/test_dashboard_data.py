@@ -32,6 +32,7 @@ def _sweep_run(con) -> str:
     return next(r["run_id"] for r in queries.run_list(con).to_pylist() if r["config_name"] == "dashboard-test")
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
 def test_minimal_windows_agree_with_the_store(planted, threshold):
     con = Store(planted).connect()
@@ -46,6 +47,7 @@ def test_minimal_windows_agree_with_the_store(planted, threshold):
     assert [(r["concept"], r["window_size"], r["window_start"]) for r in expected] == [("van gogh", 2, 8)]
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_the_default_run_is_the_models_newest_finished_run(planted, tmp_path):
     con = Store(planted).connect()
     assert queries.default_run(queries.run_list(con), "tiny-sd1") == PLANTED
@@ -56,6 +58,7 @@ def test_the_default_run_is_the_models_newest_finished_run(planted, tmp_path):
     assert queries.default_run(runs, "tiny-sd1") == PLANTED
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
     con = Store(root).connect()
     loc = queries.localization_table(con, _sweep_run(con), 0.95)
@@ -69,6 +72,7 @@ def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
     assert set(cells["measurable"].to_pylist()) == {False} and set(cells["localizes"].to_pylist()) == {False}
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_the_cells_localize_by_the_stores_rule(planted):
     con = Store(planted).connect()
     cells = queries.layer_cells(queries.localization_table(con, PLANTED, 0.95), "tiny-clip", 1, 0.5)
@@ -79,6 +83,7 @@ def test_the_cells_localize_by_the_stores_rule(planted):
     assert layer_8["normalized_drop"] == pytest.approx(0.75) and not layer_8["localizes"]
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_locogen_views_leave_the_trace_rows_out(root):
     con = Store(root).connect()
 
@@ -89,6 +94,7 @@ def test_locogen_views_leave_the_trace_rows_out(root):
     assert len(queries.layers(con, "tiny-sd1")) == 16 and len(queries.layers(con, "tiny-sd1", "text-encoder")) == 2
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_trace_cells_hold_the_stored_recoveries_in_family_order(root):
     con = Store(root).connect()
     stored = trace_effects(con).filter(pc.field("component") == "self-attention")
@@ -101,6 +107,7 @@ def test_trace_cells_hold_the_stored_recoveries_in_family_order(root):
     assert sorted(cells.select(key).to_pylist(), key=str) == sorted(stored.select(key).to_pylist(), key=str)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
     mine = str(copy_root(root, tmp_path / "root"))
     before = data.snapshot(mine)
@@ -114,6 +121,7 @@ def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
     assert sorted(data.query(after, queries.runs)["run_id"].to_pylist()) == sorted(runs_before + ["later"])
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_unchanged_roots_reuse_their_snapshot(root):
     assert data.snapshot(str(root)) is data.snapshot(str(root))
 
@@ -147,6 +155,7 @@ def test_unknown_arguments_are_ignored_and_defaults_are_local_and_single_job(mon
     assert (options.root, options.source, options.lock_root, options.max_jobs) == ("artifacts", "default", False, 1)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_the_dashboard_never_imports_torch(root):
     script = ("import sys; from streamlit.testing.v1 import AppTest\n"
               "app = AppTest.from_file('dashboard/main.py', default_timeout=60).run()\n"

@@ -23,6 +23,8 @@ from contract.summaries import localization, minimal_windows, trace_effects
 from dashboard import queries
 from dashboard.figures import row_label
 
+pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
+
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
 

@@ -10,6 +10,7 @@ import pyarrow.csv as pcsv
 from contract import store, summaries
 from contract.errors import UserError
 from contract.intervals import RESAMPLES, SEED
+from contract.names import TARGET
 
 
 def add_parser(subparsers) -> None:
@@ -90,7 +91,7 @@ def print_summary(con, label: str, rows: list[dict], rule: summaries.Rule) -> No
     pooled = f"{len(settings)} runs pooled ({', '.join(s['run_id'] for s in settings)})" if len(settings) > 1 else \
         f"run {label}"
     reference = first["reference"][0]
-    note = ("the plain target prompt; on this model it equals the all-layers swap" if reference == "target" else
+    note = ("the plain target prompt; on this model it equals the all-layers swap" if reference == TARGET else
             "the all-layers swap (every layer fed the target; the target prompt also changes the text outside "
             "cross-attention)")
     seeds = sorted({seed for s in settings for seed in (s["seeds"] or [])})

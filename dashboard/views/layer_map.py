@@ -9,7 +9,7 @@ import pyarrow.csv as pcsv
 import streamlit as st
 
 from compute.models.registry import MODELS
-from contract.names import COMPONENTS, CROSS_ATTENTION, TRACE
+from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
 from dashboard import common, data, queries
 from dashboard.figures import heat_map, line_view, row_label, trace_map, window_label
@@ -87,7 +87,7 @@ def settings_panel(run: dict) -> None:
             ("size", f"{listed(run['width'])}×{listed(run['height'])}"), ("scheduler", listed(run["scheduler"])),
             ("scorer", listed(run["scorer_id"])), ("seeds", listed(run["seeds"])),
             ("prompts", run["prompts"]), ("window sizes", sizes),
-            ("normalized by", "target prompt" if reference == "target" else "all-layers swap")]
+            ("normalized by", "target prompt" if reference == TARGET else "all-layers swap")]
     st.dataframe([{"setting": k, "value": str(v)} for k, v in rows], hide_index=True, width="stretch")
 
 
