@@ -155,7 +155,6 @@ def test_a_sweep_into_an_fsspec_root_equals_a_local_one(reference, capsys):
     assert "0 units run, 3 already done" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_sweeps_with_different_steps_are_summarized_apart_and_refused_together(reference, tmp_path, capsys):
     config, source = reference
     root = shutil.copytree(source, tmp_path / "root")
@@ -173,7 +172,6 @@ def test_sweeps_with_different_steps_are_summarized_apart_and_refused_together(r
                    f"{steps[runs[0]]}; {runs[1]}: {steps[runs[1]]}); summarize each run on its own")
 
 
-@pytest.mark.slow
 def test_the_tiny_sd1_summary_localizes_nothing_and_says_why(reference, capsys):
     _, root = reference
     capsys.readouterr()
@@ -185,7 +183,6 @@ def test_the_tiny_sd1_summary_localizes_nothing_and_says_why(reference, capsys):
     assert rows and not any(row["localizes"] for row in rows)
 
 
-@pytest.mark.slow
 def test_the_all_layers_reference_is_bit_identical_to_the_target_on_tiny_sd1(reference):
     _, root = reference
     images = {(r["family"], r["prompt"], r["seed"], r["kind"]): r["image_path"] for r in table(root, "cases")}
@@ -201,7 +198,6 @@ def test_the_all_layers_reference_is_bit_identical_to_the_target_on_tiny_sd1(ref
     assert {row["reference"] for row in summaries.localization(store.Store(root).connect()).to_pylist()} == {"target"}
 
 
-@pytest.mark.slow
 def test_on_tiny_sdxl_the_all_layers_swap_has_drop_exactly_one_against_its_reference(tmp_path):
     config = write_config(tmp_path / "sdxl.yaml", model="tiny-sdxl", window_sizes=[70], families={
         "style": {"target": "a painting", "templates": ["a painting in the style of {concept}"],

@@ -108,10 +108,10 @@ def print_summary(con, label: str, rows: list[dict], rule: summaries.Rule) -> No
           f"a concept is measurable when it has at least {rule.min_units} units and its original - reference gap's "
           f"interval lies at or above {rule.min_gap:g}")
     width = max([len(f"{r['family']} / {r['concept']}") for r in rows] + [16])
-    print(f"  {'family / concept':<{width}}  {'units':>5}  {'gap [interval]':<26}  verdict")
+    print(f"  {'family / concept':<{width}}  {'units':>5}  {'gap ± s.d. over units [interval]':<35}  verdict")
     for row in rows:
-        gap = f"{_n(row['gap'])} [{_n(row['gap_low'])}, {_n(row['gap_high'])}]"
-        print(f"  {row['family'] + ' / ' + row['concept']:<{width}}  {row['n_units']:>5}  {gap:<26}  {row['verdict']}")
+        gap = f"{_n(row['gap'])} ± {_n(row['gap_std'])} [{_n(row['gap_low'])}, {_n(row['gap_high'])}]"
+        print(f"  {row['family'] + ' / ' + row['concept']:<{width}}  {row['n_units']:>5}  {gap:<35}  {row['verdict']}")
     localized = sum(r["localizes"] for r in rows)
     unmeasurable = sum(not r["measurable"] for r in rows)
     print(f"  {localized} of {len(rows)} concepts localized; {unmeasurable} not measurable")
