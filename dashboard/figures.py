@@ -26,7 +26,8 @@ def row_label(family: str, concept: str) -> str:
 
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
-             window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None) -> go.Figure:
+             window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None,
+             labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
     ``window_size`` layers starting there, coloured by its normalized drop.
 
@@ -34,7 +35,8 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     concept's minimal localizing window (which may be of another size). Concepts that are not measurable are grey,
     labelled so, and their hover says why. An invisible marker on every cell carries the hover text (point, interval,
     verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window start, its y
-    the row (the order of ``rows``, by default the order of first appearance in ``cells``).
+    the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels`` replaces the
+    rows' tick labels (maps drawn one above the other need the same labels to line up).
     """
     def hover(cell):
         start = cell["window_start"]
@@ -53,7 +55,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     grey = {(c["family"], c["concept"]) for c in data if not c["measurable"]}
     shown = [dict(c, normalized_drop=None) if (c["family"], c["concept"]) in grey else c for c in data]
     figure = _grid(shown, rows, "window_start", "normalized_drop", "localizes", hover, num_layers,
-                   "normalized drop", grey, "not measurable")
+                   "normalized drop", grey, "not measurable", labels)
     row_of = {key: i for i, key in enumerate(rows)}
     for window in minimal.to_pylist():
         key = (window["family"], window["concept"])
@@ -69,7 +71,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
 
 
 def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, component: str, threshold: float,
-              rows: list[tuple[str, str]] | None = None) -> go.Figure:
+              rows: list[tuple[str, str]] | None = None, labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """Causal tracing's map on the same grid: a cell is one site of ``component``, coloured by its recovery
     (restored − corrupted) / (original − corrupted); ● marks recovery ≥ ``threshold``, a box each concept's
     strongest site. Hover and click markers as in ``heat_map`` (x = site)."""
@@ -87,7 +89,8 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
     marked = [dict(cell, strong=cell["recovery"] is not None and cell["recovery"] >= threshold)
               for cell in cells.to_pylist()]
     grey = {(c["family"], c["concept"]) for c in marked if c.get("untraceable")}
-    figure = _grid(marked, rows, "site", "recovery", "strong", hover, num_sites, "recovery", grey, "untraceable")
+    figure = _grid(marked, rows, "site", "recovery", "strong", hover, num_sites, "recovery", grey, "untraceable",
+                   labels)
     strongest = {}
     for cell in marked:
         key = (cell["family"], cell["concept"])
@@ -105,7 +108,8 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
 
 
 def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
-          colorbar: str, grey: set[tuple[str, str]] = frozenset(), grey_label: str = "") -> go.Figure:
+          colorbar: str, grey: set[tuple[str, str]] = frozenset(), grey_label: str = "",
+          labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """The heat map both methods share: one row per concept in ``rows``, ``value`` of each cell on the same 0–1
     colour scale, ● where ``mark`` is true, the invisible hover/click markers, and the ``grey`` rows (concepts the
     data cannot speak to) filled grey and labelled ``grey_label``."""
@@ -141,8 +145,9 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
             z=[[1 if key in grey else None] * num_columns for key in rows], x=list(range(num_columns)),
             y=list(range(len(rows))), colorscale=[[0, GREY], [1, GREY]], showscale=False, hoverinfo="skip",
             xgap=1, ygap=1))
+    labels = labels or {key: row_label(*key) + (f" ({grey_label})" if key in grey else "") for key in rows}
     figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed",
-                        ticktext=[row_label(*key) + (f" ({grey_label})" if key in grey else "") for key in rows])
+                        ticktext=[labels[key] for key in rows])
     return figure
 
 

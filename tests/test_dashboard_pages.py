@@ -290,9 +290,9 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
     assert app.selectbox(key="map_size").value == 1
     assert locogen["layout"]["title"]["text"].startswith("LocoGen · window size m = 1")
     assert tracing["layout"]["title"]["text"].startswith("Causal tracing · cross-attention")
-    assert tracing["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
-    assert locogen["layout"]["yaxis"]["ticktext"] == [f"{label} (not measurable)"
-                                                      for label in tracing["layout"]["yaxis"]["ticktext"]]
+    # One label per row on both maps (their columns line up), saying what either method cannot speak to.
+    assert locogen["layout"]["yaxis"]["ticktext"] == tracing["layout"]["yaxis"]["ticktext"] == [
+        "style · van gogh (LocoGen: not measurable)", "color · blue (LocoGen: not measurable)"]
     for heat in (locogen["data"][0], tracing["data"][0]):
         assert (heat["zmin"], heat["zmax"], len(heat["z"][0])) == (0, 1, 16)
     assert locogen["data"][0]["colorscale"] == tracing["data"][0]["colorscale"]

@@ -175,6 +175,17 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
                 common.image(row["image_path"], f"{name} · seed {row['seed']} · {common.score_text(row['score'])}")
 
 
+def shared_label(key: tuple[str, str], cells, traced) -> str:
+    """One row label for both maps of Side by side (the same labels keep their columns aligned), saying what either
+    method cannot speak to."""
+    notes = []
+    if any(not r["measurable"] for r in only(cells, family=key[0], concept=key[1]).to_pylist()):
+        notes.append("LocoGen: not measurable")
+    if any(r["untraceable"] for r in only(traced, family=key[0], concept=key[1]).to_pylist()):
+        notes.append("tracing: untraceable")
+    return row_label(*key) + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def side_by_side(model: str, mine, size: int, noise: float, threshold: float) -> None:
     """The LocoGen map at window size m above the cross-attention tracing map, on the same concept rows, with a
     per-concept count of what each method marks."""
@@ -184,10 +195,11 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
                                   *zip(traced["family"].to_pylist(), traced["concept"].to_pylist())])
     layers, num_layers = locogen_columns(model, mine)
     minimal = queries.minimal_windows(loc, scorer, threshold)
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows), key="both_locogen",
+    labels = {key: shared_label(key, cells, traced) for key in rows}
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
                     config=CHART)
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows), key="both_trace",
+    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels), key="both_trace",
                     config=CHART)
     st.caption(TRACE_CAPTION)
     untraceable_note(traced)
