@@ -110,7 +110,7 @@ def run_settings(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = Non
 
     Columns: run_id, model, config_name, status (of its shards), finished (every shard finished), created_at,
     finished_at; the settings pooling compares (steps, guidance, height, width, scheduler, reference, scorer_id: each
-    a list of the distinct values found, normally one; scheduler empty for runs written before it was recorded);
+    a list of the distinct values found, normally one; scheduler NULL for runs written before it was recorded);
     seeds, prompts, concepts, window_sizes and config_json (the study as run, e.g. its window search).
 
     Args:
@@ -124,10 +124,16 @@ def run_settings(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = Non
     return con.sql(_RUN_SETTINGS_SQL.format(rows=rows, chosen=chosen), params=params).to_arrow_table()
 
 
+def newest_finished(runs: pa.Table, model: str) -> str | None:
+    """The newest run of ``model`` in ``runs`` (``run_settings``) whose shards all finished, else its newest run;
+    None when it has none."""
+    mine = [r for r in runs.to_pylist() if r["model"] == model]
+    return next((r["run_id"] for r in mine if r["finished"]), mine[0]["run_id"] if mine else None)
+
+
 def newest_finished_run(con: duckdb.DuckDBPyConnection, model: str, method: str = LOCOGEN) -> str | None:
-    """The newest run of ``model`` whose shards all finished, else its newest run; None when it has none."""
-    runs = [r for r in run_settings(con, method=method).to_pylist() if r["model"] == model]
-    return next((r["run_id"] for r in runs if r["finished"]), runs[0]["run_id"] if runs else None)
+    """``newest_finished`` among the runs of ``method`` in the store."""
+    return newest_finished(run_settings(con, method=method), model)
 
 
 def _shown(value) -> str:

@@ -15,6 +15,7 @@ from contract.summaries import (
     TRACE_ROWS,
     Rule,
     minimal_windows_sql,
+    newest_finished,
     run_settings,
     trace_effects,
     window_estimates,
@@ -69,9 +70,9 @@ def run_list(con: duckdb.DuckDBPyConnection, method: str = LOCOGEN) -> pa.Table:
 
 
 def default_run(runs: pa.Table, model: str) -> str | None:
-    """The newest run of ``model`` whose shards all finished, else its newest run (``runs``: ``run_list``)."""
-    mine = [r for r in runs.to_pylist() if r["model"] == model]
-    return next((r["run_id"] for r in mine if r["finished"]), mine[0]["run_id"] if mine else None)
+    """The run a page shows first: the newest run of ``model`` whose shards all finished, else its newest run
+    (``runs``: ``run_list``; ``contract.summaries.newest_finished``)."""
+    return newest_finished(runs, model)
 
 
 def localization_table(con: duckdb.DuckDBPyConnection, run_id: str, level: float) -> pa.Table:
