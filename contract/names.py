@@ -17,6 +17,10 @@ ORIGINAL, TARGET, ALL_LAYERS, WINDOW = "original", "target", "all-layers", "wind
 # The reference a run's drops are normalized by (``runs.reference``): one of the two reference kinds.
 REFERENCES = (TARGET, ALL_LAYERS)
 
+# The built-in CLIP scorer with random weights (for testing the machinery): its scores mean nothing, so no concept it
+# scores is measurable.
+RANDOM_SCORER = "tiny-clip"
+
 # Site components (``layers.component``, ``cases.component``). LocoGen's layers are the cross-attention ones.
 CROSS_ATTENTION = "cross-attention"
 TEXT_ENCODER = "text-encoder"

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from contract import intervals
 from contract.errors import UserError
-from contract.names import ALL_LAYERS, LOCOGEN, ORIGINAL, TARGET, TRACE, WINDOW
+from contract.names import ALL_LAYERS, LOCOGEN, ORIGINAL, RANDOM_SCORER, TARGET, TRACE, WINDOW
 
 DEFAULT_THRESHOLD = 0.5  # fraction of the original-to-reference gap a window must remove (the paper leaves it open)
 DEFAULT_LEVEL = 0.95  # coverage of every interval
@@ -44,8 +44,9 @@ POOLED_SETTINGS = ("model", "steps", "guidance", "height", "width", "scheduler",
 class Rule:
     """How windows are judged: ``threshold`` (fraction of the gap a window must remove, judged on the interval's
     lower end), the interval ``level``, the minimum reference gap ``min_gap``, the fewest prompt x seed units
-    ``min_units``, and the bootstrap's ``resamples`` and ``seed``. The defaults are the ones docs/statistics.md
-    explains."""
+    ``min_units``, the bootstrap's ``resamples`` and ``seed``, and the ``meaningless_scorers`` whose scores cannot
+    make a concept measurable (default: the random-weight ``tiny-clip``; tests that plant an answer clear it). The
+    defaults are the ones docs/statistics.md explains."""
 
     threshold: float = DEFAULT_THRESHOLD
     level: float = DEFAULT_LEVEL
@@ -53,6 +54,7 @@ class Rule:
     resamples: int = intervals.RESAMPLES
     seed: int = intervals.SEED
     min_units: int = MIN_UNITS
+    meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)
 
     def __post_init__(self):
         if not 0 < self.level < 1:
@@ -264,7 +266,7 @@ def _cells(table: pa.Table) -> dict:
             "names": table.select(["run_set", *_KEYS[1:]]).filter(pa.array(group_starts)).to_pylist()}
 
 
-def _not_measurable(n_units: int, gap: float, low: float, high: float, rule: Rule) -> str | None:
+def _not_measurable(scorer_id: str, n_units: int, gap: float, low: float, high: float, rule: Rule) -> str | None:
     """Why a concept's gap cannot carry a localization claim (every reason that applies), or None: the rule of
     docs/statistics.md."""
     reasons = []
@@ -276,6 +278,9 @@ def _not_measurable(n_units: int, gap: float, low: float, high: float, rule: Rul
     elif not low >= rule.min_gap:
         reasons.append(f"original - reference gap {_num(gap)} is not clearly above noise: its {rule.level:.0%} "
                        f"interval [{_num(low)}, {_num(high)}] reaches below {rule.min_gap:g}")
+    if scorer_id in rule.meaningless_scorers:
+        reasons.append(f"scored by {scorer_id}, a CLIP with random weights whose scores mean nothing (it tests the "
+                       "machinery; score with a trained CLIP)")
     return "; ".join(reasons) or None
 
 
@@ -344,7 +349,7 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
         seed_values, seed_of_unit = np.unique(unit_seed, return_inverse=True)
         has_window = ~np.isnan(windows) & ~np.isnan(refs[ORIGINAL])[:, None] & ~np.isnan(refs[reference])[:, None]
         n_seeds = ((has_window.T.astype(np.int64) @ np.eye(len(seed_values), dtype=np.int64)[seed_of_unit]) > 0).sum(1)
-        problem = _not_measurable(est.n_units, est.gap, est.gap_low, est.gap_high, rule)
+        problem = _not_measurable(key[4], est.n_units, est.gap, est.gap_low, est.gap_high, rule)
         k = len(window_keys)
         means = {name: float(np.nanmean(values)) if not np.isnan(values).all() else np.nan
                  for name, values in refs.items()}
@@ -408,7 +413,8 @@ def judge(estimates: pa.Table, threshold: float) -> pa.Table:
 def localization(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
                  run_ids: list[str] | None = None, *, level: float = DEFAULT_LEVEL,
                  min_gap: float = MIN_REFERENCE_GAP, resamples: int = intervals.RESAMPLES,
-                 seed: int = intervals.SEED, min_units: int = MIN_UNITS) -> pa.Table:
+                 seed: int = intervals.SEED, min_units: int = MIN_UNITS,
+                 meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)) -> pa.Table:
     """Per (run, model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
     images, the concept's references (original, target, all-layers; ``reference`` names the one that normalizes,
     ``reference_score`` its mean), the gap original - reference with its spread and interval, whether the concept is
@@ -425,11 +431,12 @@ def localization(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRE
         min_gap: the smallest original-to-reference gap (CLIP-score units) a concept must clearly exceed.
         resamples, seed: the bootstrap's resamples and seed (reproducible).
         min_units: the fewest prompt x seed units a measurable concept has.
+        meaningless_scorers: scorers whose scores never make a concept measurable (the random-weight ``tiny-clip``).
 
     Returns:
         A pyarrow Table sorted by run_id, model, family, concept, scorer_id, window_size, window_start.
     """
-    rule = Rule(threshold, level, min_gap, resamples, seed, min_units)
+    rule = Rule(threshold, level, min_gap, resamples, seed, min_units, tuple(meaningless_scorers))
     return judge(window_estimates(con, run_ids, rule), threshold)
 
 
@@ -456,7 +463,7 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_T
     (or not measurable) have no row: ``concept_summary`` says why.
 
     Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
-    ``min_units``), one row per group with the same columns.
+    ``min_units``, ``meaningless_scorers``), one row per group with the same columns.
     """
     return minimal_windows_of(localization(con, threshold, run_ids, **rule))
 
@@ -469,7 +476,7 @@ def concept_summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_T
     words.
 
     Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
-    ``min_units``).
+    ``min_units``, ``meaningless_scorers``).
     """
     return concepts_of(localization(con, threshold, run_ids, **rule))
 

@@ -7,7 +7,7 @@ import sys
 
 import pyarrow.compute as pc
 import pytest
-from dashboard_fixtures import PLANTED, REPO, add_planted_run, copy_root, real_root
+from dashboard_fixtures import PLANTED, PLANTED_SCORER, REPO, add_planted_run, copy_root, real_root
 
 from contract.store import Store, write_table
 from contract.summaries import localization, minimal_windows, trace_effects
@@ -38,7 +38,7 @@ def test_minimal_windows_agree_with_the_store(planted, threshold):
     con = Store(planted).connect()
     loc = queries.localization_table(con, PLANTED, 0.95)
 
-    mine = queries.minimal_windows(loc, "tiny-clip", threshold)
+    mine = queries.minimal_windows(loc, PLANTED_SCORER, threshold)
 
     columns = ["family", "concept", "window_start", "window_size", "normalized_drop", "drop_low"]
     expected = minimal_windows(con, threshold, [PLANTED]).select(columns).to_pylist()
@@ -75,7 +75,7 @@ def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
 @pytest.mark.slow  # reads a real sweep and trace
 def test_the_cells_localize_by_the_stores_rule(planted):
     con = Store(planted).connect()
-    cells = queries.layer_cells(queries.localization_table(con, PLANTED, 0.95), "tiny-clip", 1, 0.5)
+    cells = queries.layer_cells(queries.localization_table(con, PLANTED, 0.95), PLANTED_SCORER, 1, 0.5)
     stored = {(r["concept"], r["window_start"]): r["localizes"]
               for r in localization(con, 0.5, [PLANTED]).to_pylist() if r["window_size"] == 1}
     assert {(r["concept"], r["window_start"]): r["localizes"] for r in cells.to_pylist()} == stored

@@ -76,7 +76,8 @@ def _sweep_scores(root, concept="van gogh"):
              for i in range(16) for s in seeds]
     rows += [dict(case_id=f"w2-{i}-{s}", kind="window", window_start=i, window_size=2, seed=s,
                   score=0.12 if i == 8 else 0.28) for i in range(15) for s in seeds]
-    common = dict(run_id="run1", model="tiny-sd1", family="style", concept=concept, scorer_id="tiny-clip",
+    common = dict(run_id="run1", model="tiny-sd1", family="style", concept=concept,
+                  scorer_id="openai/clip-vit-base-patch16",
                   score_text=f"style of {concept}")
     write_table("scores", [{**common, **row} for row in rows], part="run1-0", root=root)
 

@@ -18,7 +18,8 @@ from contract.summaries import localization, minimal_windows
 MODEL = "CompVis/stable-diffusion-v1-4"
 
 
-def _score(case_id, kind, score, seed=0, start=None, size=None, run_id="run1", scorer_id="tiny-clip"):
+def _score(case_id, kind, score, seed=0, start=None, size=None, run_id="run1",
+           scorer_id="openai/clip-vit-base-patch16"):
     return dict(case_id=case_id, run_id=run_id, model=MODEL, family="style", concept="van gogh", kind=kind,
                 window_start=start, window_size=size, seed=seed, scorer_id=scorer_id, score_text="style of van gogh",
                 score=score)
@@ -236,7 +237,7 @@ def test_existing_case_ids_filter_by_scorer(tmp_path):
                 "run1-0-0", root=tmp_path)
 
     assert store.existing_case_ids(tmp_path) == {"a", "b"}
-    assert store.existing_case_ids(tmp_path, scorer_id="tiny-clip") == {"a"}
+    assert store.existing_case_ids(tmp_path, scorer_id="openai/clip-vit-base-patch16") == {"a"}
     assert store.existing_case_ids(tmp_path, run_id="run2") == set()
 
 

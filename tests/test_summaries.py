@@ -10,10 +10,12 @@ from contract.errors import UserError
 from contract.store import Store, write_table
 
 SEEDS = range(4)
+SCORER = "openai/clip-vit-base-patch16"
 
 
 def _rows(run_id="run1", steps=4, concept="van gogh", original=0.75, target=0.25, all_layers=None, windows=None,
-          seeds=SEEDS, prompts=("a painting in the style of {}",), jitter=0.0, target_prompt="a painting"):
+          seeds=SEEDS, prompts=("a painting in the style of {}",), jitter=0.0, target_prompt="a painting",
+          scorer=SCORER):
     """Score and case rows of one concept: every (prompt, seed) unit has an original, a target, optionally an
     all-layers reference, and the windows {(size, start): score} (default: 16 single layers that do nothing)."""
     windows = windows or {(1, start): original for start in range(16)}
@@ -29,7 +31,7 @@ def _rows(run_id="run1", steps=4, concept="van gogh", original=0.75, target=0.25
                 case_id = f"{run_id}|{concept}|{p}|{seed}|{kind}|{start}|{size}"
                 common = dict(case_id=case_id, run_id=run_id, model="tiny-sd1", family="style", concept=concept,
                               kind=kind, window_start=start, window_size=size, seed=seed, method="locogen")
-                scores.append({**common, "scorer_id": "tiny-clip", "score_text": f"style of {concept}",
+                scores.append({**common, "scorer_id": scorer, "score_text": f"style of {concept}",
                                "score": score + noise})
                 cases.append({**common, "prompt": prompt, "target": target_prompt, "steps": steps,
                               "guidance": 7.5, "height": 64, "width": 64})
@@ -107,6 +109,19 @@ def test_a_concept_without_a_clear_gap_is_not_measurable_and_says_why(tmp_path, 
     assert concept["window_size"] is None and concept["verdict"] == f"not measurable: {reason}"
 
 
+def test_the_random_weight_scorer_never_makes_a_concept_measurable(tmp_path):
+    """tiny-clip scores are consistent but meaningless: a planted localization it scores is reported as such."""
+    con = _store(tmp_path, _rows(windows={(1, 8): 0.25}, scorer="tiny-clip"))
+
+    row = _by_window(summaries.localization(con))[1, 8]
+    planted = _by_window(summaries.localization(con, meaningless_scorers=()))[1, 8]
+
+    assert (row["measurable"], row["localizes"]) == (False, False)
+    assert row["not_measurable"] == ("scored by tiny-clip, a CLIP with random weights whose scores mean nothing (it "
+                                     "tests the machinery; score with a trained CLIP)")
+    assert (planted["measurable"], planted["localizes"], planted["normalized_drop"]) == (True, True, 1.0)
+
+
 def test_runs_are_summarized_apart_and_pooled_only_when_their_settings_match(tmp_path):
     write_table("scores", _rows("run1", seeds=[0, 1], windows={(1, 8): 0.25})[0], "a", root=tmp_path)
     write_table("cases", _rows("run1", seeds=[0, 1], windows={(1, 8): 0.25})[1], "a", root=tmp_path)
@@ -178,7 +193,7 @@ def test_the_run_settings_list_each_run_newest_first_with_what_pooling_compares(
     (run,) = summaries.run_settings(con).to_pylist()
 
     assert (run["run_id"], run["finished"], run["steps"], run["scheduler"], run["reference"], run["scorer_id"]) == (
-        "run1", True, [4], ["PNDMScheduler"], ["target"], ["tiny-clip"])
+        "run1", True, [4], ["PNDMScheduler"], ["target"], [SCORER])
     assert (run["seeds"], run["prompts"], run["window_sizes"]) == ([0, 1, 2, 3], 1, [1])
     assert summaries.newest_finished_run(con, "tiny-sd1") == "run1"
 

@@ -115,7 +115,7 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
     run_units(config, model, load_scorer("tiny-clip"), units, settings, str(tmp_path / "root"), 6, False)
     con = store.Store(tmp_path / "root").connect()
     # One seed and the random scorer's small gap: the planted identity, not the noise rule, is under test here.
-    rule = {"min_gap": 0.0, "min_units": 1}
+    rule = {"min_gap": 0.0, "min_units": 1, "meaningless_scorers": ()}
     drops = {(row["window_size"], row["window_start"]): row["normalized_drop"]
              for row in summaries.localization(con, **rule).to_pylist()}
     holding = {(1, 9), (2, 8), (2, 9)}

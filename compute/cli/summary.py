@@ -105,8 +105,8 @@ def print_summary(con, label: str, rows: list[dict], rule: summaries.Rule) -> No
     print(f"  reference: {note}")
     print(f"  rule: a window localizes when the {rule.level:.0%} interval of its normalized drop (bootstrap, "
           f"{rule.resamples} resamples of prompt x seed units, seed {rule.seed}) lies at or above {rule.threshold:g}; "
-          f"a concept is measurable when it has at least {rule.min_units} units and its original - reference gap's "
-          f"interval lies at or above {rule.min_gap:g}")
+          f"a concept is measurable when it has at least {rule.min_units} units, its original - reference gap's "
+          f"interval lies at or above {rule.min_gap:g} and its scorer has trained weights")
     width = max([len(f"{r['family']} / {r['concept']}") for r in rows] + [16])
     print(f"  {'family / concept':<{width}}  {'units':>5}  {'gap ± s.d. over units [interval]':<35}  verdict")
     for row in rows:

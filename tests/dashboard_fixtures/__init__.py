@@ -58,6 +58,7 @@ def copy_root(source: Path, destination: Path) -> Path:
 
 
 PLANTED = "planted-0123456789"
+PLANTED_SCORER = "openai/clip-vit-base-patch16"  # a trained scorer's name: the built-in tiny-clip measures nothing
 
 
 def add_planted_run(root: Path, status: str = "finished", run_id: str = PLANTED) -> str:
@@ -81,7 +82,7 @@ def add_planted_run(root: Path, status: str = "finished", run_id: str = PLANTED)
                 common = dict(case_id=f"{run_id}|{concept}|{seed}|{kind}|{start}|{size}", run_id=run_id,
                               model="tiny-sd1", family=family, concept=concept, kind=kind, window_start=start,
                               window_size=size, seed=seed, method="locogen")
-                scores.append({**common, "scorer_id": "tiny-clip", "score_text": concept, "score": score + jitter})
+                scores.append({**common, "scorer_id": PLANTED_SCORER, "score_text": concept, "score": score + jitter})
                 cases.append({**common, "prompt": f"a {concept} thing", "target": "a thing", "steps": 2,
                               "guidance": 7.5, "height": 32, "width": 32})
     write_table("scores", scores, run_id, root=root)
