@@ -84,3 +84,26 @@ def test_the_refinement_is_planned_from_the_stored_first_pass(tmp_path):
     _store_first_pass(root, config, refinement.units, 8, 4)
     (found,) = minimal_windows(Store(root).connect(), run_ids=[config.run_id]).to_pylist()
     assert (found["window_size"], found["window_start"], found["normalized_drop"]) == (4, 8, 1.0)
+
+
+@pytest.mark.slow  # renders a first pass and a second one on tiny-sd1
+def test_a_sweep_runs_the_refinement_it_is_handed_as_part_of_the_same_run(load, tmp_path):
+    from compute.sweep import run_study
+
+    config = load_config(write_config(tmp_path / "c.yaml", drop="window_sizes", window_search={"max_size": 3,
+                                      "coarse": [1, 3]}, families={"style": {
+                                          "target": "a painting", "templates": ["{concept} style"],
+                                          "concepts": ["van gogh"]}}))
+    settings = Settings.defaults(MODELS["tiny-sd1"], 2, 7.5, 32)
+    first = build_plan(config, settings, 16)
+    second = build_plan(config, settings, 16, [2], references=False)
+    root = str(tmp_path / "root")
+
+    stats = run_study(config, load("tiny-sd1"), first, settings, root, 16, show_progress=False,
+                      follow_up=lambda: second)
+
+    assert (stats.units_total, stats.images_generated) == (2, (3 + 16 + 14) + 15)
+    con = Store(root).connect()
+    sizes = con.execute("SELECT DISTINCT run_id, window_size FROM cases WHERE kind = 'window' ORDER BY 2").fetchall()
+    assert sizes == [(config.run_id, 1), (config.run_id, 2), (config.run_id, 3)]
+    assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
