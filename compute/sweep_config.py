@@ -9,7 +9,7 @@ Example::
     steps: 50                # optional: model default
     guidance: 7.5            # optional: model default
     resolution: 512          # optional: model default
-    scorer: openai/clip-vit-large-patch14
+    scorer: [openai/clip-vit-base-patch16, openai/clip-vit-large-patch14]   # one scorer, or several in one pass
     batch_size: 8            # optional: chosen from free memory
     families:
       style:
@@ -110,7 +110,7 @@ class SweepConfig:
     families: tuple[FamilySpec, ...]
     window_sizes: tuple[int, ...]
     seeds: tuple[int, ...]
-    scorer: str
+    scorer: str | tuple[str, ...]
     steps: int | None = None
     guidance: float | None = None
     resolution: int | None = None
@@ -121,6 +121,11 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        """Every scorer of the study, in config order: each image is scored by each (scores keyed by scorer id)."""
+        return (self.scorer,) if isinstance(self.scorer, str) else self.scorer
 
     def digest(self) -> str:
         """A short hash of everything that determines the results (not the name or description). A LocoGen run
@@ -255,13 +260,28 @@ def _shared_families(check: _Checker, names) -> dict:
     return families
 
 
-def _check_scorer(check: _Checker, scorer: str) -> None:
+def _check_scorer(check: _Checker, path: str, scorer: str) -> None:
     from compute.scoring import NAMED_SCORERS, TINY_SCORER
 
     if scorer in NAMED_SCORERS or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
         return
-    check.fail("scorer", f"unknown scorer {scorer!r}",
+    check.fail(path, f"unknown scorer {scorer!r}",
                f"use {TINY_SCORER}, a CLIP hub id such as openai/clip-vit-large-patch14, or a local CLIP directory")
+
+
+def _scorers(check: _Checker, raw) -> str | tuple[str, ...]:
+    """One scorer id, or a list of distinct ones; a list of one is that one (so its run id does not change)."""
+    if isinstance(raw, list):
+        if not raw:
+            check.fail("scorer", "expected a scorer or a non-empty list of scorers", "write e.g. [tiny-clip]")
+        scorers = tuple(check.text(f"scorer[{i}]", item) for i, item in enumerate(raw))
+        if len(set(scorers)) != len(scorers):
+            check.fail("scorer", "duplicate scorers", "list each scorer once")
+        for i, scorer in enumerate(scorers):
+            _check_scorer(check, f"scorer[{i}]", scorer)
+        return scorers[0] if len(scorers) == 1 else scorers
+    _check_scorer(check, "scorer", check.text("scorer", raw))
+    return raw
 
 
 def parse_config(raw, source: str = "config") -> SweepConfig:
@@ -282,8 +302,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     if not families:
         check.fail("families", "no families", "add families or families_from")
     guidance = check.positive("guidance", raw.get("guidance"), (int, float))
-    scorer = check.text("scorer", raw.get("scorer", DEFAULT_SCORER))
-    _check_scorer(check, scorer)
+    scorer = _scorers(check, raw.get("scorer", DEFAULT_SCORER))
     name = check.text("name", raw["name"])
     if not re.fullmatch(r"[\w.-]+", name):
         check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
