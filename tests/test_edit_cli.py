@@ -59,10 +59,21 @@ def test_neuron_edit_saves_indices_and_values(tmp_path):
     _, folder = _only_edit(tmp_path)
     units = load_file(str(folder / "units.safetensors"))
     indices = [v for k, v in units.items() if k.endswith(".indices")]
-    assert sum(v.numel() for v in indices) == 12
+    assert [v.numel() for v in indices] == [12] * 4  # per matrix (the official selection): to_k, to_v of 8 and 9
     assert all(k.rsplit(".", 1)[0].endswith(("attn2.to_k", "attn2.to_v")) for k in units)
     assert not (folder / "weights.safetensors").exists()
-    assert json.loads((folder / "edit.json").read_text())["position"] == 76
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["position"], record["selection"]) == (76, "per-matrix")
+    assert record["neutral_prompts"][0] == "a painting of a house"
+
+
+def test_pooled_neuron_edit_holds_k_units_in_all(tmp_path):
+    args = ["--method", "neuron", "--layers", "8,9", "--topk", "12", "--neuron-selection", "pooled"]
+    assert main(EDIT + args + ["--artifacts", str(tmp_path)]) == 0
+    _, folder = _only_edit(tmp_path)
+    units = load_file(str(folder / "units.safetensors"))
+    assert sum(v.numel() for k, v in units.items() if k.endswith(".indices")) == 12
+    assert json.loads((folder / "edit.json").read_text())["selection"] == "pooled"
 
 
 def _sweep_scores(root, concept="van gogh"):
@@ -152,8 +163,10 @@ def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path,
     assert list(load_file(str(folder / "weights.safetensors"))) == [f"{module}.weight"]
     record = json.loads((folder / "edit.json").read_text())
     assert (record["method"], record["positions"], record["modules"]) == ("diffquickfix", "subject+padding", [module])
-    assert record["token_positions"] == {"text_encoder": [2, 8, 8, 8]}
-    assert record["num_keys"] == {"text_encoder": 75 + 3 * 69}  # each subject token and every position after it
+    # The published recipe's prompts: "van gogh", "a photo of / an image of / a picture of van gogh".
+    assert record["token_positions"] == {"text_encoder": [2, 5, 5, 5]}
+    assert record["num_keys"] == {"text_encoder": 75 + 3 * 72}  # each subject token and every position after it
+    assert record["target_prompts"][1] == "a photo of a painting" and record["bias_in_values"] is True
     assert "layers" not in record
     assert module in capsys.readouterr().out
     rows = _eval_table(tmp_path)
