@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test test-fast lint demo demo-compute sweep trace compare bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test test-fast lint demo demo-compute sweep trace compare reproduce bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -74,6 +74,15 @@ compare: setup
 			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
 	done
 	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
+
+# The paper's LocoGen studies (style, objects, facts) on one registered model with the paper's settings, into one root,
+# then the table to compare with the paper. A real model needs a GPU and its checkpoint (README); a built-in tiny
+# model (MODEL=tiny-sd1) stands in for the real one of its architecture on a CPU in minutes. Plan only:
+# make reproduce MODEL=sd-1.4 REPRODUCE_OPTS=--dry-run
+MODEL ?= tiny-sd1
+REPRODUCE_OPTS ?=
+reproduce: setup
+	$(PY) -m compute reproduce --model $(MODEL) --artifacts $(ARTIFACTS) $(REPRODUCE_OPTS)
 
 bench: setup
 	$(PY) -m bench.generation
