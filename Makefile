@@ -56,7 +56,7 @@ trace: setup
 	$(PY) -m compute trace $(CONFIG) --artifacts $(ARTIFACTS)
 
 # The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
-# minimal localizing window), all layers, neurons and DiffQuickFix, each evaluated. Defaults: the toy world on a CPU
+# minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), each evaluated. Defaults: the toy world on a CPU
 # (about 15 minutes). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
 #     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
 COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
@@ -68,7 +68,7 @@ EVAL_OPTS ?= --seeds 0,1 --unrelated 12
 compare: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute sweep $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
 	OMP_NUM_THREADS=1 $(PY) -m compute trace $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
-	set -e; for method in loco all-layers neuron diffquickfix; do \
+	set -e; for method in loco all-layers neuron diffquickfix diffquickfix-family; do \
 		case $$method in loco|neuron) where="--from-run $(COMPARE_CONFIG)";; *) where="";; esac; \
 		OMP_NUM_THREADS=1 $(PY) -m compute edit --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
