@@ -24,7 +24,7 @@ import numpy as np
 
 from compute.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
 from compute.edit import Edit, applied
-from compute.generation import Case, generate
+from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
@@ -209,6 +209,7 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     summary = {"edit_id": edit.edit_id, "scorer_id": scorer.scorer_id, "seeds": list(seeds), **settings.to_dict(),
                "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
                "unrelated_subset": None if unrelated is None else {"count": unrelated, "seed": SUBSET_SEED},
+               "noise": NOISE_SOURCE,
                **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),
                **summarize(rows), **summarize_new_fact(rows)}
     atomic_write(join(root, f"{EDITS_DIR}/{edit.edit_id}/{EDIT_SUMMARY}"),

@@ -126,7 +126,7 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
     prompt_set = prompt_set_for(model, prompt_set)
     attributes = attribute_family(family, prompt_set)
     target = target if target is not None else attributes.target_for(concept)
-    published = method == "diffquickfix" and not prompts
+    published = method == QUICKFIX_RECIPES[0] and not prompts  # the published recipe's own prompts
     request = {"model": model, "family": attributes.name, "prompt_set": prompt_set, "concept": concept,
                "target": target, "method": method,
                "source_prompts": list(prompts or (quickfix.augmented(concept) if published
@@ -137,7 +137,7 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
                                         for p in attributes.source_prompts(c)] if preserve_others else [])
     if method in QUICKFIX_RECIPES:
         request.update({"lambda": lam}, target_prompts=quickfix.augmented(target) if published
-                       else [target] * len(request["source_prompts"]), bias_in_values=method == "diffquickfix")
+                       else [target] * len(request["source_prompts"]), bias_in_values=method == QUICKFIX_RECIPES[0])
         return request
     if from_run:
         request.update(from_run=from_run, threshold=threshold,

@@ -83,6 +83,10 @@ def _batches(cases: Sequence[Case], size: int) -> Iterator[Sequence[Case]]:
         yield cases[start:start + size]
 
 
+# How every image's noise is drawn, recorded with runs and evaluations (runs before it drew on the model's device).
+NOISE_SOURCE = "cpu generator per case seed, float32 initial noise"
+
+
 def case_generators(cases: Sequence[Case]) -> list[torch.Generator]:
     """One CPU generator per case, seeded with its seed. Noise is drawn on the CPU whatever the model's device (as the
     official code does, ``torch.Generator().manual_seed(seed)``), so seed N gives the same image on every device,

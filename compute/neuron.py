@@ -82,7 +82,7 @@ def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor]
         raise UserError(f"unknown neuron selection {selection!r}: use one of {', '.join(NEURON_SELECTIONS)}")
     t = {name: welch_t(concept[name], neutral[name]) for name in concept}
     size = {name: v.abs().nan_to_num(0.0) for name, v in t.items()}
-    if selection == "pooled":
+    if selection == NEURON_SELECTIONS[1]:  # pooled
         chosen = _top_pooled(size, k)
     else:
         narrowest = min(v.numel() for v in t.values())

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from compute.generation import Case, generate_batch, make_encoder
+from compute.generation import NOISE_SOURCE, Case, generate_batch, make_encoder
 from compute.grid import to_pil
 from compute.models.layers import resolution_at
 from compute.models.loading import Model
@@ -218,7 +218,7 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
         shard, num_shards: which shard of the run this process is (one run row each).
         show_progress: draw a progress bar.
         layer_rows: the run's sites for the ``layers`` table (default: the model's cross-attention layers).
-        details: added to the run's ``config_json``.
+        details: added to the run's ``config_json`` (with ``noise``: how the images' noise was drawn).
         began: ``time.perf_counter()`` when loading started (for the recorded load time; default: now).
     """
     from compute.batching import auto_batch_size
@@ -226,6 +226,7 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
 
     began = time.perf_counter() if began is None else began
     created = datetime.now(UTC)
+    details = {"noise": NOISE_SOURCE, **(details or {})}
     scorers = [load_scorer(name, device=model.device) for name in config.scorers]
     batch_size = batch_size or auto_batch_size(model, settings)
     load_s = time.perf_counter() - began
