@@ -84,7 +84,7 @@ def test_family_summary_names_the_most_common_window():
 def test_reproduce_with_the_tiny_stand_in_runs_end_to_end_and_prints_the_stores_windows(tmp_path, capsys):
     root = tmp_path / "root"
     assert main(["reproduce", "--model", "tiny-sd1", "--families", "style,facts", "--artifacts", str(root),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--batch-size", "64"]) == 0
     out = capsys.readouterr().out
     runs = table(root, "runs")
     assert sorted(r["config_name"] for r in runs) == ["facts-tiny-sd1", "style-tiny-sd1"]
