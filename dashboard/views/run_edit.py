@@ -99,7 +99,8 @@ layers = st.multiselect(
     help=(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} (threshold {threshold:g})."
           if localized else "No localization result for this concept: choose layers."))
 if method == "neuron":
-    topk = st.number_input("Units to hold (top-k)", 1, 10_000, 50, key="run_topk")
+    topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
+                           key="run_topk")
     lam = 0.01
 else:
     topk = 50
