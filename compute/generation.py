@@ -83,6 +83,32 @@ def _batches(cases: Sequence[Case], size: int) -> Iterator[Sequence[Case]]:
         yield cases[start:start + size]
 
 
+# How every image's noise is drawn, recorded with runs and evaluations (runs before it drew on the model's device).
+NOISE_SOURCE = "cpu generator per case seed, float32 initial noise"
+
+
+def case_generators(cases: Sequence[Case]) -> list[torch.Generator]:
+    """One CPU generator per case, seeded with its seed. Noise is drawn on the CPU whatever the model's device (as the
+    official code does, ``torch.Generator().manual_seed(seed)``), so seed N gives the same image on every device,
+    up to float error; the pipeline moves each draw to the model. The scheduler's own noise (DeepFloyd IF's DDPM
+    variance noise, SD-XL's Euler churn) comes from the same generators, after the initial noise."""
+    return [torch.Generator("cpu").manual_seed(case.seed) for case in cases]
+
+
+def initial_noise(model: Model, generators: Sequence[torch.Generator], settings: Settings) -> torch.Tensor:
+    """The initial noise of each case, drawn from its generator in float32 on the CPU: row i is
+    ``torch.randn((1, C, h, w), generator=generators[i])`` with C the UNet's input channels and (h, w) the image size
+    over the model's latent scale (the official ``init_latent``). Float32 whatever the model's dtype, so a float16
+    model on a GPU starts from the same noise, rounded.
+
+    Returns:
+        A (len(generators), C, h, w) float32 tensor on the CPU (not yet scaled by the scheduler's initial sigma).
+    """
+    shape = (1, model.pipe.unet.config.in_channels, settings.height // model.latent_scale,
+             settings.width // model.latent_scale)
+    return torch.cat([torch.randn(shape, generator=generator, dtype=torch.float32) for generator in generators])
+
+
 def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
                    encoder: _Encoder | None = None) -> np.ndarray:
     """Generate ``cases`` in one pipeline call; returns (N, H, W, 3) float32 images in [0, 1]."""
@@ -97,11 +123,13 @@ def generate_batch(model: Model, cases: Sequence[Case], settings: Settings,
             check_window(model, case.window)
             swapped[case.window[0]:case.window[1], i] = True
     uncond = encoder.negative()
-    device = "cpu" if model.device.type == "mps" else model.device
-    generators = [torch.Generator(device).manual_seed(case.seed) for case in cases]
+    generators = case_generators(cases)
+    noise = {}
+    if model.arch.takes_latents:
+        noise["latents"] = initial_noise(model, generators, settings).to(model.device, model.dtype)
     replacement = attention_text(model.pipe.unet, torch.cat(replacement))
     with torch.no_grad(), swap_per_sample(model.attentions, replacement, swapped):
-        out = model.pipe(**model.arch.call_kwargs(rows, uncond), generator=generators,
+        out = model.pipe(**model.arch.call_kwargs(rows, uncond), **noise, generator=generators,
                          num_inference_steps=settings.steps, guidance_scale=settings.guidance,
                          height=settings.height, width=settings.width, output_type="np")
     return np.asarray(out.images, dtype=np.float32)

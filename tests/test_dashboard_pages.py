@@ -106,8 +106,9 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     app.selectbox(key="map_size").set_value(2).run()
 
     hover = heat_map_spec(app)["data"][1]["customdata"]
-    # Window 8-9 of tiny-sd1 (64 px -> 16x16 latents, halved three times): up block at 4x4 (docs/method.md §1 order).
-    assert "layers 8–9: 8 (up, 4²) · 9 (up, 4²)" in hover[8]
+    # Window 8-9 of tiny-sd1, run at 32 px (8x8 latents, halved three times): up block at 2x2, the side at the run's
+    # size, not at the model's default 64 px (docs/method.md §1 order).
+    assert "layers 8–9: 8 (up, 2²) · 9 (up, 2²)" in hover[8]
     assert len(hover) == 2 * 15
 
 

@@ -40,6 +40,13 @@ def run_eval(model, edit, args) -> dict:
           f"(before {number('efficacy_before')}, drop {number('efficacy_drop')}), "
           f"generalization {number('generalization')} (before {number('generalization_before')}, "
           f"drop {number('generalization_drop')}), specificity {number('specificity', 3)}")
+    if "new_fact_gain" in summary:
+        print(f"fact update, mean CLIP score of the edit's and held-out prompts before -> after: old fact "
+              f"{summary['old_fact_text']!r} {number('old_fact_score_before', 3)} -> "
+              f"{number('old_fact_score_after', 3)}, new fact {summary['new_fact_text']!r} "
+              f"{number('new_fact_score_before', 3)} -> "
+              f"{number('new_fact_score_after', 3)} (target prompt {number('new_fact_reference', 3)}; gain "
+              f"{number('new_fact_gain')} of the way to it)")
     return summary
 
 

@@ -72,6 +72,9 @@ def add_eval_options(parser) -> None:
     group.add_argument("--size", type=int, help="image side in pixels (model default)")
     group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
                                         f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=int, default=20, help="unrelated prompts for specificity")
+    group.add_argument("--unrelated", type=int,
+                       help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
+                            "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
+                            "320)")
     group.add_argument("--other-concepts", type=int, default=3, help="other concepts of the family for specificity")
     group.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")

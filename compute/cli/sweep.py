@@ -52,7 +52,8 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     batch = batch_size or 8
     calls = sum(-(-n // batch) for n in per_unit) * settings.steps
     rows = 2 if settings.guidance > 1 else 1
-    print(f"run {config.run_id}: {config.model} ({num_layers} cross-attention layers), scorer {config.scorer}")
+    print(f"run {config.run_id}: {config.model} ({num_layers} cross-attention layers), "
+          f"scorer {', '.join(config.scorers)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"window sizes {list(config.window_sizes)}, seeds {list(config.seeds)}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {images} images")
@@ -72,7 +73,9 @@ def print_minimal_windows(root: str, run_id: str, threshold: float = 0.5) -> Non
         print(f"no window removes >= {threshold:.0%} of the original-to-target score gap")
         return
     print(f"minimal localizing windows (normalized drop >= {threshold}):")
+    several = len({row["scorer_id"] for row in table}) > 1
     for row in table:
         end = row["window_start"] + row["window_size"]
+        scorer = f", {row['scorer_id']}" if several else ""
         print(f"  {row['family']:>8} / {row['concept']:<24} layers {row['window_start']}-{end - 1} "
-              f"(m={row['window_size']}, drop {row['normalized_drop']:.2f})")
+              f"(m={row['window_size']}, drop {row['normalized_drop']:.2f}{scorer})")

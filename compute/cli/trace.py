@@ -69,7 +69,7 @@ def print_plan(config, units, mine, settings, counts, shard, num_shards) -> None
     images = len({c.image_key for u in mine for c in u.cases})
     groups = ", ".join(f"{method} {component} ({count} sites)" for (method, component), count in counts.items())
     print(f"run {config.run_id}: causal trace of {config.model}, noise {config.trace.noise} x subject embedding std, "
-          f"scorer {config.scorer}")
+          f"scorer {', '.join(config.scorers)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"seeds {list(config.seeds)}; {groups}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, "

@@ -35,6 +35,8 @@ class Architecture:
         vae_scale: image pixels per UNet sample, per side, of the released checkpoints (1: pixel space).
         text_projections: the key and value projections of each layer that read the text.
         edit_note: what the paper reports about LocoEdit on this architecture, recorded with and printed for such edits.
+        takes_latents: whether the pipeline accepts initial noise (``latents=``); DeepFloyd IF's draws its own from
+            the generators it is given.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Architecture:
     vae_scale: int = 8
     text_projections: tuple[str, str] = ("to_k", "to_v")
     edit_note: str = ""
+    takes_latents: bool = True
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
@@ -98,6 +101,7 @@ ARCHITECTURES = {f.name: f for f in (
            "projected text (after the UNet's encoder_hid_proj) read by add_k_proj/add_v_proj of the conditional rows "
            "swapped; unconditional rows untouched; pooled text embedding in the time embedding kept from the original "
            "prompt", target_equals_all_layers=False, vae_scale=1, text_projections=("add_k_proj", "add_v_proj"),
+           takes_latents=False,
            edit_note="the paper reports that LocoEdit fails on DeepFloyd IF: its T5 text encoder is bidirectional, "
                      "so the last subject token does not carry the concept alone",
            load_kwargs=(("safety_checker", None), ("feature_extractor", None), ("watermarker", None),

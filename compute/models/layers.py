@@ -72,6 +72,14 @@ def forward_order(unet, modules, latent_size: int) -> list[tuple[torch.nn.Module
     return [(module, latent_size * side // probe_side) for module, side in seen.items()]
 
 
+def resolution_at(resolution: int | None, default_size: int, size: int) -> int | None:
+    """A layer's input side when the model generates ``size``-pixel images, from its side ``resolution`` at the
+    model's ``default_size`` (None stays None: a site without a spatial input, e.g. a text-encoder layer)."""
+    if resolution is None:
+        return None
+    return max(1, size * resolution // default_size)
+
+
 def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list[Attention]]:
     """Find the text-reading attention layers of ``unet`` in forward order.
 
