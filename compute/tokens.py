@@ -34,13 +34,16 @@ def last_token_position(tokenizer, prompt: str) -> int:
 
 
 def _tokenizers(model: Model) -> list:
+    if model.arch.sequence_tokenizer != "tokenizer":  # FLUX: its CLIP tokenizer feeds the pooled embedding only
+        return [getattr(model.pipe, model.arch.sequence_tokenizer)]
     return [t for t in (model.pipe.tokenizer, getattr(model.pipe, "tokenizer_2", None)) if t is not None]
 
 
 def position_in_model(model: Model, find) -> int:
-    """``find(tokenizer)``, a token position, for the model's tokenizer(s).
+    """``find(tokenizer)``, a token position, for the tokenizer(s) of the text the model's layers read.
 
-    SD-XL's cross-attention reads both encoders side by side, so the position must agree between its tokenizers.
+    SD-XL's cross-attention reads both encoders side by side, so the position must agree between its tokenizers;
+    FLUX's layers read the T5 sequence (``Architecture.sequence_tokenizer``).
     """
     positions = {find(tokenizer) for tokenizer in _tokenizers(model)}
     if len(positions) != 1:
@@ -50,12 +53,13 @@ def position_in_model(model: Model, find) -> int:
 
 def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:
     """What the text projections of layer ``index`` read when the UNet is given ``text`` (B, T, D), a
-    ``Conditioning.cond``: SD's layers read it as is; DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each
-    layer normalizes it with its own GroupNorm, whose statistics span every token, so rows must be read from whole
-    prompts."""
+    ``Conditioning.cond``: SD's layers read it as is; PixArt's transformer projects it (``caption_projection``);
+    DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each layer normalizes it with its own GroupNorm, whose
+    statistics span every token, so rows must be read from whole prompts. Joint-attention transformers read a text
+    stream instead (``stream.text_inputs``)."""
     attention = model.attentions[index]
-    text = attention_text(model.pipe.unet, text)
-    return text if attention.norm_cross is None else attention.norm_encoder_hidden_states(text)
+    text = attention_text(model, text)
+    return text if getattr(attention, "norm_cross", None) is None else attention.norm_encoder_hidden_states(text)
 
 
 def shares_text(model: Model, layers: Sequence[int]) -> bool:
