@@ -1,0 +1,257 @@
+"""Diffusion transformers: PixArt's and FLUX.1's text-reading sites in forward order, the swap's exact identities,
+the swap against independent oracles that overwrite the projections' outputs, and LocoEdit's keys on both."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compute.cli import main
+from compute.edit import layer_keys_values, solve_factors
+from compute.generation import Case, generate_batch, with_companions
+from compute.hooks import Hooks
+from compute.intervention import swap_per_sample, swap_stream
+from compute.settings import Settings
+from contract.errors import UserError
+
+PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
+STYLE_PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
+STEPS, SIZE = 3, 32
+
+
+def settings(model):
+    return Settings.defaults(model.spec, steps=STEPS, size=SIZE)
+
+
+def plain(model, prompt, seed, **kwargs):
+    """The unmodified diffusers pipeline, called as a user would (PixArt without resolution binning, which needs a
+    released sample size; FLUX with the tiny T5 tokenizer's sequence length)."""
+    s = settings(model)
+    extra = ({"use_resolution_binning": False, "clean_caption": False} if model.arch.name.startswith("pixart")
+             else {"max_sequence_length": 77})
+    return model.pipe(prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=s.steps,
+                      guidance_scale=s.guidance, height=s.height, width=s.width, output_type="np",
+                      **extra, **kwargs).images[0]
+
+
+def test_pixart_has_28_cross_attention_blocks_in_forward_order(load):
+    for name in ("tiny-pixart", "tiny-pixart-sigma"):
+        layers = load(name).layers
+        assert [layer.path for layer in layers] == [f"transformer_blocks.{i}.attn2" for i in range(28)]
+        assert {layer.block for layer in layers} == {"cross"}
+        assert [layer.block_index for layer in layers] == list(range(28))
+        # 64 px, 4x VAE, 2x2 patches: 8x8 image tokens; attn2 reads the 16-wide projected caption.
+        assert {(layer.resolution, layer.text_dim) for layer in layers} == {(8, 16)}
+
+
+def test_flux_lists_19_double_then_38_single_stream_blocks(load, capsys):
+    assert main(["layers", "--model", "tiny-flux", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["architecture"] == "flux"
+    assert [(row["block"], row["path"]) for row in listed["layers"]] == (
+        [("double", f"transformer_blocks.{i}.attn") for i in range(19)]
+        + [("single", f"single_transformer_blocks.{i}.attn") for i in range(38)])
+    assert [row["index"] for row in listed["layers"]] == list(range(57))
+    assert [layer.path for layer in load("tiny-flux").layers] == [row["path"] for row in listed["layers"]]
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux"])
+def test_empty_swap_is_bit_identical_to_plain_pipeline(load, name):
+    model = load(name)
+    assert np.array_equal(generate_batch(model, [Case(PROMPT, 7)], settings(model))[0], plain(model, PROMPT, 7))
+
+
+def test_pixart_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load):
+    model = load("tiny-pixart")
+    ours = generate_batch(model, [Case(PROMPT, 7, (0, 28), TARGET)], settings(model))[0]
+    assert np.array_equal(ours, plain(model, TARGET, 7))
+    assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-3
+
+
+def test_flux_all_blocks_and_pooled_swapped_is_the_target_generation(load):
+    model = load("tiny-flux")
+    swapped, companion = Case(PROMPT, 7, (0, 57), TARGET, swap_pooled=True), Case(TARGET, 7)
+    images = generate_batch(model, [swapped, companion, Case(PROMPT, 7, (0, 57), TARGET)], settings(model))
+    # Every site reads the companion's text and the time embedding is the target's: the same computation row by row.
+    assert np.array_equal(images[0], images[1])
+    assert np.abs(images[0] - plain(model, TARGET, 7)).max() <= 1e-5
+    # Keeping the original pooled CLIP embedding (the default) is a different image.
+    assert np.abs(images[2] - images[1]).max() > 1e-4
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+def test_middle_window_changes_the_image_and_batches_are_invariant(load, name):
+    model = load(name)
+    middle = len(model.layers) // 2
+    cases = [Case(PROMPT, 7, (middle - 1, middle + 2), TARGET), Case(PROMPT, 8), Case(PROMPT, 7)]
+    batch = generate_batch(model, cases, settings(model))
+    assert np.abs(batch[0] - batch[2]).max() > 1e-4
+    alone = generate_batch(model, cases[:1], settings(model))[0]
+    assert np.abs(alone - batch[0]).max() <= 1e-5
+    assert np.abs(plain(model, PROMPT, 8) - batch[1]).max() <= 1e-5
+
+
+def test_pixart_swap_changes_only_conditional_rows_and_swaps_the_mask(load):
+    model = load("tiny-pixart")
+    module = model.attentions[14]
+    text, mask = torch.randn(4, 120, 16), torch.zeros(4, 1, 120)
+    replacement, replacement_mask = torch.randn(2, 120, 16), torch.full((2, 1, 120), -10000.0)
+    swapped = torch.zeros(28, 2, dtype=torch.bool)
+    swapped[14, 1] = True
+    seen = []
+    with swap_per_sample(model.attentions, replacement, swapped, replacement_mask), Hooks() as hooks:
+        hooks.before(module, lambda m, a, k: seen.append(k), with_kwargs=True)
+        module(torch.randn(4, 64, 16), encoder_hidden_states=text, attention_mask=mask)
+    got = seen[0]
+    assert torch.equal(got["encoder_hidden_states"][:3], text[:3])
+    assert torch.equal(got["encoder_hidden_states"][3], replacement[1])
+    assert torch.equal(got["attention_mask"][:3], mask[:3])
+    assert torch.equal(got["attention_mask"][3], replacement_mask[1])
+
+
+def _overwrite(values: dict, rows: slice):
+    """A forward hook that overwrites ``rows`` of a projection's output with ``values[module]``."""
+    def hook(module, args, output):
+        output = output.clone()
+        output[rows] = values[module].to(output)
+        return output
+    return hook
+
+
+def test_pixart_swap_equals_overwriting_the_key_and_value_projections(load):
+    """The official LocoGen code's view: overwrite to_k/to_v outputs of the conditional row with projections of the
+    target's caption; the padding mask is given to those attentions by a wrapped processor."""
+    model, window = load("tiny-pixart"), (10, 14)
+    chosen = model.attentions[window[0]:window[1]]
+    with torch.no_grad():
+        target = model.arch.encode(model.pipe, TARGET)
+        caption = model.denoiser.caption_projection(target.cond)
+        values = {getattr(a, p): getattr(a, p)(caption)[0] for a in chosen for p in ("to_k", "to_v")}
+    bias = (1 - target.extras["prompt_attention_mask"].float()) * -10000.0
+
+    def oracle(with_mask: bool):
+        originals = {a: a.processor for a in chosen}
+
+        class MaskSwap:
+            def __init__(self, inner):
+                self.inner = inner
+
+            def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+                attention_mask = torch.cat([attention_mask[:1], bias[:, None]])
+                return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+
+        try:
+            with Hooks() as hooks, torch.no_grad():
+                for attention in chosen:
+                    for projection in ("to_k", "to_v"):
+                        hooks.after(getattr(attention, projection), _overwrite(values, slice(1, 2)))
+                    if with_mask:
+                        attention.set_processor(MaskSwap(originals[attention]))
+                return generate_batch(model, [Case(PROMPT, 7)], settings(model))[0]
+        finally:
+            for attention, processor in originals.items():
+                attention.set_processor(processor)
+
+    ours = generate_batch(model, [Case(PROMPT, 7, window, TARGET)], settings(model))[0]
+    assert np.abs(ours - oracle(with_mask=True)).max() <= 1e-5
+    # The prompts' paddings differ: keeping the original's mask on the target's text is another image.
+    assert np.abs(ours - oracle(with_mask=False)).max() > 1e-4
+
+
+def test_flux_swap_equals_a_second_pass_that_overwrites_the_text_projections(load):
+    """The DiT paper's code, two passes: generate the target alone, recording what each chosen block's attention reads
+    at every step; then generate the prompt alone, overwriting the text rows of the chosen blocks' query/key/value
+    projections with projections of the recorded text."""
+    model = load("tiny-flux")
+    chosen = [4, 5, 6, 30, 31]  # double- and single-stream blocks
+    text_len = model.arch.encode(model.pipe, TARGET).cond.shape[1]
+    recorded = {i: [] for i in chosen}
+
+    def record(i):
+        def hook(module, args, kwargs):
+            text = kwargs["encoder_hidden_states"] if i < 19 else kwargs["hidden_states"][:, :text_len]
+            recorded[i].append(text.clone())
+        return hook
+
+    with Hooks() as hooks:
+        for i in chosen:
+            hooks.before(model.attentions[i], record(i), with_kwargs=True)
+        generate_batch(model, [Case(TARGET, 7)], settings(model))
+
+    step = {"n": -1}
+    with Hooks() as hooks:
+        hooks.before(model.denoiser, lambda m, a: step.update(n=step["n"] + 1))
+        for i in chosen:
+            attention = model.attentions[i]
+            names = ("add_q_proj", "add_k_proj", "add_v_proj") if i < 19 else ("to_q", "to_k", "to_v")
+            for name in names:
+                projection = getattr(attention, name)
+
+                def hook(module, args, output, i=i, single=i >= 19):
+                    value = torch.nn.functional.linear(recorded[i][step["n"]], module.weight, module.bias)
+                    output = output.clone()
+                    if single:
+                        output[:, :text_len] = value
+                    else:
+                        output[:] = value
+                    return output
+
+                hooks.after(projection, hook)
+        oracle = generate_batch(model, [Case(PROMPT, 7)], settings(model))[0]
+    ours = generate_batch(model, [Case(PROMPT, 7, sites=tuple(chosen), target=TARGET)], settings(model))[0]
+    assert np.abs(ours - oracle).max() <= 1e-5
+    assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-4
+
+
+def test_companions_are_reused_or_added():
+    cases = [Case(PROMPT, 1, (0, 2), TARGET), Case(TARGET, 1), Case(PROMPT, 2, (3, 4), TARGET), Case(PROMPT, 2)]
+    rows, source = with_companions(cases)
+    assert rows[:4] == cases and rows[4:] == [Case(TARGET, 2)]
+    assert source == [1, 1, 4, 3, 4]
+
+
+def test_a_stream_swap_whose_source_is_swapped_too_is_rejected(load):
+    model = load("tiny-flux")
+    swapped = torch.zeros(57, 2, dtype=torch.bool)
+    swapped[3] = True
+    with pytest.raises(ValueError, match="source sample is swapped at the same layer"):
+        with swap_stream(model.attentions, [layer.block for layer in model.layers], swapped, [1, 0], 77):
+            pass
+
+
+def test_pixart_keys_are_the_projected_caption_at_the_last_subject_token(load):
+    model = load("tiny-pixart")
+    by_layer = layer_keys_values(model, [12, 13], "van gogh", TARGET, STYLE_PROMPTS)
+    kv = by_layer[12]
+    assert by_layer[13] is kv  # every attn2 reads the same projected caption: one factor
+    # T5 has no start token: "van gogh" ends at 1, "a painting in the style of van gogh" at 7.
+    assert kv.positions == [1, 7, 7] and kv.target_position == 1
+    caption = model.denoiser.caption_projection(model.arch.encode(model.pipe, STYLE_PROMPTS[1]).cond)
+    assert torch.allclose(kv.keys[1], caption[0, 7].double(), atol=1e-6)
+    # Few keys in a 16-wide space: the edited projections map each key close to the target's projection.
+    factor = solve_factors(by_layer)[12]
+    weight = model.attentions[12].to_k.weight.double()
+    after = factor.apply(weight) @ kv.keys.T
+    goal, before = weight @ kv.values.T, weight @ kv.keys.T
+    assert (after - goal).norm() < 0.05 * (before - goal).norm()
+
+
+def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
+    model = load("tiny-flux")
+    by_layer = layer_keys_values(model, [5, 6], "van gogh", TARGET, STYLE_PROMPTS)
+    assert by_layer[5] is not by_layer[6]
+    kv, steps = by_layer[5], model.spec.steps
+    assert kv.keys.shape == (len(STYLE_PROMPTS) * steps, 32)
+    seen = []
+    with Hooks() as hooks:
+        hooks.before(model.attentions[5], lambda m, a, k: seen.append(k["encoder_hidden_states"][0, 7]),
+                     with_kwargs=True)
+        generate_batch(model, [Case(STYLE_PROMPTS[1], 0)], Settings.defaults(model.spec))
+    # Prompt 1's rows, step by step, are what block 5 reads at "gogh" in that prompt's generation with seed 0.
+    assert torch.allclose(kv.keys[steps:2 * steps], torch.stack(seen).double(), atol=1e-5)
+
+
+def test_flux_single_stream_blocks_cannot_be_edited(load):
+    with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0..18\)"):
+        layer_keys_values(load("tiny-flux"), [18, 19], "van gogh", TARGET, STYLE_PROMPTS)
