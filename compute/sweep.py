@@ -99,7 +99,8 @@ def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id
         return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
                 "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
                 "window_size": case.window_size, "seed": case.seed, "method": case.method,
-                "component": case.component, "noise": case.noise}
+                "component": case.component, "noise": case.noise,
+                "blocks": None if case.blocks is None else list(case.blocks)}
 
     cases = [{**common(c), "prompt": c.prompt, "target": c.target,
               "image_path": store.image_relpath(config.model, c.image_key), **settings.to_dict()} for c in unit.cases]

@@ -75,6 +75,8 @@ class Architecture:
         pooled: the ``Conditioning.extras`` keys that carry a pooled text embedding (swapped only on request).
         sequence_tokenizer: the pipeline attribute of the tokenizer whose positions index the text the sites read.
         patch: image tokens per latent sample, per side, beyond the transformer's own patch size (FLUX packs 2x2).
+        topk_swaps_pooled: the DiT paper's code also swaps the pooled text embedding in its top-k intervention on
+            this architecture (FLUX.1: ``replace_pooled_prompt_embeds=True``).
     """
 
     name: str
@@ -93,6 +95,7 @@ class Architecture:
     pooled: tuple[str, ...] = ()
     sequence_tokenizer: str = "tokenizer"
     patch: int = 1
+    topk_swaps_pooled: bool = False
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)
@@ -268,7 +271,7 @@ ARCHITECTURES = {f.name: f for f in (
            "embedding in the time embedding kept from the original prompt unless swap_pooled",
            target_equals_all_layers=False, denoiser="transformer", stream=True, cfg=False,
            text_projections=("add_k_proj", "add_v_proj"), pooled=("pooled_prompt_embeds",),
-           sequence_tokenizer="tokenizer_2", patch=2,
+           sequence_tokenizer="tokenizer_2", patch=2, topk_swaps_pooled=True,
            edit_note="FLUX reads a bidirectional T5 encoder through a text stream that every double-stream block "
                      "updates; keys are read at each edited block's text input during generation"),
 )}
