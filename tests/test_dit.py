@@ -255,3 +255,41 @@ def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
 def test_flux_single_stream_blocks_cannot_be_edited(load):
     with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0..18\)"):
         layer_keys_values(load("tiny-flux"), [18, 19], "van gogh", TARGET, STYLE_PROMPTS)
+
+
+def test_offloaded_model_generates_the_same_images(load):
+    """accelerate's model CPU offload (``--offload``), on the CPU as its device: the same images, bit for bit."""
+    from compute.models.loading import load_model
+
+    model = load_model("tiny-pixart", device="cpu", offload=True)
+    assert model.offload and model.device.type == "cpu"
+    assert getattr(model.pipe.transformer, "_hf_hook", None) is not None  # accelerate moves it in and out
+    case = [Case(PROMPT, 7, (10, 13), TARGET)]
+    assert np.array_equal(generate_batch(model, case, settings(model)),
+                          generate_batch(load("tiny-pixart"), case, settings(model)))
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+def test_the_batch_size_probe_runs_a_denoising_step_at_the_sweeps_size(load, name):
+    """``batching`` measures a transformer's memory with these inputs: one step of two images' rows at 64 px."""
+    model = load(name)
+    rows = 4 if model.arch.cfg else 2
+    inputs = model.arch.probe_inputs(model.denoiser, rows, 16, 120)
+    with torch.no_grad():
+        out = model.denoiser(**inputs).sample
+    expected = (rows, 64, 16) if name == "tiny-flux" else (rows, 8, 16, 16)
+    assert tuple(out.shape) == expected
+
+
+def test_full_size_transformers_have_the_released_parameter_counts():
+    from diffusers import FluxTransformer2DModel, PixArtTransformer2DModel
+
+    from compute.models.full_size import TRANSFORMER_CONFIGS
+
+    with torch.device("meta"):
+        pixart = PixArtTransformer2DModel(**TRANSFORMER_CONFIGS["random-pixart"])
+        flux = FluxTransformer2DModel(**TRANSFORMER_CONFIGS["random-flux"])
+    # PixArt-XL-2: 0.61B (28 blocks); FLUX.1-dev: 11.9B (19 double + 38 single blocks).
+    assert round(sum(p.numel() for p in pixart.parameters()) / 1e6) == 611
+    assert round(sum(p.numel() for p in flux.parameters()) / 1e8) == 119
+    assert (len(flux.transformer_blocks), len(flux.single_transformer_blocks)) == (19, 38)

@@ -37,7 +37,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="sweeping")
     stats = run_study(config, model, mine, settings, root, batch_size, shard, num_shards, not args.no_progress,
                       began=began)

@@ -153,6 +153,14 @@ class Architecture:
                 kwargs[key] = value.expand(len(rows), *value.shape[1:])
         return {**kwargs, **dict(self.call_options)}
 
+    def plain_options(self, pipe) -> dict:
+        """Keyword arguments that make a plain call of the pipeline with a prompt string compute what LocoLab's
+        generation computes with the same settings: PixArt without resolution binning or caption cleaning, FLUX.1
+        with ``text_tokens``."""
+        if self.name == "flux":
+            return {"max_sequence_length": text_tokens(pipe)}
+        return {"use_resolution_binning": False, "clean_caption": False} if self.text_mask else {}
+
     def attention_text(self, denoiser, text: torch.Tensor) -> torch.Tensor:
         """``text`` (B, T, D), a text-encoder embedding, as the denoiser's text-reading sites receive it.
 

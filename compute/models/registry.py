@@ -87,4 +87,6 @@ MODELS = {m.name: m for m in (
     ModelSpec("tiny-flux", "flux", None, 64, steps=10, guidance=3.5, num_layers=57),
     ModelSpec("random-sd-1.5", "sd1", None, 512, num_layers=16),
     ModelSpec("random-sdxl", "sdxl", None, 1024, num_layers=70),
+    ModelSpec("random-pixart", "pixart-alpha", None, 1024, steps=20, guidance=4.5, num_layers=28),
+    ModelSpec("random-flux", "flux", None, 1024, steps=28, guidance=3.5, num_layers=57),
 )}

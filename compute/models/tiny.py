@@ -122,13 +122,14 @@ def tiny_sdxl() -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
-def t5_tokenizer() -> T5TokenizerFast:
+def t5_tokenizer(max_length: int = 77) -> T5TokenizerFast:
     """A T5 tokenizer (sentencepiece-style unigram: no BOS, ``</s>`` ends each prompt, ``<pad>`` = 0, ``<unk>`` = 2)
     built offline from the CLIP BPE vocabulary, as DeepFloyd's T5 vocabulary is not shipped here.
 
     A CLIP whole-word token ``word</w>`` becomes the word-initial piece ``▁word``, any other token a
     word-internal piece; single characters exist in both forms, so every Latin-1 word is tokenized without ``<unk>``.
     Scores fall with the token's CLIP id (its merge rank, roughly its frequency), so whole words win over splits.
+    ``max_length`` is its ``model_max_length`` (FLUX.1's text length, ``architectures.text_tokens``).
     """
     pieces: dict[str, int] = {"▁": 0}
     for token, _ in sorted(clip_tokenizer().get_vocab().items(), key=lambda item: item[1]):
@@ -140,7 +141,7 @@ def t5_tokenizer() -> T5TokenizerFast:
         for piece in forms:
             pieces.setdefault(piece, len(pieces))
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -math.log(rank + 2)) for p, rank in pieces.items()]
-    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=77)
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
 
 
 def _t5_encoder(tokenizer: T5TokenizerFast, width: int = TEXT_WIDTH) -> T5EncoderModel:
