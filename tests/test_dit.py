@@ -293,3 +293,37 @@ def test_full_size_transformers_have_the_released_parameter_counts():
     assert round(sum(p.numel() for p in pixart.parameters()) / 1e6) == 611
     assert round(sum(p.numel() for p in flux.parameters()) / 1e8) == 119
     assert (len(flux.transformer_blocks), len(flux.single_transformer_blocks)) == (19, 38)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
+    from sweep_helpers import table, write_config
+
+    config = write_config(tmp_path / "c.yaml", name=f"e2e-{name}", model=name, guidance=4.5, window_sizes=[3],
+                          families={"style": {"target": "a painting", "score_text": "style of {concept}",
+                                              "templates": ["a painting in the style of {concept}"],
+                                              "concepts": ["van gogh"]}})
+    root = str(tmp_path / "root")
+    assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
+    layers = table(root, "layers")
+    count = 28 if name == "tiny-pixart" else 57
+    assert len(layers) == count and len(table(root, "cases")) == 2 + count - 2
+    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}}[name]
+    assert {block: sum(r["block"] == block for r in layers) for block in kinds} == kinds
+    assert main(["edit", "--model", name, "--family", "style", "--concept", "van gogh", "--layers", "5,6",
+                 "--artifacts", root, "--eval", "--seeds", "0", "--steps", "2", "--size", "32", "--unrelated", "2",
+                 "--other-concepts", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluated van-gogh-loco-" in out and "bidirectional T5" in out
+    record = json.loads(next((tmp_path / "root" / "edits").glob("*/edit.json")).read_text())
+    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux"}[name]
+    prefix = "transformer.transformer_blocks.5."
+    weights = {"tiny-pixart": ["attn2.to_k", "attn2.to_v"], "tiny-flux": ["attn.add_k_proj", "attn.add_v_proj"]}[name]
+    from compute.edit_store import load_edit
+
+    edit = load_edit(root, record["edit_id"])
+    assert sorted(k for k in edit.weights if k.startswith(prefix)) == [f"{prefix}{w}.weight" for w in weights]
+    if name == "tiny-flux":
+        assert record["keys_read_at"] == {"steps": 10, "guidance": 3.5, "height": 64, "width": 64, "seed": 0}
+        assert record["num_keys"] == 4 * 10  # four source prompts, ten steps each
