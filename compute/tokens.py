@@ -85,3 +85,34 @@ def aligned_positions(subject: int, target: int, length: int, padding: bool) -> 
     offsets after the target's last token, clipped to ``length``."""
     offsets = range(length - subject) if padding else range(1)
     return [subject + k for k in offsets], [min(target + k, length - 1) for k in offsets]
+
+
+def concept_reach(model: Model, template: str, concept: str, other: str) -> dict[str, float]:
+    """Where a concept lives in the text the model's layers read, and what LocoEdit's keys reach of it.
+
+    Encodes ``template`` with ``concept`` and with ``other`` (same token count), and splits the squared change of the
+    text (``layer_text`` of layer 0; a joint-attention model's encoder output, which its first block reads after one
+    projection) over the positions the layers attend to: the last subject token (``--positions subject`` keys it),
+    later ones, end-of-text and attended padding (``subject+padding`` adds them), and earlier ones, the subject's
+    other tokens included (no key reaches them). A causal text encoder (CLIP) changes nothing before the concept; a
+    bidirectional one (T5) does, the LocoGen paper's reason for LocoEdit failing on DeepFloyd IF. Padding that the
+    layers mask out (PixArt) is left out.
+
+    Returns:
+        Fractions of the change: ``subject``, ``later`` and ``earlier`` (summing to 1).
+    """
+    prompts = [template.format(concept=c) for c in (concept, other)]
+    tokenizer = _tokenizers(model)[0]
+    if len(tokenizer(prompts[0]).input_ids) != len(tokenizer(prompts[1]).input_ids):
+        raise UserError(f"{concept!r} and {other!r} have different token counts: choose another pair")
+    with torch.no_grad():
+        conds = [model.arch.encode(model.pipe, p) for p in prompts]
+        texts = [c.cond if model.arch.stream else layer_text(model, 0, c.cond) for c in conds]
+    change = ((texts[0] - texts[1]).double() ** 2).sum(-1)[0]
+    mask = conds[0].extras.get("prompt_attention_mask")
+    if mask is not None:
+        change = change * mask[0].to(change)
+    last = position_in_model(model, lambda t: subject_position(t, prompts[0], concept))
+    total = change.sum()
+    return {"subject": float(change[last] / total), "later": float(change[last + 1:].sum() / total),
+            "earlier": float(change[:last].sum() / total)}

@@ -327,3 +327,19 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     if name == "tiny-flux":
         assert record["keys_read_at"] == {"steps": 10, "guidance": 3.5, "height": 64, "width": 64, "seed": 0}
         assert record["num_keys"] == 4 * 10  # four source prompts, ten steps each
+
+
+def test_t5_spreads_a_concept_before_it_where_no_locoedit_key_reaches(load):
+    """The LocoGen paper's reason for LocoEdit failing on DeepFloyd IF, measured: CLIP (causal) changes nothing
+    before a one-token concept, so the subject and later positions hold all of it; T5 (bidirectional: PixArt, FLUX)
+    puts part of it on earlier tokens, which neither --positions choice keys."""
+    from compute.tokens import concept_reach
+
+    template = "a painting in the style of {concept} with a house"
+    clip = concept_reach(load("tiny-sd1"), template, "monet", "dali")
+    assert clip["earlier"] == 0 and clip["later"] > 0.5
+    for name in ("tiny-pixart", "tiny-flux"):
+        for concept, other in (("monet", "dali"), ("van gogh", "da vinci")):
+            found = concept_reach(load(name), template, concept, other)
+            assert found["earlier"] > 0.02, (name, concept, found)
+            assert abs(sum(found.values()) - 1) < 1e-9
