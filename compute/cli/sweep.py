@@ -58,7 +58,8 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"window sizes {list(config.window_sizes)}, seeds {list(config.seeds)}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {images} images")
-    print(f"  {'UNet' if arch.denoiser == 'unet' else 'transformer'} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
+    denoiser = "UNet" if arch.denoiser == "unet" else "transformer"
+    print(f"  {denoiser} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
           f"({images * settings.steps * rows} sample evaluations)")
 
 
