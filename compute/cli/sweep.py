@@ -60,7 +60,8 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {images} images")
     denoiser = "UNet" if arch.denoiser == "unet" else "transformer"
     print(f"  {denoiser} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
-          f"({images * settings.steps * rows} sample evaluations)")
+          f"({images * settings.steps * rows} sample evaluations"
+          f"{', plus the companion rows of swapped images' if arch.stream else ''})")
 
 
 def print_stats(run_id: str, stats, root: str) -> None:
