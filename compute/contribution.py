@@ -28,8 +28,6 @@ from compute.models.loading import Model
 from compute.tokens import position_in_model
 from compute.trace import subject_positions
 
-MEASURE = "attention-contribution"  # the scorer_id of stored contributions: what measured them
-
 
 def concept_positions(model: Model, prompt: str, concept: str) -> list[int]:
     """Positions of all of the concept's tokens in the text the model's sites read (its last occurrence)."""

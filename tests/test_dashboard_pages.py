@@ -20,6 +20,8 @@ from contract.store import Store, write_table
 from contract.summaries import contribution_map, minimal_windows, top_k_interventions, trace_effects
 from dashboard.figures import row_label
 
+pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
+
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
 
