@@ -148,3 +148,37 @@ def _text_length(model: Model) -> int:
     """The number of text tokens the model's sites read."""
     with torch.no_grad():
         return model.arch.encode(model.pipe, "a").cond.shape[1]
+
+
+def attention_contribution(model: Model, prompts: Sequence[str], concept: str, seeds: Sequence[int] = (0,),
+                           steps: int | None = None, guidance: float | None = None, size: int | None = None,
+                           batch_size: int = 8) -> torch.Tensor:
+    """Each site's attention contribution of ``concept``'s tokens, averaged over steps, prompts and seeds, from
+    generations of every prompt at every seed (the localization stage of ``locolab contribution``, without a store).
+
+    Usage: ``per_site = attention_contribution(model, ["a house in the style of van gogh"], "van gogh")``;
+    ``per_site.topk(6).indices`` are the dominant sites.
+
+    Args:
+        model: the model.
+        prompts: prompts that contain the concept.
+        concept: the concept's text, as written in the prompts.
+        seeds: the seeds of every prompt.
+        steps, guidance, size: sampling settings (default: the model's).
+        batch_size: images per pipeline call.
+
+    Returns:
+        (L,) float64, one value per text-reading site in forward order.
+    """
+    from compute.generation import Case, generate_batch, make_encoder
+    from compute.settings import Settings
+
+    settings = Settings.defaults(model.spec, steps, guidance, size)
+    cases = [(prompt, seed) for prompt in prompts for seed in seeds]
+    encoder, total = make_encoder(model), torch.zeros(len(model.layers), dtype=torch.float64)
+    for start in range(0, len(cases), batch_size):
+        batch = cases[start:start + batch_size]
+        with record_contributions(model, [concept_positions(model, p, concept) for p, _ in batch]) as found:
+            generate_batch(model, [Case(p, s) for p, s in batch], settings, encoder)
+        total += found.mean().sum(0)
+    return total / len(cases)

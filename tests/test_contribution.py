@@ -155,3 +155,17 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     assert "k=3  sites" in out
     assert main(run) == 0
     assert "0 units run, 2 already done; 0 images generated" in capsys.readouterr().out
+
+
+def test_the_notebook_function_averages_the_recorded_contributions(load):
+    import compute
+
+    model = load("tiny-pixart")
+    prompts = ["a painting in the style of van gogh", "van gogh style painting of a tree"]
+    per_site = compute.attention_contribution(model, prompts, "van gogh", seeds=[0], steps=2, size=32)
+    expected = torch.zeros(28, dtype=torch.float64)
+    for prompt in prompts:
+        with record_contributions(model, [concept_positions(model, prompt, "van gogh")]) as found:
+            generate_batch(model, [Case(prompt, 0)], Settings(2, 4.5, 32, 32))
+        expected += found.mean()[0] / 2
+    assert torch.allclose(per_site, expected, rtol=1e-4)
