@@ -30,8 +30,13 @@ from compute.trace import subject_positions
 
 
 def concept_positions(model: Model, prompt: str, concept: str) -> list[int]:
-    """Positions of all of the concept's tokens in the text the model's sites read (its last occurrence)."""
-    return list(position_in_model(model, lambda tokenizer: tuple(subject_positions(tokenizer, prompt, concept))))
+    """Positions of all of the concept's tokens in the text the model's sites read (its last occurrence; SD3: in
+    the CLIP part and in the T5 part that follows it)."""
+    found = list(position_in_model(model, lambda tokenizer: tuple(subject_positions(tokenizer, prompt, concept))))
+    if model.arch.segments:
+        t5 = getattr(model.pipe, model.arch.segments[-1])
+        found += [model.pipe.tokenizer.model_max_length + p for p in subject_positions(t5, prompt, concept)]
+    return found
 
 
 @dataclass

@@ -56,7 +56,21 @@ def test_flux_lists_19_double_then_38_single_stream_blocks(load, capsys):
     assert [layer.path for layer in load("tiny-flux").layers] == [row["path"] for row in listed["layers"]]
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux"])
+def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
+    from compute.contribution import concept_positions
+
+    model = load("tiny-sd3")
+    assert [(layer.block, layer.path) for layer in model.layers] == [
+        ("joint", f"transformer_blocks.{i}.attn") for i in range(24)]
+    # <start> a beautiful house in the style of van gogh: 8, 9 among CLIP's 77 positions; T5 (no start) 7, 8 after.
+    assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
+    with pytest.raises(UserError, match="holds the concept twice"):
+        from compute.edit_request import build_edit, make_request
+
+        build_edit(model, make_request("tiny-sd3", "style", "van gogh", layers=[3], num_layers=24))
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3"])
 def test_empty_swap_is_bit_identical_to_plain_pipeline(load, name):
     model = load(name)
     assert np.array_equal(generate_batch(model, [Case(PROMPT, 7)], settings(model))[0], plain(model, PROMPT, 7))
@@ -69,10 +83,12 @@ def test_pixart_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(
     assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-3
 
 
-def test_flux_all_blocks_and_pooled_swapped_is_the_target_generation(load):
-    model = load("tiny-flux")
-    swapped, companion = Case(PROMPT, 7, (0, 57), TARGET, swap_pooled=True), Case(TARGET, 7)
-    images = generate_batch(model, [swapped, companion, Case(PROMPT, 7, (0, 57), TARGET)], settings(model))
+@pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
+def test_joint_all_blocks_and_pooled_swapped_is_the_target_generation(load, name):
+    model = load(name)
+    every = (0, len(model.layers))
+    swapped, companion = Case(PROMPT, 7, every, TARGET, swap_pooled=True), Case(TARGET, 7)
+    images = generate_batch(model, [swapped, companion, Case(PROMPT, 7, every, TARGET)], settings(model))
     # Every site reads the companion's text and the time embedding is the target's: the same computation row by row.
     assert np.array_equal(images[0], images[1])
     assert np.abs(images[0] - plain(model, TARGET, 7)).max() <= 1e-5
@@ -80,7 +96,7 @@ def test_flux_all_blocks_and_pooled_swapped_is_the_target_generation(load):
     assert np.abs(images[2] - images[1]).max() > 1e-4
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3"])
 def test_middle_window_changes_the_image_and_batches_are_invariant(load, name):
     model = load(name)
     middle = len(model.layers) // 2
@@ -159,19 +175,22 @@ def test_pixart_swap_equals_overwriting_the_key_and_value_projections(load):
     assert np.abs(ours - oracle(with_mask=False)).max() > 1e-4
 
 
-def test_flux_swap_equals_a_second_pass_that_overwrites_the_text_projections(load):
+@pytest.mark.parametrize("name, chosen", [("tiny-flux", [4, 5, 6, 30, 31]), ("tiny-sd3", [3, 4, 20, 23])])
+def test_joint_swap_equals_a_second_pass_that_overwrites_the_text_projections(load, name, chosen):
     """The DiT paper's code, two passes: generate the target alone, recording what each chosen block's attention reads
-    at every step; then generate the prompt alone, overwriting the text rows of the chosen blocks' query/key/value
-    projections with projections of the recorded text."""
-    model = load("tiny-flux")
-    chosen = [4, 5, 6, 30, 31]  # double- and single-stream blocks
+    at every step (FLUX: double- and single-stream blocks; SD3: joint blocks, the last one reading text without
+    updating it); then generate the prompt alone, overwriting the conditional text rows of the chosen blocks'
+    query/key/value projections with projections of the recorded text."""
+    model = load(name)
+    single = {i for i in chosen if model.layers[i].block == "single"}
     text_len = model.arch.encode(model.pipe, TARGET).cond.shape[1]
     recorded = {i: [] for i in chosen}
+    rows = slice(1, 2) if model.arch.cfg else slice(0, 1)  # [unconditional, conditional] with guidance
 
     def record(i):
         def hook(module, args, kwargs):
-            text = kwargs["encoder_hidden_states"] if i < 19 else kwargs["hidden_states"][:, :text_len]
-            recorded[i].append(text.clone())
+            text = kwargs["hidden_states"][:, :text_len] if i in single else kwargs["encoder_hidden_states"]
+            recorded[i].append(text[rows].clone())
         return hook
 
     with Hooks() as hooks:
@@ -184,20 +203,18 @@ def test_flux_swap_equals_a_second_pass_that_overwrites_the_text_projections(loa
         hooks.before(model.denoiser, lambda m, a: step.update(n=step["n"] + 1))
         for i in chosen:
             attention = model.attentions[i]
-            names = ("add_q_proj", "add_k_proj", "add_v_proj") if i < 19 else ("to_q", "to_k", "to_v")
-            for name in names:
-                projection = getattr(attention, name)
-
-                def hook(module, args, output, i=i, single=i >= 19):
+            names = ("to_q", "to_k", "to_v") if i in single else ("add_q_proj", "add_k_proj", "add_v_proj")
+            for projection_name in names:
+                def hook(module, args, output, i=i):
                     value = torch.nn.functional.linear(recorded[i][step["n"]], module.weight, module.bias)
                     output = output.clone()
-                    if single:
-                        output[:, :text_len] = value
+                    if i in single:
+                        output[rows, :text_len] = value
                     else:
-                        output[:] = value
+                        output[rows] = value
                     return output
 
-                hooks.after(projection, hook)
+                hooks.after(getattr(attention, projection_name), hook)
         oracle = generate_batch(model, [Case(PROMPT, 7)], settings(model))[0]
     ours = generate_batch(model, [Case(PROMPT, 7, sites=tuple(chosen), target=TARGET)], settings(model))[0]
     assert np.abs(ours - oracle).max() <= 1e-5

@@ -74,6 +74,8 @@ class Architecture:
         call_options: fixed pipeline keyword arguments.
         pooled: the ``Conditioning.extras`` keys that carry a pooled text embedding (swapped only on request).
         sequence_tokenizer: the pipeline attribute of the tokenizer whose positions index the text the sites read.
+        segments: where the sequence the sites read has several parts from different tokenizers (SD3: both CLIPs'
+            77 positions, then T5's), their tokenizers' pipeline attributes in order; empty: one part.
         patch: image tokens per latent sample, per side, beyond the transformer's own patch size (FLUX packs 2x2).
         topk_swaps_pooled: the DiT paper's code also swaps the pooled text embedding in its top-k intervention on
             this architecture (FLUX.1: ``replace_pooled_prompt_embeds=True``).
@@ -94,6 +96,7 @@ class Architecture:
     call_options: tuple[tuple[str, object], ...] = ()
     pooled: tuple[str, ...] = ()
     sequence_tokenizer: str = "tokenizer"
+    segments: tuple[str, ...] = ()
     patch: int = 1
     topk_swaps_pooled: bool = False
 
@@ -116,7 +119,8 @@ class Architecture:
             cond, pooled, _ = pipe.encode_prompt(prompt, None, device=device, max_sequence_length=text_tokens(pipe))
             return Conditioning(cond, {"pooled_prompt_embeds": pooled})
         if self.name == "sd3":
-            cond, _, pooled, _ = pipe.encode_prompt(prompt, None, None, device=device,
+            tokens = text_tokens(pipe)
+            cond, _, pooled, _ = pipe.encode_prompt(prompt, None, None, device=device, max_sequence_length=tokens,
                                                     do_classifier_free_guidance=False)
             return Conditioning(cond, {"pooled_prompt_embeds": pooled})
         return Conditioning(pipe.encode_prompt(prompt, device, 1, False)[0])
@@ -137,8 +141,9 @@ class Architecture:
             _, _, uncond, mask = pipe.encode_prompt("", True, negative_prompt="", device=device, clean_caption=False)
             return Conditioning(uncond, {"negative_prompt_attention_mask": mask})
         if self.name == "sd3":
-            _, uncond, _, uncond_pooled = pipe.encode_prompt("", None, None, device=device,
-                                                             do_classifier_free_guidance=True, negative_prompt="")
+            _, uncond, _, uncond_pooled = pipe.encode_prompt("", None, None, device=device, negative_prompt="",
+                                                             do_classifier_free_guidance=True,
+                                                             max_sequence_length=text_tokens(pipe))
             return Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled})
         return Conditioning(pipe.encode_prompt("", device, 1, True)[1])
 
@@ -157,7 +162,7 @@ class Architecture:
         """Keyword arguments that make a plain call of the pipeline with a prompt string compute what LocoLab's
         generation computes with the same settings: PixArt without resolution binning or caption cleaning, FLUX.1
         with ``text_tokens``."""
-        if self.name == "flux":
+        if self.stream:
             return {"max_sequence_length": text_tokens(pipe)}
         return {"use_resolution_binning": False, "clean_caption": False} if self.text_mask else {}
 
@@ -235,9 +240,10 @@ class Architecture:
 
 
 def text_tokens(pipe) -> int:
-    """FLUX.1's T5 sequence length: its tokenizer's ``model_max_length`` (512 for the released checkpoints, the
-    pipeline's default and maximum), so a tiny test model's short tokenizer gives a short sequence."""
-    return min(512, pipe.tokenizer_2.model_max_length)
+    """The T5 sequence length of FLUX.1 and SD3: its tokenizer's ``model_max_length``, at most the pipeline's default
+    (FLUX.1: 512; SD3: 256), so a tiny test model's short tokenizer gives a short sequence."""
+    t5 = getattr(pipe, "tokenizer_3", None) or pipe.tokenizer_2
+    return min(256 if hasattr(pipe, "tokenizer_3") else 512, t5.model_max_length)
 
 
 _SD_NOTE = "cross-attention input of the conditional rows swapped; unconditional rows untouched"
@@ -282,6 +288,13 @@ ARCHITECTURES = {f.name: f for f in (
            sequence_tokenizer="tokenizer_2", patch=2, topk_swaps_pooled=True,
            edit_note="FLUX reads a bidirectional T5 encoder through a text stream that every double-stream block "
                      "updates; keys are read at each edited block's text input during generation"),
+    # SD3/3.5 (MM-DiT): every block is joint like FLUX's double-stream ones; the text sequence is both CLIPs' hidden
+    # states side by side (77 tokens, zero-padded to T5's width) followed by T5's; a classifier-free batch.
+    Architecture("sd3", "StableDiffusion3Pipeline",
+           JOINT_SWAP + "; unconditional rows untouched; the pooled CLIP embeddings in the time embedding kept from "
+           "the original prompt unless swap_pooled", target_equals_all_layers=False, denoiser="transformer",
+           stream=True, text_projections=("add_k_proj", "add_v_proj"), pooled=("pooled_prompt_embeds",),
+           segments=("tokenizer", "tokenizer_3")),
 )}
 
 

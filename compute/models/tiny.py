@@ -23,6 +23,8 @@ from diffusers import (
     PixArtSigmaPipeline,
     PixArtTransformer2DModel,
     PNDMScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -178,6 +180,12 @@ TRANSFORMER_CONFIGS = {
     "tiny-flux": dict(patch_size=1, in_channels=16, num_layers=19, num_single_layers=38, attention_head_dim=16,
                       num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, pooled_projection_dim=TEXT_WIDTH,
                       guidance_embeds=True, axes_dims_rope=(4, 6, 6)),
+    # SD3.5-medium: 24 joint blocks, the first 13 with a second (image-only) attention, RMS q/k norms; the text
+    # sequence is 77 CLIP positions (both encoders side by side, zero-padded) then T5's.
+    "tiny-sd3": dict(sample_size=16, patch_size=2, in_channels=4, num_layers=24, attention_head_dim=8,
+                     num_attention_heads=2, joint_attention_dim=2 * TEXT_WIDTH, caption_projection_dim=16,
+                     pooled_projection_dim=2 * TEXT_WIDTH, out_channels=4, pos_embed_max_size=16,
+                     dual_attention_layers=tuple(range(13)), qk_norm="rms_norm"),
 }
 
 
@@ -216,8 +224,25 @@ def tiny_flux() -> FluxPipeline:
                         transformer=FluxTransformer2DModel(**TRANSFORMER_CONFIGS["tiny-flux"]))
 
 
+def tiny_sd3() -> StableDiffusion3Pipeline:
+    """SD3.5-medium layout: 24 joint-attention blocks over [image; text] (text: two CLIPs then T5), pooled CLIPs in
+    the time embedding, a classifier-free batch; flow-matching Euler."""
+    tokenizer = t5_tokenizer()
+    vae = AutoencoderKL(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8,
+                        layers_per_block=1, sample_size=64, scaling_factor=1.5305, shift_factor=0.0609,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    return StableDiffusion3Pipeline(
+        transformer=SD3Transformer2DModel(**TRANSFORMER_CONFIGS["tiny-sd3"]),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        text_encoder=CLIPTextModelWithProjection(_text_config()), tokenizer=clip_tokenizer(),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu")), tokenizer_2=clip_tokenizer("!"),
+        text_encoder_3=_t5_encoder(tokenizer, 2 * TEXT_WIDTH), tokenizer_3=tokenizer)
+
+
 BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, "tiny-if": tiny_if,
-            "tiny-pixart": tiny_pixart, "tiny-pixart-sigma": tiny_pixart_sigma, "tiny-flux": tiny_flux}
+            "tiny-pixart": tiny_pixart, "tiny-pixart-sigma": tiny_pixart_sigma, "tiny-flux": tiny_flux,
+            "tiny-sd3": tiny_sd3}
 
 
 def build_tiny(name: str, seed: int = 0):
