@@ -4,7 +4,7 @@ Sample ``i`` of a batch of ``B`` has its own set of swapped layers (``swapped[:,
 (``replacement[i]``). With classifier-free guidance the pipeline runs ``2B`` rows ordered [unconditional, conditional]
 (the diffusers convention); only the conditional rows are changed. Without guidance (or a guidance-distilled model,
 FLUX.1) all ``B`` rows are conditional. The replacement is given as the layers read it: map a text-encoder embedding
-through ``attention_text`` first; where the layers apply a text padding mask (PixArt, SANA), the mask is swapped with
+through ``attention_text`` first; where the layers apply a text padding mask (PixArt), the mask is swapped with
 the text.
 
 Joint-attention transformers (FLUX.1, SD3) read a text stream that depends on the image, so their replacement is not
@@ -25,7 +25,7 @@ def attention_text(model, text: torch.Tensor) -> torch.Tensor:
     """``text`` (B, T, D), a text-encoder embedding, as the model's text-reading attentions receive it.
 
     DeepFloyd IF's UNet projects its text input (``encoder_hid_proj``) inside its forward, before any attention;
-    PixArt's and SANA's transformers project the caption; SD-1.x/2.x/XL feed it unchanged
+    PixArt's transformer projects the caption; SD-1.x/2.x/XL feed it unchanged
     (``Architecture.attention_text``). Apply once per generation: the replacement is the same at every step.
     """
     return model.arch.attention_text(model.denoiser, text)

@@ -8,7 +8,7 @@ Two kinds of denoiser (``Architecture.denoiser``, the pipeline attribute):
 
 - UNets (``pipe.unet``: SD-1.x/2.x/XL, DeepFloyd IF stage I). The text-reading sites are the attentions with text
   keys and values (``attn2``; IF: ``add_k_proj``/``add_v_proj``), found by ``layers.find_layers``.
-- Diffusion transformers (``pipe.transformer``). Cross-attention DiTs (PixArt-α/Σ, SANA) read the caption in every
+- Diffusion transformers (``pipe.transformer``). Cross-attention DiTs (PixArt-α/Σ) read the caption in every
   block's ``attn2``, after the transformer's caption projection, with the tokenizer's padding mask as an additive
   bias: text enters as an embedding, exactly as in a UNet, and LocoGen's swap is unchanged (the mask is swapped with
   the text). Joint-attention DiTs (FLUX.1, SD3) keep a text *stream* beside the image stream: each joint block
@@ -24,7 +24,7 @@ import diffusers
 import torch
 
 # Kinds of text-reading site (``Layer.block`` of a transformer's sites; a UNet's sites are down/mid/up).
-CROSS = "cross"    # an attn2 reading the (projected) caption: PixArt, SANA
+CROSS = "cross"    # an attn2 reading the (projected) caption: PixArt
 DOUBLE = "double"  # FLUX double-stream block: joint attention, text through add_k_proj/add_v_proj
 SINGLE = "single"  # FLUX single-stream block: one attention over the concatenated [text; image] sequence
 JOINT = "joint"    # SD3 joint block (MM-DiT), as FLUX's double-stream blocks
@@ -112,7 +112,7 @@ class Architecture:
             return Conditioning(cond, {"pooled_prompt_embeds": pooled})
         if self.name == "if":
             return Conditioning(pipe.encode_prompt(prompt, False, 1, device, clean_caption=False)[0])
-        if self.name in ("pixart-alpha", "pixart-sigma", "sana"):
+        if self.text_mask:
             cond, mask, _, _ = pipe.encode_prompt(prompt, False, device=device, clean_caption=False)
             return Conditioning(cond, {"prompt_attention_mask": mask})
         if self.name == "flux":
@@ -137,7 +137,7 @@ class Architecture:
             return Conditioning(uncond, {"negative_pooled_prompt_embeds": uncond_pooled})
         if self.name == "if":
             return Conditioning(pipe.encode_prompt("", True, 1, device, clean_caption=False)[1])
-        if self.name in ("pixart-alpha", "pixart-sigma", "sana"):
+        if self.text_mask:
             _, _, uncond, mask = pipe.encode_prompt("", True, negative_prompt="", device=device, clean_caption=False)
             return Conditioning(uncond, {"negative_prompt_attention_mask": mask})
         if self.name == "sd3":
@@ -170,9 +170,8 @@ class Architecture:
         """``text`` (B, T, D), a text-encoder embedding, as the denoiser's text-reading sites receive it.
 
         DeepFloyd IF's UNet projects its text input (``encoder_hid_proj``) inside its forward, before any attention;
-        PixArt's transformer projects the caption (``caption_projection``), SANA's also normalizes it
-        (``caption_norm``); SD-1.x/2.x/XL feed it unchanged. Joint-attention DiTs read a text stream instead
-        (``stream``), which no function of the embedding alone gives.
+        PixArt's transformer projects the caption (``caption_projection``); SD-1.x/2.x/XL feed it unchanged.
+        Joint-attention DiTs read a text stream instead (``stream``), which no function of the embedding alone gives.
         """
         if self.stream:
             raise ValueError(f"{self.name}'s joint attention reads a text stream, not a projected embedding")
@@ -180,12 +179,11 @@ class Architecture:
         text = text.to(device=param.device, dtype=param.dtype)
         if self.denoiser == "unet":
             return denoiser.process_encoder_hidden_states(text, {})
-        projected = denoiser.caption_projection(text).view(text.shape[0], -1, denoiser.config.cross_attention_dim)
-        return denoiser.caption_norm(projected) if self.name == "sana" else projected
+        return denoiser.caption_projection(text).view(text.shape[0], -1, denoiser.config.cross_attention_dim)
 
     def mask_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """A (B, T) keep-mask of the text as the cross-attention reads it: the additive (B, 1, T) bias the PixArt and
-        SANA transformers make of it in their forward (0 = keep, -10000 = discard)."""
+        """A (B, T) keep-mask of the text as the cross-attention reads it: the additive (B, 1, T) bias the PixArt
+        transformer makes of it in its forward (0 = keep, -10000 = discard)."""
         return ((1 - mask.to(dtype)) * -10000.0).unsqueeze(1)
 
     def sites(self, denoiser) -> list[tuple[str, torch.nn.Module, str]]:
@@ -228,8 +226,6 @@ class Architecture:
             return {**inputs, "encoder_hidden_states": zeros(rows, text_tokens, config.joint_attention_dim),
                     "pooled_projections": zeros(rows, config.pooled_projection_dim)}
         inputs["encoder_hidden_states"] = zeros(rows, text_tokens, config.caption_channels)
-        if self.name == "sana":
-            return {**inputs, "guidance": step} if config.guidance_embeds else inputs
         extra = ({"resolution": zeros(rows, 2), "aspect_ratio": zeros(rows, 1)} if denoiser.use_additional_conditions
                  else {"resolution": None, "aspect_ratio": None})
         return {**inputs, "added_cond_kwargs": extra}
