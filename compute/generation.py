@@ -112,6 +112,8 @@ def with_companions(cases: Sequence[Case]) -> tuple[list[Case], list[int]]:
         if not case.swapped:
             source.append(i)
             continue
+        if case.target is None:
+            raise UserError("a swapped case needs a target prompt")
         if (case.target, case.seed) not in plain:
             plain[case.target, case.seed] = len(cases)
             cases.append(Case(case.target, case.seed))
