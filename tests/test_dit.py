@@ -298,6 +298,28 @@ def test_the_batch_size_probe_runs_a_denoising_step_at_the_sweeps_size(load, nam
     assert tuple(out.shape) == expected
 
 
+@pytest.mark.parametrize("name, rows", [("tiny-pixart", 2), ("tiny-flux", 1)])
+def test_the_batch_size_measures_one_image_as_two_minus_one_at_the_sweeps_size(load, name, rows):
+    """``batching._transformer_peak``'s plumbing on the CPU, with a stand-in for CUDA's peak memory: the rows of
+    each call (two per image with classifier-free guidance, FLUX one), so the difference is one image's rows."""
+    from compute.batching import _transformer_peak
+
+    model = load(name)
+    seen = []
+
+    def measure(run) -> int:
+        with Hooks() as hooks, torch.no_grad():
+            hooks.before(model.denoiser, lambda m, a, k: seen.append(tuple(k["hidden_states"].shape)),
+                         with_kwargs=True)
+            before = len(seen)
+            run()
+        return 1000 * seen[-1][0] if len(seen) > before else 0  # the VAE's decode is no denoiser call
+
+    assert _transformer_peak(model, Settings(2, 4.5, 64, 64), measure) == 1000 * rows
+    per_image = (rows, 64, 16) if name == "tiny-flux" else (rows, 4, 16, 16)  # 64 px: 16x16 latents
+    assert seen == [per_image, (2 * rows, *per_image[1:]), per_image]
+
+
 def test_full_size_transformers_have_the_released_parameter_counts():
     from diffusers import FluxTransformer2DModel, PixArtTransformer2DModel
 
