@@ -113,10 +113,15 @@ def _concepts(raw: list) -> tuple[tuple[str, ...], dict[str, str], dict[str, str
 
 @functools.cache
 def attribute_family(name: str, prompt_set: str = DEFAULT_PROMPT_SET) -> AttributeFamily:
-    """Load a shipped family by name (``style``, ``objects``, ``facts``, ``color``) from a prompt set."""
+    """Load a shipped family by name (``contract.names.FAMILIES``: style, objects, facts, color, the DiT paper's
+    categories) from a prompt set."""
     if name not in FAMILIES:
         raise UserError(f"unknown attribute family {name!r}: use one of {', '.join(FAMILIES)}")
-    data = yaml.safe_load((_directory(prompt_set) / f"{name}.yaml").read_text())
+    path = _directory(prompt_set) / f"{name}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in path.parent.glob("*.yaml") if p.stem in FAMILIES)
+        raise UserError(f"prompt set {prompt_set!r} has no {name} family: use one of {', '.join(shipped)}")
+    data = yaml.safe_load(path.read_text())
     concepts, targets, score_texts = _concepts(data["concepts"])
     return AttributeFamily(
         name=name, target=data["target"], score_text=data["score_text"], concepts=concepts,

@@ -181,7 +181,7 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
             progress(done, 2 * len(cases))
 
     images = {"before": _generate(model, cases, settings, batch_size, count)}
-    with applied(model, edit, cfg=settings.guidance > 1):
+    with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
         images["after"] = _generate(model, cases, settings, batch_size, count)
     texts = [p.score_text for p in prompts for _ in seeds]
     groups = [p.group for p in prompts for _ in seeds]

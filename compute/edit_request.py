@@ -21,6 +21,7 @@ from compute import edit as loco
 from compute import quickfix
 from compute.attributes import attribute_family, prompt_set_for
 from compute.edit_store import edit_dir, load_edit, save_edit
+from compute.models.architectures import SINGLE
 from compute.models.loading import Model, layer_count
 from compute.neuron import DEFAULT_POSITION, rank_units
 from compute.provenance import versions
@@ -156,8 +157,18 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
 
 
 def _unet_edit(model: Model, meta: dict) -> loco.Edit:
+    if meta["method"] == "all-layers":  # FLUX's single-stream blocks have no text projections of their own
+        meta["layers"] = [i for i in meta["layers"] if model.layers[i].block != SINGLE]
     layers = loco.check_layers(model, meta["layers"])
     meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
+    if model.arch.segments:
+        raise UserError(f"--method {meta['method']} is not available on {model.arch.name}: its text sequence holds the "
+                        "concept twice (CLIP's and T5's tokens), and LocoLab keys one position per prompt")
+    if meta["method"] == "neuron" and model.arch.stream:
+        raise UserError(f"--method neuron ranks units on the text a layer reads, which {model.arch.name}'s joint "
+                        "attention reads as a stream that changes every step: use --method loco")
+    if model.arch.stream:
+        meta["keys_read_at"] = {**loco.key_settings(model).to_dict(), "seed": loco.KEY_SEED}
     if meta["method"] == "neuron":
         units, _ = rank_units(model, layers, meta["concept_prompts"], meta["neutral_prompts"], meta["position"],
                               meta["topk"], meta["selection"])

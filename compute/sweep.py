@@ -113,7 +113,8 @@ def _common(config: SweepConfig, case: PlannedCase) -> dict:
     return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
             "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
             "window_size": case.window_size, "seed": case.seed, "method": case.method,
-            "component": case.component, "noise": case.noise}
+            "component": case.component, "noise": case.noise,
+            "blocks": None if case.blocks is None else list(case.blocks)}
 
 
 def _case_rows(config: SweepConfig, settings: Settings, unit: Unit) -> list[dict]:

@@ -30,6 +30,9 @@ families for sweeps and edits) of the config's ``prompt_set`` (default: the mode
 
 An optional ``trace:`` section sets the causal-tracing baseline (``python -m compute trace``), which ignores
 ``window_sizes``: ``trace: {noise: 3.0, components: [cross-attention, resnet], text_encoder: true}``.
+
+An optional ``contribution:`` section sets the attention-contribution localization (``python -m compute
+contribution``), which also ignores ``window_sizes``: ``contribution: {top_k: [6], swap_pooled: false}``.
 """
 
 import hashlib
@@ -42,16 +45,17 @@ from pathlib import Path
 import yaml
 
 from contract.errors import UserError
-from contract.names import CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
+from contract.names import ATTENTION_CONTRIBUTION, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
 
 TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt_set", "window_sizes", "seeds", "steps",
-            "guidance", "resolution", "scorer", "batch_size", "trace"}
+            "guidance", "resolution", "scorer", "batch_size", "trace", "contribution"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
 TARGET = "{target}"  # in a template's target: the concept's (else the family's) target
 CONCEPT_KEYS = {"name", "target", "score_text"}
 TRACE_KEYS = {"noise", "components", "text_encoder"}
+CONTRIBUTION_KEYS = {"top_k", "swap_pooled"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -111,6 +115,20 @@ class TraceSpec:
 
 
 @dataclass(frozen=True)
+class ContributionSpec:
+    """Attention-contribution settings: how many dominant sites each top-k intervention feeds the target (the DiT
+    paper's default: 6), and whether the intervened images also take the target's pooled text embedding (None: as
+    the paper's code does on the architecture, ``Architecture.topk_swaps_pooled``)."""
+
+    top_k: tuple[int, ...] = (6,)
+    swap_pooled: bool | None = None
+
+    def __post_init__(self):
+        if not self.top_k or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.top_k):
+            raise ConfigError(f"contribution.top_k must be integers >= 1, got {list(self.top_k)}")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A validated sweep study."""
 
@@ -127,6 +145,7 @@ class SweepConfig:
     description: str = ""
     trace: TraceSpec = TraceSpec()
     method: str = LOCOGEN
+    contribution: ContributionSpec = ContributionSpec()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,9 +157,11 @@ class SweepConfig:
 
     def digest(self) -> str:
         """A short hash of everything that determines the results (not the name or description). A LocoGen run
-        ignores the trace settings; a trace run ignores the window sizes and includes the method."""
+        ignores the trace and contribution settings; other runs ignore the window sizes and include the method, and
+        each ignores the other's settings."""
         ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == LOCOGEN
                                                             else {"window_sizes"})
+        ignored |= {"trace"} if self.method == ATTENTION_CONTRIBUTION else {"contribution"}
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -257,6 +278,17 @@ def _trace(check: _Checker, raw) -> TraceSpec:
         raise ConfigError(f"{check.source}: {error}") from None
 
 
+def _contribution(check: _Checker, raw) -> ContributionSpec:
+    if raw is None:
+        return ContributionSpec()
+    check.keys("contribution", raw, CONTRIBUTION_KEYS)
+    top_k = check.ints("contribution.top_k", raw.get("top_k", [6]), 1)
+    swap_pooled = raw.get("swap_pooled")
+    if swap_pooled is not None and not isinstance(swap_pooled, bool):
+        check.fail("contribution.swap_pooled", f"expected true or false, got {swap_pooled!r}", "fix or remove it")
+    return ContributionSpec(top_k, swap_pooled)
+
+
 def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
     from compute.attributes import attribute_family
 
@@ -336,7 +368,8 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         guidance=None if guidance is None else float(guidance),
         resolution=check.positive("resolution", raw.get("resolution"), int),
         batch_size=check.positive("batch_size", raw.get("batch_size"), int),
-        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")))
+        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")),
+        contribution=_contribution(check, raw.get("contribution")))
 
 
 def config_path(name: str | os.PathLike) -> Path:
@@ -367,6 +400,15 @@ def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "conf
         if size > num_layers:
             _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "
                                   f"of {config.model}", f"use sizes from 1 to {num_layers}")
+
+
+def with_contribution(config: SweepConfig, top_k: tuple[int, ...] | None = None,
+                      swap_pooled: bool | None = None) -> SweepConfig:
+    """``config`` as an attention-contribution study, with any given setting overriding its own."""
+    spec = config.contribution
+    spec = ContributionSpec(spec.top_k if top_k is None else tuple(top_k),
+                            spec.swap_pooled if swap_pooled is None else swap_pooled)
+    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=spec)
 
 
 def with_trace(config: SweepConfig, noise: float | None = None, components: tuple[str, ...] | None = None,

@@ -2,14 +2,23 @@
 edit methods and their options, evaluation groups and metrics, and the files of an edit and of a job (no torch here).
 Each name is defined here once; both sides import it."""
 
-# Attribute families, in the order every view and command lists them.
-FAMILIES = ("style", "objects", "facts", "color")
+# Attribute families, in the order every view and command lists them: the LocoGen paper's three and colour, then the
+# categories of the DiT paper ("Localizing Knowledge in Diffusion Transformers").
+FAMILIES = ("style", "objects", "facts", "color", "dit-style", "places", "celebrities", "animals", "characters")
 
 # Localization methods, as stored in ``cases.method`` / ``scores.method`` / ``runs.method``.
 LOCOGEN = "locogen"
 TRACE = "trace"  # a causal-tracing run (runs.method); its rows say which sites were restored:
 TRACE_UNET = "trace-unet"
 TRACE_TEXT = "trace-text"
+# The DiT paper's localization: each site's attention contribution of the concept's tokens, then its top-k
+# intervention. Its rows: the original and target references (kinds ``original``/``target``), each site's contribution
+# (kind ``contribution``, scored by ``CONTRIBUTION_MEASURE``, the site in ``window_start``) and the images with the k
+# dominant sites fed the target (kind ``top-k``, k in ``window_size``, the sites in ``blocks``).
+ATTENTION_CONTRIBUTION = "attention-contribution"
+CONTRIBUTION = "contribution"
+TOP_K = "top-k"
+CONTRIBUTION_MEASURE = "attention-contribution"
 
 # Site components (``layers.component``, ``cases.component``). LocoGen's layers are the cross-attention ones.
 CROSS_ATTENTION = "cross-attention"

@@ -10,7 +10,7 @@ from contract.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compute.cli import dashboard, edit, eval_edit, generate, layers, reproduce, sweep, trace
+    from compute.cli import contribution, dashboard, edit, eval_edit, generate, layers, reproduce, sweep, trace
 
     prog = "locolab" if os.path.basename(sys.argv[0]) == "locolab" else "python -m compute"
     parser = argparse.ArgumentParser(prog=prog, description="LocoLab: localize and edit concepts in text-to-image "
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", metavar="PATH",
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (layers, generate, sweep, trace, reproduce, edit, eval_edit, dashboard):
+    for command in (layers, generate, sweep, trace, contribution, reproduce, edit, eval_edit, dashboard):
         command.add_parser(subparsers)
     return parser
 

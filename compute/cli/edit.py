@@ -5,7 +5,7 @@ optionally evaluate it."""
 from compute.attributes import PROMPT_SETS
 from compute.cli import status
 from compute.cli.eval_edit import run_eval
-from compute.cli.options import add_eval_options, parse_ints
+from compute.cli.options import add_eval_options, add_offload_option, parse_ints
 from compute.edit import DEFAULT_LAMBDA
 from compute.edit_request import DEFAULT_TOPK, make_request, stored_or_built
 from compute.edit_store import edit_dir
@@ -55,6 +55,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    add_offload_option(parser)
     parser.add_argument("--eval", action="store_true", help="evaluate the edit afterwards (see eval-edit)")
     add_eval_options(parser)
     parser.set_defaults(func=run)
@@ -80,7 +81,7 @@ def run(args) -> None:
 
     def model():
         if not loaded:
-            loaded.append(load_model(args.model, device=args.device, dtype=args.dtype))
+            loaded.append(load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload))
         return loaded[0]
 
     status.report(stage="editing")

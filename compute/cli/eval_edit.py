@@ -2,7 +2,7 @@
 CLIP and store the scores and a summary (efficacy, generalization, specificity)."""
 
 from compute.cli import status
-from compute.cli.options import add_eval_options, parse_ints
+from compute.cli.options import add_eval_options, add_offload_option, parse_ints
 from compute.edit_eval import evaluate
 from compute.edit_store import load_edit
 from compute.models.loading import load_model
@@ -17,6 +17,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    add_offload_option(parser)
     add_eval_options(parser)
     parser.set_defaults(func=run)
 
@@ -52,4 +53,4 @@ def run_eval(model, edit, args) -> dict:
 
 def run(args) -> None:
     edit = load_edit(args.artifacts, args.edit_id)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype), edit, args)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, args)

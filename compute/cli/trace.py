@@ -50,7 +50,7 @@ def run(args) -> None:
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     plan = plan_trace(model, config, settings)
     mine = shard_units(plan.units, shard, num_shards)[:args.limit]
     root = store.resolve_root(args.artifacts)
