@@ -8,7 +8,8 @@ search rests on: a size that fails below the first localizing coarse size means 
 (a window of m layers holds windows of every smaller size; docs/statistics.md).
 
 The refinement is planned from the stored results of the first pass, so it needs all of the first pass (every shard)
-finished; a shard that finishes first says so, and a rerun of the sweep (any shard) runs what is left.
+finished; a shard that finishes first says so, and a rerun of the sweep (any shard) runs what is left. With several
+scorers, a concept's refinement sweeps the sizes each scorer's result asks for.
 """
 
 from dataclasses import dataclass, field
@@ -50,20 +51,23 @@ def plan_refinement(config: SweepConfig, settings: Settings, num_layers: int, fi
                     root: str) -> Refinement:
     """The refinement of ``config``'s search from the first pass stored under ``root`` (all of ``first_pass``, every
     shard's, must be there; else ``pending`` counts the units still missing)."""
-    missing = [u for u in first_pass if not unit_done(root, config.model, u)]
+    missing = [u for u in first_pass if not unit_done(root, config.model, u, config.scorers)]
     if missing:
         return Refinement(pending=len(missing), total=len(first_pass))
     search = config.window_search
     rows = summaries.localization(store.Store(root).connect(), search.threshold, [config.run_id],
                                   level=search.level).to_pylist()
-    localizing: dict[tuple[str, str], set[int]] = {}
+    localizing: dict[tuple[str, str, str], set[int]] = {}
     for row in rows:
-        localizing.setdefault((row["family"], row["concept"]), set())
+        localizing.setdefault((row["family"], row["concept"], row["scorer_id"]), set())
         if row["localizes"]:
-            localizing[row["family"], row["concept"]].add(row["window_size"])
+            localizing[row["family"], row["concept"], row["scorer_id"]].add(row["window_size"])
+    wanted: dict[tuple[str, str], set[int]] = {}
+    for (family, concept, _), found in localizing.items():
+        wanted.setdefault((family, concept), set()).update(refinement_sizes(search, found))
     refinement = Refinement(total=len(first_pass))
-    for key, found in localizing.items():
-        sizes = refinement_sizes(search, found)
+    for key, found in wanted.items():
+        sizes = sorted(found)
         if sizes:
             refinement.sizes[key] = sizes
             refinement.units += build_plan(config, settings, num_layers, sizes, {key}, references=False)

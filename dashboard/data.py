@@ -48,6 +48,8 @@ def _kind(kind: pa.DataType) -> str:
         return "text"
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return "number"
+    if pa.types.is_list(kind):  # Parquet names a list's items "element", Arrow "item": compare what they hold
+        return f"list of {_kind(kind.value_type)}"
     return "time" if pa.types.is_timestamp(kind) else str(kind)
 
 

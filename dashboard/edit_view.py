@@ -7,7 +7,8 @@ from dashboard import common, data, queries
 
 PAIRS_PER_PAGE = 6
 SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",
-            "topk", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts", "created_at")
+            "topk", "selection", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts",
+            "target_prompts", "bias_in_values", "created_at")
 
 
 def edited(record: dict) -> str:

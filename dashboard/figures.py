@@ -1,5 +1,5 @@
-"""Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops and of causal tracing's
-recoveries (one grid, one colour scale), and the per-concept line view."""
+"""Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops, causal tracing's recoveries and
+attention contribution's per-site map (one grid, one colour scale), and the per-concept line view."""
 
 import plotly.graph_objects as go
 import pyarrow as pa
@@ -107,6 +107,28 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
     return figure
 
 
+def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k: int,
+                     rows: list[tuple[str, str]] | None = None,
+                     labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
+    """Attention contribution's map on the same grid: a cell is one text-reading site, coloured by its mean
+    contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
+    intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
+    def hover(cell):
+        return (f"site {layer_label(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
+                f"{_fmt(cell['contribution_std'])} ({cell['n_images']} images, {cell['n_seeds']} seeds)<br>"
+                f"{cell['share']:.1%} of the concept's total · rank {cell['site_rank']}")
+
+    rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    marked = [dict(cell, dominant=cell["site_rank"] <= k) for cell in cells.to_pylist()]
+    figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant",
+                   labels=labels)
+    _mark_blocks(figure, layers, num_sites)
+    figure.update_layout(title={"text": f"Attention contribution · colour: relative to the concept's dominant site · "
+                                        f"● the {k} dominant sites", "font": {"size": 14}})
+    figure.update_xaxes(title="text-reading attention site (forward order)")
+    return figure
+
+
 def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
           colorbar: str, grey: set[tuple[str, str]] = frozenset(), grey_label: str = "",
           labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
@@ -157,7 +179,8 @@ def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
 
 
 def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) -> None:
-    """Dotted lines where the UNet moves from down to mid to up blocks, labelled above the plot."""
+    """Dotted lines where the UNet moves from down to mid to up blocks (FLUX: from double- to single-stream blocks),
+    labelled above the plot."""
     blocks = [layers.get(i, {}).get("block") for i in range(num_layers)]
     if not any(blocks):
         return

@@ -20,6 +20,9 @@ from compute.sweep_config import CONFIGS_DIR, default_coarse, load_config
     ({"window_sizes": [2, 17]}, "window_sizes[1]: 17 exceeds the 16 cross-attention layers of tiny-sd1"),
     ({"seeds": []}, "seeds: expected a non-empty list"),
     ({"scorer": "my-clip"}, "scorer: unknown scorer 'my-clip'"),
+    ({"scorer": ["tiny-clip", "my-clip"]}, "scorer[1]: unknown scorer 'my-clip'"),
+    ({"scorer": ["tiny-clip", "tiny-clip"]}, "scorer: duplicate scorers"),
+    ({"scorer": []}, "scorer: expected a scorer or a non-empty list"),
     ({"families": {"style": {**SMALL["families"]["style"], "concepts": []}}}, "families.style.concepts: expected"),
     ({"model": "sd-9"}, "unknown model 'sd-9'"),
     ({"window_search": {"max_size": 6}}, "window_sizes: give either window_sizes (an explicit list) or window_search"),
@@ -78,7 +81,7 @@ def test_a_config_without_a_search_keeps_its_run_id():
     """Existing studies resume under the run id they had before window searches existed."""
     config = load_config(CONFIGS_DIR / "tiny-sd1.yaml")
     fields = {k: v for k, v in config.to_dict().items() if k not in ("name", "description", "batch_size", "trace",
-                                                                     "method", "window_search")}
+                                                                     "method", "contribution", "window_search")}
     assert config.run_id == f"tiny-sd1-{hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -86,3 +89,11 @@ def test_a_search_config_plans_its_coarse_sizes():
     config = load_config(CONFIGS_DIR / "style-sdxl-base.yaml")
     assert config.window_search.max_size == 10 and config.window_sizes == config.window_search.coarse
     assert config.window_sizes == default_coarse(10) == (1, 2, 3, 5, 8, 10)
+
+
+def test_a_list_of_one_scorer_is_that_scorer(tmp_path):
+    one = load_config(write_config(tmp_path / "one.yaml", scorer="tiny-clip"))
+    listed = load_config(write_config(tmp_path / "listed.yaml", scorer=["tiny-clip"]))
+    both = load_config(write_config(tmp_path / "both.yaml", scorer=["tiny-clip", "toyworld-clip"]))
+    assert listed.run_id == one.run_id and listed.scorers == ("tiny-clip",)
+    assert both.scorers == ("tiny-clip", "toyworld-clip") and both.run_id != one.run_id

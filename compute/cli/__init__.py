@@ -10,7 +10,18 @@ from contract.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compute.cli import dashboard, edit, eval_edit, generate, layers, summary, sweep, trace
+    from compute.cli import (
+        contribution,
+        dashboard,
+        edit,
+        eval_edit,
+        generate,
+        layers,
+        reproduce,
+        summary,
+        sweep,
+        trace,
+    )
 
     prog = "locolab" if os.path.basename(sys.argv[0]) == "locolab" else "python -m compute"
     parser = argparse.ArgumentParser(prog=prog, description="LocoLab: localize and edit concepts in text-to-image "
@@ -18,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", metavar="PATH",
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (layers, generate, sweep, summary, trace, edit, eval_edit, dashboard):
+    for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, dashboard):
         command.add_parser(subparsers)
     return parser
 

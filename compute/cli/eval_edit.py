@@ -3,7 +3,7 @@ CLIP and store the scores and a summary: per group the normalized score drop and
 pushed below the target reference, with intervals (efficacy, generalization), and specificity."""
 
 from compute.cli import status
-from compute.cli.options import add_eval_options, parse_ints
+from compute.cli.options import add_eval_options, add_offload_option, parse_ints
 from compute.edit_eval import evaluate
 from compute.edit_store import load_edit
 from compute.models.loading import load_model
@@ -18,6 +18,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    add_offload_option(parser)
     add_eval_options(parser)
     parser.set_defaults(func=run)
 
@@ -61,9 +62,15 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"specificity: unrelated prompts keep {number('specificity', 3)} of their mean score"
                      + (f", the family's other concepts {number('other_concepts_retained', 3)}"
                         if "other_concepts_retained" in summary else ""))
+    if "new_fact_gain" in summary:
+        lines.append(f"fact update, mean CLIP score of the edit's and held-out prompts before -> after: old fact "
+                     f"{summary['old_fact_text']!r} {number('old_fact_score_before', 3)} -> "
+                     f"{number('old_fact_score_after', 3)}, new fact {summary['new_fact_text']!r} "
+                     f"{number('new_fact_score_before', 3)} -> {number('new_fact_score_after', 3)} (target prompt "
+                     f"{number('new_fact_reference', 3)}; gain {number('new_fact_gain')} of the way to it)")
     return lines
 
 
 def run(args) -> None:
     edit = load_edit(args.artifacts, args.edit_id)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype), edit, args)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, args)

@@ -1,6 +1,6 @@
 """``locolab generate``: LocoGen images for chosen windows, with the original and target references."""
 
-from compute.cli.options import parse_ints, parse_window
+from compute.cli.options import add_offload_option, parse_ints, parse_window
 from compute.models.loading import load_model
 from compute.settings import Settings
 from compute.window_images import window_images
@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    add_offload_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,7 +32,7 @@ def run(args) -> None:
     windows = [parse_window(w) for w in args.window or []]
     if args.window_size is not None and args.window_size < 1:
         raise UserError(f"--window-size must be >= 1, got {args.window_size}")
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
     if args.window_size is not None:
         if args.window_size > len(model.layers):
             raise UserError(f"--window-size {args.window_size} exceeds the {len(model.layers)} layers")

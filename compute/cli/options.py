@@ -39,6 +39,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def add_offload_option(parser) -> None:
+    """``--offload``: load the model with accelerate's model CPU offload (``load_model(offload=True)``)."""
+    parser.add_argument("--offload", action="store_true", help="model CPU offload (accelerate): components wait on the "
+                        "CPU and run on the device one at a time, e.g. FLUX.1 on a 24 GB GPU")
+
+
 def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
     """The options every store-writing run shares (sweep, trace): root, sharding, limits, batch, device."""
     parser.add_argument("--artifacts", help=f"artifact root (default ${ROOT_ENV} or {DEFAULT_ROOT}/)")
@@ -48,6 +54,7 @@ def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
     parser.add_argument("--batch-size", type=int, help="images per pipeline call (default: config, else auto)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    add_offload_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,6 +79,9 @@ def add_eval_options(parser) -> None:
     group.add_argument("--size", type=int, help="image side in pixels (model default)")
     group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
                                         f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=int, default=20, help="unrelated prompts for specificity")
+    group.add_argument("--unrelated", type=int,
+                       help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
+                            "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
+                            "320)")
     group.add_argument("--other-concepts", type=int, default=3, help="other concepts of the family for specificity")
     group.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")

@@ -4,6 +4,7 @@ import time
 
 from compute.cli.options import add_run_options, run_options
 from compute.cli.summary import add_rule_options, print_summaries, rule_of
+from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import layer_count, resolve
 from compute.plan import build_plan, shard_units
 from compute.settings import Settings
@@ -40,7 +41,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="sweeping")
     refinement = []
 
@@ -67,16 +68,20 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     per_unit = [len({c.image_key for c in u.cases}) for u in mine]
     batch = batch_size or 8
     calls = sum(-(-n // batch) for n in per_unit) * settings.steps
-    rows = 2 if settings.guidance > 1 else 1
-    print(f"run {config.run_id}: {config.model} ({num_layers} cross-attention layers), scorer {config.scorer}")
+    arch = ARCHITECTURES[resolve(config.model).arch]
+    rows = 2 if arch.cfg and settings.guidance > 1 else 1  # FLUX.1: guidance distilled, one row per image
+    print(f"run {config.run_id}: {config.model} ({num_layers} text-reading layers), "
+          f"scorer {', '.join(config.scorers)}")
     search = config.window_search
     sizes = (f"window search up to m={search.max_size}, coarse sizes {list(search.coarse)}" if search
              else f"window sizes {list(config.window_sizes)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"{sizes}, seeds {list(config.seeds)}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {count} images")
-    print(f"  UNet calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
-          f"({count * settings.steps * rows} sample evaluations)")
+    denoiser = "UNet" if arch.denoiser == "unet" else "transformer"
+    print(f"  {denoiser} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
+          f"({count * settings.steps * rows} sample evaluations"
+          f"{', plus the companion rows of swapped images' if arch.stream else ''})")
     if search:
         cost = search_cost(config, settings, num_layers, units)
         print(f"  search cost, all shards: first pass {cost['first_pass']} images; the refinement adds at most "

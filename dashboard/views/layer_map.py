@@ -1,5 +1,6 @@
 """Layer map: where each concept localizes, per run — LocoGen's normalized drop per window (with its interval and
-verdict), causal tracing's recovery per site, or both side by side on the same rows and the same 0–1 colour scale."""
+verdict), causal tracing's recovery per site, attention contribution per site, or LocoGen beside one of the others on
+the same rows, columns and 0–1 colour scale."""
 
 import functools
 import io
@@ -12,10 +13,10 @@ from compute.models.registry import MODELS
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
 from dashboard import common, data, queries
-from dashboard.figures import heat_map, line_view, row_label, trace_map, window_label
+from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 
 GALLERY = "views/gallery.py"
-LOCOGEN, TRACING, BOTH = "LocoGen", "Causal tracing", "Side by side"
+LOCOGEN, TRACING, CONTRIBUTION, BOTH = "LocoGen", "Causal tracing", "Attention contribution", "Side by side"
 LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − reference) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
                    "gone as fully as in the reference, 0 = no effect. The reference is the target prompt, or on models "
@@ -27,6 +28,10 @@ LEVELS = (0.8, 0.9, 0.95, 0.99)
 TRACE_CAPTION = ("**Causal tracing** colour: recovery (restored − corrupted) / (original − corrupted): with the "
                  "subject's word embedding corrupted by noise, restoring that one site from the clean run brings the "
                  "attribute back fully (1) or not at all (0).")
+CONTRIBUTION_CAPTION = ("**Attention contribution** colour: the site's mean contribution of the concept's tokens "
+                        "(the norm of their share of the attention output through its output projection, averaged "
+                        "over image tokens, steps, prompts and seeds), relative to the concept's dominant site. ● "
+                        "marks the k dominant sites, which the top-k intervention feeds the target prompt.")
 CHART = {"displaylogo": False}
 
 
@@ -175,13 +180,13 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
                 common.image(row["image_path"], f"{name} · seed {row['seed']} · {common.score_text(row['score'])}")
 
 
-def shared_label(key: tuple[str, str], cells, traced) -> str:
+def shared_label(key: tuple[str, str], cells, traced=None) -> str:
     """One row label for both maps of Side by side (the same labels keep their columns aligned), saying what either
     method cannot speak to."""
     notes = []
     if any(not r["measurable"] for r in only(cells, family=key[0], concept=key[1]).to_pylist()):
         notes.append("LocoGen: not measurable")
-    if any(r["untraceable"] for r in only(traced, family=key[0], concept=key[1]).to_pylist()):
+    if traced is not None and any(r["untraceable"] for r in only(traced, family=key[0], concept=key[1]).to_pylist()):
         notes.append("tracing: untraceable")
     return row_label(*key) + (f" ({'; '.join(notes)})" if notes else "")
 
@@ -211,6 +216,72 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
                    "LocoGen strongest window": shown(top(cells, key, "normalized_drop"), "window_start",
                                                      "normalized_drop"),
                    "tracing strongest site": shown(top(traced, key, "recovery"), "site", "recovery")} for key in rows],
+                 hide_index=True, width="stretch")
+
+
+def contribution_columns(model: str, cells) -> tuple[dict, int]:
+    """The model's text-reading sites and how many there are."""
+    layers = data.query(snap, queries.layers, model)
+    return layers, max([len(layers) and max(layers) + 1, *(s + 1 for s in cells["site"].to_pylist())])
+
+
+def pick_k(model: str, column) -> int:
+    """The k whose dominant sites are marked: the k of the model's top-k interventions (a choice when several)."""
+    ks = sorted(set(only(top_k, model=model)["k"].to_pylist())) or [6]
+    return ks[0] if len(ks) == 1 else column.selectbox("Dominant sites k", ks, key="contribution_k")
+
+
+def intervention_rows(model: str, k: int, threshold: float, rows: list[tuple[str, str]]) -> list[dict]:
+    """One row per concept: its k dominant sites and their top-k intervention's drop (scored by the page's scorer)."""
+    found = {(r["family"], r["concept"]): r for r in only(top_k, model=model, scorer_id=scorer, k=k).to_pylist()}
+    table = []
+    for key in rows:
+        row = found.get(key, {})
+        drop = row.get("normalized_drop")
+        table.append({"concept": row_label(*key), "sites fed the target": row.get("blocks"),
+                      "drop": drop, f"drop ≥ {threshold:g}": None if drop is None else drop >= threshold,
+                      "images": row.get("n_images"), "score": row.get("score_mean"),
+                      "original": row.get("original_score"), "target": row.get("target_score")})
+    return table
+
+
+def contribution_view(model: str, k: int, threshold: float) -> None:
+    """Attention contribution's map and each concept's top-k intervention, scored like a LocoGen window."""
+    cells = queries.contribution_cells(contrib, model)
+    layers, num_sites = contribution_columns(model, cells)
+    rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    st.plotly_chart(contribution_map(cells, layers, num_sites, k, rows), key="contribution_map", config=CHART)
+    st.caption(CONTRIBUTION_CAPTION)
+    st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
+    st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
+               f"same run, scored by {scorer}; blank where the run has not intervened yet.")
+    st.dataframe(intervention_rows(model, k, threshold, rows), hide_index=True, width="stretch")
+
+
+def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -> None:
+    """The LocoGen map at window size m above the attention-contribution map, on the same concept rows and site
+    columns, with each concept's strongest window, dominant sites and top-k drop."""
+    cells = queries.layer_cells(loc, scorer, size, threshold)
+    found = queries.contribution_cells(contrib, model)
+    rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
+                                  *zip(found["family"].to_pylist(), found["concept"].to_pylist())])
+    layers, num_layers = locogen_columns(model, mine)
+    minimal = queries.minimal_windows(loc, scorer, threshold)
+    # One label per row for both maps, so their columns line up.
+    labels = {key: shared_label(key, cells) for key in rows}
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
+                    config=CHART)
+    st.caption(LOCOGEN_CAPTION)
+    st.plotly_chart(contribution_map(found, layers, num_layers, k, rows, labels), key="both_contribution",
+                    config=CHART)
+    st.caption(CONTRIBUTION_CAPTION)
+    interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}
+    st.subheader("Per concept: LocoGen's strongest window and the dominant sites' intervention")
+    st.dataframe([{"concept": row_label(*key),
+                   "LocoGen strongest window": shown(top(cells, key, "normalized_drop"), "window_start",
+                                                     "normalized_drop"),
+                   f"top-{k} sites": interventions[row_label(*key)]["sites fed the target"],
+                   f"top-{k} drop": interventions[row_label(*key)]["drop"]} for key in rows],
                  hide_index=True, width="stretch")
 
 
@@ -251,18 +322,30 @@ st.title("Layer map")
 sweeps = data.query(snap, queries.run_list)
 traces = data.query(snap, queries.run_list, TRACE)
 trace = data.query(snap, queries.trace_table)
-models = sorted(set(sweeps["model"].to_pylist()) | set(traces["model"].to_pylist()))
+contrib = data.query(snap, queries.contribution_table)
+top_k = data.query(snap, queries.top_k_table)
+models = sorted(set(sweeps["model"].to_pylist()) | set(traces["model"].to_pylist())
+                | set(contrib["model"].to_pylist()))
 if not models:
     st.info("The store has cases but no scored windows or traced sites yet: wait for the first work unit's scores.")
     st.stop()
-method = st.radio("Method", (LOCOGEN, TRACING, BOTH), index=0 if sweeps.num_rows else 1, horizontal=True,
+method = st.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH),
+                  index=0 if sweeps.num_rows else 1 if traces.num_rows else 2, horizontal=True,
                   key="map_method", help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
-                  "tracing: corrupt the subject's embedding, restore one site. Side by side: both on one model.")
+                  "tracing: corrupt the subject's embedding, restore one site. Attention contribution: how much each "
+                  "site's attention output owes to the concept's tokens. Side by side: LocoGen beside another.")
 left, middle, right, far = st.columns([3, 2, 2, 2])
 model = left.selectbox("Model", models, key="map_model")
+found = only(contrib, model=model)
+beside = TRACING
+if method == BOTH and found.num_rows:
+    traced_model = model in traces["model"].to_pylist()
+    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), index=0 if traced_model else 1,
+                              key="map_beside")
 run_column, trace_column = st.columns(2)
-run_id = pick_run(sweeps, "LocoGen", run_column, "map_run", "Run") if method != TRACING else None
-trace_run = pick_run(traces, "trace", trace_column, "trace_run", "Trace run") if method != LOCOGEN else None
+run_id = pick_run(sweeps, "LocoGen", run_column, "map_run", "Run") if method in (LOCOGEN, BOTH) else None
+trace_run = (pick_run(traces, "trace", trace_column, "trace_run", "Trace run")
+             if method == TRACING or (method == BOTH and beside == TRACING) else None)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
                        help="LocoGen: of the original→reference gap, judged on the drop's interval; tracing: of the "
                             "corrupted→original gap.")
@@ -270,27 +353,36 @@ level = far.selectbox("Interval level", LEVELS, index=LEVELS.index(DEFAULT_LEVEL
                       format_func=lambda value: f"{value:.0%}", disabled=method == TRACING,
                       help="Coverage of the drop's and the gap's bootstrap intervals (docs/statistics.md).")
 min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
-                           disabled=method == LOCOGEN, help="Concepts whose corrupted score is not at least this "
-                           "below the original are left blank: the noise did not remove the attribute. -1 shows all.")
+                           disabled=method in (LOCOGEN, CONTRIBUTION), help="Concepts whose corrupted score is not at "
+                           "least this below the original are left blank: the noise did not remove the attribute. -1 "
+                           "shows all.")
 run = {r["run_id"]: r for r in sweeps.to_pylist()}.get(run_id)
 loc = data.query(snap, queries.localization_table, run_id, level) if run_id else None
 sites = only(trace, run_id=trace_run) if trace_run else None
+other = {TRACING: sites, CONTRIBUTION: only(top_k, model=model)}.get(beside if method == BOTH else method)
 scorers = sorted(set(loc["scorer_id"].to_pylist() if loc is not None else [])
-                 | set(sites["scorer_id"].to_pylist() if sites is not None else []))
-scorer = middle.selectbox("Scorer", scorers, key="map_scorer")
+                 | set(other["scorer_id"].to_pylist() if other is not None and method != LOCOGEN else []))
+scorer = middle.selectbox("Scorer", scorers, key="map_scorer",
+                          help="Attention contribution's map needs no scorer; its top-k interventions are scored.")
 mine = only(loc, scorer_id=scorer) if loc is not None else None
 sites = only(sites, scorer_id=scorer) if sites is not None else None
 # Widget state dies with the page; Run an edit pre-fills its form from these.
 st.session_state.update(chosen_model=model, chosen_threshold=threshold, chosen_run=run_id)
-needs = {LOCOGEN: [mine], TRACING: [sites], BOTH: [mine, only(sites, component=CROSS_ATTENTION)
-                                                   if sites is not None else None]}[method]
+second = (only(sites, component=CROSS_ATTENTION) if sites is not None else None) if beside == TRACING else found
+needs = {LOCOGEN: [mine], TRACING: [sites], CONTRIBUTION: [found], BOTH: [mine, second]}[method]
 if not all(table is not None and table.num_rows for table in needs):
-    missing = ("LocoGen sweep" if mine is None or not mine.num_rows else
+    no_sweep = method in (LOCOGEN, BOTH) and (mine is None or not mine.num_rows)
+    if not no_sweep and (method == CONTRIBUTION or beside == CONTRIBUTION and method == BOTH):
+        st.info(f"{model} has no attention contribution: run `python -m compute contribution CONFIG`.")
+        st.stop()
+    missing = ("LocoGen sweep" if no_sweep else
                "causal tracing" + (" of cross-attention" if sites is not None and sites.num_rows else ""))
     st.info(f"{model} has no {missing}{f' scored by {scorer}' if scorer else ''}: run "
-            f"`python -m compute {'sweep' if mine is None or not mine.num_rows else 'trace'} CONFIG`.")
+            f"`python -m compute {'sweep' if no_sweep else 'trace'} CONFIG`.")
     st.stop()
-if method == TRACING:
+if method == CONTRIBUTION:
+    contribution_view(model, pick_k(model, right), threshold)
+elif method == TRACING:
     traced = sorted(set(sites["component"].to_pylist()), key=lambda c: (COMPONENTS + (c,)).index(c))
     component = right.selectbox("Component", traced, key="trace_component")
     trace_view(model, component, pick_noise(sites, component, right), threshold)
@@ -300,5 +392,7 @@ else:
                            key="map_size")
     if method == LOCOGEN:
         locogen_view(model, mine, size, threshold)
+    elif beside == CONTRIBUTION:
+        beside_contribution(model, mine, size, pick_k(model, right), threshold)
     else:
         side_by_side(model, mine, size, pick_noise(sites, CROSS_ATTENTION, right), threshold)
