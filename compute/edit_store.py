@@ -9,6 +9,7 @@ nothing behind. Tensors are never pickled.
 
 import json
 import os
+import re
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -21,7 +22,14 @@ from contract.store import resolve_root
 
 
 def edit_dir(root: str | os.PathLike | None, edit_id: str) -> Path:
-    """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``)."""
+    """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``).
+
+    Raises:
+        UserError: ``edit_id`` is not an edit's name (it would point elsewhere, e.g. ``../x``).
+    """
+    if not re.fullmatch(r"[\w][\w.-]*", edit_id):
+        raise UserError(f"{edit_id!r} is not an edit id (letters, digits, '.', '_', '-'): copy it from the edit's "
+                        f"folder name under {EDITS_DIR}/")
     return Path(resolve_root(root)) / EDITS_DIR / edit_id
 
 
@@ -46,14 +54,40 @@ def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
     path = edit_dir(root, edit_id)
     if not (path / EDIT_RECORD).is_file():
         raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
-    meta = json.loads((path / EDIT_RECORD).read_text())
-    weights = load_file(str(path / EDIT_WEIGHTS)) if (path / EDIT_WEIGHTS).is_file() else {}
+    damaged = (f"edit {edit_id} under {path.parent} is damaged ({{}}): run `locolab verify --repair` to set it "
+               "aside, then make the edit again")
+    try:
+        meta = json.loads((path / EDIT_RECORD).read_text(encoding="utf-8"))
+        weights = load_file(str(path / EDIT_WEIGHTS)) if (path / EDIT_WEIGHTS).is_file() else {}
+        tensors = load_file(str(path / EDIT_UNITS)) if (path / EDIT_UNITS).is_file() else {}
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UserError(damaged.format(f"{type(error).__name__}: {str(error).splitlines()[0]}")) from None
+    except Exception as error:  # safetensors reports a cut-off or garbled file with its own error type
+        if isinstance(error, OSError):
+            raise
+        raise UserError(damaged.format(f"unreadable tensors: {error}")) from None
+    problem = edit_record_problem(meta, edit_id)
+    if problem:
+        raise UserError(damaged.format(problem))
     weights = {qualified(name): value for name, value in weights.items()}
     units = {}
-    if (path / EDIT_UNITS).is_file():
-        tensors = load_file(str(path / EDIT_UNITS))
-        for name in tensors:
-            module, kind = name.rsplit(".", 1)
-            if kind == "indices":
-                units[module] = (tensors[name], tensors[f"{module}.values"])
+    for name in tensors:
+        module, kind = name.rsplit(".", 1)
+        if kind == "indices":
+            if f"{module}.values" not in tensors:
+                raise UserError(damaged.format(f"{module}.values missing from {EDIT_UNITS}"))
+            units[module] = (tensors[name], tensors[f"{module}.values"])
     return Edit(meta, weights, units)
+
+
+def edit_record_problem(meta, edit_id: str) -> str | None:
+    """Why an ``edit.json`` is not this edit's record, or None."""
+    if not isinstance(meta, dict):
+        return f"{EDIT_RECORD} holds {type(meta).__name__}, not an object"
+    missing = [key for key in ("edit_id", "model", "family", "concept", "method", "target", "source_prompts")
+               if key not in meta]
+    if missing:
+        return f"{EDIT_RECORD} lacks {', '.join(missing)}"
+    if meta["edit_id"] != edit_id:
+        return f"{EDIT_RECORD} names edit {meta['edit_id']!r}"
+    return None

@@ -48,15 +48,60 @@ class SweepStats:
     timings: dict = field(default_factory=dict)
 
 
-def unit_done(root: str, model: str, unit: Unit) -> bool:
-    """Both of the unit's parts exist (scores are written before cases, so cases marks completion)."""
+def unit_problem(root: str, model: str, unit: Unit, images: set[str] | None = None) -> str | None:
+    """Why a unit is not done, or None: both of its parts must read back whole, each with exactly one row per
+    planned case (scores: for the scorer's one id), and every image must be present. A killed run leaves the scores
+    part without the cases part (scores are written first); damage leaves a part unreadable, short or foreign, or
+    an image gone.
+
+    Args:
+        images: the image file names present in the model's image folder (``image_names``); listed when None.
+    """
+    reader = store.Store(root)
     partition = {"model": model, "family": unit.family}
-    return all(store.exists(store.part_path(t, unit.unit_id, partition, root)) for t in ("scores", "cases"))
+    expected = sorted(case.case_id for case in unit.cases)
+    for table in ("scores", "cases"):
+        path = store.part_path(table, unit.unit_id, partition, root)
+        if not store.exists(path):
+            return f"no {table} part"
+        try:
+            data = reader.read(path)
+        except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), the unit is redone
+            return f"{table} part unreadable ({type(error).__name__})"
+        problem = store.file_problem(table, data)
+        if problem:
+            return f"{table} part: {problem}"
+        if "case_id" not in data.column_names or sorted(data["case_id"].to_pylist()) != expected:
+            return f"{table} part has {data.num_rows} rows, not the unit's {len(expected)} cases"
+    present = image_names(root, model) if images is None else images
+    missing = sorted({case.image_key for case in unit.cases if f"{case.image_key}.png" not in present})
+    return f"{len(missing)} image(s) missing" if missing else None
+
+
+def unit_done(root: str, model: str, unit: Unit, images: set[str] | None = None) -> bool:
+    """Whether the unit's results are complete and readable (``unit_problem``)."""
+    return unit_problem(root, model, unit, images) is None
+
+
+def image_names(root: str, model: str) -> set[str]:
+    """The finished image files in the model's image folder (one listing, not one lookup per image)."""
+    folder = store.join(root, store.image_relpath(model, "x")).rsplit("/", 1)[0]
+    return {name for name in store.list_names(folder) if not name.startswith(store.TMP_PREFIX)}
 
 
 def _load_png(path: str) -> np.ndarray:
     with Image.open(io.BytesIO(store.read_bytes(path))) as image:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _png_ok(path: str) -> bool:
+    """Whether a stored PNG is present and whole (its chunks' checksums hold)."""
+    try:
+        with Image.open(io.BytesIO(store.read_bytes(path))) as image:
+            image.verify()
+    except Exception:  # missing, truncated or not a PNG: PIL raises several kinds
+        return False
+    return True
 
 
 def _generate_unit(model: Model, unit: Unit, root: str, batch_size: int, render: Render, stats: SweepStats,
@@ -65,7 +110,8 @@ def _generate_unit(model: Model, unit: Unit, root: str, batch_size: int, render:
     for start in range(0, len(unique), batch_size):
         batch = unique[start:start + batch_size]
         paths = [store.join(root, store.image_relpath(model.name, case.image_key)) for case in batch]
-        if all(store.exists(path) for path in paths):
+        # A unit is (re)done because it is incomplete or damaged: reuse only images that read back whole.
+        if all(_png_ok(path) for path in paths):
             stats.images_reused += len(batch)
             progress(len(batch))
             continue
@@ -158,7 +204,8 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
     stats = SweepStats(units_total=len(units))
     if "://" not in root:
         _remove_debris(root, config.model)
-    todo = [u for u in units if not unit_done(root, config.model, u)]
+    present = image_names(root, config.model)
+    todo = [u for u in units if not unit_done(root, config.model, u, present)]
     stats.units_skipped = len(units) - len(todo)
     done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)
     total = sum(len({c.image_key for c in u.cases}) for u in units)
@@ -194,6 +241,7 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
     from compute.batching import auto_batch_size
     from compute.scoring import load_scorer
 
+    store.Store(root).check_writable()  # before anything is written
     began = time.perf_counter() if began is None else began
     created = datetime.now(UTC)
     scorer = load_scorer(config.scorer, device=model.device)

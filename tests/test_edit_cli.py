@@ -86,8 +86,8 @@ def test_from_run_edits_the_minimal_localizing_window(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--layers", "8,9", "--lambda", "0"], "--lambda must be > 0"),
-    (["--layers", "8,9", "--lambda", "-1"], "--lambda must be > 0"),
+    (["--layers", "8,9", "--lambda", "0"], "argument --lambda: expected a number > 0 (finite), got '0'"),
+    (["--layers", "8,9", "--lambda", "-1"], "argument --lambda: expected a number > 0 (finite), got '-1'"),
     (["--layers", "8,16"], "use indices 0..15"),
     (["--layers", "8", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
     (["--layers", "8", "--prompt", "a painting by van goghs"], "are not in the tokens"),
@@ -98,7 +98,7 @@ def test_from_run_edits_the_minimal_localizing_window(tmp_path):
     (["--layers", "8", "--method", "diffquickfix"], "edits text-encoder layer 0, not UNet layers: drop --layers"),
     (["--from-run", "run1", "--method", "diffquickfix"], "drop --layers/--from-run"),
     (["--method", "neuron", "--layers", "8", "--positions", "subject"], "not --method neuron"),
-    (["--method", "diffquickfix", "--lambda", "0"], "--lambda must be > 0"),
+    (["--method", "diffquickfix", "--lambda", "0"], "argument --lambda: expected a number > 0"),
     (["--method", "diffquickfix", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
     ([], "needs --layers"),
 ])
@@ -122,6 +122,12 @@ def test_diffquickfix_keys_only_the_subject_token_on_request(tmp_path):
     assert (record["positions"], record["num_keys"]) == ("subject", {"text_encoder": 4})
 
 
+def _summary(folder):
+    """The summary of the edit's only evaluation (``evals/<eval_id>/eval.json``)."""
+    (path,) = folder.glob("evals/*/eval.json")
+    return json.loads(path.read_text())
+
+
 def _eval_table(root):
     return pq.read_table(next((root / "tables" / "edit_scores").glob("*.parquet"))).to_pylist()
 
@@ -137,7 +143,7 @@ def test_eval_edit_scores_every_prompt_before_and_after(tmp_path):
     before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
     after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
     assert before.keys() == after.keys() and before != after
-    summary = json.loads((folder / "eval.json").read_text())
+    summary = _summary(folder)
     unrelated = {r["phase"]: r["score"] for r in rows if r["group"] == "unrelated"}
     assert summary["specificity"] == pytest.approx(unrelated["after"] / unrelated["before"])
     assert summary["num_prompts"]["generalization"] == 6
@@ -162,7 +168,7 @@ def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path,
     before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
     after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
     assert all(before[p] != after[p] for p in before)
-    assert json.loads((folder / "eval.json").read_text())["edit_id"] == edit_id
+    assert _summary(folder)["edit_id"] == edit_id
 
 
 def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
@@ -172,7 +178,7 @@ def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
     before = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "before")
     after = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "after")
     assert before == after
-    summary = json.loads((_only_edit(tmp_path)[1] / "eval.json").read_text())
+    summary = _summary(_only_edit(tmp_path)[1])
     assert summary["specificity"] == 1.0
     assert summary["efficacy"] == summary["efficacy_before"]
 

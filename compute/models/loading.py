@@ -88,9 +88,26 @@ def latent_scale(pipe) -> int:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu."""
+    """``auto`` -> cuda, else mps, else cpu; a named device must exist on this machine.
+
+    Raises:
+        UserError: not a device name, or a device this machine lacks.
+    """
     if device != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise UserError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device {device!r}: this machine has no CUDA device; use --device cpu (or auto)")
+        if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if chosen.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"device {device!r}: MPS is not available here; use --device cpu (or auto)")
+        if chosen.type not in ("cpu", "cuda", "mps"):
+            raise UserError(f"device {device!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -111,6 +128,19 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
+def _read_json(path: Path) -> dict:
+    """A pipeline's JSON config file, or a one-line error naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path} is not readable JSON ({type(error).__name__}: {str(error).splitlines()[0]}): "
+                        "the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds {type(value).__name__}, not a JSON object: the pipeline folder is damaged; "
+                        "save it again with pipe.save_pretrained(DIR)")
+    return value
+
+
 def _read_index(source: str) -> tuple[dict, dict]:
     """Read ``model_index.json`` and the UNet config of a local directory or a hub id."""
     if os.path.isdir(source):
@@ -119,11 +149,13 @@ def _read_index(source: str) -> tuple[dict, dict]:
             raise UserError(f"{source!r} is not a diffusers pipeline (no model_index.json): "
                             "save one with pipe.save_pretrained(DIR) or pass a registered name")
         unet = Path(source) / "unet" / "config.json"
-        return json.loads(index.read_text()), json.loads(unet.read_text()) if unet.is_file() else {}
+        return _read_json(index), _read_json(unet) if unet.is_file() else {}
     from huggingface_hub import hf_hub_download
     try:
-        index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
-        unet = json.loads(Path(hf_hub_download(source, "unet/config.json")).read_text()) if "unet" in index else {}
+        index = _read_json(Path(hf_hub_download(source, "model_index.json")))
+        unet = _read_json(Path(hf_hub_download(source, "unet/config.json"))) if "unet" in index else {}
+    except UserError:
+        raise
     except Exception as exc:
         if _hub_offline():
             raise UserError(f"the model hub is offline (HF_HUB_OFFLINE=1) and {source!r} is not in the local cache: "
@@ -143,7 +175,11 @@ def _spec_for(source: str) -> ModelSpec:
                             "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I)")
         raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL or "
                         "DeepFloyd IF stage I pipeline")
-    resolution = unet.get("sample_size", 64) * arch.vae_scale
+    sample_size = unet.get("sample_size", 64)
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
+        raise UserError(f"{source!r}: unet/config.json has sample_size {sample_size!r}, not a positive integer: "
+                        "the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)")
+    resolution = sample_size * arch.vae_scale
     return ModelSpec(source, arch.name, source, resolution)
 
 
@@ -203,6 +239,11 @@ def layer_count(name: str) -> int:
     if spec.num_layers is not None:
         return spec.num_layers
     config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.source)[1]
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config)
+    try:
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{name!r}: its UNet config cannot be built ({reason}): the pipeline folder is damaged; save "
+                        "it again with pipe.save_pretrained(DIR)") from None
     return sum(1 for module in unet.modules() if is_text_attention(module))
