@@ -26,8 +26,14 @@ MAX_BATCH = 4096
 MAX_IMAGES = 10_000
 MAX_SWEEP_IMAGES = 100_000
 ALLOW_MANY = "--allow-many-images"
-# Concepts of a family, prompts and layers any one form or picker offers (stored values can be crafted).
+# Seeds the dashboard's edit form takes for one evaluation.
 MAX_SEEDS = 64
+# Text-reading layers a model may have (SD-XL has 70, the most of any supported model): stored layer indices beyond
+# it are ignored by the dashboard, which would otherwise build a picker or a heat map that wide.
+MAX_LAYERS = 512
+# Options any one picker offers, and concept rows one heat map draws (stored values can be crafted in any number).
+MAX_OPTIONS = 1000
+MAX_ROWS = 200
 
 
 @dataclass(frozen=True)
@@ -51,14 +57,18 @@ class Bound:
         kind = "an integer" if self.integer else "a number"
         if self.multiple:
             kind = f"a multiple of {self.multiple}"
+
+        def shown(limit: float) -> str:
+            return str(int(limit)) if self.integer else f"{limit:g}"
+
         if self.above is not None:
-            limits = f" > {self.above:g}" + ("" if self.high is None else f" and <= {self.high:g}")
+            limits = f" > {shown(self.above)}" + ("" if self.high is None else f" and <= {shown(self.high)}")
         elif self.low is not None and self.high is not None:
-            limits = f" from {self.low:g} to {self.high:g}"
+            limits = f" from {shown(self.low)} to {shown(self.high)}"
         elif self.low is not None:
-            limits = f" >= {self.low:g}"
+            limits = f" >= {shown(self.low)}"
         else:
-            limits = "" if self.high is None else f" <= {self.high:g}"
+            limits = "" if self.high is None else f" <= {shown(self.high)}"
         return f"{kind}{limits}" + ("" if self.integer else " (finite)")
 
     def problem(self, value) -> str | None:
@@ -106,7 +116,7 @@ SEED = Bound(integer=True, low=0, high=MAX_SEED)
 BATCH_SIZE = Bound(integer=True, low=1, high=MAX_BATCH)
 COUNT = Bound(integer=True, low=0, high=1_000_000)  # how many of something, 0 allowed
 POSITIVE_COUNT = Bound(integer=True, low=1, high=1_000_000)
-LAYER = Bound(integer=True, low=0, high=100_000)
+LAYER = Bound(integer=True, low=0, high=MAX_LAYERS - 1)
 LAMBDA = Bound(integer=False, above=0)
 NOISE = Bound(integer=False, low=0)
 THRESHOLD = Bound(integer=False, above=0)
