@@ -248,7 +248,8 @@ def _trace(check: _Checker, raw) -> TraceSpec:
     if raw is None:
         return TraceSpec()
     check.keys("trace", raw, TRACE_KEYS)
-    noise = check.optional("trace.noise", raw.get("noise", 3.0), bounds.NOISE)
+    noise = check.optional("trace.noise", raw.get("noise"), bounds.NOISE)
+    noise = TraceSpec.noise if noise is None else noise
     components = raw.get("components", [CROSS_ATTENTION])
     if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         check.fail("trace.components", f"expected a list of site kinds, got {components!r}",

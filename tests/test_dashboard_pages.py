@@ -73,11 +73,12 @@ def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):
 
 
 def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
+    sibling = copy_root(root, tmp_path / "sibling")
     app = open_app(monkeypatch, tmp_path / "nothing-yet")
 
-    app.sidebar.text_input(key="root_input").set_value(str(root)).run()
+    app.sidebar.text_input(key="root_input").set_value(str(sibling)).run()
 
-    assert "typed in" in app.markdown[0].value
+    assert "typed in" in app.markdown[0].value and str(sibling) in app.markdown[0].value
     assert set(app.dataframe[0].value["model"]) == {"tiny-sd1"}
 
 
@@ -271,7 +272,8 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
     compared = app.dataframe[2].value
     assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
-    stored = json.loads((root / "edits" / quickfix / "eval.json").read_text())
+    (summary,) = (root / "edits" / quickfix / "evals").glob("*/eval.json")
+    stored = json.loads(summary.read_text())
     row = compared[compared["edit"] == quickfix].iloc[0]
     assert row["efficacy_drop"] == pytest.approx(stored["efficacy_drop"])
     assert row["generalization_drop"] == pytest.approx(stored["generalization_drop"])
@@ -325,7 +327,7 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, newer)
 
-    assert "newer LocoLab (schema v99 > v1)" in app.error[0].value
+    assert "newer LocoLab (schema v99 \\> v1)" in app.error[0].value
     assert not app.dataframe
 
 
@@ -335,7 +337,7 @@ def test_a_foreign_parquet_file_with_wrong_column_types_is_named_and_skipped(mon
 
     app = open_app(monkeypatch, odd, "views/gallery.py")
 
-    assert "part-foreign.parquet`: not a LocoLab scores table: score is text, not number" in app.warning[0].value
+    assert "part-foreign.parquet`: not a LocoLab scores table\\: score is text, not number" in app.warning[0].value
     assert len(app.image) == (2 + 4) * 2
 
 

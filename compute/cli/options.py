@@ -4,6 +4,7 @@ shards. Every number is checked here, as argparse parses it (the bounds are ``co
 fails before any model loads or anything is written."""
 
 import argparse
+from collections import Counter
 
 from compute.plan import launcher_shard
 from contract import bounds
@@ -18,16 +19,16 @@ def parse_ints(text: str, what: str, bound: bounds.Bound = bounds.LAYER) -> list
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"bad {what} {text!r}: write comma-separated integers, e.g. 0,1") from None
+        raise UserError(f"bad {what} {text[:80]!r}: write comma-separated integers, e.g. 0,1") from None
     if not values:
         raise UserError(f"no {what} given: write comma-separated integers, e.g. 0,1")
     for value in values:
         problem = bound.problem(value)
         if problem:
-            raise UserError(f"bad {what} {text!r}: {problem}")
-    repeated = sorted({value for value in values if values.count(value) > 1})
-    if repeated:
-        raise UserError(f"bad {what} {text!r}: {repeated[0]} is given twice; list each once")
+            raise UserError(f"bad {what} {text[:80]!r}: {problem}")
+    if len(set(values)) != len(values):
+        repeated = next(value for value, count in Counter(values).items() if count > 1)
+        raise UserError(f"bad {what} {text[:80]!r}: {repeated} is given twice; list each once")
     return values
 
 
