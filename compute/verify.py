@@ -47,7 +47,8 @@ class Damage:
         what: what is damaged, e.g. ``unit 3f2a... of run small-1a2b3c4d5e``.
         problem: what is wrong with it.
         move: root-relative paths that repair sets aside (files or folders).
-        redo: what redoes it, e.g. ``locolab sweep small (run small-1a2b3c4d5e)``.
+        redo: what redoes it, e.g. ``locolab sweep small (run small-1a2b3c4d5e)``; empty when nothing needs redoing
+            (a foreign file, a dead writer's temporary file).
     """
 
     what: str
@@ -145,6 +146,8 @@ def _skipped(state: _Root, path: str, reason: str) -> Damage:
     """A Parquet part that does not read back, or is not a LocoLab table."""
     relpath = state.rel(path)
     table = relpath.split("/")[1]
+    if not reason.startswith("unreadable"):  # readable, but not a LocoLab table (file_problem): nothing to redo
+        return Damage(f"foreign file {relpath}", reason, [relpath])
     if table in ("cases", "scores"):
         partner = _partner(relpath)
         return Damage(f"unit part {relpath}", reason, [relpath] + [partner] * (state.path / partner).is_file(),
@@ -277,8 +280,8 @@ def _temporary_files(state: _Root) -> list[Damage]:
     found = []
     for parent, _, _ in os.walk(state.path):
         if not Path(parent).is_relative_to(state.path / DAMAGED_DIR):
-            found += [Damage(f"temporary file {state.rel(path)}", "left by a writer that was killed mid-write", [],
-                             "deleted by --repair") for path in stale_temps(parent)]
+            found += [Damage(f"temporary file {state.rel(path)}", "left by a writer that was killed mid-write (repair "
+                             "deletes it)") for path in stale_temps(parent)]
     return found
 
 

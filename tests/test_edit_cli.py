@@ -149,6 +149,36 @@ def test_eval_edit_scores_every_prompt_before_and_after(tmp_path):
     assert summary["num_prompts"]["generalization"] == 6
 
 
+def _files(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_an_evaluation_is_identified_by_its_settings(tmp_path, capsys):
+    """The same settings again return the stored evaluation (nothing rewritten); other settings are stored beside
+    it, never over it."""
+    main(EDIT + ["--layers", "8,9", "--artifacts", str(tmp_path)])
+    edit_id, folder = _only_edit(tmp_path)
+    evaluate = ["eval-edit", edit_id, "--artifacts", str(tmp_path), "--scorer", "tiny-clip"]
+    assert main(evaluate + EVAL) == 0
+    first = _summary(folder)
+    stored = _files(tmp_path)
+    capsys.readouterr()
+
+    assert main(evaluate + EVAL) == 0
+    assert f"evaluation {first['eval_id']} of {edit_id} with these settings already exists" in capsys.readouterr().out
+    assert _files(tmp_path) == stored
+
+    assert main(evaluate + EVAL[:1] + ["3"] + EVAL[2:]) == 0  # --steps 3 instead of 2
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in folder.glob("evals/*/eval.json")}
+    assert set(summaries) == {first["eval_id"], next(k for k in summaries if k != first["eval_id"])}
+    assert {s["steps"] for s in summaries.values()} == {2, 3}
+    assert {p: b for p, b in _files(tmp_path).items() if p in stored} == stored  # the first one untouched
+    rows = [r for p in (tmp_path / "tables" / "edit_scores").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    by_eval = {e: [r for r in rows if r["eval_id"] == e] for e in summaries}
+    assert all(len(r) == 2 * EVAL_PROMPTS for r in by_eval.values())
+    assert {r["steps"] for r in by_eval[first["eval_id"]]} == {2}
+
+
 def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path, capsys):
     args = EDIT + ["--method", "diffquickfix", "--eval", "--scorer", "tiny-clip", "--artifacts", str(tmp_path)]
     assert main(args + EVAL) == 0

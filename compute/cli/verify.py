@@ -24,15 +24,15 @@ def run(args) -> int:
         print(f"  {item.what}: {item.problem}")
     if not report.damage:
         return 0
+    redos = list(dict.fromkeys(item.redo for item in report.damage if item.redo))
     if not args.repair:
-        print("run `locolab verify --repair` to set them aside, then what redoes each:")
-        for redo in dict.fromkeys(item.redo for item in report.damage):
+        print("run `locolab verify --repair` to set them aside" + (", then redo them:" if redos else ""))
+        for redo in redos:
             print(f"  {redo}")
         return 1
     moved = repair(root, report.damage)
-    if moved:
-        print(f"moved the damaged files to {moved}")
-    print("now redo them:" if moved else "deleted the temporary files; nothing else to redo")
-    for redo in dict.fromkeys(item.redo for item in report.damage if item.move):
+    print(f"moved the damaged files to {moved}" if moved else "nothing to move")
+    print("now redo them:" if redos else "nothing to redo")
+    for redo in redos:
         print(f"  {redo}")
     return 0
