@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from contract.errors import UserError
 
-SCHEMA_VERSION = 1
+# v2: edit_scores.eval_id; an edit may have several evaluations, which a v1 reader would mix into one.
+SCHEMA_VERSION = 2
 ROOT_ENV = "LOCOLAB_ARTIFACTS"
 DEFAULT_ROOT = "artifacts"
 TMP_PREFIX = ".tmp-"

@@ -120,7 +120,7 @@ CASES = [
     ([*EDIT, "--layers", "4,5", "--eval", "--seeds", "x", "--artifacts", "{w}/root"], "argument --seeds"),
     ([*EDIT, "--layers", "4,5", "--eval", "--scorer", "/nowhere/clip", "--artifacts", "{w}/root"],
      "CLIP scorer directory /nowhere/clip does not exist"),
-    (["sweep", "{w}/good.yaml", "--artifacts", "{w}/newer"], "written by a newer LocoLab (schema v99 > v1)"),
+    (["sweep", "{w}/good.yaml", "--artifacts", "{w}/newer"], "written by a newer LocoLab (schema v99 > v2)"),
     ([*EDIT, "--layers", "4,5", "--artifacts", "{w}/newer"], "written by a newer LocoLab"),
     (["eval-edit", "../../etc", "--artifacts", "{w}/root"], "'../../etc' is not an edit id"),
     (["sweep", "{w}/unknown-model.yaml", "--artifacts", "{w}/root"], "unknown model 'sd-9'"),
@@ -170,6 +170,17 @@ def test_a_config_that_fails_leaves_no_run_or_layer_rows(world, tmp_path):
         code, _, err = run(["sweep", str(world / f"{name}.yaml"), "--artifacts", str(root)])
         assert_refused(code, err, f"{name}.yaml")
     assert not root.exists()
+
+
+def test_verify_names_a_damaged_edit_and_changes_nothing(world):
+    before = files(world)
+
+    code, out, err = run(["verify", "--artifacts", str(world / "root")])
+
+    assert (code, err) == (1, "")
+    assert "edit van-gogh-loco-cutcutcut0: unreadable (JSONDecodeError" in out
+    assert "make the edit again" in out
+    assert files(world) == before
 
 
 @pytest.mark.slow

@@ -159,6 +159,7 @@ def plant(root, job_id: str, label: str = "planted", **files) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_planted_pid_0_is_a_lost_job_that_blocks_nothing_and_cancel_signals_no_one(tmp_path):
     path = plant(tmp_path, "20990101-000000-aaaaaa", **{jobs.PID: {"pid": 0}})
 
@@ -174,6 +175,7 @@ def test_a_planted_pid_0_is_a_lost_job_that_blocks_nothing_and_cancel_signals_no
     assert wait_for(lambda: (job := jobs.load(launched.path)).status == "cancelled" and job, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recorded", [
     lambda sleeper: {"pid": sleeper.pid},  # a live process this dashboard did not start, no identity
     lambda sleeper: {"pid": sleeper.pid, **jobs.process_identity(sleeper.pid)},  # its identity, not a runner's

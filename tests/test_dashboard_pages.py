@@ -345,7 +345,7 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, newer)
 
-    assert "newer LocoLab (schema v99 \\> v1)" in app.error[0].value
+    assert "newer LocoLab (schema v99 \\> v2)" in app.error[0].value
     assert not app.dataframe
 
 

@@ -128,6 +128,10 @@ def _summary(folder):
     return json.loads(path.read_text())
 
 
+def _summary_of(folder, eval_id):
+    return json.loads((folder / "evals" / eval_id / "eval.json").read_text())
+
+
 def _eval_table(root):
     return pq.read_table(next((root / "tables" / "edit_scores").glob("*.parquet"))).to_pylist()
 
@@ -177,6 +181,19 @@ def test_an_evaluation_is_identified_by_its_settings(tmp_path, capsys):
     by_eval = {e: [r for r in rows if r["eval_id"] == e] for e in summaries}
     assert all(len(r) == 2 * EVAL_PROMPTS for r in by_eval.values())
     assert {r["steps"] for r in by_eval[first["eval_id"]]} == {2}
+
+    # A damaged evaluation is found by verify, set aside by --repair, and redone by the same command.
+    summary = folder / "evals" / first["eval_id"] / "eval.json"
+    summary.write_text(summary.read_text()[:50])
+    capsys.readouterr()
+    assert main(["verify", "--artifacts", str(tmp_path)]) == 1
+    assert f"evaluation {first['eval_id']} of edit {edit_id}: summary unreadable" in capsys.readouterr().out
+    assert main(["verify", "--repair", "--artifacts", str(tmp_path)]) == 0
+    assert not (folder / "evals" / first["eval_id"]).exists()
+    assert main(evaluate + EVAL) == 0
+    assert "already exists" not in capsys.readouterr().out
+    assert _summary_of(folder, first["eval_id"])["efficacy_score_after"] == first["efficacy_score_after"]
+    assert main(["verify", "--artifacts", str(tmp_path)]) == 0
 
 
 def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path, capsys):

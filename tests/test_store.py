@@ -34,7 +34,7 @@ def test_write_table_leaves_only_the_final_file(tmp_path):
     assert paths == [f"{tmp_path}/tables/scores/model=CompVis%2Fstable-diffusion-v1-4/family=style/"
                      "part-run1-0-0.parquet"]
     assert _files(tmp_path) == ["part-run1-0-0.parquet"]
-    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=1, **_score("a", "original", 0.75),
+    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=2, **_score("a", "original", 0.75),
                                                         method=None, component=None, noise=None)]
 
 
@@ -104,9 +104,9 @@ def test_newer_schema_version_is_reported(tmp_path):
     write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
     directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
     directory.mkdir(parents=True)
-    pq.write_table(pa.table({"schema_version": [2], "case_id": ["b"]}), directory / "part-new.parquet")
+    pq.write_table(pa.table({"schema_version": [3], "case_id": ["b"]}), directory / "part-new.parquet")
 
-    with pytest.raises(UserError, match=r"newer LocoLab \(schema v2 > v1\); upgrade LocoLab"):
+    with pytest.raises(UserError, match=r"newer LocoLab \(schema v3 > v2\); upgrade LocoLab"):
         Store(tmp_path).connect()
 
 

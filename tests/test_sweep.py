@@ -177,6 +177,7 @@ def _own_images(root: Path, unit: Path) -> list[str]:
     return sorted({r["image_path"] for r in pq.read_table(unit).to_pylist() if r["kind"] == "window"})
 
 
+@pytest.mark.slow
 def test_verify_repair_then_resume_equals_an_undamaged_run(reference, tmp_path, capsys):
     config, expected = reference
     root = tmp_path / "root"
@@ -214,6 +215,7 @@ def test_verify_repair_then_resume_equals_an_undamaged_run(reference, tmp_path, 
     assert "no damaged" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_redoes_only_units_whose_parts_or_images_are_damaged(reference, tmp_path, capsys):
     """Without verify: a unit is done only when its parts read back whole with one row per case and its images are
     present; a foreign Parquet file among the tables is skipped, not a reason to fail."""
