@@ -20,6 +20,9 @@ from contract.errors import UserError
 from contract.names import EDIT_RECORD, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR
 from contract.store import resolve_root
 
+# What a full edit record holds for its evaluation to be made (``make_request`` writes them all).
+RECORD_KEYS = ("edit_id", "model", "family", "concept", "method", "target", "source_prompts")
+
 
 def edit_dir(root: str | os.PathLike | None, edit_id: str) -> Path:
     """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``).
@@ -49,8 +52,15 @@ def save_edit(root: str | os.PathLike | None, edit: Edit) -> Path:
     return path
 
 
-def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
-    """Read edit ``edit_id`` back (tensors on the CPU)."""
+def load_edit(root: str | os.PathLike | None, edit_id: str, required: tuple[str, ...] = ("edit_id",)) -> Edit:
+    """Read edit ``edit_id`` back (tensors on the CPU).
+
+    Args:
+        required: record keys the caller needs (``RECORD_KEYS`` to evaluate it).
+
+    Raises:
+        UserError: no such edit, or its record or tensors do not read back (naming the fix).
+    """
     path = edit_dir(root, edit_id)
     if not (path / EDIT_RECORD).is_file():
         raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
@@ -66,7 +76,7 @@ def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
         if isinstance(error, OSError):
             raise
         raise UserError(damaged.format(f"unreadable tensors: {error}")) from None
-    problem = edit_record_problem(meta, edit_id)
+    problem = edit_record_problem(meta, edit_id, required)
     if problem:
         raise UserError(damaged.format(problem))
     weights = {qualified(name): value for name, value in weights.items()}
@@ -80,12 +90,12 @@ def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
     return Edit(meta, weights, units)
 
 
-def edit_record_problem(meta, edit_id: str) -> str | None:
-    """Why an ``edit.json`` is not this edit's record, or None."""
+def edit_record_problem(meta, edit_id: str, required: tuple[str, ...] = ("edit_id",)) -> str | None:
+    """Why an ``edit.json`` is not this edit's record, or lacks one of the ``required`` keys (``RECORD_KEYS``: what
+    an evaluation reads), or None."""
     if not isinstance(meta, dict):
         return f"{EDIT_RECORD} holds {type(meta).__name__}, not an object"
-    missing = [key for key in ("edit_id", "model", "family", "concept", "method", "target", "source_prompts")
-               if key not in meta]
+    missing = [key for key in required if key not in meta]
     if missing:
         return f"{EDIT_RECORD} lacks {', '.join(missing)}"
     if meta["edit_id"] != edit_id:

@@ -426,7 +426,7 @@ class Store:
     def _verdict(self, path: str, table: str) -> tuple[str | None, int | None]:
         try:
             data = self.read(path)
-        except Exception as error:  # noqa: BLE001 -- whatever a damaged file raises (Arrow, thrift, OS), it is unreadable
+        except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), it is unreadable
             text = str(error).splitlines()[0] if str(error) else type(error).__name__
             return f"unreadable Parquet: {text}", None
         problem = file_problem(table, data)

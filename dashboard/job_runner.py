@@ -45,7 +45,7 @@ def main(job_dir: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # With its start time and command line, so that the dashboard can tell this runner from a later process that
     # reuses the pid, and from a planted pid.json.
-    write_json(path / PID, {"pid": os.getpid(), **process_identity(os.getpid())})
+    write_json(path / PID, {"pid": os.getpid(), **(process_identity(os.getpid()) or {})})
     spec = json.loads((path / SPEC).read_text())
     code = None if (path / CANCELLED).exists() else run_command(path, spec["args"], stop)
     write_json(path / EXIT, {"returncode": code, "finished_at": now()})

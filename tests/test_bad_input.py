@@ -188,11 +188,8 @@ def test_the_process_boundary_keeps_the_promise(world):
     """As real processes (the module and the console script): exit status 2 and one line on stderr."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     script = Path(sys.executable).with_name("locolab")
-    commands = [
+    commands = [  # two, each a cold start of torch and diffusers (~5 s alone, much more on a busy machine)
         ([sys.executable, "-m", "compute", *GENERATE, "--out", str(world / "out"), "--steps", "0"], "argument --steps"),
-        ([sys.executable, "-m", "compute", "layers", "--model", str(world / "bad-unet")], "is not readable JSON"),
-        ([sys.executable, "-m", "compute", "sweep", str(world / "good.yaml"), "--artifacts", str(world / "newer")],
-         "written by a newer LocoLab"),
         ([str(script) if script.exists() else sys.executable, *([] if script.exists() else ["-m", "compute"]),
           "eval-edit", "van-gogh-loco-cutcutcut0", "--artifacts", str(world / "root")], "is damaged"),
     ]

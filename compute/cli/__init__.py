@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status.report_to(args.status_file, args.command)
         code = args.func(args) or 0
-    except Exception as error:  # noqa: BLE001 -- known kinds become one line; the rest re-raise below
+    except Exception as error:  # known kinds become one line; the rest re-raise below
         message = one_line(error)
         if message is None:
             raise

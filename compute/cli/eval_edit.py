@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from compute.cli import status
 from compute.cli.options import add_device_options, add_eval_options, check_image_count
 from compute.edit_eval import eval_prompts, evaluate
-from compute.edit_store import load_edit
+from compute.edit_store import RECORD_KEYS, load_edit
 from compute.models.loading import load_model, resolve
 from compute.scoring import ClipScorer, default_scorer, load_scorer
 from compute.settings import Settings
@@ -74,6 +74,6 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
 def run(args) -> None:
     root = resolve_root(args.artifacts)
     Store(root).check_writable()
-    edit = load_edit(root, args.edit_id)
+    edit = load_edit(root, args.edit_id, RECORD_KEYS)
     plan = plan_eval(edit.meta["model"], edit.meta, args)
     run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype), edit, plan, args)
