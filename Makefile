@@ -25,7 +25,7 @@ test: setup
 
 # The inner loop: unit tests only (no subprocess end-to-end runs, no browser), under a minute on 2 cores.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser and not gpu" tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not browser and not gpu" tests
 
 lint: setup
 	$(PY) -m ruff check .

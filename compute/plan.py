@@ -105,8 +105,8 @@ def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[
     """All units of a causal trace, one per prompt as in ``build_plan``.
 
     Args:
-        sites: site count per (method, component) to trace, e.g. ``{("trace-unet", "cross-attention"): 16,
-            ("trace-text", "text-encoder"): 12}``. Each group gets its own original and corrupted references.
+        sites: site count per (method, component) to trace, e.g. ``{(TRACE_UNET, CROSS_ATTENTION): 16,
+            (TRACE_TEXT, TEXT_ENCODER): 12}``. Each group gets its own original and corrupted references.
 
     Within a unit, per group and seed: original, corrupted, then each site restored.
     """

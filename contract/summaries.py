@@ -36,6 +36,7 @@ FROM windows w LEFT JOIN refs r USING (model, family, concept, scorer_id)
 GROUP = "model, family, concept, scorer_id"  # what one localization summary is about
 # LocoGen's rows of ``cases``/``scores`` (causal-tracing rows share those tables; older files have no method).
 LOCOGEN_ROWS = f"coalesce(method, '{LOCOGEN}') = '{LOCOGEN}'"
+TRACE_ROWS = f"method LIKE '{TRACE}-%'"  # causal tracing's rows (trace-unet, trace-text)
 
 
 def minimal_windows_sql(localization_sql: str, partition: str) -> str:
@@ -89,7 +90,7 @@ def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
 MIN_CORRUPTION_GAP = 0.02  # CLIP-score units; below it a concept is untraceable at this noise
 _TRACE_SQL = f"""
 WITH s AS (
-    SELECT * FROM scores WHERE method LIKE '{TRACE}-%' AND {{run_filter}}
+    SELECT * FROM scores WHERE {TRACE_ROWS} AND {{run_filter}}
     QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
 ), refs AS (
     SELECT model, family, concept, scorer_id, method, component, noise,

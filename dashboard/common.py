@@ -1,7 +1,6 @@
 """What every page shares: the root in use, its snapshot, the warnings about it, and image cells."""
 
 import os
-import re
 
 import streamlit as st
 
@@ -15,23 +14,27 @@ MAX_NAMED = 20  # skipped files named in the warning
 
 # What Markdown and Streamlit would read as markup anywhere in a line: emphasis, code, links and images, HTML and
 # autolinks, LaTeX, strikethrough, tables, and Streamlit's directives (``:red[...]``, ``:material/...:``) ...
-_MARKUP = re.compile(r"([\\`*_\[\]<>$~|!:])")
+_MARKUP = frozenset("\\`*_[]<>$~|!:")
 # ... and at the start of a line: headings, lists, block quotes, rules.
-_BLOCK_START = re.compile(r"^(\s*)([#+\-=]|\d+[.)])")
+_BLOCK_START = frozenset("#+-=")
 
 
 def escape(text) -> str:
     """``text`` (typed by someone, or read from the store) shown literally in ``st.markdown``, captions and
     messages: what Markdown would read as markup is escaped, and line breaks become spaces."""
-    line = _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
-    return _BLOCK_START.sub(lambda m: m[1] + (f"{m[2][:-1]}\\{m[2][-1]}"), line)
+    line = "".join(f"\\{char}" if char in _MARKUP else char for char in " ".join(str(text).split()))
+    if line[:1] in _BLOCK_START:
+        return f"\\{line}"
+    digits = len(line) - len(line.lstrip("0123456789"))
+    return f"{line[:digits]}\\{line[digits:]}" if digits and line[digits:digits + 1] in (".", ")") else line
 
 
 def code(text) -> str:
     """``text`` as an inline code span, shown literally whatever it holds (the fence is longer than any run of
     backticks inside), for paths and file names."""
     line = " ".join(str(text).split())
-    fence = "`" * (max((len(run) for run in re.findall("`+", line)), default=0) + 1)
+    runs = "".join(char if char == "`" else " " for char in line).split()
+    fence = "`" * (max(map(len, runs), default=0) + 1)
     pad = " " if line.startswith("`") or line.endswith("`") else ""
     return f"{fence}{pad}{line}{pad}{fence}"
 

@@ -9,8 +9,8 @@ import threading
 import duckdb
 import pyarrow as pa
 
-from contract.names import CROSS_ATTENTION, FAMILIES
-from contract.summaries import LOCOGEN_ROWS, localization, minimal_windows_sql, trace_effects
+from contract.names import CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
+from contract.summaries import LOCOGEN_ROWS, TRACE_ROWS, localization, minimal_windows_sql, trace_effects
 
 # Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
 # microseconds, and each thread gets its own cursor.
@@ -26,9 +26,9 @@ def _family_rank(column: str = "family") -> str:
 def runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """One row per run (LocoGen sweep or causal trace), newest first: model, method, config, status of its shards,
     case and score counts, dates."""
-    return con.sql("""
+    return con.sql(f"""
         WITH r AS (
-            SELECT run_id, any_value(model) AS model, coalesce(any_value(method), 'locogen') AS method,
+            SELECT run_id, any_value(model) AS model, coalesce(any_value(method), '{LOCOGEN}') AS method,
                    any_value(config_name) AS config,
                    string_agg(DISTINCT status, ', ' ORDER BY status) AS status,
                    count(DISTINCT shard)::VARCHAR || '/' || coalesce(max(num_shards), 1)::VARCHAR AS shards,
@@ -39,7 +39,8 @@ def runs(con: duckdb.DuckDBPyConnection) -> pa.Table:
         s AS (SELECT run_id, any_value(model) AS model, count(*) AS scores,
                      count(DISTINCT family || '/' || concept) AS concepts FROM scores GROUP BY run_id)
         SELECT run_id, coalesce(r.model, c.model, s.model) AS model,
-               coalesce(r.method, CASE WHEN case_method LIKE 'trace-%' THEN 'trace' ELSE 'locogen' END) AS method,
+               coalesce(r.method, CASE WHEN {TRACE_ROWS.replace("method", "case_method")} THEN '{TRACE}'
+                        ELSE '{LOCOGEN}' END) AS method,
                config, coalesce(status, 'no run record')
                AS status, shards, coalesce(concepts, 0) AS concepts, coalesce(cases, 0) AS cases,
                coalesce(scores, 0) AS scores, created_at, finished_at
@@ -129,10 +130,10 @@ def trace_cells(trace: pa.Table, model: str, scorer_id: str, component: str, noi
 def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str,
                   component: str, noise: float, site: int) -> pa.Table:
     """A traced concept's original, corrupted and site-``site``-restored images per prompt and seed, with scores."""
-    return con.sql("""
+    return con.sql(f"""
         WITH c AS (
             SELECT * FROM cases
-            WHERE model = $model AND family = $family AND concept = $concept AND method LIKE 'trace-%'
+            WHERE model = $model AND family = $family AND concept = $concept AND {TRACE_ROWS}
               AND component = $component AND noise = $noise AND (kind != 'restored' OR window_start = $site)
             QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
         s AS (SELECT case_id, avg(score) AS score FROM scores

@@ -12,8 +12,9 @@ import pytest
 from dashboard_fixtures import REPO, real_root
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
-                                reason=f"{CHROMEDRIVER} missing: apt-get install chromium chromium-driver")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
+                                 reason=f"{CHROMEDRIVER} missing: apt-get install chromium chromium-driver")]
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1600")
 

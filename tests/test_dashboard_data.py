@@ -21,6 +21,7 @@ def root(tmp_path_factory):
     return real_root(tmp_path_factory)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
 def test_minimal_windows_agree_with_the_store(root, threshold):
     con = Store(root).connect()
@@ -34,6 +35,7 @@ def test_minimal_windows_agree_with_the_store(root, threshold):
     assert mine["family"].to_pylist() == sorted(mine["family"].to_pylist(), key=FAMILIES.index)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
     loc = queries.localization_table(Store(root).connect())
 
@@ -45,6 +47,7 @@ def test_layer_cells_hold_every_window_of_the_size_in_family_order(root):
     assert cells["localizes"].to_pylist() == [d is not None and d >= 0.5 for d in cells["normalized_drop"].to_pylist()]
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_locogen_views_leave_the_trace_rows_out(root):
     con = Store(root).connect()
 
@@ -55,6 +58,7 @@ def test_locogen_views_leave_the_trace_rows_out(root):
     assert len(queries.layers(con, "tiny-sd1")) == 16 and len(queries.layers(con, "tiny-sd1", "text-encoder")) == 2
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_trace_cells_hold_the_stored_recoveries_in_family_order(root):
     con = Store(root).connect()
     stored = trace_effects(con).filter(pc.field("component") == "self-attention")
@@ -66,6 +70,7 @@ def test_trace_cells_hold_the_stored_recoveries_in_family_order(root):
     assert sorted(cells.select(key).to_pylist(), key=str) == sorted(stored.select(key).to_pylist(), key=str)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
     mine = str(copy_root(root, tmp_path / "root"))
     before = data.snapshot(mine)
@@ -79,6 +84,7 @@ def test_new_parts_show_up_in_the_next_snapshot(tmp_path, root):
     assert sorted(data.query(after, queries.runs)["run_id"].to_pylist()) == sorted(runs_before + ["later"])
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_unchanged_roots_reuse_their_snapshot(root):
     assert data.snapshot(str(root)) is data.snapshot(str(root))
 
@@ -112,6 +118,7 @@ def test_unknown_arguments_are_ignored_and_defaults_are_local_and_single_job(mon
     assert (options.root, options.source, options.lock_root, options.max_jobs) == ("artifacts", "default", False, 1)
 
 
+@pytest.mark.slow  # reads a real sweep and trace
 def test_the_dashboard_never_imports_torch(root):
     script = ("import sys; from streamlit.testing.v1 import AppTest\n"
               "app = AppTest.from_file('dashboard/main.py', default_timeout=60).run()\n"

@@ -18,6 +18,8 @@ from contract.names import JOB_STATUS
 from dashboard import jobs
 from dashboard.edit_request import EditRequest
 
+pytestmark = pytest.mark.slow  # real background jobs (subprocesses) launched from the page
+
 config.set_option("client.showErrorDetails", "full")
 # An edit whose evaluation takes minutes: long enough to be cancelled while running.
 SLOW = ["edit", "--model=tiny-sd1", "--family=style", "--concept=monet", "--layers=8,9", "--eval", "--seeds=0,1,2,3",

@@ -23,6 +23,8 @@ from contract.store import Store, write_table
 from contract.summaries import minimal_windows, trace_effects
 from dashboard.figures import row_label
 
+pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
+
 # The app's config hides error details from viewers; tests want them.
 config.set_option("client.showErrorDetails", "full")
 

@@ -10,6 +10,8 @@ from compute.cli import main
 from compute.edit_eval import summarize
 from contract.store import write_table
 
+pytestmark = pytest.mark.slow  # the edit and eval-edit commands end to end, with evaluation
+
 EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
 EVAL = ["--steps", "2", "--size", "32", "--seeds", "0", "--unrelated", "1", "--other-concepts", "1"]
 EVAL_PROMPTS = 4 + 6 + 1 + 1 + 1  # efficacy, generalization, other concepts, unrelated, target

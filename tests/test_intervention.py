@@ -50,7 +50,8 @@ def test_sdxl_all_layers_keeps_the_original_pooled_embedding(load):
     assert np.abs(ours - plain(model, TARGET, 7)).max() > 1e-4
 
 
-@pytest.mark.parametrize("name", MODELS)
+# SD-XL's 70 windows take most of this file's time: the slow tier.
+@pytest.mark.parametrize("name", ["tiny-sd1", "tiny-sd2", pytest.param("tiny-sdxl", marks=pytest.mark.slow)])
 def test_single_layer_windows_each_change_the_image_and_are_batch_invariant(load, name):
     model = load(name)
     count = len(model.layers)

@@ -26,6 +26,8 @@ from compute.sweep import run_units
 from compute.sweep_config import load_config
 from contract import store, summaries
 
+pytestmark = pytest.mark.slow  # whole sweeps end to end: kill -9, shards, launcher processes, fsspec roots
+
 REPO = Path(__file__).resolve().parent.parent
 
 

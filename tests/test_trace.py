@@ -43,7 +43,8 @@ def trace_cases(model, noise: float):
     return list({c.image_key: c for c in unit.cases}.values()), TraceRenderer(model, SETTINGS, sites, text)
 
 
-@pytest.mark.parametrize("name, layers, text", [("tiny-sd1", 16, 2), ("tiny-sdxl", 70, 4), ("tiny-if", 22, 2)])
+@pytest.mark.parametrize("name, layers, text", [
+    ("tiny-sd1", 16, 2), pytest.param("tiny-sdxl", 70, 4, marks=pytest.mark.slow), ("tiny-if", 22, 2)])
 def test_noise_zero_makes_every_trace_image_the_clean_image(load, name, layers, text):
     cases, render = trace_cases(load(name), noise=0.0)
     # Batches of 5 leave most restored rows without their clean row: it must ride along.
@@ -141,6 +142,7 @@ def traced(tmp_path_factory):
     return config, root
 
 
+@pytest.mark.slow  # a whole trace run
 def test_trace_run_reads_back_with_method_and_component(traced):
     _, root = traced
     rows = [r for r in table(root, "scores") if r["method"] != "locogen"]
@@ -156,6 +158,7 @@ def test_trace_run_reads_back_with_method_and_component(traced):
     assert len(layers) == 18
 
 
+@pytest.mark.slow  # a whole trace run
 def test_trace_effects_and_localization_keep_methods_apart(traced):
     _, root = traced
     con = store.Store(root).connect()
@@ -166,6 +169,7 @@ def test_trace_effects_and_localization_keep_methods_apart(traced):
     assert len(windows) == 15 and len({row["concept"] for row in windows}) == 1
 
 
+@pytest.mark.slow  # a whole trace run
 def test_a_locogen_sweep_writes_method_locogen(traced):
     _, root = traced
     rows = [r for r in table(root, "cases") if r["method"] == "locogen"]
@@ -173,6 +177,7 @@ def test_a_locogen_sweep_writes_method_locogen(traced):
     assert {r["noise"] for r in rows} == {None}
 
 
+@pytest.mark.slow  # a whole trace run
 def test_trace_rerun_generates_nothing(traced, capsys):
     config, root = traced
     assert main(["trace", config, "--artifacts", root, "--no-progress"]) == 0

@@ -1,0 +1,232 @@
+"""The notebook API: load a model (or wrap a pipeline you hold), localize a concept with LocoGen, generate with a window
+swapped, edit the concept out and evaluate the edit. Everything here is the code the commands and the dashboard run;
+results go to an artifact root (an in-memory one unless you give a folder or URL).
+
+Usage::
+
+    import compute as loco
+
+    model = loco.load_model("tiny-sd1")       # or loco.Model.from_pipeline(pipe)
+    result = loco.localize(model, "a house in the style of van gogh", "a painting", score_text="style of van gogh")
+    edit = loco.loco_edit(model, "van gogh", family="style", layers=result.layers or [8, 9])
+    with loco.applied(model, edit):
+        images = loco.generate(model, ["a house in the style of van gogh"], seeds=[0])
+"""
+
+import io
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from tqdm.auto import tqdm
+
+from compute.edit import DEFAULT_LAMBDA, Edit
+from compute.edit_eval import evaluate as evaluate_edit
+from compute.edit_request import DEFAULT_TOPK, build_edit, make_request
+from compute.edit_store import save_edit
+from compute.generation import Case
+from compute.generation import generate as generate_cases
+from compute.grid import to_pil
+from compute.models.loading import Model
+from compute.neuron import DEFAULT_POSITION
+from compute.plan import build_plan
+from compute.scoring import default_scorer, load_scorer
+from compute.settings import Settings
+from compute.sweep import run_study
+from compute.sweep_config import Concept, FamilySpec, SweepConfig, Template
+from contract import store, summaries
+
+
+def memory_root() -> str:
+    """A fresh in-memory artifact root (fsspec ``memory://``), gone when the Python process ends."""
+    return f"memory://locolab-{uuid.uuid4().hex[:12]}"
+
+
+def _literal(text: str) -> str:
+    # Sweep configs format prompts with ``{concept}``; a notebook's text is taken as written.
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+@dataclass
+class Localization:
+    """A LocoGen localization run from a notebook, read back from its artifact root.
+
+    Attributes:
+        root: the artifact root the run wrote (images, tables); open it in the dashboard if it is a folder.
+        run_id: the run's id in that root.
+        model: the model's name in the tables.
+        windows: one row per window (``contract.summaries.localization``): mean score, references, normalized drop.
+        minimal: the minimal localizing window per concept (``contract.summaries.minimal_windows``); no row when no
+            window removes ``threshold`` of the original-to-target gap.
+        threshold: the fraction of the gap a window must remove to localize.
+        layer_table: the model's layers (index -> path, block, resolution), for labels.
+    """
+
+    root: str
+    run_id: str
+    model: str
+    windows: pa.Table
+    minimal: pa.Table
+    threshold: float
+    layer_table: dict[int, dict]
+
+    @property
+    def layers(self) -> list[int]:
+        """The layers of the first concept's minimal localizing window; empty when nothing localizes."""
+        if not self.minimal.num_rows:
+            return []
+        row = self.minimal.to_pylist()[0]
+        return list(range(row["window_start"], row["window_start"] + row["window_size"]))
+
+    def to_pandas(self):
+        """``windows`` as a pandas DataFrame."""
+        return self.windows.to_pandas()
+
+    def heat_map(self, window_size: int | None = None):
+        """The dashboard's heat map (a Plotly figure) of windows of ``window_size`` layers (default: the smallest)."""
+        from dashboard import figures, queries
+
+        loc = self.windows.drop_columns(["threshold", "localizes"])
+        scorer = loc["scorer_id"][0].as_py()
+        size = window_size or min(loc["window_size"].to_pylist())
+        cells = queries.layer_cells(loc, self.model, scorer, size, self.threshold)
+        minimal = queries.minimal_windows(loc, self.model, scorer, self.threshold)
+        num_layers = max([*self.layer_table, *(s + size - 1 for s in cells["window_start"].to_pylist())]) + 1
+        return figures.heat_map(cells, minimal, self.layer_table, num_layers, size, self.threshold)
+
+    def images(self, window: tuple[int, int] | None = None, kind: str = "window") -> list[Image.Image]:
+        """The run's stored images of one kind (``original``, ``target``) or of one window (start, end)."""
+        con = store.Store(self.root).connect()
+        query = "SELECT image_path FROM cases WHERE run_id = $run AND kind = $kind"
+        params = {"run": self.run_id, "kind": kind}
+        if window is not None:
+            query += " AND window_start = $start AND window_size = $size"
+            params.update(start=window[0], size=window[1] - window[0])
+        paths = [path for (path,) in con.execute(query + " ORDER BY prompt, seed", params).fetchall()]
+        return [Image.open(io.BytesIO(store.read_bytes(store.join(self.root, path)))) for path in paths]
+
+    def __repr__(self) -> str:
+        found = ", ".join(f"{r['concept']}: layers {r['window_start']}-{r['window_start'] + r['window_size'] - 1} "
+                          f"(drop {r['normalized_drop']:.2f})" for r in self.minimal.to_pylist())
+        return (f"Localization(run {self.run_id} of {self.model}: {self.windows.num_rows} windows; minimal at "
+                f"threshold {self.threshold}: {found or 'none'})")
+
+
+def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_text: str, concept: str | None = None,
+             family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3), seeds: Sequence[int] = (0, 1, 2, 3),
+             steps: int | None = None, guidance: float | None = None, size: int | None = None,
+             scorer: str | None = None, threshold: float = 0.5, root: str | None = None, batch_size: int = 8,
+             progress: bool = True, name: str = "notebook") -> Localization:
+    """LocoGen: for every window of consecutive layers, generate ``prompt`` with the window fed ``target``, score the
+    images against ``score_text``, and summarize which windows remove the attribute.
+
+    Usage: ``result = localize(model, "a house in the style of van gogh", "a painting", score_text="style of van
+    gogh")``
+
+    Args:
+        model: a loaded model (``load_model`` or ``Model.from_pipeline``).
+        prompt: the prompt that shows the attribute, or several.
+        target: the attribute-free prompt fed to the window's layers.
+        score_text: the CLIP text that measures the attribute.
+        concept: the concept's name in the tables (default: ``score_text``).
+        family: the attribute family's name in the tables.
+        window_sizes, seeds: the windows and seeds of the sweep.
+        steps, guidance, size: sampling settings (default: the model's).
+        scorer: CLIP scorer name or directory (default: the model's, ``scoring.default_scorer``).
+        threshold: fraction of the original-to-target gap a window must remove to localize.
+        root: artifact root to write the run to (default: a fresh in-memory root).
+        batch_size: images per pipeline call.
+        progress: show a progress bar.
+        name: the run's config name (its id is ``<name>-<digest of the settings>``).
+    """
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    config = SweepConfig(
+        name=name, model=model.name,
+        families=(FamilySpec(family, target, tuple(Template(_literal(p), None) for p in prompts),
+                             (Concept(concept or score_text, None, _literal(score_text)),)),),
+        window_sizes=tuple(sorted(set(window_sizes))), seeds=tuple(seeds), scorer=scorer or default_scorer(model.spec),
+        steps=steps, guidance=guidance, resolution=size, description="localize() from the notebook API")
+    settings = Settings.defaults(model.spec, steps, guidance, size)
+    root = root or memory_root()
+    run_study(config, model, build_plan(config, settings, len(model.layers)), settings, root, batch_size,
+              show_progress=progress)
+    con = store.Store(root).connect()
+    windows = summaries.localization(con, threshold, [config.run_id])
+    minimal = summaries.minimal_windows(con, threshold, [config.run_id])
+    layer_table = {layer.index: {"path": layer.path, "block": layer.block, "resolution": layer.resolution}
+                   for layer in model.layers}
+    return Localization(root, config.run_id, model.name, windows, minimal, threshold, layer_table)
+
+
+def generate(model: Model, prompts: Sequence[str], seeds: Sequence[int] = (0,), *,
+             window: tuple[int, int] | None = None, target: str | None = None, steps: int | None = None,
+             guidance: float | None = None, size: int | None = None, batch_size: int = 8) -> list[Image.Image]:
+    """Images of every prompt at every seed (prompt-major), optionally with ``window`` (half-open layer range) fed
+    ``target``; with an edit applied (``applied``) they show the edited model.
+
+    Usage: ``generate(model, ["a house in the style of van gogh"], seeds=[0, 1], window=(8, 10), target="a painting")``
+    """
+    if (window is None) != (target is None):
+        raise ValueError("give both window and target, or neither")
+    settings = Settings.defaults(model.spec, steps, guidance, size)
+    cases = [Case(prompt, seed, window, target) for prompt in prompts for seed in seeds]
+    images = np.concatenate(list(generate_cases(model, cases, settings, batch_size)))
+    return [to_pil(image) for image in images]
+
+
+def make_edit(model: Model, concept: str, method: str = "loco", *, family: str = "style", target: str | None = None,
+              layers: Sequence[int] | None = None, lam: float = DEFAULT_LAMBDA, prompts: Sequence[str] | None = None,
+              positions: str | None = None, preserve_others: bool = False, topk: int = DEFAULT_TOPK,
+              position: int = DEFAULT_POSITION, root: str | None = None) -> Edit:
+    """Any edit method on ``model`` (``loco``, ``all-layers``, ``neuron``, ``diffquickfix``), with the options of
+    ``edit_request.make_request``; saved under ``root`` when given (as ``locolab edit`` does)."""
+    request = make_request(model.name, family, concept, method, target=target, layers=layers, lam=lam,
+                           prompts=prompts, topk=topk, position=position, positions=positions,
+                           preserve_others=preserve_others, num_layers=len(model.layers))
+    edit = build_edit(model, request)
+    if root is not None:
+        save_edit(root, edit)
+    return edit
+
+
+def loco_edit(model: Model, concept: str, target: str | None = None, *, layers: Sequence[int], family: str = "style",
+              **options) -> Edit:
+    """LocoEdit: the closed-form edit of the text key/value projections of ``layers`` so that ``concept`` reads as
+    ``target`` (default: the family's target). Options as ``make_edit``.
+
+    Usage: ``edit = loco_edit(model, "van gogh", layers=[8, 9])``
+    """
+    return make_edit(model, concept, "loco", family=family, target=target, layers=layers, **options)
+
+
+def neuron_edit(model: Model, concept: str, *, layers: Sequence[int], family: str = "style", topk: int = DEFAULT_TOPK,
+                **options) -> Edit:
+    """The neuron edit: hold the ``topk`` key/value units of ``layers`` that best tell the concept's prompts from
+    neutral ones at their neutral mean. Options as ``make_edit``.
+
+    Usage: ``edit = neuron_edit(model, "van gogh", layers=[8, 9], topk=50)``
+    """
+    return make_edit(model, concept, "neuron", family=family, layers=layers, topk=topk, **options)
+
+
+def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = (0, 1), *, scorer: str | None = None,
+             steps: int | None = None, guidance: float | None = None, size: int | None = None,
+             root: str | None = None, batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3,
+             progress: bool = True) -> dict:
+    """Efficacy, generalization and specificity of ``edit``: the same prompts and seeds before and after it, scored
+    with CLIP (``edit_eval.evaluate``); images and scores go to ``root`` (default: in memory). Returns the summary.
+
+    Usage: ``summary = evaluate(model, edit, seeds=[0, 1])``
+    """
+    settings = Settings.defaults(model.spec, steps, guidance, size)
+    scorer = load_scorer(scorer or default_scorer(model.spec), device=model.device)
+    with tqdm(unit="img", disable=not progress, desc=f"evaluating {edit.edit_id}") as bar:
+        def count(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return evaluate_edit(model, edit, scorer, settings, list(seeds), root or memory_root(), batch_size,
+                             unrelated, other_concepts, progress=count)

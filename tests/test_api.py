@@ -1,0 +1,103 @@
+"""The notebook API: the README's snippet runs as written, pipelines held in memory wrap into models that generate
+exactly what the registry's do, and the swap works inside a notebook's own pipeline calls."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import compute as loco
+from compute.models.loading import Model
+from compute.models.tiny import build_tiny
+from compute.settings import Settings
+from contract.errors import UserError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PROMPT, TARGET = "a house in the style of van gogh", "a painting"
+LAYERS = {"tiny-sd1": ("sd1", 16), "tiny-sd2": ("sd2", 16), "tiny-sdxl": ("sdxl", 70), "tiny-if": ("if", 22)}
+
+
+def readme_snippet() -> str:
+    """The README's notebook snippet: the python block that follows the marker comment."""
+    found = re.search(r"<!-- notebook-snippet -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert found, "README.md lost its notebook snippet marker"
+    return found.group(1)
+
+
+@pytest.mark.slow  # a small sweep, an edit and a generation
+def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(readme_snippet(), "README.md", "exec"), scope)
+    result, images = scope["result"], scope["images"]
+    assert result.windows.num_rows == 16 + 15  # every window of sizes 1 and 2 over 16 layers
+    assert set(result.windows["n_seeds"].to_pylist()) == {2}
+    assert scope["edit"].meta["layers"] == [8, 9] and len(images) == 1 and images[0].size == (64, 64)
+    assert len(scope["figure"].data) >= 1
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_a_pipeline_in_memory_wraps_into_the_registry_model(load, name):
+    arch, count = LAYERS[name]
+    wrapped = Model.from_pipeline(build_tiny(name), name=f"my-{name}")
+    registered = load(name)
+    assert (wrapped.arch.name, len(wrapped.layers), wrapped.name) == (arch, count, f"my-{name}")
+    assert [layer.path for layer in wrapped.layers] == [layer.path for layer in registered.layers]
+    assert wrapped.spec.resolution == registered.spec.resolution and not wrapped.spec.builtin
+    mine = loco.generate(wrapped, [PROMPT], seeds=[3], window=(1, 3), target=TARGET, steps=2)
+    theirs = loco.generate(registered, [PROMPT], seeds=[3], window=(1, 3), target=TARGET, steps=2)
+    assert np.array_equal(np.asarray(mine[0]), np.asarray(theirs[0]))
+
+
+def test_an_unsupported_pipeline_is_refused_by_name():
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    pipe = DDPMPipeline(UNet2DModel(sample_size=8, block_out_channels=(8, 8), norm_num_groups=4,
+                                    down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2),
+                        DDPMScheduler())
+    with pytest.raises(UserError, match="a DDPMPipeline is not supported"):
+        Model.from_pipeline(pipe)
+
+
+@pytest.mark.parametrize("guidance", [7.5, 1.0])
+def test_swap_text_in_a_plain_pipeline_call_equals_the_batched_swap(load, guidance):
+    model = load("tiny-sd1")
+    with loco.swap_text(model, (8, 10), TARGET):
+        plain = model.pipe(PROMPT, num_inference_steps=2, guidance_scale=guidance, output_type="np",
+                           generator=torch.Generator().manual_seed(5)).images[0]
+    batched = loco.generate(model, [PROMPT], seeds=[5], window=(8, 10), target=TARGET, steps=2, guidance=guidance)
+    unswapped = model.pipe(PROMPT, num_inference_steps=2, guidance_scale=guidance, output_type="np",
+                           generator=torch.Generator().manual_seed(5)).images[0]
+    as_png = np.round(np.clip(plain, 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(as_png, np.asarray(batched[0]))
+    assert np.abs(unswapped - plain).max() > 1e-3  # the hooks are gone after the block
+
+
+def test_swap_text_rejects_a_window_outside_the_layers(load):
+    with pytest.raises(ValueError, match="invalid for 16 layers"), loco.swap_text(load("tiny-sd1"), (15, 17), TARGET):
+        pass
+
+
+def test_generate_makes_prompt_major_images_with_the_model_defaults(load):
+    model = load("tiny-sd1")
+    images = loco.generate(model, ["a red car", "a blue car"], seeds=[0, 1], steps=2)
+    settings = Settings.defaults(model.spec, 2)
+    assert [image.size for image in images] == [(settings.width, settings.height)] * 4
+    assert np.asarray(images[0]).tolist() != np.asarray(images[2]).tolist()  # prompts differ at the same seed
+
+
+@pytest.mark.slow  # a fresh interpreter that imports torch
+def test_importing_compute_loads_no_torch_until_an_api_name_is_used():
+    code = ("import sys, compute; before = 'torch' in sys.modules; compute.load_model; "
+            "print(before, 'torch' in sys.modules, sorted(compute.__all__)[:2])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["False", "True"]
+
+
+def test_an_unknown_api_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'localise'"):
+        loco.localise  # noqa: B018

@@ -1,0 +1,72 @@
+"""The installed package, not the checkout: a wheel built from the repository carries everything a run needs (the
+CLIP vocabulary, the toy world, configs and prompt sets), and the README's notebook snippet runs against it from a
+directory that has no LocoLab files."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_api import readme_snippet
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # builds and installs a wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The project built as a wheel and installed (without dependencies, which the test venv has) into a folder."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info into the source tree.
+    source = shutil.copytree(REPO, tmp / "source", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp / "dist"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp / "dist").glob("locolab-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(tmp / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    return wheel, tmp / "site"
+
+
+def _run(site: Path, cwd: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_wheel_ships_the_data_a_run_needs(installed):
+    wheel, _ = installed
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("compute/models/assets/bpe_simple_vocab_16e6.txt.gz",
+                   "compute/checkpoints/toyworld/unet/diffusion_pytorch_model.safetensors",
+                   "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
+                   "compute/configs/families/style.yaml", "compute/prompts/style.yaml",
+                   "compute/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py"):
+        assert needed in names, needed
+    assert not any(name.startswith(("tests/", "bench/", "artifacts/")) for name in names)
+
+
+def test_locolab_layers_of_the_toy_world_runs_from_any_directory(installed, tmp_path):
+    _, site = installed
+    done = _run(site, tmp_path, str(site / "bin" / "locolab"), "layers", "--model", "toyworld")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("16 cross-attention layers (sd1")
+    where = _run(site, tmp_path, sys.executable, "-c", "import compute; print(compute.__file__)")
+    assert where.stdout.strip().startswith(str(site))
+
+
+def test_a_shipped_config_is_found_by_name_outside_the_repository(installed, tmp_path):
+    _, site = installed
+    done = _run(site, tmp_path, str(site / "bin" / "locolab"), "sweep", "toyworld", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "scorer toyworld-clip" in done.stdout
+
+
+def test_the_readme_snippet_runs_against_the_installed_package(installed, tmp_path):
+    _, site = installed
+    script = f"import compute\nassert compute.__file__.startswith({str(site)!r})\n" + readme_snippet()
+    done = _run(site, tmp_path, sys.executable, "-c", script)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Localization(run notebook-" in done.stdout
