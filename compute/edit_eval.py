@@ -164,9 +164,11 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
     problem = file_problem("edit_scores", data)
     if problem:
         return f"scores part: {problem}"
+    if not {"eval_id", "image_path"} <= set(data.column_names):
+        return "scores part lacks eval_id or image_path"
     if data.num_rows != rows or set(data["eval_id"].to_pylist()) != {evaluation}:
         return f"scores part has {data.num_rows} rows, not {rows}"
-    missing = [p for p in data["image_path"].to_pylist() if not exists(join(root, p))]
+    missing = [p for p in data["image_path"].to_pylist() if not p or not exists(join(root, p))]
     return f"{len(missing)} image(s) missing" if missing else None
 
 

@@ -84,6 +84,11 @@ class _Root:
     def rel(self, path: str | Path) -> str:
         return Path(path).relative_to(self.path).as_posix()
 
+    def movable(self, relpath: str) -> bool:
+        """Whether repair may move this path: a file inside the root (a crafted path never moves anything else)."""
+        path = self.path / relpath
+        return path.is_file() and path.resolve().is_relative_to(self.path.resolve())
+
     def image_problem(self, relpath: str) -> str | None:
         """Why a stored image is not a whole PNG (checked once per path), or None."""
         if relpath not in self.images:
@@ -125,8 +130,8 @@ def find_damage(root: str | os.PathLike) -> Report:
     readable = {table: state.store.files(table) for table in ("runs", "layers", "cases", "scores", "edit_scores")}
     state.store.check_version()
     for path in readable["runs"]:
-        for row in state.store.read(path).select(["run_id", "config_name", "method"]).to_pylist():
-            state.runs.setdefault(row["run_id"], row)
+        for row in state.store.read(path).to_pylist():
+            state.runs.setdefault(row.get("run_id"), row)
     damage = [_skipped(state, path, reason) for path, reason in state.store.skipped]
     damage += _units(state, readable)
     damage += _edits(state, readable["edit_scores"])
@@ -134,6 +139,11 @@ def find_damage(root: str | os.PathLike) -> Report:
     edits = state.path / EDITS_DIR
     return Report(_merged(damage), sum(map(len, readable.values())) + len(state.store.skipped), len(state.images),
                   sum(1 for e in edits.iterdir() if e.is_dir() and not e.name.startswith(".")) if edits.is_dir() else 0)
+
+
+def _column(data, name: str) -> list:
+    """A column's values, or [] when the file lacks it (a readable file need not hold every column)."""
+    return data[name].to_pylist() if name in data.column_names else []
 
 
 def _partner(relpath: str) -> str:
@@ -171,7 +181,7 @@ def _unit_run(state: _Root, path: Path) -> str | None:
         data = state.store.read(str(path))
     except Exception:  # the partner is damaged too, or gone
         return None
-    run_ids = data["run_id"].to_pylist() if "run_id" in data.column_names else []
+    run_ids = _column(data, "run_id")
     return state.redo_run(run_ids[0]) if run_ids else None
 
 
@@ -183,23 +193,23 @@ def _units(state: _Root, readable: dict[str, list[str]]) -> list[Damage]:
         relpath = state.rel(path)
         data = state.store.read(path)
         partner = _partner(relpath)
-        run_id = (data["run_id"].to_pylist() or [None])[0]
+        run_id = (_column(data, "run_id") or [None])[0]
         unit = f"unit {Path(relpath).stem.removeprefix('part-')} of run {run_id}"
         moved = [relpath] + [partner] * (state.path / partner).is_file()
         if partner not in scores:
             if not (state.path / partner).is_file():
                 found.append(Damage(unit, "cases part without its scores part", moved, state.redo_run(run_id)))
             continue  # a damaged partner is reported by itself (and moves this part too)
-        partner_ids = state.store.read(str(state.path / partner))["case_id"].to_pylist()
-        if sorted(partner_ids) != sorted(data["case_id"].to_pylist()):
+        partner_ids = _column(state.store.read(str(state.path / partner)), "case_id")
+        if sorted(map(str, partner_ids)) != sorted(map(str, _column(data, "case_id"))):
             found.append(Damage(unit, f"its scores part has {len(partner_ids)} rows for its {data.num_rows} cases",
                                 moved, state.redo_run(run_id)))
             continue
-        bad = {p: state.image_problem(p) for p in dict.fromkeys(data["image_path"].to_pylist()) if p}
+        bad = {p: state.image_problem(p) for p in dict.fromkeys(_column(data, "image_path")) if p}
         bad = {p: problem for p, problem in bad.items() if problem}
         if bad:
             first = next(iter(bad))
-            images = [p for p, problem in bad.items() if (state.path / p).is_file()]
+            images = [p for p in bad if state.movable(p)]
             found.append(Damage(unit, f"{len(bad)} image(s) damaged, e.g. {first}: {bad[first]}", moved + images,
                                 state.redo_run(run_id)))
     return found
@@ -265,12 +275,12 @@ def _evaluation(state: _Root, edit_id: str, eval_id: str | None, place: Path, pa
     data = state.store.read(parts[name])
     if file_problem("edit_scores", data):
         return None
-    bad = {p: state.image_problem(p) for p in dict.fromkeys(data["image_path"].to_pylist()) if p}
+    bad = {p: state.image_problem(p) for p in dict.fromkeys(_column(data, "image_path")) if p}
     bad = {p: problem for p, problem in bad.items() if problem}
     if not bad:
         return None
     first = next(iter(bad))
-    images = [p for p in bad if eval_id is None and (state.path / p).is_file()]
+    images = [p for p in bad if eval_id is None and state.movable(p)]
     return Damage(what, f"{len(bad)} image(s) damaged, e.g. {first}: {bad[first]}",
                   moved + [state.rel(parts[name])] + images, redo)
 
@@ -306,8 +316,8 @@ def repair(root: str | os.PathLike, damage: list[Damage]) -> Path | None:
     moved = False
     for relpath in dict.fromkeys(p for item in damage for p in item.move):
         source = base / relpath
-        if not source.exists():  # moved with a folder listed before it
-            continue
+        if not source.exists() or not source.parent.resolve().is_relative_to(base.resolve()):
+            continue  # moved with a folder listed before it, or (crafted) not inside the root
         destination = target / relpath
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(source, destination)
