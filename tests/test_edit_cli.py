@@ -159,6 +159,7 @@ def _files(root):
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_identified_by_its_settings(tmp_path, capsys):
     """The same settings again return the stored evaluation (nothing rewritten); other settings are stored beside
     it, never over it."""
