@@ -112,7 +112,7 @@ class _Root:
         if not run:
             return f"rerun the sweep or trace that wrote run {run_id}" if run_id else "rerun its sweep or trace"
         command = "trace" if run.get("method") == TRACE else "sweep"
-        return f"locolab {command} CONFIG --artifacts {self.path} (config {run['config_name']}, run {run_id})"
+        return f"locolab {command} CONFIG --artifacts {self.path} (config {run.get('config_name')}, run {run_id})"
 
 
 def find_damage(root: str | os.PathLike) -> Report:
