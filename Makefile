@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test test-fast lint demo demo-compute sweep trace compare bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test test-fast lint demo demo-compute sweep trace compare reproduce bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -56,7 +56,7 @@ trace: setup
 	$(PY) -m compute trace $(CONFIG) --artifacts $(ARTIFACTS)
 
 # The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
-# minimal localizing window), all layers, neurons and DiffQuickFix, each evaluated. Defaults: the toy world on a CPU
+# minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), each evaluated. Defaults: the toy world on a CPU
 # (about 15 minutes). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
 #     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
 COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
@@ -68,12 +68,21 @@ EVAL_OPTS ?= --seeds 0,1 --unrelated 12
 compare: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute sweep $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
 	OMP_NUM_THREADS=1 $(PY) -m compute trace $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
-	set -e; for method in loco all-layers neuron diffquickfix; do \
+	set -e; for method in loco all-layers neuron diffquickfix diffquickfix-family; do \
 		case $$method in loco|neuron) where="--from-run $(COMPARE_CONFIG)";; *) where="";; esac; \
 		OMP_NUM_THREADS=1 $(PY) -m compute edit --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
 	done
 	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
+
+# The paper's LocoGen studies (style, objects, facts) on one registered model with the paper's settings, into one root,
+# then the table to compare with the paper. A real model needs a GPU and its checkpoint (README); a built-in tiny
+# model (MODEL=tiny-sd1) stands in for the real one of its architecture on a CPU in minutes. Plan only:
+# make reproduce MODEL=sd-1.4 REPRODUCE_OPTS=--dry-run
+MODEL ?= tiny-sd1
+REPRODUCE_OPTS ?=
+reproduce: setup
+	$(PY) -m compute reproduce --model $(MODEL) --artifacts $(ARTIFACTS) $(REPRODUCE_OPTS)
 
 bench: setup
 	$(PY) -m bench.generation

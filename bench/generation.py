@@ -3,8 +3,10 @@
 (a) batched: many (window, seed) cases per pipeline call, each with its own swapped layers and generator;
 (b) per case: one pipeline call per case, as the official LocoGen script runs;
 (c) plain: the unmodified diffusers pipeline making the same number of images at the same batch size.
-Prints images/s for each and the ratios a/b and a/c. ``--model random-sd-1.5`` or ``random-sdxl`` with
-``--device cuda`` benchmarks full-size random-weight UNets without downloads.
+Prints images/s for each and the ratios a/b and a/c. ``--model random-sd-1.5``, ``random-sdxl``, ``random-pixart``
+or ``random-flux`` with ``--device cuda`` benchmarks full-size random-weight models without downloads (FLUX.1: add
+``--dtype bfloat16``; ``--offload`` for accelerate's model CPU offload). On FLUX.1 each swapped image brings its
+companion generation (the target prompt, same seed) into the call, so (a) makes up to twice the images it returns.
 """
 
 import argparse
@@ -42,9 +44,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per window")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-per-case", action="store_true", help="skip (b), slow for full-size models")
+    parser.add_argument("--offload", action="store_true", help="accelerate's model CPU offload")
     args = parser.parse_args(argv)
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
     settings = Settings.defaults(model.spec, args.steps, None, args.size)
     starts = range(min(args.windows, len(model.layers) - args.window_size + 1))
     cases = [Case(PROMPT, seed, (s, s + args.window_size), TARGET) for s in starts for seed in range(args.seeds)]
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
             count = min(args.batch_size, len(cases) - start)
             model.pipe(PROMPT, num_images_per_prompt=count, num_inference_steps=settings.steps,
                        guidance_scale=settings.guidance, height=settings.height, width=settings.width,
-                       generator=[torch.Generator(generator).manual_seed(i) for i in range(count)], output_type="np")
+                       generator=[torch.Generator(generator).manual_seed(i) for i in range(count)], output_type="np",
+                       **model.arch.plain_options(model.pipe))
 
     runs = {"batched": lambda: list(generate(model, cases, settings, args.batch_size)),
             "per_case": lambda: [generate_batch(model, [case], settings, encoder) for case in cases],
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     plain()
     times = {name: _timed(run) for name, run in runs.items()}
     rate = {name: len(cases) / seconds for name, seconds in times.items()}
-    print(f"{args.model} on {model.device} ({str(model.dtype).removeprefix('torch.')}): {len(cases)} images = "
+    print(f"{args.model} on {model.device}{' (offloaded)' if model.offload else ''} "
+          f"({str(model.dtype).removeprefix('torch.')}): {len(cases)} images = "
           f"{len(starts)} windows of {args.window_size} x {args.seeds} seeds, {settings.steps} steps, "
           f"{settings.width}x{settings.height}, batch {args.batch_size} "
           f"({math.ceil(len(cases) / args.batch_size)} pipeline calls)")

@@ -1,5 +1,6 @@
-"""LocoLab's compute stage: LocoGen localization, LocoEdit and neuron edits, causal tracing and DiffQuickFix on
-text-to-image models, as a library (the notebook API below) and as the ``locolab`` command.
+"""LocoLab's compute stage: LocoGen localization, LocoEdit and neuron edits, causal tracing, DiffQuickFix and
+attention contribution on text-to-image models (UNets and diffusion transformers), as a library (the notebook API
+below) and as the ``locolab`` command.
 
 Usage::
 
@@ -31,6 +32,7 @@ _API = {
     "load_edit": "compute.edit_store",
     "save_edit": "compute.edit_store",
     "memory_root": "compute.api",
+    "attention_contribution": "compute.contribution",
 }
 __all__ = list(_API)
 

@@ -38,6 +38,7 @@ from compute.settings import Settings
 from compute.sweep import run_study
 from compute.sweep_config import Concept, FamilySpec, SweepConfig, Template
 from contract import store, summaries
+from contract.names import NEURON_SELECTIONS
 
 
 def memory_root() -> str:
@@ -180,12 +181,14 @@ def generate(model: Model, prompts: Sequence[str], seeds: Sequence[int] = (0,), 
 def make_edit(model: Model, concept: str, method: str = "loco", *, family: str = "style", target: str | None = None,
               layers: Sequence[int] | None = None, lam: float = DEFAULT_LAMBDA, prompts: Sequence[str] | None = None,
               positions: str | None = None, preserve_others: bool = False, topk: int = DEFAULT_TOPK,
-              position: int = DEFAULT_POSITION, root: str | None = None) -> Edit:
-    """Any edit method on ``model`` (``loco``, ``all-layers``, ``neuron``, ``diffquickfix``), with the options of
-    ``edit_request.make_request``; saved under ``root`` when given (as ``locolab edit`` does)."""
+              position: int = DEFAULT_POSITION, selection: str = NEURON_SELECTIONS[0],
+              root: str | None = None) -> Edit:
+    """Any edit method on ``model`` (``loco``, ``all-layers``, ``neuron``, ``diffquickfix`` (the published recipe),
+    ``diffquickfix-family`` (ours)), with the options of ``edit_request.make_request``; saved under ``root`` when given
+    (as ``locolab edit`` does)."""
     request = make_request(model.name, family, concept, method, target=target, layers=layers, lam=lam,
                            prompts=prompts, topk=topk, position=position, positions=positions,
-                           preserve_others=preserve_others, num_layers=len(model.layers))
+                           preserve_others=preserve_others, selection=selection, num_layers=len(model.layers))
     edit = build_edit(model, request)
     if root is not None:
         save_edit(root, edit)
@@ -204,8 +207,9 @@ def loco_edit(model: Model, concept: str, target: str | None = None, *, layers: 
 
 def neuron_edit(model: Model, concept: str, *, layers: Sequence[int], family: str = "style", topk: int = DEFAULT_TOPK,
                 **options) -> Edit:
-    """The neuron edit: hold the ``topk`` key/value units of ``layers`` that best tell the concept's prompts from
-    neutral ones at their neutral mean. Options as ``make_edit``.
+    """The neuron edit: hold the ``topk`` units of each key/value matrix of ``layers`` (``selection="pooled"``: of all
+    of them together) that best tell the concept's prompts from neutral ones at their neutral mean. Options as
+    ``make_edit``.
 
     Usage: ``edit = neuron_edit(model, "van gogh", layers=[8, 9], topk=50)``
     """
@@ -214,10 +218,12 @@ def neuron_edit(model: Model, concept: str, *, layers: Sequence[int], family: st
 
 def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = (0, 1), *, scorer: str | None = None,
              steps: int | None = None, guidance: float | None = None, size: int | None = None,
-             root: str | None = None, batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3,
+             root: str | None = None, batch_size: int = 8, unrelated: int | None = None, other_concepts: int = 3,
              progress: bool = True) -> dict:
-    """Efficacy, generalization and specificity of ``edit``: the same prompts and seeds before and after it, scored
-    with CLIP (``edit_eval.evaluate``); images and scores go to ``root`` (default: in memory). Returns the summary.
+    """Efficacy, generalization and specificity of ``edit`` (fact edits: the old and the new fact): the same prompts
+    and seeds before and after it, scored with CLIP (``edit_eval.evaluate``); images and scores go to ``root``
+    (default: in memory). ``unrelated``: a random subset of that many preservation prompts (default: all, as the
+    paper). Returns the summary.
 
     Usage: ``summary = evaluate(model, edit, seeds=[0, 1])``
     """

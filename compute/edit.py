@@ -6,9 +6,12 @@ Because lam I B^-1 = I - X^T X B^-1 (B = X^T X + lam I), M = I + (Y - X)^T G wit
 a rank-n update. G is solved once in float64 from the smaller Gram matrix and shared by every matrix that reads the
 same keys; applying it costs O(out * d * n) instead of O(out * d^2) for a dense M.
 
-SD families' layers all read the text embedding itself through ``to_k``/``to_v``: one factor serves every layer.
-DeepFloyd IF's layers read it through ``add_k_proj``/``add_v_proj`` after the UNet's projection and their own text
-GroupNorm, so each layer has its own keys, values and factor.
+SD families' layers all read the text embedding itself through ``to_k``/``to_v``: one factor serves every layer;
+so do PixArt's, which all read the transformer's projected caption. DeepFloyd IF's layers read it through
+``add_k_proj``/``add_v_proj`` after the UNet's projection and their own text GroupNorm, so each layer has its own keys,
+values and factor. A joint-attention transformer's blocks (FLUX.1's double-stream blocks) read a text stream that
+changes from block to block and step to step: each edited block's keys are its own text inputs at every denoising step
+of a generation of each source prompt (``stream.text_inputs``), each mapped to the target's at the same step.
 """
 
 from collections.abc import Sequence
@@ -18,8 +21,10 @@ from dataclasses import dataclass, field
 import torch
 
 from compute.generation import make_encoder
+from compute.models.architectures import SINGLE
 from compute.models.loading import Model
 from compute.neuron import clamp_units
+from compute.settings import Settings
 from compute.tokens import (
     aligned_positions,
     last_token_position,
@@ -31,7 +36,8 @@ from compute.tokens import (
 from contract.errors import UserError
 
 DEFAULT_LAMBDA = 0.01
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
+KEY_SEED = 0  # the seed of the generations a joint-attention block's keys are read from
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class KeysValues:
 
 
 def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str], padding: bool = False,
-                        preserve: Sequence[str] = (), layer: int = 0, encoder=None) -> KeysValues:
+                        preserve: Sequence[str] = (), layer: int = 0, encoder=None, read=None) -> KeysValues:
     """Keys at the last subject token of each source prompt; values = the target at its last token, one per key.
 
     Args:
@@ -106,6 +112,9 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
         layer: the layer whose text projections read the keys (``tokens.layer_text``; any layer of SD families,
             which all read the text embedding itself).
         encoder: a prompt-embedding cache (``generation.make_encoder``), to encode each prompt once for many layers.
+        read: ``read(prompt)`` -> (steps, T, d), the text the layer reads at each step (a joint-attention block's:
+            ``stream.text_inputs``); keys at step s map to the target's at step s, and preserved prompts keep their
+            positions up to their end-of-text token. Default: the layer's text (``tokens.text_rows``), one step.
     """
     if not prompts:
         raise UserError("no source prompts")
@@ -114,35 +123,61 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
     if target_position < 1:
         raise UserError("empty target prompt: give a non-empty --target")
     encoder = encoder or make_encoder(model)
-    goal = text_rows(model, layer, encoder, target)
+    read = read or (lambda prompt: text_rows(model, layer, encoder, prompt)[None])
+    goal = read(target)
+    width = goal.shape[-1]
     keys, values = [], []
     for prompt, position in zip(prompts, positions):
-        at, to = aligned_positions(position, target_position, len(goal), padding)
-        keys.append(text_rows(model, layer, encoder, prompt)[at])
-        values.append(goal[to])
-    kept = [text_rows(model, layer, encoder, prompt) for prompt in preserve]
+        at, to = aligned_positions(position, target_position, goal.shape[1], padding)
+        keys.append(read(prompt)[:, at].reshape(-1, width))
+        values.append(goal[:, to].reshape(-1, width))
+    kept = []
+    for prompt in preserve:
+        rows = read(prompt)
+        end = rows.shape[1] if rows.shape[0] == 1 else position_in_model(
+            model, lambda t, p=prompt: last_token_position(t, p)) + 2
+        kept.append(rows[:, :end].reshape(-1, width))
     return KeysValues(torch.cat(keys + kept), torch.cat(values + kept), list(prompts), positions, target_position)
 
 
 def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
-    """Sorted distinct layer indices, each within the model's range."""
+    """Sorted distinct layer indices, each within the model's range and with text projections of its own."""
     count = len(model.layers)
     bad = [i for i in layers if not 0 <= i < count]
     if bad or not layers:
-        raise UserError(f"layers {list(layers)} are invalid for {model.name} with {count} cross-attention layers: "
+        raise UserError(f"layers {list(layers)} are invalid for {model.name} with {count} text-reading layers: "
                         f"use indices 0..{count - 1}")
+    single = [i for i in layers if model.layers[i].block == SINGLE]
+    if single:
+        raise UserError(f"layers {single} are single-stream blocks, whose to_k/to_v project the text and the image "
+                        "tokens alike: a closed-form edit there would change every image token's keys and values too; "
+                        f"edit double-stream blocks (0..{min(single) - 1}) instead")
     return sorted(set(layers))
+
+
+def key_settings(model: Model) -> Settings:
+    """The settings of the generations a joint-attention block's keys are read from: the model's defaults."""
+    return Settings.defaults(model.spec)
 
 
 def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target: str, prompts: Sequence[str],
                       padding: bool = False, preserve: Sequence[str] = ()) -> dict[int, KeysValues]:
     """Per edited layer, the keys and values its text projections read (arguments as ``subject_keys_values``).
 
-    Where the layers read the same text (SD families) they share one ``KeysValues`` object, so one factor serves
-    them all (docs/method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their own.
+    Where the layers read the same text (SD families, PixArt) they share one ``KeysValues`` object, so one factor
+    serves them all (docs/method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their
+    own; a joint-attention transformer's blocks each read their own text stream, recorded during generations of the
+    prompts with the model's default settings and seed ``KEY_SEED`` (``stream.text_inputs``).
     """
     layers = check_layers(model, layers)
     encoder = make_encoder(model)
+    if model.arch.stream:
+        from compute.stream import text_inputs
+
+        every = list(dict.fromkeys([target, *prompts, *preserve]))
+        recorded = text_inputs(model, layers, every, key_settings(model), KEY_SEED)
+        return {layer: subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder,
+                                           recorded[layer].__getitem__) for layer in layers}
 
     def read(layer):
         return subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder)
@@ -162,13 +197,14 @@ def solve_factors(keys_values: dict[int, KeysValues], lam: float = DEFAULT_LAMBD
 
 
 def edited_weights(model: Model, factors: dict[int, Factor]) -> dict[str, torch.Tensor]:
-    """New text key/value projection weights (``Family.text_projections``) of each layer edited with its factor,
-    by qualified parameter name (``unet.<...>.attn2.to_k.weight``)."""
+    """New text key/value projection weights (``Architecture.text_projections``) of each layer edited with its
+    factor, by qualified parameter name (``unet.<...>.attn2.to_k.weight``, ``transformer.<...>``)."""
     weights = {}
     for index in check_layers(model, list(factors)):
         for projection in model.arch.text_projections:
             linear = getattr(model.attentions[index], projection)
-            weights[f"unet.{model.layers[index].path}.{projection}.weight"] = factors[index].apply(linear.weight).cpu()
+            name = f"{model.arch.denoiser}.{model.layers[index].path}.{projection}.weight"
+            weights[name] = factors[index].apply(linear.weight).cpu()
     return weights
 
 
@@ -230,11 +266,11 @@ def applied(model: Model, edit: Edit, cfg: bool = True):
     Args:
         model: the model to edit in place.
         edit: a weight edit (LocoEdit, DiffQuickFix) or neuron edit (clamped units).
-        cfg: whether generation uses classifier-free guidance (neuron edits clamp only the conditional rows).
+        cfg: whether generation runs classifier-free guidance rows (neuron edits clamp only the conditional rows).
     """
     originals = _swap_weights(model.pipe, edit.weights)
     try:
-        with clamp_units(model.pipe.unet, edit.units, cfg):
+        with clamp_units(model.denoiser, edit.units, cfg):
             yield model
     finally:
         _swap_weights(model.pipe, originals)

@@ -4,8 +4,13 @@ Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
     generalization: held-out prompts with the concept, scored the same way;
     other_concepts: the family's other concepts (one held-out prompt each), scored against their own score text;
-    unrelated: generic prompts, scored against themselves;
+    unrelated: generic prompts (the preservation set), scored against themselves;
     target: the target prompt, scored against the concept's score text (the reference efficacy is measured by).
+
+A fact edit (a family with a ``new_fact_text``: facts) is also scored against the new fact, from the same images:
+    new_fact: the efficacy and generalization images, scored against the new fact's text;
+    new_fact_reference: the target prompt's images, scored against the new fact's text (what the new fact scores).
+The old fact is the concept's score text, so a fact edit that works makes efficacy's score fall and new_fact's rise.
 
 An evaluation is identified by its settings (scorer, seeds, steps, guidance, size, how many unrelated prompts and
 other concepts): its ``eval_id`` is a digest of them, like a sweep unit's id. Its scores go to
@@ -23,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compute.attributes import DEFAULT_PROMPT_SET, attribute_family, unrelated_prompts
+from compute.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
 from compute.edit import Edit, applied
-from compute.generation import Case, generate
+from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
@@ -55,12 +60,13 @@ class EvalPrompt:
     score_text: str
 
 
-def eval_prompts(meta: dict, unrelated: int = 20, other_concepts: int = 3) -> list[EvalPrompt]:
+def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int = 3) -> list[EvalPrompt]:
     """The evaluation prompts of an edit (see the module docstring).
 
     Args:
         meta: the edit's record (``family``, ``concept``, ``target``, ``source_prompts``).
-        unrelated: how many of the shipped unrelated prompts to use.
+        unrelated: how many of the prompt set's preservation prompts to use: None for all of them (the paper's
+            setting), else a random subset of that many (``attributes.preservation_prompts``, for CPU runs).
         other_concepts: how many of the family's other concepts to use.
     """
     prompt_set = meta.get("prompt_set", DEFAULT_PROMPT_SET)
@@ -71,10 +77,45 @@ def eval_prompts(meta: dict, unrelated: int = 20, other_concepts: int = 3) -> li
     prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
     others = [c for c in family.concepts if c != concept][:other_concepts]
     prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
-    generic = [p for p in unrelated_prompts(prompt_set) if concept.lower() not in p.lower()]
-    prompts += [EvalPrompt("unrelated", p, p) for p in generic[:unrelated]]
+    prompts += [EvalPrompt("unrelated", p, p) for p in preservation_prompts(prompt_set, concept, unrelated)]
     prompts.append(EvalPrompt("target", meta["target"], text))
     return prompts
+
+
+NEW_FACT_GROUPS = {"efficacy": "new_fact", "generalization": "new_fact", "target": "new_fact_reference"}
+
+
+def new_fact_text(meta: dict) -> str | None:
+    """The CLIP text of the new fact a fact edit writes in (its target), or None for a family without facts."""
+    family = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET))
+    return family.new_fact_text_for(meta["target"])
+
+
+def summarize_new_fact(rows: list[dict]) -> dict:
+    """The update a fact edit makes, from score rows (empty for other edits).
+
+    ``new_fact_score_before`` / ``_after``: the mean score (prompts averaged over seeds) of the edit's own and
+    held-out prompts against the new fact; ``new_fact_reference``: the target prompt's mean score against it on the
+    original model; ``new_fact_gain``: (after - before) / (reference - before), 1 = the prompts now show the new fact
+    as much as the target prompt does, 0 = unchanged. ``old_fact_score_before`` / ``_after``: the same prompts against
+    the old fact (the concept's score text). None where a denominator is 0.
+    """
+    def mean(groups: tuple[str, ...], phase: str) -> float | None:
+        by_prompt = {}
+        for row in rows:
+            if row["group"] in groups and row["phase"] == phase:
+                by_prompt.setdefault(row["prompt"], []).append(row["score"])
+        return float(np.mean([np.mean(v) for v in by_prompt.values()])) if by_prompt else None
+
+    if mean(("new_fact",), "before") is None:
+        return {}
+    summary = {f"{name}_score_{phase}": mean(groups, phase) for phase in PHASES
+               for name, groups in (("old_fact", ("efficacy", "generalization")), ("new_fact", ("new_fact",)))}
+    reference = mean(("new_fact_reference",), "before")
+    gap = reference - summary["new_fact_score_before"]
+    summary.update(new_fact_reference=reference, new_fact_gain=(
+        summary["new_fact_score_after"] - summary["new_fact_score_before"]) / gap if gap else None)
+    return summary
 
 
 def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: int,
@@ -173,7 +214,7 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
 
 
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
-             batch_size: int = 8, unrelated: int = 20, other_concepts: int = 3,
+             batch_size: int = 8, unrelated: int | None = None, other_concepts: int = 3,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``). An
     evaluation with the same settings already stored whole is returned as it is (``summary["reused"]`` True).
@@ -193,10 +234,15 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     meta = edit.meta
     prompts = eval_prompts(meta, unrelated, other_concepts)
     cases = [Case(p.prompt, seed) for p in prompts for seed in seeds]
+    texts = [p.score_text for p in prompts for _ in seeds]
+    groups = [p.group for p in prompts for _ in seeds]
+    # A fact edit's images of these groups are scored once more, against the new fact (same images, same paths).
+    new_text = new_fact_text(meta)
+    rescored = [i for i, group in enumerate(groups) if new_text and group in NEW_FACT_GROUPS]
     identity = eval_settings(scorer.scorer_id, settings, seeds, unrelated, other_concepts)
     evaluation = eval_id(identity)
     folder = eval_folder(edit.edit_id, evaluation)
-    if eval_problem(root, edit.edit_id, evaluation, 2 * len(cases)) is None:
+    if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
         return {**json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}"))), "reused": True}
     done = 0
 
@@ -207,25 +253,33 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
             progress(done, 2 * len(cases))
 
     images = {"before": _generate(model, cases, settings, batch_size, count)}
-    with applied(model, edit, cfg=settings.guidance > 1):
+    with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
         images["after"] = _generate(model, cases, settings, batch_size, count)
-    texts = [p.score_text for p in prompts for _ in seeds]
-    groups = [p.group for p in prompts for _ in seeds]
     rows = []
     for phase in PHASES:
         scores = scorer.score(images[phase], texts)
-        for i, (case, group) in enumerate(zip(cases, groups)):
-            relpath = f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png"
-            write_png_atomic(join(root, relpath), to_pil(images[phase][i]))
-            rows.append({"edit_id": edit.edit_id, "model": meta["model"],
-                         "family": meta["family"], "concept": meta["concept"], "method": meta["method"],
-                         "group": group, "prompt": case.prompt, "seed": case.seed, "phase": phase,
-                         "scorer_id": scorer.scorer_id, "score_text": texts[i], "score": float(scores[i]),
-                         "image_path": relpath, **settings.to_dict(), "eval_id": evaluation})
+        new_scores = scorer.score(images[phase][rescored], [new_text] * len(rescored)) if rescored else []
+        paths = []
+        for i, case in enumerate(cases):
+            paths.append(f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png")
+            write_png_atomic(join(root, paths[-1]), to_pil(images[phase][i]))
+
+        def row(i: int, group: str, text: str, score: float, phase=phase, paths=paths) -> dict:
+            return {"edit_id": edit.edit_id, "model": meta["model"], "family": meta["family"],
+                    "concept": meta["concept"], "method": meta["method"], "group": group, "prompt": cases[i].prompt,
+                    "seed": cases[i].seed, "phase": phase, "scorer_id": scorer.scorer_id, "score_text": text,
+                    "score": float(score), "image_path": paths[i], **settings.to_dict(), "eval_id": evaluation}
+
+        rows += [row(i, groups[i], texts[i], scores[i]) for i in range(len(cases))]
+        rows += [row(i, NEW_FACT_GROUPS[groups[i]], new_text, score) for i, score in zip(rescored, new_scores)]
     write_table("edit_scores", rows, part=scores_part(edit.edit_id, evaluation), root=root)
     summary = {"edit_id": edit.edit_id, "eval_id": evaluation, **identity,
                "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
-               "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **summarize(rows)}
+               "unrelated_subset": None if unrelated is None else {"count": unrelated, "seed": SUBSET_SEED},
+               "noise": NOISE_SOURCE,
+               **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),
+               "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+               **summarize(rows), **summarize_new_fact(rows)}
     atomic_write(join(root, f"{folder}/{EDIT_SUMMARY}"),
                  lambda file: file.write(json.dumps(summary, indent=2).encode()))
     return {**summary, "reused": False}

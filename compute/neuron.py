@@ -2,6 +2,11 @@
 DeepFloyd IF: ``add_k_proj``/``add_v_proj``) by Welch's t between prompts with a concept and matching neutral prompts,
 then hold the top units of the conditional branch at their neutral mean.
 
+Selection: ``per-matrix`` (the default, as the official ``neuron_modifications/detect_neurons.py``) takes the top k
+units of each projection matrix, so k = 50 on layers 8-9 holds 4 x 50 units; ``pooled`` (ours) takes the top k over
+all the matrices together. The official statistic divides by the population std (``np.std``) where Welch's t uses the
+sample variance; with as many neutral as concept prompts (every shipped family) the two rank the units identically.
+
 With classifier-free guidance the pipeline runs 2B rows ordered [unconditional, conditional] (as in
 ``intervention``); only the last B rows are clamped. Without guidance every row is conditional.
 """
@@ -16,6 +21,7 @@ from compute.hooks import Hooks
 from compute.models.loading import Model
 from compute.tokens import layer_text
 from contract.errors import UserError
+from contract.names import NEURON_SELECTIONS
 
 DEFAULT_POSITION = 76  # the official code's padding slot, which sees the whole prompt
 
@@ -56,40 +62,59 @@ def unit_activations(model: Model, layers: Sequence[int], prompts: Sequence[str]
     return out
 
 
-def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor],
-              k: int) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
-    """The ``k`` units with the largest |Welch t| over all given modules, and their neutral means.
+def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor], k: int,
+              selection: str = NEURON_SELECTIONS[0]) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]],
+                                                              dict[str, torch.Tensor]]:
+    """The units with the largest |Welch t|, and their neutral means.
 
     Args:
         concept: per module, activations on prompts with the concept (``unit_activations``).
         neutral: per module, activations on the matching neutral prompts.
-        k: how many units to keep, 0 <= k <= the total number of units.
+        k: how many units to keep: per module (``per-matrix``, 0 <= k <= the narrowest module's units) or over all
+            modules together (``pooled``, 0 <= k <= the total number of units).
+        selection: ``per-matrix`` (the official code's) or ``pooled``.
 
     Returns:
         (units, t): per module with a chosen unit, (sorted int64 indices, float32 neutral means); and per module
         the t statistic of every unit.
     """
+    if selection not in NEURON_SELECTIONS:
+        raise UserError(f"unknown neuron selection {selection!r}: use one of {', '.join(NEURON_SELECTIONS)}")
     t = {name: welch_t(concept[name], neutral[name]) for name in concept}
-    total = sum(v.numel() for v in t.values())
-    if not 0 <= k <= total:
-        raise UserError(f"--topk {k} is out of range: the chosen layers have {total} key/value units")
-    names = list(t)
-    flat = torch.cat([t[name].abs().nan_to_num(0.0) for name in names])
-    chosen = torch.topk(flat, k).indices if k else torch.zeros(0, dtype=torch.int64)
-    units, offset = {}, 0
-    for name in names:
-        width = t[name].numel()
-        picked = chosen[(chosen >= offset) & (chosen < offset + width)] - offset
-        if picked.numel():
-            indices = picked.sort().values
+    size = {name: v.abs().nan_to_num(0.0) for name, v in t.items()}
+    if selection == NEURON_SELECTIONS[1]:  # pooled
+        chosen = _top_pooled(size, k)
+    else:
+        narrowest = min(v.numel() for v in t.values())
+        if not 0 <= k <= narrowest:
+            raise UserError(f"--topk {k} is out of range: per matrix, the chosen layers' key/value projections have "
+                            f"{narrowest} units (or use --neuron-selection pooled)")
+        chosen = {name: torch.topk(v, k).indices for name, v in size.items()} if k else {}
+    units = {}
+    for name, indices in chosen.items():
+        if indices.numel():
+            indices = indices.sort().values
             units[name] = (indices, neutral[name].mean(0)[indices].float())
-        offset += width
     return units, t
 
 
+def _top_pooled(size: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """Per module, which of the ``k`` largest values over all modules together are its own."""
+    total = sum(v.numel() for v in size.values())
+    if not 0 <= k <= total:
+        raise UserError(f"--topk {k} is out of range: the chosen layers have {total} key/value units")
+    chosen = torch.topk(torch.cat(list(size.values())), k).indices if k else torch.zeros(0, dtype=torch.int64)
+    picked, offset = {}, 0
+    for name, values in size.items():
+        picked[name] = chosen[(chosen >= offset) & (chosen < offset + values.numel())] - offset
+        offset += values.numel()
+    return picked
+
+
 def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[str], neutral_prompts: Sequence[str],
-               position: int = DEFAULT_POSITION, k: int = 50):
-    """Choose the top ``k`` key/value projection units of ``layers`` that tell concept prompts from neutral ones.
+               position: int = DEFAULT_POSITION, k: int = 50, selection: str = NEURON_SELECTIONS[0]):
+    """Choose the top ``k`` key/value projection units of ``layers`` (per matrix, or pooled: ``top_units``) that tell
+    concept prompts from neutral ones.
 
     Args:
         model: the model (its text encoder gives the embeddings).
@@ -97,7 +122,8 @@ def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[st
         concept_prompts: prompts with the concept (at least 2).
         neutral_prompts: matching prompts without it (at least 2).
         position: token position whose text embedding is projected (0..T-1).
-        k: number of units to hold.
+        k: number of units to hold, per matrix or in all (``selection``).
+        selection: ``per-matrix`` or ``pooled``.
 
     Returns:
         (units, t) as ``top_units``.
@@ -110,7 +136,7 @@ def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[st
         raise UserError(f"token position {position} is out of range 0..{length - 1}")
     concept = unit_activations(model, layers, concept_prompts, position, encoder)
     neutral = unit_activations(model, layers, neutral_prompts, position, encoder)
-    return top_units(concept, neutral, k)
+    return top_units(concept, neutral, k, selection)
 
 
 def _clamp_hook(indices: torch.Tensor, values: torch.Tensor, cfg: bool):

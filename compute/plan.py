@@ -40,6 +40,7 @@ class PlannedCase:
     method: str = LOCOGEN
     component: str = CROSS_ATTENTION
     noise: float | None = None
+    blocks: tuple[int, ...] | None = None  # the sites an attention-contribution top-k case feeds the target
 
     @property
     def window(self) -> tuple[int, int] | None:

@@ -1,11 +1,20 @@
 """DiffQuickFix (docs/method.md §6): LocoEdit's closed form on the self-attention output projection of text-encoder
-layer 0.
+layer 0, in two recipes (``contract.names.QUICKFIX_RECIPES``).
 
-Keys x_i are that projection's inputs on the source prompts at the last subject token and, by default, every later
-position (end-of-text and padding); values are its inputs on the target at the aligned position: the target's last
-token, then the same offset after it, clipped to the sequence. ``solve_factor(keys, values)`` gives the W minimizing
-sum_i ||W x_i - W0 x'_i||^2 + lam ||W - W0||_F^2; the bias is kept. SD-XL edits each of its two encoders with keys and
-values from that encoder.
+``diffquickfix``, the published recipe (the predecessor's notebook, adobe-research/DiffQuickFixRelease
+``causal_trace_model_edit.ipynb``): source prompts are the concept and three augmentations ("a photo of {}",
+"an image of {}", "a picture of {}"), each paired with the same augmentation of the target ("a photo of van gogh" ->
+"a photo of a painting"). Keys x_i are the projection's inputs on a source prompt at its last token and every later
+position (end-of-text and padding); values v_i are the projection's *outputs*, bias included, on the paired target
+at the aligned position (its last token, then the same offset, clipped to the sequence). The new weight minimizes
+sum_i ||W x_i - v_i||^2 + lam ||W - W0||_F^2, i.e. W = (lam W0 + sum v x^T)(lam I + sum x x^T)^-1, and the bias is
+kept, so an edited output approaches the target's output plus the bias once more.
+
+``diffquickfix-family`` (ours): the family's edit templates, every one mapped to the one target prompt; values are
+the projection's inputs x'_i on the target, so W minimizes sum_i ||W x_i - W0 x'_i||^2 + lam ||W - W0||_F^2 and an
+edited output approaches the target's output exactly (bias counted once).
+
+SD-XL edits each of its two encoders with keys and values from that encoder.
 """
 
 from collections.abc import Sequence
@@ -44,6 +53,15 @@ class EncoderKeys:
     values: torch.Tensor
     positions: list[list[int]]
     target_positions: list[list[int]]
+
+
+# The published recipe's augmentations (the notebook's "A photo of " + base, ...), applied to concept and target alike.
+AUGMENTATIONS = ("{}", "a photo of {}", "an image of {}", "a picture of {}")
+
+
+def augmented(text: str) -> list[str]:
+    """The published recipe's prompts for ``text``: itself and its three augmentations."""
+    return [template.format(text) for template in AUGMENTATIONS]
 
 
 def encoder_modules(model: Model) -> dict[str, str]:
@@ -91,46 +109,69 @@ def projection_inputs(model: Model, prompts: Sequence[str]) -> dict[str, list[to
     return {component: [row[0].to("cpu", torch.float64) for row in rows] for component, rows in seen.items()}
 
 
-def keys_values(model: Model, concept: str, target: str, prompts: Sequence[str],
+def keys_values(model: Model, concept: str, targets: Sequence[str], prompts: Sequence[str],
                 padding: bool = True, preserve: Sequence[str] = ()) -> list[EncoderKeys]:
-    """DiffQuickFix keys and values of every text encoder of ``model`` (see the module docstring).
+    """DiffQuickFix keys and values (as projection inputs) of every text encoder of ``model`` (see the module
+    docstring).
 
     Args:
         model: the model whose text encoder(s) are edited.
         concept: the subject text, which must occur in every prompt.
-        target: the prompt the concept should read as.
+        targets: per source prompt, the prompt it should read as.
         prompts: source prompts.
         padding: also key the positions after the last subject token.
         preserve: prompts whose projection inputs, at every position, are keys mapped to themselves.
     """
     if not prompts:
         raise UserError("no source prompts")
-    if not target.strip():
+    if len(targets) != len(prompts):
+        raise ValueError(f"{len(targets)} target prompts for {len(prompts)} source prompts")
+    if not all(target.strip() for target in targets):
         raise UserError("empty target prompt: give a non-empty --target")
-    sources, goal = projection_inputs(model, prompts), projection_inputs(model, [target])
+    distinct = list(dict.fromkeys(targets))
+    sources, goals = projection_inputs(model, prompts), projection_inputs(model, distinct)
     kept = projection_inputs(model, preserve) if preserve else {}
     result = []
     for component, path in encoder_modules(model).items():
         tokenizer = getattr(model.pipe, component.replace("text_encoder", "tokenizer"))
-        target_last = last_token_position(tokenizer, target)
-        keys, values, positions, targets = [], [], [], []
-        for prompt, rows in zip(prompts, sources[component]):
-            at, to = aligned_positions(subject_position(tokenizer, prompt, concept), target_last, len(rows), padding)
+        goal = dict(zip(distinct, goals[component]))
+        keys, values, positions, target_positions = [], [], [], []
+        for prompt, target, rows in zip(prompts, targets, sources[component]):
+            at, to = aligned_positions(subject_position(tokenizer, prompt, concept),
+                                       last_token_position(tokenizer, target), len(rows), padding)
             keys.append(rows[at])
-            values.append(goal[component][0][to])
+            values.append(goal[target][to])
             positions.append(at)
-            targets.append(to)
+            target_positions.append(to)
         keys += kept.get(component, [])
         values += kept.get(component, [])
-        result.append(EncoderKeys(f"{component}.{path}", torch.cat(keys), torch.cat(values), positions, targets))
+        result.append(EncoderKeys(f"{component}.{path}", torch.cat(keys), torch.cat(values), positions,
+                                  target_positions))
     return result
 
 
-def edited_weights(model: Model, encoder_keys: Sequence[EncoderKeys], lam: float) -> dict[str, torch.Tensor]:
-    """New projection weights by component-qualified parameter name (``text_encoder....out_proj.weight``)."""
+def solved_weight(linear: torch.nn.Linear, kv: EncoderKeys, lam: float, bias_in_values: bool) -> torch.Tensor:
+    """The edited weight of ``linear`` for keys X and values given as projection inputs Y (float64 solve).
+
+    Without ``bias_in_values``: W = W0 M (``edit.solve_factor``), so W x_i approaches W0 y_i. With it (the published
+    recipe), the values are the projection's outputs V = Y W0^T + b: W = (lam W0 + V^T X)(lam I + X^T X)^-1, which is
+    W0 M plus the rank-one term b (sum_i g_i)^T with G = X (X^T X + lam I)^-1 the factor's gain.
+    """
+    factor = solve_factor(kv.keys, kv.values, lam)
+    w0 = linear.weight.detach().to("cpu", torch.float64)
+    weight = torch.addmm(w0, w0 @ factor.delta.T, factor.gain)
+    if bias_in_values and linear.bias is not None:
+        weight += torch.outer(linear.bias.detach().to("cpu", torch.float64), factor.gain.sum(0))
+    return weight.to(linear.weight.dtype)
+
+
+def edited_weights(model: Model, encoder_keys: Sequence[EncoderKeys], lam: float,
+                   bias_in_values: bool = False) -> dict[str, torch.Tensor]:
+    """New projection weights by component-qualified parameter name (``text_encoder....out_proj.weight``), solved
+    with ``solved_weight``."""
     weights = {}
     for kv in encoder_keys:
         component, path = kv.module.split(".", 1)
         linear = getattr(model.pipe, component).get_submodule(path)
-        weights[f"{kv.module}.weight"] = solve_factor(kv.keys, kv.values, lam).apply(linear.weight).cpu()
+        weights[f"{kv.module}.weight"] = solved_weight(linear, kv, lam, bias_in_values)
     return weights

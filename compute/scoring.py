@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
 from huggingface_hub import is_offline_mode
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
@@ -156,6 +157,7 @@ def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device =
     path = EMBEDDED_SCORERS.get(name_or_path) or Path(name_or_path).expanduser()
     if not path.is_dir() and name_or_path.startswith(("/", ".", "~")):
         raise UserError(f"CLIP scorer directory {name_or_path} does not exist")
+    transformers.utils.logging.disable_progress_bar()  # a loading bar per scorer would drown the sweep's own
     try:
         model = CLIPModel.from_pretrained(str(path) if path.is_dir() else name_or_path, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name_or_path)

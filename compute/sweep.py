@@ -2,12 +2,15 @@
 batches, score it, and write it to the store.
 
 Per work unit: images are generated batch by batch (each batch one pipeline call per denoising step) and written as
-PNGs; then every case of the unit is scored from its PNG and the unit's scores and cases parts are written. A batch
-whose PNGs all exist is not generated again, and a unit whose two parts exist is skipped, so a run killed at any
-moment and rerun ends with the same tables. Scores always come from the stored 8-bit images, so they reproduce when
-recomputed from the artifact root.
+PNGs; then every case of the unit is scored from its PNG by each of the run's scorers, one scores part per scorer, and
+the unit's cases part is written last. A batch whose PNGs all read back whole is not generated again, a scorer whose
+part reads back whole is not run again, and a unit whose parts read back whole with one row per case and whose images
+are all present is skipped, so a run killed at any moment (or a damaged part or image) and rerun ends with the same
+tables. Scores always come from the stored 8-bit images, so they reproduce when recomputed from the artifact
+root.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -21,8 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from compute.generation import Case, generate_batch, make_encoder
+from compute.generation import NOISE_SOURCE, Case, generate_batch, make_encoder
 from compute.grid import to_pil
+from compute.models.layers import resolution_at
 from compute.models.loading import Model
 from compute.plan import PlannedCase, Unit
 from compute.provenance import git_commit, versions
@@ -48,39 +52,59 @@ class SweepStats:
     timings: dict = field(default_factory=dict)
 
 
-def unit_problem(root: str, model: str, unit: Unit, images: set[str] | None = None) -> str | None:
-    """Why a unit is not done, or None: both of its parts must read back whole, each with exactly one row per
-    planned case (scores: for the scorer's one id), and every image must be present. A killed run leaves the scores
-    part without the cases part (scores are written first); damage leaves a part unreadable, short or foreign, or
-    an image gone.
+def score_part(unit: Unit, scorer_id: str, scorers: tuple[str, ...]) -> str:
+    """The name of a unit's scores part for one scorer: the unit id when the run has one scorer (as before runs
+    could have several), else the unit id and a short digest of the scorer id."""
+    if len(scorers) == 1:
+        return unit.unit_id
+    return f"{unit.unit_id}-{hashlib.sha256(scorer_id.encode()).hexdigest()[:8]}"
+
+
+def part_problem(root: str, table: str, part: str, model: str, unit: Unit, reader: store.Store | None = None
+                 ) -> str | None:
+    """Why one of a unit's parts is not done, or None: it must exist, read back whole as a LocoLab ``table`` part,
+    and hold exactly one row per planned case."""
+    path = store.part_path(table, part, {"model": model, "family": unit.family}, root)
+    if not store.exists(path):
+        return f"no {table} part"
+    try:
+        data = (reader or store.Store(root)).read(path)
+    except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), the part is redone
+        return f"{table} part unreadable ({type(error).__name__})"
+    problem = store.file_problem(table, data)
+    if problem:
+        return f"{table} part: {problem}"
+    expected = sorted(case.case_id for case in unit.cases)
+    if "case_id" not in data.column_names or sorted(data["case_id"].to_pylist()) != expected:
+        return f"{table} part has {data.num_rows} rows, not the unit's {len(expected)} cases"
+    return None
+
+
+def unit_problem(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None
+                 ) -> str | None:
+    """Why a unit is not done, or None: each scorer's scores part and the cases part must read back whole with one
+    row per planned case (``part_problem``), and every image must be present. A killed run leaves scores parts
+    without the cases part (cases is written last); damage leaves a part unreadable, short or foreign, or an image
+    gone.
 
     Args:
+        scorers: the run's scorer ids (one scores part each).
         images: the image file names present in the model's image folder (``image_names``); listed when None.
     """
     reader = store.Store(root)
-    partition = {"model": model, "family": unit.family}
-    expected = sorted(case.case_id for case in unit.cases)
-    for table in ("scores", "cases"):
-        path = store.part_path(table, unit.unit_id, partition, root)
-        if not store.exists(path):
-            return f"no {table} part"
-        try:
-            data = reader.read(path)
-        except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), the unit is redone
-            return f"{table} part unreadable ({type(error).__name__})"
-        problem = store.file_problem(table, data)
+    parts = [("scores", score_part(unit, scorer, scorers)) for scorer in scorers] + [("cases", unit.unit_id)]
+    for table, part in parts:
+        problem = part_problem(root, table, part, model, unit, reader)
         if problem:
-            return f"{table} part: {problem}"
-        if "case_id" not in data.column_names or sorted(data["case_id"].to_pylist()) != expected:
-            return f"{table} part has {data.num_rows} rows, not the unit's {len(expected)} cases"
+            return problem
     present = image_names(root, model) if images is None else images
     missing = sorted({case.image_key for case in unit.cases if f"{case.image_key}.png" not in present})
     return f"{len(missing)} image(s) missing" if missing else None
 
 
-def unit_done(root: str, model: str, unit: Unit, images: set[str] | None = None) -> bool:
+def unit_done(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None) -> bool:
     """Whether the unit's results are complete and readable (``unit_problem``)."""
-    return unit_problem(root, model, unit, images) is None
+    return unit_problem(root, model, unit, scorers, images) is None
 
 
 def image_names(root: str, model: str) -> set[str]:
@@ -140,18 +164,22 @@ def _score_unit(scorer, model_name: str, unit: Unit, root: str, stats: SweepStat
     return [float(s) for s in scores]
 
 
-def _rows(config: SweepConfig, settings: Settings, unit: Unit, scores, scorer_id: str):
-    def common(case: PlannedCase) -> dict:
-        return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
-                "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
-                "window_size": case.window_size, "seed": case.seed, "method": case.method,
-                "component": case.component, "noise": case.noise}
+def _common(config: SweepConfig, case: PlannedCase) -> dict:
+    return {"case_id": case.case_id, "run_id": config.run_id, "model": config.model, "family": case.family,
+            "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
+            "window_size": case.window_size, "seed": case.seed, "method": case.method,
+            "component": case.component, "noise": case.noise,
+            "blocks": None if case.blocks is None else list(case.blocks)}
 
-    cases = [{**common(c), "prompt": c.prompt, "target": c.target,
-              "image_path": store.image_relpath(config.model, c.image_key), **settings.to_dict()} for c in unit.cases]
-    score_rows = [{**common(c), "scorer_id": scorer_id, "score_text": c.score_text, "score": s}
-                  for c, s in zip(unit.cases, scores)]
-    return cases, score_rows
+
+def _case_rows(config: SweepConfig, settings: Settings, unit: Unit) -> list[dict]:
+    return [{**_common(config, c), "prompt": c.prompt, "target": c.target,
+             "image_path": store.image_relpath(config.model, c.image_key), **settings.to_dict()} for c in unit.cases]
+
+
+def _score_rows(config: SweepConfig, unit: Unit, scores, scorer_id: str) -> list[dict]:
+    return [{**_common(config, c), "scorer_id": scorer_id, "score_text": c.score_text, "score": s}
+            for c, s in zip(unit.cases, scores)]
 
 
 def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, status: str, created: datetime,
@@ -167,10 +195,16 @@ def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, s
         part=f"{config.run_id}-{shard}of{num_shards}", root=root)
 
 
-def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None) -> None:
-    """Write the run's ``layers`` rows: ``rows`` (dicts with a ``component``), else the cross-attention layers."""
+def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None,
+                 settings: Settings | None = None) -> None:
+    """Write the run's ``layers`` rows: ``rows`` (dicts with a ``component``), else the cross-attention layers. With
+    ``settings``, each row's ``resolution`` is the side its input has at the run's image height, not at the model's
+    default size (SD-2.1 run at 512 sees 64² at its first layers, 96² at its default 768)."""
     if rows is None:
         rows = [{**layer.to_dict(), "component": CROSS_ATTENTION} for layer in model.layers]
+    if settings is not None:
+        rows = [{**row, "resolution": resolution_at(row.get("resolution"), model.spec.resolution, settings.height)}
+                for row in rows]
     names = store.SCHEMAS["layers"].names
     rows = [{"run_id": config.run_id, "model": config.model, **{k: v for k, v in row.items() if k in names}}
             for row in rows]
@@ -186,14 +220,14 @@ def _remove_debris(root: str, model: str) -> None:
             store.remove_stale_temps(directory)
 
 
-def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], settings: Settings, root: str,
+def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit], settings: Settings, root: str,
               batch_size: int, show_progress: bool = True, render: Render | None = None) -> SweepStats:
     """Generate, score and store ``units``, skipping finished ones.
 
     Args:
         config: the study (its run id tags every row).
         model: the loaded model; ``config.model`` names it in the tables.
-        scorer: a ``scoring.ClipScorer``.
+        scorers: one ``scoring.ClipScorer`` per scorer of ``config.scorers``, in that order.
         units: this shard's units.
         settings: sampling settings (the ones the plan was built with).
         root: artifact root.
@@ -201,11 +235,14 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
         show_progress: draw a progress bar (images done / total, images/s, ETA).
         render: generates a batch of cases; LocoGen's (``locogen_renderer``) when None.
     """
+    ids = tuple(scorer.scorer_id for scorer in scorers)
+    if ids != config.scorers:
+        raise ValueError(f"scorers {list(ids)} do not match the config's {list(config.scorers)}")
     stats = SweepStats(units_total=len(units))
     if "://" not in root:
         _remove_debris(root, config.model)
     present = image_names(root, config.model)
-    todo = [u for u in units if not unit_done(root, config.model, u, present)]
+    todo = [u for u in units if not unit_done(root, config.model, u, ids, present)]
     stats.units_skipped = len(units) - len(todo)
     done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)
     total = sum(len({c.image_key for c in u.cases}) for u in units)
@@ -215,10 +252,13 @@ def run_units(config: SweepConfig, model: Model, scorer, units: list[Unit], sett
         for unit in todo:
             bar.set_postfix_str(f"{unit.family}/{unit.concept}")
             _generate_unit(model, unit, root, batch_size, render, stats, bar.update)
-            scores = _score_unit(scorer, config.model, unit, root, stats)
-            cases, score_rows = _rows(config, settings, unit, scores, scorer.scorer_id)
-            store.write_table("scores", score_rows, part=unit.unit_id, root=root)
-            store.write_table("cases", cases, part=unit.unit_id, root=root)
+            for scorer in scorers:
+                part = score_part(unit, scorer.scorer_id, ids)
+                if part_problem(root, "scores", part, config.model, unit) is None:
+                    continue
+                scores = _score_unit(scorer, config.model, unit, root, stats)
+                store.write_table("scores", _score_rows(config, unit, scores, scorer.scorer_id), part=part, root=root)
+            store.write_table("cases", _case_rows(config, settings, unit), part=unit.unit_id, root=root)
     return stats
 
 
@@ -235,7 +275,7 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
         shard, num_shards: which shard of the run this process is (one run row each).
         show_progress: draw a progress bar.
         layer_rows: the run's sites for the ``layers`` table (default: the model's cross-attention layers).
-        details: added to the run's ``config_json``.
+        details: added to the run's ``config_json`` (with ``noise``: how the images' noise was drawn).
         began: ``time.perf_counter()`` when loading started (for the recorded load time; default: now).
     """
     from compute.batching import auto_batch_size
@@ -244,14 +284,15 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
     store.Store(root).check_writable()  # before anything is written
     began = time.perf_counter() if began is None else began
     created = datetime.now(UTC)
-    scorer = load_scorer(config.scorer, device=model.device)
+    details = {"noise": NOISE_SOURCE, **(details or {})}
+    scorers = [load_scorer(name, device=model.device) for name in config.scorers]
     batch_size = batch_size or auto_batch_size(model, settings)
     load_s = time.perf_counter() - began
     write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s}, details)
-    write_layers(config, model, root, layer_rows)
+    write_layers(config, model, root, layer_rows, settings)
     status, stats = "failed", None
     try:
-        stats = run_units(config, model, scorer, units, settings, root, batch_size, show_progress, render)
+        stats = run_units(config, model, scorers, units, settings, root, batch_size, show_progress, render)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -9,7 +9,7 @@ Example::
     steps: 50                # optional: model default
     guidance: 7.5            # optional: model default
     resolution: 512          # optional: model default
-    scorer: openai/clip-vit-large-patch14
+    scorer: [openai/clip-vit-base-patch16, openai/clip-vit-large-patch14]   # one scorer, or several in one pass
     batch_size: 8            # optional: chosen from free memory
     families:
       style:
@@ -20,13 +20,19 @@ Example::
 
 A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: ...}`` when its target prompt differs
 (``a {concept} car`` -> ``a car``). A concept is a name, or a mapping with ``name`` and optional ``target`` /
-``score_text`` overrides (for facts, whose target names the updated fact). The target of a prompt is the concept's,
-else the template's, else the family's.
+``score_text`` overrides (for facts: the new fact and the old one). The target of a prompt is the template's when it
+contains ``{target}``, filled with the concept's (else the family's) target (``a photo of {target}`` ->
+``a photo of joe biden``); else the concept's, else the template's, else the family's.
 
-``families_from: [style, objects]`` adds the shared family definitions in ``compute/configs/families/``.
+``families_from: [style, objects]`` adds the shipped attribute families (``compute/attributes.py``: the one source of
+families for sweeps and edits) of the config's ``prompt_set`` (default: the model's, e.g. ``toyworld``, else
+``paper``).
 
 An optional ``trace:`` section sets the causal-tracing baseline (``python -m compute trace``), which ignores
 ``window_sizes``: ``trace: {noise: 3.0, components: [cross-attention, resnet], text_encoder: true}``.
+
+An optional ``contribution:`` section sets the attention-contribution localization (``python -m compute
+contribution``), which also ignores ``window_sizes``: ``contribution: {top_k: [6], swap_pooled: false}``.
 """
 
 import hashlib
@@ -41,16 +47,17 @@ import yaml
 
 from contract import bounds
 from contract.errors import UserError
-from contract.names import CROSS_ATTENTION, LOCOGEN, TRACE, TRACE_COMPONENTS
+from contract.names import ATTENTION_CONTRIBUTION, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
 
-TOP_KEYS = {"name", "description", "model", "families", "families_from", "window_sizes", "seeds", "steps", "guidance",
-            "resolution", "scorer", "batch_size", "trace"}
+TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt_set", "window_sizes", "seeds", "steps",
+            "guidance", "resolution", "scorer", "batch_size", "trace", "contribution"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
-FAMILIES_DIR = CONFIGS_DIR / "families"
+TARGET = "{target}"  # in a template's target: the concept's (else the family's) target
 CONCEPT_KEYS = {"name", "target", "score_text"}
 TRACE_KEYS = {"noise", "components", "text_encoder"}
+CONTRIBUTION_KEYS = {"top_k", "swap_pooled"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -80,8 +87,14 @@ class FamilySpec:
 
     def prompts(self, concept: Concept) -> list[tuple[str, str]]:
         """(prompt, target prompt) for each template, for one concept."""
-        return [(t.prompt.format(concept=concept.name), concept.target or t.target or self.target)
-                for t in self.templates]
+        return [(t.prompt.format(concept=concept.name), self.target_of(t, concept)) for t in self.templates]
+
+    def target_of(self, template: Template, concept: Concept) -> str | None:
+        """The target prompt of ``template`` for ``concept`` (see the module docstring)."""
+        goal = concept.target or self.target
+        if template.target and TARGET in template.target:
+            return template.target.replace(TARGET, goal) if goal else None
+        return concept.target or template.target or self.target
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,20 @@ class TraceSpec:
 
 
 @dataclass(frozen=True)
+class ContributionSpec:
+    """Attention-contribution settings: how many dominant sites each top-k intervention feeds the target (the DiT
+    paper's default: 6), and whether the intervened images also take the target's pooled text embedding (None: as
+    the paper's code does on the architecture, ``Architecture.topk_swaps_pooled``)."""
+
+    top_k: tuple[int, ...] = (6,)
+    swap_pooled: bool | None = None
+
+    def __post_init__(self):
+        if not self.top_k or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.top_k):
+            raise ConfigError(f"contribution.top_k must be integers >= 1, got {list(self.top_k)}")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A validated sweep study."""
 
@@ -113,7 +140,7 @@ class SweepConfig:
     families: tuple[FamilySpec, ...]
     window_sizes: tuple[int, ...]
     seeds: tuple[int, ...]
-    scorer: str
+    scorer: str | tuple[str, ...]
     steps: int | None = None
     guidance: float | None = None
     resolution: int | None = None
@@ -121,15 +148,23 @@ class SweepConfig:
     description: str = ""
     trace: TraceSpec = TraceSpec()
     method: str = LOCOGEN
+    contribution: ContributionSpec = ContributionSpec()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        """Every scorer of the study, in config order: each image is scored by each (scores keyed by scorer id)."""
+        return (self.scorer,) if isinstance(self.scorer, str) else self.scorer
+
     def digest(self) -> str:
         """A short hash of everything that determines the results (not the name or description). A LocoGen run
-        ignores the trace settings; a trace run ignores the window sizes and includes the method."""
+        ignores the trace and contribution settings; other runs ignore the window sizes and include the method, and
+        each ignores the other's settings."""
         ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == LOCOGEN
                                                             else {"window_sizes"})
+        ignored |= {"trace"} if self.method == ATTENTION_CONTRIBUTION else {"contribution"}
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -236,12 +271,13 @@ def _family(check: _Checker, name: str, raw) -> FamilySpec:
     names = [c.name for c in concepts]
     if len(set(names)) != len(names):
         check.fail(f"{path}.concepts", "duplicate concepts", "list each concept once")
+    family = FamilySpec(name, target, tuple(templates), tuple(concepts))
     for i, template in enumerate(templates):
         for concept in concepts:
-            if not (concept.target or template.target or target):
+            if not family.target_of(template, concept):
                 check.fail(f"{path}.templates[{i}]", f"no target prompt for {concept.name!r}",
                            f"set {path}.target, a target on the template, or one on the concept")
-    return FamilySpec(name, target, tuple(templates), tuple(concepts))
+    return family
 
 
 def _trace(check: _Checker, raw) -> TraceSpec:
@@ -263,26 +299,63 @@ def _trace(check: _Checker, raw) -> TraceSpec:
         raise ConfigError(f"{check.source}: {error}") from None
 
 
-def _shared_families(check: _Checker, names) -> dict:
+def _contribution(check: _Checker, raw) -> ContributionSpec:
+    if raw is None:
+        return ContributionSpec()
+    check.keys("contribution", raw, CONTRIBUTION_KEYS)
+    top_k = check.ints("contribution.top_k", raw.get("top_k", [6]), bounds.POSITIVE_COUNT)
+    swap_pooled = raw.get("swap_pooled")
+    if swap_pooled is not None and not isinstance(swap_pooled, bool):
+        check.fail("contribution.swap_pooled", f"expected true or false, got {swap_pooled!r}", "fix or remove it")
+    return ContributionSpec(top_k, swap_pooled)
+
+
+def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
+    from compute.attributes import attribute_family
+
     if not isinstance(names, list) or not names:
         check.fail("families_from", "expected a non-empty list", "write e.g. [style, objects]")
     families = {}
     for i, name in enumerate(names):
-        path = FAMILIES_DIR / f"{name}.yaml"
-        if not isinstance(name, str) or not path.is_file():
-            known = ", ".join(sorted(p.stem for p in FAMILIES_DIR.glob("*.yaml")))
-            check.fail(f"families_from[{i}]", f"no shared family {name!r}", f"use one of {known}")
-        families[name] = yaml.safe_load(path.read_text())
+        if name not in FAMILIES:
+            check.fail(f"families_from[{i}]", f"no shipped family {name!r}", f"use one of {', '.join(FAMILIES)}")
+        try:
+            families[name] = attribute_family(name, prompt_set).sweep_family()
+        except UserError as error:
+            check.fail(f"families_from[{i}]", str(error), "use another family or define it under families")
     return families
 
 
-def _check_scorer(check: _Checker, scorer: str) -> None:
+def _prompt_set(check: _Checker, raw) -> str:
+    from compute.attributes import PROMPT_SETS, prompt_set_for
+
+    if "prompt_set" in raw and raw["prompt_set"] not in PROMPT_SETS:
+        check.fail("prompt_set", f"unknown prompt set {raw['prompt_set']!r}", f"use one of {', '.join(PROMPT_SETS)}")
+    return prompt_set_for(str(raw["model"]), raw.get("prompt_set"))
+
+
+def _check_scorer(check: _Checker, path: str, scorer: str) -> None:
     from compute.scoring import NAMED_SCORERS, TINY_SCORER
 
     if scorer in NAMED_SCORERS or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
         return
-    check.fail("scorer", f"unknown scorer {scorer!r}",
+    check.fail(path, f"unknown scorer {scorer!r}",
                f"use {TINY_SCORER}, a CLIP hub id such as openai/clip-vit-large-patch14, or a local CLIP directory")
+
+
+def _scorers(check: _Checker, raw) -> str | tuple[str, ...]:
+    """One scorer id, or a list of distinct ones; a list of one is that one (so its run id does not change)."""
+    if isinstance(raw, list):
+        if not raw:
+            check.fail("scorer", "expected a scorer or a non-empty list of scorers", "write e.g. [tiny-clip]")
+        scorers = tuple(check.text(f"scorer[{i}]", item) for i, item in enumerate(raw))
+        if len(set(scorers)) != len(scorers):
+            check.fail("scorer", "duplicate scorers", "list each scorer once")
+        for i, scorer in enumerate(scorers):
+            _check_scorer(check, f"scorer[{i}]", scorer)
+        return scorers[0] if len(scorers) == 1 else scorers
+    _check_scorer(check, "scorer", check.text("scorer", raw))
+    return raw
 
 
 def parse_config(raw, source: str = "config") -> SweepConfig:
@@ -297,14 +370,13 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     check.keys("", raw, TOP_KEYS, {"name", "model", "window_sizes", "seeds"})
     families = raw.get("families", {})
     if not isinstance(families, dict):
-        check.fail("families", "expected a mapping of family name -> settings", "see compute/configs/families/")
+        check.fail("families", "expected a mapping of family name -> settings", "see compute/prompts/")
     if "families_from" in raw:
-        families = {**_shared_families(check, raw["families_from"]), **families}
+        families = {**_shared_families(check, raw["families_from"], _prompt_set(check, raw)), **families}
     if not families:
         check.fail("families", "no families", "add families or families_from")
     guidance = check.optional("guidance", raw.get("guidance"), bounds.GUIDANCE)
-    scorer = check.text("scorer", raw.get("scorer", DEFAULT_SCORER))
-    _check_scorer(check, scorer)
+    scorer = _scorers(check, raw.get("scorer", DEFAULT_SCORER))
     name = check.text("name", raw["name"])
     if not re.fullmatch(r"[\w.-]+", name):
         check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
@@ -319,7 +391,8 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         guidance=None if guidance is None else float(guidance),
         resolution=check.optional("resolution", raw.get("resolution"), bounds.SIZE),
         batch_size=check.optional("batch_size", raw.get("batch_size"), bounds.BATCH_SIZE),
-        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")))
+        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")),
+        contribution=_contribution(check, raw.get("contribution")))
 
 
 def config_path(name: str | os.PathLike) -> Path:
@@ -352,6 +425,15 @@ def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "conf
         if size > num_layers:
             _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "
                                   f"of {config.model}", f"use sizes from 1 to {num_layers}")
+
+
+def with_contribution(config: SweepConfig, top_k: tuple[int, ...] | None = None,
+                      swap_pooled: bool | None = None) -> SweepConfig:
+    """``config`` as an attention-contribution study, with any given setting overriding its own."""
+    spec = config.contribution
+    spec = ContributionSpec(spec.top_k if top_k is None else tuple(top_k),
+                            spec.swap_pooled if swap_pooled is None else swap_pooled)
+    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=spec)
 
 
 def with_trace(config: SweepConfig, noise: float | None = None, components: tuple[str, ...] | None = None,

@@ -34,13 +34,16 @@ def last_token_position(tokenizer, prompt: str) -> int:
 
 
 def _tokenizers(model: Model) -> list:
+    if model.arch.sequence_tokenizer != "tokenizer":  # FLUX: its CLIP tokenizer feeds the pooled embedding only
+        return [getattr(model.pipe, model.arch.sequence_tokenizer)]
     return [t for t in (model.pipe.tokenizer, getattr(model.pipe, "tokenizer_2", None)) if t is not None]
 
 
 def position_in_model(model: Model, find) -> int:
-    """``find(tokenizer)``, a token position, for the model's tokenizer(s).
+    """``find(tokenizer)``, a token position, for the tokenizer(s) of the text the model's layers read.
 
-    SD-XL's cross-attention reads both encoders side by side, so the position must agree between its tokenizers.
+    SD-XL's cross-attention reads both encoders side by side, so the position must agree between its tokenizers;
+    FLUX's layers read the T5 sequence (``Architecture.sequence_tokenizer``).
     """
     positions = {find(tokenizer) for tokenizer in _tokenizers(model)}
     if len(positions) != 1:
@@ -50,12 +53,13 @@ def position_in_model(model: Model, find) -> int:
 
 def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:
     """What the text projections of layer ``index`` read when the UNet is given ``text`` (B, T, D), a
-    ``Conditioning.cond``: SD's layers read it as is; DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each
-    layer normalizes it with its own GroupNorm, whose statistics span every token, so rows must be read from whole
-    prompts."""
+    ``Conditioning.cond``: SD's layers read it as is; PixArt's transformer projects it (``caption_projection``);
+    DeepFloyd IF's UNet projects it (``encoder_hid_proj``) and each layer normalizes it with its own GroupNorm, whose
+    statistics span every token, so rows must be read from whole prompts. Joint-attention transformers read a text
+    stream instead (``stream.text_inputs``)."""
     attention = model.attentions[index]
-    text = attention_text(model.pipe.unet, text)
-    return text if attention.norm_cross is None else attention.norm_encoder_hidden_states(text)
+    text = attention_text(model, text)
+    return text if getattr(attention, "norm_cross", None) is None else attention.norm_encoder_hidden_states(text)
 
 
 def shares_text(model: Model, layers: Sequence[int]) -> bool:
@@ -81,3 +85,34 @@ def aligned_positions(subject: int, target: int, length: int, padding: bool) -> 
     offsets after the target's last token, clipped to ``length``."""
     offsets = range(length - subject) if padding else range(1)
     return [subject + k for k in offsets], [min(target + k, length - 1) for k in offsets]
+
+
+def concept_reach(model: Model, template: str, concept: str, other: str) -> dict[str, float]:
+    """Where a concept lives in the text the model's layers read, and what LocoEdit's keys reach of it.
+
+    Encodes ``template`` with ``concept`` and with ``other`` (same token count), and splits the squared change of the
+    text (``layer_text`` of layer 0; a joint-attention model's encoder output, which its first block reads after one
+    projection) over the positions the layers attend to: the last subject token (``--positions subject`` keys it),
+    later ones, end-of-text and attended padding (``subject+padding`` adds them), and earlier ones, the subject's
+    other tokens included (no key reaches them). A causal text encoder (CLIP) changes nothing before the concept; a
+    bidirectional one (T5) does, the LocoGen paper's reason for LocoEdit failing on DeepFloyd IF. Padding that the
+    layers mask out (PixArt) is left out.
+
+    Returns:
+        Fractions of the change: ``subject``, ``later`` and ``earlier`` (summing to 1).
+    """
+    prompts = [template.format(concept=c) for c in (concept, other)]
+    tokenizer = _tokenizers(model)[0]
+    if len(tokenizer(prompts[0]).input_ids) != len(tokenizer(prompts[1]).input_ids):
+        raise UserError(f"{concept!r} and {other!r} have different token counts: choose another pair")
+    with torch.no_grad():
+        conds = [model.arch.encode(model.pipe, p) for p in prompts]
+        texts = [c.cond if model.arch.stream else layer_text(model, 0, c.cond) for c in conds]
+    change = ((texts[0] - texts[1]).double() ** 2).sum(-1)[0]
+    mask = conds[0].extras.get("prompt_attention_mask")
+    if mask is not None:
+        change = change * mask[0].to(change)
+    last = position_in_model(model, lambda t: subject_position(t, prompts[0], concept))
+    total = change.sum()
+    return {"subject": float(change[last] / total), "later": float(change[last + 1:].sum() / total),
+            "earlier": float(change[:last].sum() / total)}

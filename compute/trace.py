@@ -21,7 +21,7 @@ from diffusers.models.resnet import ResnetBlock2D
 from compute.generation import Case, generate_batch, make_encoder
 from compute.hooks import Hooks
 from compute.models.architectures import Conditioning
-from compute.models.layers import forward_order
+from compute.models.layers import call_order, forward_order
 from compute.models.loading import Model
 from compute.plan import PlannedCase, Unit, build_trace_plan
 from compute.settings import Settings
@@ -56,16 +56,21 @@ class Site:
 
 
 def unet_sites(model: Model, component: str) -> list[Site]:
-    """The UNet sites of ``component`` in forward order. Cross-attention sites are the model's LocoGen layers;
-    the others are found, like them, by a probe forward pass."""
+    """The denoiser's sites of ``component`` in forward order. Cross-attention sites are the model's LocoGen layers
+    (a transformer's text-reading attentions); the others are found, like them, by a probe forward pass (a
+    transformer's at its one token resolution)."""
     if component == CROSS_ATTENTION:
         return [Site(component, layer.index, layer.path, layer.block, layer.resolution, module)
                 for layer, module in zip(model.layers, model.attentions)]
-    unet = model.pipe.unet
-    names = {module: name for name, module in unet.named_modules() if _FIND[component](name, module)}
+    denoiser = model.denoiser
+    names = {module: name for name, module in denoiser.named_modules() if _FIND[component](name, module)}
     latent = model.spec.resolution // model.latent_scale
+    if model.arch.denoiser != "unet":
+        side = model.arch.token_side(denoiser, latent)
+        order = call_order(denoiser, names, model.arch.probe_inputs(denoiser))
+        return [Site(component, index, names[module], None, side, module) for index, module in enumerate(order)]
     sites = []
-    for index, (module, resolution) in enumerate(forward_order(unet, names, latent)):
+    for index, (module, resolution) in enumerate(forward_order(denoiser, names, latent)):
         block = _BLOCK.search(names[module])
         sites.append(Site(component, index, names[module], block and block.group(1), resolution, module))
     return sites
@@ -164,11 +169,15 @@ def _restore_hook(mask: torch.Tensor, source: torch.Tensor):
     batch = mask.shape[0]
     index = torch.where(mask, source, torch.arange(batch))
 
-    def hook(module, args, output):
+    def restore(output: torch.Tensor) -> torch.Tensor:
         if output.shape[0] % batch or output.shape[0] // batch not in (1, 2):
             raise RuntimeError(f"restore prepared for {batch} samples, but the site gave {output.shape[0]} rows")
         rows = torch.cat([index + k * batch for k in range(output.shape[0] // batch)])
         return output[rows.to(output.device)]
+
+    def hook(module, args, output):
+        # A joint attention returns its image and text outputs: both are restored.
+        return tuple(map(restore, output)) if isinstance(output, tuple) else restore(output)
 
     return hook
 
@@ -178,7 +187,7 @@ def restore_sites(modules: Sequence[torch.nn.Module], restored: torch.Tensor, so
     """Restore chosen samples' outputs at chosen modules from another sample of the batch, at every call.
 
     Args:
-        modules: the sites (UNet modules whose output is one tensor, batch first).
+        modules: the sites (denoiser modules whose output is a tensor, or a tuple of tensors, batch first).
         restored: (S, B) bool; ``restored[s, i]`` makes sample ``i``'s output at ``modules[s]`` a copy of sample
             ``source[i]``'s. With classifier-free guidance the pipeline runs ``2B`` rows [unconditional,
             conditional]; both rows of the sample are copied. Modules with no restored sample get no hook.

@@ -111,7 +111,7 @@ class Bound:
 
 STEPS = Bound(integer=True, low=1, high=MAX_STEPS)
 SIZE = Bound(integer=True, low=SIZE_MULTIPLE, high=MAX_SIZE, multiple=SIZE_MULTIPLE)
-GUIDANCE = Bound(integer=False, above=0)
+GUIDANCE = Bound(integer=False, low=0)  # 0 (or 1): no classifier-free guidance, as guidance-distilled models take
 SEED = Bound(integer=True, low=0, high=MAX_SEED)
 BATCH_SIZE = Bound(integer=True, low=1, high=MAX_BATCH)
 COUNT = Bound(integer=True, low=0, high=1_000_000)  # how many of something, 0 allowed

@@ -2,14 +2,23 @@
 edit methods and their options, evaluation groups and metrics, and the files of an edit and of a job (no torch here).
 Each name is defined here once; both sides import it."""
 
-# Attribute families, in the order every view and command lists them.
-FAMILIES = ("style", "objects", "facts", "color")
+# Attribute families, in the order every view and command lists them: the LocoGen paper's three and colour, then the
+# categories of the DiT paper ("Localizing Knowledge in Diffusion Transformers").
+FAMILIES = ("style", "objects", "facts", "color", "dit-style", "places", "celebrities", "animals", "characters")
 
 # Localization methods, as stored in ``cases.method`` / ``scores.method`` / ``runs.method``.
 LOCOGEN = "locogen"
 TRACE = "trace"  # a causal-tracing run (runs.method); its rows say which sites were restored:
 TRACE_UNET = "trace-unet"
 TRACE_TEXT = "trace-text"
+# The DiT paper's localization: each site's attention contribution of the concept's tokens, then its top-k
+# intervention. Its rows: the original and target references (kinds ``original``/``target``), each site's contribution
+# (kind ``contribution``, scored by ``CONTRIBUTION_MEASURE``, the site in ``window_start``) and the images with the k
+# dominant sites fed the target (kind ``top-k``, k in ``window_size``, the sites in ``blocks``).
+ATTENTION_CONTRIBUTION = "attention-contribution"
+CONTRIBUTION = "contribution"
+TOP_K = "top-k"
+CONTRIBUTION_MEASURE = "attention-contribution"
 
 # Site components (``layers.component``, ``cases.component``). LocoGen's layers are the cross-attention ones.
 CROSS_ATTENTION = "cross-attention"
@@ -17,15 +26,19 @@ TEXT_ENCODER = "text-encoder"
 TRACE_COMPONENTS = (CROSS_ATTENTION, "self-attention", "feed-forward", "resnet")  # UNet sites causal tracing restores
 COMPONENTS = (*TRACE_COMPONENTS, TEXT_ENCODER)
 
-# Edit methods.
-METHODS = ("loco", "all-layers", "neuron", "diffquickfix")
+# Edit methods. DiffQuickFix comes in two recipes: the published one (``diffquickfix``: the predecessor's notebook)
+# and ours (``diffquickfix-family``: the family's prompts to one target, the bias counted once); README says more.
+METHODS = ("loco", "all-layers", "neuron", "diffquickfix", "diffquickfix-family")
 # Methods that edit the UNet layers the user chooses (--layers / --from-run); all-layers edits every layer,
-# diffquickfix text-encoder layer 0.
+# the DiffQuickFix recipes text-encoder layer 0.
 CHOSEN_LAYERS = ("loco", "neuron")
+QUICKFIX_RECIPES = ("diffquickfix", "diffquickfix-family")
 # The closed-form methods, which take --positions and --preserve-others.
-CLOSED_FORM = ("loco", "all-layers", "diffquickfix")
+CLOSED_FORM = ("loco", "all-layers", *QUICKFIX_RECIPES)
 # Key positions: the last subject token alone, or with every later (end-of-text, padding) position.
 POSITIONS = ("subject", "subject+padding")
+# Neuron edits: the top k units of each key/value matrix (the official code's), or of all of them together (ours).
+NEURON_SELECTIONS = ("per-matrix", "pooled")
 
 # An edit's folder ``<root>/edits/<edit_id>/``: its record, its tensors, its evaluation summary and images.
 EDITS_DIR = "edits"
@@ -47,6 +60,8 @@ EVAL_GROUPS = {
     "unrelated": "specificity (unrelated prompts)",
     "other_concepts": "specificity (the family's other concepts)",
     "target": "target reference",
+    "new_fact": "fact edits: the edit's own and held-out prompts scored against the new fact",
+    "new_fact_reference": "fact edits: the target prompt scored against the new fact",
 }
 # Summary metrics of ``eval.json``, with what each means.
 EVAL_METRICS = {
@@ -56,6 +71,7 @@ EVAL_METRICS = {
     "generalization_drop": "normalized drop on the held-out prompts",
     "specificity": "unrelated prompts' mean score after / before (1 = kept)",
     "other_concepts_retained": "the family's other concepts, after / before",
+    "new_fact_gain": "fact edits: the new fact's score rise, (after − before) / (target prompt − before)",
 }
 
 # A dashboard job's folder ``<root>/jobs/<job_id>/``: the command's ``--status-file`` and its keys.
@@ -71,4 +87,4 @@ def eval_folder(edit_id: str, eval_id: str | None) -> str:
 
 def default_positions(method: str) -> str:
     """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
-    return "subject+padding" if method == "diffquickfix" else "subject"
+    return "subject+padding" if method in QUICKFIX_RECIPES else "subject"

@@ -60,12 +60,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("concept", _TEXT), ("prompt", _TEXT), ("target", _TEXT), ("kind", _TEXT), ("window_start", _INT),
         ("window_size", _INT), ("seed", pa.int64()), ("image_path", _TEXT), ("steps", _INT), ("guidance", _FLOAT),
         ("height", _INT), ("width", _INT), ("method", _TEXT), ("component", _TEXT), ("noise", _FLOAT),
+        ("blocks", pa.list_(_INT)),
     ]),
     "scores": pa.schema([
         ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
         ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("method", _TEXT), ("component", _TEXT),
-        ("noise", _FLOAT),
+        ("noise", _FLOAT), ("blocks", pa.list_(_INT)),
     ]),
     "edit_scores": pa.schema([
         ("schema_version", _INT), ("edit_id", _TEXT), ("model", _TEXT), ("family", _TEXT), ("concept", _TEXT),
@@ -327,6 +328,8 @@ def _kind(kind: pa.DataType) -> str:
         return "text"
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return "number"
+    if pa.types.is_list(kind):  # Parquet names a list's items "element", Arrow "item": compare what they hold
+        return f"list of {_kind(kind.value_type)}"
     return "time" if pa.types.is_timestamp(kind) else str(kind)
 
 

@@ -1,12 +1,13 @@
 """Summaries of an artifact root's tables, as SQL over the DuckDB views of ``contract.store.Store.connect()``:
-LocoGen's localization (per window: mean score, references, normalized drop), minimal localizing windows, and causal
-tracing's recovery per site. Defined once here; the compute commands and the dashboard both run them.
+LocoGen's localization (per window: mean score, references, normalized drop), minimal localizing windows, causal
+tracing's recovery per site, and attention contribution's per-site map and top-k interventions. Defined once here;
+the compute commands and the dashboard both run them.
 """
 
 import duckdb
 import pyarrow as pa
 
-from contract.names import LOCOGEN, TRACE
+from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, LOCOGEN, TOP_K, TRACE
 
 # One row per scored case (a case scored again by a later run counts once), then per-concept references and
 # per-window means. Normalized drop = (original - window) / (original - target); NULL when the two references tie.
@@ -122,3 +123,71 @@ def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = No
     """
     sql, params = _run_filter(_TRACE_SQL, run_ids)
     return con.sql(sql, params=params).to_arrow_table()
+
+
+# Attention contribution: per site, the mean over the concept's images (prompts x seeds) of the site's contribution,
+# its share of the concept's total over sites (comparable between concepts, whose raw norms are not), and its rank
+# (1 = dominant). A rerun's rows replace the earlier run's for the same case and site.
+_CONTRIBUTION_SQL = f"""
+WITH s AS (
+    SELECT * FROM scores WHERE method = '{ATTENTION_CONTRIBUTION}' AND kind = '{CONTRIBUTION}' AND {{run_filter}}
+    QUALIFY row_number() OVER (PARTITION BY case_id, window_start ORDER BY run_id DESC) = 1
+), sites AS (
+    SELECT model, family, concept, window_start AS site, avg(score) AS contribution,
+           stddev_samp(score) AS contribution_std, count(DISTINCT seed) AS n_seeds, count(*) AS n_images
+    FROM s GROUP BY ALL
+)
+SELECT *, contribution / nullif(sum(contribution) OVER (PARTITION BY model, family, concept), 0) AS share,
+       rank() OVER (PARTITION BY model, family, concept ORDER BY contribution DESC, site) AS site_rank
+FROM sites ORDER BY model, family, concept, site
+"""
+
+
+def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
+    """Attention contribution's analogue of ``trace_effects``: per (model, family, concept, site): the mean
+    contribution over the concept's localization images, its spread, image and seed counts, its share of the
+    concept's total and its rank (1 = the dominant site).
+
+    Args:
+        con: a connection from ``Store.connect()``.
+        run_ids: restrict to these runs; all runs when None.
+    """
+    sql, params = _run_filter(_CONTRIBUTION_SQL, run_ids)
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+# The top-k interventions, scored like LocoGen's windows against the same run's references.
+_TOP_K_SQL = f"""
+WITH s AS (
+    SELECT * FROM scores WHERE method = '{ATTENTION_CONTRIBUTION}' AND kind IN ('original', 'target', '{TOP_K}')
+        AND {{run_filter}}
+    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
+), refs AS (
+    SELECT model, family, concept, scorer_id,
+           avg(score) FILTER (WHERE kind = 'original') AS original_score,
+           avg(score) FILTER (WHERE kind = 'target') AS target_score
+    FROM s GROUP BY ALL
+), top AS (
+    SELECT model, family, concept, scorer_id, window_size AS k, any_value(blocks) AS blocks,
+           avg(score) AS score_mean, stddev_samp(score) AS score_std, count(DISTINCT seed) AS n_seeds,
+           count(*) AS n_images
+    FROM s WHERE kind = '{TOP_K}' GROUP BY model, family, concept, scorer_id, window_size
+)
+SELECT t.*, r.original_score, r.target_score,
+       (r.original_score - t.score_mean) / nullif(r.original_score - r.target_score, 0) AS normalized_drop,
+       $threshold::DOUBLE AS threshold, coalesce(normalized_drop >= $threshold, false) AS localizes
+FROM top t LEFT JOIN refs r USING (model, family, concept, scorer_id)
+ORDER BY model, family, concept, scorer_id, k
+"""
+
+
+def top_k_interventions(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
+                        run_ids: list[str] | None = None) -> pa.Table:
+    """Per (model, family, concept, scorer_id, k): the k dominant sites fed the target (``blocks``), the mean score
+    of those images, the original and target references of the same run, the normalized drop
+    (original − top-k) / (original − target) and whether it removes at least ``threshold`` of the gap.
+
+    Args: as ``localization``.
+    """
+    sql, params = _run_filter(_TOP_K_SQL, run_ids)
+    return con.sql(sql, params={"threshold": threshold, **params}).to_arrow_table()

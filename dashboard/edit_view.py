@@ -8,7 +8,8 @@ from dashboard import common, data, queries
 
 PAIRS_PER_PAGE = 6
 SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",
-            "topk", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts", "created_at")
+            "topk", "selection", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts",
+            "target_prompts", "bias_in_values", "created_at")
 
 
 def edited(record: dict) -> str:
@@ -32,7 +33,9 @@ def settings_text(result: dict) -> str:
         value = result.get(key)
         return "?" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
-    others = (f", {number('unrelated')} unrelated prompts, {number('other_concepts')} other concepts"
+    counts = result.get("num_prompts") if isinstance(result.get("num_prompts"), dict) else {}
+    unrelated = f"{counts.get('unrelated', 0)}{' (all)' if result.get('unrelated') is None else ''}"
+    others = (f", {unrelated} unrelated prompts, {number('other_concepts')} other concepts"
               if "unrelated" in result else "")
     return (f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {number('steps')} steps, guidance "
             f"{number('guidance')}, {number('width')}×{number('height')} px{others}")

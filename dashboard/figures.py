@@ -1,5 +1,5 @@
-"""Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops and of causal tracing's
-recoveries (one grid, one colour scale), and the per-concept line view."""
+"""Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops, causal tracing's recoveries and
+attention contribution's per-site map (one grid, one colour scale), and the per-concept line view."""
 
 import html
 
@@ -96,6 +96,26 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
     return figure
 
 
+def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k: int,
+                     rows: list[tuple[str, str]] | None = None) -> go.Figure:
+    """Attention contribution's map on the same grid: a cell is one text-reading site, coloured by its mean
+    contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
+    intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
+    def hover(cell):
+        return (f"site {layer_label(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
+                f"{_fmt(cell['contribution_std'])} ({cell['n_images']} images, {cell['n_seeds']} seeds)<br>"
+                f"{cell['share']:.1%} of the concept's total · rank {cell['site_rank']}")
+
+    rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
+    marked = [dict(cell, dominant=cell["site_rank"] <= k) for cell in cells.to_pylist()]
+    figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant")
+    _mark_blocks(figure, layers, num_sites)
+    figure.update_layout(title={"text": f"Attention contribution · colour: relative to the concept's dominant site · "
+                                        f"● the {k} dominant sites", "font": {"size": 14}})
+    figure.update_xaxes(title="text-reading attention site (forward order)")
+    return figure
+
+
 def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
           colorbar: str) -> go.Figure:
     """The heat map both methods share: one row per concept in ``rows``, ``value`` of each cell on the same 0–1
@@ -137,7 +157,8 @@ def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
 
 
 def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) -> None:
-    """Dotted lines where the UNet moves from down to mid to up blocks, labelled above the plot."""
+    """Dotted lines where the UNet moves from down to mid to up blocks (FLUX: from double- to single-stream blocks),
+    labelled above the plot."""
     blocks = [layers.get(i, {}).get("block") for i in range(num_layers)]
     if not any(blocks):
         return

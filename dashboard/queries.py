@@ -9,8 +9,16 @@ import threading
 import duckdb
 import pyarrow as pa
 
-from contract.names import CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
-from contract.summaries import LOCOGEN_ROWS, TRACE_ROWS, localization, minimal_windows_sql, trace_effects
+from contract.names import CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
+from contract.summaries import (
+    LOCOGEN_ROWS,
+    TRACE_ROWS,
+    contribution_map,
+    localization,
+    minimal_windows_sql,
+    top_k_interventions,
+    trace_effects,
+)
 
 # Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
 # microseconds, and each thread gets its own cursor.
@@ -145,6 +153,31 @@ def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, fa
                            "component": component, "noise": noise, "site": site}).to_arrow_table()
 
 
+def contribution_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every site's mean attention contribution per concept (``contract.summaries.contribution_map``)."""
+    return contribution_map(con)
+
+
+def top_k_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every top-k intervention's score, references and normalized drop (``contract.summaries.top_k_interventions``;
+    the threshold is applied by the view)."""
+    return top_k_interventions(con).drop_columns(["threshold", "localizes"])
+
+
+def contribution_cells(contribution: pa.Table, model: str) -> pa.Table:
+    """The attention-contribution map's cells of one model, in family order, then concept and site, with each site's
+    contribution relative to its concept's dominant site (``relative``, 1 = dominant): raw norms differ between
+    concepts, the ranking within a concept is what localizes.
+
+    Args:
+        contribution: ``contribution_table``.
+    """
+    with _over(contribution) as con:
+        return con.sql(f"SELECT *, contribution / nullif(max(contribution) OVER (PARTITION BY family, concept), 0) "
+                       f"AS relative, {_family_rank()} AS family_rank FROM loc WHERE model = $model "
+                       "ORDER BY family_rank, family, concept, site", params={"model": model}).to_arrow_table()
+
+
 def concept_order(keys) -> list[tuple[str, str]]:
     """Distinct (family, concept) pairs in the order of every view: family order, then names."""
     rank = {family: i for i, family in enumerate(FAMILIES)}
@@ -228,9 +261,9 @@ def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, co
 
 
 def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
-    """Scorers with scores for ``model``, sorted."""
+    """Scorers with scores for ``model``, sorted (not attention contribution's measure, which scores no image)."""
     return sorted(s for (s,) in con.execute("SELECT DISTINCT scorer_id FROM scores WHERE model = ?", [model]).fetchall()
-                  if s)
+                  if s and s != CONTRIBUTION_MEASURE)
 
 
 def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:

@@ -20,7 +20,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from contract.store import Store, write_table
-from contract.summaries import minimal_windows, trace_effects
+from contract.summaries import contribution_map, minimal_windows, top_k_interventions, trace_effects
 from dashboard.figures import row_label
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
@@ -54,11 +54,12 @@ def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, r
 
     assert str(root) in app.markdown[0].value and "$LOCOLAB_ARTIFACTS" in app.markdown[0].value
     runs = app.dataframe[0].value.sort_values("method")
-    assert list(runs["method"]) == ["locogen", "trace"] and list(runs["config"]) == ["dashboard-test"] * 2
-    assert list(runs["status"]) == ["finished", "finished"]
+    assert list(runs["method"]) == ["attention-contribution", "locogen", "trace"]
+    assert list(runs["config"]) == ["dashboard-test"] * 3 and list(runs["status"]) == ["finished"] * 3
     # Sweep: 2 families x 2 seeds x (original + target + 16 windows of m=1 + 15 of m=2) = 132 cases.
     # Trace: 2 families x 2 seeds x (original + corrupted per traced component, 3 of them, + 16 + 16 + 2 sites).
-    assert list(runs["cases"]) == [132, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2]
+    # Attention contribution: 2 families x 2 seeds x (original + target + one top-2 intervention).
+    assert list(runs["cases"]) == [2 * 2 * 3, 132, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2, 2]
     edits = app.dataframe[1].value
     assert sorted(edits["method"]) == ["all-layers", "diffquickfix", "loco", "neuron"]
     assert list(edits["edited"][edits["method"] == "diffquickfix"]) == [
@@ -110,8 +111,9 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     app.selectbox(key="map_size").set_value(2).run()
 
     hover = heat_map_spec(app)["data"][1]["customdata"]
-    # Window 8-9 of tiny-sd1 (64 px -> 16x16 latents, halved three times): up block at 4x4 (docs/method.md §1 order).
-    assert "layers 8–9: 8 (up, 4²) · 9 (up, 4²)" in hover[8]
+    # Window 8-9 of tiny-sd1, run at 32 px (8x8 latents, halved three times): up block at 2x2, the side at the run's
+    # size, not at the model's default 64 px (docs/method.md §1 order).
+    assert "layers 8–9: 8 (up, 2²) · 9 (up, 2²)" in hover[8]
     assert len(hover) == 2 * 15
 
 
@@ -235,6 +237,44 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
     counts = app.dataframe[0].value
     expected = traced(root, "cross-attention")[("style", "van gogh")].values()
     assert counts.iloc[0, 2] == sum(r is not None and r >= 0.5 for r in expected)
+
+
+def test_layer_map_attention_contribution_shows_the_stored_map_and_interventions(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.radio(key="map_method").set_value("Attention contribution").run()
+
+    spec = heat_map_spec(app)
+    assert spec["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+    con = Store(root).connect()
+    stored = {}
+    for row in contribution_map(con).to_pylist():
+        stored.setdefault((row["family"], row["concept"]), {})[row["site"]] = row
+    heat = spec["data"][0]
+    for z, marks, key in zip(heat["z"], heat["text"], [("style", "van gogh"), ("color", "blue")]):
+        sites = stored[key]
+        top = max(site["contribution"] for site in sites.values())
+        assert z == pytest.approx([sites[i]["contribution"] / top for i in range(16)])
+        assert [i for i, mark in enumerate(marks) if mark == "●"] == sorted(
+            i for i, site in sites.items() if site["site_rank"] <= 2)
+    interventions = app.dataframe[0].value
+    expected = {row_label(r["family"], r["concept"]): r for r in top_k_interventions(con).to_pylist()}
+    for _, row in interventions.iterrows():
+        assert list(row["sites fed the target"]) == expected[row["concept"]]["blocks"]
+        assert row["drop"] == pytest.approx(expected[row["concept"]]["normalized_drop"])
+    assert app.caption[0].value.startswith("**Attention contribution** colour")
+
+
+def test_layer_map_side_by_side_puts_contribution_under_locogen_on_the_same_axis(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.radio(key="map_method").set_value("Side by side").run()
+    app.selectbox(key="map_beside").set_value("Attention contribution").run()
+
+    locogen, contribution = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert contribution["layout"]["title"]["text"].startswith("Attention contribution")
+    assert locogen["layout"]["yaxis"]["ticktext"] == contribution["layout"]["yaxis"]["ticktext"]
+    assert len(locogen["data"][0]["z"][0]) == len(contribution["data"][0]["z"][0]) == 16
+    assert list(app.dataframe[0].value.columns) == ["concept", "LocoGen strongest window", "top-2 sites",
+                                                    "top-2 drop"]
 
 
 def test_gallery_pages_windows_with_one_image_per_seed(monkeypatch, root):

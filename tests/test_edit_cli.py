@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from compute.cli import main
-from compute.edit_eval import summarize
+from compute.edit_eval import summarize, summarize_new_fact
 from contract.store import write_table
 
 pytestmark = pytest.mark.slow  # the edit and eval-edit commands end to end, with evaluation
@@ -61,10 +61,21 @@ def test_neuron_edit_saves_indices_and_values(tmp_path):
     _, folder = _only_edit(tmp_path)
     units = load_file(str(folder / "units.safetensors"))
     indices = [v for k, v in units.items() if k.endswith(".indices")]
-    assert sum(v.numel() for v in indices) == 12
+    assert [v.numel() for v in indices] == [12] * 4  # per matrix (the official selection): to_k, to_v of 8 and 9
     assert all(k.rsplit(".", 1)[0].endswith(("attn2.to_k", "attn2.to_v")) for k in units)
     assert not (folder / "weights.safetensors").exists()
-    assert json.loads((folder / "edit.json").read_text())["position"] == 76
+    record = json.loads((folder / "edit.json").read_text())
+    assert (record["position"], record["selection"]) == (76, "per-matrix")
+    assert record["neutral_prompts"][0] == "a painting of a house"
+
+
+def test_pooled_neuron_edit_holds_k_units_in_all(tmp_path):
+    args = ["--method", "neuron", "--layers", "8,9", "--topk", "12", "--neuron-selection", "pooled"]
+    assert main(EDIT + args + ["--artifacts", str(tmp_path)]) == 0
+    _, folder = _only_edit(tmp_path)
+    units = load_file(str(folder / "units.safetensors"))
+    assert sum(v.numel() for k, v in units.items() if k.endswith(".indices")) == 12
+    assert json.loads((folder / "edit.json").read_text())["selection"] == "pooled"
 
 
 def _sweep_scores(root, concept="van gogh"):
@@ -208,8 +219,10 @@ def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path,
     assert list(load_file(str(folder / "weights.safetensors"))) == [f"{module}.weight"]
     record = json.loads((folder / "edit.json").read_text())
     assert (record["method"], record["positions"], record["modules"]) == ("diffquickfix", "subject+padding", [module])
-    assert record["token_positions"] == {"text_encoder": [2, 8, 8, 8]}
-    assert record["num_keys"] == {"text_encoder": 75 + 3 * 69}  # each subject token and every position after it
+    # The published recipe's prompts: "van gogh", "a photo of / an image of / a picture of van gogh".
+    assert record["token_positions"] == {"text_encoder": [2, 5, 5, 5]}
+    assert record["num_keys"] == {"text_encoder": 75 + 3 * 72}  # each subject token and every position after it
+    assert record["target_prompts"][1] == "a photo of a painting" and record["bias_in_values"] is True
     assert "layers" not in record
     assert module in capsys.readouterr().out
     rows = _eval_table(tmp_path)
@@ -275,3 +288,41 @@ def test_all_layers_on_if_with_padding_edits_both_projections_of_all_22_layers(t
     assert len(load_file(str(folder / "weights.safetensors"))) == 2 * 22
     record = json.loads((folder / "edit.json").read_text())
     assert record["num_keys"] == (77 - 1) + 3 * (77 - 7)  # each subject token and every position after it
+
+
+FACT = ["edit", "--model", "tiny-sd1", "--family", "facts", "--concept", "the president of the united states"]
+
+
+def test_a_fact_edit_is_scored_against_the_old_fact_and_the_new_one(tmp_path, capsys):
+    assert main(FACT + ["--layers", "8,9", "--eval", "--scorer", "tiny-clip", "--artifacts", str(tmp_path)] + EVAL) == 0
+    edit_id, folder = _only_edit(tmp_path)
+    rows = _eval_table(tmp_path)
+    old = [r for r in rows if r["group"] in ("efficacy", "generalization")]
+    new = [r for r in rows if r["group"] == "new_fact"]
+    assert {r["score_text"] for r in old} == {"donald trump"} and {r["score_text"] for r in new} == {"joe biden"}
+    # The same images, scored once more: one new-fact row per old-fact row, at the same path.
+    assert sorted((r["image_path"], r["phase"]) for r in new) == sorted((r["image_path"], r["phase"]) for r in old)
+    [reference] = [r for r in rows if r["group"] == "new_fact_reference" and r["phase"] == "before"]
+    assert reference["prompt"] == "joe biden" and reference["score_text"] == "joe biden"
+    summary = json.loads((folder / "eval.json").read_text())
+    assert (summary["old_fact_text"], summary["new_fact_text"]) == ("donald trump", "joe biden")
+
+    def mean(group_rows, phase):
+        return sum(r["score"] for r in group_rows if r["phase"] == phase) / (len(group_rows) / 2)
+
+    assert summary["new_fact_score_after"] == pytest.approx(mean(new, "after"))
+    assert summary["old_fact_score_before"] == pytest.approx(mean(old, "before"))
+    gain = (mean(new, "after") - mean(new, "before")) / (reference["score"] - mean(new, "before"))
+    assert summary["new_fact_gain"] == pytest.approx(gain)
+    assert "new fact 'joe biden'" in capsys.readouterr().out
+
+
+def test_new_fact_summary_is_the_rise_towards_the_target_prompt():
+    rows = [dict(group="new_fact_reference", phase="before", prompt="joe biden", score=0.40)]
+    for phase, new, old in (("before", (0.18, 0.22), (0.35, 0.25)), ("after", (0.28, 0.32), (0.15, 0.25))):
+        rows += [dict(group="new_fact", phase=phase, prompt=p, score=s) for p, s in zip("ab", new)]
+        rows += [dict(group="efficacy", phase=phase, prompt=p, score=s) for p, s in zip("ab", old)]
+    summary = summarize_new_fact(rows)
+    assert summary["new_fact_gain"] == pytest.approx(0.5)  # 0.20 -> 0.30, halfway to 0.40
+    assert (summary["old_fact_score_before"], summary["old_fact_score_after"]) == pytest.approx((0.30, 0.20))
+    assert summarize_new_fact([r for r in rows if r["group"] == "efficacy"]) == {}

@@ -121,7 +121,7 @@ def test_neuron_edit_ranks_and_clamps_add_k_and_add_v_units(model):
     concept_prompts, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
     units, t = rank_units(model, LAYERS, concept_prompts, neutral_prompts, 76, 20)
     assert sorted(t) == sorted(f"{model.layers[i].path}.{p}" for i in LAYERS for p in PROJECTIONS)
-    assert sum(indices.numel() for indices, _ in units.values()) == 20
+    assert sorted(units) == sorted(t) and all(indices.numel() == 20 for indices, _ in units.values())  # per matrix
     settings = Settings(2, 7.5, 32, 32)
     plain = generate_batch(model, [Case(HELD_OUT, 1)], settings)
     with applied(model, Edit({}, units=units)):

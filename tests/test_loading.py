@@ -30,12 +30,13 @@ def test_directory_without_model_index_is_not_a_pipeline(tmp_path, capsys):
     assert "is not a diffusers pipeline (no model_index.json)" in err
 
 
-def test_transformer_based_pipeline_is_unsupported(tmp_path, capsys):
+def test_unsupported_transformer_pipeline_names_the_supported_ones(tmp_path, capsys):
     (tmp_path / "model_index.json").write_text(json.dumps(
-        {"_class_name": "PixArtAlphaPipeline", "transformer": ["diffusers", "PixArtTransformer2DModel"]}))
+        {"_class_name": "HunyuanDiTPipeline", "transformer": ["diffusers", "HunyuanDiT2DModel"]}))
     code, err = run_cli(capsys, "layers", "--model", str(tmp_path))
     assert code == 2
-    assert "PixArtAlphaPipeline without a UNet (transformer-based?): unsupported" in err
+    assert err.endswith("is a HunyuanDiTPipeline: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF "
+                        "stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline")
 
 
 def test_hub_id_while_offline_suggests_a_local_path(capsys):

@@ -29,22 +29,42 @@ def test_welch_t_of_constant_units():
     assert welch_t(a, b).tolist() == [0.0, math.inf]
 
 
-def test_top_units_are_the_largest_t_across_modules_held_at_neutral_means():
+def _planted():
+    """Two modules' activations: unit 4 of "a" and unit 1 of "b" far apart, then unit 0 of "b" somewhat."""
     generator = torch.Generator().manual_seed(0)
     neutral = {"a": torch.randn(6, 5, generator=generator), "b": torch.randn(6, 3, generator=generator)}
     concept = {name: torch.randn(6, v.shape[1], generator=generator) for name, v in neutral.items()}
     concept["a"][:, 4] += 10.0
     concept["b"][:, 1] -= 20.0
-    units, t = top_units(concept, neutral, 2)
+    concept["b"][:, 0] += 5.0
+    return concept, neutral
+
+
+def test_pooled_top_units_are_the_largest_t_across_modules_held_at_neutral_means():
+    concept, neutral = _planted()
+    units, t = top_units(concept, neutral, 2, "pooled")
     assert {name: indices.tolist() for name, (indices, _) in units.items()} == {"a": [4], "b": [1]}
     assert units["b"][1].item() == pytest.approx(neutral["b"][:, 1].mean().item())
     assert t["b"][1] < -10
 
 
+def test_per_matrix_top_units_take_k_from_every_module():
+    """The official selection: k per matrix, so "b" contributes its unit 0 too and "a" its second largest."""
+    concept, neutral = _planted()
+    units, t = top_units(concept, neutral, 2)
+    picked = {name: indices.tolist() for name, (indices, _) in units.items()}
+    assert picked["b"] == [0, 1]
+    second = int(t["a"][:4].abs().argmax())
+    assert picked["a"] == sorted([second, 4])
+    assert units["a"][1].tolist() == pytest.approx(neutral["a"].mean(0)[sorted([second, 4])].tolist())
+    with pytest.raises(UserError, match="per matrix, the chosen layers' key/value projections have 3 units"):
+        top_units(concept, neutral, 4)
+
+
 def test_topk_larger_than_the_units_is_rejected():
     activations = {"a": torch.zeros(3, 4)}
     with pytest.raises(UserError, match="chosen layers have 4"):
-        top_units(activations, activations, 5)
+        top_units(activations, activations, 5, "pooled")
 
 
 def test_clamp_changes_only_the_chosen_units_of_conditional_rows(load):
@@ -71,14 +91,29 @@ def test_without_guidance_every_row_is_clamped(load):
     assert (out[:, :, 0] == 3.0).all()
 
 
-def _ranked(model, k):
+def _ranked(model, k, selection="per-matrix"):
     concept_prompts, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
-    return rank_units(model, [8, 9], concept_prompts, neutral_prompts, 76, k)
+    return rank_units(model, [8, 9], concept_prompts, neutral_prompts, 76, k, selection)
+
+
+def test_style_contrast_keeps_painting_in_the_neutral_prompts():
+    """As the official neutral prompts do: the contrast is the artist, not painting against no painting."""
+    concept_prompts, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
+    assert len(concept_prompts) == len(neutral_prompts) >= 8
+    assert all("van gogh" in c and "painting" in c and "painting" in n and "van gogh" not in n
+               for c, n in zip(concept_prompts, neutral_prompts))
+
+
+def test_per_matrix_ranking_holds_k_units_of_each_key_and_value_matrix(load):
+    units, _ = _ranked(load("tiny-sd1"), 5)
+    assert sorted(units) == [f"up_blocks.1.attentions.{a}.transformer_blocks.0.attn2.{m}"
+                             for a in (1, 2) for m in ("to_k", "to_v")]
+    assert all(indices.numel() == 5 for indices, _ in units.values())
 
 
 def test_ranking_holds_top_units_at_their_mean_on_neutral_prompts(load):
     model = load("tiny-sd1")
-    units, t = _ranked(model, 10)
+    units, t = _ranked(model, 10, "pooled")
     assert sum(indices.numel() for indices, _ in units.values()) == 10
     _, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
     name, (indices, values) = next(iter(units.items()))

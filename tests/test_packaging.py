@@ -42,7 +42,7 @@ def test_the_wheel_ships_the_data_a_run_needs(installed):
     for needed in ("compute/models/assets/bpe_simple_vocab_16e6.txt.gz",
                    "compute/checkpoints/toyworld/unet/diffusion_pytorch_model.safetensors",
                    "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
-                   "compute/configs/families/style.yaml", "compute/prompts/style.yaml",
+                   "compute/configs/style-sd-1.4.yaml", "compute/prompts/style.yaml",
                    "compute/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py"):
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "bench/", "artifacts/")) for name in names)

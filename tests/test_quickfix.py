@@ -1,5 +1,6 @@
 """DiffQuickFix: the closed form on text-encoder layer 0's out_proj, keys at the subject token (and padding), values
-from the target, edits that undo exactly and reach generation."""
+from the target; the published recipe (paired augmentations, outputs with their bias as values) against the
+notebook's formula; edits that undo exactly and reach generation."""
 
 from types import SimpleNamespace
 
@@ -8,25 +9,27 @@ import pytest
 import torch
 
 from compute.edit import Edit, applied, solve_factor
+from compute.edit_request import make_request
 from compute.edit_store import load_edit, save_edit
 from compute.generation import Case, generate_batch
 from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import Model
 from compute.models.registry import MODELS
-from compute.quickfix import edited_weights, encoder_modules, keys_values
+from compute.quickfix import augmented, edited_weights, encoder_modules, keys_values, solved_weight
 from compute.settings import Settings
 from contract.errors import UserError
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
+ONE_TARGET = ["a painting"] * len(PROMPTS)
 TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
 LAYER0 = "encoder.layers.0.self_attn.out_proj"
 
 
-def _out_proj_input(encoder, tokenizer, prompt: str) -> torch.Tensor:
-    """Layer 0's out_proj input on ``prompt``, (77, d), read by running the encoder directly."""
+def _out_proj_input(encoder, tokenizer, prompt: str, output: bool = False) -> torch.Tensor:
+    """Layer 0's out_proj input (or output) on ``prompt``, (77, d), read by running the encoder directly."""
     module = next(m for name, m in encoder.named_modules() if name.endswith(LAYER0))
     seen = []
-    handle = module.register_forward_hook(lambda mod, args, out: seen.append(args[0][0].double()))
+    handle = module.register_forward_hook(lambda mod, args, out: seen.append((out if output else args[0])[0].double()))
     ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     with torch.no_grad():
@@ -43,7 +46,7 @@ def _params(model: Model) -> dict[str, torch.Tensor]:
 
 def test_keys_sit_at_the_last_subject_token_and_values_at_the_targets_last_token(load):
     model = load("tiny-sd1")
-    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    (kv,) = keys_values(model, "van gogh", ONE_TARGET, PROMPTS, padding=False)
     assert kv.module == f"text_encoder.{LAYER0}"
     assert (kv.positions, kv.target_positions) == ([[2], [8], [8]], [[2], [2], [2]])
     source = _out_proj_input(model.pipe.text_encoder, model.pipe.tokenizer, PROMPTS[1])
@@ -54,7 +57,7 @@ def test_keys_sit_at_the_last_subject_token_and_values_at_the_targets_last_token
 
 def test_padding_keys_run_to_the_end_and_values_follow_the_target_clipped(load):
     model = load("tiny-sd1")
-    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=True)
+    (kv,) = keys_values(model, "van gogh", ONE_TARGET, PROMPTS, padding=True)
     assert kv.positions[1] == list(range(8, 77))
     assert kv.target_positions[1] == list(range(2, 71))
     assert kv.target_positions[0] == list(range(2, 77))  # 75 keys from position 2: the target ends at 76 too
@@ -67,7 +70,7 @@ def test_padding_keys_run_to_the_end_and_values_follow_the_target_clipped(load):
 
 def test_solved_weight_is_the_objective_minimum(load):
     model = load("tiny-sd1")
-    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS)
+    (kv,) = keys_values(model, "van gogh", ONE_TARGET, PROMPTS)
     lam = 0.01
     w0 = model.pipe.text_encoder.get_submodule(LAYER0).weight.detach().double()
     w = solve_factor(kv.keys, kv.values, lam).apply(w0)
@@ -87,7 +90,7 @@ def test_solved_weight_is_the_objective_minimum(load):
 
 def test_sdxl_edits_layer_0_of_both_encoders_each_from_its_own_states(load):
     model = load("tiny-sdxl")
-    first, second = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    first, second = keys_values(model, "van gogh", ONE_TARGET, PROMPTS, padding=False)
     assert first.module == f"text_encoder.{LAYER0}"
     assert second.module == f"text_encoder_2.text_model.{LAYER0}"
     source = _out_proj_input(model.pipe.text_encoder_2, model.pipe.tokenizer_2, PROMPTS[1])
@@ -99,7 +102,7 @@ def test_sdxl_edits_layer_0_of_both_encoders_each_from_its_own_states(load):
 
 def test_edit_moves_the_source_embedding_to_the_target(load):
     model = load("tiny-sdxl")  # SD-XL reads the penultimate state: here, right after layer 0
-    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01))
+    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", ONE_TARGET, PROMPTS), 0.01))
     goal = model.arch.encode(model.pipe, "a painting").cond[0, 2]
     before = model.arch.encode(model.pipe, PROMPTS[1]).cond[0, 8]
     with applied(model, edit):
@@ -112,7 +115,7 @@ def test_edit_moves_the_source_embedding_to_the_target(load):
 def test_apply_then_remove_restores_every_parameter_bit_for_bit_after_a_round_trip(load, tmp_path):
     model = load("tiny-sdxl")
     before = _params(model)
-    weights = edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01)
+    weights = edited_weights(model, keys_values(model, "van gogh", ONE_TARGET, PROMPTS), 0.01)
     save_edit(tmp_path, Edit({"edit_id": "q"}, weights=weights))
     loaded = load_edit(tmp_path, "q")
     assert loaded.weights.keys() == weights.keys()
@@ -126,7 +129,7 @@ def test_apply_then_remove_restores_every_parameter_bit_for_bit_after_a_round_tr
 
 def test_generation_reads_the_edited_text_encoder(load):
     model = load("tiny-sd1")
-    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", "a painting", PROMPTS), 0.01))
+    edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", ONE_TARGET, PROMPTS), 0.01))
     case = [Case(PROMPTS[1], seed=3)]
     unedited = generate_batch(model, case, TINY)
     with applied(model, edit):
@@ -141,7 +144,7 @@ def _model_with(encoder) -> Model:
 
 def test_deepfloyd_if_edits_the_first_attention_output_of_its_t5_encoder(load):
     model = load("tiny-if")
-    (kv,) = keys_values(model, "van gogh", "a painting", PROMPTS, padding=False)
+    (kv,) = keys_values(model, "van gogh", ONE_TARGET, PROMPTS, padding=False)
     assert kv.module == "text_encoder.encoder.block.0.layer.0.SelfAttention.o"
     assert (kv.positions, kv.target_positions) == ([[1], [7], [7]], [[1], [1], [1]])  # T5 has no start token
 
@@ -149,3 +152,49 @@ def test_deepfloyd_if_edits_the_first_attention_output_of_its_t5_encoder(load):
 def test_other_text_encoders_are_rejected_naming_the_family():
     with pytest.raises(UserError, match="not the Linear of family 'sd1'"):
         encoder_modules(_model_with(torch.nn.Linear(4, 4)))
+
+
+def test_published_recipe_pairs_each_augmentation_with_the_same_augmentation_of_the_target():
+    request = make_request("tiny-sd1", "style", "van gogh", "diffquickfix")
+    assert request["source_prompts"] == ["van gogh", "a photo of van gogh", "an image of van gogh",
+                                         "a picture of van gogh"]
+    assert request["target_prompts"] == ["a painting", "a photo of a painting", "an image of a painting",
+                                         "a picture of a painting"]
+    assert (request["positions"], request["bias_in_values"], request["lambda"]) == ("subject+padding", True, 0.01)
+    ours = make_request("tiny-sd1", "style", "van gogh", "diffquickfix-family")
+    assert ours["source_prompts"][1] == "a painting in the style of van gogh"
+    assert ours["target_prompts"] == ["a painting"] * 4 and ours["bias_in_values"] is False
+
+
+def test_published_recipe_solves_the_notebooks_formula_with_outputs_and_bias_as_values(load):
+    """W = (lam W0 + sum_i v_i k_i^T)(lam I + sum_i k_i k_i^T)^-1 with v_i the out_proj outputs on the paired target
+    (bias included), as the notebook's ``train_new`` computes it, here from states read by running the encoder."""
+    model = load("tiny-sd1")
+    sources, targets = augmented("van gogh"), augmented("a painting")
+    (kv,) = keys_values(model, "van gogh", targets, sources)
+    encoder, tokenizer = model.pipe.text_encoder, model.pipe.tokenizer
+    linear = encoder.get_submodule(LAYER0)
+    original_bias = linear.bias.detach().clone()
+    assert not original_bias.any()  # random-weight CLIP starts with zero biases; released checkpoints do not
+    with torch.no_grad():
+        linear.bias.copy_(0.1 * torch.randn(32, generator=torch.Generator().manual_seed(0)))
+    try:
+        keys, values = [], []
+        for source, target in zip(sources, targets):
+            last = [tokenizer(t).input_ids.index(tokenizer.eos_token_id) - 1 for t in (source, target)]
+            keys.append(_out_proj_input(encoder, tokenizer, source)[last[0]:])
+            out = _out_proj_input(encoder, tokenizer, target, output=True)
+            values.append(out[[min(last[1] + k, 76) for k in range(77 - last[0])]])
+        keys, values = torch.cat(keys), torch.cat(values)
+        lam, w0 = 0.01, linear.weight.detach().double()
+        notebook = (lam * w0 + values.T @ keys) @ torch.linalg.inv(lam * torch.eye(32, dtype=torch.float64)
+                                                                    + keys.T @ keys)
+        published = solved_weight(linear, kv, lam, bias_in_values=True)
+        ours = solved_weight(linear, kv, lam, bias_in_values=False)
+    finally:
+        with torch.no_grad():
+            linear.bias.copy_(original_bias)
+    assert torch.allclose(kv.keys, keys, atol=1e-6)
+    assert kv.target_positions[1] == list(range(5, 77))  # "a photo of a painting" ends at 5, as its source
+    assert torch.allclose(published.double(), notebook, atol=1e-5)
+    assert (published - ours).abs().max() > 1e-2  # the bias, counted once more in the published values

@@ -35,7 +35,7 @@ def test_write_table_leaves_only_the_final_file(tmp_path):
                      "part-run1-0-0.parquet"]
     assert _files(tmp_path) == ["part-run1-0-0.parquet"]
     assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=2, **_score("a", "original", 0.75),
-                                                        method=None, component=None, noise=None)]
+                                                        method=None, component=None, noise=None, blocks=None)]
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):

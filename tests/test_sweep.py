@@ -1,5 +1,6 @@
 """Sweeps end to end on tiny-sd1: resume after kill -9, shards, reproducible scores, a planted localization."""
 
+import json
 import os
 import shutil
 import signal
@@ -49,6 +50,43 @@ def test_run_writes_every_case_and_score(reference):
     assert [row["status"] for row in table(root, "runs")] == ["finished"]
     assert len(table(root, "layers")) == 16
     assert not list(root.rglob(".tmp-*"))
+
+
+def test_layer_resolutions_follow_the_run_size(reference, load):
+    """The small config runs tiny-sd1 at 32 px, half its default 64: every layer sees half the side."""
+    _, root = reference
+    stored = {row["index"]: row["resolution"] for row in table(root, "layers")}
+    default = {layer.index: layer.resolution for layer in load("tiny-sd1").layers}
+    assert default[0] == 16 and default[6] == 2
+    assert stored == {index: side // 2 for index, side in default.items()}
+
+
+@pytest.mark.slow
+def test_several_scorers_in_one_pass_and_resume_per_scorer(reference, tmp_path, capsys):
+    """Every image is scored by each scorer of the config, from the same images; a run killed between two scorers'
+    parts resumes by scoring only what is missing."""
+    config, single = reference
+    both = write_config(tmp_path / "both.yaml", scorer=["tiny-clip", "toyworld-clip"])
+    root = tmp_path / "root"
+    assert main(["sweep", both, "--artifacts", str(root), "--no-progress"]) == 0
+    scores = table(root, "scores")
+    assert len(scores) == 2 * 51
+    by_scorer = {s: sorted((r["case_id"], r["score"]) for r in scores if r["scorer_id"] == s)
+                 for s in ("tiny-clip", "toyworld-clip")}
+    assert by_scorer["tiny-clip"] == sorted((r["case_id"], r["score"]) for r in table(single, "scores"))
+    assert [c for c, _ in by_scorer["toyworld-clip"]] == [c for c, _ in by_scorer["tiny-clip"]]
+    assert {s for s in by_scorer} == {r["scorer_id"] for r in summaries.localization(
+        store.Store(root).connect()).to_pylist()}
+    [run] = table(root, "runs")
+    assert json.loads(run["config_json"])["scorer"] == ["tiny-clip", "toyworld-clip"]
+    parts = sorted(root.glob("tables/scores/*/*/part-*.parquet"))
+    assert len(parts) == 2 * 3
+    before = table(root, "scores")
+    parts[0].unlink()
+    capsys.readouterr()
+    assert main(["sweep", both, "--artifacts", str(root), "--no-progress"]) == 0
+    assert "1 units run, 2 already done; 0 images generated" in capsys.readouterr().out
+    assert table(root, "scores") == before
 
 
 def test_rerun_skips_finished_units(reference, capsys):
@@ -115,7 +153,7 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
                 module.to_v.weight.zero_()
     settings = Settings.defaults(model.spec, 2, 7.5, 32)
     units = build_plan(config, settings, 16)
-    run_units(config, model, load_scorer("tiny-clip"), units, settings, str(tmp_path / "root"), 6, False)
+    run_units(config, model, [load_scorer("tiny-clip")], units, settings, str(tmp_path / "root"), 6, False)
     con = store.Store(tmp_path / "root").connect()
     drops = {(row["window_size"], row["window_start"]): row["normalized_drop"]
              for row in summaries.localization(con).to_pylist()}

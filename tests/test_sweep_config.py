@@ -17,6 +17,9 @@ from compute.sweep_config import load_config
     ({"window_sizes": [2, 17]}, "window_sizes[1]: 17 exceeds the 16 cross-attention layers of tiny-sd1"),
     ({"seeds": []}, "seeds: expected a non-empty list"),
     ({"scorer": "my-clip"}, "scorer: unknown scorer 'my-clip'"),
+    ({"scorer": ["tiny-clip", "my-clip"]}, "scorer[1]: unknown scorer 'my-clip'"),
+    ({"scorer": ["tiny-clip", "tiny-clip"]}, "scorer: duplicate scorers"),
+    ({"scorer": []}, "scorer: expected a scorer or a non-empty list"),
     ({"families": {"style": {**SMALL["families"]["style"], "concepts": []}}}, "families.style.concepts: expected"),
     ({"model": "sd-9"}, "unknown model 'sd-9'"),
 ])
@@ -52,3 +55,11 @@ def test_plan_is_deterministic_and_shards_partition_it(tmp_path):
     assert sorted(u.unit_id for s in shards for u in s) == sorted(u.unit_id for u in first)
     changed = build_plan(load_config(write_config(tmp_path / "d.yaml", seeds=[1])), settings, 16)
     assert not {c.case_id for u in changed for c in u.cases} & set(ids)
+
+
+def test_a_list_of_one_scorer_is_that_scorer(tmp_path):
+    one = load_config(write_config(tmp_path / "one.yaml", scorer="tiny-clip"))
+    listed = load_config(write_config(tmp_path / "listed.yaml", scorer=["tiny-clip"]))
+    both = load_config(write_config(tmp_path / "both.yaml", scorer=["tiny-clip", "toyworld-clip"]))
+    assert listed.run_id == one.run_id and listed.scorers == ("tiny-clip",)
+    assert both.scorers == ("tiny-clip", "toyworld-clip") and both.run_id != one.run_id

@@ -1,17 +1,18 @@
 """``locolab edit``: make a LocoEdit (closed form on chosen layers), all-layers, neuron or DiffQuickFix (closed form
-on text-encoder layer 0) edit, save it under ``<artifacts>/edits/<edit_id>/`` and optionally evaluate it."""
+on text-encoder layer 0: the published recipe or ours) edit, save it under ``<artifacts>/edits/<edit_id>/`` and
+optionally evaluate it."""
 
 from compute.attributes import PROMPT_SETS
 from compute.cli import status
 from compute.cli.eval_edit import plan_eval, run_eval
-from compute.cli.options import add_device_options, add_eval_options, parse_ints
+from compute.cli.options import add_device_options, add_eval_options, add_offload_option, parse_ints
 from compute.edit import DEFAULT_LAMBDA
 from compute.edit_request import DEFAULT_TOPK, make_request, stored_or_built
 from compute.edit_store import edit_dir
 from compute.models.loading import load_model
 from compute.neuron import DEFAULT_POSITION
 from contract import bounds
-from contract.names import FAMILIES, METHODS, POSITIONS, default_positions
+from contract.names import FAMILIES, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
 from contract.store import Store, resolve_root
 
 
@@ -28,18 +29,26 @@ def add_parser(subparsers) -> None:
                        help="use the minimal localizing window of a stored sweep (a run id, or its YAML config)")
     parser.add_argument("--threshold", type=bounds.THRESHOLD.parse, default=0.5,
                         help="with --from-run: fraction of the original-to-target gap a window must remove")
-    parser.add_argument("--method", choices=METHODS, default="loco")
+    parser.add_argument("--method", choices=METHODS, default="loco",
+                        help="loco (LocoEdit), all-layers, neuron, diffquickfix (the predecessor's published recipe) "
+                             "or diffquickfix-family (ours: the family's prompts to one target, bias counted once)")
     parser.add_argument("--lambda", dest="lam", type=bounds.LAMBDA.parse, default=DEFAULT_LAMBDA,
                         help="ridge weight of the closed form (> 0)")
     parser.add_argument("--prompt", action="append", dest="prompts",
-                        help="source prompt containing the concept; repeatable (default: the family's templates)")
-    parser.add_argument("--topk", type=bounds.COUNT.parse, default=DEFAULT_TOPK, help="neuron: units to hold")
+                        help="source prompt containing the concept; repeatable (default: the family's edit templates; "
+                             "diffquickfix: the concept and 'a photo of / an image of / a picture of' it, each paired "
+                             "with the same phrase of the target)")
+    parser.add_argument("--topk", type=bounds.COUNT.parse, default=DEFAULT_TOPK,
+                        help="neuron: units to hold, per key/value matrix (default selection) or in all (pooled)")
+    parser.add_argument("--neuron-selection", choices=NEURON_SELECTIONS, default=NEURON_SELECTIONS[0],
+                        help="neuron: the top k of each matrix (per-matrix, the official code's) or of all the "
+                             "chosen layers' matrices together (pooled)")
     parser.add_argument("--position", type=bounds.COUNT.parse, default=DEFAULT_POSITION,
                         help="neuron: token position ranked")
     parser.add_argument("--positions", choices=POSITIONS,
                         help="closed-form methods: key positions, the last subject token alone or with every later "
                              "(end-of-text, padding) position (default: subject for loco/all-layers as in the paper, "
-                             f"{default_positions('diffquickfix')} for diffquickfix)")
+                             f"{default_positions('diffquickfix')} for the diffquickfix recipes)")
     parser.add_argument("--preserve-others", action="store_true",
                         help="closed-form methods: also key the family's other concepts' source prompts, at every "
                              "position, mapped to themselves, so the edit leaves them alone (not in the paper)")
@@ -47,6 +56,7 @@ def add_parser(subparsers) -> None:
                         help="prompt set of --family (default: the registered model's, else paper)")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     add_device_options(parser)
+    add_offload_option(parser)
     parser.add_argument("--eval", action="store_true", help="evaluate the edit afterwards (see eval-edit)")
     add_eval_options(parser)
     parser.set_defaults(func=run)
@@ -65,8 +75,8 @@ def run(args) -> None:
         args.model, args.family, args.concept, args.method, target=args.target,
         layers=parse_ints(args.layers, "layers") if args.layers else None, from_run=args.from_run,
         threshold=args.threshold, lam=args.lam, prompts=args.prompts, topk=args.topk, position=args.position,
-        positions=args.positions, preserve_others=args.preserve_others, prompt_set=args.prompt_set,
-        root=args.artifacts)
+        positions=args.positions, preserve_others=args.preserve_others, selection=args.neuron_selection,
+        prompt_set=args.prompt_set, root=args.artifacts)
     root = resolve_root(args.artifacts)
     Store(root).check_writable()
     # Every evaluation option is checked before the edit is written (a bad one must not leave an edit behind).
@@ -75,7 +85,7 @@ def run(args) -> None:
 
     def model():
         if not loaded:
-            loaded.append(load_model(args.model, device=args.device, dtype=args.dtype))
+            loaded.append(load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload))
         return loaded[0]
 
     status.report(stage="editing")

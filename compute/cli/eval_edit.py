@@ -5,7 +5,7 @@ settings: the same settings again return the stored one, other settings are stor
 from dataclasses import dataclass
 
 from compute.cli import status
-from compute.cli.options import add_device_options, add_eval_options, check_image_count
+from compute.cli.options import add_device_options, add_eval_options, add_offload_option, check_image_count
 from compute.edit_eval import eval_prompts, evaluate
 from compute.edit_store import RECORD_KEYS, load_edit
 from compute.models.loading import load_model, resolve
@@ -19,6 +19,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("edit_id", metavar="EDIT_ID", help="an edit under <artifacts>/edits/")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     add_device_options(parser)
+    add_offload_option(parser)
     add_eval_options(parser)
     parser.set_defaults(func=run)
 
@@ -59,8 +60,9 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     settings = (f"{summary['scorer_id']}, seeds {summary['seeds']}, {summary['steps']} steps, guidance "
-                f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, {summary['unrelated']} unrelated "
-                f"prompts, {summary['other_concepts']} other concepts")
+                f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, "
+                f"{summary['num_prompts'].get('unrelated', 0)} unrelated prompts"
+                f"{' (all)' if summary['unrelated'] is None else ''}, {summary['other_concepts']} other concepts")
     if summary["reused"]:
         print(f"evaluation {summary['eval_id']} of {edit.edit_id} with these settings already exists "
               "(not recomputed)")
@@ -68,6 +70,13 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
           f"(before {number('efficacy_before')}, drop {number('efficacy_drop')}), "
           f"generalization {number('generalization')} (before {number('generalization_before')}, "
           f"drop {number('generalization_drop')}), specificity {number('specificity', 3)}")
+    if "new_fact_gain" in summary:
+        print(f"fact update, mean CLIP score of the edit's and held-out prompts before -> after: old fact "
+              f"{summary['old_fact_text']!r} {number('old_fact_score_before', 3)} -> "
+              f"{number('old_fact_score_after', 3)}, new fact {summary['new_fact_text']!r} "
+              f"{number('new_fact_score_before', 3)} -> "
+              f"{number('new_fact_score_after', 3)} (target prompt {number('new_fact_reference', 3)}; gain "
+              f"{number('new_fact_gain')} of the way to it)")
     return summary
 
 
@@ -76,4 +85,5 @@ def run(args) -> None:
     Store(root).check_writable()
     edit = load_edit(root, args.edit_id, RECORD_KEYS)
     plan = plan_eval(edit.meta["model"], edit.meta, args)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype), edit, plan, args)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, plan,
+             args)

@@ -3,6 +3,7 @@
 from compute.cli.options import (
     add_allow_many,
     add_device_options,
+    add_offload_option,
     add_sampling_options,
     check_image_count,
     parse_window,
@@ -29,6 +30,7 @@ def add_parser(subparsers) -> None:
     add_sampling_options(parser)
     parser.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse, default=8, help="images per pipeline call")
     add_device_options(parser)
+    add_offload_option(parser)
     add_allow_many(parser)
     parser.set_defaults(func=run)
 
@@ -41,7 +43,7 @@ def run(args) -> None:
     if spec.num_layers is not None:  # known without loading: check the images' count before the model loads
         count = len(windows) if args.window_size is None else max(0, spec.num_layers - args.window_size + 1)
         check_image_count(len(args.seeds) * (2 + count), args.allow_many_images)
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
     if args.window_size is not None:
         if args.window_size > len(model.layers):
             raise UserError(f"--window-size {args.window_size} exceeds the {len(model.layers)} layers")

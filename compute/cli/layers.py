@@ -1,5 +1,7 @@
-"""``locolab layers``: print a model's cross-attention layers in forward order."""
+"""``locolab layers``: print a model's text-reading attention layers (cross-attention; a diffusion transformer's
+text-reading attention sites, with their block kind) in forward order."""
 
+import collections
 import json
 
 from compute.cli.options import add_device_options
@@ -9,7 +11,7 @@ COLUMNS = ("index", "block", "resolution", "heads", "query_dim", "text_dim", "pa
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("layers", help="list cross-attention layers in forward order")
+    parser = subparsers.add_parser("layers", help="list text-reading attention layers in forward order")
     parser.add_argument("--model", required=True, help="registry name, pipeline directory or hub id")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_device_options(parser, dtype=False)
@@ -26,5 +28,10 @@ def run(args) -> None:
     print("  ".join(c.ljust(widths[c]) for c in COLUMNS))
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS))
-    print(f"{len(rows)} cross-attention layers ({model.arch.name}, resolution = latent side at "
-          f"{model.spec.resolution}px)")
+    if model.arch.denoiser == "unet":
+        print(f"{len(rows)} cross-attention layers ({model.arch.name}, resolution = latent side at "
+              f"{model.spec.resolution}px)")
+        return
+    kinds = ", ".join(f"{n} {kind}" for kind, n in collections.Counter(r["block"] for r in rows).items())
+    print(f"{len(rows)} text-reading attention sites ({model.arch.name}: {kinds}; block = the kind of transformer "
+          f"block, resolution = image tokens per side at {model.spec.resolution}px)")

@@ -96,6 +96,10 @@ def check_image_count(count: int, allowed: bool, cap: int = bounds.MAX_IMAGES) -
     if count > cap and not allowed:
         raise UserError(f"this would generate {count:,} images, more than the cap of {cap:,}: use fewer seeds (or "
                         f"prompts, windows, concepts), or pass {bounds.ALLOW_MANY}")
+def add_offload_option(parser) -> None:
+    """``--offload``: load the model with accelerate's model CPU offload (``load_model(offload=True)``)."""
+    parser.add_argument("--offload", action="store_true", help="model CPU offload (accelerate): components wait on the "
+                        "CPU and run on the device one at a time, e.g. FLUX.1 on a 24 GB GPU")
 
 
 def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
@@ -108,6 +112,7 @@ def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
     parser.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse,
                         help="images per pipeline call (default: config, else auto)")
     add_device_options(parser)
+    add_offload_option(parser)
     add_allow_many(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -136,8 +141,10 @@ def add_eval_options(parser) -> None:
     add_sampling_options(group)
     group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
                                         f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=bounds.COUNT.parse, default=20,
-                       help="unrelated prompts for specificity (0: none)")
+    group.add_argument("--unrelated", type=bounds.COUNT.parse,
+                       help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
+                            "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
+                            "320)")
     group.add_argument("--other-concepts", type=bounds.COUNT.parse, default=3,
                        help="other concepts of the family for specificity (0: none)")
     group.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse, default=8, help="images per pipeline call")

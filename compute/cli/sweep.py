@@ -3,6 +3,7 @@
 import time
 
 from compute.cli.options import add_run_options, check_image_count, run_options
+from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import layer_count, resolve
 from compute.plan import build_plan, shard_units
 from compute.settings import Settings
@@ -43,7 +44,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="sweeping")
     stats = run_study(config, model, mine, settings, root, batch_size, shard, num_shards, not args.no_progress,
                       began=began)
@@ -57,13 +58,17 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     per_unit = [len({c.image_key for c in u.cases}) for u in mine]
     batch = batch_size or 8
     calls = sum(-(-n // batch) for n in per_unit) * settings.steps
-    rows = 2 if settings.guidance > 1 else 1
-    print(f"run {config.run_id}: {config.model} ({num_layers} cross-attention layers), scorer {config.scorer}")
+    arch = ARCHITECTURES[resolve(config.model).arch]
+    rows = 2 if arch.cfg and settings.guidance > 1 else 1  # FLUX.1: guidance distilled, one row per image
+    print(f"run {config.run_id}: {config.model} ({num_layers} text-reading layers), "
+          f"scorer {', '.join(config.scorers)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"window sizes {list(config.window_sizes)}, seeds {list(config.seeds)}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {images} images")
-    print(f"  UNet calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
-          f"({images * settings.steps * rows} sample evaluations)")
+    denoiser = "UNet" if arch.denoiser == "unet" else "transformer"
+    print(f"  {denoiser} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
+          f"({images * settings.steps * rows} sample evaluations"
+          f"{', plus the companion rows of swapped images' if arch.stream else ''})")
 
 
 def print_stats(run_id: str, stats, root: str) -> None:
@@ -78,7 +83,9 @@ def print_minimal_windows(root: str, run_id: str, threshold: float = 0.5) -> Non
         print(f"no window removes >= {threshold:.0%} of the original-to-target score gap")
         return
     print(f"minimal localizing windows (normalized drop >= {threshold}):")
+    several = len({row["scorer_id"] for row in table}) > 1
     for row in table:
         end = row["window_start"] + row["window_size"]
+        scorer = f", {row['scorer_id']}" if several else ""
         print(f"  {row['family']:>8} / {row['concept']:<24} layers {row['window_start']}-{end - 1} "
-              f"(m={row['window_size']}, drop {row['normalized_drop']:.2f})")
+              f"(m={row['window_size']}, drop {row['normalized_drop']:.2f}{scorer})")

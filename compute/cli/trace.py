@@ -54,7 +54,7 @@ def run(args) -> None:
         store.Store(root).check_writable()
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     plan = plan_trace(model, config, settings)
     mine = shard_units(plan.units, shard, num_shards)[:args.limit]
     print_plan(config, plan.units, mine, settings, plan.counts, shard, num_shards)
@@ -74,7 +74,7 @@ def print_plan(config, units, mine, settings, counts, shard, num_shards) -> None
     images = len({c.image_key for u in mine for c in u.cases})
     groups = ", ".join(f"{method} {component} ({count} sites)" for (method, component), count in counts.items())
     print(f"run {config.run_id}: causal trace of {config.model}, noise {config.trace.noise} x subject embedding std, "
-          f"scorer {config.scorer}")
+          f"scorer {', '.join(config.scorers)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
           f"seeds {list(config.seeds)}; {groups}")
     print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, "

@@ -1,21 +1,29 @@
-"""Built-in full-size models with random weights, built from the real SD-1.5 and SD-XL base configs.
+"""Built-in full-size models with random weights, built from the real SD-1.5, SD-XL base, PixArt-α (XL-2-1024-MS)
+and FLUX.1-dev configs.
 
 For speed and memory benchmarks on a GPU without downloads: speed does not depend on weight values. Weights are
-initialized directly on the target device.
+initialized directly on the target device. The diffusion transformers come with their real text encoders (T5-XXL's
+encoder, 4.8B parameters; FLUX.1 adds CLIP-L): the memory a sweep needs is the real one.
 """
 
 import torch
 from diffusers import (
     AutoencoderKL,
+    DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    PixArtAlphaPipeline,
+    PixArtTransformer2DModel,
     PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-from compute.models.tiny import SD_SCHEDULER
+from compute.models.tiny import SD_SCHEDULER, t5_tokenizer
 from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 
 UNET_CONFIGS = {
@@ -38,9 +46,29 @@ def _clip_l() -> CLIPTextConfig:
                           projection_dim=768, bos_token_id=49406, eos_token_id=49407)
 
 
-def _vae() -> AutoencoderKL:
-    return AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2)
+TRANSFORMER_CONFIGS = {
+    "random-pixart": dict(sample_size=128, num_layers=28, num_attention_heads=16, attention_head_dim=72, in_channels=4,
+                          out_channels=8, patch_size=2, cross_attention_dim=1152, caption_channels=4096,
+                          attention_bias=True, activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
+                          norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6),
+    "random-flux": dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                        num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                        guidance_embeds=True, axes_dims_rope=(16, 56, 56)),
+}
+
+
+def _vae(**overrides) -> AutoencoderKL:
+    config = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2)
+    return AutoencoderKL(**{**config, **overrides})
+
+
+def _t5_xxl(tokenizer) -> T5EncoderModel:
+    """T5 v1.1 XXL's encoder (the text encoder of DeepFloyd IF, PixArt and FLUX.1), with the tokenizer's vocabulary:
+    the offline T5 tokenizer's is larger than T5's 32k, a difference of embedding rows only."""
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
+                                   num_heads=64, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0,
+                                   eos_token_id=1))
 
 
 def random_sd15() -> StableDiffusionPipeline:
@@ -63,7 +91,27 @@ def random_sdxl() -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
-BUILDERS = {"random-sd-1.5": random_sd15, "random-sdxl": random_sdxl}
+def random_pixart() -> PixArtAlphaPipeline:
+    tokenizer = t5_tokenizer(max_length=120)
+    return PixArtAlphaPipeline(
+        tokenizer=tokenizer, text_encoder=_t5_xxl(tokenizer), vae=_vae(),
+        transformer=PixArtTransformer2DModel(**TRANSFORMER_CONFIGS["random-pixart"]),
+        scheduler=DPMSolverMultistepScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02))
+
+
+def random_flux() -> FluxPipeline:
+    tokenizer = t5_tokenizer(max_length=512)
+    vae = _vae(latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+               use_post_quant_conv=False)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(_clip_l()),
+                        tokenizer=clip_tokenizer(), text_encoder_2=_t5_xxl(tokenizer), tokenizer_2=tokenizer,
+                        transformer=FluxTransformer2DModel(**TRANSFORMER_CONFIGS["random-flux"]))
+
+
+BUILDERS = {"random-sd-1.5": random_sd15, "random-sdxl": random_sdxl, "random-pixart": random_pixart,
+            "random-flux": random_flux}
 
 
 def build_full_size(name: str, device: torch.device, dtype: torch.dtype, seed: int = 0):

@@ -1,4 +1,5 @@
-"""Cross-attention layers of a UNet in forward (execution) order, found by a probe forward pass.
+"""Text-reading attention layers of a denoiser (a UNet's cross-attentions, a diffusion transformer's text-reading
+attention sites) in forward (execution) order, found by a probe forward pass.
 
 Module registration order lists up blocks before the mid block, and sorting names breaks with two-digit indices, so
 the order is recorded with forward pre-hooks on one small probe call instead.
@@ -70,6 +71,52 @@ def forward_order(unet, modules, latent_size: int) -> list[tuple[torch.nn.Module
             hooks.before(module, record, with_kwargs=True)
         unet(**_probe_inputs(unet, probe_side))
     return [(module, latent_size * side // probe_side) for module, side in seen.items()]
+
+
+def resolution_at(resolution: int | None, default_size: int, size: int) -> int | None:
+    """A layer's input side when the model generates ``size``-pixel images, from its side ``resolution`` at the
+    model's ``default_size`` (None stays None: a site without a spatial input, e.g. a text-encoder layer)."""
+    if resolution is None:
+        return None
+    return max(1, size * resolution // default_size)
+
+
+def call_order(denoiser, modules, inputs: dict) -> list[torch.nn.Module]:
+    """``modules`` (of ``denoiser``) in the order one forward call with ``inputs`` first calls them; modules it does
+    not call are left out."""
+    seen: dict[torch.nn.Module, None] = {}
+    with Hooks() as hooks, torch.no_grad():
+        for module in modules:
+            hooks.before(module, lambda module, args: seen.setdefault(module))
+        denoiser(**inputs)
+    return list(seen)
+
+
+def find_transformer_layers(transformer, sites: list[tuple[str, torch.nn.Module, str]], inputs: dict,
+                            side: int) -> tuple[list[Layer], list[torch.nn.Module]]:
+    """The text-reading attention sites of a diffusion transformer in forward order.
+
+    Args:
+        transformer: the pipeline's transformer.
+        sites: its sites as (module path, module, kind) (``Architecture.sites``).
+        inputs: a small forward call's keyword arguments (``Architecture.probe_inputs``).
+        side: image tokens per side at the model's default size (every block sees the same token grid).
+
+    Returns:
+        (layers, modules) as ``find_layers``; a layer's ``block`` is its kind (cross, double, single, joint) and
+        ``block_index`` its index among the transformer's blocks of that kind.
+    """
+    found = {module: (path, kind) for path, module, kind in sites}
+    order = call_order(transformer, found, inputs)
+    layers = []
+    for index, module in enumerate(order):
+        path, kind = found[module]
+        text = module.add_k_proj if getattr(module, "added_kv_proj_dim", None) is not None else module.to_k
+        layers.append(Layer(index=index, path=path, block=kind, block_index=int(path.split(".")[1]),
+                            attention_index=0, transformer_index=0, resolution=side, heads=module.heads,
+                            query_dim=module.to_q.in_features, text_dim=text.in_features,
+                            inner_dim=module.to_k.out_features))
+    return layers, order
 
 
 def find_layers(unet, latent_size: int | None = None) -> tuple[list[Layer], list[Attention]]:

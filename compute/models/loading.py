@@ -13,7 +13,7 @@ import transformers
 from compute.models.architectures import ARCHITECTURES, Architecture, architecture_of_pipeline
 from compute.models.full_size import BUILDERS as FULL_SIZE
 from compute.models.full_size import build_full_size
-from compute.models.layers import Layer, find_layers
+from compute.models.layers import Layer, find_layers, find_transformer_layers
 from compute.models.registry import MODELS, ModelSpec
 from compute.models.tiny import build_tiny
 from contract.errors import UserError
@@ -33,6 +33,8 @@ class Model:
         pipe: the diffusers pipeline.
         layers: the text-reading attention layers (LocoGen's layers), in forward order.
         attentions: the attention module of each layer, in the same order.
+        offload: the pipeline's components wait on the CPU and move to the accelerator while they run (accelerate's
+            model CPU offload, ``load_model(offload=True)``).
     """
 
     name: str
@@ -41,45 +43,69 @@ class Model:
     pipe: object
     layers: list[Layer]
     attentions: list[torch.nn.Module]
+    offload: bool = False
 
     @classmethod
     def from_pipeline(cls, pipe, name: str | None = None, resolution: int | None = None) -> "Model":
-        """Wrap a diffusers pipeline already in memory (SD-1.x/2.x, SD-XL, DeepFloyd IF stage I).
+        """Wrap a diffusers pipeline already in memory (SD-1.x/2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ,
+        FLUX.1).
 
         Usage: ``model = Model.from_pipeline(StableDiffusionPipeline.from_pretrained(path), name="sd-1.4")``
 
         Args:
             pipe: the pipeline; its progress bar is turned off (LocoLab draws its own).
             name: what to call the model in results (default: the pipeline's class name).
-            resolution: default image side (default: the UNet's sample size times the VAE's scale).
+            resolution: default image side (default: the denoiser's sample size times the VAE's scale).
         """
-        arch = architecture_of_pipeline(type(pipe).__name__, dict(getattr(getattr(pipe, "unet", None), "config", {})))
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        arch = architecture_of_pipeline(type(pipe).__name__, dict(getattr(denoiser, "config", {})))
         if arch is None:
-            raise UserError(f"a {type(pipe).__name__} is not supported: use an SD-1.x, SD-2.x, SD-XL or DeepFloyd IF "
-                            "stage I pipeline")
-        resolution = resolution or pipe.unet.config.sample_size * latent_scale(pipe)
+            raise UserError(f"a {type(pipe).__name__} is not supported: use {SUPPORTED}")
+        resolution = resolution or default_resolution(dict(denoiser.config), latent_scale(pipe))
         pipe.set_progress_bar_config(disable=True)
-        return _wrap(ModelSpec(name or type(pipe).__name__, arch.name, None, resolution), pipe)
+        return _wrap(ModelSpec(name or type(pipe).__name__, arch.name, None, resolution), pipe,
+                     offload=getattr(pipe, "_offload_device", None) is not None)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The denoising network: the UNet or the diffusion transformer."""
+        return getattr(self.pipe, self.arch.denoiser)
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        """Where the denoiser runs (with offload: the accelerator, though its weights wait on the CPU)."""
+        return self.pipe._execution_device if self.offload else self.denoiser.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipe.unet.dtype
+        return self.denoiser.dtype
 
     @property
     def latent_scale(self) -> int:
         return latent_scale(self.pipe)
 
 
-def _wrap(spec: ModelSpec, pipe) -> Model:
+SUPPORTED = "an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline"
+
+
+def default_resolution(config: dict, scale: int) -> int:
+    """The default image side of a denoiser config: its sample size (FLUX's pipeline: 128) times the VAE's scale."""
+    return config.get("sample_size", 128) * scale
+
+
+def _wrap(spec: ModelSpec, pipe, offload: bool = False) -> Model:
     """A ``Model`` of a ready pipeline: its text-reading attention layers found by a probe pass."""
-    layers, attentions = find_layers(pipe.unet, spec.resolution // latent_scale(pipe))
+    arch = ARCHITECTURES[spec.arch]
+    denoiser = getattr(pipe, arch.denoiser)
+    latent = spec.resolution // latent_scale(pipe)
+    if arch.denoiser == "unet":
+        layers, attentions = find_layers(denoiser, latent)
+    else:
+        layers, attentions = find_transformer_layers(denoiser, arch.sites(denoiser), arch.probe_inputs(denoiser),
+                                                     arch.token_side(denoiser, latent))
     if not layers:
-        raise UserError(f"{spec.name!r} has no UNet cross-attention layers: unsupported")
-    return Model(spec.name, spec, ARCHITECTURES[spec.arch], pipe, layers, attentions)
+        raise UserError(f"{spec.name!r} has no text-reading attention layers: unsupported")
+    return Model(spec.name, spec, arch, pipe, layers, attentions, offload)
 
 
 def latent_scale(pipe) -> int:
@@ -142,18 +168,21 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_index(source: str) -> tuple[dict, dict]:
-    """Read ``model_index.json`` and the UNet config of a local directory or a hub id."""
+    """Read ``model_index.json`` and the denoiser's (UNet's or transformer's) config of a local directory or a hub
+    id."""
     if os.path.isdir(source):
         index = Path(source) / "model_index.json"
         if not index.is_file():
             raise UserError(f"{source!r} is not a diffusers pipeline (no model_index.json): "
                             "save one with pipe.save_pretrained(DIR) or pass a registered name")
-        unet = Path(source) / "unet" / "config.json"
-        return _read_json(index), _read_json(unet) if unet.is_file() else {}
+        configs = [Path(source) / part / "config.json" for part in ("unet", "transformer")]
+        found = [path for path in configs if path.is_file()]
+        return _read_json(index), _read_json(found[0]) if found else {}
     from huggingface_hub import hf_hub_download
     try:
         index = _read_json(Path(hf_hub_download(source, "model_index.json")))
-        unet = _read_json(Path(hf_hub_download(source, "unet/config.json"))) if "unet" in index else {}
+        part = next((p for p in ("unet", "transformer") if p in index), None)
+        unet = _read_json(Path(hf_hub_download(source, f"{part}/config.json"))) if part else {}
     except UserError:
         raise
     except Exception as exc:
@@ -170,16 +199,13 @@ def _spec_for(source: str) -> ModelSpec:
     class_name = index.get("_class_name", "?")
     arch = architecture_of_pipeline(class_name, unet)
     if arch is None:
-        if "unet" not in index:
-            raise UserError(f"{source!r} is a {class_name} without a UNet (transformer-based?): unsupported, "
-                            "LocoLab localizes UNet cross-attention (SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I)")
-        raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL or "
-                        "DeepFloyd IF stage I pipeline")
-    sample_size = unet.get("sample_size", 64)
+        raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use {SUPPORTED}")
+    config = {"sample_size": 64, **unet} if arch.denoiser == "unet" else unet
+    sample_size = config.get("sample_size", 128)
     if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
-        raise UserError(f"{source!r}: unet/config.json has sample_size {sample_size!r}, not a positive integer: "
-                        "the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)")
-    resolution = sample_size * arch.vae_scale
+        raise UserError(f"{source!r}: its {arch.denoiser} config has sample_size {sample_size!r}, not a positive "
+                        "integer: the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)")
+    resolution = default_resolution(config, arch.vae_scale)
     return ModelSpec(source, arch.name, source, resolution)
 
 
@@ -193,7 +219,7 @@ def resolve(name: str) -> ModelSpec:
                     "a local pipeline directory or a hub id (org/name)")
 
 
-def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0) -> Model:
+def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0, offload: bool = False) -> Model:
     """Load a model for generation and interventions.
 
     Args:
@@ -201,13 +227,15 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         device: ``auto`` (cuda > mps > cpu) or a torch device string.
         dtype: ``auto`` (float16 on accelerators, float32 on CPU), ``float32``, ``float16`` or ``bfloat16``.
         seed: weight seed of built-in tiny models.
+        offload: keep the components on the CPU and move each to ``device`` while it runs (accelerate's model CPU
+            offload: a 12B FLUX.1 in bf16 on a 24 GB GPU); only the running component occupies the accelerator.
     """
     spec = resolve(name)
     arch = ARCHITECTURES[spec.arch]
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
     if spec.name in FULL_SIZE:
-        pipe = build_full_size(spec.name, torch_device, torch_dtype, seed=seed)
+        pipe = build_full_size(spec.name, torch.device("cpu") if offload else torch_device, torch_dtype, seed=seed)
     elif spec.builtin:
         pipe = build_tiny(spec.name, seed=seed)
     else:
@@ -222,14 +250,18 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         if spec.scheduler != "default":
             pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-    pipe.to(torch_device)
     if spec.builtin and torch_dtype != torch.float32:
         pipe.to(dtype=torch_dtype)
-    return _wrap(spec, pipe)
+    if offload:
+        # Weights stay on the CPU; each component moves to the device while it runs, then back.
+        pipe.enable_model_cpu_offload(device=torch_device)
+    else:
+        pipe.to(torch_device)
+    return _wrap(spec, pipe, offload)
 
 
 def layer_count(name: str) -> int:
-    """The number of text-reading attention layers of a model, from its UNet config alone (no weights loaded)."""
+    """The number of text-reading attention layers of a model, from its denoiser config alone (no weights loaded)."""
     from diffusers import UNet2DConditionModel
 
     from compute.models.layers import is_text_attention
@@ -239,11 +271,14 @@ def layer_count(name: str) -> int:
     if spec.num_layers is not None:
         return spec.num_layers
     config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.source)[1]
+    arch = ARCHITECTURES[spec.arch]
     try:
+        if arch.denoiser != "unet":
+            return arch.site_count(config)
         with torch.device("meta"):
             unet = UNet2DConditionModel.from_config(config)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{name!r}: its UNet config cannot be built ({reason}): the pipeline folder is damaged; save "
-                        "it again with pipe.save_pretrained(DIR)") from None
+        raise UserError(f"{name!r}: its {arch.denoiser} config cannot be built ({reason}): the pipeline folder is "
+                        "damaged; save it again with pipe.save_pretrained(DIR)") from None
     return sum(1 for module in unet.modules() if is_text_attention(module))

@@ -20,7 +20,8 @@ class ModelSpec:
         steps: default denoising steps.
         guidance: default classifier-free guidance scale.
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
-        num_layers: cross-attention layer count, known without loading (None: read from the UNet config).
+        num_layers: text-reading attention layer count, known without loading (None: read from the denoiser's
+            config).
         path: for a model embedded in this package, its pipeline folder relative to the ``compute`` package.
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
         prompt_set: the edit prompt set that fits the model's world (``compute/prompts``).
@@ -64,12 +65,33 @@ MODELS = {m.name: m for m in (
     ModelSpec("if-i-xl", "if", "DeepFloyd/IF-I-XL-v1.0", 64, num_layers=22),
     ModelSpec("if-i-l", "if", "DeepFloyd/IF-I-L-v1.0", 64),
     ModelSpec("if-i-m", "if", "DeepFloyd/IF-I-M-v1.0", 64),
+    # Diffusion transformers, at their pipelines' defaults (steps, guidance, size). 28 PixArt blocks; FLUX.1: 19
+    # double-stream + 38 single-stream blocks. The DiT paper generated FLUX.1-dev at 512 px (its sweep configs say so).
+    ModelSpec("pixart-alpha", "pixart-alpha", "PixArt-alpha/PixArt-XL-2-1024-MS", 1024, steps=20, guidance=4.5,
+              num_layers=28),
+    ModelSpec("pixart-alpha-512", "pixart-alpha", "PixArt-alpha/PixArt-XL-2-512x512", 512, steps=20, guidance=4.5,
+              num_layers=28),
+    ModelSpec("pixart-sigma", "pixart-sigma", "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", 1024, steps=20, guidance=4.5,
+              num_layers=28),
+    ModelSpec("flux-dev", "flux", "black-forest-labs/FLUX.1-dev", 1024, steps=28, guidance=3.5, num_layers=57),
+    ModelSpec("flux-schnell", "flux", "black-forest-labs/FLUX.1-schnell", 1024, steps=4, guidance=0.0,
+              num_layers=57),
+    ModelSpec("sd3.5-medium", "sd3", "stabilityai/stable-diffusion-3.5-medium", 1024, steps=40, guidance=4.5,
+              num_layers=24),
+    ModelSpec("sd3.5-large", "sd3", "stabilityai/stable-diffusion-3.5-large", 1024, steps=28, guidance=3.5,
+              num_layers=38),
     ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
               scorer="toyworld-clip", prompt_set="toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
     ModelSpec("tiny-if", "if", None, 64, steps=10, num_layers=22),
+    ModelSpec("tiny-pixart", "pixart-alpha", None, 64, steps=10, guidance=4.5, num_layers=28),
+    ModelSpec("tiny-pixart-sigma", "pixart-sigma", None, 64, steps=10, guidance=4.5, num_layers=28),
+    ModelSpec("tiny-flux", "flux", None, 64, steps=10, guidance=3.5, num_layers=57),
+    ModelSpec("tiny-sd3", "sd3", None, 64, steps=10, guidance=4.5, num_layers=24),
     ModelSpec("random-sd-1.5", "sd1", None, 512, num_layers=16),
     ModelSpec("random-sdxl", "sdxl", None, 1024, num_layers=70),
+    ModelSpec("random-pixart", "pixart-alpha", None, 1024, steps=20, guidance=4.5, num_layers=28),
+    ModelSpec("random-flux", "flux", None, 1024, steps=28, guidance=3.5, num_layers=57),
 )}

@@ -1,8 +1,9 @@
-"""Built-in offline models: random weights, the real UNet block topologies at tiny widths.
+"""Built-in offline models: random weights, the real UNet and diffusion-transformer block topologies at tiny widths.
 
 Each builder is deterministic in its seed and does not touch the global RNG. The CLIP text encoders use the real CLIP
 BPE tokenizer, so token positions (last subject token, end-of-text, padding) behave as in the released checkpoints;
-tiny-if's T5 encoder uses a T5 tokenizer built from the same vocabulary (``t5_tokenizer``).
+the T5 encoders (tiny-if, tiny-pixart, tiny-flux) use a T5 tokenizer built from the same vocabulary
+(``t5_tokenizer``).
 """
 
 import math
@@ -12,9 +13,18 @@ from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
     DDPMScheduler,
+    DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
     IFPipeline,
+    PixArtAlphaPipeline,
+    PixArtSigmaPipeline,
+    PixArtTransformer2DModel,
     PNDMScheduler,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -114,13 +124,14 @@ def tiny_sdxl() -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
-def t5_tokenizer() -> T5TokenizerFast:
+def t5_tokenizer(max_length: int = 77) -> T5TokenizerFast:
     """A T5 tokenizer (sentencepiece-style unigram: no BOS, ``</s>`` ends each prompt, ``<pad>`` = 0, ``<unk>`` = 2)
     built offline from the CLIP BPE vocabulary, as DeepFloyd's T5 vocabulary is not shipped here.
 
     A CLIP whole-word token ``word</w>`` becomes the word-initial piece ``▁word``, any other token a
     word-internal piece; single characters exist in both forms, so every Latin-1 word is tokenized without ``<unk>``.
     Scores fall with the token's CLIP id (its merge rank, roughly its frequency), so whole words win over splits.
+    ``max_length`` is its ``model_max_length`` (FLUX.1's text length, ``architectures.text_tokens``).
     """
     pieces: dict[str, int] = {"▁": 0}
     for token, _ in sorted(clip_tokenizer().get_vocab().items(), key=lambda item: item[1]):
@@ -132,16 +143,21 @@ def t5_tokenizer() -> T5TokenizerFast:
         for piece in forms:
             pieces.setdefault(piece, len(pieces))
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -math.log(rank + 2)) for p, rank in pieces.items()]
-    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=77)
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
+def _t5_encoder(tokenizer: T5TokenizerFast, width: int = TEXT_WIDTH) -> T5EncoderModel:
+    """A two-layer T5 v1.1-style encoder (gated GELU, relative positions: reads any sequence length)."""
+    return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=width, d_kv=8, d_ff=2 * width, num_layers=2,
+                                   num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0,
+                                   eos_token_id=1))
 
 
 def tiny_if() -> IFPipeline:
     """DeepFloyd IF stage I layout: pixel-space UNet with 22 added-key/value attentions reading a projected T5
     embedding, pooled text in the time embedding, learned-range variance with dynamic thresholding (DDPM)."""
     tokenizer = t5_tokenizer()
-    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2,
-                                      num_heads=4, feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0,
-                                      eos_token_id=1))
+    encoder = _t5_encoder(tokenizer)
     scheduler = DDPMScheduler(variance_type="learned_range", beta_schedule="squaredcos_cap_v2",
                               prediction_type="epsilon", thresholding=True, dynamic_thresholding_ratio=0.95,
                               sample_max_value=1.5)
@@ -150,7 +166,83 @@ def tiny_if() -> IFPipeline:
                       requires_safety_checker=False)
 
 
-BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, "tiny-if": tiny_if}
+# The transformers' configs: the real block counts and layouts at tiny widths. The latent side is the tiny VAE's 16 at
+# 64 px; PixArt patchifies 2x2 (8x8 tokens), FLUX's pipeline packs 2x2 latents into one token (8x8 tokens).
+TRANSFORMER_CONFIGS = {
+    # PixArt-XL-2: 28 blocks, each self-attention, cross-attention (attn2) on the projected T5 caption, feed-forward;
+    # learned sigma (8 output channels); adaLN-single time embedding.
+    "tiny-pixart": dict(sample_size=16, num_layers=28, num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                        out_channels=8, patch_size=2, cross_attention_dim=16, caption_channels=TEXT_WIDTH,
+                        attention_bias=True, activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
+                        norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6),
+    # FLUX.1-dev: 19 double-stream then 38 single-stream blocks, rotary positions over (text, row, column) axes,
+    # guidance embedding; 16 latent channels packed 2x2 (64 input channels) become 4 x 4 here.
+    "tiny-flux": dict(patch_size=1, in_channels=16, num_layers=19, num_single_layers=38, attention_head_dim=16,
+                      num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, pooled_projection_dim=TEXT_WIDTH,
+                      guidance_embeds=True, axes_dims_rope=(4, 6, 6)),
+    # SD3.5-medium: 24 joint blocks, the first 13 with a second (image-only) attention, RMS q/k norms; the text
+    # sequence is 77 CLIP positions (both encoders side by side, zero-padded) then T5's.
+    "tiny-sd3": dict(sample_size=16, patch_size=2, in_channels=4, num_layers=24, attention_head_dim=8,
+                     num_attention_heads=2, joint_attention_dim=2 * TEXT_WIDTH, caption_projection_dim=16,
+                     pooled_projection_dim=2 * TEXT_WIDTH, out_channels=4, pos_embed_max_size=16,
+                     dual_attention_layers=tuple(range(13)), qk_norm="rms_norm"),
+}
+
+
+def _pixart(pipeline_class):
+    tokenizer = t5_tokenizer()
+    return pipeline_class(
+        tokenizer=tokenizer, text_encoder=_t5_encoder(tokenizer), vae=_vae(),
+        transformer=PixArtTransformer2DModel(**TRANSFORMER_CONFIGS["tiny-pixart"]),
+        scheduler=DPMSolverMultistepScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02))
+
+
+def tiny_pixart() -> PixArtAlphaPipeline:
+    """PixArt-α layout: 28 transformer blocks whose attn2 reads the T5 caption (120 tokens, padding masked) after the
+    transformer's caption projection; DPM-Solver++."""
+    return _pixart(PixArtAlphaPipeline)
+
+
+def tiny_pixart_sigma() -> PixArtSigmaPipeline:
+    """PixArt-Σ: PixArt-α's transformer layout, a 300-token caption."""
+    return _pixart(PixArtSigmaPipeline)
+
+
+def tiny_flux() -> FluxPipeline:
+    """FLUX.1-dev layout: 19 double-stream blocks (joint attention, text through add_q/k/v_proj) then 38 single-
+    stream blocks over the concatenated [text; image] sequence; T5 sequence (512 tokens, no mask), pooled CLIP in the
+    time embedding, guidance embedding instead of a classifier-free batch; flow-matching Euler with dynamic shift."""
+    tokenizer = t5_tokenizer()
+    vae = AutoencoderKL(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8,
+                        layers_per_block=1, sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(_text_config()),
+                        tokenizer=clip_tokenizer(), text_encoder_2=_t5_encoder(tokenizer), tokenizer_2=tokenizer,
+                        transformer=FluxTransformer2DModel(**TRANSFORMER_CONFIGS["tiny-flux"]))
+
+
+def tiny_sd3() -> StableDiffusion3Pipeline:
+    """SD3.5-medium layout: 24 joint-attention blocks over [image; text] (text: two CLIPs then T5), pooled CLIPs in
+    the time embedding, a classifier-free batch; flow-matching Euler."""
+    tokenizer = t5_tokenizer()
+    vae = AutoencoderKL(block_out_channels=(16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=8,
+                        layers_per_block=1, sample_size=64, scaling_factor=1.5305, shift_factor=0.0609,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    return StableDiffusion3Pipeline(
+        transformer=SD3Transformer2DModel(**TRANSFORMER_CONFIGS["tiny-sd3"]),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        text_encoder=CLIPTextModelWithProjection(_text_config()), tokenizer=clip_tokenizer(),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu")), tokenizer_2=clip_tokenizer("!"),
+        text_encoder_3=_t5_encoder(tokenizer, 2 * TEXT_WIDTH), tokenizer_3=tokenizer)
+
+
+BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, "tiny-if": tiny_if,
+            "tiny-pixart": tiny_pixart, "tiny-pixart-sigma": tiny_pixart_sigma, "tiny-flux": tiny_flux,
+            "tiny-sd3": tiny_sd3}
 
 
 def build_tiny(name: str, seed: int = 0):

@@ -123,15 +123,17 @@ if concept and scorers:
 method = st.radio("Method", METHODS, horizontal=True, key="run_method",
                   help="loco: closed-form edit of the chosen layers; all-layers: the same on every layer; "
                        "neuron: hold the top-k key/value units of the chosen layers at their neutral means; "
-                       "diffquickfix: the closed form on text-encoder layer 0's self-attention out_proj (the "
-                       "predecessor; no UNet layers).")
+                       "diffquickfix: the closed form on text-encoder layer 0's self-attention out_proj, the "
+                       "predecessor's published recipe (no UNet layers); diffquickfix-family: ours, the family's "
+                       "prompts to one target with the bias counted once.")
 layers = st.multiselect(
     "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
     disabled=method not in CHOSEN_LAYERS,
     help=common.escape(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} (threshold "
                        f"{threshold:g}).") if localized else "No localization result for this concept: choose layers.")
 if method == "neuron":
-    topk = st.number_input("Units to hold (top-k)", 1, 10_000, 50, key="run_topk")
+    topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
+                           key="run_topk")
     lam = 0.01
 else:
     topk = 50
@@ -141,7 +143,8 @@ if method in CLOSED_FORM:
     keys, keep = st.columns(2)
     choice = keys.radio("Key positions", ("method default", *POSITIONS), horizontal=True, key="run_positions",
                         help="The last subject token alone, or with every later (end-of-text, padding) position. "
-                             "Default: subject for loco/all-layers (the paper), subject+padding for diffquickfix.")
+                             "Default: subject for loco/all-layers (the paper), subject+padding for the "
+                             "diffquickfix recipes.")
     positions = None if choice == "method default" else choice
     preserve = keep.checkbox("Preserve the family's other concepts", key="run_preserve",
                              help="Also key the other concepts' prompts, mapped to themselves (not in the paper).")
@@ -151,7 +154,8 @@ with st.expander("Evaluation settings"):
     steps = st.number_input("Steps (0: model default)", 0, bounds.MAX_STEPS, 0, key="run_steps")
     size = st.number_input("Image side in px (0: model default)", 0, bounds.MAX_SIZE, 0, step=bounds.SIZE_MULTIPLE,
                            key="run_size")
-    unrelated = st.number_input("Unrelated prompts (specificity)", 1, 320, 20, key="run_unrelated")
+    unrelated = st.number_input("Unrelated prompts (specificity): a random subset of the preservation set",
+                                1, 1000, 20, key="run_unrelated")
 
 not_here = job_root_problem(snap.root, options)
 if not_here:

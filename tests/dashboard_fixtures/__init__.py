@@ -1,6 +1,6 @@
-"""Artifact roots for the dashboard tests: a real tiny sweep, a real causal trace of the same prompts and real tiny
-edits of one concept by all four methods (made once per test session, in parallel), an empty root, and copies to
-break or to write into."""
+"""Artifact roots for the dashboard tests: a real tiny sweep, a real causal trace and a real attention-contribution
+study of the same prompts and real tiny edits of one concept by all four methods (made once per test session, in
+parallel), an empty root, and copies to break or to write into."""
 
 import json
 import os
@@ -22,6 +22,7 @@ EDIT = ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh", "--t
         *SMALL_EVAL]
 
 TRACE = ["trace", str(SWEEP_CONFIG), "--components=cross-attention,self-attention", "--no-progress"]
+CONTRIBUTION = ["contribution", str(SWEEP_CONFIG), "--top-k=2", "--no-progress"]
 
 _roots: dict[str, Path] = {}
 
@@ -35,12 +36,14 @@ def _compute(args: list[str], root: Path) -> subprocess.Popen:
 
 def real_root(tmp_path_factory) -> Path:
     """The session's root with a real tiny sweep (tiny-sd1, style/van gogh and color/blue, m = 1 and 2, seeds 0
-    and 1), a causal trace of the same prompts (cross-attention and self-attention sites, text-encoder layers) and
-    four evaluated edits of van gogh: loco on layers 8-9, all-layers, neuron on 8-9 and diffquickfix."""
+    and 1), a causal trace of the same prompts (cross-attention and self-attention sites, text-encoder layers), an
+    attention-contribution study of them (top-2 interventions) and four evaluated edits of van gogh: loco on layers
+    8-9, all-layers, neuron on 8-9 and diffquickfix."""
     if "real" not in _roots:
         root = tmp_path_factory.mktemp("real-root")
         processes = [_compute(["sweep", str(SWEEP_CONFIG), "--no-progress"], root),
                      _compute(TRACE, root),
+                     _compute(CONTRIBUTION, root),
                      _compute([*EDIT, "--method=loco", "--layers=8,9"], root),
                      _compute([*EDIT, "--method=all-layers"], root),
                      _compute([*EDIT, "--method=neuron", "--layers=8,9"], root),
