@@ -112,7 +112,8 @@ CASES = [
      "edit van-gogh-loco-cutcutcut0 under {w}/root/edits is damaged"),
     ([*GENERATE, "--out", "{w}/out", "--steps", "-1"], "argument --steps: expected an integer from 1 to 1000"),
     ([*GENERATE, "--out", "{w}/out", "--steps", "0"], "argument --steps: expected an integer from 1 to 1000, got '0'"),
-    (["sweep", "{w}/guidance-nan.yaml", "--artifacts", "{w}/root"], "guidance: expected a number > 0 (finite)"),
+    (["sweep", "{w}/guidance-nan.yaml", "--artifacts", "{w}/root"],
+     "guidance: expected a number >= 0 (finite), got nan"),
     (["trace", "{w}/good.yaml", "--noise", "nan", "--artifacts", "{w}/root"], "argument --noise"),
     ([*EDIT, "--lambda", "inf", "--artifacts", "{w}/root"], "argument --lambda: expected a number > 0 (finite)"),
     ([*EDIT, "--eval", "--unrelated", "-5", "--artifacts", "{w}/root"], "argument --unrelated"),
@@ -240,7 +241,8 @@ EDIT_UNKNOWN = ["edit", "--model", "sd-9", "--family", "style", "--concept", "c"
 OPTIONS = {  # option: (command line that fails after parsing, what a valid value is)
     "--steps": (["generate", "--model", "sd-9", "--prompt", "a", "--target", "b", "--window", "8:10"],
                 _int_in(1, 1000)),
-    "--guidance": (["generate", "--model", "sd-9", "--prompt", "a", "--target", "b", "--window", "8:10"], _float(0)),
+    "--guidance": (["generate", "--model", "sd-9", "--prompt", "a", "--target", "b", "--window", "8:10"],
+                   _float(low=0)),
     "--size": (["generate", "--model", "sd-9", "--prompt", "a", "--target", "b", "--window", "8:10"],
                _int_in(8, 4096, 8)),
     "--window-size": (["generate", "--model", "sd-9", "--prompt", "a", "--target", "b"], _int_in(1, MILLION)),
@@ -281,7 +283,7 @@ def _config_accepts(field: str, value) -> bool:
         return (type(value) in (int, float) and math.isfinite(value) and (above is None or value > above)
                 and (low is None or value >= low))
 
-    return {"steps": lambda: value is None or integer(1, 1000), "guidance": lambda: value is None or number(above=0),
+    return {"steps": lambda: value is None or integer(1, 1000), "guidance": lambda: value is None or number(low=0),
             "resolution": lambda: value is None or integer(8, 4096, 8),
             "batch_size": lambda: value is None or integer(1, 4096), "seeds": lambda: integer(0, 2**63 - 1),
             "window_sizes": lambda: integer(1, 16), "trace.noise": lambda: value is None or number(low=0)}[field]()

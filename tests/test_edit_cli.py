@@ -304,7 +304,7 @@ def test_a_fact_edit_is_scored_against_the_old_fact_and_the_new_one(tmp_path, ca
     assert sorted((r["image_path"], r["phase"]) for r in new) == sorted((r["image_path"], r["phase"]) for r in old)
     [reference] = [r for r in rows if r["group"] == "new_fact_reference" and r["phase"] == "before"]
     assert reference["prompt"] == "joe biden" and reference["score_text"] == "joe biden"
-    summary = json.loads((folder / "eval.json").read_text())
+    summary = _summary(folder)
     assert (summary["old_fact_text"], summary["new_fact_text"]) == ("donald trump", "joe biden")
 
     def mean(group_rows, phase):
