@@ -24,9 +24,11 @@ REAL = [name for name, spec in MODELS.items() if spec.hub_id]
 def test_paper_configs_carry_the_papers_settings(path):
     config = load_config(path)
     spec = MODELS[config.model]
-    assert (config.steps, config.guidance, config.seeds) == (50, 7.5, (0, 1, 2, 3))
-    assert config.resolution == PAPER_SIZE[spec.arch]
-    assert config.scorers == PAPER_SCORERS
+    assert config.seeds == (0, 1, 2, 3) and config.scorers == PAPER_SCORERS
+    if spec.arch in PAPER_SIZE:  # the LocoGen paper's UNets: its code's steps, guidance and sizes
+        assert (config.steps, config.guidance, config.resolution) == (50, 7.5, PAPER_SIZE[spec.arch])
+    else:  # diffusion transformers, which that paper did not study: each model's own sampling defaults
+        assert config.steps is None and config.guidance is None
 
 
 def test_sd_2_1_runs_at_the_papers_512_not_its_default_768():
