@@ -46,6 +46,12 @@ EDIT_RECORD = "edit.json"
 EDIT_WEIGHTS = "weights.safetensors"
 EDIT_UNITS = "units.safetensors"
 EDIT_SUMMARY = "eval.json"
+# Evaluations, one folder each, named by a digest of their settings: ``edits/<edit_id>/evals/<eval_id>/`` holds the
+# summary (``eval.json``) and the images; its scores are ``tables/edit_scores/part-<edit_id>-<eval_id>.parquet``.
+# (Edits evaluated before evaluations had ids keep ``edits/<edit_id>/eval.json`` and ``eval/``, eval_id NULL.)
+EDIT_EVALS = "evals"
+# The settings that identify an evaluation (its ``eval_id`` is a digest of them), in display order.
+EVAL_SETTINGS = ("scorer_id", "seeds", "steps", "guidance", "height", "width", "unrelated", "other_concepts")
 
 # Prompt groups of an edit's evaluation (``edit_scores.group``), in display order, with what each measures.
 EVAL_GROUPS = {
@@ -72,6 +78,11 @@ EVAL_METRICS = {
 JOBS_DIR = "jobs"
 JOB_STATUS = "status.json"
 JOB_STATUS_KEYS = ("command", "stage", "done", "total", "result", "error")
+
+
+def eval_folder(edit_id: str, eval_id: str | None) -> str:
+    """The folder of one evaluation of an edit, relative to the root (None: an evaluation from before ids)."""
+    return f"{EDITS_DIR}/{edit_id}" if eval_id is None else f"{EDITS_DIR}/{edit_id}/{EDIT_EVALS}/{eval_id}"
 
 
 def default_positions(method: str) -> str:

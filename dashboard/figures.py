@@ -1,16 +1,23 @@
 """Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops, causal tracing's recoveries and
 attention contribution's per-site map (one grid, one colour scale), and the per-concept line view."""
 
+import html
+
 import plotly.graph_objects as go
 import pyarrow as pa
 
 DROP_SCALE = "YlOrRd"
 
 
+def _text(value) -> str:
+    """A stored value as Plotly label text: Plotly reads a subset of HTML in labels (links, too), so it is escaped."""
+    return html.escape(str(value), quote=False)
+
+
 def layer_label(index: int, layers: dict[int, dict]) -> str:
     """'8 (up, 16²)' when the sweep recorded the layer, else '8'."""
     info = layers.get(index)
-    return f"{index} ({info['block']}, {info['resolution']}²)" if info else str(index)
+    return f"{index} ({_text(info['block'])}, {_text(info['resolution'])}²)" if info else str(index)
 
 
 def window_label(start: int, size: int) -> str:
@@ -124,7 +131,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
         i = row_of[key]
         z[i][x] = cell[value]
         marks[i][x] = "●" if cell[mark] else ""
-        points["customdata"].append(f"<b>{row_label(*key)}</b><br>{hover(cell)}")
+        points["customdata"].append(f"<b>{_text(row_label(*key))}</b><br>{hover(cell)}")
         points["x"].append(x)
         points["y"].append(i)
     figure = go.Figure(go.Heatmap(
@@ -140,7 +147,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
                          clickmode="event+select", dragmode=False)
     figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5])
     figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))),
-                        ticktext=[row_label(*key) for key in rows], autorange="reversed")
+                        ticktext=[_text(row_label(*key)) for key in rows], autorange="reversed")
     return figure
 
 
@@ -161,7 +168,7 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
             if start:
                 figure.add_vline(x=start - 0.5, line={"dash": "dot", "color": "#555"})
             figure.add_annotation(x=(start + i - 1) / 2, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                                  text=blocks[start] or "", font={"size": 11})
+                                  text=_text(blocks[start] or ""), font={"size": 11})
             start = i
 
 
@@ -211,8 +218,8 @@ def method_comparison(means: pa.Table, labels: dict[str, str]) -> go.Figure:
     rows = means.to_pylist()
     for edit_id in dict.fromkeys(r["edit_id"] for r in rows):
         mine = [r for r in rows if r["edit_id"] == edit_id]
-        figure.add_trace(go.Bar(x=[labels.get(r["group"], r["group"]) for r in mine], y=[r["delta"] for r in mine],
-                                name=f"{mine[0]['method']} ({edit_id})"))
+        figure.add_trace(go.Bar(x=[_text(labels.get(r["group"], r["group"])) for r in mine],
+                                y=[r["delta"] for r in mine], name=_text(f"{mine[0]['method']} ({edit_id})")))
     figure.update_layout(barmode="group", height=360, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                          legend={"orientation": "h"}, yaxis_title="mean score after − before")
     return figure
