@@ -12,10 +12,16 @@ A fact edit (a family with a ``new_fact_text``: facts) is also scored against th
     new_fact_reference: the target prompt's images, scored against the new fact's text (what the new fact scores).
 The old fact is the concept's score text, so a fact edit that works makes efficacy's score fall and new_fact's rise.
 
-Scores go to ``tables/edit_scores/part-<edit_id>.parquet``, images to ``edits/<edit_id>/eval/``, the summary to
-``edits/<edit_id>/eval.json``, all under the artifact root and written atomically.
+An evaluation is identified by its settings (scorer, seeds, steps, guidance, size, how many unrelated prompts and
+other concepts): its ``eval_id`` is a digest of them, like a sweep unit's id. Its scores go to
+``tables/edit_scores/part-<edit_id>-<eval_id>.parquet``, its images and summary (``eval.json``) to
+``edits/<edit_id>/evals/<eval_id>/``, all under the artifact root and written atomically (the summary last, so it
+marks completion). Evaluating again with the same settings returns the stored result; other settings are stored
+beside it, never over it.
 """
 
+import datetime
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +35,19 @@ from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
 from contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
-from contract.names import EDIT_SUMMARY, EDITS_DIR
-from contract.store import atomic_write, join, resolve_root, write_png_atomic, write_table
+from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
+from contract.store import (
+    Store,
+    atomic_write,
+    exists,
+    file_problem,
+    join,
+    part_path,
+    read_bytes,
+    resolve_root,
+    write_png_atomic,
+    write_table,
+)
 from contract.summaries import DEFAULT_LEVEL
 
 PHASES = ("before", "after")
@@ -181,10 +198,55 @@ def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = R
     return summary
 
 
+def eval_settings(scorer_id: str, settings: Settings, seeds, unrelated: int, other_concepts: int) -> dict:
+    """The settings that identify an evaluation (``contract.names.EVAL_SETTINGS``)."""
+    return {"scorer_id": scorer_id, "seeds": list(seeds), **settings.to_dict(), "unrelated": unrelated,
+            "other_concepts": other_concepts}
+
+
+def eval_id(identity: dict) -> str:
+    """The id of an evaluation: a digest of its settings (``eval_settings``), the same for every edit."""
+    return hashlib.sha256(json.dumps([identity[k] for k in EVAL_SETTINGS]).encode()).hexdigest()[:10]
+
+
+def scores_part(edit_id: str, evaluation: str) -> str:
+    """The part name of an evaluation's scores (``tables/edit_scores/part-<this>.parquet``)."""
+    return f"{edit_id}-{evaluation}"
+
+
+def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
+    """Why a stored evaluation is not complete, or None: its summary must read back, its scores part must hold
+    ``rows`` rows of this edit and evaluation, and each of its images must be present."""
+    folder = join(root, eval_folder(edit_id, evaluation))
+    try:
+        json.loads(read_bytes(f"{folder}/{EDIT_SUMMARY}"))
+    except FileNotFoundError:
+        return "no summary"
+    except (OSError, ValueError):
+        return "summary unreadable"
+    path = part_path("edit_scores", scores_part(edit_id, evaluation), {}, root)
+    if not exists(path):
+        return "no scores part"
+    try:
+        data = Store(root).read(path)
+    except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), it is redone
+        return f"scores part unreadable ({type(error).__name__})"
+    problem = file_problem("edit_scores", data)
+    if problem:
+        return f"scores part: {problem}"
+    if not {"eval_id", "image_path"} <= set(data.column_names):
+        return "scores part lacks eval_id or image_path"
+    if data.num_rows != rows or set(data["eval_id"].to_pylist()) != {evaluation}:
+        return f"scores part has {data.num_rows} rows, not {rows}"
+    missing = [p for p in data["image_path"].to_pylist() if not p or not exists(join(root, p))]
+    return f"{len(missing)} image(s) missing" if missing else None
+
+
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
              batch_size: int = 8, unrelated: int | None = None, other_concepts: int = 3,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``).
+    """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``). An
+    evaluation with the same settings already stored whole is returned as it is (``summary["reused"]`` True).
 
     Args:
         model: the unedited model the edit was made for.
@@ -201,6 +263,16 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     meta = edit.meta
     prompts = eval_prompts(meta, unrelated, other_concepts)
     cases = [Case(p.prompt, seed) for p in prompts for seed in seeds]
+    texts = [p.score_text for p in prompts for _ in seeds]
+    groups = [p.group for p in prompts for _ in seeds]
+    # A fact edit's images of these groups are scored once more, against the new fact (same images, same paths).
+    new_text = new_fact_text(meta)
+    rescored = [i for i, group in enumerate(groups) if new_text and group in NEW_FACT_GROUPS]
+    identity = eval_settings(scorer.scorer_id, settings, seeds, unrelated, other_concepts)
+    evaluation = eval_id(identity)
+    folder = eval_folder(edit.edit_id, evaluation)
+    if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
+        return {**renamed_metrics(json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}")))), "reused": True}
     done = 0
 
     def count(images: int) -> None:
@@ -212,35 +284,31 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     images = {"before": _generate(model, cases, settings, batch_size, count)}
     with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
         images["after"] = _generate(model, cases, settings, batch_size, count)
-    texts = [p.score_text for p in prompts for _ in seeds]
-    groups = [p.group for p in prompts for _ in seeds]
-    # A fact edit's images of these groups are scored once more, against the new fact (same images, same paths).
-    new_text = new_fact_text(meta)
-    rescored = [i for i, group in enumerate(groups) if new_text and group in NEW_FACT_GROUPS]
     rows = []
     for phase in PHASES:
         scores = scorer.score(images[phase], texts)
         new_scores = scorer.score(images[phase][rescored], [new_text] * len(rescored)) if rescored else []
         paths = []
         for i, case in enumerate(cases):
-            paths.append(f"{EDITS_DIR}/{edit.edit_id}/eval/{phase}-{i // len(seeds):03d}-seed{case.seed}.png")
+            paths.append(f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png")
             write_png_atomic(join(root, paths[-1]), to_pil(images[phase][i]))
 
         def row(i: int, group: str, text: str, score: float, phase=phase, paths=paths) -> dict:
             return {"edit_id": edit.edit_id, "model": meta["model"], "family": meta["family"],
                     "concept": meta["concept"], "method": meta["method"], "group": group, "prompt": cases[i].prompt,
                     "seed": cases[i].seed, "phase": phase, "scorer_id": scorer.scorer_id, "score_text": text,
-                    "score": float(score), "image_path": paths[i], **settings.to_dict()}
+                    "score": float(score), "image_path": paths[i], **settings.to_dict(), "eval_id": evaluation}
 
         rows += [row(i, groups[i], texts[i], scores[i]) for i in range(len(cases))]
         rows += [row(i, NEW_FACT_GROUPS[groups[i]], new_text, score) for i, score in zip(rescored, new_scores)]
-    write_table("edit_scores", rows, part=edit.edit_id, root=root)
-    summary = {"edit_id": edit.edit_id, "scorer_id": scorer.scorer_id, "seeds": list(seeds), **settings.to_dict(),
+    write_table("edit_scores", rows, part=scores_part(edit.edit_id, evaluation), root=root)
+    summary = {"edit_id": edit.edit_id, "eval_id": evaluation, **identity,
                "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
                "unrelated_subset": None if unrelated is None else {"count": unrelated, "seed": SUBSET_SEED},
                "noise": NOISE_SOURCE,
                **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),
+               "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                **summarize(rows), **summarize_new_fact(rows)}
-    atomic_write(join(root, f"{EDITS_DIR}/{edit.edit_id}/{EDIT_SUMMARY}"),
+    atomic_write(join(root, f"{folder}/{EDIT_SUMMARY}"),
                  lambda file: file.write(json.dumps(summary, indent=2).encode()))
-    return summary
+    return {**summary, "reused": False}

@@ -9,6 +9,7 @@ nothing behind. Tensors are never pickled.
 
 import json
 import os
+import re
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -19,9 +20,19 @@ from contract.errors import UserError
 from contract.names import EDIT_RECORD, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR
 from contract.store import resolve_root
 
+# What a full edit record holds for its evaluation to be made (``make_request`` writes them all).
+RECORD_KEYS = ("edit_id", "model", "family", "concept", "method", "target", "source_prompts")
+
 
 def edit_dir(root: str | os.PathLike | None, edit_id: str) -> Path:
-    """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``)."""
+    """Where edit ``edit_id`` lives under the artifact root (``store.resolve_root``).
+
+    Raises:
+        UserError: ``edit_id`` is not an edit's name (it would point elsewhere, e.g. ``../x``).
+    """
+    if not re.fullmatch(r"[\w][\w.-]*", edit_id):
+        raise UserError(f"{edit_id!r} is not an edit id (letters, digits, '.', '_', '-'): copy it from the edit's "
+                        f"folder name under {EDITS_DIR}/")
     return Path(resolve_root(root)) / EDITS_DIR / edit_id
 
 
@@ -41,19 +52,52 @@ def save_edit(root: str | os.PathLike | None, edit: Edit) -> Path:
     return path
 
 
-def load_edit(root: str | os.PathLike | None, edit_id: str) -> Edit:
-    """Read edit ``edit_id`` back (tensors on the CPU)."""
+def load_edit(root: str | os.PathLike | None, edit_id: str, required: tuple[str, ...] = ("edit_id",)) -> Edit:
+    """Read edit ``edit_id`` back (tensors on the CPU).
+
+    Args:
+        required: record keys the caller needs (``RECORD_KEYS`` to evaluate it).
+
+    Raises:
+        UserError: no such edit, or its record or tensors do not read back (naming the fix).
+    """
     path = edit_dir(root, edit_id)
     if not (path / EDIT_RECORD).is_file():
         raise UserError(f"no edit {edit_id!r} under {path.parent}: check the id and --artifacts")
-    meta = json.loads((path / EDIT_RECORD).read_text())
-    weights = load_file(str(path / EDIT_WEIGHTS)) if (path / EDIT_WEIGHTS).is_file() else {}
+    damaged = (f"edit {edit_id} under {path.parent} is damaged ({{}}): run `locolab verify --repair` to set it "
+               "aside, then make the edit again")
+    try:
+        meta = json.loads((path / EDIT_RECORD).read_text(encoding="utf-8"))
+        weights = load_file(str(path / EDIT_WEIGHTS)) if (path / EDIT_WEIGHTS).is_file() else {}
+        tensors = load_file(str(path / EDIT_UNITS)) if (path / EDIT_UNITS).is_file() else {}
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UserError(damaged.format(f"{type(error).__name__}: {str(error).splitlines()[0]}")) from None
+    except Exception as error:  # safetensors reports a cut-off or garbled file with its own error type
+        if isinstance(error, OSError):
+            raise
+        raise UserError(damaged.format(f"unreadable tensors: {error}")) from None
+    problem = edit_record_problem(meta, edit_id, required)
+    if problem:
+        raise UserError(damaged.format(problem))
     weights = {qualified(name): value for name, value in weights.items()}
     units = {}
-    if (path / EDIT_UNITS).is_file():
-        tensors = load_file(str(path / EDIT_UNITS))
-        for name in tensors:
-            module, kind = name.rsplit(".", 1)
-            if kind == "indices":
-                units[module] = (tensors[name], tensors[f"{module}.values"])
+    for name in tensors:
+        module, kind = name.rsplit(".", 1)
+        if kind == "indices":
+            if f"{module}.values" not in tensors:
+                raise UserError(damaged.format(f"{module}.values missing from {EDIT_UNITS}"))
+            units[module] = (tensors[name], tensors[f"{module}.values"])
     return Edit(meta, weights, units)
+
+
+def edit_record_problem(meta, edit_id: str, required: tuple[str, ...] = ("edit_id",)) -> str | None:
+    """Why an ``edit.json`` is not this edit's record, or lacks one of the ``required`` keys (``RECORD_KEYS``: what
+    an evaluation reads), or None."""
+    if not isinstance(meta, dict):
+        return f"{EDIT_RECORD} holds {type(meta).__name__}, not an object"
+    missing = [key for key in required if key not in meta]
+    if missing:
+        return f"{EDIT_RECORD} lacks {', '.join(missing)}"
+    if meta["edit_id"] != edit_id:
+        return f"{EDIT_RECORD} names edit {meta['edit_id']!r}"
+    return None

@@ -3,9 +3,10 @@ batches, score it, and write it to the store.
 
 Per work unit: images are generated batch by batch (each batch one pipeline call per denoising step) and written as
 PNGs; then every case of the unit is scored from its PNG by each of the run's scorers, one scores part per scorer, and
-the unit's cases part is written last. A batch whose PNGs all exist is not generated again, a scorer whose part exists
-is not run again, and a unit whose parts all exist is skipped, so a run killed at any moment and rerun ends with the
-same tables. Scores always come from the stored 8-bit images, so they reproduce when recomputed from the artifact
+the unit's cases part is written last. A batch whose PNGs all read back whole is not generated again, a scorer whose
+part reads back whole is not run again, and a unit whose parts read back whole with one row per case and whose images
+are all present is skipped, so a run killed at any moment (or a damaged part or image) and rerun ends with the same
+tables. Scores always come from the stored 8-bit images, so they reproduce when recomputed from the artifact
 root.
 """
 
@@ -64,19 +65,72 @@ def score_part(unit: Unit, scorer_id: str, scorers: tuple[str, ...]) -> str:
     return f"{unit.unit_id}-{hashlib.sha256(scorer_id.encode()).hexdigest()[:8]}"
 
 
-def _part_exists(root: str, table: str, part: str, model: str, unit: Unit) -> bool:
-    return store.exists(store.part_path(table, part, {"model": model, "family": unit.family}, root))
+def part_problem(root: str, table: str, part: str, model: str, unit: Unit, reader: store.Store | None = None
+                 ) -> str | None:
+    """Why one of a unit's parts is not done, or None: it must exist, read back whole as a LocoLab ``table`` part,
+    and hold exactly one row per planned case."""
+    path = store.part_path(table, part, {"model": model, "family": unit.family}, root)
+    if not store.exists(path):
+        return f"no {table} part"
+    try:
+        data = (reader or store.Store(root)).read(path)
+    except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), the part is redone
+        return f"{table} part unreadable ({type(error).__name__})"
+    problem = store.file_problem(table, data)
+    if problem:
+        return f"{table} part: {problem}"
+    expected = sorted(case.case_id for case in unit.cases)
+    if "case_id" not in data.column_names or sorted(data["case_id"].to_pylist()) != expected:
+        return f"{table} part has {data.num_rows} rows, not the unit's {len(expected)} cases"
+    return None
 
 
-def unit_done(root: str, model: str, unit: Unit, scorers: tuple[str, ...]) -> bool:
-    """Every scores part and the cases part of the unit exist (cases is written last, so it marks completion)."""
-    return (_part_exists(root, "cases", unit.unit_id, model, unit)
-            and all(_part_exists(root, "scores", score_part(unit, s, scorers), model, unit) for s in scorers))
+def unit_problem(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None
+                 ) -> str | None:
+    """Why a unit is not done, or None: each scorer's scores part and the cases part must read back whole with one
+    row per planned case (``part_problem``), and every image must be present. A killed run leaves scores parts
+    without the cases part (cases is written last); damage leaves a part unreadable, short or foreign, or an image
+    gone.
+
+    Args:
+        scorers: the run's scorer ids (one scores part each).
+        images: the image file names present in the model's image folder (``image_names``); listed when None.
+    """
+    reader = store.Store(root)
+    parts = [("scores", score_part(unit, scorer, scorers)) for scorer in scorers] + [("cases", unit.unit_id)]
+    for table, part in parts:
+        problem = part_problem(root, table, part, model, unit, reader)
+        if problem:
+            return problem
+    present = image_names(root, model) if images is None else images
+    missing = sorted({case.image_key for case in unit.cases if f"{case.image_key}.png" not in present})
+    return f"{len(missing)} image(s) missing" if missing else None
+
+
+def unit_done(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None) -> bool:
+    """Whether the unit's results are complete and readable (``unit_problem``)."""
+    return unit_problem(root, model, unit, scorers, images) is None
+
+
+def image_names(root: str, model: str) -> set[str]:
+    """The finished image files in the model's image folder (one listing, not one lookup per image)."""
+    folder = store.join(root, store.image_relpath(model, "x")).rsplit("/", 1)[0]
+    return {name for name in store.list_names(folder) if not name.startswith(store.TMP_PREFIX)}
 
 
 def _load_png(path: str) -> np.ndarray:
     with Image.open(io.BytesIO(store.read_bytes(path))) as image:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _png_ok(path: str) -> bool:
+    """Whether a stored PNG is present and whole (its chunks' checksums hold)."""
+    try:
+        with Image.open(io.BytesIO(store.read_bytes(path))) as image:
+            image.verify()
+    except Exception:  # missing, truncated or not a PNG: PIL raises several kinds
+        return False
+    return True
 
 
 def _generate_unit(model: Model, unit: Unit, root: str, batch_size: int, render: Render, stats: SweepStats,
@@ -85,7 +139,8 @@ def _generate_unit(model: Model, unit: Unit, root: str, batch_size: int, render:
     for start in range(0, len(unique), batch_size):
         batch = unique[start:start + batch_size]
         paths = [store.join(root, store.image_relpath(model.name, case.image_key)) for case in batch]
-        if all(store.exists(path) for path in paths):
+        # A unit is (re)done because it is incomplete or damaged: reuse only images that read back whole.
+        if all(_png_ok(path) for path in paths):
             stats.images_reused += len(batch)
             progress(len(batch))
             continue
@@ -195,7 +250,8 @@ def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit
     stats = SweepStats(units_total=len(units))
     if "://" not in root:
         _remove_debris(root, config.model)
-    todo = [u for u in units if not unit_done(root, config.model, u, ids)]
+    present = image_names(root, config.model)
+    todo = [u for u in units if not unit_done(root, config.model, u, ids, present)]
     stats.units_skipped = len(units) - len(todo)
     done_images = sum(len({c.image_key for c in u.cases}) for u in units if u not in todo)
     total = sum(len({c.image_key for c in u.cases}) for u in units)
@@ -207,7 +263,7 @@ def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit
             _generate_unit(model, unit, root, batch_size, render, stats, bar.update)
             for scorer in scorers:
                 part = score_part(unit, scorer.scorer_id, ids)
-                if _part_exists(root, "scores", part, config.model, unit):
+                if part_problem(root, "scores", part, config.model, unit) is None:
                     continue
                 scores = _score_unit(scorer, config.model, unit, root, stats)
                 store.write_table("scores", _score_rows(config, unit, scores, scorer.scorer_id), part=part, root=root)
@@ -236,6 +292,7 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
     from compute.batching import auto_batch_size
     from compute.scoring import load_scorer
 
+    store.Store(root).check_writable()  # before anything is written
     began = time.perf_counter() if began is None else began
     created = datetime.now(UTC)
     details = {"noise": NOISE_SOURCE, **(details or {})}

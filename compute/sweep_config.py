@@ -44,11 +44,13 @@ import hashlib
 import json
 import os
 import re
+import string
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from contract import bounds
 from contract.errors import UserError
 from contract.names import ATTENTION_CONTRIBUTION, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
 
@@ -111,8 +113,9 @@ class TraceSpec:
     text_encoder: bool = True
 
     def __post_init__(self):
-        if self.noise < 0:
-            raise ConfigError(f"trace.noise must be >= 0, got {self.noise}")
+        problem = bounds.NOISE.problem(self.noise)
+        if problem:
+            raise ConfigError(f"trace.noise: {problem}")
         unknown = set(self.components) - set(TRACE_COMPONENTS)
         if unknown:
             raise ConfigError(f"trace.components: unknown {sorted(unknown)}; use {', '.join(TRACE_COMPONENTS)}")
@@ -224,22 +227,36 @@ class _Checker:
             self.fail(path, f"expected non-empty text, got {value!r}", "write a string")
         return value
 
-    def ints(self, path: str, value, minimum: int) -> tuple[int, ...]:
+    def ints(self, path: str, value, bound: bounds.Bound) -> tuple[int, ...]:
         if not isinstance(value, list) or not value:
-            self.fail(path, "expected a non-empty list", f"write e.g. [{minimum}, {minimum + 1}]")
+            self.fail(path, "expected a non-empty list", f"write e.g. [{bound.low:g}, {bound.low + 1:g}]")
         for i, item in enumerate(value):
-            if not isinstance(item, int) or isinstance(item, bool) or item < minimum:
-                self.fail(f"{path}[{i}]", f"expected an integer >= {minimum}, got {item!r}", "fix the value")
+            problem = bound.problem(item)
+            if problem:
+                self.fail(f"{path}[{i}]", problem, "fix the value")
         if len(set(value)) != len(value):
             self.fail(path, "duplicate values", "list each value once")
         return tuple(value)
 
-    def positive(self, path: str, value, kind: type | tuple[type, ...]):
+    def optional(self, path: str, value, bound: bounds.Bound):
+        """``value`` within ``bound``, or None when the key is absent (the model's default)."""
         if value is None:
             return None
-        if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-            self.fail(path, f"expected a positive number, got {value!r}", "fix or remove it")
+        problem = bound.problem(value)
+        if problem:
+            self.fail(path, problem, "fix or remove it")
         return value
+
+    def placeholders(self, path: str, text: str) -> None:
+        """Only ``{concept}`` may be filled in: any other field (or a stray brace) fails here, not mid-run."""
+        try:
+            fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+        except ValueError as error:
+            self.fail(path, f"{text!r} has a stray brace ({error})", "write {{ and }} for literal braces")
+        unknown = [field for field in fields if field != "concept"]
+        if unknown:
+            self.fail(path, f"{text!r} names {{{unknown[0]}}}, which is not filled in",
+                      "the only placeholder is {concept}; write {{ and }} for literal braces")
 
 
 def _template(check: _Checker, path: str, raw) -> Template:
@@ -251,6 +268,7 @@ def _template(check: _Checker, path: str, raw) -> Template:
             check.text(f"{path}.target", target)
     else:
         prompt, target = check.text(path, raw), None
+    check.placeholders(path, prompt)
     if "{concept}" not in prompt:
         check.fail(path, f"{prompt!r} does not contain {{concept}}", "put {concept} where the concept goes")
     return Template(prompt, target)
@@ -262,9 +280,12 @@ def _concept(check: _Checker, path: str, raw, score_text: str) -> Concept:
     else:
         raw = {"name": check.text(path, raw)}
     target = raw.get("target")
-    return Concept(check.text(f"{path}.name", raw["name"]),
-                   None if target is None else check.text(f"{path}.target", target),
-                   check.text(f"{path}.score_text", raw.get("score_text", score_text)))
+    name = check.text(f"{path}.name", raw["name"])
+    own = "score_text" in raw
+    text = check.text(f"{path}.score_text", raw.get("score_text", score_text))
+    if own:
+        check.placeholders(f"{path}.score_text", text)
+    return Concept(name, None if target is None else check.text(f"{path}.target", target), text)
 
 
 def _family(check: _Checker, name: str, raw) -> FamilySpec:
@@ -272,6 +293,7 @@ def _family(check: _Checker, name: str, raw) -> FamilySpec:
     check.keys(path, raw, FAMILY_KEYS, {"templates", "concepts"})
     target = None if raw.get("target") is None else check.text(f"{path}.target", raw["target"])
     score_text = check.text(f"{path}.score_text", raw.get("score_text", "{concept}"))
+    check.placeholders(f"{path}.score_text", score_text)
     for key, example in (("templates", '["a photo of {concept}"]'), ("concepts", "[van gogh, monet]")):
         if not isinstance(raw[key], list) or not raw[key]:
             check.fail(f"{path}.{key}", "expected a non-empty list", f"write e.g. {example}")
@@ -293,9 +315,8 @@ def _trace(check: _Checker, raw) -> TraceSpec:
     if raw is None:
         return TraceSpec()
     check.keys("trace", raw, TRACE_KEYS)
-    noise = raw.get("noise", 3.0)
-    if not isinstance(noise, (int, float)) or isinstance(noise, bool):
-        check.fail("trace.noise", f"expected a number >= 0, got {noise!r}", "fix or remove it")
+    noise = check.optional("trace.noise", raw.get("noise"), bounds.NOISE)
+    noise = TraceSpec.noise if noise is None else noise
     components = raw.get("components", [CROSS_ATTENTION])
     if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         check.fail("trace.components", f"expected a list of site kinds, got {components!r}",
@@ -312,27 +333,25 @@ def _trace(check: _Checker, raw) -> TraceSpec:
 def _search(check: _Checker, raw) -> WindowSearch:
     check.keys("window_search", raw, SEARCH_KEYS, {"max_size"})
     max_size = raw["max_size"]
-    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
-        check.fail("window_search.max_size", f"expected an integer >= 1, got {max_size!r}", "fix the value")
-    coarse = check.ints("window_search.coarse", raw["coarse"], 1) if "coarse" in raw else default_coarse(max_size)
+    if bounds.POSITIVE_COUNT.problem(max_size):
+        check.fail("window_search.max_size", bounds.POSITIVE_COUNT.problem(max_size), "fix the value")
+    coarse = (check.ints("window_search.coarse", raw["coarse"], bounds.POSITIVE_COUNT) if "coarse" in raw
+              else default_coarse(max_size))
     coarse = tuple(sorted(coarse))
     if coarse[-1] != max_size:
         check.fail("window_search.coarse", f"must end at max_size {max_size}, got {list(coarse)}",
                    f"add {max_size} (sizes above it are never swept)" if coarse[-1] < max_size
                    else f"drop the sizes above {max_size}")
-    threshold, level = raw.get("threshold", 0.5), raw.get("level", 0.95)
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold <= 0:
-        check.fail("window_search.threshold", f"expected a fraction of the gap > 0, got {threshold!r}", "e.g. 0.5")
-    if not isinstance(level, float) or not 0 < level < 1:
-        check.fail("window_search.level", f"expected an interval level between 0 and 1, got {level!r}", "e.g. 0.95")
-    return WindowSearch(max_size, coarse, float(threshold), level)
+    threshold = check.optional("window_search.threshold", raw.get("threshold", 0.5), bounds.THRESHOLD)
+    level = check.optional("window_search.level", raw.get("level", 0.95), bounds.LEVEL)
+    return WindowSearch(max_size, coarse, float(threshold), float(level))
 
 
 def _contribution(check: _Checker, raw) -> ContributionSpec:
     if raw is None:
         return ContributionSpec()
     check.keys("contribution", raw, CONTRIBUTION_KEYS)
-    top_k = check.ints("contribution.top_k", raw.get("top_k", [6]), 1)
+    top_k = check.ints("contribution.top_k", raw.get("top_k", [6]), bounds.POSITIVE_COUNT)
     swap_pooled = raw.get("swap_pooled")
     if swap_pooled is not None and not isinstance(swap_pooled, bool):
         check.fail("contribution.swap_pooled", f"expected true or false, got {swap_pooled!r}", "fix or remove it")
@@ -408,21 +427,24 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
         families = {**_shared_families(check, raw["families_from"], _prompt_set(check, raw)), **families}
     if not families:
         check.fail("families", "no families", "add families or families_from")
-    guidance = check.positive("guidance", raw.get("guidance"), (int, float))
+    guidance = check.optional("guidance", raw.get("guidance"), bounds.GUIDANCE)
     scorer = _scorers(check, raw.get("scorer", DEFAULT_SCORER))
     name = check.text("name", raw["name"])
     if not re.fullmatch(r"[\w.-]+", name):
         check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
+    if len(name) > 100:  # it names files (run ids, part names)
+        check.fail("name", f"{len(name)} characters long", "use at most 100")
     return SweepConfig(
         name=name, model=check.text("model", raw["model"]),
         families=tuple(_family(check, str(k), v) for k, v in families.items()),
-        window_sizes=search.coarse if search else tuple(sorted(check.ints("window_sizes", raw["window_sizes"], 1))),
+        window_sizes=search.coarse if search else tuple(sorted(check.ints("window_sizes", raw["window_sizes"],
+                                                                          bounds.POSITIVE_COUNT))),
         window_search=search,
-        seeds=check.ints("seeds", raw["seeds"], 0), scorer=scorer,
-        steps=check.positive("steps", raw.get("steps"), int),
+        seeds=check.ints("seeds", raw["seeds"], bounds.SEED), scorer=scorer,
+        steps=check.optional("steps", raw.get("steps"), bounds.STEPS),
         guidance=None if guidance is None else float(guidance),
-        resolution=check.positive("resolution", raw.get("resolution"), int),
-        batch_size=check.positive("batch_size", raw.get("batch_size"), int),
+        resolution=check.optional("resolution", raw.get("resolution"), bounds.SIZE),
+        batch_size=check.optional("batch_size", raw.get("batch_size"), bounds.BATCH_SIZE),
         description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")),
         contribution=_contribution(check, raw.get("contribution")))
 
@@ -443,7 +465,9 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
         shipped = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
         raise ConfigError(f"{path}: no such config file; give a path or a shipped config ({shipped})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; give a YAML sweep config") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
     return parse_config(raw, str(path))

@@ -17,6 +17,15 @@ from compute.models.loading import Model
 from compute.provenance import versions
 from compute.settings import Settings
 from contract.errors import UserError
+from contract.store import check_writable_folder
+
+
+def check_out(out: str | Path) -> None:
+    """Refuse an output folder that exists and is not empty, is a file, or cannot be written."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not empty: choose another --out")
+    check_writable_folder(out, "--out")
 
 
 def window_images(model: Model, prompt: str, target: str, windows: Sequence[tuple[int, int]], seeds: Sequence[int],
@@ -28,8 +37,7 @@ def window_images(model: Model, prompt: str, target: str, windows: Sequence[tupl
         The metadata written to ``generation.json``; ``warnings`` lists prompts the text encoder truncates.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not empty: choose another --out")
+    check_out(out)
     for window in windows:
         check_window(model, window)
     with warnings.catch_warnings(record=True) as caught:

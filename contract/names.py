@@ -56,6 +56,12 @@ EDIT_RECORD = "edit.json"
 EDIT_WEIGHTS = "weights.safetensors"
 EDIT_UNITS = "units.safetensors"
 EDIT_SUMMARY = "eval.json"
+# Evaluations, one folder each, named by a digest of their settings: ``edits/<edit_id>/evals/<eval_id>/`` holds the
+# summary (``eval.json``) and the images; its scores are ``tables/edit_scores/part-<edit_id>-<eval_id>.parquet``.
+# (Edits evaluated before evaluations had ids keep ``edits/<edit_id>/eval.json`` and ``eval/``, eval_id NULL.)
+EDIT_EVALS = "evals"
+# The settings that identify an evaluation (its ``eval_id`` is a digest of them), in display order.
+EVAL_SETTINGS = ("scorer_id", "seeds", "steps", "guidance", "height", "width", "unrelated", "other_concepts")
 
 # Prompt groups of an edit's evaluation (``edit_scores.group``), in display order, with what each measures.
 EVAL_GROUPS = {
@@ -87,7 +93,7 @@ EVAL_METRICS = {
     "other_concepts_retained": "specificity: the family's other concepts' mean score, after / before (1 = kept)",
     "new_fact_gain": "fact edits: the new fact's score rise, (after − before) / (target prompt − before)",
 }
-# Summaries written before the metrics were renamed: old name -> current name (same definition).
+# Summaries written before the metrics were renamed: old name -> current name (same definition); ``renamed_metrics``.
 EVAL_RENAMED = {"efficacy": "efficacy_prompt_rate", "efficacy_before": "efficacy_prompt_rate_before",
                 "efficacy_drop": "efficacy_score_drop", "generalization": "generalization_prompt_rate",
                 "generalization_before": "generalization_prompt_rate_before",
@@ -99,6 +105,16 @@ JOB_STATUS = "status.json"
 JOB_STATUS_KEYS = ("command", "stage", "done", "total", "result", "error")
 
 
+def eval_folder(edit_id: str, eval_id: str | None) -> str:
+    """The folder of one evaluation of an edit, relative to the root (None: an evaluation from before ids)."""
+    return f"{EDITS_DIR}/{edit_id}" if eval_id is None else f"{EDITS_DIR}/{edit_id}/{EDIT_EVALS}/{eval_id}"
+
+
 def default_positions(method: str) -> str:
     """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
     return "subject+padding" if method in QUICKFIX_RECIPES else "subject"
+
+
+def renamed_metrics(summary: dict) -> dict:
+    """An edit evaluation's summary under the current metric names (``EVAL_RENAMED``; newer summaries unchanged)."""
+    return {EVAL_RENAMED.get(key, key): value for key, value in summary.items()}

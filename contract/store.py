@@ -6,7 +6,8 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/cases/model=<m>/family=<f>/part-<part>.parquet
     tables/scores/model=<m>/family=<f>/part-<part>.parquet
     tables/layers/part-<run_id>.parquet        (the run's sites, e.g. cross-attention layers, for labels and hover text)
-    tables/edit_scores/part-<edit_id>.parquet  (an edit's evaluation: CLIP scores before/after, per prompt group)
+    tables/edit_scores/part-<edit_id>-<eval_id>.parquet  (an edit's evaluation with one set of settings: CLIP
+                                               scores before/after, per prompt group)
     images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
 ``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
@@ -21,6 +22,7 @@ minimal windows, tracing effects) live in ``contract.summaries``.
 import contextlib
 import os
 import socket
+import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,7 +37,8 @@ import pyarrow.parquet as pq
 
 from contract.errors import UserError
 
-SCHEMA_VERSION = 1
+# v2: edit_scores.eval_id; an edit may have several evaluations, which a v1 reader would mix into one.
+SCHEMA_VERSION = 2
 ROOT_ENV = "LOCOLAB_ARTIFACTS"
 DEFAULT_ROOT = "artifacts"
 TMP_PREFIX = ".tmp-"
@@ -69,7 +72,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("schema_version", _INT), ("edit_id", _TEXT), ("model", _TEXT), ("family", _TEXT), ("concept", _TEXT),
         ("method", _TEXT), ("group", _TEXT), ("prompt", _TEXT), ("seed", pa.int64()), ("phase", _TEXT),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("image_path", _TEXT), ("steps", _INT),
-        ("guidance", _FLOAT), ("height", _INT), ("width", _INT),
+        ("guidance", _FLOAT), ("height", _INT), ("width", _INT), ("eval_id", _TEXT),
     ]),
     "layers": pa.schema([
         ("schema_version", _INT), ("run_id", _TEXT), ("model", _TEXT), ("index", _INT), ("path", _TEXT),
@@ -154,12 +157,53 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         os.close(fd)
 
 
+def check_writable_folder(path: str | os.PathLike, what: str) -> None:
+    """Refuse a local folder that is a file or cannot be created or written, before anything is computed: the
+    nearest existing folder on its path is probed with a temporary folder (this also catches read-only mounts and
+    places even root cannot write). URLs are not probed.
+
+    Raises:
+        UserError: naming ``what`` (e.g. ``--out``), the problem and the fix.
+    """
+    path = os.fspath(path)
+    if _is_url(path):
+        return
+    if not path.strip():
+        raise UserError(f"{what}: empty path; name a folder")
+    existing = Path(path).absolute()
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder: choose a folder")
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is a file, not a folder: choose another place")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=existing))
+    except OSError as error:
+        raise UserError(f"{what} {path}: cannot write in {existing} ({error.strerror or error}): choose a folder "
+                        "you can write") from None
+
+
 def exists(path: str) -> bool:
     """Whether a file exists at a local path or fsspec URL."""
     if _is_url(path):
         fs, fs_path = _fsspec(path)
         return fs.exists(fs_path)
     return os.path.exists(path)
+
+
+def list_names(directory: str) -> set[str]:
+    """The names of the files directly in a local folder or fsspec URL (empty when it does not exist)."""
+    if _is_url(directory):
+        fs, fs_path = _fsspec(directory)
+        try:
+            return {entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False)}
+        except FileNotFoundError:
+            return set()
+    try:
+        return {entry.name for entry in os.scandir(directory) if entry.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def read_bytes(path: str) -> bytes:
@@ -171,17 +215,25 @@ def read_bytes(path: str) -> bytes:
         return file.read()
 
 
-def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
-    """Delete temporary files left in a local ``directory`` by writers on this host that no longer run (a process
-    killed mid-write); other hosts' and live writers' files are left alone. Returns the paths removed."""
+def stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Temporary files in a local ``directory`` left by writers on this host that no longer run (a process killed
+    mid-write); other hosts' and live writers' files are not listed."""
     host = _host()
-    removed = []
+    found = []
     for path in Path(directory).glob(f"{TMP_PREFIX}{host}-*"):
         pid = path.name[len(TMP_PREFIX) + len(host) + 1:].split("-", 1)[0]
         if pid.isdigit() and not process_alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            removed.append(str(path))
+            found.append(str(path))
+    return found
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Delete the ``stale_temps`` of a local ``directory``; returns the paths removed."""
+    removed = []
+    for path in stale_temps(directory):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        removed.append(path)
     return removed
 
 
@@ -270,8 +322,42 @@ def conform(table: str, data: pa.Table | Iterable[dict]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-# Footer checks by (path, mtime, size): a dashboard reconnecting every few seconds re-reads only changed files.
-_FOOTER_PROBLEMS: dict[tuple, str | None] = {}
+def _kind(kind: pa.DataType) -> str:
+    """The kind of a column type that matters to a reader: text, number or time (DuckDB unifies within a kind)."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return "number"
+    if pa.types.is_list(kind):  # Parquet names a list's items "element", Arrow "item": compare what they hold
+        return f"list of {_kind(kind.value_type)}"
+    return "time" if pa.types.is_timestamp(kind) else str(kind)
+
+
+_KINDS = {table: {field.name: _kind(field.type) for field in schema} for table, schema in SCHEMAS.items()}
+
+
+def file_problem(table: str, data: pa.Table) -> str | None:
+    """Why ``data`` (a whole Parquet file) is not a LocoLab ``table`` part this version can read, or None: it lacks
+    ``schema_version``, or a column has the wrong kind of type (a foreign file that happens to have a
+    ``schema_version`` column would otherwise break every query over its table). Files of a newer version are not
+    judged here (``Store.connect`` refuses them)."""
+    if "schema_version" not in data.column_names:
+        return "no schema_version column: not a LocoLab table"
+    if _kind(data.schema.field("schema_version").type) != "number":
+        return "schema_version is not a number: not a LocoLab table"
+    newest = pc.max(data["schema_version"]).as_py()
+    if newest is not None and newest > SCHEMA_VERSION:
+        return None
+    expected = _KINDS[table]
+    wrong = [f"{field.name} is {_kind(field.type)}, not {expected[field.name]}" for field in data.schema
+             if field.name in expected and _kind(field.type) != expected[field.name]]
+    return f"not a LocoLab {table} table: {'; '.join(wrong)}" if wrong else None
+
+
+# Verdicts on whole files by (path, mtime, size): every file is read completely once per process (a damaged data
+# page behind a valid footer fails only when read), and a dashboard reconnecting every few seconds re-reads only
+# changed files. A verdict is (problem or None, newest schema_version in the file).
+_VERDICTS: dict[tuple, tuple[str | None, int | None]] = {}
 
 
 class Store:
@@ -281,12 +367,14 @@ class Store:
         root: artifact root (``resolve_root``): a local path or an fsspec URL.
 
     Attributes:
-        skipped: (path, reason) of each unreadable Parquet file left out by the last ``connect()``.
+        skipped: (path, reason) of each unreadable or foreign Parquet file left out by ``files`` since the last
+            ``connect()``.
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = resolve_root(root)
         self.skipped: list[tuple[str, str]] = []
+        self.newest_version: int | None = None
         self._fs = _fsspec(self.root)[0] if _is_url(self.root) else None
 
     def path(self, relpath: str) -> str:
@@ -294,15 +382,19 @@ class Store:
         return join(self.root, relpath)
 
     def files(self, table: str) -> list[str]:
-        """Readable Parquet files of ``table``, sorted; unreadable ones are appended to ``skipped``."""
+        """Readable Parquet files of ``table``, sorted; unreadable or foreign ones are appended to ``skipped``, and
+        ``newest_version`` is raised to the newest schema version among the readable ones."""
         readable = []
         for path, key in self._list(self.path(f"tables/{table}")):
-            if key not in _FOOTER_PROBLEMS:
-                _FOOTER_PROBLEMS[key] = self._footer_problem(path)
-            if _FOOTER_PROBLEMS[key] is None:
+            if key not in _VERDICTS:
+                _VERDICTS[key] = self._verdict(path, table)
+            problem, version = _VERDICTS[key]
+            if problem is None:
                 readable.append(path)
+                if version is not None and (self.newest_version is None or version > self.newest_version):
+                    self.newest_version = version
             else:
-                self.skipped.append((path, _FOOTER_PROBLEMS[key]))
+                self.skipped.append((path, problem))
         return readable
 
     def _list(self, directory: str) -> list[tuple[str, tuple]]:
@@ -313,7 +405,10 @@ class Store:
                 for name in names:
                     if name.endswith(".parquet") and not name.startswith(TMP_PREFIX):
                         path = os.path.join(parent, name)
-                        stat = os.stat(path)
+                        try:
+                            stat = os.stat(path)
+                        except FileNotFoundError:  # replaced while we looked: its successor is read next time
+                            continue
                         found.append((path, (path, stat.st_mtime_ns, stat.st_size)))
         else:
             for path, info in self._fs.find(directory, detail=True).items():
@@ -324,18 +419,22 @@ class Store:
                     found.append((url, (url, str(changed), info.get("size"))))
         return sorted(found)
 
-    def _footer_problem(self, path: str) -> str | None:
+    def read(self, path: str) -> pa.Table:
+        """A whole Parquet file of this root (local path or URL)."""
+        if self._fs is None:
+            return pq.read_table(path)
+        with self._fs.open(path, "rb") as file:
+            return pq.read_table(file)
+
+    def _verdict(self, path: str, table: str) -> tuple[str | None, int | None]:
         try:
-            if self._fs is None:
-                metadata = pq.read_metadata(path)
-            else:
-                with self._fs.open(path, "rb") as file:
-                    metadata = pq.read_metadata(file)
-        except (pa.ArrowException, OSError, ValueError) as error:
-            return f"unreadable Parquet: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-        if "schema_version" not in metadata.schema.names:
-            return "no schema_version column: not a LocoLab table"
-        return None
+            data = self.read(path)
+        except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), it is unreadable
+            text = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return f"unreadable Parquet: {text}", None
+        problem = file_problem(table, data)
+        newest = pc.max(data["schema_version"]).as_py() if problem is None else None
+        return problem, newest
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory DuckDB connection with one view per table over the files present now.
@@ -346,25 +445,45 @@ class Store:
         Raises:
             UserError: a file was written with a newer schema version than this LocoLab knows.
         """
-        self.skipped = []
+        self.skipped, self.newest_version = [], None
+        files = {table: self.files(table) for table in SCHEMAS}
+        self.check_version()
         con = duckdb.connect()
         if self._fs is not None:
             con.register_filesystem(self._fs)
         for table, schema in SCHEMAS.items():
             con.register(f"_empty_{table}", schema.empty_table())
             query = f"SELECT * FROM _empty_{table}"
-            files = self.files(table)
-            if files:
-                paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
+            if files[table]:
+                paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files[table])
                 # Directory names are for people and file pruning tools; the columns inside the files are the truth.
-                source = f"read_parquet([{paths}], union_by_name=true, hive_partitioning=false)"
-                newest = con.execute(f"SELECT max(schema_version) FROM {source}").fetchone()[0]
-                if newest is not None and newest > SCHEMA_VERSION:
-                    raise UserError(f"artifact root {self.root} written by a newer LocoLab (schema v{newest} > "
-                                    f"v{SCHEMA_VERSION}); upgrade LocoLab")
-                query += f" UNION ALL BY NAME SELECT * FROM {source}"
+                query += (f" UNION ALL BY NAME SELECT * FROM read_parquet([{paths}], union_by_name=true, "
+                          "hive_partitioning=false)")
             con.execute(f"CREATE VIEW {table} AS {query}")
         return con
+
+    def check_version(self) -> None:
+        """Refuse a root holding files of a newer schema version (among those ``files`` has read).
+
+        Raises:
+            UserError: naming the version and the fix.
+        """
+        if self.newest_version is not None and self.newest_version > SCHEMA_VERSION:
+            raise UserError(f"artifact root {self.root} written by a newer LocoLab (schema v{self.newest_version} > "
+                            f"v{SCHEMA_VERSION}); upgrade LocoLab")
+
+    def check_writable(self) -> None:
+        """Before writing into this root: it is (or can become) a writable folder, and no file in it was written by
+        a newer LocoLab, so nothing is written into a root this version would misread.
+
+        Raises:
+            UserError: naming the problem and the fix.
+        """
+        check_writable_folder(self.root, "artifact root")
+        self.skipped, self.newest_version = [], None
+        for table in SCHEMAS:
+            self.files(table)
+        self.check_version()
 
 
 def existing_case_ids(root: str | os.PathLike | None = None, scorer_id: str | None = None,

@@ -91,7 +91,7 @@ def run_label(run_ids: list[str]) -> str:
 _RUN_SETTINGS_SQL = f"""
 WITH s AS (
     SELECT run_id, any_value(model) AS model, list(DISTINCT scorer_id ORDER BY scorer_id) AS scorer_ids,
-           count(DISTINCT family || '/' || concept) AS concepts
+           count(DISTINCT family || '/' || concept) AS concepts, count(*) FILTER (WHERE kind = '{WINDOW}') AS windows
     FROM scores WHERE {{rows}} AND {{chosen}} GROUP BY run_id
 ), c AS (
     SELECT run_id, list(DISTINCT steps ORDER BY steps) AS steps, list(DISTINCT guidance ORDER BY guidance) AS guidance,
@@ -113,7 +113,7 @@ SELECT run_id, s.model, r.config_name, coalesce(r.status, 'no run record') AS st
        r.created_at, r.finished_at, c.steps, c.guidance, c.height, c.width, r.scheduler,
        -- runs written before the all-layers reference existed normalized by the target prompt
        coalesce(nullif(r.reference, []), ['{TARGET}']) AS reference, s.scorer_ids AS scorer_id, c.seeds,
-       c.prompts, s.concepts, c.window_sizes, r.config_json
+       c.prompts, s.concepts, c.window_sizes, s.windows AS window_scores, r.config_json
 FROM s LEFT JOIN c USING (run_id) LEFT JOIN r USING (run_id)
 ORDER BY r.created_at DESC NULLS LAST, run_id
 """
@@ -125,7 +125,8 @@ def run_settings(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = Non
     Columns: run_id, model, config_name, status (of its shards), finished (every shard finished), created_at,
     finished_at; the settings pooling compares (steps, guidance, height, width, scheduler, reference, scorer_id: each
     a list of the distinct values found, normally one; scheduler NULL for runs written before it was recorded);
-    seeds, prompts, concepts, window_sizes and config_json (the study as run, e.g. its window search).
+    seeds, prompts, concepts, window_sizes, window_scores (how many window scores it has; none: nothing to map) and
+    config_json (the study as run, e.g. its window search).
 
     Args:
         con: a connection from ``Store.connect()``.

@@ -4,10 +4,48 @@ import os
 
 import streamlit as st
 
+from contract import bounds
 from dashboard import data, queries
 from dashboard.root import inside
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
+MAX_NAMED = 20  # skipped files named in the warning
+
+
+# What Markdown and Streamlit would read as markup anywhere in a line: emphasis, code, links and images, HTML and
+# autolinks, LaTeX, strikethrough, tables, and Streamlit's directives (``:red[...]``, ``:material/...:``) ...
+_MARKUP = frozenset("\\`*_[]<>$~|!:")
+# ... and at the start of a line: headings, lists, block quotes, rules.
+_BLOCK_START = frozenset("#+-=")
+
+
+def escape(text) -> str:
+    """``text`` (typed by someone, or read from the store) shown literally in ``st.markdown``, captions and
+    messages: what Markdown would read as markup is escaped, and line breaks become spaces."""
+    line = "".join(f"\\{char}" if char in _MARKUP else char for char in " ".join(str(text).split()))
+    if line[:1] in _BLOCK_START:
+        return f"\\{line}"
+    digits = len(line) - len(line.lstrip("0123456789"))
+    return f"{line[:digits]}\\{line[digits:]}" if digits and line[digits:digits + 1] in (".", ")") else line
+
+
+def code(text) -> str:
+    """``text`` as an inline code span, shown literally whatever it holds (the fence is longer than any run of
+    backticks inside), for paths and file names."""
+    line = " ".join(str(text).split())
+    runs = "".join(char if char == "`" else " " for char in line).split()
+    fence = "`" * (max(map(len, runs), default=0) + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
+
+
+def bounded(options: list, what: str, limit: int = bounds.MAX_OPTIONS) -> list:
+    """At most ``limit`` of ``options`` (a picker of stored values, which can be crafted in any number), with a
+    note when some are left out."""
+    if len(options) <= limit:
+        return options
+    st.caption(f"Showing the first {limit:,} of {len(options):,} {what}.")
+    return options[:limit]
 
 
 def root() -> str:
@@ -22,10 +60,13 @@ def snapshot() -> data.Snapshot:
 def show_problems(snap: data.Snapshot) -> None:
     """A warning naming every skipped file; an error (and the page stops) when the root cannot be read."""
     if snap.skipped:
-        names = "\n".join(f"- `{os.path.relpath(path, snap.root)}`: {reason}" for path, reason in snap.skipped)
+        names = "\n".join(f"- {code(os.path.relpath(path, snap.root))}: {escape(reason)}"
+                           for path, reason in snap.skipped[:MAX_NAMED])
+        if len(snap.skipped) > MAX_NAMED:
+            names += f"\n- and {len(snap.skipped) - MAX_NAMED} more"
         st.warning(f"Skipped {len(snap.skipped)} unreadable or foreign file(s):\n{names}")
     if snap.error:
-        st.error(snap.error)
+        st.error(escape(snap.error))
         st.stop()
 
 
@@ -37,7 +78,7 @@ def require_results(snap: data.Snapshot) -> None:
 
 
 def explain_empty(path: str) -> None:
-    st.info(f"No sweep results in `{os.path.abspath(path)}` yet. Produce some, then reload this page:")
+    st.info(f"No sweep results in {code(os.path.abspath(path))} yet. Produce some, then reload this page:")
     st.code("make demo                                            # tiny built-in model, a minute on a CPU\n"
             "make sweep CONFIG=compute/configs/tiny-sd1.yaml      # any sweep config\n"
             f"python -m compute sweep compute/configs/tiny-sd1.yaml --artifacts {path}", language="bash")
@@ -47,12 +88,12 @@ def image(relpath: str | None, caption: str) -> None:
     """One image from the root (never from outside it), or a note saying why it is missing."""
     path = inside(root(), relpath) if relpath else None
     if path is None:
-        st.caption(f"{caption}\n\n(no image{'' if not relpath else ': path leaves the artifact root'})")
+        st.caption(f"{escape(caption)}\n\n(no image{'' if not relpath else ': path leaves the artifact root'})")
         return
     try:
         st.image(path.read_bytes(), caption=caption, width="stretch")
     except OSError:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
-        st.caption(f"{caption}\n\n(image missing or unreadable)")
+        st.caption(f"{escape(caption)}\n\n(image missing or unreadable)")
 
 
 def score_text(value) -> str:

@@ -10,12 +10,10 @@ import threading
 from dataclasses import dataclass, field
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 import streamlit as st
 
 from contract.errors import UserError
-from contract.store import SCHEMAS, TMP_PREFIX, Store
+from contract.store import TMP_PREFIX, Store
 from dashboard import edits, queries
 
 
@@ -43,34 +41,6 @@ class Snapshot:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _kind(kind: pa.DataType) -> str:
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "text"
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return "number"
-    if pa.types.is_list(kind):  # Parquet names a list's items "element", Arrow "item": compare what they hold
-        return f"list of {_kind(kind.value_type)}"
-    return "time" if pa.types.is_timestamp(kind) else str(kind)
-
-
-class CheckedStore(Store):
-    """A ``Store`` that also skips files whose columns have the wrong kind of type (a foreign file that happens to
-    have a ``schema_version`` column would otherwise break every query over its table)."""
-
-    def files(self, table: str) -> list[str]:
-        expected = {field.name: _kind(field.type) for field in SCHEMAS[table]}
-        good = []
-        for path in super().files(table):
-            found = {field.name: _kind(field.type) for field in pq.read_schema(path)}
-            wrong = [f"{name} is {found[name]}, not {kind}" for name, kind in expected.items()
-                     if name in found and found[name] != kind]
-            if wrong:
-                self.skipped.append((path, f"not a LocoLab {table} table: {'; '.join(wrong)}"))
-            else:
-                good.append(path)
-        return good
-
-
 def fingerprint(root: str) -> str:
     """A digest of (path, size, mtime) of every finished file under ``root/tables`` and ``root/edits``."""
     digest = hashlib.sha1()
@@ -90,7 +60,7 @@ def fingerprint(root: str) -> str:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _open(root: str, fingerprint: str) -> Snapshot:
-    store = CheckedStore(root)
+    store = Store(root)
     records, bad_records = edits.read_edits(root)
     try:
         con = store.connect()

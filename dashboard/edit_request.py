@@ -1,9 +1,30 @@
-"""An edit asked for on the Run-an-edit page, checked, as ``python -m compute edit ... --eval`` arguments."""
+"""An edit asked for on the Run-an-edit page, checked, as ``python -m compute edit ... --eval`` arguments, and the
+models such a job may name."""
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from compute.models.registry import MODELS
+from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+
+
+def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ()) -> list[str]:
+    """The models a job launched into ``root`` may name: the registered ones, the operator's ``allowed`` list
+    (``--allow-model``), and models of the store that are pipeline folders inside the root, named by absolute path.
+    Any other name a row of the store holds (a folder elsewhere, a hub id to download) is not offered.
+
+    Args:
+        stored: model names found in the store's tables.
+    """
+    base = Path(root).resolve()
+    names = set(MODELS) | set(allowed)
+    for name in stored:
+        path = Path(name)
+        if path.is_absolute() and path.resolve().is_relative_to(base) and (path / "model_index.json").is_file():
+            names.add(name)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -50,7 +71,8 @@ class EditRequest:
             UserError: a value is out of bounds, or the model is neither registered nor in the store.
         """
         if self.model not in allowed_models:
-            raise UserError(f"model {self.model!r} is neither registered nor in this artifact root")
+            raise UserError(f"model {self.model!r} is neither registered, allowed at launch (--allow-model), nor a "
+                            "model folder inside this artifact root")
         if self.family not in FAMILIES:
             raise UserError(f"family must be one of {', '.join(FAMILIES)}")
         if not self.concept.strip():
@@ -69,6 +91,16 @@ class EditRequest:
             raise UserError("key positions and preserving other concepts apply to the closed-form methods only")
         if not self.seeds:
             raise UserError("give at least one evaluation seed")
+        if len(self.seeds) > bounds.MAX_SEEDS:
+            raise UserError(f"{len(self.seeds)} seeds: give at most {bounds.MAX_SEEDS}")
+        for name, bound, value in (("seed", bounds.SEED, self.seeds), ("steps", bounds.STEPS, [self.steps]),
+                                   ("size", bounds.SIZE, [self.size]), ("lambda", bounds.LAMBDA, [self.lam]),
+                                   ("unrelated prompts", bounds.COUNT, [self.unrelated]),
+                                   ("top-k", bounds.COUNT, [self.topk])):
+            for item in value:
+                problem = None if item is None else bound.problem(item)
+                if problem:
+                    raise UserError(f"{name}: {problem}")
         # name=value keeps a value that starts with '-' from being read as an option.
         args = ["edit", f"--model={self.model}", f"--family={self.family}", f"--concept={self.concept}",
                 f"--method={self.method}", "--eval", f"--artifacts={root}",

@@ -1,6 +1,8 @@
 """Plotly figures of the Layer map page: the heat maps of LocoGen's normalized drops, causal tracing's recoveries and
 attention contribution's per-site map (one grid, one colour scale), and the per-concept line view."""
 
+import html
+
 import plotly.graph_objects as go
 import pyarrow as pa
 
@@ -11,10 +13,15 @@ DROP_SCALE = "YlOrRd"
 GREY = "#d9d9d9"  # rows of concepts whose data cannot speak (not measurable, untraceable)
 
 
+def _text(value) -> str:
+    """A stored value as Plotly label text: Plotly reads a subset of HTML in labels (links, too), so it is escaped."""
+    return html.escape(str(value), quote=False)
+
+
 def layer_label(index: int, layers: dict[int, dict]) -> str:
     """'8 (up, 16²)' when the sweep recorded the layer, else '8'."""
     info = layers.get(index)
-    return f"{index} ({info['block']}, {info['resolution']}²)" if info else str(index)
+    return f"{index} ({_text(info['block'])}, {_text(info['resolution'])}²)" if info else str(index)
 
 
 def window_label(start: int, size: int) -> str:
@@ -44,7 +51,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
         return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
                 f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
-                f"{verdict(cell, threshold)}<br>"
+                f"{_text(verdict(cell, threshold))}<br>"
                 f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, target "
                 f"{_fmt(cell['target_score'])}, all-layers {_fmt(cell['all_layers_score'])}; normalized by the "
@@ -146,7 +153,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
         i = row_of[key]
         z[i][x] = cell[value]
         marks[i][x] = "●" if cell[mark] and key not in grey else ""
-        points["customdata"].append(f"<b>{row_label(*key)}</b><br>{hover(cell)}")
+        points["customdata"].append(f"<b>{_text(row_label(*key))}</b><br>{hover(cell)}")
         points["x"].append(x)
         points["y"].append(i)
     figure = go.Figure(go.Heatmap(
@@ -169,7 +176,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
             xgap=1, ygap=1))
     labels = labels or {key: row_label(*key) + (f" ({grey_label})" if key in grey else "") for key in rows}
     figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed",
-                        ticktext=[labels[key] for key in rows])
+                        ticktext=[_text(labels[key]) for key in rows])
     return figure
 
 
@@ -190,7 +197,7 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
             if start:
                 figure.add_vline(x=start - 0.5, line={"dash": "dot", "color": "#555"})
             figure.add_annotation(x=(start + i - 1) / 2, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                                  text=blocks[start] or "", font={"size": 11})
+                                  text=_text(blocks[start] or ""), font={"size": 11})
             start = i
 
 
@@ -218,7 +225,7 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         customdata=[r["seed"] for r in seed_rows], hovertemplate="seed %{customdata}: %{y:.4f}<extra></extra>"))
     figure.add_trace(go.Scatter(
         x=starts, y=means, mode="lines+markers", name=f"window mean (m = {window_size})",
-        customdata=[f"{layer_label(r['window_start'], layers)}: {verdict(r, threshold)}" for r in rows],
+        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r, threshold))}" for r in rows],
         hovertemplate="start %{customdata}<br>score %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
     first = rows[0]
     original, reference = first["original_score"], first["reference_score"]
@@ -246,8 +253,8 @@ def method_comparison(means: pa.Table, labels: dict[str, str]) -> go.Figure:
     rows = means.to_pylist()
     for edit_id in dict.fromkeys(r["edit_id"] for r in rows):
         mine = [r for r in rows if r["edit_id"] == edit_id]
-        figure.add_trace(go.Bar(x=[labels.get(r["group"], r["group"]) for r in mine], y=[r["delta"] for r in mine],
-                                name=f"{mine[0]['method']} ({edit_id})"))
+        figure.add_trace(go.Bar(x=[_text(labels.get(r["group"], r["group"])) for r in mine],
+                                y=[r["delta"] for r in mine], name=_text(f"{mine[0]['method']} ({edit_id})")))
     figure.update_layout(barmode="group", height=360, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                          legend={"orientation": "h"}, yaxis_title="mean score after − before")
     return figure

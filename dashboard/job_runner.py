@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from contract.names import JOB_STATUS
-from dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, write_json
+from dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, process_identity, write_json
 
 KILL_AFTER_S = 10
 
@@ -43,7 +43,9 @@ def main(job_dir: str) -> int:
     path = Path(job_dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    write_json(path / PID, {"pid": os.getpid()})
+    # With its start time and command line, so that the dashboard can tell this runner from a later process that
+    # reuses the pid, and from a planted pid.json.
+    write_json(path / PID, {"pid": os.getpid(), **(process_identity(os.getpid()) or {})})
     spec = json.loads((path / SPEC).read_text())
     code = None if (path / CANCELLED).exists() else run_command(path, spec["args"], stop)
     write_json(path / EXIT, {"returncode": code, "finished_at": now()})

@@ -5,6 +5,12 @@ request that made it), ``pid.json`` (its runner, once ready), ``log.txt`` (the c
 (the command's own report of stage, progress and result, ``--status-file``) and, once it has ended, ``exit.json``;
 ``cancelled`` marks a cancel request. The runner (``dashboard.job_runner``) starts in its own
 session, so the job outlives page reloads and a dashboard restart, and its state is read back from these files alone.
+
+``pid.json`` records the runner's pid with its start time and command line. Anyone who can write the root can write
+these files, so nothing in them is trusted to name a process: a job counts as running only while a process with
+the recorded pid (> 1) exists with the recorded start time and command line, and that command line names the job's
+folder; anything else (a planted ``{"pid": 0}``, a pid reused by another process, an unreadable file) is a job that
+no longer runs, and cancel signals only a verified runner's own process group.
 """
 
 import datetime
@@ -30,6 +36,8 @@ SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json"
 ACTIVE = ("starting", "running", "cancelling")
 # A runner that has not written its pid this long after launch never started.
 START_GRACE_S = 60
+# Job folders read (newest first): the page lists and checks no more than these.
+MAX_JOBS = 200
 
 
 @dataclass(frozen=True)
@@ -57,11 +65,17 @@ class Job:
 
     def report(self) -> dict:
         """The command's ``--status-file`` report (stage, done/total, result), or {} before its first one."""
-        try:
-            report = json.loads((self.path / JOB_STATUS).read_text())
-        except (OSError, ValueError):
-            return {}
+        report = _read(self.path / JOB_STATUS)
         return report if isinstance(report, dict) else {}
+
+    def result(self) -> dict:
+        """What the command produced (e.g. ``edit_id``, ``eval_id``), from its report; {} if none."""
+        result = self.report().get("result")
+        return result if isinstance(result, dict) else {}
+
+    @property
+    def label(self) -> str:
+        return str(self.spec.get("label", "(no label)"))
 
     def log(self, limit: int = 20_000) -> str:
         """The last ``limit`` characters of the log, progress-bar redraws collapsed to their last state."""
@@ -89,49 +103,91 @@ def write_json(path: Path, value: dict) -> None:
     atomic_write(path, lambda file: file.write(json.dumps(value, indent=2).encode()))
 
 
-def _alive(pid: int, job_path: Path) -> bool:
-    """Whether ``pid`` is this job's runner (not an exited one, nor another process that reused the pid)."""
-    if not process_alive(pid):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
+def _read(path: Path):
+    """A job file's JSON value, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def process_identity(pid) -> dict | None:
+    """The start time and command line of the live process ``pid``, which tell it from a later process that reuses
+    the pid; None when there is no such process (or ``pid`` is 0, 1 or negative, which name groups, init or
+    nothing). Linux reads ``/proc``; elsewhere ``ps``."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or not process_alive(pid):
+        return None
+    if Path("/proc/self/stat").exists():
         try:
-            return str(job_path).encode() in cmdline.read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
-            return False
-    return True
+            return None
+        # Field 22, after the parenthesised command name (which may hold spaces): start time in clock ticks.
+        return {"start": stat.rsplit(")", 1)[1].split()[19],
+                "cmdline": [part.decode(errors="replace") for part in command.split(b"\0") if part]}
+    try:
+        shown = subprocess.run(["ps", "-o", "lstart=", "-o", "command=", "-p", str(pid)], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # lstart is five fields (e.g. "Mon Jan  1 00:00:00 2026"); the command line follows.
+    fields = shown.split()
+    return {"start": " ".join(fields[:5]), "cmdline": fields[5:]} if len(fields) > 5 else None
 
 
-def _pid(path: Path) -> int | None:
-    return json.loads((path / PID).read_text())["pid"] if (path / PID).is_file() else None
+def _runner(path: Path) -> int | None:
+    """The pid of this job's runner if it is running now and is the process that wrote ``pid.json`` (same start
+    time and command line, which names this job's folder); else None."""
+    recorded = _read(path / PID)
+    if not isinstance(recorded, dict):
+        return None
+    pid = recorded.get("pid")
+    live = process_identity(pid)
+    if live is None or live["start"] != recorded.get("start") or live["cmdline"] != recorded.get("cmdline"):
+        return None
+    return pid if str(path.resolve()) in live["cmdline"] else None
 
 
 def load(path: Path) -> Job:
-    """Read one job folder."""
-    spec = json.loads((path / SPEC).read_text())
+    """Read one job folder; a job whose files do not read back is reported as lost, never as running.
+
+    Raises:
+        OSError, ValueError: ``job.json`` is missing or not a JSON object (not a job).
+    """
+    spec = json.loads((path / SPEC).read_text(encoding="utf-8"))
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path / SPEC} is not a job record")
     cancelled = (path / CANCELLED).exists()
-    if (path / EXIT).is_file():
-        code = json.loads((path / EXIT).read_text())["returncode"]
+    if (path / EXIT).exists():
+        ended = _read(path / EXIT)
+        code = ended.get("returncode") if isinstance(ended, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
+            return Job(path.name, path, spec, "cancelled" if cancelled else "lost", None)
         status = "cancelled" if cancelled else "succeeded" if code == 0 else "failed"
         return Job(path.name, path, spec, status, code)
-    pid = _pid(path)
-    if pid is None:
+    if not (path / PID).exists():
         waiting = time.time() - (path / SPEC).stat().st_mtime < START_GRACE_S
         return Job(path.name, path, spec, ("cancelling" if cancelled else "starting") if waiting else "lost", None)
-    if _alive(pid, path):
+    if _runner(path) is not None:
         return Job(path.name, path, spec, "cancelling" if cancelled else "running", None)
     return Job(path.name, path, spec, "cancelled" if cancelled else "lost", None)
 
 
-def list_jobs(root: str) -> list[Job]:
-    """Every job under ``root/jobs``, newest first; folders that are not jobs are ignored."""
+def list_jobs(root: str, limit: int = MAX_JOBS) -> list[Job]:
+    """The newest ``limit`` jobs under ``root/jobs``, newest first; folders that are not jobs are ignored."""
     directory = jobs_dir(root)
     found = []
-    for path in sorted(directory.iterdir(), reverse=True) if directory.is_dir() else []:
-        if path.is_dir() and (path / SPEC).is_file():
+    names = sorted((entry.name for entry in os.scandir(directory) if entry.is_dir()), reverse=True) \
+        if directory.is_dir() else []
+    for name in names:
+        if len(found) >= limit:
+            break
+        path = directory / name
+        if (path / SPEC).is_file():
             try:
                 found.append(load(path))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError):
                 continue
     return found
 
@@ -180,8 +236,15 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
 
 def cancel(job: Job) -> None:
     """Ask a job to stop: its runner and command get SIGTERM (the runner kills the command if it lingers); a runner
-    not ready yet finds the mark and does not start the command."""
+    not ready yet finds the mark and does not start the command. Only a verified runner (``load``) that leads its
+    own process group, not this process's, is signalled."""
     (job.path / CANCELLED).write_text(now())
-    pid = _pid(job.path)
-    if pid is not None and _alive(pid, job.path):
-        os.killpg(pid, signal.SIGTERM)
+    pid = _runner(job.path)
+    if pid is None:
+        return
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if group == pid and group != os.getpgrp():
+        os.killpg(group, signal.SIGTERM)

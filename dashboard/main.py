@@ -1,9 +1,10 @@
-"""The LocoLab dashboard: ``streamlit run dashboard/main.py [-- --artifacts ROOT] [--lock-root] [--max-jobs N]``."""
+"""The LocoLab dashboard: ``streamlit run dashboard/main.py [-- --artifacts ROOT] [--lock-root] [--max-jobs N]
+[--roots DIR ...] [--allow-model NAME ...]``."""
 
 import streamlit as st
 
 from dashboard import common
-from dashboard.root import launch_options, problem
+from dashboard.root import launch_options, problem, typed_root_problem
 
 st.set_page_config(page_title="LocoLab", page_icon=":material/biotech:", layout="wide")
 options = launch_options()
@@ -11,8 +12,13 @@ st.session_state[common.OPTIONS_KEY] = options
 if options.lock_root:
     chosen, source = options.root, options.source
 else:
-    chosen = st.sidebar.text_input("Artifact root", value=options.root, key="root_input",
-                                   help=f"A local folder. Started with {options.root} ({options.source}).").strip()
+    chosen = st.sidebar.text_input("Artifact root", value=options.root, key="root_input", max_chars=4096,
+                                   help=common.escape(f"A local folder. Started with {options.root} ({options.source})."
+                                                      )).strip()
+    refused = typed_root_problem(chosen, options) if chosen else None
+    if refused:
+        st.sidebar.error(common.escape(refused))
+        chosen = options.root
     source = options.source if chosen == options.root else "typed in"
 st.session_state[common.ROOT_KEY] = chosen or options.root
 st.session_state[common.SOURCE_KEY] = source if chosen else options.source
@@ -26,7 +32,7 @@ pages = st.navigation([
 ])
 why_not = problem(common.root())
 if why_not:
-    st.error(why_not)
+    st.error(common.escape(why_not))
     st.stop()
 common.show_problems(common.snapshot())
 pages.run()

@@ -8,6 +8,7 @@ import threading
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract.names import CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
 from contract.summaries import (
@@ -67,8 +68,10 @@ def models(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def run_list(con: duckdb.DuckDBPyConnection, method: str = LOCOGEN) -> pa.Table:
     """Every run of ``method`` (``locogen`` sweeps or ``trace`` runs) with its settings, newest first
-    (``contract.summaries.run_settings``): what the run picker lists and shows next to the map."""
-    return run_settings(con, method=method)
+    (``contract.summaries.run_settings``): what the run picker lists and shows next to the map. LocoGen runs without
+    a scored window (nothing to map yet) are left out."""
+    runs = run_settings(con, method=method)
+    return runs.filter(pc.greater(runs["window_scores"], 0)) if method == LOCOGEN else runs
 
 
 def default_run(runs: pa.Table, model: str) -> str | None:
@@ -250,8 +253,9 @@ def concepts(con: duckdb.DuckDBPyConnection, model: str) -> list[tuple[str, str]
     return [(family, concept) for family, concept, _ in rows]
 
 
-def edit_pairs(con: duckdb.DuckDBPyConnection, edit_id: str) -> pa.Table:
-    """Before/after pairs of an edit's evaluation: per (group, prompt, seed), both scores, the delta and both images."""
+def edit_pairs(con: duckdb.DuckDBPyConnection, edit_id: str, eval_id: str | None) -> pa.Table:
+    """Before/after pairs of one evaluation of an edit (``eval_id`` None: the one from before evaluations had ids):
+    per (group, prompt, seed), both scores, the delta and both images."""
     return con.sql("""
         SELECT "group", prompt, seed,
                any_value(score) FILTER (WHERE phase = 'before') AS before,
@@ -259,20 +263,23 @@ def edit_pairs(con: duckdb.DuckDBPyConnection, edit_id: str) -> pa.Table:
                after - before AS delta,
                any_value(image_path) FILTER (WHERE phase = 'before') AS before_image,
                any_value(image_path) FILTER (WHERE phase = 'after') AS after_image
-        FROM edit_scores WHERE edit_id = $edit GROUP BY ALL ORDER BY "group", prompt, seed""",
-                   params={"edit": edit_id}).to_arrow_table()
+        FROM edit_scores WHERE edit_id = $edit AND eval_id IS NOT DISTINCT FROM $eval
+        GROUP BY ALL ORDER BY "group", prompt, seed""", params={"edit": edit_id, "eval": eval_id}).to_arrow_table()
 
 
-def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> pa.Table:
-    """Per edit of one concept and per prompt group: mean score before and after, for comparing methods."""
+def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str,
+                     eval_id: str | None) -> pa.Table:
+    """Per edit of one concept and per prompt group: mean score before and after, for comparing methods, from the
+    evaluations with one set of settings (``eval_id``: the same for every edit evaluated with those settings)."""
     return con.sql("""
         SELECT edit_id, any_value(method) AS method, "group",
                avg(score) FILTER (WHERE phase = 'before') AS before,
                avg(score) FILTER (WHERE phase = 'after') AS after,
                after - before AS delta
         FROM edit_scores WHERE model = $model AND family = $family AND concept = $concept
+          AND eval_id IS NOT DISTINCT FROM $eval
         GROUP BY edit_id, "group" ORDER BY method, edit_id, "group\"""",
-                   params={"model": model, "family": family, "concept": concept}).to_arrow_table()
+                   params={"model": model, "family": family, "concept": concept, "eval": eval_id}).to_arrow_table()
 
 
 def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:

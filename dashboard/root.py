@@ -3,6 +3,11 @@
 The root comes from, in order: a path typed into the sidebar (unless the server was started with ``--lock-root``),
 ``streamlit run dashboard/main.py -- --artifacts ROOT``, ``$LOCOLAB_ARTIFACTS``, else ``artifacts`` in the working
 directory. Only local folders are served: jobs write logs there and images are read from disk.
+
+A typed root must be an existing folder inside one of the allowed places: the launch root's parent folder by default
+(so a team switches between sibling roots, never to ``/`` or a system folder), or the folders given with ``--roots``
+at launch. Jobs are launched only into the launch root or an existing LocoLab root (one with ``tables/`` or
+``edits/``), so a typed path never becomes a new place that jobs write.
 """
 
 import argparse
@@ -23,12 +28,17 @@ class LaunchOptions:
         source: where ``root`` came from, for the Overview page.
         lock_root: forbid switching roots from the page (for a dashboard served to a team).
         max_jobs: how many compute jobs may run at once.
+        roots: folders under which a typed root may lie (empty: the launch root's parent).
+        models: models jobs may name besides the registered ones and model folders inside the root (hub ids or
+            paths the operator allows).
     """
 
     root: str
     source: str
     lock_root: bool
     max_jobs: int = 1
+    roots: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
 
 
 def launch_options(argv: list[str] | None = None) -> LaunchOptions:
@@ -38,6 +48,8 @@ def launch_options(argv: list[str] | None = None) -> LaunchOptions:
     parser.add_argument("--artifacts")
     parser.add_argument("--lock-root", action="store_true")
     parser.add_argument("--max-jobs", type=int, default=1)
+    parser.add_argument("--roots", action="append", default=[])
+    parser.add_argument("--allow-model", action="append", default=[])
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.artifacts:
         root, source = args.artifacts, "--artifacts"
@@ -45,7 +57,8 @@ def launch_options(argv: list[str] | None = None) -> LaunchOptions:
         root, source = os.environ[ROOT_ENV], f"${ROOT_ENV}"
     else:
         root, source = DEFAULT_ROOT, "default"
-    return LaunchOptions(root, source, args.lock_root, max(1, args.max_jobs))
+    return LaunchOptions(root, source, args.lock_root, max(1, args.max_jobs), tuple(args.roots),
+                         tuple(args.allow_model))
 
 
 def problem(root: str) -> str | None:
@@ -56,6 +69,47 @@ def problem(root: str) -> str | None:
     if path.exists() and not path.is_dir():
         return f"{root} is a file, not a folder"
     return None
+
+
+def allowed_places(options: LaunchOptions) -> list[Path]:
+    """The folders a typed root must lie in: ``--roots``, else the launch root's parent (the launch root alone when
+    that parent is the filesystem's root)."""
+    if options.roots:
+        return [Path(place).resolve() for place in options.roots]
+    launch = Path(options.root).resolve()
+    return [launch if launch.parent == Path(launch.anchor) else launch.parent]
+
+
+def typed_root_problem(typed: str, options: LaunchOptions) -> str | None:
+    """Why a root typed into the sidebar is refused, or None: it must be an existing folder inside
+    ``allowed_places`` (symbolic links and ``..`` resolved)."""
+    if typed == options.root:
+        return None
+    if "://" in typed:
+        return problem(typed)
+    path = Path(typed).expanduser().resolve()
+    places = allowed_places(options)
+    if not any(path.is_relative_to(place) for place in places):
+        shown = ", ".join(str(place) for place in places)
+        return (f"{typed} is outside the folders this dashboard may open ({shown}); start it with --roots DIR to "
+                "allow another place")
+    if not path.is_dir():
+        return f"{typed} is not an existing folder"
+    return None
+
+
+def is_locolab_root(root: str) -> bool:
+    """Whether ``root`` is a folder that LocoLab has written (it holds ``tables/`` or ``edits/``)."""
+    path = Path(root)
+    return (path / "tables").is_dir() or (path / "edits").is_dir()
+
+
+def job_root_problem(root: str, options: LaunchOptions) -> str | None:
+    """Why jobs may not be launched into ``root``, or None: the launch root, or an existing LocoLab root."""
+    if Path(root).resolve() == Path(options.root).resolve() or is_locolab_root(root):
+        return None
+    return (f"{root} is not a LocoLab artifact root (no tables/ or edits/): jobs write only into the launch root or "
+            "an existing root; start the dashboard with --artifacts to use a new one")
 
 
 def inside(root: str, relpath: str) -> Path | None:

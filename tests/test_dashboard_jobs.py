@@ -1,9 +1,11 @@
 """Edit jobs: launched from the Run-an-edit page as separate processes, followed through their files, one at a time,
 cancellable; and the checks on what a request may name."""
 
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from dashboard_fixtures import MAIN, copy_root, real_root
@@ -12,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from compute.models.registry import MODELS
 from contract.errors import UserError
+from contract.names import JOB_STATUS
 from dashboard import jobs
 from dashboard.edit_request import EditRequest
 
@@ -75,7 +78,7 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
                     and page, timeout=300, step=2)
     edit_id = next(s.value for s in done.subheader if s.value.startswith("Result: ")).removeprefix("Result: ")
     assert edit_id.startswith("van-gogh-loco-")
-    assert (mine / "edits" / edit_id / "eval.json").is_file()
+    assert len(list((mine / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
     assert [m.label for m in done.metric][:3] == ["efficacy · score drop", "efficacy · prompt rate",
                                                   "efficacy · image rate"]
     assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
@@ -121,7 +124,7 @@ def request(**changes) -> EditRequest:
 
 
 def test_a_request_may_name_only_registered_or_stored_models():
-    with pytest.raises(UserError, match="neither registered nor in this artifact root"):
+    with pytest.raises(UserError, match="neither registered, allowed at launch"):
         request(model="../../elsewhere").args("/root", set(MODELS), 16)
 
 
@@ -146,3 +149,75 @@ def test_a_diffquickfix_request_names_no_layers_and_passes_the_key_options():
 def test_a_neuron_request_may_not_set_key_positions():
     with pytest.raises(UserError, match="closed-form methods only"):
         request(method="neuron", positions="subject").args("/root", set(MODELS), 16)
+
+
+def plant(root, job_id: str, label: str = "planted", **files) -> Path:
+    """A job folder as someone with write access to the root could leave it: job.json plus ``files`` (name -> JSON
+    value, or bytes written as they are)."""
+    path = jobs.jobs_dir(str(root)) / job_id
+    path.mkdir(parents=True)
+    jobs.write_json(path / jobs.SPEC, {"job_id": job_id, "args": ["edit"], "label": label})
+    for name, value in files.items():
+        (path / name).write_bytes(value if isinstance(value, bytes) else json.dumps(value).encode())
+    return path
+
+
+@pytest.mark.slow
+def test_a_planted_pid_0_is_a_lost_job_that_blocks_nothing_and_cancel_signals_no_one(tmp_path):
+    path = plant(tmp_path, "20990101-000000-aaaaaa", **{jobs.PID: {"pid": 0}})
+
+    assert jobs.load(path).status == "lost"
+    assert not [job for job in jobs.list_jobs(str(tmp_path)) if job.active]
+    # Cancel from a process of its own group: had it signalled group 0 (its own), it would die of SIGTERM.
+    cancel = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from dashboard import jobs; "
+                             "jobs.cancel(jobs.load(Path(sys.argv[1]))); print('survived')", str(path)],
+                            capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert (cancel.returncode, cancel.stdout.strip()) == (0, "survived"), cancel.stderr
+    launched = jobs.launch(str(tmp_path), ["layers", "--model=tiny-sd1"], "not blocked")
+    jobs.cancel(launched)
+    assert wait_for(lambda: (job := jobs.load(launched.path)).status == "cancelled" and job, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recorded", [
+    lambda sleeper: {"pid": sleeper.pid},  # a live process this dashboard did not start, no identity
+    lambda sleeper: {"pid": sleeper.pid, **jobs.process_identity(sleeper.pid)},  # its identity, not a runner's
+    lambda sleeper: b"{not json",
+    lambda sleeper: {"pid": 1},
+    lambda sleeper: {"pid": "12"},
+])
+def test_pids_not_started_by_this_dashboard_are_not_running_and_are_never_signalled(tmp_path, recorded):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        path = plant(tmp_path, "20990101-000000-bbbbbb", **{jobs.PID: recorded(sleeper)})
+        job = jobs.load(path)
+        assert job.status == "lost"
+        jobs.cancel(job)
+        time.sleep(0.2)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_job_files_that_do_not_read_back_show_as_lost_on_the_page(monkeypatch, tmp_path):
+    plant(tmp_path, "20990101-000000-cccccc", label="[click](http://evil.example) **bold**",
+          **{jobs.EXIT: b"\x00\x01garbage", JOB_STATUS: ["not", "an", "object"]})
+
+    app = open_page(monkeypatch, tmp_path)
+
+    line = app.markdown[0].value
+    assert line.endswith("**lost**")
+    assert "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*" in line
+
+
+def test_the_seeds_box_is_bounded(monkeypatch, tmp_path):
+    app = open_page(monkeypatch, tmp_path)
+    app.text_input(key="run_concept_text_style").set_value("van gogh").run()
+    app.text_input(key="run_seeds").set_value(",".join(map(str, range(5001)))).run()
+
+    app.button(key="launch").click().run()
+
+    assert len(app.text_input(key="run_seeds").value) <= 2000  # the box itself takes no more
+    assert app.error[0].value.endswith(" seeds\\: give at most 64")
+    assert not jobs.list_jobs(str(tmp_path))

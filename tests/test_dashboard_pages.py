@@ -9,9 +9,12 @@ from dashboard_fixtures import (
     MAIN,
     PLANTED,
     add_corrupt_part,
+    add_damaged_summary,
     add_foreign_part,
     add_newer_part,
     add_planted_run,
+    add_scrambled_part,
+    add_second_evaluation,
     copy_root,
     real_root,
 )
@@ -87,11 +90,12 @@ def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):
 
 
 def test_a_typed_root_replaces_the_started_one(monkeypatch, tmp_path, root):
+    sibling = copy_root(root, tmp_path / "sibling")
     app = open_app(monkeypatch, tmp_path / "nothing-yet")
 
-    app.sidebar.text_input(key="root_input").set_value(str(root)).run()
+    app.sidebar.text_input(key="root_input").set_value(str(sibling)).run()
 
-    assert "typed in" in app.markdown[0].value
+    assert "typed in" in app.markdown[0].value and str(sibling) in app.markdown[0].value
     assert set(app.dataframe[0].value["model"]) == {"tiny-sd1"}
 
 
@@ -367,7 +371,8 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
     assert [m.label for m in app.metric] == [
         "efficacy · score drop", "efficacy · prompt rate", "efficacy · image rate", "generalization · score drop",
         "generalization · prompt rate", "generalization · image rate", "specificity", "other concepts retained"]
-    stored = json.loads((root / "edits" / loco / "eval.json").read_text())
+    (summary,) = (root / "edits" / loco / "evals").glob("*/eval.json")
+    stored = json.loads(summary.read_text())
     metrics = app.dataframe[2].value.set_index("metric")
     assert metrics.loc["efficacy · prompt rate", "interval"] == (
         f"[{stored['efficacy_prompt_rate_low']:.2f}, {stored['efficacy_prompt_rate_high']:.2f}]")
@@ -390,7 +395,8 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
     compared = app.dataframe[3].value
     assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
-    stored = json.loads((root / "edits" / quickfix / "eval.json").read_text())
+    (summary,) = (root / "edits" / quickfix / "evals").glob("*/eval.json")
+    stored = json.loads(summary.read_text())
     row = compared[compared["edit"] == quickfix].iloc[0]
     assert row["efficacy_score_drop"] == pytest.approx(stored["efficacy_score_drop"])
     assert row["generalization_score_drop"] == pytest.approx(stored["generalization_score_drop"])
@@ -435,14 +441,29 @@ def test_run_an_edit_offers_diffquickfix_without_unet_layers_and_its_key_options
     assert not app.get("radio")[1:] and not app.checkbox
 
 
+DAMAGE = {  # how a root is damaged: (what does it, what the warning names)
+    "corrupt": (add_corrupt_part, "unreadable Parquet"),
+    "scrambled pages": (add_scrambled_part, "unreadable Parquet"),
+    "foreign": (add_foreign_part, "not a LocoLab scores table"),
+    "cut-off summary": (add_damaged_summary, "unreadable JSON"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(DAMAGE))
+def damaged(request, tmp_path_factory, root):
+    """A copy of the real root with one kind of damage: (root, the damaged file, what the warning says of it)."""
+    copy = copy_root(root, tmp_path_factory.mktemp("damaged") / "root")
+    damage, reason = DAMAGE[request.param]
+    return copy, damage(copy), reason
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_a_corrupt_parquet_file_is_named_and_skipped(monkeypatch, tmp_path, root, page):
-    broken = copy_root(root, tmp_path / "root")
-    add_corrupt_part(broken)
+def test_damaged_files_are_named_and_skipped_on_every_page(monkeypatch, damaged, page):
+    broken, path, reason = damaged
 
     app = open_app(monkeypatch, broken, page)
 
-    assert "part-corrupt.parquet" in app.warning[0].value and "unreadable Parquet" in app.warning[0].value
+    assert path.name in app.warning[0].value and reason in app.warning[0].value
     assert not app.error
 
 
@@ -452,7 +473,7 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, newer)
 
-    assert "newer LocoLab (schema v99 > v1)" in app.error[0].value
+    assert "newer LocoLab (schema v99 \\> v2)" in app.error[0].value
     assert not app.dataframe
 
 
@@ -462,7 +483,7 @@ def test_a_foreign_parquet_file_with_wrong_column_types_is_named_and_skipped(mon
 
     app = open_app(monkeypatch, odd, "views/gallery.py")
 
-    assert "part-foreign.parquet`: not a LocoLab scores table: score is text, not number" in app.warning[0].value
+    assert "part-foreign.parquet`: not a LocoLab scores table\\: score is text, not number" in app.warning[0].value
     assert len(app.image) == (2 + 4) * 2
 
 
@@ -492,3 +513,88 @@ def test_image_paths_that_leave_the_root_are_not_read(monkeypatch, tmp_path, roo
     assert not app.image
     assert [c.value for c in app.caption if "leaves" in c.value] == [
         "seed 0 · –\n\n(no image: path leaves the artifact root)"] * 2
+
+
+def test_each_evaluation_shows_its_settings_and_methods_compare_under_the_same_settings(monkeypatch, tmp_path, root):
+    two = copy_root(root, tmp_path / "root")
+    edit_id, second = add_second_evaluation(two, steps=7)
+    app = open_app(monkeypatch, two, "views/edits.py")
+
+    app.selectbox(key="edit_choice").set_value(edit_id).run()
+
+    picker = app.selectbox(key=f"eval_choice_{edit_id}")
+    assert len(picker.options) == 2 and picker.value == second  # the newest first
+    settings = [c.value for c in app.caption if c.value.startswith(f"evaluation {second}")]
+    assert len(settings) == 1 and "7 steps" in settings[0] and "2 unrelated prompts" in settings[0]
+    assert app.metric[0].label == "efficacy · score drop" and app.metric[0].value.split(" [")[0] == "0.25"
+    assert any(c.value.startswith("Only one edit of this concept evaluated with these settings") for c in app.caption)
+    first = next(option for option in picker.options if not option.startswith(second))
+    picker.set_value(first.split(" · ")[0]).run()
+    assert any(c.value.startswith(f"evaluation {first.split(' · ')[0]}") and "2 steps" in c.value
+               for c in app.caption)
+    assert list(app.dataframe[3].value["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
+
+
+def test_stored_text_is_shown_literally(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    crafted = "[click](http://evil.example) **bold** :red[x] <b>html</b>"
+    case = dict(run_id="odd", model="tiny-sd1", family="style", concept="crafted", prompt=crafted, target="t",
+                seed=0, kind="original", case_id="c", image_path="images/none.png")
+    write_table("cases", [case, dict(case, case_id="w", kind="window", window_start=0, window_size=1)], "odd",
+                root=odd)
+    app = open_app(monkeypatch, odd, "views/gallery.py")
+
+    app.selectbox(key="gal_concept").set_value(("style", "crafted")).run()
+
+    caption = next(c.value for c in app.caption if c.value.startswith("Original prompt"))
+    assert "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\* \\:red\\[x\\] \\<b\\>html\\</b\\>" in caption
+
+
+def test_a_root_typed_outside_the_allowed_places_is_refused(monkeypatch, tmp_path, root):
+    app = open_app(monkeypatch, tmp_path / "launch")
+
+    for typed in ("/", "/etc", str(root)):
+        app.sidebar.text_input(key="root_input").set_value(typed).run()
+
+        assert "is outside the folders this dashboard may open" in app.sidebar.error[0].value
+        assert str(tmp_path / "launch") in app.markdown[0].value and "typed in" not in app.markdown[0].value
+    app.sidebar.text_input(key="root_input").set_value(str(tmp_path / "not-there")).run()
+    assert "is not an existing folder" in app.sidebar.error[0].value
+
+
+def test_jobs_launch_only_into_the_launch_root_or_an_existing_locolab_root(monkeypatch, tmp_path):
+    (tmp_path / "plain").mkdir()
+    app = open_app(monkeypatch, tmp_path / "launch", "views/run_edit.py")
+    assert not app.button(key="launch").disabled
+
+    app.sidebar.text_input(key="root_input").set_value(str(tmp_path / "plain")).run()
+
+    assert "is not a LocoLab artifact root" in app.warning[0].value
+    assert app.button(key="launch").disabled
+
+
+def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    inside, outside = odd / "models" / "mine", tmp_path / "elsewhere"
+    for folder in (inside, outside):
+        folder.mkdir(parents=True)
+        (folder / "model_index.json").write_text("{}")
+    rows = [dict(case_id=f"c{i}", run_id="crafted", model=name, family="style", concept="x", kind="original",
+                 seed=0, scorer_id="tiny-clip", score=0.1) for i, name in enumerate(
+                     [str(inside), str(outside), "someone/hub-model", "../../escape"])]
+    write_table("scores", rows, "crafted", root=odd)
+    write_table("layers", [dict(run_id="crafted", model="tiny-sd1", index=2_000_000, component="cross-attention")],
+                "crafted", root=odd)
+    write_table("scores", [dict(case_id="t", run_id="crafted", model="tiny-sd1", family="style", concept="van gogh",
+                                kind="restored", window_start=2_000_000, window_size=1, seed=0, scorer_id="tiny-clip",
+                                score=0.3, method="trace-unet", component="cross-attention", noise=3.0)],
+                "crafted-trace", root=odd)
+
+    app = open_app(monkeypatch, odd, "views/run_edit.py")
+    from compute.models.registry import MODELS
+    assert app.selectbox(key="run_model").options == sorted([*MODELS, str(inside)])
+
+    app = open_app(monkeypatch, odd, "views/layer_map.py")
+    assert [len(row) for row in heat_map_spec(app)["data"][0]["z"]] == [16, 16]
+    app.radio(key="map_method").set_value("Causal tracing").run()
+    assert len(app.selectbox(key="trace_site_cross-attention_style_van gogh").options) == 16

@@ -102,8 +102,8 @@ def test_from_run_edits_the_minimal_localizing_window(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--layers", "8,9", "--lambda", "0"], "--lambda must be > 0"),
-    (["--layers", "8,9", "--lambda", "-1"], "--lambda must be > 0"),
+    (["--layers", "8,9", "--lambda", "0"], "argument --lambda: expected a number > 0 (finite), got '0'"),
+    (["--layers", "8,9", "--lambda", "-1"], "argument --lambda: expected a number > 0 (finite), got '-1'"),
     (["--layers", "8,16"], "use indices 0..15"),
     (["--layers", "8", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
     (["--layers", "8", "--prompt", "a painting by van goghs"], "are not in the tokens"),
@@ -114,7 +114,7 @@ def test_from_run_edits_the_minimal_localizing_window(tmp_path):
     (["--layers", "8", "--method", "diffquickfix"], "edits text-encoder layer 0, not UNet layers: drop --layers"),
     (["--from-run", "run1", "--method", "diffquickfix"], "drop --layers/--from-run"),
     (["--method", "neuron", "--layers", "8", "--positions", "subject"], "not --method neuron"),
-    (["--method", "diffquickfix", "--lambda", "0"], "--lambda must be > 0"),
+    (["--method", "diffquickfix", "--lambda", "0"], "argument --lambda: expected a number > 0"),
     (["--method", "diffquickfix", "--prompt", "a painting of a tree"], "does not occur in the source prompt"),
     ([], "needs --layers"),
 ])
@@ -139,6 +139,16 @@ def test_diffquickfix_keys_only_the_subject_token_on_request(tmp_path):
     assert (record["positions"], record["num_keys"]) == ("subject", {"text_encoder": 4})
 
 
+def _summary(folder):
+    """The summary of the edit's only evaluation (``evals/<eval_id>/eval.json``)."""
+    (path,) = folder.glob("evals/*/eval.json")
+    return json.loads(path.read_text())
+
+
+def _summary_of(folder, eval_id):
+    return json.loads((folder / "evals" / eval_id / "eval.json").read_text())
+
+
 def _eval_table(root):
     return pq.read_table(next((root / "tables" / "edit_scores").glob("*.parquet"))).to_pylist()
 
@@ -154,10 +164,54 @@ def test_eval_edit_scores_every_prompt_before_and_after(tmp_path):
     before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
     after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
     assert before.keys() == after.keys() and before != after
-    summary = json.loads((folder / "eval.json").read_text())
+    summary = _summary(folder)
     unrelated = {r["phase"]: r["score"] for r in rows if r["group"] == "unrelated"}
     assert summary["specificity"] == pytest.approx(unrelated["after"] / unrelated["before"])
     assert summary["num_prompts"]["generalization"] == 6
+
+
+def _files(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_an_evaluation_is_identified_by_its_settings(tmp_path, capsys):
+    """The same settings again return the stored evaluation (nothing rewritten); other settings are stored beside
+    it, never over it."""
+    main(EDIT + ["--layers", "8,9", "--artifacts", str(tmp_path)])
+    edit_id, folder = _only_edit(tmp_path)
+    evaluate = ["eval-edit", edit_id, "--artifacts", str(tmp_path), "--scorer", "tiny-clip"]
+    assert main(evaluate + EVAL) == 0
+    first = _summary(folder)
+    stored = _files(tmp_path)
+    capsys.readouterr()
+
+    assert main(evaluate + EVAL) == 0
+    assert f"evaluation {first['eval_id']} of {edit_id} with these settings already exists" in capsys.readouterr().out
+    assert _files(tmp_path) == stored
+
+    assert main(evaluate + EVAL[:1] + ["3"] + EVAL[2:]) == 0  # --steps 3 instead of 2
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in folder.glob("evals/*/eval.json")}
+    assert set(summaries) == {first["eval_id"], next(k for k in summaries if k != first["eval_id"])}
+    assert {s["steps"] for s in summaries.values()} == {2, 3}
+    assert {p: b for p, b in _files(tmp_path).items() if p in stored} == stored  # the first one untouched
+    rows = [r for p in (tmp_path / "tables" / "edit_scores").glob("*.parquet") for r in pq.read_table(p).to_pylist()]
+    by_eval = {e: [r for r in rows if r["eval_id"] == e] for e in summaries}
+    assert all(len(r) == 2 * EVAL_PROMPTS for r in by_eval.values())
+    assert {r["steps"] for r in by_eval[first["eval_id"]]} == {2}
+
+    # A damaged evaluation is found by verify, set aside by --repair, and redone by the same command.
+    summary = folder / "evals" / first["eval_id"] / "eval.json"
+    summary.write_text(summary.read_text()[:50])
+    capsys.readouterr()
+    assert main(["verify", "--artifacts", str(tmp_path)]) == 1
+    assert f"evaluation {first['eval_id']} of edit {edit_id}: summary unreadable" in capsys.readouterr().out
+    assert main(["verify", "--repair", "--artifacts", str(tmp_path)]) == 0
+    assert not (folder / "evals" / first["eval_id"]).exists()
+    assert main(evaluate + EVAL) == 0
+    assert "already exists" not in capsys.readouterr().out
+    assert _summary_of(folder, first["eval_id"])["efficacy_score_after"] == first["efficacy_score_after"]
+    assert main(["verify", "--artifacts", str(tmp_path)]) == 0
 
 
 def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path, capsys):
@@ -181,7 +235,7 @@ def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path,
     before = {r["prompt"]: r["score"] for r in rows if r["phase"] == "before" and r["group"] == "efficacy"}
     after = {r["prompt"]: r["score"] for r in rows if r["phase"] == "after" and r["group"] == "efficacy"}
     assert all(before[p] != after[p] for p in before)
-    assert json.loads((folder / "eval.json").read_text())["edit_id"] == edit_id
+    assert _summary(folder)["edit_id"] == edit_id
 
 
 def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
@@ -191,7 +245,7 @@ def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
     before = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "before")
     after = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "after")
     assert before == after
-    summary = json.loads((_only_edit(tmp_path)[1] / "eval.json").read_text())
+    summary = _summary(_only_edit(tmp_path)[1])
     assert summary["specificity"] == 1.0
     assert summary["efficacy_prompt_rate"] == summary["efficacy_prompt_rate_before"]
     assert summary["efficacy_score_drop"] == 0.0
@@ -269,7 +323,7 @@ def test_a_fact_edit_is_scored_against_the_old_fact_and_the_new_one(tmp_path, ca
     assert sorted((r["image_path"], r["phase"]) for r in new) == sorted((r["image_path"], r["phase"]) for r in old)
     [reference] = [r for r in rows if r["group"] == "new_fact_reference" and r["phase"] == "before"]
     assert reference["prompt"] == "joe biden" and reference["score_text"] == "joe biden"
-    summary = json.loads((folder / "eval.json").read_text())
+    summary = _summary(folder)
     assert (summary["old_fact_text"], summary["new_fact_text"]) == ("donald trump", "joe biden")
 
     def mean(group_rows, phase):

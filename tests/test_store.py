@@ -35,7 +35,7 @@ def test_write_table_leaves_only_the_final_file(tmp_path):
     assert paths == [f"{tmp_path}/tables/scores/model=CompVis%2Fstable-diffusion-v1-4/family=style/"
                      "part-run1-0-0.parquet"]
     assert _files(tmp_path) == ["part-run1-0-0.parquet"]
-    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=1, **_score("a", "original", 0.75),
+    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=2, **_score("a", "original", 0.75),
                                                         method=None, component=None, noise=None, blocks=None)]
 
 
@@ -105,9 +105,9 @@ def test_newer_schema_version_is_reported(tmp_path):
     write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
     directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
     directory.mkdir(parents=True)
-    pq.write_table(pa.table({"schema_version": [2], "case_id": ["b"]}), directory / "part-new.parquet")
+    pq.write_table(pa.table({"schema_version": [3], "case_id": ["b"]}), directory / "part-new.parquet")
 
-    with pytest.raises(UserError, match=r"newer LocoLab \(schema v2 > v1\); upgrade LocoLab"):
+    with pytest.raises(UserError, match=r"newer LocoLab \(schema v3 > v2\); upgrade LocoLab"):
         Store(tmp_path).connect()
 
 
@@ -260,3 +260,22 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_pat
         path.write_bytes(b"partial")
     assert store.remove_stale_temps(tmp_path) == [str(stale)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other_host.name])
+
+
+def test_verify_never_moves_a_file_outside_the_root(tmp_path):
+    """A crafted row naming an image outside the root damages its unit, but repair moves only the unit's parts."""
+    from compute.verify import find_damage, repair
+
+    outside = tmp_path / "precious.png"
+    outside.write_bytes(b"not a png, and not LocoLab's")
+    root = tmp_path / "root"
+    case = dict(case_id="c", run_id="r", model="m", family="f", concept="c", kind="original", seed=0)
+    write_table("cases", [dict(case, image_path=str(outside))], "u1", root=root)
+    write_table("scores", [dict(case, scorer_id="s", score=0.5)], "u1", root=root)
+
+    (damage,) = find_damage(root).damage
+    moved = repair(root, damage=[damage])
+
+    assert "its path leaves the root" in damage.problem
+    assert sorted(p.name for p in moved.rglob("*.parquet")) == ["part-u1.parquet"] * 2
+    assert outside.read_bytes() == b"not a png, and not LocoLab's"

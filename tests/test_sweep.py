@@ -4,12 +4,15 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -248,3 +251,85 @@ def test_on_tiny_sdxl_the_all_layers_swap_has_drop_exactly_one_against_its_refer
     # The plain target prompt also changes the pooled embedding the swap keeps: it is not the same image.
     assert row["all_layers_score"] != row["target_score"]
     assert [r["reference"] for r in table(root, "runs")] == ["all-layers"]
+
+
+def _scramble_pages(path: Path) -> None:
+    """Overwrite a Parquet file's data pages with random bytes, keeping its footer (and so its metadata) valid."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    end = len(data) - 8 - footer
+    data[4:end] = np.random.default_rng(0).integers(0, 256, end - 4, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def _images(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("images/*/*.png"))}
+
+
+def _unit_parts(root: Path, table: str) -> list[Path]:
+    """The table's unit parts in the plan's order (style/monet, style/van gogh and color/blue are one each)."""
+    return sorted((root / "tables" / table).rglob("part-*.parquet"))
+
+
+def _own_images(root: Path, unit: Path) -> list[str]:
+    """Images of a unit's window cases (no other unit shares them), from its cases part."""
+    return sorted({r["image_path"] for r in pq.read_table(unit).to_pylist() if r["kind"] == "window"})
+
+
+@pytest.mark.slow
+def test_verify_repair_then_resume_equals_an_undamaged_run(reference, tmp_path, capsys):
+    config, expected = reference
+    root = tmp_path / "root"
+    shutil.copytree(expected, root)
+    scores, cases = _unit_parts(root, "scores"), _unit_parts(root, "cases")
+    _scramble_pages(scores[0])  # one unit: valid footer, garbage pages
+    cases[2].write_bytes(cases[2].read_bytes()[:300])  # another: a cases part cut off
+    garbled, deleted = _own_images(expected, sorted((expected / "tables" / "cases").rglob("*.parquet"))[1])[:2]
+    (root / garbled).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # the third: one image garbled, one gone
+    (root / deleted).unlink()
+    foreign = root / "tables" / "scores" / "part-foreign.parquet"
+    pq.write_table(pa.table({"schema_version": pa.array([1], pa.int32()), "score": ["high"]}), foreign)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().replace("-", "_")
+    debris = root / "tables" / "cases" / f".tmp-{host}-{dead.stdout.strip()}-x-part.parquet"
+    debris.write_bytes(b"half")
+    capsys.readouterr()
+
+    assert main(["verify", "--artifacts", str(root)]) == 1
+    report = capsys.readouterr().out
+    assert "5 damaged" in report and "part-foreign.parquet" in report and "left by a writer" in report
+    assert report.count("\n  unit ") == 3 and "2 image(s) damaged" in report
+    assert "run `locolab verify --repair`" in report and f"locolab sweep CONFIG --artifacts {root}" in report
+    assert main(["verify", "--repair", "--artifacts", str(root)]) == 0
+    assert "moved the damaged files to" in capsys.readouterr().out
+    assert not debris.exists() and not foreign.exists()
+    assert len(list((root / "damaged").rglob("*.parquet"))) == 2 * 3 + 1  # three units' two parts, the foreign part
+    assert main(["sweep", config, "--artifacts", str(root), "--no-progress"]) == 0
+
+    assert "3 units run, 0 already done" in capsys.readouterr().out
+    for name in ("cases", "scores"):
+        assert table(root, name) == table(expected, name)
+    assert _images(root) == _images(expected)
+    assert main(["verify", "--artifacts", str(root)]) == 0
+    assert "no damaged" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_redoes_only_units_whose_parts_or_images_are_damaged(reference, tmp_path, capsys):
+    """Without verify: a unit is done only when its parts read back whole with one row per case and its images are
+    present; a foreign Parquet file among the tables is skipped, not a reason to fail."""
+    config, expected = reference
+    root = tmp_path / "root"
+    shutil.copytree(expected, root)
+    _unit_parts(root, "cases")[0].write_bytes(b"PAR1 cut off")
+    (root / _own_images(expected, _unit_parts(expected, "cases")[1])[0]).unlink()
+    pq.write_table(pa.table({"schema_version": pa.array([1], pa.int32()), "seed": ["zero"], "window_start": ["a"]}),
+                   root / "tables" / "cases" / "part-foreign.parquet")
+    capsys.readouterr()
+
+    assert main(["sweep", config, "--artifacts", str(root), "--no-progress"]) == 0
+
+    assert "2 units run, 1 already done" in capsys.readouterr().out
+    for name in ("cases", "scores"):
+        assert table(root, name) == table(expected, name)
+    assert _images(root) == _images(expected)

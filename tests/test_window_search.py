@@ -2,6 +2,7 @@
 (written by hand, so no model runs)."""
 
 import pytest
+from PIL import Image
 from sweep_helpers import write_config
 
 from compute.models.registry import MODELS
@@ -9,8 +10,11 @@ from compute.plan import build_plan
 from compute.settings import Settings
 from compute.sweep_config import WindowSearch, default_coarse, load_config
 from compute.window_search import plan_refinement, refinement_sizes
-from contract.store import Store, write_table
+from contract import store
+from contract.store import Store, write_png_atomic, write_table
 from contract.summaries import minimal_windows
+
+PIXEL = Image.new("RGB", (1, 1))
 
 
 @pytest.mark.parametrize("localizing, sizes", [
@@ -56,6 +60,8 @@ def _store_first_pass(root, config, units, localizing_start: int, localizing_siz
             cases.append({**common, "prompt": case.prompt, "target": case.target})
         write_table("scores", scores, unit.unit_id, root=root)
         write_table("cases", cases, unit.unit_id, root=root)
+        for case in unit.cases:  # a unit is done only with its images
+            write_png_atomic(store.join(root, store.image_relpath(config.model, case.image_key)), PIXEL)
 
 
 def test_the_refinement_is_planned_from_the_stored_first_pass(tmp_path):

@@ -11,7 +11,7 @@ from compute.cli.sweep import print_stats
 from compute.models.loading import resolve
 from compute.settings import Settings
 from compute.sweep_config import ConfigError, load_config, with_contribution
-from contract import store, summaries
+from contract import bounds, store, summaries
 from contract.errors import UserError
 
 
@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 def contribution_config(args):
     """The config with method ``attention-contribution`` and its settings overridden by the command line."""
-    top_k = None if args.top_k is None else tuple(parse_ints(args.top_k, "--top-k"))
+    top_k = None if args.top_k is None else tuple(parse_ints(args.top_k, "--top-k", bounds.POSITIVE_COUNT))
     try:
         return with_contribution(load_config(args.config), top_k, args.swap_pooled)
     except ConfigError as error:
@@ -51,6 +51,7 @@ def run(args) -> None:
           f"seeds {list(config.seeds)}; {len(units)} prompts to localize, then their interventions")
     if args.dry_run:
         return
+    store.Store(root).check_writable()
     from compute.contribution_study import run_study
     from compute.models.loading import load_model
 

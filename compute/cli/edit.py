@@ -4,15 +4,16 @@ optionally evaluate it."""
 
 from compute.attributes import PROMPT_SETS
 from compute.cli import status
-from compute.cli.eval_edit import run_eval
-from compute.cli.options import add_eval_options, add_offload_option, parse_ints
+from compute.cli.eval_edit import plan_eval, run_eval
+from compute.cli.options import add_device_options, add_eval_options, add_offload_option, parse_ints
 from compute.edit import DEFAULT_LAMBDA
 from compute.edit_request import DEFAULT_TOPK, make_request, stored_or_built
 from compute.edit_store import edit_dir
 from compute.models.loading import load_model
 from compute.neuron import DEFAULT_POSITION
+from contract import bounds
 from contract.names import FAMILIES, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
-from contract.store import resolve_root
+from contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:
@@ -26,23 +27,24 @@ def add_parser(subparsers) -> None:
     where.add_argument("--layers", help="comma-separated layer indices, e.g. 8,9")
     where.add_argument("--from-run", metavar="RUN_ID",
                        help="use the minimal localizing window of a stored sweep (a run id, or its YAML config)")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=bounds.THRESHOLD.parse, default=0.5,
                         help="with --from-run: fraction of the original-to-target gap a window must remove")
     parser.add_argument("--method", choices=METHODS, default="loco",
                         help="loco (LocoEdit), all-layers, neuron, diffquickfix (the predecessor's published recipe) "
                              "or diffquickfix-family (ours: the family's prompts to one target, bias counted once)")
-    parser.add_argument("--lambda", dest="lam", type=float, default=DEFAULT_LAMBDA,
+    parser.add_argument("--lambda", dest="lam", type=bounds.LAMBDA.parse, default=DEFAULT_LAMBDA,
                         help="ridge weight of the closed form (> 0)")
     parser.add_argument("--prompt", action="append", dest="prompts",
                         help="source prompt containing the concept; repeatable (default: the family's edit templates; "
                              "diffquickfix: the concept and 'a photo of / an image of / a picture of' it, each paired "
                              "with the same phrase of the target)")
-    parser.add_argument("--topk", type=int, default=DEFAULT_TOPK,
+    parser.add_argument("--topk", type=bounds.COUNT.parse, default=DEFAULT_TOPK,
                         help="neuron: units to hold, per key/value matrix (default selection) or in all (pooled)")
     parser.add_argument("--neuron-selection", choices=NEURON_SELECTIONS, default=NEURON_SELECTIONS[0],
                         help="neuron: the top k of each matrix (per-matrix, the official code's) or of all the "
                              "chosen layers' matrices together (pooled)")
-    parser.add_argument("--position", type=int, default=DEFAULT_POSITION, help="neuron: token position ranked")
+    parser.add_argument("--position", type=bounds.COUNT.parse, default=DEFAULT_POSITION,
+                        help="neuron: token position ranked")
     parser.add_argument("--positions", choices=POSITIONS,
                         help="closed-form methods: key positions, the last subject token alone or with every later "
                              "(end-of-text, padding) position (default: subject for loco/all-layers as in the paper, "
@@ -53,8 +55,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--prompt-set", choices=PROMPT_SETS,
                         help="prompt set of --family (default: the registered model's, else paper)")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
+    add_device_options(parser)
     add_offload_option(parser)
     parser.add_argument("--eval", action="store_true", help="evaluate the edit afterwards (see eval-edit)")
     add_eval_options(parser)
@@ -77,6 +78,9 @@ def run(args) -> None:
         positions=args.positions, preserve_others=args.preserve_others, selection=args.neuron_selection,
         prompt_set=args.prompt_set, root=args.artifacts)
     root = resolve_root(args.artifacts)
+    Store(root).check_writable()
+    # Every evaluation option is checked before the edit is written (a bad one must not leave an edit behind).
+    plan = plan_eval(args.model, request, args) if args.eval else None
     loaded = []
 
     def model():
@@ -95,4 +99,4 @@ def run(args) -> None:
     if "note" in edit.meta:
         print(f"note: {edit.meta['note']}")
     if args.eval:
-        run_eval(model(), edit, args)
+        run_eval(model(), edit, plan, args)

@@ -1,40 +1,70 @@
 """``locolab eval-edit EDIT_ID``: generate before/after images of a stored edit with the same seeds, score them with
 CLIP and store the scores and a summary: per group the normalized score drop and the rates of prompts and images
-pushed below the target reference, with intervals (efficacy, generalization), and specificity."""
+pushed below the target reference, with intervals (efficacy, generalization), and specificity. An evaluation is
+identified by its settings: the same settings again return the stored one, other settings are stored beside it."""
+
+from dataclasses import dataclass
 
 from compute.cli import status
-from compute.cli.options import add_eval_options, add_offload_option, parse_ints
-from compute.edit_eval import evaluate
-from compute.edit_store import load_edit
-from compute.models.loading import load_model
-from compute.scoring import default_scorer, load_scorer
+from compute.cli.options import add_device_options, add_eval_options, add_offload_option, check_image_count
+from compute.edit_eval import eval_prompts, evaluate
+from compute.edit_store import RECORD_KEYS, load_edit
+from compute.models.loading import load_model, resolve
+from compute.scoring import ClipScorer, default_scorer, load_scorer
 from compute.settings import Settings
-from contract.store import resolve_root
+from contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("eval-edit", help="evaluate a stored edit (before/after CLIP scores)")
     parser.add_argument("edit_id", metavar="EDIT_ID", help="an edit under <artifacts>/edits/")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
+    add_device_options(parser)
     add_offload_option(parser)
     add_eval_options(parser)
     parser.set_defaults(func=run)
 
 
-def run_eval(model, edit, args) -> dict:
-    """Evaluate ``edit`` on ``model`` with the parsed evaluation options; prints and returns the summary."""
-    seeds = parse_ints(args.seeds, "seeds")
-    settings = Settings.defaults(model.spec, args.steps, args.guidance, args.size)
-    scorer = load_scorer(args.scorer or default_scorer(model.spec))
+@dataclass(frozen=True)
+class EvalPlan:
+    """The checked evaluation options: everything ``run_eval`` needs but the model."""
+
+    settings: Settings
+    scorer: ClipScorer
+
+
+def plan_eval(model_name: str, meta: dict, args) -> EvalPlan:
+    """Check the evaluation options before anything is written or computed: sampling settings for the model, the
+    image count against the cap, and the scorer (loaded here, so a missing one fails now).
+
+    Args:
+        model_name: the edited model (its defaults fill the settings not given).
+        meta: the edit's record or request (its prompts are counted).
+    """
+    spec = resolve(model_name)
+    settings = Settings.defaults(spec, args.steps, args.guidance, args.size)
+    prompts = eval_prompts(meta, args.unrelated, args.other_concepts)
+    check_image_count(2 * len(prompts) * len(args.seeds), args.allow_many_images)
+    return EvalPlan(settings, load_scorer(args.scorer or default_scorer(spec)))
+
+
+def run_eval(model, edit, plan: EvalPlan, args) -> dict:
+    """Evaluate ``edit`` on ``model`` with the checked options; prints and returns the summary."""
     root = resolve_root(args.artifacts)
     status.report(stage="evaluating", edit_id=edit.edit_id)
-    summary = evaluate(model, edit, scorer, settings, seeds, root, args.batch_size, args.unrelated,
+    summary = evaluate(model, edit, plan.scorer, plan.settings, args.seeds, root, args.batch_size, args.unrelated,
                        args.other_concepts, progress=lambda done, total: status.report(done=done, total=total))
-    status.report(stage="finished", evaluated=True)
+    status.report(stage="finished", evaluated=True, eval_id=summary["eval_id"])
 
-    print(f"evaluated {edit.edit_id} with {scorer.scorer_id}, seeds {seeds} ({summary['level']:.0%} intervals):")
+    settings = (f"{summary['scorer_id']}, seeds {summary['seeds']}, {summary['steps']} steps, guidance "
+                f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, "
+                f"{summary['num_prompts'].get('unrelated', 0)} unrelated prompts"
+                f"{' (all)' if summary['unrelated'] is None else ''}, {summary['other_concepts']} other concepts")
+    if summary["reused"]:
+        print(f"evaluation {summary['eval_id']} of {edit.edit_id} with these settings already exists "
+              "(not recomputed)")
+    level = f"{summary['level']:.0%} intervals" if "level" in summary else "evaluated before intervals were recorded"
+    print(f"evaluated {edit.edit_id} (evaluation {summary['eval_id']}: {settings}; {level}):")
     for line in summary_lines(summary):
         print(f"  {line}")
     return summary
@@ -72,5 +102,9 @@ def summary_lines(summary: dict) -> list[str]:
 
 
 def run(args) -> None:
-    edit = load_edit(args.artifacts, args.edit_id)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, args)
+    root = resolve_root(args.artifacts)
+    Store(root).check_writable()
+    edit = load_edit(root, args.edit_id, RECORD_KEYS)
+    plan = plan_eval(edit.meta["model"], edit.meta, args)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, plan,
+             args)

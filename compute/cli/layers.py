@@ -4,6 +4,7 @@ text-reading attention sites, with their block kind) in forward order."""
 import collections
 import json
 
+from compute.cli.options import add_device_options
 from compute.models.loading import load_model
 
 COLUMNS = ("index", "block", "resolution", "heads", "query_dim", "text_dim", "path")
@@ -13,7 +14,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("layers", help="list text-reading attention layers in forward order")
     parser.add_argument("--model", required=True, help="registry name, pipeline directory or hub id")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--device", default="auto")
+    add_device_options(parser, dtype=False)
     parser.set_defaults(func=run)
 
 

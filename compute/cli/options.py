@@ -1,20 +1,43 @@
-"""Command-line options and parsers that several commands share: the store-writing run options (sweep, trace),
-the evaluation options (edit --eval, eval-edit), and comma-separated integers and windows."""
+"""Command-line options and parsers that several commands share: the store-writing run options (sweep, trace), the
+evaluation options (edit --eval, eval-edit), device and dtype, and the parsers of numbers, seeds, layers, windows and
+shards. Every number is checked here, as argparse parses it (the bounds are ``contract.bounds``), so a bad value
+fails before any model loads or anything is written."""
+
+import argparse
+from collections import Counter
 
 from compute.plan import launcher_shard
+from contract import bounds
 from contract.errors import UserError
 from contract.store import DEFAULT_ROOT, ROOT_ENV
 
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
-def parse_ints(text: str, what: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; a one-line error naming ``what`` otherwise."""
+
+def parse_ints(text: str, what: str, bound: bounds.Bound = bounds.LAYER) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2], each within ``bound`` and given once; a one-line error naming ``what`` otherwise."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"bad {what} {text!r}: write comma-separated integers, e.g. 0,1") from None
+        raise UserError(f"bad {what} {text[:80]!r}: write comma-separated integers, e.g. 0,1") from None
     if not values:
-        raise UserError(f"no {what} given")
+        raise UserError(f"no {what} given: write comma-separated integers, e.g. 0,1")
+    for value in values:
+        problem = bound.problem(value)
+        if problem:
+            raise UserError(f"bad {what} {text[:80]!r}: {problem}")
+    if len(set(values)) != len(values):
+        repeated = next(value for value, count in Counter(values).items() if count > 1)
+        raise UserError(f"bad {what} {text[:80]!r}: {repeated} is given twice; list each once")
     return values
+
+
+def seeds(text: str) -> list[int]:
+    """argparse ``type=`` of ``--seeds``: comma-separated seeds from 0 to 2**63 - 1, each once."""
+    try:
+        return parse_ints(text, "seeds", bounds.SEED)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -23,6 +46,8 @@ def parse_window(text: str) -> tuple[int, int]:
         start, end = (int(part) for part in text.split(":"))
     except ValueError:
         raise UserError(f"bad window {text!r}: write START:END, e.g. 8:10 for layers 8 and 9") from None
+    if start < 0:
+        raise UserError(f"bad window {text!r}: START must be >= 0 (layers count from 0)")
     if start >= end:
         raise UserError(f"bad window {text!r}: START must be below END (END is exclusive)")
     return start, end
@@ -39,6 +64,38 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def device(text: str) -> str:
+    """argparse ``type=`` of ``--device``: ``auto`` or a torch device this machine has (checked without loading
+    anything)."""
+    from compute.models.loading import pick_device
+
+    try:
+        pick_device(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_device_options(parser, dtype: bool = True) -> None:
+    """``--device`` and (optionally) ``--dtype``."""
+    parser.add_argument("--device", default="auto", type=device,
+                        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    if dtype:
+        parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                            help="auto: float16 on accelerators, float32 on the CPU")
+
+
+def add_allow_many(parser) -> None:
+    parser.add_argument(bounds.ALLOW_MANY, action="store_true",
+                        help=f"allow more than {bounds.MAX_IMAGES:,} images in one go "
+                             f"({bounds.MAX_SWEEP_IMAGES:,} per sweep shard)")
+
+
+def check_image_count(count: int, allowed: bool, cap: int = bounds.MAX_IMAGES) -> None:
+    """Refuse to generate more than ``cap`` images unless ``--allow-many-images`` was given."""
+    if count > cap and not allowed:
+        raise UserError(f"this would generate {count:,} images, more than the cap of {cap:,}: use fewer seeds (or "
+                        f"prompts, windows, concepts), or pass {bounds.ALLOW_MANY}")
 def add_offload_option(parser) -> None:
     """``--offload``: load the model with accelerate's model CPU offload (``load_model(offload=True)``)."""
     parser.add_argument("--offload", action="store_true", help="model CPU offload (accelerate): components wait on the "
@@ -49,23 +106,29 @@ def add_run_options(parser, unit_cases: str, dry_run: str) -> None:
     """The options every store-writing run shares (sweep, trace): root, sharding, limits, batch, device."""
     parser.add_argument("--artifacts", help=f"artifact root (default ${ROOT_ENV} or {DEFAULT_ROOT}/)")
     parser.add_argument("--shard", default="0/1", help="I/N: run the I-th of N shards (0-based), e.g. for array jobs")
-    parser.add_argument("--limit", type=int, help=f"run at most K work units (one prompt with all its {unit_cases})")
+    parser.add_argument("--limit", type=bounds.POSITIVE_COUNT.parse,
+                        help=f"run at most K work units (one prompt with all its {unit_cases})")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
-    parser.add_argument("--batch-size", type=int, help="images per pipeline call (default: config, else auto)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse,
+                        help="images per pipeline call (default: config, else auto)")
+    add_device_options(parser)
     add_offload_option(parser)
+    add_allow_many(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_options(args) -> tuple[int, int, str]:
     """Check the shared options (``add_run_options``); returns this process's (shard, num_shards, device)."""
     shard, num_shards = parse_shard(args.shard)
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     return launcher_shard(shard, num_shards, args.device)
+
+
+def add_sampling_options(parser) -> None:
+    """``--steps``, ``--guidance`` and ``--size`` (each the model's default when not given)."""
+    parser.add_argument("--steps", type=bounds.STEPS.parse, help="denoising steps (model default)")
+    parser.add_argument("--guidance", type=bounds.GUIDANCE.parse, help="guidance scale (model default)")
+    parser.add_argument("--size", type=bounds.SIZE.parse,
+                        help=f"image side in pixels, a multiple of {bounds.SIZE_MULTIPLE} (model default)")
 
 
 def add_eval_options(parser) -> None:
@@ -73,15 +136,16 @@ def add_eval_options(parser) -> None:
     from compute.scoring import DEFAULT_SCORER, TINY_SCORER
 
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--seeds", default="0,1", help="comma-separated seeds, the same before and after")
-    group.add_argument("--steps", type=int, help="denoising steps (model default)")
-    group.add_argument("--guidance", type=float, help="guidance scale (model default)")
-    group.add_argument("--size", type=int, help="image side in pixels (model default)")
+    group.add_argument("--seeds", default="0,1", type=seeds,
+                       help="comma-separated seeds, the same before and after")
+    add_sampling_options(group)
     group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
                                         f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=int,
+    group.add_argument("--unrelated", type=bounds.COUNT.parse,
                        help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
                             "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
                             "320)")
-    group.add_argument("--other-concepts", type=int, default=3, help="other concepts of the family for specificity")
-    group.add_argument("--batch-size", type=int, default=8, help="images per pipeline call")
+    group.add_argument("--other-concepts", type=bounds.COUNT.parse, default=3,
+                       help="other concepts of the family for specificity (0: none)")
+    group.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse, default=8, help="images per pipeline call")
+    add_allow_many(group)

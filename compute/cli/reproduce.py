@@ -3,14 +3,14 @@ root (``compute.reproduce``) and print the table a reader compares with the pape
 
 import time
 
-from compute.cli.options import add_run_options, run_options
+from compute.cli.options import add_run_options, check_image_count, run_options
 from compute.cli.sweep import print_plan, print_stats
 from compute.models.loading import layer_count, resolve
 from compute.plan import build_plan
 from compute.reproduce import PAPER_FAMILIES, comparison, family_summary, paper_studies
 from compute.settings import Settings
 from compute.sweep_config import check_window_sizes
-from contract import store
+from contract import bounds, store
 from contract.errors import UserError
 from contract.names import FAMILIES
 
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
                              "one of its architecture at CPU cost)")
     parser.add_argument("--families", default=",".join(PAPER_FAMILIES),
                         help=f"comma-separated families (default: the paper's {', '.join(PAPER_FAMILIES)})")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=bounds.THRESHOLD.parse, default=0.5,
                         help="fraction of the original-to-target gap a window must remove to localize")
     add_run_options(parser, "windows", "print the plan of every study and exit (no model is loaded)")
     parser.set_defaults(func=run)
@@ -67,10 +67,12 @@ def run(args) -> None:
             print(f"{config.name}: from {study.source}" + (f", first {limit} work unit(s)" if limit else ""))
             print_plan(config, units, mine, settings, num_layers, args.batch_size or config.batch_size, shard,
                        num_shards)
+    images = sum(len({c.image_key for u in mine for c in u.cases}) for _, _, mine in planned)
     if args.dry_run:
-        images = sum(len({c.image_key for u in mine for c in u.cases}) for _, _, mine in planned)
         print(f"in all: {images} images, each scored by {len(studies[0].config.scorers)} scorers")
         return
+    check_image_count(images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
+    store.Store(root).check_writable()
     from compute.models.loading import load_model
     from compute.sweep import run_study
 

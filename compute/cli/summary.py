@@ -7,7 +7,7 @@ import os
 
 import pyarrow.csv as pcsv
 
-from contract import store, summaries
+from contract import bounds, store, summaries
 from contract.errors import UserError
 from contract.intervals import RESAMPLES, SEED
 from contract.names import TARGET
@@ -27,17 +27,18 @@ def add_parser(subparsers) -> None:
 def add_rule_options(parser) -> None:
     """The statistics options (docs/statistics.md) every summary takes."""
     group = parser.add_argument_group("statistics (docs/statistics.md)")
-    group.add_argument("--threshold", type=float, default=summaries.DEFAULT_THRESHOLD,
+    group.add_argument("--threshold", type=bounds.THRESHOLD.parse, default=summaries.DEFAULT_THRESHOLD,
                        help="fraction of the original-to-reference gap a window must remove (judged on its interval)")
-    group.add_argument("--level", type=float, default=summaries.DEFAULT_LEVEL, help="interval level")
-    group.add_argument("--min-gap", type=float, default=summaries.MIN_REFERENCE_GAP,
+    group.add_argument("--level", type=bounds.LEVEL.parse, default=summaries.DEFAULT_LEVEL, help="interval level")
+    group.add_argument("--min-gap", type=bounds.SCORE_GAP.parse, default=summaries.MIN_REFERENCE_GAP,
                        help="smallest original-to-reference gap (CLIP-score units) a concept must clearly exceed")
-    group.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
-    group.add_argument("--seed", type=int, default=SEED, help="bootstrap seed")
+    group.add_argument("--resamples", type=bounds.RESAMPLES.parse, default=RESAMPLES, help="bootstrap resamples")
+    group.add_argument("--bootstrap-seed", type=bounds.SEED.parse, default=SEED,
+                       help="seed of the bootstrap's resamples (not of any image)")
 
 
 def rule_of(args) -> summaries.Rule:
-    return summaries.Rule(args.threshold, args.level, args.min_gap, args.resamples, args.seed)
+    return summaries.Rule(args.threshold, args.level, args.min_gap, args.resamples, args.bootstrap_seed)
 
 
 def _run_id(name: str) -> str:

@@ -2,15 +2,15 @@
 
 import time
 
-from compute.cli.options import add_run_options, run_options
+from compute.cli.options import add_run_options, check_image_count, run_options
 from compute.cli.summary import add_rule_options, print_summaries, rule_of
 from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import layer_count, resolve
 from compute.plan import build_plan, shard_units
 from compute.settings import Settings
 from compute.sweep_config import check_window_sizes, load_config
-from compute.window_search import images, plan_refinement, search_cost
-from contract import store
+from compute.window_search import plan_refinement, search_cost
+from contract import bounds, store
 
 
 def add_parser(subparsers) -> None:
@@ -33,9 +33,15 @@ def run(args) -> None:
     mine = shard_units(units, shard, num_shards)[:args.limit]
     root = store.resolve_root(args.artifacts)
     batch_size = args.batch_size or config.batch_size
+    images = len({c.image_key for u in mine for c in u.cases})
     if args.dry_run:
         print_plan(config, units, mine, settings, num_layers, batch_size, shard, num_shards)
+        if images > bounds.MAX_SWEEP_IMAGES:
+            print(f"  more than {bounds.MAX_SWEEP_IMAGES:,} images in one shard: running it needs "
+                  f"{bounds.ALLOW_MANY} (or more shards, or --limit)")
         return
+    check_image_count(images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
+    store.Store(root).check_writable()
     from compute.models.loading import load_model
     from compute.sweep import run_study
 
@@ -64,7 +70,7 @@ def run(args) -> None:
 
 def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num_shards) -> None:
     cases = sum(len(u.cases) for u in mine)
-    count = images(mine)
+    count = len({c.image_key for u in mine for c in u.cases})
     per_unit = [len({c.image_key for c in u.cases}) for u in mine]
     batch = batch_size or 8
     calls = sum(-(-n // batch) for n in per_unit) * settings.steps

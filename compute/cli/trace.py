@@ -6,13 +6,13 @@ import math
 import time
 
 from compute.cli import status
-from compute.cli.options import add_run_options, run_options
+from compute.cli.options import add_run_options, check_image_count, run_options
 from compute.cli.sweep import print_stats
 from compute.models.loading import resolve
 from compute.plan import shard_units
 from compute.settings import Settings
 from compute.sweep_config import ConfigError, load_config, with_trace
-from contract import store, summaries
+from contract import bounds, store, summaries
 from contract.errors import UserError
 from contract.names import TRACE_COMPONENTS
 
@@ -20,7 +20,7 @@ from contract.names import TRACE_COMPONENTS
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("trace", help="causal tracing of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional trace: section sets the defaults)")
-    parser.add_argument("--noise", type=float,
+    parser.add_argument("--noise", type=bounds.NOISE.parse,
                         help="noise scale, a multiple of the subject's token-embedding std (default 3)")
     parser.add_argument("--components", help=f"comma-separated UNet site kinds: {', '.join(TRACE_COMPONENTS)}, "
                         "or none (default: config, else cross-attention)")
@@ -34,8 +34,9 @@ def trace_config(args):
     """The config with method ``trace`` and its trace settings overridden by the command line."""
     components = None if args.components is None else tuple(dict.fromkeys(
         c.strip() for c in args.components.split(",") if c.strip() and c.strip() != "none"))
+    config = load_config(args.config)
     try:
-        return with_trace(load_config(args.config), args.noise, components, args.text_encoder)
+        return with_trace(config, args.noise, components, args.text_encoder)
     except ConfigError as error:
         raise UserError(f"{args.config}: {error}") from None
 
@@ -48,15 +49,19 @@ def run(args) -> None:
     config = trace_config(args)
     shard, num_shards, device = run_options(args)
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
+    root = store.resolve_root(args.artifacts)
+    if not args.dry_run:
+        store.Store(root).check_writable()
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
     model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     plan = plan_trace(model, config, settings)
     mine = shard_units(plan.units, shard, num_shards)[:args.limit]
-    root = store.resolve_root(args.artifacts)
     print_plan(config, plan.units, mine, settings, plan.counts, shard, num_shards)
     if args.dry_run:
         return
+    check_image_count(len({c.image_key for u in mine for c in u.cases}), args.allow_many_images,
+                      bounds.MAX_SWEEP_IMAGES)
     status.report(stage="tracing")
     stats = run_study(config, model, mine, settings, root, args.batch_size or config.batch_size, shard, num_shards,
                       not args.no_progress, TraceRenderer(model, settings, plan.sites, plan.text), plan.layer_rows,

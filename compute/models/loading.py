@@ -114,9 +114,26 @@ def latent_scale(pipe) -> int:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu."""
+    """``auto`` -> cuda, else mps, else cpu; a named device must exist on this machine.
+
+    Raises:
+        UserError: not a device name, or a device this machine lacks.
+    """
     if device != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise UserError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device {device!r}: this machine has no CUDA device; use --device cpu (or auto)")
+        if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if chosen.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"device {device!r}: MPS is not available here; use --device cpu (or auto)")
+        if chosen.type not in ("cpu", "cuda", "mps"):
+            raise UserError(f"device {device!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -137,6 +154,19 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
+def _read_json(path: Path) -> dict:
+    """A pipeline's JSON config file, or a one-line error naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path} is not readable JSON ({type(error).__name__}: {str(error).splitlines()[0]}): "
+                        "the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds {type(value).__name__}, not a JSON object: the pipeline folder is damaged; "
+                        "save it again with pipe.save_pretrained(DIR)")
+    return value
+
+
 def _read_index(source: str) -> tuple[dict, dict]:
     """Read ``model_index.json`` and the denoiser's (UNet's or transformer's) config of a local directory or a hub
     id."""
@@ -147,12 +177,14 @@ def _read_index(source: str) -> tuple[dict, dict]:
                             "save one with pipe.save_pretrained(DIR) or pass a registered name")
         configs = [Path(source) / part / "config.json" for part in ("unet", "transformer")]
         found = [path for path in configs if path.is_file()]
-        return json.loads(index.read_text()), json.loads(found[0].read_text()) if found else {}
+        return _read_json(index), _read_json(found[0]) if found else {}
     from huggingface_hub import hf_hub_download
     try:
-        index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
+        index = _read_json(Path(hf_hub_download(source, "model_index.json")))
         part = next((p for p in ("unet", "transformer") if p in index), None)
-        unet = json.loads(Path(hf_hub_download(source, f"{part}/config.json")).read_text()) if part else {}
+        unet = _read_json(Path(hf_hub_download(source, f"{part}/config.json"))) if part else {}
+    except UserError:
+        raise
     except Exception as exc:
         if _hub_offline():
             raise UserError(f"the model hub is offline (HF_HUB_OFFLINE=1) and {source!r} is not in the local cache: "
@@ -168,7 +200,12 @@ def _spec_for(source: str) -> ModelSpec:
     arch = architecture_of_pipeline(class_name, unet)
     if arch is None:
         raise UserError(f"{source!r} is a {class_name}: unsupported pipeline, use {SUPPORTED}")
-    resolution = default_resolution({"sample_size": 64, **unet} if arch.denoiser == "unet" else unet, arch.vae_scale)
+    config = {"sample_size": 64, **unet} if arch.denoiser == "unet" else unet
+    sample_size = config.get("sample_size", 128)
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
+        raise UserError(f"{source!r}: its {arch.denoiser} config has sample_size {sample_size!r}, not a positive "
+                        "integer: the pipeline folder is damaged; save it again with pipe.save_pretrained(DIR)")
+    resolution = default_resolution(config, arch.vae_scale)
     return ModelSpec(source, arch.name, source, resolution)
 
 
@@ -235,8 +272,13 @@ def layer_count(name: str) -> int:
         return spec.num_layers
     config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.source)[1]
     arch = ARCHITECTURES[spec.arch]
-    if arch.denoiser != "unet":
-        return arch.site_count(config)
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config)
+    try:
+        if arch.denoiser != "unet":
+            return arch.site_count(config)
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{name!r}: its {arch.denoiser} config cannot be built ({reason}): the pipeline folder is "
+                        "damaged; save it again with pipe.save_pretrained(DIR)") from None
     return sum(1 for module in unet.modules() if is_text_attention(module))

@@ -17,14 +17,27 @@ from contract.errors import UserError
 from contract.store import Store, read_bytes
 
 
-def check_edit(root, edit_id: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{group: {phase: {measure: fraction}}} for the stored evaluation of ``edit_id`` under ``root``."""
+def check_edit(root, edit_id: str, eval_id: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """{group: {phase: {measure: fraction}}} for a stored evaluation of ``edit_id`` under ``root``.
+
+    Args:
+        eval_id: which evaluation (each set of evaluation settings has its own); None: the edit's only one.
+    """
     store = Store(root)
-    rows = store.connect().execute(
-        'SELECT "group", prompt, phase, image_path, concept, family FROM edit_scores WHERE edit_id = ?',
-        [edit_id]).fetchall()
-    if not rows:
+    con = store.connect()
+    found = [e for (e,) in con.execute("SELECT DISTINCT eval_id FROM edit_scores WHERE edit_id = ? ORDER BY 1",
+                                       [edit_id]).fetchall()]
+    if not found:
         raise UserError(f"no evaluation of edit {edit_id!r} under {store.root}: run the edit with --eval first")
+    if eval_id is None and len(found) > 1:
+        raise UserError(f"edit {edit_id!r} has {len(found)} evaluations (other settings): pass --eval-id, one of "
+                        f"{', '.join(str(e) for e in found)}")
+    if eval_id is not None and eval_id not in found:
+        raise UserError(f"edit {edit_id!r} has no evaluation {eval_id!r}: use one of "
+                        f"{', '.join(str(e) for e in found)}")
+    chosen = found[0] if eval_id is None else eval_id
+    rows = con.execute('SELECT "group", prompt, phase, image_path, concept, family FROM edit_scores '
+                       "WHERE edit_id = ? AND eval_id IS NOT DISTINCT FROM ?", [edit_id, chosen]).fetchall()
     hits: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for group, prompt, phase, image_path, concept, family in rows:
         with Image.open(io.BytesIO(read_bytes(store.path(image_path)))) as image:
@@ -45,9 +58,10 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m compute.toyworld check-edit", description=__doc__)
     parser.add_argument("edit_id")
+    parser.add_argument("--eval-id", help="which evaluation, when the edit has several (other settings)")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(check_edit(args.artifacts, args.edit_id), indent=2))
+        print(json.dumps(check_edit(args.artifacts, args.edit_id, args.eval_id), indent=2))
     except UserError as error:
         parser.exit(2, f"error: {error}\n")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from contract import bounds
 from dashboard import common, data, queries
 from dashboard.figures import row_label, window_label
 
@@ -17,34 +18,34 @@ if request:  # from the Layer map: preset the widgets before they are drawn
                             gal_size=request["size"], gal_scorer=request["scorer"], gal_focus=request["start"])
 
 top = st.columns([3, 3, 1, 2])
-model = top[0].selectbox("Model", data.query(snap, queries.models), key="gal_model")
-concepts = data.query(snap, queries.concepts, model)
+model = top[0].selectbox("Model", common.bounded(data.query(snap, queries.models), "models"), key="gal_model")
+concepts = common.bounded(data.query(snap, queries.concepts, model), "concepts")
 if not concepts:
-    st.info(f"No cases for {model} yet.")
+    st.info(f"No cases for {common.escape(model)} yet.")
     st.stop()
 if st.session_state.get("gal_concept") not in concepts:
     st.session_state["gal_concept"] = concepts[0]
 family, concept = top[1].selectbox("Concept", concepts, format_func=lambda key: row_label(*key), key="gal_concept")
-sizes = data.query(snap, queries.window_sizes, model, family, concept)
+sizes = [m for m in data.query(snap, queries.window_sizes, model, family, concept) if 0 < m <= bounds.MAX_LAYERS]
 if not sizes:
-    st.info(f"No window cases for {row_label(family, concept)} yet.")
+    st.info(f"No window cases for {common.escape(row_label(family, concept))} yet.")
     st.stop()
 if st.session_state.get("gal_size") not in sizes:
     st.session_state["gal_size"] = sizes[0]
 size = top[2].selectbox("Window size m", sizes, key="gal_size")
-scorers = data.query(snap, queries.scorers, model)
+scorers = common.bounded(data.query(snap, queries.scorers, model), "scorers")
 scorer = top[3].selectbox("Scorer", scorers or [None], key="gal_scorer")
 
 cases = data.query(snap, queries.gallery, model, scorer, family, concept, size).to_pylist()
 if not cases:
-    st.info(f"No cases for {row_label(family, concept)} at m = {size}.")
+    st.info(f"No cases for {common.escape(row_label(family, concept))} at m = {size}.")
     st.stop()
-prompts = list(dict.fromkeys(case["prompt"] for case in cases))
+prompts = common.bounded(list(dict.fromkeys(case["prompt"] for case in cases)), "prompts")
 prompt = st.selectbox("Prompt", prompts, key="gal_prompt") if len(prompts) > 1 else prompts[0]
 cases = [case for case in cases if case["prompt"] == prompt]
-all_seeds = sorted({case["seed"] for case in cases})
+all_seeds = common.bounded(sorted({case["seed"] for case in cases}), "seeds")
 seeds = st.multiselect("Seeds", all_seeds, default=all_seeds[:MAX_SEEDS], key=f"gal_seeds_{len(all_seeds)}")
-st.caption(f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer}")
+st.caption(common.escape(f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer}"))
 
 
 def grid_row(label: str, row_cases: list[dict]) -> None:
@@ -67,7 +68,8 @@ def grid_row(label: str, row_cases: list[dict]) -> None:
 
 grid_row("Original", [case for case in cases if case["kind"] == "original"])
 grid_row("Target", [case for case in cases if case["kind"] == "target"])
-starts = sorted({case["window_start"] for case in cases if case["kind"] == "window"})
+starts = sorted({case["window_start"] for case in cases
+                 if case["kind"] == "window" and 0 <= case["window_start"] < bounds.MAX_LAYERS})
 pages = max(1, -(-len(starts) // WINDOWS_PER_PAGE))
 focus = st.session_state.get("gal_focus")  # the window chosen on the Layer map: its page opens, its row is marked
 st.divider()

@@ -5,11 +5,13 @@ the same rows, columns and 0–1 colour scale."""
 import functools
 import io
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import streamlit as st
 
 from compute.models.registry import MODELS
+from contract import bounds
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
 from dashboard import common, data, queries
@@ -58,7 +60,7 @@ def only(table, **equal):
 
 def locogen_columns(model: str, mine) -> tuple[dict, int]:
     """The model's cross-attention layers and how many there are."""
-    layers = data.query(snap, queries.layers, model)
+    layers = {i: info for i, info in data.query(snap, queries.layers, model).items() if 0 <= i < bounds.MAX_LAYERS}
     ends = [s + n for s, n in zip(mine["window_start"].to_pylist(), mine["window_size"].to_pylist())]
     num = max([getattr(MODELS.get(model), "num_layers", None) or 0, len(layers) and max(layers) + 1, *ends])
     if not layers:
@@ -68,7 +70,8 @@ def locogen_columns(model: str, mine) -> tuple[dict, int]:
 
 def trace_columns(model: str, component: str, cells) -> tuple[dict, int]:
     """The traced component's sites and how many there are."""
-    layers = data.query(snap, queries.layers, model, component)
+    layers = {i: info for i, info in data.query(snap, queries.layers, model, component).items()
+              if 0 <= i < bounds.MAX_LAYERS}
     return layers, max([len(layers) and max(layers) + 1, *(s + 1 for s in cells["site"].to_pylist())])
 
 
@@ -153,7 +156,7 @@ def untraceable_note(cells) -> None:
     gaps = {(r["family"], r["concept"]): r["corruption_gap"] for r in rows}
     if gaps:
         st.caption(f"Blank rows: the noise moved the score by less than {min_gap:g}, so recovery would be a ratio of "
-                   "noise: " + ", ".join(f"{row_label(*key)} ({gap:+.3f})" for key, gap in gaps.items())
+                   "noise: " + ", ".join(f"{common.escape(row_label(*key))} ({gap:+.3f})" for key, gap in gaps.items())
                    + ". Raise --noise, or lower the minimum gap.")
 
 
@@ -173,7 +176,7 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
                            key=f"trace_site_{component}_{family}_{concept}", help="Default: the strongest site.")
     images = data.query(snap, queries.trace_gallery, model, scorer, family, concept, component, noise, site)
     for prompt in dict.fromkeys(images["prompt"].to_pylist()):
-        st.markdown(f"“{prompt}”")
+        st.markdown(f"“{common.escape(prompt)}”")
         for column, row in zip(st.columns(6), only(images, prompt=prompt).to_pylist()):
             with column:
                 name = f"site {site} restored" if row["kind"] == "restored" else row["kind"]
@@ -221,7 +224,7 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
 
 def contribution_columns(model: str, cells) -> tuple[dict, int]:
     """The model's text-reading sites and how many there are."""
-    layers = data.query(snap, queries.layers, model)
+    layers = {i: info for i, info in data.query(snap, queries.layers, model).items() if 0 <= i < bounds.MAX_LAYERS}
     return layers, max([len(layers) and max(layers) + 1, *(s + 1 for s in cells["site"].to_pylist())])
 
 
@@ -299,6 +302,35 @@ def shown(cell: dict | None, column: str, value: str) -> str:
     return "–" if cell is None else f"{cell[column]} ({cell[value]:.2f})"
 
 
+def within_bounds(loc, trace, contrib):
+    """The localization (one run's, or None), tracing and contribution rows the page draws: windows and sites inside
+    ``bounds.MAX_LAYERS`` layers (a crafted row must not make a picker or a map that wide), and the first
+    ``bounds.MAX_ROWS`` concepts of each model in family order; a note says what was left out."""
+    if loc is not None:
+        loc = loc.filter(pc.and_(pc.greater_equal(loc["window_start"], 0), pc.less_equal(
+            pc.add(loc["window_start"], loc["window_size"]), bounds.MAX_LAYERS)))
+    trace, contrib = (table.filter(pc.and_(pc.greater_equal(table["site"], 0), pc.less(table["site"],
+                                                                                        bounds.MAX_LAYERS)))
+                      for table in (trace, contrib))
+    kept, dropped = set(), 0
+    for table in (t for t in (loc, trace, contrib) if t is not None):
+        for model in set(table["model"].to_pylist()):
+            keys = queries.concept_order(zip(*(only(table, model=model)[c].to_pylist() for c in ("family", "concept"))))
+            kept |= {(model, *key) for key in keys[:bounds.MAX_ROWS]}
+            dropped += max(0, len(keys) - bounds.MAX_ROWS)
+    if not dropped:
+        return loc, trace, contrib
+    st.caption(f"Showing the first {bounds.MAX_ROWS} concepts of each model; {dropped} more are left out.")
+
+    def first(table):
+        if table is None:
+            return None
+        keys = zip(*(table[c].to_pylist() for c in ("model", "family", "concept")))
+        return table.filter(pa.array([key in kept for key in keys], pa.bool_()))
+
+    return first(loc), first(trace), first(contrib)
+
+
 def run_label(runs: dict[str, dict], run_id: str) -> str:
     run = runs[run_id]
     return f"{run['config_name'] or run_id} · {str(run['created_at'] or '')[:16]} · {run['status']} · {run_id}"
@@ -310,7 +342,9 @@ def pick_run(runs_table, method: str, column, key: str, label: str) -> str | Non
     if not runs:
         return None
     default = queries.default_run(runs_table, model)
-    return column.selectbox(label, list(runs), index=list(runs).index(default), key=f"{key}_{model}",
+    options = common.bounded(list(runs), "runs")
+    options = options if default in options else [default, *options[:-1]]
+    return column.selectbox(label, options, index=options.index(default), key=f"{key}_{model}",
                             format_func=functools.partial(run_label, runs),
                             help=f"A map summarizes one {method} run (its settings on the right). Default: the "
                                  "newest run whose shards all finished.")
@@ -324,8 +358,8 @@ traces = data.query(snap, queries.run_list, TRACE)
 trace = data.query(snap, queries.trace_table)
 contrib = data.query(snap, queries.contribution_table)
 top_k = data.query(snap, queries.top_k_table)
-models = sorted(set(sweeps["model"].to_pylist()) | set(traces["model"].to_pylist())
-                | set(contrib["model"].to_pylist()))
+models = common.bounded(sorted(set(sweeps["model"].to_pylist()) | set(traces["model"].to_pylist())
+                               | set(contrib["model"].to_pylist())), "models")
 if not models:
     st.info("The store has cases but no scored windows or traced sites yet: wait for the first work unit's scores.")
     st.stop()
@@ -358,6 +392,8 @@ min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_COR
                            "shows all.")
 run = {r["run_id"]: r for r in sweeps.to_pylist()}.get(run_id)
 loc = data.query(snap, queries.localization_table, run_id, level) if run_id else None
+loc, trace, contrib = within_bounds(loc, trace, contrib)
+found = only(contrib, model=model)
 sites = only(trace, run_id=trace_run) if trace_run else None
 other = {TRACING: sites, CONTRIBUTION: only(top_k, model=model)}.get(beside if method == BOTH else method)
 scorers = sorted(set(loc["scorer_id"].to_pylist() if loc is not None else [])
@@ -377,7 +413,7 @@ if not all(table is not None and table.num_rows for table in needs):
         st.stop()
     missing = ("LocoGen sweep" if no_sweep else
                "causal tracing" + (" of cross-attention" if sites is not None and sites.num_rows else ""))
-    st.info(f"{model} has no {missing}{f' scored by {scorer}' if scorer else ''}: run "
+    st.info(f"{common.escape(model)} has no {missing}{f' scored by {common.escape(scorer)}' if scorer else ''}: run "
             f"`python -m compute {'sweep' if no_sweep else 'trace'} CONFIG`.")
     st.stop()
 if method == CONTRIBUTION:

@@ -8,7 +8,7 @@ from dashboard import common, data, edit_view, jobs, queries
 
 snap = common.snapshot()
 st.title("LocoLab")
-st.markdown(f"Artifact root: `{os.path.abspath(snap.root)}` (from {st.session_state[common.SOURCE_KEY]})")
+st.markdown(f"Artifact root: {common.code(os.path.abspath(snap.root))} (from {st.session_state[common.SOURCE_KEY]})")
 if not data.query(snap, queries.models):
     common.explain_empty(snap.root)
 runs = data.query(snap, queries.runs)
@@ -22,4 +22,5 @@ if snap.edits:
                    "created_at": e.get("created_at")} for e in snap.edits], hide_index=True, width="stretch")
 active = [job for job in jobs.list_jobs(snap.root) if job.active]
 if active:
-    st.info(f"Job {active[0].job_id} ({active[0].spec['label']}) is {active[0].status}: see Run an edit.")
+    st.info(common.escape(f"Job {active[0].job_id} ({active[0].spec.get('label')}) is {active[0].status}: see Run an "
+                          "edit."))

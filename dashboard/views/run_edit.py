@@ -5,12 +5,14 @@ import os
 import streamlit as st
 
 from compute.models.registry import MODELS
+from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from contract.summaries import DEFAULT_LEVEL
 from dashboard import common, data, edit_view, jobs, queries
-from dashboard.edit_request import EditRequest
+from dashboard.edit_request import EditRequest, runnable_models
 from dashboard.figures import row_label
+from dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
 
@@ -18,19 +20,45 @@ REFRESH_S = 1.5
 def progress(report: dict) -> tuple[float, str]:
     """How far an edit job has come, from the command's own report (``--status-file``): the edit is the first
     tenth, the before/after images of its evaluation the rest."""
-    stage, done, total = report.get("stage"), report.get("done") or 0, report.get("total") or 0
+    def count(key: str) -> int:  # the report is a file in the root: read numbers defensively
+        value = report.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    stage, done, total = report.get("stage"), count("done"), count("total")
     if stage == "finished":
         return 1.0, "evaluated"
     if stage == "evaluating":
-        return 0.1 + 0.9 * done / max(total, 1), f"edit saved; before/after images {done} of {total or '?'}"
+        return 0.1 + 0.9 * min(done / max(total, 1), 1.0), f"edit saved; before/after images {done} of {total or '?'}"
     return 0.05, "loading the model and computing the edit"
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The Seeds box: comma-separated seeds, at most ``bounds.MAX_SEEDS``.
+
+    Raises:
+        UserError: not integers, out of range, repeated, or too many.
+    """
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) > bounds.MAX_SEEDS:
+        raise UserError(f"{len(parts)} seeds: give at most {bounds.MAX_SEEDS}")
+    try:
+        seeds = tuple(int(part) for part in parts)
+    except ValueError:
+        raise UserError(f"seeds {text[:80]!r}: write comma-separated integers, e.g. 0,1") from None
+    if len(set(seeds)) != len(seeds):
+        raise UserError("seeds: list each seed once")
+    return seeds
 
 
 def show_job(root: str, job_id: str) -> None:
     """The job's status, progress, cancel button and log; when it ends, rerun the page to show its results."""
-    job = jobs.load(jobs.jobs_dir(root) / job_id)
+    try:
+        job = jobs.load(jobs.jobs_dir(root) / job_id)
+    except (OSError, ValueError):
+        st.warning(common.escape(f"Job {job_id} no longer reads back (its job.json is gone or damaged)."))
+        return
     log = job.log()
-    st.markdown(f"**Job {job.job_id}**: {job.spec['label']} — **{job.status}**")
+    st.markdown(f"**Job {common.escape(job.job_id)}**: {common.escape(job.label)} — **{job.status}**")
     if job.active:
         fraction, text = progress(job.report())
         st.progress(fraction, text=text)
@@ -53,33 +81,37 @@ if latest:
     if latest.active:
         st.session_state["watching"] = latest.job_id
     st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
-    edit_id = latest.report().get("result", {}).get("edit_id") if latest.status == "succeeded" else None
-    record = next((r for r in snap.edits if r["edit_id"] == edit_id), None)
+    result = latest.result() if latest.status == "succeeded" else {}
+    record = next((r for r in snap.edits if r["edit_id"] == result.get("edit_id")), None)
     if record:
-        st.subheader(f"Result: {edit_id}")
-        edit_view.summary(record)
-        edit_view.pairs(snap, edit_id)
+        st.subheader(f"Result: {common.escape(record['edit_id'])}")
+        evaluation = edit_view.choose_evaluation(record, result.get("eval_id"))
+        edit_view.summary(record, evaluation)
+        edit_view.pairs(snap, record["edit_id"], evaluation.get("eval_id") if evaluation else None)
     st.divider()
 
 st.subheader("New edit")
 store_models = data.query(snap, queries.models)
-allowed = sorted(set(MODELS) | set(store_models))
+allowed = common.bounded(runnable_models(snap.root, store_models, options.models), "models")
 default_model = st.session_state.get("chosen_model") or (store_models[0] if store_models else "tiny-sd1")
 left, middle, right = st.columns(3)
 model = left.selectbox("Model", allowed, index=allowed.index(default_model) if default_model in allowed else 0,
-                       key="run_model", help="Registered models and models already in this artifact root.")
+                       key="run_model", help="Registered models, models the operator allowed at launch, and model "
+                                             "folders inside this artifact root.")
 family = middle.selectbox("Family", FAMILIES, key="run_family")
-known = [concept for fam, concept in data.query(snap, queries.concepts, model) if fam == family]
+known = common.bounded([concept for fam, concept in data.query(snap, queries.concepts, model) if fam == family],
+                       "concepts")
 concept = (right.selectbox("Concept", known, key=f"run_concept_{model}_{family}", accept_new_options=True,
                            help="Concepts of this family in the store; type another to add it.")
-           if known else right.text_input("Concept", key=f"run_concept_text_{family}"))
-concept = (concept or "").strip()
+           if known else right.text_input("Concept", key=f"run_concept_text_{family}", max_chars=200))
+concept = (concept or "").strip()[:200]
 stored_targets = data.query(snap, queries.targets, model, family, concept) if concept else []
-target = st.text_input("Target", value=stored_targets[0] if stored_targets else "", key=f"run_target_{concept}",
-                       help="What the concept should become; empty: the family's default target.")
+target = st.text_input("Target", value=stored_targets[0][:200] if stored_targets else "", max_chars=200,
+                       key=f"run_target_{concept}", help="What the concept should become; empty: the family's "
+                                                          "default target.")
 
 num_layers = MODELS[model].num_layers if model in MODELS else None
-layer_info = data.query(snap, queries.layers, model)
+layer_info = [i for i in data.query(snap, queries.layers, model) if 0 <= i < bounds.MAX_LAYERS]
 num_layers = num_layers or (max(layer_info) + 1 if layer_info else 16)
 threshold = st.session_state.get("chosen_threshold", 0.5)
 localized = []
@@ -93,7 +125,8 @@ if concept and source_run:
     scorers = sorted(set(loc["scorer_id"].to_pylist()))
     minimal = queries.minimal_windows(loc, scorers[0], threshold) if scorers else loc.slice(0, 0)
     window = next((w for w in minimal.to_pylist() if (w["family"], w["concept"]) == (family, concept)), None)
-    localized = list(range(window["window_start"], window["window_start"] + window["window_size"])) if window else []
+    localized = [i for i in range(window["window_start"], window["window_start"] + window["window_size"])
+                 if i < num_layers] if window else []
 method = st.radio("Method", METHODS, horizontal=True, key="run_method",
                   help="loco: closed-form edit of the chosen layers; all-layers: the same on every layer; "
                        "neuron: hold the top-k key/value units of the chosen layers at their neutral means; "
@@ -103,9 +136,9 @@ method = st.radio("Method", METHODS, horizontal=True, key="run_method",
 layers = st.multiselect(
     "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
     disabled=method not in CHOSEN_LAYERS,
-    help=(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} in run {source_run} "
-          f"(threshold {threshold:g} on the {DEFAULT_LEVEL:.0%} interval)." if localized else
-          "No localizing window for this concept in the model's run: choose layers."))
+    help=common.escape(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} in run "
+                       f"{source_run} (threshold {threshold:g} on the {DEFAULT_LEVEL:.0%} interval).") if localized
+    else "No localizing window for this concept in the model's run: choose layers.")
 if method == "neuron":
     topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
                            key="run_topk")
@@ -124,34 +157,36 @@ if method in CLOSED_FORM:
     preserve = keep.checkbox("Preserve the family's other concepts", key="run_preserve",
                              help="Also key the other concepts' prompts, mapped to themselves (not in the paper).")
 with st.expander("Evaluation settings"):
-    seeds_text = st.text_input("Seeds", "0,1", key="run_seeds")
-    steps = st.number_input("Steps (0: model default)", 0, 500, 0, key="run_steps")
-    size = st.number_input("Image side in px (0: model default)", 0, 2048, 0, step=8, key="run_size")
+    seeds_text = st.text_input("Seeds", "0,1", key="run_seeds", max_chars=2000,
+                               help=f"Comma-separated, at most {bounds.MAX_SEEDS}; the same before and after.")
+    steps = st.number_input("Steps (0: model default)", 0, bounds.MAX_STEPS, 0, key="run_steps")
+    size = st.number_input("Image side in px (0: model default)", 0, bounds.MAX_SIZE, 0, step=bounds.SIZE_MULTIPLE,
+                           key="run_size")
     unrelated = st.number_input("Unrelated prompts (specificity): a random subset of the preservation set",
                                 1, 1000, 20, key="run_unrelated")
 
-if st.button("Launch edit", type="primary", key="launch", disabled=len(active) >= options.max_jobs):
+not_here = job_root_problem(snap.root, options)
+if not_here:
+    st.warning(common.escape(not_here))
+if st.button("Launch edit", type="primary", key="launch",
+             disabled=len(active) >= options.max_jobs or bool(not_here)):
     try:
-        seeds = tuple(int(s) for s in seeds_text.split(",") if s.strip())
-    except ValueError:
-        seeds = ()
-    request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
-                          int(topk), seeds, int(steps) or None, int(size) or None, int(unrelated), positions,
-                          preserve)
-    try:
+        request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
+                              int(topk), parse_seeds(seeds_text), int(steps) or None, int(size) or None,
+                              int(unrelated), positions, preserve)
         args = request.args(os.path.abspath(snap.root), set(allowed), num_layers)
         job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
                           options.max_jobs)
     except UserError as error:
-        st.error(str(error))
+        st.error(common.escape(error))
     else:
         st.session_state["watching"] = job.job_id
         st.rerun()
 if active:
-    st.caption(f"One job at a time: {active[0].job_id} is {active[0].status}.")
+    st.caption(common.escape(f"One job at a time: {active[0].job_id} is {active[0].status}."))
 
 if len(history) > 1:
     st.subheader("Earlier jobs")
-    st.dataframe([{"job": job.job_id, "what": job.spec.get("label"), "status": job.status,
-                   "exit": job.returncode, "created_at": job.spec.get("created_at")} for job in history[1:]],
+    st.dataframe([{"job": job.job_id, "what": job.label, "status": job.status,
+                   "exit": job.returncode, "created_at": str(job.spec.get("created_at"))} for job in history[1:]],
                  hide_index=True, width="stretch")

@@ -2,7 +2,9 @@
 study of the same prompts and real tiny edits of one concept by all four methods (made once per test session, in
 parallel), an empty root, and copies to break or to write into."""
 
+import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -115,3 +117,44 @@ def add_foreign_part(root: Path) -> Path:
     path = root / "tables" / "scores" / "model=tiny-sd1" / "family=style" / "part-foreign.parquet"
     pq.write_table(pa.table({"schema_version": pa.array([1], pa.int32()), "case_id": ["x"], "score": ["high"]}), path)
     return path
+
+
+def scramble_pages(path: Path) -> Path:
+    """Overwrite a Parquet file's data pages with random bytes, keeping its footer (and so its metadata) valid."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    end = len(data) - 8 - footer
+    data[4:end] = bytes(random.Random(0).randrange(256) for _ in range(end - 4))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def add_scrambled_part(root: Path) -> Path:
+    """One scores part of the sweep with garbage data pages behind a valid footer."""
+    return scramble_pages(sorted((root / "tables" / "scores" / "model=tiny-sd1" / "family=style").glob("*.parquet"))[0])
+
+
+def add_damaged_summary(root: Path) -> Path:
+    """One evaluation summary cut off mid-way."""
+    path = sorted((root / "edits").glob("*-loco-*/evals/*/eval.json"))[0]
+    path.write_text(path.read_text()[:40])
+    return path
+
+
+def add_second_evaluation(root: Path, steps: int) -> tuple[str, str]:
+    """A second evaluation of the loco edit with other settings (``steps``), as ``eval-edit`` would store it beside
+    the first: its own folder, summary and scores part. Returns (edit_id, eval_id)."""
+    (summary_path,) = (root / "edits").glob("*-loco-*/evals/*/eval.json")
+    edit_id, first = summary_path.parts[-4], summary_path.parts[-2]
+    second = f"{first[:-1]}{'0' if first[-1] != '0' else '1'}"
+    folder = summary_path.parent.with_name(second)
+    shutil.copytree(summary_path.parent, folder)
+    summary = json.loads(summary_path.read_text())
+    summary.update(eval_id=second, steps=steps, efficacy_score_drop=0.25, created_at="2999-01-01T00:00:00+00:00")
+    (folder / "eval.json").write_text(json.dumps(summary))
+    scores = pq.read_table(root / "tables" / "edit_scores" / f"part-{edit_id}-{first}.parquet")
+    scores = scores.set_column(scores.schema.get_field_index("eval_id"), "eval_id", pa.array([second] * len(scores)))
+    scores = scores.set_column(scores.schema.get_field_index("steps"), "steps", pa.array([steps] * len(scores),
+                                                                                         pa.int32()))
+    pq.write_table(scores, root / "tables" / "edit_scores" / f"part-{edit_id}-{second}.parquet")
+    return edit_id, second
