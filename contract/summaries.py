@@ -214,6 +214,14 @@ def _run_sets(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None, method:
         return {run: run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {rows}").fetchall()
                 if run is not None}
     ids = sorted(set(run_ids))
+    found = {run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {_rows(method)} AND "
+                                           "list_contains($runs, run_id)", {"runs": ids}).fetchall()}
+    missing = [run for run in ids if run not in found]
+    if missing:
+        known = [run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {_rows(method)} "
+                                               "ORDER BY 1 LIMIT 5").fetchall()]
+        raise UserError(f"no {method} scores for run {', '.join(missing)}: use a run id of the root"
+                        + (f" (e.g. {', '.join(known)})" if known else ""))
     if len(ids) > 1:
         check_poolable(con, ids, method)
     return dict.fromkeys(ids, run_label(ids))

@@ -228,3 +228,10 @@ def test_the_expanded_bootstrap_reads_further_into_the_tails_for_few_units():
                                                      (8, 8, 0.6756, 1.0), (3, 4, 0.3006, 0.9544)])
 def test_wilson_intervals_match_the_closed_form(successes, n, low, high):
     assert intervals.wilson(successes, n, 0.95) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_a_run_the_root_does_not_hold_is_named(tmp_path):
+    con = _store(tmp_path, _rows())
+
+    with pytest.raises(UserError, match=r"^no locogen scores for run nope: use a run id of the root \(e\.g\. run1\)$"):
+        summaries.concept_summary(con, run_ids=["nope"])
