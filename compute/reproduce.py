@@ -109,9 +109,10 @@ def comparison(con, studies: list[Study], threshold: float = 0.5) -> list[dict]:
     rows = []
     for study in studies:
         run_id = study.config.run_id
-        found = {(r["concept"], r["scorer_id"]): r for r in concept_summary(con, threshold, [run_id]).to_pylist()}
         scored = con.execute("SELECT DISTINCT concept, scorer_id FROM scores WHERE run_id = ? ORDER BY ALL",
                              [run_id]).fetchall()
+        found = {(r["concept"], r["scorer_id"]): r
+                 for r in (concept_summary(con, threshold, [run_id]).to_pylist() if scored else [])}
         for concept, scorer in scored:
             row = found.get((concept, scorer))
             localized = row is not None and row["localizes"]

@@ -214,7 +214,9 @@ def test_a_case_scored_by_two_runs_counts_once(tmp_path):
 def test_localization_can_be_restricted_to_runs(tmp_path):
     write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
 
-    assert localization(Store(tmp_path).connect(), run_ids=["run2"]).num_rows == 0
+    assert localization(Store(tmp_path).connect(), run_ids=["run1"]).num_rows == 31
+    with pytest.raises(UserError, match="no locogen scores for run run2: use a run id of the root"):
+        localization(Store(tmp_path).connect(), run_ids=["run2"])
 
 
 def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
