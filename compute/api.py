@@ -38,7 +38,7 @@ from compute.settings import Settings
 from compute.sweep import run_study
 from compute.sweep_config import Concept, FamilySpec, SweepConfig, Template
 from contract import store, summaries
-from contract.names import NEURON_SELECTIONS
+from contract.names import NEURON_SELECTIONS, WINDOW
 
 
 def memory_root() -> str:
@@ -53,16 +53,22 @@ def _literal(text: str) -> str:
 
 @dataclass
 class Localization:
-    """A LocoGen localization run from a notebook, read back from its artifact root.
+    """A LocoGen localization run from a notebook, read back from its artifact root, with the statistics of
+    docs/statistics.md.
 
     Attributes:
         root: the artifact root the run wrote (images, tables); open it in the dashboard if it is a folder.
         run_id: the run's id in that root.
         model: the model's name in the tables.
-        windows: one row per window (``contract.summaries.localization``): mean score, references, normalized drop.
+        windows: one row per window (``contract.summaries.localization``): mean score, both references and the one
+            that normalized, the gap with its interval, whether the concept is measurable (and why not), the
+            normalized drop with its bootstrap interval, whether it localizes and the verdict in words.
+        concepts: one row per concept (``contract.summaries.concept_summary``): its gap, measurability, minimal
+            localizing window (or the strongest window and why it falls short) and verdict.
         minimal: the minimal localizing window per concept (``contract.summaries.minimal_windows``); no row when no
-            window removes ``threshold`` of the original-to-target gap.
-        threshold: the fraction of the gap a window must remove to localize.
+            window's interval clears ``threshold`` or the concept is not measurable.
+        threshold: the fraction of the gap a window's interval must clear to localize.
+        level: the intervals' coverage.
         layer_table: the model's layers (index -> path, block, resolution), for labels.
     """
 
@@ -70,8 +76,10 @@ class Localization:
     run_id: str
     model: str
     windows: pa.Table
+    concepts: pa.Table
     minimal: pa.Table
     threshold: float
+    level: float
     layer_table: dict[int, dict]
 
     @property
@@ -90,16 +98,17 @@ class Localization:
         """The dashboard's heat map (a Plotly figure) of windows of ``window_size`` layers (default: the smallest)."""
         from dashboard import figures, queries
 
-        loc = self.windows.drop_columns(["threshold", "localizes"])
+        loc = self.windows.drop_columns(["threshold", "localizes", "verdict"])
         scorer = loc["scorer_id"][0].as_py()
         size = window_size or min(loc["window_size"].to_pylist())
-        cells = queries.layer_cells(loc, self.model, scorer, size, self.threshold)
-        minimal = queries.minimal_windows(loc, self.model, scorer, self.threshold)
+        cells = queries.layer_cells(loc, scorer, size, self.threshold)
+        minimal = queries.minimal_windows(loc, scorer, self.threshold)
         num_layers = max([*self.layer_table, *(s + size - 1 for s in cells["window_start"].to_pylist())]) + 1
         return figures.heat_map(cells, minimal, self.layer_table, num_layers, size, self.threshold)
 
-    def images(self, window: tuple[int, int] | None = None, kind: str = "window") -> list[Image.Image]:
-        """The run's stored images of one kind (``original``, ``target``) or of one window (start, end)."""
+    def images(self, window: tuple[int, int] | None = None, kind: str = WINDOW) -> list[Image.Image]:
+        """The run's stored images of one kind (``original``, ``target``, ``all-layers``) or of one window (start,
+        end)."""
         con = store.Store(self.root).connect()
         query = "SELECT image_path FROM cases WHERE run_id = $run AND kind = $kind"
         params = {"run": self.run_id, "kind": kind}
@@ -110,19 +119,21 @@ class Localization:
         return [Image.open(io.BytesIO(store.read_bytes(store.join(self.root, path)))) for path in paths]
 
     def __repr__(self) -> str:
-        found = ", ".join(f"{r['concept']}: layers {r['window_start']}-{r['window_start'] + r['window_size'] - 1} "
-                          f"(drop {r['normalized_drop']:.2f})" for r in self.minimal.to_pylist())
-        return (f"Localization(run {self.run_id} of {self.model}: {self.windows.num_rows} windows; minimal at "
-                f"threshold {self.threshold}: {found or 'none'})")
+        verdicts = "; ".join(f"{r['concept']}: {r['verdict']}" for r in self.concepts.to_pylist())
+        return (f"Localization(run {self.run_id} of {self.model}: {self.windows.num_rows} windows; threshold "
+                f"{self.threshold:g} on the {self.level:.0%} interval; {verdicts or 'no concept'})")
 
 
 def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_text: str, concept: str | None = None,
              family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3), seeds: Sequence[int] = (0, 1, 2, 3),
              steps: int | None = None, guidance: float | None = None, size: int | None = None,
-             scorer: str | None = None, threshold: float = 0.5, root: str | None = None, batch_size: int = 8,
-             progress: bool = True, name: str = "notebook") -> Localization:
+             scorer: str | None = None, threshold: float = summaries.DEFAULT_THRESHOLD,
+             level: float = summaries.DEFAULT_LEVEL, min_gap: float = summaries.MIN_REFERENCE_GAP,
+             root: str | None = None, batch_size: int = 8, progress: bool = True,
+             name: str = "notebook") -> Localization:
     """LocoGen: for every window of consecutive layers, generate ``prompt`` with the window fed ``target``, score the
-    images against ``score_text``, and summarize which windows remove the attribute.
+    images against ``score_text``, and summarize which windows remove the attribute, with intervals over the prompt x
+    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable).
 
     Usage: ``result = localize(model, "a house in the style of van gogh", "a painting", score_text="style of van
     gogh")``
@@ -137,7 +148,9 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         window_sizes, seeds: the windows and seeds of the sweep.
         steps, guidance, size: sampling settings (default: the model's).
         scorer: CLIP scorer name or directory (default: the model's, ``scoring.default_scorer``).
-        threshold: fraction of the original-to-target gap a window must remove to localize.
+        threshold: fraction of the original-to-reference gap a window's interval must clear to localize.
+        level: the intervals' coverage.
+        min_gap: the smallest original-to-reference gap (CLIP-score units) a concept must clearly exceed.
         root: artifact root to write the run to (default: a fresh in-memory root).
         batch_size: images per pipeline call.
         progress: show a progress bar.
@@ -155,11 +168,11 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
     run_study(config, model, build_plan(config, settings, len(model.layers)), settings, root, batch_size,
               show_progress=progress)
     con = store.Store(root).connect()
-    windows = summaries.localization(con, threshold, [config.run_id])
-    minimal = summaries.minimal_windows(con, threshold, [config.run_id])
+    windows = summaries.localization(con, threshold, [config.run_id], level=level, min_gap=min_gap)
     layer_table = {layer.index: {"path": layer.path, "block": layer.block, "resolution": layer.resolution}
                    for layer in model.layers}
-    return Localization(root, config.run_id, model.name, windows, minimal, threshold, layer_table)
+    return Localization(root, config.run_id, model.name, windows, summaries.concepts_of(windows),
+                        summaries.minimal_windows_of(windows), threshold, level, layer_table)
 
 
 def generate(model: Model, prompts: Sequence[str], seeds: Sequence[int] = (0,), *,

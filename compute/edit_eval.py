@@ -34,7 +34,8 @@ from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
-from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder
+from contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
+from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
 from contract.store import (
     Store,
     atomic_write,
@@ -47,6 +48,7 @@ from contract.store import (
     write_png_atomic,
     write_table,
 )
+from contract.summaries import DEFAULT_LEVEL
 
 PHASES = ("before", "after")
 
@@ -129,41 +131,68 @@ def _generate(model: Model, cases: list[Case], settings: Settings, batch_size: i
     return quantize(np.concatenate(batches))
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Summary metrics from score rows (one per prompt x seed x phase).
+def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+    """Summary metrics from score rows (one per prompt x seed x phase); the names are ``contract.names.EVAL_METRICS``.
 
-    efficacy / generalization: fraction of prompts (scores averaged over seeds) whose score to the concept is below
-    the target reference (the target prompt's mean score on the original model); reported before and after.
-    ``<group>_drop``: the mean score's normalized drop (before - after) / (before - target reference), LocoGen's
-    measure (1 = as far from the concept as the target prompt, 0 = unchanged).
-    specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained); the same ratio
-    for the family's other concepts. Groups without prompts are left out.
+    For efficacy and generalization, two kinds of number (docs/statistics.md):
+    ``<group>_score_drop``: the normalized drop of the mean score, (before - after) / (before - target reference),
+    LocoGen's measure (1 = as far from the concept as the target prompt, 0 = unchanged), with a bootstrap interval
+    (before/after pairs of one image resampled together, the target reference's images on their own).
+    ``<group>_prompt_rate`` / ``<group>_image_rate``: the fraction of prompts (scores averaged over seeds) / of
+    images whose score fell below the target reference (the target prompt's mean score on the original model), after
+    the edit, with a Wilson interval; ``..._before`` the same before it. An edit that makes images as unlike the
+    concept as the target prompt's puts about half of them below that mean: read the rates next to the drop.
+    specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained); the same ratio for
+    the family's other concepts (``other_concepts_retained``). Groups without prompts are left out.
+
+    Args:
+        rows: score rows with ``group``, ``phase``, ``prompt``, ``seed`` and ``score``.
+        level: the intervals' coverage.
+        resamples, seed: the bootstrap's.
     """
-    def mean_by_prompt(group, phase):
+    def scores(group, phase) -> dict[tuple[str, int], float]:
+        return {(row["prompt"], row["seed"]): row["score"] for row in rows
+                if row["group"] == group and row["phase"] == phase}
+
+    def mean_by_prompt(by_image):
         by_prompt = {}
-        for row in rows:
-            if row["group"] == group and row["phase"] == phase:
-                by_prompt.setdefault(row["prompt"], []).append(row["score"])
-        return np.array([np.mean(scores) for scores in by_prompt.values()])
+        for (prompt, _), score in by_image.items():
+            by_prompt.setdefault(prompt, []).append(score)
+        return np.array([np.mean(values) for values in by_prompt.values()])
 
     present = {row["group"] for row in rows}
-    reference = float(mean_by_prompt("target", "before").mean())
-    summary = {"target_reference": reference}
+    target = np.array(list(scores("target", "before").values()))
+    reference = float(target.mean())
+    summary = {"target_reference": reference, "level": level}
     for group in ("efficacy", "generalization"):
         if group not in present:
             continue
-        for phase in PHASES:
-            scores = mean_by_prompt(group, phase)
-            summary[f"{group}_{phase}"] = float((scores < reference).mean())
-            summary[f"{group}_score_{phase}"] = float(scores.mean())
-        summary[group] = summary[f"{group}_after"]
-        gap = summary[f"{group}_score_before"] - reference
-        summary[f"{group}_drop"] = (summary[f"{group}_score_before"] - summary[f"{group}_score_after"]) / gap \
-            if gap else None
+        before, after = scores(group, "before"), scores(group, "after")
+        images = sorted(before.keys() & after.keys(), key=str)
+        paired_before = np.array([before[key] for key in images])
+        paired_after = np.array([after[key] for key in images])
+        drop, low, high = ratio_drop_interval(paired_before, paired_after, target, level, resamples,
+                                              rng_for(seed, "edit", group))
+        summary.update({f"{group}_score_before": float(paired_before.mean()),
+                        f"{group}_score_after": float(paired_after.mean()),
+                        f"{group}_score_drop": None if np.isnan(drop) else drop,
+                        f"{group}_score_drop_low": None if np.isnan(low) else low,
+                        f"{group}_score_drop_high": None if np.isnan(high) else high})
+        for unit, by_phase in (("prompt", {phase: mean_by_prompt(s) for phase, s in (("before", before),
+                                                                                      ("after", after))}),
+                               ("image", {"before": paired_before, "after": paired_after})):
+            below = {phase: int((values < reference).sum()) for phase, values in by_phase.items()}
+            n = len(by_phase["after"])
+            rate_low, rate_high = wilson(below["after"], n, level)
+            summary.update({f"{group}_{unit}_rate": below["after"] / n,
+                            f"{group}_{unit}_rate_before": below["before"] / len(by_phase["before"]),
+                            f"{group}_{unit}_rate_low": rate_low, f"{group}_{unit}_rate_high": rate_high,
+                            f"{group}_{unit}s": n, f"{group}_{unit}s_below": below["after"]})
     for group, name in (("unrelated", "specificity"), ("other_concepts", "other_concepts_retained")):
         if group not in present:
             continue
-        before, after = mean_by_prompt(group, "before").mean(), mean_by_prompt(group, "after").mean()
+        before = mean_by_prompt(scores(group, "before")).mean()
+        after = mean_by_prompt(scores(group, "after")).mean()
         summary[f"{group}_score_before"], summary[f"{group}_score_after"] = float(before), float(after)
         summary[name] = float(after / before)
     return summary
@@ -243,7 +272,7 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     evaluation = eval_id(identity)
     folder = eval_folder(edit.edit_id, evaluation)
     if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
-        return {**json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}"))), "reused": True}
+        return {**renamed_metrics(json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}")))), "reused": True}
     done = 0
 
     def count(images: int) -> None:

@@ -37,14 +37,15 @@ from contract.names import (
     default_positions,
 )
 from contract.store import Store
-from contract.summaries import minimal_windows
+from contract.summaries import concept_summary
 
 DEFAULT_TOPK = 50
 
 
 def window_from_run(root, run_id: str, model: str, family: str, concept: str, threshold: float) -> list[int]:
     """The layers of the minimal localizing window of ``concept`` in sweep run ``run_id`` (a run id, or the path of
-    its YAML config; with several scorers, the first scorer id in sort order decides)."""
+    its YAML config; with several scorers, the first scorer id in sort order decides), judged by the summaries' rule
+    (docs/statistics.md): the window's drop interval at or above ``threshold``, the concept measurable."""
     if run_id.endswith((".yaml", ".yml")) and os.path.isfile(run_id):
         run_id = load_config(run_id).run_id
     store = Store(root)
@@ -55,12 +56,13 @@ def window_from_run(root, run_id: str, model: str, family: str, concept: str, th
         raise UserError(f"run {run_id!r} has no {family} scores for concept {concept!r} under {store.root}")
     if (model,) not in rows:
         raise UserError(f"run {run_id!r} scored {concept!r} on {rows[0][0]}, not on {model}")
-    windows = [w for w in minimal_windows(con, threshold, [run_id]).to_pylist()
-               if (w["model"], w["family"], w["concept"]) == (model, family, concept)]
-    if not windows:
-        raise UserError(f"no window of run {run_id!r} localizes {concept!r} at threshold {threshold}: "
-                        "lower --threshold or pass --layers")
-    start, size = windows[0]["window_start"], windows[0]["window_size"]
+    found = sorted((w for w in concept_summary(con, threshold, [run_id]).to_pylist()
+                    if (w["model"], w["family"], w["concept"]) == (model, family, concept)),
+                   key=lambda w: w["scorer_id"])
+    if not found[0]["localizes"]:
+        raise UserError(f"run {run_id!r} does not localize {concept!r} at threshold {threshold} "
+                        f"({found[0]['verdict']}): pass --layers, or lower --threshold")
+    start, size = found[0]["window_start"], found[0]["window_size"]
     return list(range(start, start + size))
 
 

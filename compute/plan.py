@@ -1,8 +1,9 @@
 """The sweep plan: a deterministic table of cases, grouped into work units of one prompt each.
 
-A unit is one (family, concept, prompt) with its original and target references and every window x seed. Units are
-the grain of resumption and sharding: a unit's results are written as one Parquet part per table, under a name
-derived from its cases, so rewriting a unit replaces its files instead of adding rows.
+A unit is one (family, concept, prompt) with its references (the original prompt, the plain target prompt and the
+all-layers swap: every layer fed the target) and every window x seed. Units are the grain of resumption and sharding:
+a unit's results are written as one Parquet part per table, under a name derived from its cases, so rewriting a unit
+replaces its files instead of adding rows.
 
 A causal-tracing plan (``build_trace_plan``) has the same units, with original, corrupted and restored cases.
 """
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from compute.settings import Settings
 from compute.sweep_config import SweepConfig
-from contract.names import CROSS_ATTENTION, LOCOGEN
+from contract.names import ALL_LAYERS, CROSS_ATTENTION, LOCOGEN, ORIGINAL, TARGET, WINDOW
 
 
 def _digest(*parts) -> str:
@@ -48,7 +49,7 @@ class PlannedCase:
 
     @property
     def generation_prompt(self) -> str:
-        return self.target if self.kind == "target" else self.prompt
+        return self.target if self.kind == TARGET else self.prompt
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Unit:
 
 
 def _case(model: str, settings: Settings, family, concept, prompt, target, kind, start, size, seed) -> PlannedCase:
-    generated = target if kind == "target" else prompt
+    generated = target if kind == TARGET else prompt
     window = None if start is None else [start, start + size]
     image_key = _digest(model, asdict(settings), generated, window, target if window else None, seed)
     case_id = _digest(model, asdict(settings), family, concept.name, prompt, target, kind, window, seed)
@@ -69,20 +70,36 @@ def _case(model: str, settings: Settings, family, concept, prompt, target, kind,
                        concept.score_text.format(concept=concept.name))
 
 
-def build_plan(config: SweepConfig, settings: Settings, num_layers: int) -> list[Unit]:
+def build_plan(config: SweepConfig, settings: Settings, num_layers: int, window_sizes: list[int] | None = None,
+               concepts: set[tuple[str, str]] | None = None, references: bool = True) -> list[Unit]:
     """All units of a sweep, in a fixed order (families, concepts, templates as written in the config).
 
-    Within a unit: original references, target references, then each window size and start, each seed.
+    Within a unit: original references, target references, all-layers references (the window of every layer, whose
+    image a window of size ``num_layers`` shares), then each window size and start, each seed.
+
+    Args:
+        config: the study.
+        settings: its sampling settings.
+        num_layers: the model's cross-attention layer count.
+        window_sizes: the sizes to plan (default: ``config.window_sizes``; a window search's refinement passes others).
+        concepts: only these (family, concept) pairs (default: all).
+        references: include the reference cases (a refinement's units leave them out: the first pass has them).
     """
     units = []
     for family in config.families:
         for concept in family.concepts:
+            if concepts is not None and (family.name, concept.name) not in concepts:
+                continue
             for prompt, target in family.prompts(concept):
                 args = (config.model, settings, family.name, concept, prompt, target)
-                cases = [_case(*args, "original", None, None, seed) for seed in config.seeds]
-                cases += [_case(*args, "target", None, None, seed) for seed in config.seeds]
-                cases += [_case(*args, "window", start, size, seed)
-                          for size in config.window_sizes for start in range(num_layers - size + 1)
+                cases = []
+                if references:
+                    cases += [_case(*args, ORIGINAL, None, None, seed) for seed in config.seeds]
+                    cases += [_case(*args, TARGET, None, None, seed) for seed in config.seeds]
+                    cases += [_case(*args, ALL_LAYERS, 0, num_layers, seed) for seed in config.seeds]
+                cases += [_case(*args, WINDOW, start, size, seed)
+                          for size in (config.window_sizes if window_sizes is None else window_sizes)
+                          for start in range(num_layers - size + 1)
                           for seed in config.seeds]
                 unit_id = _digest(config.scorer, [c.case_id for c in cases])
                 units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))

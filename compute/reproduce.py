@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from compute.models.registry import MODELS
 from compute.sweep_config import CONFIGS_DIR, SweepConfig, load_config
 from contract.errors import UserError
-from contract.summaries import minimal_windows
+from contract.summaries import concept_summary
 
 PAPER_FAMILIES = ("style", "objects", "facts")  # the paper's three studies (color is ours: --families adds it)
 
@@ -102,35 +102,26 @@ def paper_studies(model: str, families: tuple[str, ...] = PAPER_FAMILIES) -> lis
     return studies
 
 
-def _interval(row: dict) -> tuple[float, float] | None:
-    """A confidence interval of the window's drop, where the summaries give one (as a ``*_low``/``*_high`` pair
-    of columns); None otherwise."""
-    for low in row:
-        for suffix, high_suffix in (("_low", "_high"), ("_lo", "_hi"), ("_lower", "_upper")):
-            high = low[: -len(suffix)] + high_suffix
-            if low.endswith(suffix) and high in row and row[low] is not None:
-                return row[low], row[high]
-    return None
-
-
 def comparison(con, studies: list[Study], threshold: float = 0.5) -> list[dict]:
-    """One row per (study, concept, scorer): its minimal localizing window (``contract.summaries.minimal_windows``
-    over the study's run; None where no window reaches ``threshold``), its drop and interval, and the paper's layers.
-
-    Concepts the run scored but no window localizes get a row with ``window`` None.
-    """
+    """One row per (study, concept, scorer): its minimal localizing window (``contract.summaries.concept_summary``
+    over the study's run: the drop's 95% interval at or above ``threshold``; None where none localizes or the concept
+    is not measurable), its drop and interval, the summary's verdict, and the paper's layers."""
     rows = []
     for study in studies:
         run_id = study.config.run_id
-        found = {(r["concept"], r["scorer_id"]): r for r in minimal_windows(con, threshold, [run_id]).to_pylist()}
         scored = con.execute("SELECT DISTINCT concept, scorer_id FROM scores WHERE run_id = ? ORDER BY ALL",
                              [run_id]).fetchall()
+        found = {(r["concept"], r["scorer_id"]): r
+                 for r in (concept_summary(con, threshold, [run_id]).to_pylist() if scored else [])}
         for concept, scorer in scored:
             row = found.get((concept, scorer))
-            window = None if row is None else (row["window_start"], row["window_start"] + row["window_size"])
+            localized = row is not None and row["localizes"]
             rows.append({"family": study.family, "concept": concept, "scorer_id": scorer, "run_id": run_id,
-                         "window": window, "drop": None if row is None else row["normalized_drop"],
-                         "interval": None if row is None else _interval(row),
+                         "window": (row["window_start"], row["window_start"] + row["window_size"]) if localized
+                         else None,
+                         "drop": row["normalized_drop"] if localized else None,
+                         "interval": (row["drop_low"], row["drop_high"]) if localized else None,
+                         "verdict": row["verdict"] if row else "no LocoGen windows scored",
                          "paper_window": PAPER_LAYERS.get((study.paper_model, study.family)),
                          "paper_model": study.paper_model})
     return rows

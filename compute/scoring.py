@@ -17,10 +17,11 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 from compute.models.registry import PACKAGE_DIR, ModelSpec
 from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 from contract.errors import UserError
+from contract.names import RANDOM_SCORER
 
 DEFAULT_SCORER = "openai/clip-vit-large-patch14"  # the community's usual choice
 PAPER_SCORER = "openai/clip-vit-base-patch16"  # the one the paper's neuron study used
-TINY_SCORER = "tiny-clip"  # built-in random weights, for tests
+TINY_SCORER = RANDOM_SCORER  # built-in random weights, for tests
 # Scorers shipped inside the package, by the name stored with their scores.
 EMBEDDED_SCORERS = {"toyworld-clip": PACKAGE_DIR / "checkpoints" / "toyworld-clip"}  # the toy world's mini-CLIP
 NAMED_SCORERS = (TINY_SCORER, *EMBEDDED_SCORERS)

@@ -33,7 +33,7 @@ from compute.provenance import git_commit, versions
 from compute.settings import Settings
 from compute.sweep_config import SweepConfig
 from contract import store
-from contract.names import CROSS_ATTENTION
+from contract.names import CROSS_ATTENTION, LOCOGEN
 
 # Generates a batch of planned cases: (N, H, W, 3) float images in [0, 1], in order.
 Render = Callable[[list[PlannedCase]], np.ndarray]
@@ -50,6 +50,11 @@ class SweepStats:
     generate_s: float = 0.0
     score_s: float = 0.0
     timings: dict = field(default_factory=dict)
+
+    def add(self, other: "SweepStats") -> None:
+        """Count ``other``'s work (a second pass of the same run) in these totals."""
+        for name in ("units_total", "units_skipped", "images_generated", "images_reused", "generate_s", "score_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def score_part(unit: Unit, scorer_id: str, scorers: tuple[str, ...]) -> str:
@@ -157,11 +162,14 @@ def locogen_renderer(model: Model, settings: Settings) -> Render:
 
 
 def _score_unit(scorer, model_name: str, unit: Unit, root: str, stats: SweepStats) -> list[float]:
+    # Each distinct (image, text) is scored once: cases that share an image (the all-layers reference and the window
+    # of every layer) get the very same score, so a window equal to the reference has a drop of exactly 1.
     began = time.perf_counter()
-    images = np.stack([_load_png(store.join(root, store.image_relpath(model_name, c.image_key))) for c in unit.cases])
-    scores = scorer.score(images, [case.score_text for case in unit.cases])
+    distinct = list(dict.fromkeys((c.image_key, c.score_text) for c in unit.cases))
+    images = np.stack([_load_png(store.join(root, store.image_relpath(model_name, key))) for key, _ in distinct])
+    scores = dict(zip(distinct, scorer.score(images, [text for _, text in distinct])))
     stats.score_s += time.perf_counter() - began
-    return [float(s) for s in scores]
+    return [float(scores[c.image_key, c.score_text]) for c in unit.cases]
 
 
 def _common(config: SweepConfig, case: PlannedCase) -> dict:
@@ -183,10 +191,11 @@ def _score_rows(config: SweepConfig, unit: Unit, scores, scorer_id: str) -> list
 
 
 def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, status: str, created: datetime,
-                  versions: dict, timings: dict, details: dict | None = None) -> None:
-    """Write (or update) the run's row for this shard; ``details`` are added to its ``config_json``."""
+                  versions: dict, timings: dict, details: dict | None = None, columns: dict | None = None) -> None:
+    """Write (or update) the run's row for this shard; ``details`` are added to its ``config_json``, ``columns`` (e.g.
+    scheduler, reference) to the row."""
     finished = datetime.now(UTC) if status != "running" else None
-    store.write_table("runs", [{
+    store.write_table("runs", [{**(columns or {}),
         "run_id": config.run_id, "config_name": config.name, "method": config.method,
         "config_json": json.dumps({**config.to_dict(), **(details or {})}),
         "model": config.model, "created_at": created, "finished_at": finished, "status": status,
@@ -265,7 +274,7 @@ def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit
 def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Settings, root: str,
               batch_size: int | None = None, shard: int = 0, num_shards: int = 1, show_progress: bool = True,
               render: Render | None = None, layer_rows: list[dict] | None = None, details: dict | None = None,
-              began: float | None = None) -> SweepStats:
+              began: float | None = None, follow_up: Callable[[], list[Unit]] | None = None) -> SweepStats:
     """Run ``units`` on a loaded model as run ``config.run_id``: the run row (running, then finished / failed /
     interrupted, with timings), the layers rows (``write_layers``), then the units (``run_units`` with ``render``).
 
@@ -277,6 +286,8 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
         layer_rows: the run's sites for the ``layers`` table (default: the model's cross-attention layers).
         details: added to the run's ``config_json`` (with ``noise``: how the images' noise was drawn).
         began: ``time.perf_counter()`` when loading started (for the recorded load time; default: now).
+        follow_up: called once ``units`` are done; the units it returns (e.g. a window search's refinement) are run
+            too, as part of the same run.
     """
     from compute.batching import auto_batch_size
     from compute.scoring import load_scorer
@@ -288,11 +299,18 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
     scorers = [load_scorer(name, device=model.device) for name in config.scorers]
     batch_size = batch_size or auto_batch_size(model, settings)
     load_s = time.perf_counter() - began
-    write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s}, details)
+    # What the run's summaries depend on beyond its config: the scheduler, and which reference normalizes its drops.
+    columns = {"scheduler": type(model.pipe.scheduler).__name__,
+               "reference": model.arch.reference if config.method == LOCOGEN else None}
+    write_run_row(config, root, shard, num_shards, "running", created, versions(), {"load_s": load_s}, details,
+                  columns)
     write_layers(config, model, root, layer_rows, settings)
     status, stats = "failed", None
     try:
         stats = run_units(config, model, scorers, units, settings, root, batch_size, show_progress, render)
+        more = follow_up() if follow_up else []
+        if more:
+            stats.add(run_units(config, model, scorers, more, settings, root, batch_size, show_progress, render))
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -306,5 +324,5 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
                            units=stats.units_total, units_skipped=stats.units_skipped,
                            images_per_s=round(stats.images_generated / stats.generate_s, 3)
                            if stats.generate_s else None)
-        write_run_row(config, root, shard, num_shards, status, created, versions(), timings, details)
+        write_run_row(config, root, shard, num_shards, status, created, versions(), timings, details, columns)
     return stats

@@ -18,6 +18,11 @@ Example::
         templates: ["a painting in the style of {concept}", "{concept} style painting of a tree"]
         concepts: [van gogh, monet, {name: salvador dali, score_text: "surrealism of salvador dali"}]
 
+Instead of ``window_sizes``, ``window_search`` finds each concept's minimal window among every size up to a maximum at
+a fraction of the cost: ``window_search: {max_size: 10}`` sweeps the coarse sizes (default 1, 2, 3, 5, 8, ... and the
+maximum), then, per concept, every size between the largest coarse size that does not localize and the smallest that
+does (``compute/window_search.py``; optional keys ``coarse``, ``threshold``, ``level``).
+
 A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: ...}`` when its target prompt differs
 (``a {concept} car`` -> ``a car``). A concept is a name, or a mapping with ``name`` and optional ``target`` /
 ``score_text`` overrides (for facts: the new fact and the old one). The target of a prompt is the template's when it
@@ -49,8 +54,9 @@ from contract import bounds
 from contract.errors import UserError
 from contract.names import ATTENTION_CONTRIBUTION, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
 
-TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt_set", "window_sizes", "seeds", "steps",
-            "guidance", "resolution", "scorer", "batch_size", "trace", "contribution"}
+TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt_set", "window_sizes", "window_search",
+            "seeds", "steps", "guidance", "resolution", "scorer", "batch_size", "trace", "contribution"}
+SEARCH_KEYS = {"max_size", "coarse", "threshold", "level"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
@@ -117,6 +123,28 @@ class TraceSpec:
             raise ConfigError("trace: nothing to trace; name components or set text_encoder: true")
 
 
+def default_coarse(max_size: int) -> tuple[int, ...]:
+    """The first pass of a window search: 1, 2, 3, 5, 8, 13, ... (each the sum of the two before) below
+    ``max_size``, then ``max_size``; the gaps a refinement fills grow with m, as the cost of a size shrinks."""
+    sizes, a, b = [], 1, 2
+    while a < max_size:
+        sizes.append(a)
+        a, b = b, a + b
+    return (*sizes, max_size)
+
+
+@dataclass(frozen=True)
+class WindowSearch:
+    """A search for each concept's minimal window among all sizes up to ``max_size``: every window of the ``coarse``
+    sizes first, then, for a concept whose smallest localizing coarse size is m > 1, every size between the coarse size
+    below m and m. Localizing is judged as the summaries judge it, at ``threshold`` on the ``level`` interval."""
+
+    max_size: int
+    coarse: tuple[int, ...]
+    threshold: float = 0.5
+    level: float = 0.95
+
+
 @dataclass(frozen=True)
 class ContributionSpec:
     """Attention-contribution settings: how many dominant sites each top-k intervention feeds the target (the DiT
@@ -149,6 +177,7 @@ class SweepConfig:
     trace: TraceSpec = TraceSpec()
     method: str = LOCOGEN
     contribution: ContributionSpec = ContributionSpec()
+    window_search: WindowSearch | None = None  # with a search, window_sizes are its coarse sizes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,10 +190,12 @@ class SweepConfig:
     def digest(self) -> str:
         """A short hash of everything that determines the results (not the name or description). A LocoGen run
         ignores the trace and contribution settings; other runs ignore the window sizes and include the method, and
-        each ignores the other's settings."""
+        each ignores the other's settings. Configs without a window search hash as they did before it existed."""
         ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == LOCOGEN
-                                                            else {"window_sizes"})
+                                                            else {"window_sizes", "window_search"})
         ignored |= {"trace"} if self.method == ATTENTION_CONTRIBUTION else {"contribution"}
+        if self.window_search is None:
+            ignored.add("window_search")
         fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -299,6 +330,23 @@ def _trace(check: _Checker, raw) -> TraceSpec:
         raise ConfigError(f"{check.source}: {error}") from None
 
 
+def _search(check: _Checker, raw) -> WindowSearch:
+    check.keys("window_search", raw, SEARCH_KEYS, {"max_size"})
+    max_size = raw["max_size"]
+    if bounds.POSITIVE_COUNT.problem(max_size):
+        check.fail("window_search.max_size", bounds.POSITIVE_COUNT.problem(max_size), "fix the value")
+    coarse = (check.ints("window_search.coarse", raw["coarse"], bounds.POSITIVE_COUNT) if "coarse" in raw
+              else default_coarse(max_size))
+    coarse = tuple(sorted(coarse))
+    if coarse[-1] != max_size:
+        check.fail("window_search.coarse", f"must end at max_size {max_size}, got {list(coarse)}",
+                   f"add {max_size} (sizes above it are never swept)" if coarse[-1] < max_size
+                   else f"drop the sizes above {max_size}")
+    threshold = check.optional("window_search.threshold", raw.get("threshold", 0.5), bounds.THRESHOLD)
+    level = check.optional("window_search.level", raw.get("level", 0.95), bounds.LEVEL)
+    return WindowSearch(max_size, coarse, float(threshold), float(level))
+
+
 def _contribution(check: _Checker, raw) -> ContributionSpec:
     if raw is None:
         return ContributionSpec()
@@ -367,7 +415,11 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     from compute.scoring import DEFAULT_SCORER
 
     check = _Checker(source)
-    check.keys("", raw, TOP_KEYS, {"name", "model", "window_sizes", "seeds"})
+    check.keys("", raw, TOP_KEYS, {"name", "model", "seeds"})
+    if ("window_sizes" in raw) == ("window_search" in raw):
+        check.fail("window_sizes", "give either window_sizes (an explicit list) or window_search (a search up to a "
+                   "maximum size)", "write e.g. window_sizes: [1, 2, 3] or window_search: {max_size: 10}")
+    search = _search(check, raw["window_search"]) if "window_search" in raw else None
     families = raw.get("families", {})
     if not isinstance(families, dict):
         check.fail("families", "expected a mapping of family name -> settings", "see compute/prompts/")
@@ -385,7 +437,9 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     return SweepConfig(
         name=name, model=check.text("model", raw["model"]),
         families=tuple(_family(check, str(k), v) for k, v in families.items()),
-        window_sizes=tuple(sorted(check.ints("window_sizes", raw["window_sizes"], bounds.POSITIVE_COUNT))),
+        window_sizes=search.coarse if search else tuple(sorted(check.ints("window_sizes", raw["window_sizes"],
+                                                                          bounds.POSITIVE_COUNT))),
+        window_search=search,
         seeds=check.ints("seeds", raw["seeds"], bounds.SEED), scorer=scorer,
         steps=check.optional("steps", raw.get("steps"), bounds.STEPS),
         guidance=None if guidance is None else float(guidance),
@@ -421,6 +475,9 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
 
 def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "config") -> None:
     """Reject window sizes larger than the model's layer count."""
+    if config.window_search and config.window_search.max_size > num_layers:
+        _Checker(source).fail("window_search.max_size", f"{config.window_search.max_size} exceeds the {num_layers} "
+                              f"cross-attention layers of {config.model}", f"use a size from 1 to {num_layers}")
     for i, size in enumerate(config.window_sizes):
         if size > num_layers:
             _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "

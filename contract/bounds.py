@@ -121,3 +121,8 @@ LAMBDA = Bound(integer=False, above=0)
 NOISE = Bound(integer=False, low=0)
 THRESHOLD = Bound(integer=False, above=0)
 PORT = Bound(integer=True, low=1, high=65535)
+# The summaries' statistics (docs/statistics.md): an interval's coverage, the bootstrap's resamples, and a score gap
+# (CLIP cosines lie in [-1, 1], so their differences in [-2, 2]; a negative minimum accepts every gap).
+LEVEL = Bound(integer=False, above=0, high=0.999)
+RESAMPLES = Bound(integer=True, low=1, high=100_000)
+SCORE_GAP = Bound(integer=False, low=-2, high=2)

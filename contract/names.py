@@ -20,6 +20,16 @@ CONTRIBUTION = "contribution"
 TOP_K = "top-k"
 CONTRIBUTION_MEASURE = "attention-contribution"
 
+# LocoGen's case kinds (``cases.kind``): the original prompt, the plain target prompt, the all-layers swap (every layer
+# fed the target; the reference where text also enters outside cross-attention) and a window of layers swapped.
+ORIGINAL, TARGET, ALL_LAYERS, WINDOW = "original", "target", "all-layers", "window"
+# The reference a run's drops are normalized by (``runs.reference``): one of the two reference kinds.
+REFERENCES = (TARGET, ALL_LAYERS)
+
+# The built-in CLIP scorer with random weights (for testing the machinery): its scores mean nothing, so no concept it
+# scores is measurable.
+RANDOM_SCORER = "tiny-clip"
+
 # Site components (``layers.component``, ``cases.component``). LocoGen's layers are the cross-attention ones.
 CROSS_ATTENTION = "cross-attention"
 TEXT_ENCODER = "text-encoder"
@@ -63,16 +73,31 @@ EVAL_GROUPS = {
     "new_fact": "fact edits: the edit's own and held-out prompts scored against the new fact",
     "new_fact_reference": "fact edits: the target prompt scored against the new fact",
 }
-# Summary metrics of ``eval.json``, with what each means.
+# Summary metrics of ``eval.json``, in display order, with what each means (compute/edit_eval.py ``summarize``). Two
+# kinds of efficacy number that must not be confused: the score drop (how far the mean score moved toward the target
+# reference) and the rates (how many prompts / images ended below it).
 EVAL_METRICS = {
-    "efficacy": "fraction of the edit's own prompts scoring below the target reference",
-    "efficacy_drop": "normalized drop of their mean score, (before − after) / (before − target reference)",
-    "generalization": "the same fraction on held-out prompts with the concept",
-    "generalization_drop": "normalized drop on the held-out prompts",
-    "specificity": "unrelated prompts' mean score after / before (1 = kept)",
-    "other_concepts_retained": "the family's other concepts, after / before",
+    "efficacy_score_drop": "efficacy, normalized score drop: (before − after) / (before − target reference) of the "
+                           "mean score on the edit's own prompts; 1 = as unlike the concept as the target prompt, "
+                           "0 = no change",
+    "efficacy_prompt_rate": "efficacy, prompt rate: fraction of the edit's own prompts whose seed-mean score fell "
+                            "below the target reference (about 0.5 when the images look as unlike the concept as the "
+                            "target prompt's: they scatter around its mean)",
+    "efficacy_image_rate": "efficacy, image rate: fraction of the edit's own images (prompt × seed) scoring below the "
+                           "target reference",
+    "generalization_score_drop": "generalization, normalized score drop on held-out prompts with the concept",
+    "generalization_prompt_rate": "generalization, prompt rate: fraction of held-out prompts below the target "
+                                  "reference",
+    "generalization_image_rate": "generalization, image rate: fraction of held-out images below the target reference",
+    "specificity": "specificity: unrelated prompts' mean score after / before (1 = kept)",
+    "other_concepts_retained": "specificity: the family's other concepts' mean score, after / before (1 = kept)",
     "new_fact_gain": "fact edits: the new fact's score rise, (after − before) / (target prompt − before)",
 }
+# Summaries written before the metrics were renamed: old name -> current name (same definition); ``renamed_metrics``.
+EVAL_RENAMED = {"efficacy": "efficacy_prompt_rate", "efficacy_before": "efficacy_prompt_rate_before",
+                "efficacy_drop": "efficacy_score_drop", "generalization": "generalization_prompt_rate",
+                "generalization_before": "generalization_prompt_rate_before",
+                "generalization_drop": "generalization_score_drop"}
 
 # A dashboard job's folder ``<root>/jobs/<job_id>/``: the command's ``--status-file`` and its keys.
 JOBS_DIR = "jobs"
@@ -88,3 +113,8 @@ def eval_folder(edit_id: str, eval_id: str | None) -> str:
 def default_positions(method: str) -> str:
     """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
     return "subject+padding" if method in QUICKFIX_RECIPES else "subject"
+
+
+def renamed_metrics(summary: dict) -> dict:
+    """An edit evaluation's summary under the current metric names (``EVAL_RENAMED``; newer summaries unchanged)."""
+    return {EVAL_RENAMED.get(key, key): value for key, value in summary.items()}

@@ -53,7 +53,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("schema_version", _INT), ("run_id", _TEXT), ("config_name", _TEXT), ("config_json", _TEXT),
         ("model", _TEXT), ("created_at", _TIME), ("finished_at", _TIME), ("status", _TEXT), ("git_commit", _TEXT),
         ("host", _TEXT), ("versions_json", _TEXT), ("timings_json", _TEXT), ("shard", _INT), ("num_shards", _INT),
-        ("method", _TEXT),
+        ("method", _TEXT), ("scheduler", _TEXT), ("reference", _TEXT),
     ]),
     "cases": pa.schema([
         ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),

@@ -1,43 +1,464 @@
-"""Summaries of an artifact root's tables, as SQL over the DuckDB views of ``contract.store.Store.connect()``:
-LocoGen's localization (per window: mean score, references, normalized drop), minimal localizing windows, causal
-tracing's recovery per site, and attention contribution's per-site map and top-k interventions. Defined once here;
-the compute commands and the dashboard both run them.
+"""Summaries of an artifact root's tables over the DuckDB views of ``contract.store.Store.connect()``: LocoGen's
+localization (per window: mean score, both references, normalized drop with a bootstrap interval, whether it
+localizes), each concept's verdict and minimal localizing window, the runs' settings, causal tracing's recovery per
+site, and attention contribution's per-site map and top-k interventions. Defined once here; the compute commands, the
+notebook API and the dashboard all run them.
+
+A summary is about one run, or about runs pooled because their settings match exactly (``check_poolable``); it never
+mixes runs silently. The statistics (reference gap, noise floor, intervals, the rule) are in docs/statistics.md.
+
+Usage::
+
+    con = Store("artifacts").connect()
+    concept_summary(con, run_ids=["toyworld-1a2b3c4d5e"]).to_pylist()
 """
+
+import json
+import math
+from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, LOCOGEN, TOP_K, TRACE
-
-# One row per scored case (a case scored again by a later run counts once), then per-concept references and
-# per-window means. Normalized drop = (original - window) / (original - target); NULL when the two references tie.
-_LOCALIZATION_SQL = """
-WITH s AS (
-    SELECT * FROM scores WHERE {locogen} AND {run_filter}
-    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
-), refs AS (
-    SELECT model, family, concept, scorer_id,
-           avg(score) FILTER (WHERE kind = 'original') AS original_score,
-           avg(score) FILTER (WHERE kind = 'target') AS target_score
-    FROM s GROUP BY ALL
-), windows AS (
-    SELECT model, family, concept, scorer_id, window_size, window_start,
-           avg(score) AS score_mean, stddev_samp(score) AS score_std,
-           count(DISTINCT seed) AS n_seeds, count(*) AS n_images
-    FROM s WHERE kind = 'window' GROUP BY ALL
+from contract import intervals
+from contract.errors import UserError
+from contract.names import (
+    ALL_LAYERS,
+    ATTENTION_CONTRIBUTION,
+    CONTRIBUTION,
+    LOCOGEN,
+    ORIGINAL,
+    RANDOM_SCORER,
+    TARGET,
+    TOP_K,
+    TRACE,
+    WINDOW,
 )
-SELECT w.model, w.family, w.concept, w.scorer_id, w.window_size, w.window_start, w.score_mean, w.score_std,
-       w.n_seeds, w.n_images, r.original_score, r.target_score,
-       (r.original_score - w.score_mean) / nullif(r.original_score - r.target_score, 0) AS normalized_drop,
-       $threshold::DOUBLE AS threshold,
-       coalesce(normalized_drop >= $threshold, false) AS localizes
-FROM windows w LEFT JOIN refs r USING (model, family, concept, scorer_id)
-"""
 
-GROUP = "model, family, concept, scorer_id"  # what one localization summary is about
+DEFAULT_THRESHOLD = 0.5  # fraction of the original-to-reference gap a window must remove (the paper leaves it open)
+DEFAULT_LEVEL = 0.95  # coverage of every interval
+MIN_REFERENCE_GAP = 0.02  # CLIP-score units: a smaller original-to-reference gap is not a measurable attribute
+# Prompt x seed units a concept needs before its noise can be measured: from 2 or 3 units a bootstrap interval is just
+# their range, whatever the level.
+MIN_UNITS = 4
+
+GROUP = "model, family, concept, scorer_id"  # what one localization summary is about, within a run (set)
 # LocoGen's rows of ``cases``/``scores`` (causal-tracing rows share those tables; older files have no method).
 LOCOGEN_ROWS = f"coalesce(method, '{LOCOGEN}') = '{LOCOGEN}'"
 TRACE_ROWS = f"method LIKE '{TRACE}-%'"  # causal tracing's rows (trace-unet, trace-text)
+# What must be equal for runs to be pooled, in the order a difference is reported.
+POOLED_SETTINGS = ("model", "steps", "guidance", "height", "width", "scheduler", "reference", "scorer_id")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How windows are judged: ``threshold`` (fraction of the gap a window must remove, judged on the interval's
+    lower end), the interval ``level``, the minimum reference gap ``min_gap``, the fewest prompt x seed units
+    ``min_units``, the bootstrap's ``resamples`` and ``seed``, and the ``meaningless_scorers`` whose scores cannot
+    make a concept measurable (default: the random-weight ``tiny-clip``; tests that plant an answer clear it). The
+    defaults are the ones docs/statistics.md explains."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    level: float = DEFAULT_LEVEL
+    min_gap: float = MIN_REFERENCE_GAP
+    resamples: int = intervals.RESAMPLES
+    seed: int = intervals.SEED
+    min_units: int = MIN_UNITS
+    meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)
+
+    def __post_init__(self):
+        if not 0 < self.level < 1:
+            raise UserError(f"interval level must be between 0 and 1 (e.g. 0.95), got {self.level}")
+        if self.resamples < 1:
+            raise UserError(f"bootstrap resamples must be >= 1, got {self.resamples}")
+
+
+# ---------------------------------------------------------------------------------------------------------- runs
+
+def _rows(method: str, alias: str = "") -> str:
+    """The filter for one method's rows of ``cases``/``scores`` (``alias``: a table prefix such as 'c.')."""
+    return (LOCOGEN_ROWS if method == LOCOGEN else TRACE_ROWS).replace("method", f"{alias}method")
+
+
+def run_label(run_ids: list[str]) -> str:
+    """The ``run_id`` a summary carries: the run's id, or the pooled runs' ids joined by '+' (run ids never hold
+    '+')."""
+    return "+".join(sorted(set(run_ids)))
+
+
+_RUN_SETTINGS_SQL = f"""
+WITH s AS (
+    SELECT run_id, any_value(model) AS model, list(DISTINCT scorer_id ORDER BY scorer_id) AS scorer_ids,
+           count(DISTINCT family || '/' || concept) AS concepts, count(*) FILTER (WHERE kind = '{WINDOW}') AS windows
+    FROM scores WHERE {{rows}} AND {{chosen}} GROUP BY run_id
+), c AS (
+    SELECT run_id, list(DISTINCT steps ORDER BY steps) AS steps, list(DISTINCT guidance ORDER BY guidance) AS guidance,
+           list(DISTINCT height ORDER BY height) AS height, list(DISTINCT width ORDER BY width) AS width,
+           list(DISTINCT seed ORDER BY seed) AS seeds, count(DISTINCT prompt) AS prompts,
+           list(DISTINCT window_size ORDER BY window_size) FILTER (WHERE kind = '{WINDOW}') AS window_sizes
+    FROM cases WHERE {{rows}} AND {{chosen}} GROUP BY run_id
+), r AS (
+    SELECT run_id, any_value(config_name) AS config_name, any_value(config_json) AS config_json,
+           list(DISTINCT scheduler ORDER BY scheduler) FILTER (WHERE scheduler IS NOT NULL) AS scheduler,
+           list(DISTINCT reference ORDER BY reference) FILTER (WHERE reference IS NOT NULL) AS reference,
+           string_agg(DISTINCT status, ', ' ORDER BY status) AS status,
+           count(DISTINCT shard) FILTER (WHERE status = 'finished') AS finished_shards,
+           coalesce(max(num_shards), 1) AS num_shards, min(created_at) AS created_at, max(finished_at) AS finished_at
+    FROM runs WHERE {{chosen}} GROUP BY run_id
+)
+SELECT run_id, s.model, r.config_name, coalesce(r.status, 'no run record') AS status,
+       coalesce(r.finished_shards = r.num_shards AND r.status = 'finished', false) AS finished,
+       r.created_at, r.finished_at, c.steps, c.guidance, c.height, c.width, r.scheduler,
+       -- runs written before the all-layers reference existed normalized by the target prompt
+       coalesce(nullif(r.reference, []), ['{TARGET}']) AS reference, s.scorer_ids AS scorer_id, c.seeds,
+       c.prompts, s.concepts, c.window_sizes, s.windows AS window_scores, r.config_json
+FROM s LEFT JOIN c USING (run_id) LEFT JOIN r USING (run_id)
+ORDER BY r.created_at DESC NULLS LAST, run_id
+"""
+
+
+def run_settings(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None, method: str = LOCOGEN) -> pa.Table:
+    """One row per run with scores: what its summary depends on, newest first.
+
+    Columns: run_id, model, config_name, status (of its shards), finished (every shard finished), created_at,
+    finished_at; the settings pooling compares (steps, guidance, height, width, scheduler, reference, scorer_id: each
+    a list of the distinct values found, normally one; scheduler NULL for runs written before it was recorded);
+    seeds, prompts, concepts, window_sizes, window_scores (how many window scores it has; none: nothing to map) and
+    config_json (the study as run, e.g. its window search).
+
+    Args:
+        con: a connection from ``Store.connect()``.
+        run_ids: only these runs; all when None.
+        method: ``locogen`` (sweeps) or ``trace`` (causal-tracing runs).
+    """
+    rows = _rows(method)
+    chosen = "true" if run_ids is None else "list_contains($runs, run_id)"
+    params = {} if run_ids is None else {"runs": list(run_ids)}
+    return con.sql(_RUN_SETTINGS_SQL.format(rows=rows, chosen=chosen), params=params).to_arrow_table()
+
+
+def newest_finished(runs: pa.Table, model: str) -> str | None:
+    """The newest run of ``model`` in ``runs`` (``run_settings``) whose shards all finished, else its newest run;
+    None when it has none."""
+    mine = [r for r in runs.to_pylist() if r["model"] == model]
+    return next((r["run_id"] for r in mine if r["finished"]), mine[0]["run_id"] if mine else None)
+
+
+def newest_finished_run(con: duckdb.DuckDBPyConnection, model: str, method: str = LOCOGEN) -> str | None:
+    """``newest_finished`` among the runs of ``method`` in the store."""
+    return newest_finished(run_settings(con, method=method), model)
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) if value else "unknown"
+    return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_PROMPT_SETTINGS_SQL = f"""
+SELECT c.run_id, c.family, c.concept, c.prompt, list(DISTINCT c.target ORDER BY c.target) AS target,
+       list(DISTINCT s.score_text ORDER BY s.score_text) AS score_text
+FROM cases c JOIN scores s ON s.case_id = c.case_id AND s.run_id = c.run_id
+WHERE list_contains($runs, c.run_id) AND {{rows}} AND c.kind = '{ORIGINAL}'
+GROUP BY ALL ORDER BY ALL
+"""
+
+
+def pool_problem(con: duckdb.DuckDBPyConnection, run_ids: list[str], method: str = LOCOGEN) -> str | None:
+    """Why ``run_ids`` cannot be summarized together, or None when their settings match exactly: the same model,
+    steps, guidance, size, scheduler, reference and scorer, and for every prompt of a concept that two runs share the
+    same target prompt and score text."""
+    ids = sorted(set(run_ids))
+    settings = {r["run_id"]: r for r in run_settings(con, ids, method).to_pylist()}
+    missing = [run for run in ids if run not in settings]
+    if missing:
+        return f"no {method} scores for run(s) {', '.join(missing)}"
+    first = ids[0]
+    for name in POOLED_SETTINGS:
+        for run in ids[1:]:
+            a, b = settings[first][name], settings[run][name]
+            if a != b:
+                return f"runs {first} and {run} differ in {name} ({first}: {_shown(a)}; {run}: {_shown(b)})"
+    seen: dict[tuple, tuple[str, dict]] = {}
+    for row in con.sql(_PROMPT_SETTINGS_SQL.format(rows=_rows(method, "c.")),
+                       params={"runs": ids}).to_arrow_table().to_pylist():
+        key = (row["family"], row["concept"], row["prompt"])
+        if key in seen:
+            run, other = seen[key]
+            for name in ("target", "score_text"):
+                if other[name] != row[name]:
+                    return (f"runs {run} and {row['run_id']} differ in the {name.replace('_', ' ')} of "
+                            f"{key[0]} / {key[1]}, prompt {key[2]!r} ({run}: {_shown(other[name])}; "
+                            f"{row['run_id']}: {_shown(row[name])})")
+        else:
+            seen[key] = (row["run_id"], row)
+    return None
+
+
+def check_poolable(con: duckdb.DuckDBPyConnection, run_ids: list[str], method: str = LOCOGEN) -> None:
+    """Raise a ``UserError`` naming the differing setting when ``run_ids`` cannot be summarized together."""
+    problem = pool_problem(con, run_ids, method)
+    if problem:
+        raise UserError(f"cannot pool {len(set(run_ids))} runs: {problem}; summarize each run on its own")
+
+
+def _run_sets(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None, method: str) -> dict[str, str]:
+    """run id -> the label of the summary it belongs to: each run alone when ``run_ids`` is None, else the given runs
+    pooled (checked)."""
+    if run_ids is None:
+        rows = _rows(method)
+        return {run: run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {rows}").fetchall()
+                if run is not None}
+    ids = sorted(set(run_ids))
+    found = {run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {_rows(method)} AND "
+                                           "list_contains($runs, run_id)", {"runs": ids}).fetchall()}
+    missing = [run for run in ids if run not in found]
+    if missing:
+        known = [run for (run,) in con.execute(f"SELECT DISTINCT run_id FROM scores WHERE {_rows(method)} "
+                                               "ORDER BY 1 LIMIT 5").fetchall()]
+        raise UserError(f"no {method} scores for run {', '.join(missing)}: use a run id of the root"
+                        + (f" (e.g. {', '.join(known)})" if known else ""))
+    if len(ids) > 1:
+        check_poolable(con, ids, method)
+    return dict.fromkeys(ids, run_label(ids))
+
+
+# -------------------------------------------------------------------------------------------------- localization
+
+# Every LocoGen score of the chosen runs with its prompt, ordered so that one concept group, one unit (prompt, seed) and
+# one cell (kind, window) are runs of adjacent rows; ``_cells`` numbers them. Scores without a case row (hand-written
+# stores) count their seed as the unit.
+_UNITS_SQL = f"""
+WITH chosen AS (SELECT unnest($runs) AS run_id, unnest($labels) AS run_set),
+c AS (SELECT run_id, case_id, prompt FROM cases WHERE list_contains($runs, run_id))
+SELECT ch.run_set, s.model, s.family, s.concept, coalesce(s.scorer_id, '') AS scorer_id,
+       coalesce(c.prompt, '') AS prompt, s.seed,
+       list_position(['{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}'], s.kind) - 1 AS kind,
+       coalesce(s.window_size, 0) AS window_size, coalesce(s.window_start, 0) AS window_start, s.score
+FROM scores s JOIN chosen ch ON s.run_id = ch.run_id
+LEFT JOIN c ON c.run_id = s.run_id AND c.case_id = s.case_id
+WHERE {LOCOGEN_ROWS.replace("method", "s.method")} AND s.kind IN ('{ORIGINAL}', '{TARGET}', '{ALL_LAYERS}', '{WINDOW}')
+ORDER BY ch.run_set, s.model, s.family, s.concept, scorer_id, prompt, s.seed, kind, window_size, window_start
+"""
+_KINDS = (ORIGINAL, TARGET, ALL_LAYERS, WINDOW)  # the codes of _UNITS_SQL's kind column
+
+_KEYS = ("run_id", "model", "family", "concept", "scorer_id")
+
+
+def _references(con: duckdb.DuckDBPyConnection, runs: dict[str, str]) -> dict[str, str]:
+    """run set -> the reference its drops are normalized by (all its runs agree: pooling checks it); runs written
+    before the reference was recorded normalized by the target."""
+    rows = con.execute("SELECT run_id, any_value(reference) FROM runs WHERE list_contains($runs, run_id) "
+                       "AND reference IS NOT NULL GROUP BY run_id", {"runs": list(runs)}).fetchall()
+    found = {runs[run]: reference for run, reference in rows}
+    return {label: found.get(label, TARGET) for label in runs.values()}
+
+
+def _starts(table: pa.Table, names: list[str]) -> np.ndarray:
+    """True at each row whose ``names`` differ from the previous row's (and at the first row)."""
+    starts = np.zeros(table.num_rows, dtype=bool)
+    starts[:1] = True
+    for name in names:
+        column = table[name].combine_chunks()
+        changed = pc.fill_null(pc.not_equal(column.slice(1), column.slice(0, len(column) - 1)), True)
+        starts[1:] |= changed.to_numpy(zero_copy_only=False)
+    return starts
+
+
+def _cells(table: pa.Table) -> dict:
+    """The ordered rows of ``_UNITS_SQL`` as numbers: per distinct (group, unit, kind, window) cell its group, its
+    unit within the group and its mean score (a case scored by two pooled runs, or kept twice, counts once)."""
+    group_starts = _starts(table, ["run_set", *_KEYS[1:]])
+    unit_starts = group_starts | _starts(table, ["prompt", "seed"])
+    cell_starts = unit_starts | _starts(table, ["kind", "window_size", "window_start"])
+    first = np.flatnonzero(cell_starts)
+    scores = np.add.reduceat(table["score"].to_numpy(), first) / np.diff(np.append(first, table.num_rows))
+    group, unit = np.cumsum(group_starts) - 1, np.cumsum(unit_starts) - 1
+    unit -= unit[np.flatnonzero(group_starts)][group]  # units count from 0 in each group
+    prompt_starts = group_starts | _starts(table, ["prompt"])
+    return {"group": group[first], "unit": unit[first], "score": scores,
+            "kind": table["kind"].to_numpy()[first], "seed": table["seed"].to_numpy()[first],
+            "size": table["window_size"].to_numpy()[first], "start": table["window_start"].to_numpy()[first],
+            "prompts": np.add.reduceat(prompt_starts, np.flatnonzero(group_starts)),
+            "names": table.select(["run_set", *_KEYS[1:]]).filter(pa.array(group_starts)).to_pylist()}
+
+
+def _not_measurable(scorer_id: str, n_units: int, gap: float, low: float, high: float, rule: Rule) -> str | None:
+    """Why a concept's gap cannot carry a localization claim (every reason that applies), or None: the rule of
+    docs/statistics.md."""
+    reasons = []
+    if n_units < rule.min_units:
+        reasons.append(f"{n_units} prompt x seed unit{'s' if n_units != 1 else ''}, at least {rule.min_units} are "
+                       "needed to measure noise (add seeds or prompts)")
+    if not gap >= rule.min_gap:
+        reasons.append(f"original - reference gap {_num(gap)} is below the minimum {rule.min_gap:g}")
+    elif not low >= rule.min_gap:
+        reasons.append(f"original - reference gap {_num(gap)} is not clearly above noise: its {rule.level:.0%} "
+                       f"interval [{_num(low)}, {_num(high)}] reaches below {rule.min_gap:g}")
+    if scorer_id in rule.meaningless_scorers:
+        reasons.append(f"scored by {scorer_id}, a CLIP with random weights whose scores mean nothing (it tests the "
+                       "machinery; score with a trained CLIP)")
+    return "; ".join(reasons) or None
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}".replace(f"-0.{'0' * digits}", f"0.{'0' * digits}")
+
+
+def _column(values, kind: pa.DataType) -> pa.Array:
+    array = np.asarray(values, dtype=np.float64 if pa.types.is_floating(kind) else None)
+    if pa.types.is_floating(kind):
+        return pa.array(array, kind, mask=np.isnan(array))
+    return pa.array(array, kind)
+
+
+_WINDOW_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("model", pa.string()), ("family", pa.string()), ("concept", pa.string()),
+    ("scorer_id", pa.string()), ("window_size", pa.int32()), ("window_start", pa.int32()),
+    ("score_mean", pa.float64()), ("score_std", pa.float64()), ("n_seeds", pa.int64()), ("n_images", pa.int64()),
+    ("original_score", pa.float64()), ("target_score", pa.float64()), ("all_layers_score", pa.float64()),
+    ("reference", pa.string()), ("reference_score", pa.float64()), ("n_prompts", pa.int64()),
+    ("n_units", pa.int64()), ("gap", pa.float64()), ("gap_std", pa.float64()), ("gap_low", pa.float64()),
+    ("gap_high", pa.float64()), ("measurable", pa.bool_()), ("not_measurable", pa.string()),
+    ("normalized_drop", pa.float64()), ("drop_low", pa.float64()), ("drop_high", pa.float64()),
+    ("level", pa.float64()),
+])
+
+
+def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None,
+                     rule: Rule = Rule()) -> pa.Table:
+    """``localization`` without the threshold's columns (what does not change when the threshold does): per window
+    its scores, both references, the gap and its interval, measurability, the normalized drop and its interval."""
+    runs = _run_sets(con, run_ids, LOCOGEN)
+    if not runs:
+        return _WINDOW_SCHEMA.empty_table()
+    references = _references(con, runs)
+    table = con.sql(_UNITS_SQL, params={"runs": list(runs), "labels": list(runs.values())}).to_arrow_table()
+    if not table.num_rows:
+        return _WINDOW_SCHEMA.empty_table()
+    cells = _cells(table)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(cells["group"])) + 1, [len(cells["group"])]])
+    kind, unit, seed, score = cells["kind"], cells["unit"], cells["seed"], cells["score"]
+    size, start, n_prompts = cells["size"], cells["start"], cells["prompts"]
+    columns: dict[str, list] = {name: [] for name in _WINDOW_SCHEMA.names}
+    for index, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        key = tuple(cells["names"][index].values())
+        reference = references.get(key[0], TARGET)
+        rows = slice(lo, hi)
+        n = int(unit[rows].max()) + 1
+        refs = {}
+        for code, name in enumerate(_KINDS[:3]):
+            values = np.full(n, np.nan)
+            mine = kind[rows] == code
+            values[unit[rows][mine]] = score[rows][mine]
+            refs[name] = values
+        is_window = kind[rows] == _KINDS.index(WINDOW)
+        window_keys, column = np.unique(size[rows][is_window].astype(np.int64) * 1_000_000 + start[rows][is_window],
+                                        return_inverse=True)
+        windows = np.full((n, len(window_keys)), np.nan)
+        windows[unit[rows][is_window], column] = score[rows][is_window]
+        rng = intervals.rng_for(rule.seed, *key)
+        est = intervals.drop_intervals(refs[ORIGINAL], refs[reference], windows, rule.level, rule.resamples, rng)
+        unit_seed = np.empty(n, dtype=np.int64)
+        unit_seed[unit[rows]] = seed[rows]
+        seed_values, seed_of_unit = np.unique(unit_seed, return_inverse=True)
+        has_window = ~np.isnan(windows) & ~np.isnan(refs[ORIGINAL])[:, None] & ~np.isnan(refs[reference])[:, None]
+        n_seeds = ((has_window.T.astype(np.int64) @ np.eye(len(seed_values), dtype=np.int64)[seed_of_unit]) > 0).sum(1)
+        problem = _not_measurable(key[4], est.n_units, est.gap, est.gap_low, est.gap_high, rule)
+        k = len(window_keys)
+        means = {name: float(np.nanmean(values)) if not np.isnan(values).all() else np.nan
+                 for name, values in refs.items()}
+        for name, value in zip(("run_id", *_KEYS[1:]), key):
+            columns[name] += [value] * k
+        columns["window_size"] += list(window_keys // 1_000_000)
+        columns["window_start"] += list(window_keys % 1_000_000)
+        columns["score_mean"] += list(est.score_mean)
+        columns["score_std"] += list(est.score_std)
+        columns["n_seeds"] += list(n_seeds)
+        columns["n_images"] += list(est.n_images)
+        columns["original_score"] += [means[ORIGINAL]] * k
+        columns["target_score"] += [means[TARGET]] * k
+        columns["all_layers_score"] += [means[ALL_LAYERS]] * k
+        columns["reference"] += [reference] * k
+        columns["reference_score"] += [means[reference]] * k
+        columns["n_prompts"] += [int(n_prompts[index])] * k
+        columns["n_units"] += [est.n_units] * k
+        for name in ("gap", "gap_std", "gap_low", "gap_high"):
+            columns[name] += [getattr(est, name)] * k
+        columns["measurable"] += [problem is None] * k
+        columns["not_measurable"] += [problem] * k
+        columns["normalized_drop"] += list(est.drop)
+        columns["drop_low"] += list(est.drop_low)
+        columns["drop_high"] += list(est.drop_high)
+        columns["level"] += [rule.level] * k
+    arrays = [_column(columns[f.name], f.type) if pa.types.is_floating(f.type) else pa.array(columns[f.name], f.type)
+              for f in _WINDOW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=_WINDOW_SCHEMA)
+
+
+def verdict(row: dict, threshold: float) -> str:
+    """What a window row of ``localization`` (or ``window_estimates``) says at ``threshold``, in words: the point, the
+    interval and the rule."""
+    if not row["measurable"]:
+        return f"not measurable: {row['not_measurable']}"
+    drop, low, high = row["normalized_drop"], row["drop_low"], row["drop_high"]
+    if drop is None:
+        return "no drop: the original and the reference score the same"
+    interval = f"drop {_num(drop, 2)}, {row['level']:.0%} interval [{_num(low, 2)}, {_num(high, 2)}]"
+    if low is not None and low >= threshold:
+        return f"localizes: {interval}, all of it at or above {threshold:g}"
+    if drop >= threshold:
+        return f"not shown to localize: {interval} reaches below {threshold:g}"
+    return f"does not localize: {interval}, below {threshold:g}"
+
+
+def localizes(row: dict, threshold: float) -> bool:
+    """The rule: the concept is measurable and the drop's interval lies at or above ``threshold``."""
+    return bool(row["measurable"]) and row["drop_low"] is not None and row["drop_low"] >= threshold
+
+
+def judge(estimates: pa.Table, threshold: float) -> pa.Table:
+    """``estimates`` (``window_estimates``) with the threshold's columns: threshold, localizes, verdict."""
+    rows = estimates.to_pylist()
+    return (estimates.append_column("threshold", pa.array([float(threshold)] * len(rows), pa.float64()))
+            .append_column("localizes", pa.array([localizes(r, threshold) for r in rows], pa.bool_()))
+            .append_column("verdict", pa.array([verdict(r, threshold) for r in rows], pa.string())))
+
+
+def localization(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
+                 run_ids: list[str] | None = None, *, level: float = DEFAULT_LEVEL,
+                 min_gap: float = MIN_REFERENCE_GAP, resamples: int = intervals.RESAMPLES,
+                 seed: int = intervals.SEED, min_units: int = MIN_UNITS,
+                 meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)) -> pa.Table:
+    """Per (run, model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
+    images, the concept's references (original, target, all-layers; ``reference`` names the one that normalizes,
+    ``reference_score`` its mean), the gap original - reference with its spread and interval, whether the concept is
+    measurable (``not_measurable`` says why not), the normalized drop ``(original - window) / (original - reference)``
+    with its bootstrap interval (``drop_low``, ``drop_high`` at ``level``), and at ``threshold`` whether it localizes
+    (measurable and ``drop_low >= threshold``) and the ``verdict`` in words.
+
+    Args:
+        con: a connection from ``Store.connect()``.
+        threshold: fraction of the original-to-reference gap a window must remove, judged on the interval.
+        run_ids: None: every run on its own (``run_id`` names it). A list: those runs pooled, refused with a
+            ``UserError`` naming the differing setting unless their settings match (``run_id`` is 'a+b').
+        level: the intervals' coverage.
+        min_gap: the smallest original-to-reference gap (CLIP-score units) a concept must clearly exceed.
+        resamples, seed: the bootstrap's resamples and seed (reproducible).
+        min_units: the fewest prompt x seed units a measurable concept has.
+        meaningless_scorers: scorers whose scores never make a concept measurable (the random-weight ``tiny-clip``).
+
+    Returns:
+        A pyarrow Table sorted by run_id, model, family, concept, scorer_id, window_size, window_start.
+    """
+    rule = Rule(threshold, level, min_gap, resamples, seed, min_units, tuple(meaningless_scorers))
+    return judge(window_estimates(con, run_ids, rule), threshold)
 
 
 def minimal_windows_sql(localization_sql: str, partition: str) -> str:
@@ -48,81 +469,139 @@ def minimal_windows_sql(localization_sql: str, partition: str) -> str:
             f"(PARTITION BY {partition} ORDER BY window_size, normalized_drop DESC, window_start) = 1")
 
 
-def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
-    params = {} if run_ids is None else {"run_ids": list(run_ids)}
-    run_filter = "true" if run_ids is None else "list_contains($run_ids, run_id)"
-    return sql.format(run_filter=run_filter, locogen=LOCOGEN_ROWS), params
+def minimal_windows_of(table: pa.Table) -> pa.Table:
+    """``minimal_windows`` from a ``localization`` table already computed."""
+    with duckdb.connect() as con:
+        con.register("loc", table)
+        return con.sql(f"{minimal_windows_sql('SELECT * FROM loc', 'run_id, ' + GROUP)} "
+                       f"ORDER BY run_id, {GROUP}").to_arrow_table()
 
 
-def localization(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
-                 run_ids: list[str] | None = None) -> pa.Table:
-    """Per (model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
-    images, the concept's original and target reference scores (means over the concept's prompts and seeds),
-    the normalized drop and whether it localizes (drop >= threshold).
+def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
+                    run_ids: list[str] | None = None, **rule) -> pa.Table:
+    """Per (run, model, family, concept, scorer_id): the smallest window size with a localizing window, and at that
+    size the window with the largest normalized drop (ties: the earliest start). Concepts with no localizing window
+    (or not measurable) have no row: ``concept_summary`` says why.
 
-    Args:
-        con: a connection from ``Store.connect()``.
-        threshold: fraction of the original-to-target gap a window must remove to localize.
-        run_ids: restrict to these runs; all runs when None.
-
-    Returns:
-        A pyarrow Table sorted by model, family, concept, scorer_id, window_size, window_start.
+    Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
+    ``min_units``, ``meaningless_scorers``), one row per group with the same columns.
     """
-    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
-    query = f"{sql} ORDER BY {GROUP}, window_size, window_start"
-    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
+    return minimal_windows_of(localization(con, threshold, run_ids, **rule))
 
 
-def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
-                    run_ids: list[str] | None = None) -> pa.Table:
-    """Per (model, family, concept, scorer_id): the smallest window size with a localizing window, and at that
-    size the window with the largest normalized drop (ties: the earliest start). Concepts with no localizing
-    window have no row.
+def concept_summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
+                    run_ids: list[str] | None = None, **rule) -> pa.Table:
+    """One row per (run, model, family, concept, scorer_id), every concept: its references and gap (with spread and
+    interval), whether it is measurable, and its window: the minimal localizing window when one localizes, else the
+    window with the largest drop (``localizes`` false); no window when not measurable. ``verdict`` says it in
+    words.
 
-    Args, Returns: as ``localization``, one row per group with the same columns.
+    Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
+    ``min_units``, ``meaningless_scorers``).
     """
-    sql, params = _run_filter(_LOCALIZATION_SQL, run_ids)
-    query = f"{minimal_windows_sql(sql, GROUP)} ORDER BY {GROUP}"
-    return con.sql(query, params={"threshold": threshold, **params}).to_arrow_table()
+    return concepts_of(localization(con, threshold, run_ids, **rule))
 
 
-# Causal tracing: per site, recovery = (restored - corrupted) / (original - corrupted), with the references of the
-# same (method, component, noise); NULL when the two references tie. corruption_gap = original - corrupted.
+def concepts_of(table: pa.Table) -> pa.Table:
+    """``concept_summary`` from a ``localization`` table (or ``judge``'s output) already computed."""
+    minimal = {tuple(r[k] for k in _KEYS): r for r in minimal_windows_of(table).to_pylist()}
+    best: dict[tuple, tuple[float, dict]] = {}
+    for row in table.to_pylist():  # in window order: ties go to the smaller, earlier window
+        key = tuple(row[k] for k in _KEYS)
+        rank = -math.inf if row["normalized_drop"] is None else row["normalized_drop"]
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, row)
+    rows = []
+    for key, (_, row) in best.items():
+        chosen = minimal.get(key, row)
+        window = row["measurable"] and chosen["normalized_drop"] is not None
+        rows.append({
+            **{k: row[k] for k in _KEYS}, "n_prompts": row["n_prompts"], "n_units": row["n_units"],
+            **{k: row[k] for k in ("original_score", "target_score", "all_layers_score", "reference",
+                                   "reference_score", "gap", "gap_std", "gap_low", "gap_high", "measurable",
+                                   "not_measurable")},
+            **{k: chosen[k] if window else None for k in ("window_size", "window_start", "normalized_drop",
+                                                          "drop_low", "drop_high")},
+            "level": row["level"], "threshold": row["threshold"], "localizes": key in minimal,
+            "verdict": _concept_verdict(row, chosen if window else None, key in minimal, row["threshold"])})
+    return pa.Table.from_pylist(rows, schema=_CONCEPT_SCHEMA)
+
+
+_CONCEPT_SCHEMA = pa.schema(
+    [_WINDOW_SCHEMA.field(k) for k in (*_KEYS, "n_prompts", "n_units", "original_score", "target_score",
+                                       "all_layers_score", "reference", "reference_score", "gap", "gap_std",
+                                       "gap_low", "gap_high", "measurable", "not_measurable", "window_size",
+                                       "window_start", "normalized_drop", "drop_low", "drop_high", "level")]
+    + [pa.field("threshold", pa.float64()), pa.field("localizes", pa.bool_()), pa.field("verdict", pa.string())])
+
+
+def _concept_verdict(row: dict, window: dict | None, found: bool, threshold: float) -> str:
+    if not row["measurable"]:
+        return f"not measurable: {row['not_measurable']}"
+    if window is None:
+        return "no window measured"
+    where = f"layers {window['window_start']}-{window['window_start'] + window['window_size'] - 1} " \
+            f"(m={window['window_size']})"
+    if found:
+        return f"localizes at {where}: {verdict(window, threshold).removeprefix('localizes: ')}"
+    return f"no window localizes; strongest {where}: {verdict(window, threshold)}"
+
+
+# -------------------------------------------------------------------------------------------------- causal tracing
+
+# Per site, recovery = (restored - corrupted) / (original - corrupted), with the references of the same (run set,
+# method, component, noise); NULL when the two references tie. corruption_gap = original - corrupted.
 MIN_CORRUPTION_GAP = 0.02  # CLIP-score units; below it a concept is untraceable at this noise
 _TRACE_SQL = f"""
-WITH s AS (
-    SELECT * FROM scores WHERE {TRACE_ROWS} AND {{run_filter}}
-    QUALIFY row_number() OVER (PARTITION BY case_id, scorer_id, score_text ORDER BY run_id DESC) = 1
+WITH chosen AS (SELECT unnest($runs) AS run_id, unnest($labels) AS run_set),
+s AS (
+    SELECT ch.run_set, s.* EXCLUDE (run_id) FROM scores s JOIN chosen ch USING (run_id) WHERE {TRACE_ROWS}
+    QUALIFY row_number() OVER (PARTITION BY ch.run_set, case_id, scorer_id, score_text ORDER BY s.run_id DESC) = 1
 ), refs AS (
-    SELECT model, family, concept, scorer_id, method, component, noise,
+    SELECT run_set, model, family, concept, scorer_id, method, component, noise,
            avg(score) FILTER (WHERE kind = 'original') AS original_score,
            avg(score) FILTER (WHERE kind = 'corrupted') AS corrupted_score
     FROM s GROUP BY ALL
 ), sites AS (
-    SELECT model, family, concept, scorer_id, method, component, noise, window_start AS site,
+    SELECT run_set, model, family, concept, scorer_id, method, component, noise, window_start AS site,
            avg(score) AS score_mean, stddev_samp(score) AS score_std,
            count(DISTINCT seed) AS n_seeds, count(*) AS n_images
     FROM s WHERE kind = 'restored' GROUP BY ALL
 )
-SELECT t.*, r.original_score, r.corrupted_score, r.original_score - r.corrupted_score AS corruption_gap,
+SELECT t.run_set AS run_id, t.* EXCLUDE (run_set), r.original_score, r.corrupted_score,
+       r.original_score - r.corrupted_score AS corruption_gap,
        (t.score_mean - r.corrupted_score) / nullif(corruption_gap, 0) AS recovery
-FROM sites t LEFT JOIN refs r USING (model, family, concept, scorer_id, method, component, noise)
-ORDER BY model, family, concept, scorer_id, method, component, noise, site
+FROM sites t LEFT JOIN refs r USING (run_set, model, family, concept, scorer_id, method, component, noise)
+ORDER BY run_id, model, family, concept, scorer_id, method, component, noise, site
 """
 
 
 def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
-    """Causal tracing's analogue of ``localization``: per (model, family, concept, scorer_id, method, component,
+    """Causal tracing's analogue of ``localization``: per (run, model, family, concept, scorer_id, method, component,
     noise, site): the restored images' mean score, the original and corrupted reference scores, their difference
     ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``. Where the gap is below
     ``MIN_CORRUPTION_GAP`` the noise did not remove the attribute and the recovery is a ratio of noise.
 
     Args:
         con: a connection from ``Store.connect()``.
-        run_ids: restrict to these runs; all runs when None.
+        run_ids: None: every trace run on its own. A list: those runs pooled, refused unless their settings match.
     """
-    sql, params = _run_filter(_TRACE_SQL, run_ids)
-    return con.sql(sql, params=params).to_arrow_table()
+    runs = _run_sets(con, run_ids, TRACE)
+    return con.sql(_TRACE_SQL, params={"runs": list(runs), "labels": list(runs.values())}).to_arrow_table()
+
+
+def config_of(settings_row: dict) -> dict:
+    """The study a run row of ``run_settings`` ran (its ``config_json``), or {} when not recorded."""
+    try:
+        return json.loads(settings_row.get("config_json") or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
+def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
+    """``sql`` restricted to ``run_ids`` (all runs when None), for the attention-contribution summaries."""
+    params = {} if run_ids is None else {"run_ids": list(run_ids)}
+    return sql.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
 
 
 # Attention contribution: per site, the mean over the concept's images (prompts x seeds) of the site's contribution,

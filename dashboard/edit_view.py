@@ -27,6 +27,19 @@ def settings(record: dict) -> None:
         st.json({key: value for key, value in record.items() if key not in ("eval", "evals")}, expanded=False)
 
 
+def metric_label(name: str) -> str:
+    """'efficacy_score_drop' -> 'efficacy · score drop': the group, then which kind of number."""
+    group, _, kind = name.partition("_")
+    kind = kind.replace("_", " ")
+    return f"{group} · {kind}" if kind in ("score drop", "prompt rate", "image rate") else name.replace("_", " ")
+
+
+def interval(result: dict, name: str) -> str:
+    low, high = result.get(f"{name}_low"), result.get(f"{name}_high")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    return f"[{low:.2f}, {high:.2f}]" if numbers else "–"
+
+
 def settings_text(result: dict) -> str:
     """An evaluation's settings in one line (what identifies it, ``contract.names.EVAL_SETTINGS``)."""
     def number(key: str) -> str:
@@ -60,20 +73,28 @@ def choose_evaluation(record: dict, eval_id: str | None = None) -> dict | None:
 
 
 def summary(record: dict, result: dict | None) -> None:
-    """The summary metrics of one evaluation's ``eval.json`` (efficacy, its normalized drop, generalization, ...,
-    specificity), each fraction with its change from before the edit, and the settings it used."""
+    """The summary metrics of one evaluation's ``eval.json``: per group the normalized score drop and the rates of
+    prompts and images pushed below the target reference (each named, with its interval and its value before the
+    edit), then specificity; a table holds every number, and the settings the evaluation used."""
     if not result:
         st.info("Not evaluated yet: run `python -m compute eval-edit "
                 f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
         return
     shown = [name for name in EVAL_METRICS if isinstance(result.get(name), (int, float))]
-    for column, name in zip(st.columns(len(shown) or 1), shown):
-        before = result.get(f"{name}_before")
-        column.metric(name.replace("_", " "), f"{result[name]:.2f}",
-                      f"{result[name] - before:+.2f} vs before" if isinstance(before, (int, float)) else None,
-                      help=EVAL_METRICS[name])
+    for start in range(0, len(shown), 3):
+        for column, name in zip(st.columns(3), shown[start:start + 3]):
+            before = result.get(f"{name}_before")
+            column.metric(metric_label(name), f"{result[name]:.2f} {interval(result, name)}".rstrip(" –"),
+                          f"{result[name] - before:+.2f} vs before" if isinstance(before, (int, float)) else None,
+                          help=EVAL_METRICS[name])
+    st.dataframe([{"metric": metric_label(name), "value": result[name], "interval": interval(result, name),
+                   "before": result.get(f"{name}_before"), "of": result.get(f"{name.rsplit('_', 1)[0]}s"),
+                   "what": EVAL_METRICS[name]} for name in shown], hide_index=True, width="stretch")
     which = f"evaluation {result['eval_id']}" if result.get("eval_id") else "evaluation"
-    st.caption(common.escape(f"{which}: {settings_text(result)}"))
+    level = result.get("level")
+    intervals = (f"; {level:.0%} intervals (rates: Wilson; score drop: bootstrap)" if isinstance(level, float)
+                 else "; evaluated before intervals were recorded")
+    st.caption(common.escape(f"{which}: {settings_text(result)}{intervals}"))
 
 
 def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None) -> None:

@@ -5,7 +5,7 @@ summaries (compute/edit_eval.py: one per set of evaluation settings, ``evals/<ev
 import json
 import os
 
-from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR
+from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, renamed_metrics
 
 
 def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -41,7 +41,7 @@ def _evaluations(folder: str, skipped: list) -> list[dict]:
     if os.path.exists(legacy):
         summary = _read_json(legacy, skipped)
         if summary is not None:
-            found.append({**summary, "eval_id": None})
+            found.append({**renamed_metrics(summary), "eval_id": None})
     evals = os.path.join(folder, EDIT_EVALS)
     for eval_id in sorted(os.listdir(evals)) if os.path.isdir(evals) else []:
         path = os.path.join(evals, eval_id, EDIT_SUMMARY)
@@ -53,7 +53,7 @@ def _evaluations(folder: str, skipped: list) -> list[dict]:
         if summary.get("eval_id") != eval_id:
             skipped.append((path, "not the summary of this evaluation"))
             continue
-        found.append(summary)
+        found.append(renamed_metrics(summary))
     return sorted(found, key=lambda s: str(s.get("created_at", "")), reverse=True)
 
 

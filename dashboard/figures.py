@@ -6,7 +6,11 @@ import html
 import plotly.graph_objects as go
 import pyarrow as pa
 
+from contract.names import ALL_LAYERS, TARGET
+from contract.summaries import verdict
+
 DROP_SCALE = "YlOrRd"
+GREY = "#d9d9d9"  # rows of concepts whose data cannot speak (not measurable, untraceable)
 
 
 def _text(value) -> str:
@@ -29,40 +33,52 @@ def row_label(family: str, concept: str) -> str:
 
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
-             window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None) -> go.Figure:
+             window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None,
+             labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
     ``window_size`` layers starting there, coloured by its normalized drop.
 
-    A dot marks windows that localize at ``threshold``; a box spans each concept's minimal localizing window (which
-    may be of another size). An invisible marker on every cell carries the hover text and makes cells clickable
-    (Plotly heat maps send no selection events): its x is the window start, its y the row (the order of ``rows``,
-    by default the order of first appearance in ``cells``).
+    A dot marks windows that localize at ``threshold`` (the drop's interval at or above it); a box spans each
+    concept's minimal localizing window (which may be of another size). Concepts that are not measurable are grey,
+    labelled so, and their hover says why. An invisible marker on every cell carries the hover text (point, interval,
+    verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window start, its y
+    the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels`` replaces the
+    rows' tick labels (maps drawn one above the other need the same labels to line up).
     """
     def hover(cell):
         start = cell["window_start"]
         spanned = " · ".join(layer_label(j, layers) for j in range(start, start + window_size))
-        return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}<br>"
+        reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
+        return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
+                f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
+                f"{_text(verdict(cell, threshold))}<br>"
                 f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, target "
-                f"{_fmt(cell['target_score'])}")
+                f"{_fmt(cell['target_score'])}, all-layers {_fmt(cell['all_layers_score'])}; normalized by the "
+                f"{reference} (gap {_fmt(cell['gap'])} [{_fmt(cell['gap_low'])}, {_fmt(cell['gap_high'])}])")
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-    figure = _grid(cells.to_pylist(), rows, "window_start", "normalized_drop", "localizes", hover, num_layers,
-                   "normalized drop")
+    data = cells.to_pylist()
+    grey = {(c["family"], c["concept"]) for c in data if not c["measurable"]}
+    shown = [dict(c, normalized_drop=None) if (c["family"], c["concept"]) in grey else c for c in data]
+    figure = _grid(shown, rows, "window_start", "normalized_drop", "localizes", hover, num_layers,
+                   "normalized drop", grey, "not measurable", labels)
     row_of = {key: i for i, key in enumerate(rows)}
     for window in minimal.to_pylist():
         key = (window["family"], window["concept"])
         if key in row_of:
             _box(figure, window["window_start"], window["window_size"], row_of[key])
     _mark_blocks(figure, layers, num_layers)
-    figure.update_layout(title={"text": f"LocoGen · window size m = {window_size} · ● drop ≥ {threshold:g} · "
-                                        "box: minimal localizing window", "font": {"size": 14}})
+    level = f"{data[0]['level']:.0%} " if data else ""
+    figure.update_layout(title={"text": f"LocoGen · window size m = {window_size} · ● {level}interval of the drop ≥ "
+                                        f"{threshold:g} · box: minimal localizing window · grey: not measurable",
+                                "font": {"size": 14}})
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
 
 
 def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, component: str, threshold: float,
-              rows: list[tuple[str, str]] | None = None) -> go.Figure:
+              rows: list[tuple[str, str]] | None = None, labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """Causal tracing's map on the same grid: a cell is one site of ``component``, coloured by its recovery
     (restored − corrupted) / (original − corrupted); ● marks recovery ≥ ``threshold``, a box each concept's
     strongest site. Hover and click markers as in ``heat_map`` (x = site)."""
@@ -79,7 +95,9 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     marked = [dict(cell, strong=cell["recovery"] is not None and cell["recovery"] >= threshold)
               for cell in cells.to_pylist()]
-    figure = _grid(marked, rows, "site", "recovery", "strong", hover, num_sites, "recovery")
+    grey = {(c["family"], c["concept"]) for c in marked if c.get("untraceable")}
+    figure = _grid(marked, rows, "site", "recovery", "strong", hover, num_sites, "recovery", grey, "untraceable",
+                   labels)
     strongest = {}
     for cell in marked:
         key = (cell["family"], cell["concept"])
@@ -97,7 +115,8 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
 
 
 def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k: int,
-                     rows: list[tuple[str, str]] | None = None) -> go.Figure:
+                     rows: list[tuple[str, str]] | None = None,
+                     labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """Attention contribution's map on the same grid: a cell is one text-reading site, coloured by its mean
     contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
     intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
@@ -108,7 +127,8 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     marked = [dict(cell, dominant=cell["site_rank"] <= k) for cell in cells.to_pylist()]
-    figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant")
+    figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant",
+                   labels=labels)
     _mark_blocks(figure, layers, num_sites)
     figure.update_layout(title={"text": f"Attention contribution · colour: relative to the concept's dominant site · "
                                         f"● the {k} dominant sites", "font": {"size": 14}})
@@ -117,9 +137,11 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
 
 
 def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
-          colorbar: str) -> go.Figure:
+          colorbar: str, grey: set[tuple[str, str]] = frozenset(), grey_label: str = "",
+          labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
     """The heat map both methods share: one row per concept in ``rows``, ``value`` of each cell on the same 0–1
-    colour scale, ● where ``mark`` is true, and the invisible hover/click markers."""
+    colour scale, ● where ``mark`` is true, the invisible hover/click markers, and the ``grey`` rows (concepts the
+    data cannot speak to) filled grey and labelled ``grey_label``."""
     row_of = {key: i for i, key in enumerate(rows)}
     z = [[None] * num_columns for _ in rows]
     marks = [[""] * num_columns for _ in rows]
@@ -130,7 +152,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
             continue
         i = row_of[key]
         z[i][x] = cell[value]
-        marks[i][x] = "●" if cell[mark] else ""
+        marks[i][x] = "●" if cell[mark] and key not in grey else ""
         points["customdata"].append(f"<b>{_text(row_label(*key))}</b><br>{hover(cell)}")
         points["x"].append(x)
         points["y"].append(i)
@@ -146,8 +168,15 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
     figure.update_layout(height=160 + 34 * len(rows), margin={"l": 10, "r": 140, "t": 40, "b": 40},
                          clickmode="event+select", dragmode=False)
     figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5])
-    figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))),
-                        ticktext=[_text(row_label(*key)) for key in rows], autorange="reversed")
+    if grey:
+        # After the other traces so their indices stay put; it only fills rows whose own cells are empty.
+        figure.add_trace(go.Heatmap(
+            z=[[1 if key in grey else None] * num_columns for key in rows], x=list(range(num_columns)),
+            y=list(range(len(rows))), colorscale=[[0, GREY], [1, GREY]], showscale=False, hoverinfo="skip",
+            xgap=1, ygap=1))
+    labels = labels or {key: row_label(*key) + (f" ({grey_label})" if key in grey else "") for key in rows}
+    figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed",
+                        ticktext=[_text(labels[key]) for key in rows])
     return figure
 
 
@@ -175,7 +204,9 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
 def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, threshold: float,
               layers: dict[int, dict]) -> go.Figure:
     """Score vs. window start for one concept at size m: mean with a ±1 s.d. band over its images, one point per
-    seed (mean over prompts), and the original, target and threshold levels as reference lines."""
+    seed (mean over prompts), and as reference lines the original, both references (the target prompt and the
+    all-layers swap, the one that normalizes marked so) and the threshold's level between the original and it. The
+    hover of each window gives its drop with the interval and the verdict."""
     rows = sorted((r for r in concept_rows.to_pylist() if r["window_size"] == window_size),
                   key=lambda r: r["window_start"])
     figure = go.Figure()
@@ -194,13 +225,17 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         customdata=[r["seed"] for r in seed_rows], hovertemplate="seed %{customdata}: %{y:.4f}<extra></extra>"))
     figure.add_trace(go.Scatter(
         x=starts, y=means, mode="lines+markers", name=f"window mean (m = {window_size})",
-        customdata=[layer_label(s, layers) for s in starts],
-        hovertemplate="start %{customdata}: %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
-    original, target = rows[0]["original_score"], rows[0]["target_score"]
+        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r, threshold))}" for r in rows],
+        hovertemplate="start %{customdata}<br>score %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
+    first = rows[0]
+    original, reference = first["original_score"], first["reference_score"]
+    normalizes = {kind: " (normalizes)" if first["reference"] == kind else "" for kind in (TARGET, ALL_LAYERS)}
     references = [("original prompt", original, "#2ca02c", "solid", "top left"),
-                  ("target prompt", target, "#d62728", "solid", "top right")]
-    if original is not None and target is not None:
-        references.append((f"threshold {threshold:g}", original - threshold * (original - target), "#555", "dash",
+                  (f"target prompt{normalizes[TARGET]}", first["target_score"], "#d62728", "solid", "top right"),
+                  (f"all-layers swap{normalizes[ALL_LAYERS]}", first["all_layers_score"], "#9467bd", "dot",
+                   "bottom left")]
+    if original is not None and reference is not None:
+        references.append((f"threshold {threshold:g}", original - threshold * (original - reference), "#555", "dash",
                            "bottom right"))
     for name, level, color, dash, position in references:
         if level is not None:

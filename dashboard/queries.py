@@ -8,16 +8,20 @@ import threading
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contract.names import CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
 from contract.summaries import (
     LOCOGEN_ROWS,
     TRACE_ROWS,
+    Rule,
     contribution_map,
-    localization,
     minimal_windows_sql,
+    newest_finished,
+    run_settings,
     top_k_interventions,
     trace_effects,
+    window_estimates,
 )
 
 # Queries over tables already in memory run on cursors of this connection: a new connection costs ~20 ms, a cursor
@@ -62,13 +66,28 @@ def models(con: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(model for (model,) in rows if model)
 
 
-def localization_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every window's mean score, references and normalized drop (``contract.summaries.localization``).
+def run_list(con: duckdb.DuckDBPyConnection, method: str = LOCOGEN) -> pa.Table:
+    """Every run of ``method`` (``locogen`` sweeps or ``trace`` runs) with its settings, newest first
+    (``contract.summaries.run_settings``): what the run picker lists and shows next to the map. LocoGen runs without
+    a scored window (nothing to map yet) are left out."""
+    runs = run_settings(con, method=method)
+    return runs.filter(pc.greater(runs["window_scores"], 0)) if method == LOCOGEN else runs
 
-    The drop does not depend on the threshold, so this one table, built once per state of the store, serves every
+
+def default_run(runs: pa.Table, model: str) -> str | None:
+    """The run a page shows first: the newest run of ``model`` whose shards all finished, else its newest run
+    (``runs``: ``run_list``; ``contract.summaries.newest_finished``)."""
+    return newest_finished(runs, model)
+
+
+def localization_table(con: duckdb.DuckDBPyConnection, run_id: str, level: float) -> pa.Table:
+    """One run's windows: mean score, references, gap, measurability, normalized drop and its interval at ``level``
+    (``contract.summaries.window_estimates``).
+
+    Neither depends on the threshold, so this one table, built once per (state of the store, run, level), serves every
     threshold: ``layer_cells`` and ``minimal_windows`` answer from it in milliseconds.
     """
-    return localization(con).drop_columns(["threshold", "localizes"])
+    return window_estimates(con, [run_id], Rule(level=level))
 
 
 def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
@@ -80,13 +99,15 @@ def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
 
 
 def _localization_rows() -> str:
-    return (f"SELECT *, {_family_rank()} AS family_rank, coalesce(normalized_drop >= $t, false) AS localizes "
-            "FROM loc WHERE model = $model AND scorer_id = $scorer")
+    # The rule of contract.summaries.localizes: measurable, and the drop's interval at or above the threshold.
+    return (f"SELECT *, {_family_rank()} AS family_rank, coalesce(measurable AND drop_low >= $t, false) AS localizes "
+            "FROM loc WHERE scorer_id = $scorer")
 
 
-def layer_cells(loc: pa.Table, model: str, scorer_id: str, window_size: int, threshold: float) -> pa.Table:
-    """The heat map's cells: every window of size m of one (model, scorer), with ``localizes`` (drop >= threshold),
-    ordered by family (style, objects, facts, color, then others), concept and window start.
+def layer_cells(loc: pa.Table, scorer_id: str, window_size: int, threshold: float) -> pa.Table:
+    """The heat map's cells: every window of size m of one run's scorer, with ``localizes`` (measurable and the
+    drop's interval at or above the threshold), ordered by family (style, objects, facts, color, then others), concept
+    and window start.
 
     Args:
         loc: ``localization_table``.
@@ -94,12 +115,11 @@ def layer_cells(loc: pa.Table, model: str, scorer_id: str, window_size: int, thr
     with _over(loc) as con:
         return con.sql(f"SELECT * FROM ({_localization_rows()}) WHERE window_size = $size "
                        "ORDER BY family_rank, family, concept, window_start",
-                       params={"model": model, "scorer": scorer_id, "size": window_size, "t": threshold}
-                       ).to_arrow_table()
+                       params={"scorer": scorer_id, "size": window_size, "t": threshold}).to_arrow_table()
 
 
-def minimal_windows(loc: pa.Table, model: str, scorer_id: str, threshold: float) -> pa.Table:
-    """Per concept of one (model, scorer): the smallest window size with a localizing window and, at that size, the
+def minimal_windows(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table:
+    """Per concept of one run's scorer: the smallest window size with a localizing window and, at that size, the
     largest drop (ties: the earliest start), the rule of ``contract.summaries.minimal_windows``; in family order.
 
     Args:
@@ -108,17 +128,18 @@ def minimal_windows(loc: pa.Table, model: str, scorer_id: str, threshold: float)
     with _over(loc) as con:
         return con.sql(f"{minimal_windows_sql(_localization_rows(), 'family, concept')} "
                        "ORDER BY family_rank, family, concept",
-                       params={"model": model, "scorer": scorer_id, "t": threshold}).to_arrow_table()
+                       params={"scorer": scorer_id, "t": threshold}).to_arrow_table()
 
 
 def trace_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Every traced site's recovery and references (``contract.summaries.trace_effects``), for ``trace_cells``."""
+    """Every trace run's sites with their recovery and references, per run (``contract.summaries.trace_effects``), for
+    ``trace_cells``."""
     return trace_effects(con)
 
 
-def trace_cells(trace: pa.Table, model: str, scorer_id: str, component: str, noise: float,
+def trace_cells(trace: pa.Table, run_id: str, scorer_id: str, component: str, noise: float,
                 min_gap: float = -1.0) -> pa.Table:
-    """The causal-tracing map's cells: every site of one (model, scorer, component, noise), in family order, then
+    """The causal-tracing map's cells: every site of one (trace run, scorer, component, noise), in family order, then
     concept and site. Where ``corruption_gap`` is below ``min_gap`` the noise did not remove the attribute, so
     recovery is a ratio of noise: it is NULL there and ``untraceable`` true
     (the default, -1, keeps every concept: scores are cosines, so gaps are above -2).
@@ -129,9 +150,9 @@ def trace_cells(trace: pa.Table, model: str, scorer_id: str, component: str, noi
     with _over(trace) as con:
         return con.sql("SELECT * REPLACE (CASE WHEN corruption_gap >= $gap THEN recovery END AS recovery), "
                        f"corruption_gap < $gap AS untraceable, {_family_rank()} AS family_rank FROM loc "
-                       "WHERE model = $model AND scorer_id = $scorer AND component = $component AND noise = $noise "
+                       "WHERE run_id = $run AND scorer_id = $scorer AND component = $component AND noise = $noise "
                        "ORDER BY family_rank, family, concept, site",
-                       params={"model": model, "scorer": scorer_id, "component": component, "noise": noise,
+                       params={"run": run_id, "scorer": scorer_id, "component": component, "noise": noise,
                                "gap": min_gap}).to_arrow_table()
 
 
@@ -193,13 +214,14 @@ def layers(con: duckdb.DuckDBPyConnection, model: str, component: str = CROSS_AT
     return {index: {"path": path, "block": block, "resolution": resolution} for index, path, block, resolution in rows}
 
 
-def seed_scores(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str) -> pa.Table:
-    """Mean score per (kind, window size, window start, seed) of one concept: the seed spread of the line view."""
+def seed_scores(con: duckdb.DuckDBPyConnection, run_id: str, scorer_id: str, family: str, concept: str) -> pa.Table:
+    """Mean score per (kind, window size, window start, seed) of one concept in one run: the seed spread of the line
+    view."""
     return con.sql(f"""
         SELECT kind, window_size, window_start, seed, avg(score) AS score FROM scores
-        WHERE model = $model AND scorer_id = $scorer AND family = $family AND concept = $concept AND {LOCOGEN_ROWS}
+        WHERE run_id = $run AND scorer_id = $scorer AND family = $family AND concept = $concept AND {LOCOGEN_ROWS}
         GROUP BY ALL ORDER BY kind, window_size, window_start, seed""",
-                   params={"model": model, "scorer": scorer_id, "family": family, "concept": concept}
+                   params={"run": run_id, "scorer": scorer_id, "family": family, "concept": concept}
                    ).to_arrow_table()
 
 
@@ -269,7 +291,7 @@ def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
 def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:
     """Window sizes with cases for one (model, concept), ascending."""
     rows = con.execute("SELECT DISTINCT window_size FROM cases WHERE model = ? AND family = ? AND concept = ? "
-                       f"AND window_size IS NOT NULL AND {LOCOGEN_ROWS} ORDER BY 1",
+                       f"AND kind = 'window' AND {LOCOGEN_ROWS} ORDER BY 1",
                        [model, family, concept]).fetchall()
     return [size for (size,) in rows]
 

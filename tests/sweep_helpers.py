@@ -15,8 +15,9 @@ SMALL = {
 }
 
 
-def write_config(path, **changes) -> str:
-    path.write_text(yaml.safe_dump({**SMALL, **changes}))
+def write_config(path, drop: str | None = None, **changes) -> str:
+    """SMALL with ``changes``, without the key ``drop``, as a YAML file; returns its path."""
+    path.write_text(yaml.safe_dump({k: v for k, v in {**SMALL, **changes}.items() if k != drop}))
     return str(path)
 
 

@@ -79,7 +79,8 @@ def test_layer_map_heat_map_opens_the_gallery_with_images(server, browser, tmp_p
     browser.get(f"{server}/layer_map")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
-    assert labels[:2] == ["style · van gogh", "color · blue"]
+    # The tiny sweep's two seeds are too few units to measure noise: both rows are grey and say so.
+    assert labels[:2] == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
     browser.save_screenshot(str(tmp_path / "layer_map.png"))
 
     # Click the cell of color · blue (row 1 of 2) at layer 10 (column 10 of 16); offsets are from the plot centre.
@@ -123,7 +124,9 @@ def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, brows
         return found if len(found) == 2 and all(found) and not driver.find_elements(
             By.CSS_SELECTOR, "[data-stale='true']") else False
 
-    assert rerendering.until(settled) == [["style · van gogh", "color · blue"]] * 2
+    # The same concept rows with the same labels, which say what either method cannot speak to.
+    rows = [[label.split(" (")[0] for label in plot] for plot in rerendering.until(settled)]
+    assert rows == [["style · van gogh", "color · blue"]] * 2 and len(set(map(tuple, labels(browser)))) == 1
     plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
     # Equally wide plot areas: column i of one map lies above column i of the other.
     areas = [plot.find_element(By.CSS_SELECTOR, ".nsewdrag").rect for plot in plots]

@@ -79,7 +79,8 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     edit_id = next(s.value for s in done.subheader if s.value.startswith("Result: ")).removeprefix("Result: ")
     assert edit_id.startswith("van-gogh-loco-")
     assert len(list((mine / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
-    assert [m.label for m in done.metric][:3] == ["efficacy", "efficacy drop", "generalization"]
+    assert [m.label for m in done.metric][:3] == ["efficacy · score drop", "efficacy · prompt rate",
+                                                  "efficacy · image rate"]
     assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
 
 

@@ -7,10 +7,12 @@ import sys
 import pytest
 from dashboard_fixtures import (
     MAIN,
+    PLANTED,
     add_corrupt_part,
     add_damaged_summary,
     add_foreign_part,
     add_newer_part,
+    add_planted_run,
     add_scrambled_part,
     add_second_evaluation,
     copy_root,
@@ -20,7 +22,8 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from contract.store import Store, write_table
-from contract.summaries import contribution_map, minimal_windows, top_k_interventions, trace_effects
+from contract.summaries import contribution_map, localization, minimal_windows, top_k_interventions, trace_effects
+from dashboard import queries
 from dashboard.figures import row_label
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
@@ -34,6 +37,14 @@ PAGES = ("views/overview.py", "views/layer_map.py", "views/gallery.py", "views/e
 @pytest.fixture(scope="session")
 def root(tmp_path_factory):
     return real_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def planted(root, tmp_path_factory):
+    """The real root plus a newer, hand-written run with known answers (``add_planted_run``)."""
+    mine = copy_root(root, tmp_path_factory.mktemp("planted") / "root")
+    add_planted_run(mine)
+    return mine
 
 
 def open_app(monkeypatch, root, page: str | None = None) -> AppTest:
@@ -56,10 +67,10 @@ def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, r
     runs = app.dataframe[0].value.sort_values("method")
     assert list(runs["method"]) == ["attention-contribution", "locogen", "trace"]
     assert list(runs["config"]) == ["dashboard-test"] * 3 and list(runs["status"]) == ["finished"] * 3
-    # Sweep: 2 families x 2 seeds x (original + target + 16 windows of m=1 + 15 of m=2) = 132 cases.
+    # Sweep: 2 families x 2 seeds x (original + target + all-layers + 16 windows of m=1 + 15 of m=2) = 136 cases.
     # Trace: 2 families x 2 seeds x (original + corrupted per traced component, 3 of them, + 16 + 16 + 2 sites).
     # Attention contribution: 2 families x 2 seeds x (original + target + one top-2 intervention).
-    assert list(runs["cases"]) == [2 * 2 * 3, 132, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2, 2]
+    assert list(runs["cases"]) == [2 * 2 * 3, 136, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2, 2]
     edits = app.dataframe[1].value
     assert sorted(edits["method"]) == ["all-layers", "diffquickfix", "loco", "neuron"]
     assert list(edits["edited"][edits["method"] == "diffquickfix"]) == [
@@ -103,7 +114,22 @@ def test_layer_map_has_one_row_per_concept_and_one_column_per_layer(monkeypatch,
     heat = heat_map_spec(app)["data"][0]
     assert heat["type"] == "heatmap"
     assert [len(row) for row in heat["z"]] == [16, 16]
-    assert heat_map_spec(app)["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+    # Two seeds of one prompt are too few units to measure noise: both rows are grey and say so.
+    assert heat_map_spec(app)["layout"]["yaxis"]["ticktext"] == ["style · van gogh (not measurable)",
+                                                                "color · blue (not measurable)"]
+
+
+def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/layer_map.py")
+
+    spec = heat_map_spec(app)
+    assert all(z is None for row in spec["data"][0]["z"] for z in row)  # no colour for a ratio of noise
+    assert spec["data"][2]["z"] == [[1] * 16, [1] * 16] and spec["data"][2]["colorscale"][0][1] == "#d9d9d9"
+    reason = "not measurable: 2 prompt x seed units, at least 4 are needed to measure noise"
+    assert all(reason in hover for hover in spec["data"][1]["customdata"])
+    verdicts = app.dataframe[1].value
+    assert list(verdicts["concept"]) == ["van gogh", "blue"] and not verdicts["localizes"].any()
+    assert all(v.startswith(f"{reason} (add seeds or prompts)") for v in verdicts["verdict"])
 
 
 def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
@@ -117,19 +143,63 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     assert len(hover) == 2 * 15
 
 
-def test_layer_map_marks_windows_at_the_chosen_threshold(monkeypatch, root):
-    app = open_app(monkeypatch, root, "views/layer_map.py")
-    con = Store(root).connect()
-    for threshold in (0.5, 0.9):
+def test_layer_map_defaults_to_the_newest_finished_run_and_shows_its_settings(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/layer_map.py")
+
+    picker = app.selectbox(key="map_run_tiny-sd1")
+    assert picker.value == PLANTED and len(picker.options) == 2
+    settings = dict(zip(app.dataframe[0].value["setting"], app.dataframe[0].value["value"]))
+    assert (settings["run"], settings["steps"], settings["size"], settings["scheduler"], settings["seeds"]) == (
+        PLANTED, "2", "32×32", "PNDMScheduler", "0, 1, 2, 3")
+    assert settings["normalized by"] == "target prompt"
+
+    sweep = next(r["run_id"] for r in queries.run_list(Store(planted).connect()).to_pylist() if r["run_id"] != PLANTED)
+    picker.set_value(sweep).run()
+    settings = dict(zip(app.dataframe[0].value["setting"], app.dataframe[0].value["value"]))
+    assert (settings["run"], settings["seeds"]) == (sweep, "0, 1")
+
+
+def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/layer_map.py")
+    con = Store(planted).connect()
+    for size, threshold in ((1, 0.5), (2, 0.5), (2, 0.9)):
+        app.selectbox(key="map_size").set_value(size).run()
         app.slider(key="threshold").set_value(threshold).run()
 
         heat = heat_map_spec(app)["data"][0]
         marked = [[mark == "●" for mark in row] for row in heat["text"]]
-        assert marked == [[z is not None and z >= threshold for z in row] for row in heat["z"]]
-        shown = app.dataframe[0].value
-        stored = {(w["family"], w["concept"]): w["window_size"] for w in minimal_windows(con, threshold).to_pylist()}
+        stored = {(r["concept"], r["window_start"]): r["localizes"]
+                  for r in localization(con, threshold, [PLANTED]).to_pylist() if r["window_size"] == size}
+        assert marked == [[stored.get((concept, x), False) for x in range(16)] for concept in ("van gogh", "blue")]
+        assert sum(map(sum, marked)) == (size == 2)  # only window 8-9 clears the threshold, at 0.5 and at 0.9
+        shown = app.dataframe[1].value
+        minimal = {(w["family"], w["concept"]): w["window_size"]
+                   for w in minimal_windows(con, threshold, [PLANTED]).to_pylist()}
         assert [None if m != m else int(m) for m in shown["m"]] == [
-            stored.get(key) for key in zip(shown["family"], shown["concept"])]
+            minimal.get(key) for key in zip(shown["family"], shown["concept"])]
+    # Layer 8 alone removes the gap in three of the four seeds: a point drop of 0.75 whose interval does not clear 0.5.
+    app.selectbox(key="map_size").set_value(1).run()
+    app.slider(key="threshold").set_value(0.5).run()
+    hover = heat_map_spec(app)["data"][1]["customdata"][8]
+    assert "normalized drop 0.750, 95% interval [0.000, 1.000]" in hover and "not shown to localize" in hover
+    assert heat_map_spec(app)["data"][0]["text"][0][8] == ""
+
+
+def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/layer_map.py")
+
+    button = app.get("download_button")[0]
+    assert button.proto.label.startswith("Download every window (CSV")
+
+
+def test_the_one_concept_plot_draws_both_references(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/layer_map.py")
+
+    line = json.loads(app.get("plotly_chart")[1].proto.spec)
+    labels = [a["text"] for a in line["layout"]["annotations"]]
+    assert labels[:3] == ["original prompt", "target prompt (normalizes)", "all-layers swap"]
+    levels = [shape["y0"] for shape in line["layout"]["shapes"]]
+    assert levels == pytest.approx([0.75, 0.25, 0.25, 0.5])  # the last: the threshold, half way to the reference
 
 
 def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
@@ -226,8 +296,9 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
     assert app.selectbox(key="map_size").value == 1
     assert locogen["layout"]["title"]["text"].startswith("LocoGen · window size m = 1")
     assert tracing["layout"]["title"]["text"].startswith("Causal tracing · cross-attention")
+    # One label per row on both maps (their columns line up), saying what either method cannot speak to.
     assert locogen["layout"]["yaxis"]["ticktext"] == tracing["layout"]["yaxis"]["ticktext"] == [
-        "style · van gogh", "color · blue"]
+        "style · van gogh (LocoGen: not measurable)", "color · blue (LocoGen: not measurable)"]
     for heat in (locogen["data"][0], tracing["data"][0]):
         assert (heat["zmin"], heat["zmax"], len(heat["z"][0])) == (0, 1, 16)
     assert locogen["data"][0]["colorscale"] == tracing["data"][0]["colorscale"]
@@ -297,8 +368,15 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
 
     settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
     assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
-    assert [m.label for m in app.metric] == ["efficacy", "efficacy drop", "generalization", "generalization drop",
-                                             "specificity", "other concepts retained"]
+    assert [m.label for m in app.metric] == [
+        "efficacy · score drop", "efficacy · prompt rate", "efficacy · image rate", "generalization · score drop",
+        "generalization · prompt rate", "generalization · image rate", "specificity", "other concepts retained"]
+    (summary,) = (root / "edits" / loco / "evals").glob("*/eval.json")
+    stored = json.loads(summary.read_text())
+    metrics = app.dataframe[2].value.set_index("metric")
+    assert metrics.loc["efficacy · prompt rate", "interval"] == (
+        f"[{stored['efficacy_prompt_rate_low']:.2f}, {stored['efficacy_prompt_rate_high']:.2f}]")
+    assert metrics.loc["efficacy · image rate", "of"] == 4  # 4 efficacy prompts x 1 seed
     assert [t.label for t in app.tabs] == ["efficacy (the edit's own prompts)", "generalization (held-out prompts)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
@@ -315,23 +393,31 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
     assert "layers" not in settings and settings["positions"] == "subject+padding"
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
-    compared = app.dataframe[2].value
+    compared = app.dataframe[3].value
     assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
     (summary,) = (root / "edits" / quickfix / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
     row = compared[compared["edit"] == quickfix].iloc[0]
-    assert row["efficacy_drop"] == pytest.approx(stored["efficacy_drop"])
-    assert row["generalization_drop"] == pytest.approx(stored["generalization_drop"])
-    assert sorted(set(app.dataframe[3].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
+    assert row["efficacy_score_drop"] == pytest.approx(stored["efficacy_score_drop"])
+    assert row["generalization_score_drop"] == pytest.approx(stored["generalization_score_drop"])
+    assert sorted(set(app.dataframe[4].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
 
 
-def test_run_an_edit_prefills_the_localized_layers(monkeypatch, root):
+def test_run_an_edit_prefills_the_localized_layers(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/run_edit.py")
+    app.selectbox(key="run_model").set_value("tiny-sd1").run()
+
+    # The model's newest finished run (the planted one) localizes van gogh to layers 8-9.
+    layers = app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value
+    assert layers == [8, 9]
+    assert app.text_input(key="run_target_van gogh").value == "a thing"
+
+
+def test_run_an_edit_leaves_the_layers_empty_when_nothing_localizes(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/run_edit.py")
     app.selectbox(key="run_model").set_value("tiny-sd1").run()
 
-    window = next(w for w in minimal_windows(Store(root).connect(), 0.5).to_pylist() if w["concept"] == "van gogh")
-    layers = app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value
-    assert layers == list(range(window["window_start"], window["window_start"] + window["window_size"]))
+    assert app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value == []
     assert app.text_input(key="run_target_van gogh").value == "a painting"
 
 
@@ -440,13 +526,13 @@ def test_each_evaluation_shows_its_settings_and_methods_compare_under_the_same_s
     assert len(picker.options) == 2 and picker.value == second  # the newest first
     settings = [c.value for c in app.caption if c.value.startswith(f"evaluation {second}")]
     assert len(settings) == 1 and "7 steps" in settings[0] and "2 unrelated prompts" in settings[0]
-    assert app.metric[0].value == "0.25"
+    assert app.metric[0].label == "efficacy · score drop" and app.metric[0].value.split(" [")[0] == "0.25"
     assert any(c.value.startswith("Only one edit of this concept evaluated with these settings") for c in app.caption)
     first = next(option for option in picker.options if not option.startswith(second))
     picker.set_value(first.split(" · ")[0]).run()
     assert any(c.value.startswith(f"evaluation {first.split(' · ')[0]}") and "2 steps" in c.value
                for c in app.caption)
-    assert list(app.dataframe[2].value["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
+    assert list(app.dataframe[3].value["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
 
 
 def test_stored_text_is_shown_literally(monkeypatch, tmp_path, root):

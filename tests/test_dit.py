@@ -348,7 +348,7 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     root = str(tmp_path / "root")
     assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
     layers = table(root, "layers")
-    assert len(layers) == count and len(table(root, "cases")) == 2 + 4
+    assert len(layers) == count and len(table(root, "cases")) == 3 + 4  # original, target, all-layers; 4 windows
     kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}}[name]
     assert {block: sum(r["block"] == block for r in layers) for block in kinds} == kinds
     assert main(["edit", "--model", name, "--family", "style", "--concept", "van gogh", "--layers", "5,6",

@@ -79,13 +79,16 @@ def test_pooled_neuron_edit_holds_k_units_in_all(tmp_path):
 
 
 def _sweep_scores(root, concept="van gogh"):
-    rows = [dict(case_id=f"o{s}", kind="original", score=0.30, seed=s) for s in (0, 1)]
-    rows += [dict(case_id=f"t{s}", kind="target", score=0.10, seed=s) for s in (0, 1)]
-    rows += [dict(case_id=f"w1-{i}", kind="window", window_start=i, window_size=1, score=0.29, seed=0)
-             for i in range(16)]
-    rows += [dict(case_id=f"w2-{i}", kind="window", window_start=i, window_size=2, seed=0,
-                  score=0.12 if i == 8 else 0.28) for i in range(15)]
-    common = dict(run_id="run1", model="tiny-sd1", family="style", concept=concept, scorer_id="tiny-clip",
+    """Four seeds (the fewest units a measurable concept has); the window 8-9 removes 90% of the gap in each."""
+    seeds = range(4)
+    rows = [dict(case_id=f"o{s}", kind="original", score=0.30, seed=s) for s in seeds]
+    rows += [dict(case_id=f"t{s}", kind="target", score=0.10, seed=s) for s in seeds]
+    rows += [dict(case_id=f"w1-{i}-{s}", kind="window", window_start=i, window_size=1, score=0.29, seed=s)
+             for i in range(16) for s in seeds]
+    rows += [dict(case_id=f"w2-{i}-{s}", kind="window", window_start=i, window_size=2, seed=s,
+                  score=0.12 if i == 8 else 0.28) for i in range(15) for s in seeds]
+    common = dict(run_id="run1", model="tiny-sd1", family="style", concept=concept,
+                  scorer_id="openai/clip-vit-base-patch16",
                   score_text=f"style of {concept}")
     write_table("scores", [{**common, **row} for row in rows], part="run1-0", root=root)
 
@@ -126,7 +129,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ex
 def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
     _sweep_scores(tmp_path)
     assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
-    assert "no window of run 'run1' localizes" in capsys.readouterr().err
+    assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8-9 "
+            "(m=2): does not localize: drop 0.90, 95% interval [0.90, 0.90], below 0.95)") in capsys.readouterr().err
 
 
 def test_diffquickfix_keys_only_the_subject_token_on_request(tmp_path):
@@ -243,21 +247,36 @@ def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
     assert before == after
     summary = _summary(_only_edit(tmp_path)[1])
     assert summary["specificity"] == 1.0
-    assert summary["efficacy"] == summary["efficacy_before"]
+    assert summary["efficacy_prompt_rate"] == summary["efficacy_prompt_rate_before"]
+    assert summary["efficacy_score_drop"] == 0.0
 
 
-def test_summary_counts_prompts_whose_seed_mean_falls_below_the_target_reference():
-    rows = [dict(group="target", phase="before", prompt="a painting", score=s) for s in (0.18, 0.22)]
-    before, after = {"a": (0.3, 0.3), "b": (0.25, 0.27)}, {"a": (0.1, 0.2), "b": (0.1, 0.35)}
+def test_summary_names_the_score_drop_and_the_rates_of_prompts_and_images_with_intervals():
+    rows = [dict(group="target", phase="before", prompt="a painting", seed=s, score=v)
+            for s, v in enumerate((0.18, 0.22))]
+    before, after = {"a": (0.3, 0.3), "b": (0.25, 0.27)}, {"a": (0.1, 0.15), "b": (0.1, 0.35)}
     for phase, scores in (("before", before), ("after", after)):
-        rows += [dict(group="efficacy", phase=phase, prompt=p, score=s) for p, pair in scores.items() for s in pair]
-    rows += [dict(group="unrelated", phase="before", prompt="x", score=0.4),
-             dict(group="unrelated", phase="after", prompt="x", score=0.3)]
+        rows += [dict(group="efficacy", phase=phase, prompt=p, seed=s, score=v) for p, pair in scores.items()
+                 for s, v in enumerate(pair)]
+    rows += [dict(group="unrelated", phase="before", prompt="x", seed=0, score=0.4),
+             dict(group="unrelated", phase="after", prompt="x", seed=0, score=0.3)]
     summary = summarize(rows)
     assert summary["target_reference"] == pytest.approx(0.2)
-    assert (summary["efficacy_before"], summary["efficacy"]) == (0.0, 0.5)  # b's seed mean 0.225 stays above
+    # Prompt a's seed mean (0.125) falls below 0.2, b's (0.225) stays above; 3 of the 4 images fall below.
+    assert (summary["efficacy_prompt_rate_before"], summary["efficacy_prompt_rate"]) == (0.0, 0.5)
+    assert (summary["efficacy_image_rate_before"], summary["efficacy_image_rate"]) == (0.0, 0.75)
+    assert (summary["efficacy_prompts"], summary["efficacy_images"]) == (2, 4)
+    # Wilson intervals: 1 of 2 and 3 of 4 at 95%.
+    assert (summary["efficacy_prompt_rate_low"], summary["efficacy_prompt_rate_high"]) == pytest.approx(
+        (0.0945, 0.9055), abs=1e-4)
+    assert (summary["efficacy_image_rate_low"], summary["efficacy_image_rate_high"]) == pytest.approx(
+        (0.3006, 0.9544), abs=1e-4)
+    # Mean score 0.28 -> 0.175 against the reference 0.2: the drop is 0.105 / 0.08.
+    assert summary["efficacy_score_drop"] == pytest.approx(0.105 / 0.08)
+    assert summary["efficacy_score_drop_low"] < summary["efficacy_score_drop"] < summary["efficacy_score_drop_high"]
+    assert summarize(rows) == summary  # seeded: the same rows give the same intervals
     assert summary["specificity"] == pytest.approx(0.75)
-    assert "other_concepts_retained" not in summary
+    assert "other_concepts_retained" not in summary and "efficacy" not in summary
 
 
 IF_EDIT = ["edit", "--model", "tiny-if", "--family", "style", "--concept", "van gogh", "--target", "a painting"]

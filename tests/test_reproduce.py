@@ -98,8 +98,9 @@ def test_reproduce_with_the_tiny_stand_in_runs_end_to_end_and_prints_the_stores_
     for row in best:
         end = row["window_start"] + row["window_size"] - 1
         paper = "8-9 (sd-1.4)" if row["family"] == "style" else "not reported"
+        interval = re.escape(f"[{row['drop_low']:.2f}, {row['drop_high']:.2f}]")
         assert re.search(rf"{row['family']} +{row['concept']} +{row['scorer_id']} +{row['window_start']}-{end} "
-                         rf"+{row['normalized_drop']:.2f} +n/a +{re.escape(paper)}", out)
+                         rf"+{row['normalized_drop']:.2f} +{interval} +{re.escape(paper)}", out)
     printed = re.findall(r"^  (style|facts) {2,}\S", out, re.M)
     assert len(printed) == 2 * 2  # one concept per family, two scorers
     assert "paper (sd-1.4): layers 8-9" in out and "not expected to match the paper" in out

@@ -18,7 +18,8 @@ from contract.summaries import localization, minimal_windows
 MODEL = "CompVis/stable-diffusion-v1-4"
 
 
-def _score(case_id, kind, score, seed=0, start=None, size=None, run_id="run1", scorer_id="tiny-clip"):
+def _score(case_id, kind, score, seed=0, start=None, size=None, run_id="run1",
+           scorer_id="openai/clip-vit-base-patch16"):
     return dict(case_id=case_id, run_id=run_id, model=MODEL, family="style", concept="van gogh", kind=kind,
                 window_start=start, window_size=size, seed=seed, scorer_id=scorer_id, score_text="style of van gogh",
                 score=score)
@@ -213,7 +214,9 @@ def test_a_case_scored_by_two_runs_counts_once(tmp_path):
 def test_localization_can_be_restricted_to_runs(tmp_path):
     write_table("scores", _planted_sweep(), "run1-0-0", root=tmp_path)
 
-    assert localization(Store(tmp_path).connect(), run_ids=["run2"]).num_rows == 0
+    assert localization(Store(tmp_path).connect(), run_ids=["run1"]).num_rows == 31
+    with pytest.raises(UserError, match="no locogen scores for run run2: use a run id of the root"):
+        localization(Store(tmp_path).connect(), run_ids=["run2"])
 
 
 def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
@@ -236,7 +239,7 @@ def test_existing_case_ids_filter_by_scorer(tmp_path):
                 "run1-0-0", root=tmp_path)
 
     assert store.existing_case_ids(tmp_path) == {"a", "b"}
-    assert store.existing_case_ids(tmp_path, scorer_id="tiny-clip") == {"a"}
+    assert store.existing_case_ids(tmp_path, scorer_id="openai/clip-vit-base-patch16") == {"a"}
     assert store.existing_case_ids(tmp_path, run_id="run2") == set()
 
 

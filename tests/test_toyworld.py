@@ -96,6 +96,23 @@ def test_generated_colour_and_background_follow_the_prompt(toyworld):
     assert sum(f["background"] == b for f, (_, _, b) in zip(found, prompts)) >= 3
 
 
+@pytest.mark.slow  # a LocoGen sweep of one background: 4 seeds x 19 images at 20 steps
+def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(toyworld, tmp_path):
+    import compute as loco
+
+    result = loco.localize(toyworld, "a red square on checkers", "a red square on plain", score_text="checkers style",
+                           concept="checkers", family="style", window_sizes=[1], seeds=[0, 1, 2, 3],
+                           root=str(tmp_path), batch_size=32, progress=False)
+
+    (concept,) = result.concepts.to_pylist()
+    assert concept["measurable"] and concept["localizes"], concept["verdict"]
+    assert (concept["window_start"], concept["window_size"]) == (12, 1) and concept["drop_low"] >= 0.5
+    assert result.layers == [12]
+    # No other single layer removes the background.
+    assert [row["window_start"] for row in result.windows.to_pylist() if row["localizes"]] == [12]
+    assert max(row["normalized_drop"] for row in result.windows.to_pylist() if row["window_start"] != 12) < 0.5
+
+
 def test_committed_scorer_reads_shapes_of_ground_truth_images():
     from compute.scoring import load_scorer
     from compute.toyworld.evaluate import zero_shot

@@ -173,7 +173,7 @@ def test_trace_effects_and_localization_keep_methods_apart(traced):
 def test_a_locogen_sweep_writes_method_locogen(traced):
     _, root = traced
     rows = [r for r in table(root, "cases") if r["method"] == "locogen"]
-    assert len(rows) == 17 and {r["component"] for r in rows} == {"cross-attention"}
+    assert len(rows) == 18 and {r["component"] for r in rows} == {"cross-attention"}
     assert {r["noise"] for r in rows} == {None}
 
 

@@ -22,7 +22,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compute.cli import contribution, dashboard, edit, eval_edit, generate, layers, reproduce, sweep, trace, verify
+    from compute.cli import (
+        contribution,
+        dashboard,
+        edit,
+        eval_edit,
+        generate,
+        layers,
+        reproduce,
+        summary,
+        sweep,
+        trace,
+        verify,
+    )
 
     prog = "locolab" if os.path.basename(sys.argv[0]) == "locolab" else "python -m compute"
     parser = _Parser(prog=prog, description="LocoLab: localize and edit concepts in text-to-image models (LocoGen, "
@@ -30,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", metavar="PATH",
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (layers, generate, sweep, trace, contribution, reproduce, edit, eval_edit, verify, dashboard):
+    for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, verify,
+                    dashboard):
         command.add_parser(subparsers)
     return parser
 

@@ -1,6 +1,7 @@
 """``locolab eval-edit EDIT_ID``: generate before/after images of a stored edit with the same seeds, score them with
-CLIP and store the scores and a summary (efficacy, generalization, specificity). An evaluation is identified by its
-settings: the same settings again return the stored one, other settings are stored beside it."""
+CLIP and store the scores and a summary: per group the normalized score drop and the rates of prompts and images
+pushed below the target reference, with intervals (efficacy, generalization), and specificity. An evaluation is
+identified by its settings: the same settings again return the stored one, other settings are stored beside it."""
 
 from dataclasses import dataclass
 
@@ -55,10 +56,6 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
                        args.other_concepts, progress=lambda done, total: status.report(done=done, total=total))
     status.report(stage="finished", evaluated=True, eval_id=summary["eval_id"])
 
-    def number(key: str, digits: int = 2) -> str:
-        value = summary.get(key)
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
     settings = (f"{summary['scorer_id']}, seeds {summary['seeds']}, {summary['steps']} steps, guidance "
                 f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, "
                 f"{summary['num_prompts'].get('unrelated', 0)} unrelated prompts"
@@ -66,18 +63,42 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
     if summary["reused"]:
         print(f"evaluation {summary['eval_id']} of {edit.edit_id} with these settings already exists "
               "(not recomputed)")
-    print(f"evaluated {edit.edit_id} (evaluation {summary['eval_id']}: {settings}): efficacy {number('efficacy')} "
-          f"(before {number('efficacy_before')}, drop {number('efficacy_drop')}), "
-          f"generalization {number('generalization')} (before {number('generalization_before')}, "
-          f"drop {number('generalization_drop')}), specificity {number('specificity', 3)}")
-    if "new_fact_gain" in summary:
-        print(f"fact update, mean CLIP score of the edit's and held-out prompts before -> after: old fact "
-              f"{summary['old_fact_text']!r} {number('old_fact_score_before', 3)} -> "
-              f"{number('old_fact_score_after', 3)}, new fact {summary['new_fact_text']!r} "
-              f"{number('new_fact_score_before', 3)} -> "
-              f"{number('new_fact_score_after', 3)} (target prompt {number('new_fact_reference', 3)}; gain "
-              f"{number('new_fact_gain')} of the way to it)")
+    level = f"{summary['level']:.0%} intervals" if "level" in summary else "evaluated before intervals were recorded"
+    print(f"evaluated {edit.edit_id} (evaluation {summary['eval_id']}: {settings}; {level}):")
+    for line in summary_lines(summary):
+        print(f"  {line}")
     return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The summary in words, one line per prompt group: the score drop and the two rates, each named."""
+    def number(key: str, digits: int = 2) -> str:
+        value = summary.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = []
+    for group in ("efficacy", "generalization"):
+        if f"{group}_score_drop" not in summary and f"{group}_prompt_rate" not in summary:
+            continue
+        rates = [f"{summary[f'{group}_{unit}s_below']} of "
+                 f"{summary[f'{group}_{unit}s']} {unit}s = {number(f'{group}_{unit}_rate')} "
+                 f"[{number(f'{group}_{unit}_rate_low')}, {number(f'{group}_{unit}_rate_high')}] "
+                 f"(before {number(f'{group}_{unit}_rate_before')})" for unit in ("prompt", "image")]
+        lines.append(f"{group}: score drop {number(f'{group}_score_drop')} [{number(f'{group}_score_drop_low')}, "
+                     f"{number(f'{group}_score_drop_high')}] (mean score {number(f'{group}_score_before', 3)} -> "
+                     f"{number(f'{group}_score_after', 3)}, target reference {number('target_reference', 3)}); "
+                     f"below the target reference: {', '.join(rates)}")
+    if "specificity" in summary:
+        lines.append(f"specificity: unrelated prompts keep {number('specificity', 3)} of their mean score"
+                     + (f", the family's other concepts {number('other_concepts_retained', 3)}"
+                        if "other_concepts_retained" in summary else ""))
+    if "new_fact_gain" in summary:
+        lines.append(f"fact update, mean CLIP score of the edit's and held-out prompts before -> after: old fact "
+                     f"{summary['old_fact_text']!r} {number('old_fact_score_before', 3)} -> "
+                     f"{number('old_fact_score_after', 3)}, new fact {summary['new_fact_text']!r} "
+                     f"{number('new_fact_score_before', 3)} -> {number('new_fact_score_after', 3)} (target prompt "
+                     f"{number('new_fact_reference', 3)}; gain {number('new_fact_gain')} of the way to it)")
+    return lines
 
 
 def run(args) -> None:

@@ -97,8 +97,9 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
         print("no scores in these runs")
         return
     stand_in = rows[0]["paper_model"] != model
-    print(f"\nminimal localizing windows on {model} (LocoGen; a window localizes when its normalized drop "
-          f"(original - window) / (original - target) >= {threshold}; layers in forward order, both ends included)")
+    print(f"\nminimal localizing windows on {model} (LocoGen; a window localizes when the 95% interval of its "
+          f"normalized drop (original - window) / (original - reference) lies at or above {threshold} and the concept "
+          "is measurable, docs/statistics.md; layers in forward order, both ends included)")
     header = f"  {'family':<8} {'concept':<40} {'scorer':<30} {'window':<8} {'drop':>6}  {'interval':<18} paper"
     print(header)
     for row in rows:
@@ -106,8 +107,9 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
         interval = "n/a" if row["interval"] is None else f"[{row['interval'][0]:.2f}, {row['interval'][1]:.2f}]"
         paper = ("not reported" if row["paper_window"] is None
                  else f"{_layers(row['paper_window'])} ({row['paper_model']})")
+        why = "" if row["window"] else f"  ({row['verdict']})"
         print(f"  {row['family']:<8} {row['concept'][:40]:<40} {row['scorer_id'][-30:]:<30} "
-              f"{_layers(row['window']):<8} {drop:>6}  {interval:<18} {paper}")
+              f"{_layers(row['window']):<8} {drop:>6}  {interval:<18} {paper}{why}")
     print("per family and scorer:")
     for summary in family_summary(rows):
         sharing = f"{summary['sharing']} concept{'s' if summary['sharing'] != 1 else ''}"
@@ -117,7 +119,5 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
                  f"paper ({summary['paper_model']}): layers {_layers(summary['paper_window'])}")
         print(f"  {summary['family']} / {summary['scorer_id']}: {summary['localized']} of {summary['concepts']} "
               f"concepts localized; {common}; {paper}")
-    if any(row["interval"] is None for row in rows):
-        print("intervals: n/a where the store's summaries give none for a window")
     if stand_in:
         print(f"{model} has random weights: its windows test the machinery and are not expected to match the paper")

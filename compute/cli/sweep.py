@@ -3,18 +3,21 @@
 import time
 
 from compute.cli.options import add_run_options, check_image_count, run_options
+from compute.cli.summary import add_rule_options, print_summaries, rule_of
 from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import layer_count, resolve
 from compute.plan import build_plan, shard_units
 from compute.settings import Settings
 from compute.sweep_config import check_window_sizes, load_config
-from contract import bounds, store, summaries
+from compute.window_search import plan_refinement, search_cost
+from contract import bounds, store
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="run a LocoGen sweep from a YAML config (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config: a path, or the name of a shipped one (e.g. tiny-sd1)")
-    add_run_options(parser, "windows", "print the plan and exit")
+    add_run_options(parser, "windows", "print the plan and its image cost, and exit")
+    add_rule_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,15 +49,28 @@ def run(args) -> None:
     status.report(stage="loading", run_id=config.run_id)
     model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="sweeping")
+    refinement = []
+
+    def refine():
+        refinement.append(plan_refinement(config, settings, num_layers, units, root))
+        return shard_units(refinement[0].units, shard, num_shards)
+
     stats = run_study(config, model, mine, settings, root, batch_size, shard, num_shards, not args.no_progress,
-                      began=began)
+                      began=began, follow_up=refine if config.window_search else None)
     print_stats(config.run_id, stats, root)
-    print_minimal_windows(root, config.run_id)
+    if refinement:
+        print_refinement(refinement[0], shard, num_shards)
+    rule = rule_of(args)
+    if config.window_search and (args.threshold, args.level) != (config.window_search.threshold,
+                                                                 config.window_search.level):
+        print(f"note: the search refined at threshold {config.window_search.threshold:g}, level "
+              f"{config.window_search.level:g}; sizes it skipped may localize at the summary's rule")
+    print_summaries(store.Store(root).connect(), [config.run_id], rule)
 
 
 def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num_shards) -> None:
     cases = sum(len(u.cases) for u in mine)
-    images = len({c.image_key for u in mine for c in u.cases})
+    count = len({c.image_key for u in mine for c in u.cases})
     per_unit = [len({c.image_key for c in u.cases}) for u in mine]
     batch = batch_size or 8
     calls = sum(-(-n // batch) for n in per_unit) * settings.steps
@@ -62,30 +78,41 @@ def print_plan(config, units, mine, settings, num_layers, batch_size, shard, num
     rows = 2 if arch.cfg and settings.guidance > 1 else 1  # FLUX.1: guidance distilled, one row per image
     print(f"run {config.run_id}: {config.model} ({num_layers} text-reading layers), "
           f"scorer {', '.join(config.scorers)}")
+    search = config.window_search
+    sizes = (f"window search up to m={search.max_size}, coarse sizes {list(search.coarse)}" if search
+             else f"window sizes {list(config.window_sizes)}")
     print(f"  {settings.steps} steps, guidance {settings.guidance}, {settings.width}x{settings.height}, "
-          f"window sizes {list(config.window_sizes)}, seeds {list(config.seeds)}")
-    print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {images} images")
+          f"{sizes}, seeds {list(config.seeds)}")
+    print(f"  shard {shard}/{num_shards}: {len(mine)} of {len(units)} work units, {cases} cases, {count} images")
     denoiser = "UNet" if arch.denoiser == "unet" else "transformer"
     print(f"  {denoiser} calls: {calls} at batch size {batch}{'' if batch_size else ' (auto on GPU)'} "
-          f"({images * settings.steps * rows} sample evaluations"
+          f"({count * settings.steps * rows} sample evaluations"
           f"{', plus the companion rows of swapped images' if arch.stream else ''})")
+    if search:
+        cost = search_cost(config, settings, num_layers, units)
+        print(f"  search cost, all shards: first pass {cost['first_pass']} images; the refinement adds at most "
+              f"{cost['refinement_max']} (every concept refined over sizes {cost['worst_sizes']}); every size "
+              f"1-{search.max_size} would cost {cost['every_size']}")
+
+
+def print_refinement(refinement, shard: int, num_shards: int) -> None:
+    """What the window search's second pass did, or why it has not run yet."""
+    if refinement.pending:
+        print(f"window search: the first pass is not finished ({refinement.pending} of {refinement.total} units "
+              "missing, e.g. other shards still running); rerun this sweep when they finish to refine")
+        return
+    if not refinement.sizes:
+        print("window search: no refinement needed (each concept localizes at size 1, at no searched size, or is "
+              "not measurable)")
+        return
+    mine = len(shard_units(refinement.units, shard, num_shards))
+    print(f"window search: refined {len(refinement.sizes)} concept(s): " + "; ".join(
+        f"{family}/{concept} sizes {sizes}" for (family, concept), sizes in refinement.sizes.items())
+        + (f" (this shard ran {mine} of {len(refinement.units)} units; rerun the other shards for theirs)"
+           if num_shards > 1 else ""))
 
 
 def print_stats(run_id: str, stats, root: str) -> None:
     """One line on what a run did (``sweep.SweepStats``)."""
     print(f"{run_id}: {stats.units_total - stats.units_skipped} units run, {stats.units_skipped} already "
           f"done; {stats.images_generated} images generated in {stats.generate_s:.1f} s; results in {root}")
-
-
-def print_minimal_windows(root: str, run_id: str, threshold: float = 0.5) -> None:
-    table = summaries.minimal_windows(store.Store(root).connect(), threshold, run_ids=[run_id]).to_pylist()
-    if not table:
-        print(f"no window removes >= {threshold:.0%} of the original-to-target score gap")
-        return
-    print(f"minimal localizing windows (normalized drop >= {threshold}):")
-    several = len({row["scorer_id"] for row in table}) > 1
-    for row in table:
-        end = row["window_start"] + row["window_size"]
-        scorer = f", {row['scorer_id']}" if several else ""
-        print(f"  {row['family']:>8} / {row['concept']:<24} layers {row['window_start']}-{end - 1} "
-              f"(m={row['window_size']}, drop {row['normalized_drop']:.2f}{scorer})")

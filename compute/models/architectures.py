@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import diffusers
 import torch
 
+from contract.names import ALL_LAYERS, TARGET
+
 # Kinds of text-reading site (``Layer.block`` of a transformer's sites; a UNet's sites are down/mid/up).
 CROSS = "cross"    # an attn2 reading the (projected) caption: PixArt
 DOUBLE = "double"  # FLUX double-stream block: joint attention, text through add_k_proj/add_v_proj
@@ -102,6 +104,13 @@ class Architecture:
     segments: tuple[str, ...] = ()
     patch: int = 1
     topk_swaps_pooled: bool = False
+
+    @property
+    def reference(self) -> str:
+        """The reference LocoGen's drops are normalized by: the plain target prompt where swapping every layer
+        reproduces it, else the all-layers swap (the target prompt also changes SD-XL's pooled embedding and IF's
+        text-time embedding, which a swap keeps, so no window could reach it)."""
+        return TARGET if self.target_equals_all_layers else ALL_LAYERS
 
     def pipeline_type(self):
         return getattr(diffusers, self.pipeline_class)

@@ -73,7 +73,9 @@ else:
                       pair[0]["method"]))],
                  hide_index=True, width="stretch")
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
-                             "(hover a metric above for its meaning); *_drop = normalized drop, 1 = as far from the "
-                             "concept as the target prompt."))
+                             "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
+                             "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
+                             "= share of prompts / images scoring below the target reference (about 0.5 when they "
+                             "look like the target's)."))
     st.plotly_chart(method_comparison(means, EVAL_GROUPS), key="methods", config={"displaylogo": False})
     st.dataframe(means, hide_index=True, width="stretch")

@@ -1,25 +1,32 @@
-"""Layer map: where each concept localizes, per model — LocoGen's normalized drop per window, causal tracing's
-recovery per site, attention contribution per site, or LocoGen beside one of the others on the same rows, columns and
-0–1 colour scale."""
+"""Layer map: where each concept localizes, per run — LocoGen's normalized drop per window (with its interval and
+verdict), causal tracing's recovery per site, attention contribution per site, or LocoGen beside one of the others on
+the same rows, columns and 0–1 colour scale."""
 
 import functools
+import io
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import streamlit as st
 
 from compute.models.registry import MODELS
 from contract import bounds
-from contract.names import COMPONENTS, CROSS_ATTENTION
-from contract.summaries import MIN_CORRUPTION_GAP
+from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
+from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
 from dashboard import common, data, queries
 from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 
 GALLERY = "views/gallery.py"
 LOCOGEN, TRACING, CONTRIBUTION, BOTH = "LocoGen", "Causal tracing", "Attention contribution", "Side by side"
-LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − target) of the window of "
+LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − reference) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
-                   "gone as fully as with the target prompt, 0 = no effect.")
+                   "gone as fully as in the reference, 0 = no effect. The reference is the target prompt, or on models "
+                   "whose text also enters outside cross-attention (SD-XL, IF) the all-layers swap. ● = the drop's "
+                   "bootstrap interval lies at or above the threshold; grey rows: the concept is not measurable (too "
+                   "few prompt × seed units, or an original − reference gap not clearly above "
+                   f"{MIN_REFERENCE_GAP:g}). docs/statistics.md explains every number.")
+LEVELS = (0.8, 0.9, 0.95, 0.99)
 TRACE_CAPTION = ("**Causal tracing** colour: recovery (restored − corrupted) / (original − corrupted): with the "
                  "subject's word embedding corrupted by noise, restoring that one site from the clean run brings the "
                  "attribute back fully (1) or not at all (0).")
@@ -74,33 +81,67 @@ def pick_noise(sites, component: str, column) -> float:
     return noises[0] if len(noises) == 1 else column.selectbox("Noise (× embedding std)", noises, key="trace_noise")
 
 
+def settings_panel(run: dict) -> None:
+    """The chosen run's settings: what every number on the page is about."""
+    search = config_of(run).get("window_search")
+
+    def listed(values):
+        return ", ".join(str(v) for v in values) if values else "unknown"
+
+    sizes = listed(run["window_sizes"]) + (f" (search up to {search['max_size']})" if search else "")
+    reference = run["reference"][0]
+    rows = [("run", run["run_id"]), ("status", run["status"]), ("created", str(run["created_at"] or "–")[:19]),
+            ("steps", listed(run["steps"])), ("guidance", listed(run["guidance"])),
+            ("size", f"{listed(run['width'])}×{listed(run['height'])}"), ("scheduler", listed(run["scheduler"])),
+            ("scorer", listed(run["scorer_id"])), ("seeds", listed(run["seeds"])),
+            ("prompts", run["prompts"]), ("window sizes", sizes),
+            ("normalized by", "target prompt" if reference == TARGET else "all-layers swap")]
+    st.dataframe([{"setting": k, "value": str(v)} for k, v in rows], hide_index=True, width="stretch")
+
+
+def verdict_table(loc_run, threshold: float) -> list[dict]:
+    """Per concept: the verdict with the point, the interval and the rule's inputs (gap, its interval)."""
+    rows = []
+    for c in concepts_of(judge(loc_run, threshold)).to_pylist():
+        window = (window_label(c["window_start"], c["window_size"]) if c["window_start"] is not None else "–")
+        rows.append({"family": c["family"], "concept": c["concept"], "localizes": c["localizes"],
+                     "window": window if c["localizes"] else "none", "m": c["window_size"] if c["localizes"] else None,
+                     "drop": c["normalized_drop"], "drop low": c["drop_low"], "drop high": c["drop_high"],
+                     "gap": c["gap"], "gap low": c["gap_low"], "gap high": c["gap_high"], "units": c["n_units"],
+                     "verdict": c["verdict"]})
+    return rows
+
+
 def locogen_view(model: str, mine, size: int, threshold: float) -> None:
-    """LocoGen's heat map (click a cell for its images), minimal windows and one concept's line view."""
-    cells = queries.layer_cells(loc, model, scorer, size, threshold)
-    minimal = queries.minimal_windows(loc, model, scorer, threshold)
+    """LocoGen's heat map (click a cell for its images) next to the run's settings, each concept's verdict, and one
+    concept's line view."""
+    cells = queries.layer_cells(loc, scorer, size, threshold)
+    minimal = queries.minimal_windows(loc, scorer, threshold)
     layers, num_layers = locogen_columns(model, mine)
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold), key=chart_key,
-                    on_select=functools.partial(on_cell_click, chart_key), selection_mode="points", config=CHART)
+    chart, panel = st.columns([4, 1])
+    chart.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold), key=chart_key,
+                       on_select=functools.partial(on_cell_click, chart_key), selection_mode="points", config=CHART)
+    with panel:
+        settings_panel(run)
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     clicked = st.session_state.pop("map_clicked", None)
     if clicked and clicked[0] < len(rows):
         open_gallery(model, scorer, *rows[clicked[0]], size, clicked[1])
-    found = {(w["family"], w["concept"]): w for w in minimal.to_pylist()}
-    st.subheader(f"Minimal localizing windows (drop ≥ {threshold:g})")
-    st.dataframe([{"family": family, "concept": concept,
-                   "window": window_label(found[(family, concept)]["window_start"],
-                                          found[(family, concept)]["window_size"])
-                   if (family, concept) in found else "none at this threshold",
-                   "m": found.get((family, concept), {}).get("window_size"),
-                   "drop": found.get((family, concept), {}).get("normalized_drop")} for family, concept in rows],
-                 hide_index=True, width="stretch")
+    st.subheader(f"Minimal localizing windows ({level:.0%} interval of the drop ≥ {threshold:g})")
+    order = {key: i for i, key in enumerate(rows)}
+    verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
+    st.dataframe(verdicts, hide_index=True, width="stretch")
+    buffer = io.BytesIO()
+    pcsv.write_csv(judge(mine, threshold), buffer)
+    st.download_button("Download every window (CSV: point, interval, verdict)", buffer.getvalue(),
+                       file_name=f"{run_id}-localization.csv", mime="text/csv", key="map_csv")
 
     st.subheader("One concept")
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
     concept_rows = only(mine, family=family, concept=concept)
-    seeds = data.query(snap, queries.seed_scores, model, scorer, family, concept)
+    seeds = data.query(snap, queries.seed_scores, run_id, scorer, family, concept)
     st.plotly_chart(line_view(concept_rows, seeds, size, threshold, layers), key="line_view", config=CHART)
     starts = sorted(only(concept_rows, window_size=size)["window_start"].to_pylist())
     pick, go = st.columns([3, 1], vertical_alignment="bottom")
@@ -121,7 +162,7 @@ def untraceable_note(cells) -> None:
 
 def trace_view(model: str, component: str, noise: float, threshold: float) -> None:
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
-    cells = queries.trace_cells(trace, model, scorer, component, noise, min_gap)
+    cells = queries.trace_cells(trace, trace_run, scorer, component, noise, min_gap)
     layers, num_sites = trace_columns(model, component, cells)
     st.plotly_chart(trace_map(cells, layers, num_sites, component, threshold), key="trace_map", config=CHART)
     st.caption(TRACE_CAPTION)
@@ -142,19 +183,31 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
                 common.image(row["image_path"], f"{name} · seed {row['seed']} · {common.score_text(row['score'])}")
 
 
+def shared_label(key: tuple[str, str], cells, traced=None) -> str:
+    """One row label for both maps of Side by side (the same labels keep their columns aligned), saying what either
+    method cannot speak to."""
+    notes = []
+    if any(not r["measurable"] for r in only(cells, family=key[0], concept=key[1]).to_pylist()):
+        notes.append("LocoGen: not measurable")
+    if traced is not None and any(r["untraceable"] for r in only(traced, family=key[0], concept=key[1]).to_pylist()):
+        notes.append("tracing: untraceable")
+    return row_label(*key) + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def side_by_side(model: str, mine, size: int, noise: float, threshold: float) -> None:
     """The LocoGen map at window size m above the cross-attention tracing map, on the same concept rows, with a
     per-concept count of what each method marks."""
-    cells = queries.layer_cells(loc, model, scorer, size, threshold)
-    traced = queries.trace_cells(trace, model, scorer, CROSS_ATTENTION, noise, min_gap)
+    cells = queries.layer_cells(loc, scorer, size, threshold)
+    traced = queries.trace_cells(trace, trace_run, scorer, CROSS_ATTENTION, noise, min_gap)
     rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
                                   *zip(traced["family"].to_pylist(), traced["concept"].to_pylist())])
     layers, num_layers = locogen_columns(model, mine)
-    minimal = queries.minimal_windows(loc, model, scorer, threshold)
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows), key="both_locogen",
+    minimal = queries.minimal_windows(loc, scorer, threshold)
+    labels = {key: shared_label(key, cells, traced) for key in rows}
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
                     config=CHART)
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows), key="both_trace",
+    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels), key="both_trace",
                     config=CHART)
     st.caption(TRACE_CAPTION)
     untraceable_note(traced)
@@ -211,16 +264,19 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
 def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -> None:
     """The LocoGen map at window size m above the attention-contribution map, on the same concept rows and site
     columns, with each concept's strongest window, dominant sites and top-k drop."""
-    cells = queries.layer_cells(loc, model, scorer, size, threshold)
+    cells = queries.layer_cells(loc, scorer, size, threshold)
     found = queries.contribution_cells(contrib, model)
     rows = queries.concept_order([*zip(cells["family"].to_pylist(), cells["concept"].to_pylist()),
                                   *zip(found["family"].to_pylist(), found["concept"].to_pylist())])
     layers, num_layers = locogen_columns(model, mine)
-    minimal = queries.minimal_windows(loc, model, scorer, threshold)
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows), key="both_locogen",
+    minimal = queries.minimal_windows(loc, scorer, threshold)
+    # One label per row for both maps, so their columns line up.
+    labels = {key: shared_label(key, cells) for key in rows}
+    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
                     config=CHART)
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(contribution_map(found, layers, num_layers, k, rows), key="both_contribution", config=CHART)
+    st.plotly_chart(contribution_map(found, layers, num_layers, k, rows, labels), key="both_contribution",
+                    config=CHART)
     st.caption(CONTRIBUTION_CAPTION)
     interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}
     st.subheader("Per concept: LocoGen's strongest window and the dominant sites' intervention")
@@ -247,16 +303,17 @@ def shown(cell: dict | None, column: str, value: str) -> str:
 
 
 def within_bounds(loc, trace, contrib):
-    """The localization, tracing and contribution rows the page draws: windows and sites inside
+    """The localization (one run's, or None), tracing and contribution rows the page draws: windows and sites inside
     ``bounds.MAX_LAYERS`` layers (a crafted row must not make a picker or a map that wide), and the first
     ``bounds.MAX_ROWS`` concepts of each model in family order; a note says what was left out."""
-    loc = loc.filter(pc.and_(pc.greater_equal(loc["window_start"], 0), pc.less_equal(
-        pc.add(loc["window_start"], loc["window_size"]), bounds.MAX_LAYERS)))
+    if loc is not None:
+        loc = loc.filter(pc.and_(pc.greater_equal(loc["window_start"], 0), pc.less_equal(
+            pc.add(loc["window_start"], loc["window_size"]), bounds.MAX_LAYERS)))
     trace, contrib = (table.filter(pc.and_(pc.greater_equal(table["site"], 0), pc.less(table["site"],
                                                                                         bounds.MAX_LAYERS)))
                       for table in (trace, contrib))
     kept, dropped = set(), 0
-    for table in (loc, trace, contrib):
+    for table in (t for t in (loc, trace, contrib) if t is not None):
         for model in set(table["model"].to_pylist()):
             keys = queries.concept_order(zip(*(only(table, model=model)[c].to_pylist() for c in ("family", "concept"))))
             kept |= {(model, *key) for key in keys[:bounds.MAX_ROWS]}
@@ -266,61 +323,98 @@ def within_bounds(loc, trace, contrib):
     st.caption(f"Showing the first {bounds.MAX_ROWS} concepts of each model; {dropped} more are left out.")
 
     def first(table):
+        if table is None:
+            return None
         keys = zip(*(table[c].to_pylist() for c in ("model", "family", "concept")))
         return table.filter(pa.array([key in kept for key in keys], pa.bool_()))
 
     return first(loc), first(trace), first(contrib)
 
 
+def run_label(runs: dict[str, dict], run_id: str) -> str:
+    run = runs[run_id]
+    return f"{run['config_name'] or run_id} · {str(run['created_at'] or '')[:16]} · {run['status']} · {run_id}"
+
+
+def pick_run(runs_table, method: str, column, key: str, label: str) -> str | None:
+    """A picker of the model's runs of ``method``, newest finished first by default (reset when the model changes)."""
+    runs = {r["run_id"]: r for r in runs_table.to_pylist() if r["model"] == model}
+    if not runs:
+        return None
+    default = queries.default_run(runs_table, model)
+    options = common.bounded(list(runs), "runs")
+    options = options if default in options else [default, *options[:-1]]
+    return column.selectbox(label, options, index=options.index(default), key=f"{key}_{model}",
+                            format_func=functools.partial(run_label, runs),
+                            help=f"A map summarizes one {method} run (its settings on the right). Default: the "
+                                 "newest run whose shards all finished.")
+
+
 snap = common.snapshot()
 common.require_results(snap)
 st.title("Layer map")
-loc = data.query(snap, queries.localization_table)
+sweeps = data.query(snap, queries.run_list)
+traces = data.query(snap, queries.run_list, TRACE)
 trace = data.query(snap, queries.trace_table)
 contrib = data.query(snap, queries.contribution_table)
 top_k = data.query(snap, queries.top_k_table)
-loc, trace, contrib = within_bounds(loc, trace, contrib)
-models = common.bounded(sorted(set(loc["model"].to_pylist()) | set(trace["model"].to_pylist())
+models = common.bounded(sorted(set(sweeps["model"].to_pylist()) | set(traces["model"].to_pylist())
                                | set(contrib["model"].to_pylist())), "models")
 if not models:
     st.info("The store has cases but no scored windows or traced sites yet: wait for the first work unit's scores.")
     st.stop()
 method = st.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH),
-                  index=0 if loc.num_rows else 1 if trace.num_rows else 2, horizontal=True,
+                  index=0 if sweeps.num_rows else 1 if traces.num_rows else 2, horizontal=True,
                   key="map_method", help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
                   "tracing: corrupt the subject's embedding, restore one site. Attention contribution: how much each "
                   "site's attention output owes to the concept's tokens. Side by side: LocoGen beside another.")
 left, middle, right, far = st.columns([3, 2, 2, 2])
 model = left.selectbox("Model", models, key="map_model")
-mine, sites, found = only(loc, model=model), only(trace, model=model), only(contrib, model=model)
+found = only(contrib, model=model)
 beside = TRACING
 if method == BOTH and found.num_rows:
-    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), index=0 if sites.num_rows else 1,
+    traced_model = model in traces["model"].to_pylist()
+    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), index=0 if traced_model else 1,
                               key="map_beside")
-other = {TRACING: sites, CONTRIBUTION: only(top_k, model=model)}
-scorers = sorted(set(mine["scorer_id"].to_pylist() if method in (LOCOGEN, BOTH) else [])
-                 | set(other[beside if method == BOTH else method]["scorer_id"].to_pylist()
-                       if method != LOCOGEN else []))
-scorer = middle.selectbox("Scorer", scorers, key="map_scorer",
-                          help="Attention contribution's map needs no scorer; its top-k interventions are scored.")
-mine, sites = only(mine, scorer_id=scorer), only(sites, scorer_id=scorer)
+run_column, trace_column = st.columns(2)
+run_id = pick_run(sweeps, "LocoGen", run_column, "map_run", "Run") if method in (LOCOGEN, BOTH) else None
+trace_run = (pick_run(traces, "trace", trace_column, "trace_run", "Trace run")
+             if method == TRACING or (method == BOTH and beside == TRACING) else None)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
-                       help="LocoGen: of the original→target gap; tracing: of the corrupted→original gap.")
+                       help="LocoGen: of the original→reference gap, judged on the drop's interval; tracing: of the "
+                            "corrupted→original gap.")
+level = far.selectbox("Interval level", LEVELS, index=LEVELS.index(DEFAULT_LEVEL), key="map_level",
+                      format_func=lambda value: f"{value:.0%}", disabled=method == TRACING,
+                      help="Coverage of the drop's and the gap's bootstrap intervals (docs/statistics.md).")
 min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
                            disabled=method in (LOCOGEN, CONTRIBUTION), help="Concepts whose corrupted score is not at "
                            "least this below the original are left blank: the noise did not remove the attribute. -1 "
                            "shows all.")
+run = {r["run_id"]: r for r in sweeps.to_pylist()}.get(run_id)
+loc = data.query(snap, queries.localization_table, run_id, level) if run_id else None
+loc, trace, contrib = within_bounds(loc, trace, contrib)
+found = only(contrib, model=model)
+sites = only(trace, run_id=trace_run) if trace_run else None
+other = {TRACING: sites, CONTRIBUTION: only(top_k, model=model)}.get(beside if method == BOTH else method)
+scorers = sorted(set(loc["scorer_id"].to_pylist() if loc is not None else [])
+                 | set(other["scorer_id"].to_pylist() if other is not None and method != LOCOGEN else []))
+scorer = middle.selectbox("Scorer", scorers, key="map_scorer",
+                          help="Attention contribution's map needs no scorer; its top-k interventions are scored.")
+mine = only(loc, scorer_id=scorer) if loc is not None else None
+sites = only(sites, scorer_id=scorer) if sites is not None else None
 # Widget state dies with the page; Run an edit pre-fills its form from these.
-st.session_state.update(chosen_model=model, chosen_threshold=threshold)
-second = only(sites, component=CROSS_ATTENTION) if beside == TRACING else found
+st.session_state.update(chosen_model=model, chosen_threshold=threshold, chosen_run=run_id)
+second = (only(sites, component=CROSS_ATTENTION) if sites is not None else None) if beside == TRACING else found
 needs = {LOCOGEN: [mine], TRACING: [sites], CONTRIBUTION: [found], BOTH: [mine, second]}[method]
-if not all(table.num_rows for table in needs):
-    if method == CONTRIBUTION or (method == BOTH and mine.num_rows and beside == CONTRIBUTION):
+if not all(table is not None and table.num_rows for table in needs):
+    no_sweep = method in (LOCOGEN, BOTH) and (mine is None or not mine.num_rows)
+    if not no_sweep and (method == CONTRIBUTION or beside == CONTRIBUTION and method == BOTH):
         st.info(f"{model} has no attention contribution: run `python -m compute contribution CONFIG`.")
         st.stop()
-    missing = "LocoGen sweep" if not mine.num_rows else "causal tracing" + (" of cross-attention" if sites else "")
+    missing = ("LocoGen sweep" if no_sweep else
+               "causal tracing" + (" of cross-attention" if sites is not None and sites.num_rows else ""))
     st.info(f"{common.escape(model)} has no {missing}{f' scored by {common.escape(scorer)}' if scorer else ''}: run "
-            f"`python -m compute {'sweep' if not mine.num_rows else 'trace'} CONFIG`.")
+            f"`python -m compute {'sweep' if no_sweep else 'trace'} CONFIG`.")
     st.stop()
 if method == CONTRIBUTION:
     contribution_view(model, pick_k(model, right), threshold)

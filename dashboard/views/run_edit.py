@@ -8,6 +8,7 @@ from compute.models.registry import MODELS
 from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+from contract.summaries import DEFAULT_LEVEL
 from dashboard import common, data, edit_view, jobs, queries
 from dashboard.edit_request import EditRequest, runnable_models
 from dashboard.figures import row_label
@@ -114,9 +115,15 @@ layer_info = [i for i in data.query(snap, queries.layers, model) if 0 <= i < bou
 num_layers = num_layers or (max(layer_info) + 1 if layer_info else 16)
 threshold = st.session_state.get("chosen_threshold", 0.5)
 localized = []
-scorers = data.query(snap, queries.scorers, model)
-if concept and scorers:
-    minimal = queries.minimal_windows(data.query(snap, queries.localization_table), model, scorers[0], threshold)
+sweeps = data.query(snap, queries.run_list)
+# The run the Layer map showed for this model, else the model's newest finished run.
+chosen = st.session_state.get("chosen_run")
+source_run = chosen if chosen in {r["run_id"] for r in sweeps.to_pylist() if r["model"] == model} \
+    else queries.default_run(sweeps, model)
+if concept and source_run:
+    loc = data.query(snap, queries.localization_table, source_run, DEFAULT_LEVEL)
+    scorers = sorted(set(loc["scorer_id"].to_pylist()))
+    minimal = queries.minimal_windows(loc, scorers[0], threshold) if scorers else loc.slice(0, 0)
     window = next((w for w in minimal.to_pylist() if (w["family"], w["concept"]) == (family, concept)), None)
     localized = [i for i in range(window["window_start"], window["window_start"] + window["window_size"])
                  if i < num_layers] if window else []
@@ -129,8 +136,9 @@ method = st.radio("Method", METHODS, horizontal=True, key="run_method",
 layers = st.multiselect(
     "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
     disabled=method not in CHOSEN_LAYERS,
-    help=common.escape(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} (threshold "
-                       f"{threshold:g}).") if localized else "No localization result for this concept: choose layers.")
+    help=common.escape(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} in run "
+                       f"{source_run} (threshold {threshold:g} on the {DEFAULT_LEVEL:.0%} interval).") if localized
+    else "No localizing window for this concept in the model's run: choose layers.")
 if method == "neuron":
     topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
                            key="run_topk")

@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,6 +60,42 @@ def copy_root(source: Path, destination: Path) -> Path:
     """A private copy of a root, for tests that add files to it."""
     shutil.copytree(source, destination)
     return destination
+
+
+PLANTED = "planted-0123456789"
+PLANTED_SCORER = "openai/clip-vit-base-patch16"  # a trained scorer's name: the built-in tiny-clip measures nothing
+
+
+def add_planted_run(root: Path, status: str = "finished", run_id: str = PLANTED) -> str:
+    """A second, newer LocoGen run of tiny-sd1 written by hand with known answers: four seeds; van gogh (gap 0.5)
+    loses the whole gap in window 8-9 in every seed, and in layer 8 alone in three of the four seeds (a point drop of
+    0.75 whose interval reaches below 0.5); blue's gap of 0.01 is not measurable. Returns the run id."""
+    from contract.store import write_table
+
+    scores, cases = [], []
+    for family, concept, original in (("style", "van gogh", 0.75), ("color", "blue", 0.26)):
+        for seed in range(4):
+            jitter = 0.01 * (seed - 1.5)
+            windows = {(1, start): original for start in range(16)}
+            windows.update({(2, start): original for start in range(15)})
+            if concept == "van gogh":
+                windows[2, 8] = 0.25
+                windows[1, 8] = 0.25 if seed < 3 else original
+            kinds = [("original", None, None, original), ("target", None, None, 0.25), ("all-layers", 0, 16, 0.25)]
+            kinds += [("window", start, size, score) for (size, start), score in windows.items()]
+            for kind, start, size, score in kinds:
+                common = dict(case_id=f"{run_id}|{concept}|{seed}|{kind}|{start}|{size}", run_id=run_id,
+                              model="tiny-sd1", family=family, concept=concept, kind=kind, window_start=start,
+                              window_size=size, seed=seed, method="locogen")
+                scores.append({**common, "scorer_id": PLANTED_SCORER, "score_text": concept, "score": score + jitter})
+                cases.append({**common, "prompt": f"a {concept} thing", "target": "a thing", "steps": 2,
+                              "guidance": 7.5, "height": 32, "width": 32})
+    write_table("scores", scores, run_id, root=root)
+    write_table("cases", cases, run_id, root=root)
+    write_table("runs", [dict(run_id=run_id, config_name="planted", model="tiny-sd1", status=status, shard=0,
+                              num_shards=1, method="locogen", scheduler="PNDMScheduler", reference="target",
+                              created_at=datetime.now(UTC))], f"{run_id}-0", root=root)
+    return run_id
 
 
 def add_corrupt_part(root: Path) -> Path:
@@ -113,7 +150,7 @@ def add_second_evaluation(root: Path, steps: int) -> tuple[str, str]:
     folder = summary_path.parent.with_name(second)
     shutil.copytree(summary_path.parent, folder)
     summary = json.loads(summary_path.read_text())
-    summary.update(eval_id=second, steps=steps, efficacy=0.25, created_at="2999-01-01T00:00:00+00:00")
+    summary.update(eval_id=second, steps=steps, efficacy_score_drop=0.25, created_at="2999-01-01T00:00:00+00:00")
     (folder / "eval.json").write_text(json.dumps(summary))
     scores = pq.read_table(root / "tables" / "edit_scores" / f"part-{edit_id}-{first}.parquet")
     scores = scores.set_column(scores.schema.get_field_index("eval_id"), "eval_id", pa.array([second] * len(scores)))
