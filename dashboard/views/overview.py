@@ -12,14 +12,17 @@ st.markdown(f"Artifact root: {common.code(os.path.abspath(snap.root))} (from {st
 if not data.query(snap, queries.models):
     common.explain_empty(snap.root)
 runs = data.query(snap, queries.runs)
+# Narrow columns for short values, so that every column fits beside the sidebar on a 1280-pixel screen.
+SMALL = {name: st.column_config.Column(width="small") for name in
+         ("method", "status", "shards", "concepts", "cases", "scores", "model", "evaluated")}
 if runs.num_rows:
     st.subheader(f"Runs ({runs.num_rows}): LocoGen sweeps and causal traces")
-    st.dataframe(runs, hide_index=True, width="stretch")
+    common.table(common.with_times(runs), "overview_runs", SMALL)
 if snap.edits:
     st.subheader(f"Edits ({len(snap.edits)})")
-    st.dataframe([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
+    common.table([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
                    "method": e.get("method"), "edited": edit_view.edited(e), "evaluated": e["eval"] is not None,
-                   "created_at": e.get("created_at")} for e in snap.edits], hide_index=True, width="stretch")
+                   "created_at": common.when(e.get("created_at"))} for e in snap.edits], "overview_edits", SMALL)
 active = [job for job in jobs.list_jobs(snap.root) if job.active]
 if active:
     st.info(common.escape(f"Job {active[0].job_id} ({active[0].spec.get('label')}) is {active[0].status}: see Run an "
