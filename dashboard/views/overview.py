@@ -17,7 +17,8 @@ SMALL = {name: st.column_config.Column(width="small") for name in
          ("method", "status", "shards", "concepts", "cases", "scores", "model", "evaluated")}
 if runs.num_rows:
     st.subheader(f"Runs ({runs.num_rows}): LocoGen sweeps and causal traces")
-    common.table(common.with_times(runs), "overview_runs", SMALL)
+    # When each run started; its finish time would push the table past a 1280-pixel screen.
+    common.table(common.with_times(runs.drop_columns(["finished_at"])), "overview_runs", SMALL)
 if snap.edits:
     st.subheader(f"Edits ({len(snap.edits)})")
     common.table([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
