@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import common
+from dashboard import common, url_state
 from dashboard.root import launch_options, problem, typed_root_problem
 
 # A file the server serves itself (a ":material/...:" icon is fetched from a font CDN, which an offline host lacks).
@@ -42,4 +42,5 @@ if why_not:
     st.error(common.escape(why_not))
     st.stop()
 common.show_problems(common.snapshot())
+url_state.note_page(pages.url_path)
 pages.run()

@@ -20,7 +20,14 @@ Usage::
 import streamlit as st
 
 _PUBLISHED = "_url_state_published"  # page -> the query this session last published there
-_SHOWN = "_url_state_page"  # the page of the previous run
+_SHOWN, _ARRIVED = "_url_state_page", "_url_state_arrived"  # the page of the previous run; whether this one is new
+
+
+def note_page(page: str) -> None:
+    """Called by ``main`` on every run with the page about to run (its URL path): whether the page was just
+    arrived at decides what ``incoming`` returns."""
+    st.session_state[_ARRIVED] = st.session_state.get(_SHOWN) != page
+    st.session_state[_SHOWN] = page
 
 
 def incoming(page: str) -> dict[str, str]:
@@ -29,8 +36,7 @@ def incoming(page: str) -> dict[str, str]:
     Arriving from another page counts as news even when the URL is this page's own: Streamlit forgets a page's
     widget values when it is left, so Back to it must restore them from the URL."""
     query = st.query_params.to_dict()
-    stayed = st.session_state.get(_SHOWN) == page
-    st.session_state[_SHOWN] = page
+    stayed = not st.session_state.get(_ARRIVED, True)
     return {} if stayed and query == st.session_state.get(_PUBLISHED, {}).get(page) else query
 
 

@@ -186,6 +186,12 @@ def test_a_link_reproduces_the_view_and_an_older_url_restores_the_older_view(mon
     app.run()
     assert app.selectbox(key="map_size").value == 2 and "window size m = 2" in charts(app)[0]["layout"]["title"][
         "text"]
+    # Away to the Overview (which forgets the map's widgets) and back to the map's own URL: the same view.
+    app.switch_page("views/overview.py").run()
+    app.query_params.clear()
+    app.query_params.update(shared)
+    app.switch_page("views/layer_map.py").run()
+    assert app.selectbox(key="map_size").value == 2 and app.selectbox(key="map_concept").value == ("color", "blue")
 
 
 @pytest.mark.slow
