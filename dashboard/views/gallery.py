@@ -10,7 +10,7 @@ import streamlit as st
 
 from contract import bounds
 from contract.names import TRACE
-from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP
+from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
 from dashboard import common, data, queries, url_state
 from dashboard.figures import row_label, window_label
 from dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
@@ -91,7 +91,10 @@ def drops(run_id: str | None, size: int, threshold: float, level: float) -> dict
         if not r["measurable"]:
             found[r["window_start"]] = "not measurable"
             continue
-        mark = " ●" if r["drop_low"] is not None and r["drop_low"] >= threshold else ""
+        if r["normalized_drop"] is None or r["drop_low"] is None:
+            found[r["window_start"]] = verdict(r, threshold)
+            continue
+        mark = " ●" if r["drop_low"] >= threshold else ""
         found[r["window_start"]] = (f"drop {r['normalized_drop']:.3f} [{r['drop_low']:.3f}, {r['drop_high']:.3f}]"
                                     f"{mark}")
     return found
