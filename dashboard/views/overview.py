@@ -14,11 +14,14 @@ if not data.query(snap, queries.models):
 runs = data.query(snap, queries.runs)
 # Narrow columns for short values, so that every column fits beside the sidebar on a 1280-pixel screen.
 SMALL = {name: st.column_config.Column(width="small") for name in
-         ("method", "status", "shards", "concepts", "cases", "scores", "model", "evaluated")}
+         ("status", "shards", "concepts", "cases", "scores", "evaluated")}
 if runs.num_rows:
     st.subheader(f"Runs ({runs.num_rows}): LocoGen sweeps and causal traces")
-    # When each run started; its finish time would push the table past a 1280-pixel screen.
-    common.table(common.with_times(runs.drop_columns(["finished_at"])), "overview_runs", SMALL)
+    # When each run started; its finish time would push the table past a 1280-pixel screen, and so would the config
+    # name where every run id already starts with it (run ids are "<config>-<digest>").
+    left_out = ["finished_at"] + (["config"] if all(run_id.startswith(f"{config}-") for run_id, config in zip(
+        runs["run_id"].to_pylist(), runs["config"].to_pylist()) if config) else [])
+    common.table(common.with_times(runs.drop_columns(left_out)), "overview_runs", SMALL)
 if snap.edits:
     st.subheader(f"Edits ({len(snap.edits)})")
     common.table([{"edit": e["edit_id"], "model": e.get("model"), "concept": e.get("concept"),
