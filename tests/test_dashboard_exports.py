@@ -180,7 +180,8 @@ def make_root(path) -> str:
             common = dict(case_id=case_id, run_id="run-1", model="toyworld", family="style", concept="stripes",
                           kind=kind, window_start=start, window_size=size, seed=seed, method="locogen")
             cases.append({**common, "prompt": "stripes", "target": "an object on plain", "image_path": image})
-            scores.append({**common, "scorer_id": "toyworld-clip", "score_text": "stripes", "score": score + seed / 100})
+            scores.append({**common, "scorer_id": "toyworld-clip", "score_text": "stripes",
+                           "score": score + seed / 100})
     write_table("cases", cases, "run-1", root=str(path))
     write_table("scores", scores, "run-1", root=str(path))
     write_table("runs", [dict(run_id="run-1", config_name="toy", model="toyworld", status="finished", shard=0,
