@@ -8,7 +8,7 @@ import streamlit as st
 
 from contract import bounds
 from contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
-from dashboard import data, exports, queries
+from dashboard import common, data, exports, queries
 from dashboard.figures import row_label, window_label
 from dashboard.files import RootFiles
 
@@ -30,14 +30,18 @@ def figure(figure, title: str, name: str, key: str) -> None:
     """
     problem = _static_problem()
     formats = ("html",) if problem else (*exports.STATIC, "html")
-    with st.popover("Download figure", icon=":material/download:"):
-        st.caption(title)
+    # The title and any reason are in the popover's help, not in captions, so the page's own captions keep their
+    # places.
+    note = f"\n\nSVG, PNG and PDF are not available on this server: {common.escape(problem)}." if problem else ""
+    shown = common.escape(title)  # store text (concepts, runs) shown literally
+    with st.popover("Download figure (HTML only)" if problem else "Download figure", icon=":material/download:",
+                    help=f"Titled: {shown}{note}"):
         for fmt in formats:
             st.download_button(fmt.upper(), functools.partial(exports.figure_bytes, figure, fmt, title),
                                file_name=f"{exports.file_stem(name)}.{fmt}", mime=exports.MIME[fmt],
-                               key=f"{key}_{fmt}", on_click="ignore")
-        if problem:
-            st.caption(f"SVG, PNG and PDF are not available on this server: {problem}.")
+                               key=f"{key}_{fmt}", on_click="ignore",
+                               help=f"Titled: {shown}" if fmt != "html" else
+                               f"Interactive, opens offline. Titled: {shown}{note}")
 
 
 def table(rows, name: str, key: str, label: str = "Download table (CSV)") -> None:

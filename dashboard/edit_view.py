@@ -199,14 +199,17 @@ def side_by_side(snap: data.Snapshot, compared: list[tuple[dict, dict]], key: st
     tables = {r["edit_id"]: data.query(snap, queries.edit_pairs, r["edit_id"], e.get("eval_id")).to_pylist()
               for r, e in compared}
     first = tables[compared[0][0]["edit_id"]]
-    groups = [g for g in EVAL_GROUPS if any(row["group"] == g for row in first)]
+    # Only prompts every compared edit was evaluated on (the efficacy prompts are each method's own keys).
+    shared = set.intersection(*({(row["group"], row["prompt"]) for row in rows} for rows in tables.values()))
+    groups = [g for g in EVAL_GROUPS if any(group == g for group, _ in shared)]
     if not groups:
-        st.caption("No evaluation images stored for these edits.")
+        st.caption("The compared edits share no evaluation prompt.")
         return
     pick_group, pick_prompt = st.columns([1, 2])
     group = pick_group.selectbox("Prompt group", groups, format_func=lambda g: EVAL_GROUPS.get(g, g),
-                                 key=f"{key}_group")
-    prompts = list(dict.fromkeys(row["prompt"] for row in first if row["group"] == group))
+                                 key=f"{key}_group", help="Groups with prompts every compared edit was evaluated on.")
+    prompts = list(dict.fromkeys(row["prompt"] for row in first if (row["group"], row["prompt"]) in shared
+                                 and row["group"] == group))
     prompt = pick_prompt.selectbox("Prompt", prompts[:bounds.MAX_OPTIONS], key=f"{key}_prompt_{group}")
     seeds = sorted({row["seed"] for row in first if row["group"] == group and row["prompt"] == prompt})
     headers = ["before (unedited)"] + [f"after: {r['method']}" for r, _ in compared]

@@ -188,7 +188,7 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
 def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/layer_map.py")
 
-    button = app.get("download_button")[0]
+    button = next(b for b in app.get("download_button") if b.key == "map_csv")
     assert button.proto.label.startswith("Download every window (CSV")
 
 
@@ -424,7 +424,9 @@ def test_methods_compared_show_the_settings_that_matter_warn_when_they_differ_an
     assert (compared.loc["loco", "λ / top-k"], compared.loc["neuron", "λ / top-k"]) == ("λ 0.01", "top-k 50")
     (warning,) = [w.value for w in app.warning if "differ in" in w.value]
     assert "key positions" in warning and "λ / top-k" in warning and "target" not in warning.split(":")[0]
-    # The same prompt and seed, the unedited image once and each method's edited image beside it.
+    # The same prompt and seed, the unedited image once and each method's edited image beside it: prompts every
+    # compared edit was evaluated on (each method keys its own efficacy prompts).
+    assert app.selectbox(key="compare_images_group").value == "efficacy"
     headers = [m.value for m in app.markdown if m.value.startswith(("**before", "**after"))]
     assert headers == ["**before (unedited)**"] + [f"**after\\: {method}**" for method in (
         "loco", "all-layers", "neuron", "diffquickfix")]
@@ -441,7 +443,11 @@ def test_edits_and_figures_offer_their_downloads(monkeypatch, root):
         assert {"SVG", "PNG", "PDF", "HTML"} <= set(buttons)
     else:
         assert "HTML" in buttons and "SVG" not in buttons
-        assert any(c.value.startswith("SVG, PNG and PDF are not available on this server") for c in app.caption)
+        assert [p.proto.popover.label for p in app.get("popover")] == ["Download figure (HTML only)"]
+    # The file's title names what it shows.
+    (methods,) = [p.proto.popover.help for p in app.get("popover")]
+    assert methods.startswith("Titled: Methods compared\\: mean score change per prompt group · model tiny-sd1 · "
+                              "concept style · van gogh · scorer tiny-clip · seed 0 · evaluation ")
     assert "Download table (CSV)" in buttons
 
 
