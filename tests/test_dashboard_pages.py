@@ -415,7 +415,7 @@ def test_methods_compared_show_the_settings_that_matter_warn_when_they_differ_an
     app = open_app(monkeypatch, root, "views/edits.py")
 
     compared = app.dataframe[3].value.set_index("method")
-    assert list(compared.columns[1:7]) == ["target", "key positions", "preserve others", "λ / top-k", "seeds",
+    assert list(compared.columns[:6]) == ["target", "key positions", "preserve others", "λ / top-k", "seeds",
                                            "preservation set"]
     assert set(compared["target"]) == {"a painting"} and set(compared["seeds"]) == {"0"}
     assert set(compared["preservation set"]) == {"2 unrelated prompts"}

@@ -71,8 +71,9 @@ if len(same) < 2:
 else:
     same.sort(key=lambda pair: ((*METHOD_ORDER, pair[0]["method"]).index(pair[0]["method"]), pair[0]["edit_id"]))
     settings_rows = [edit_view.compared_settings(r, e) for r, e in same]
-    compared = [{"method": r["method"], "edited": edit_view.edited(r), **row,
-                 **{name: e.get(name) for name in EVAL_METRICS}, "edit": r["edit_id"]}
+    # The settings first: at 1280 px they must be visible without scrolling the table sideways.
+    compared = [{"method": r["method"], **row, **{name: e.get(name) for name in EVAL_METRICS},
+                 "edited": edit_view.edited(r), "edit": r["edit_id"]}
                 for (r, e), row in zip(same, settings_rows)]
     differ = edit_view.differing(settings_rows)
     if differ:
