@@ -57,7 +57,7 @@ trace: setup
 
 # The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
 # minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), each evaluated. Defaults: the toy world on a CPU
-# (about 15 minutes). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
+# (3 min of CPU time on one thread). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
 #     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
 COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
 COMPARE_MODEL ?= toyworld

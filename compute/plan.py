@@ -17,9 +17,11 @@ from compute.settings import Settings
 from compute.sweep_config import SweepConfig
 from contract.names import ALL_LAYERS, CROSS_ATTENTION, LOCOGEN, ORIGINAL, TARGET, WINDOW
 
+_ENCODER = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) builds one per call
+
 
 def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(_ENCODER.encode(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,12 @@ class Unit:
     cases: tuple[PlannedCase, ...]
 
 
-def _case(model: str, settings: Settings, family, concept, prompt, target, kind, start, size, seed) -> PlannedCase:
+# ``tuned`` is ``asdict(settings)``, computed once per plan: a plan of a real model has ~10^5 cases.
+def _case(model: str, tuned: dict, family, concept, prompt, target, kind, start, size, seed) -> PlannedCase:
     generated = target if kind == TARGET else prompt
     window = None if start is None else [start, start + size]
-    image_key = _digest(model, asdict(settings), generated, window, target if window else None, seed)
-    case_id = _digest(model, asdict(settings), family, concept.name, prompt, target, kind, window, seed)
+    image_key = _digest(model, tuned, generated, window, target if window else None, seed)
+    case_id = _digest(model, tuned, family, concept.name, prompt, target, kind, window, seed)
     return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, start, size, seed,
                        concept.score_text.format(concept=concept.name))
 
@@ -85,13 +88,13 @@ def build_plan(config: SweepConfig, settings: Settings, num_layers: int, window_
         concepts: only these (family, concept) pairs (default: all).
         references: include the reference cases (a refinement's units leave them out: the first pass has them).
     """
-    units = []
+    units, tuned = [], asdict(settings)
     for family in config.families:
         for concept in family.concepts:
             if concepts is not None and (family.name, concept.name) not in concepts:
                 continue
             for prompt, target in family.prompts(concept):
-                args = (config.model, settings, family.name, concept, prompt, target)
+                args = (config.model, tuned, family.name, concept, prompt, target)
                 cases = []
                 if references:
                     cases += [_case(*args, ORIGINAL, None, None, seed) for seed in config.seeds]
@@ -106,14 +109,16 @@ def build_plan(config: SweepConfig, settings: Settings, num_layers: int, window_
     return units
 
 
-def _trace_case(model: str, settings: Settings, family, concept, prompt, method, component, noise, kind, site,
+def _trace_case(model: str, tuned: dict, family, concept, prompt, method, component, noise, kind, site,
                 seed) -> PlannedCase:
     # The clean image is the LocoGen original's; the corrupted image is shared by every (method, component).
-    image_key = {"original": _digest(model, asdict(settings), prompt, None, None, seed),
-                 "corrupted": _digest(model, asdict(settings), prompt, concept.name, noise, kind, seed)}.get(
-        kind) or _digest(model, asdict(settings), prompt, concept.name, method, component, noise, kind, site, seed)
-    case_id = _digest(model, asdict(settings), family, concept.name, prompt, method, component, noise, kind, site,
-                      seed)
+    if kind == "original":
+        image_key = _digest(model, tuned, prompt, None, None, seed)
+    elif kind == "corrupted":
+        image_key = _digest(model, tuned, prompt, concept.name, noise, kind, seed)
+    else:
+        image_key = _digest(model, tuned, prompt, concept.name, method, component, noise, kind, site, seed)
+    case_id = _digest(model, tuned, family, concept.name, prompt, method, component, noise, kind, site, seed)
     return PlannedCase(case_id, image_key, family, concept.name, prompt, None, kind, site,
                        None if site is None else 1, seed, concept.score_text.format(concept=concept.name),
                        method, component, noise)
@@ -128,14 +133,13 @@ def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[
 
     Within a unit, per group and seed: original, corrupted, then each site restored.
     """
-    units = []
-    noise = config.trace.noise
+    units, tuned, noise = [], asdict(settings), config.trace.noise
     for family in config.families:
         for concept in family.concepts:
             for prompt, _ in family.prompts(concept):
                 cases = []
                 for (method, component), count in sites.items():
-                    args = (config.model, settings, family.name, concept, prompt, method, component, noise)
+                    args = (config.model, tuned, family.name, concept, prompt, method, component, noise)
                     for seed in config.seeds:
                         cases += [_trace_case(*args, kind, None, seed) for kind in ("original", "corrupted")]
                         cases += [_trace_case(*args, "restored", site, seed) for site in range(count)]

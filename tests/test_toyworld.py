@@ -96,7 +96,7 @@ def test_generated_colour_and_background_follow_the_prompt(toyworld):
     assert sum(f["background"] == b for f, (_, _, b) in zip(found, prompts)) >= 3
 
 
-@pytest.mark.slow  # a LocoGen sweep of one background: 4 seeds x 19 images at 20 steps
+@pytest.mark.slow  # a LocoGen sweep of one background: 4 seeds x 19 images at 10 steps
 def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(toyworld, tmp_path):
     import compute as loco
 

@@ -80,7 +80,7 @@ MODELS = {m.name: m for m in (
               num_layers=24),
     ModelSpec("sd3.5-large", "sd3", "stabilityai/stable-diffusion-3.5-large", 1024, steps=28, guidance=3.5,
               num_layers=38),
-    ModelSpec("toyworld", "sd1", None, 32, steps=20, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
+    ModelSpec("toyworld", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
               scorer="toyworld-clip", prompt_set="toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
