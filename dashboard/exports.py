@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from contract.names import EDIT_RECORD, EDIT_SUMMARY
+
 STATIC = ("svg", "png", "pdf")
 MIME = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "html": "text/html",
         "csv": "text/csv", "zip": "application/zip"}
@@ -239,13 +241,14 @@ def _picture(data: bytes | None, side: int) -> Image.Image | None:
 
 def edit_zip(record: dict, evaluation: dict | None, pairs: list[dict], files: dict[str, bytes],
              missing: list[str] = ()) -> bytes:
-    """One edit as a zip: ``edit.json`` (the record), its weights and other files (``files``: root-relative path
-    -> bytes, kept under the same paths), the evaluation's summary ``eval.json``, ``scores.csv`` (every
+    """One edit as a zip: its record (``contract.names.EDIT_RECORD``), its weights and other files (``files``:
+    root-relative path -> bytes, kept under the same paths), the evaluation's summary (``EDIT_SUMMARY``),
+    ``scores.csv`` (every
     before/after pair with both scores and image paths) and a ``README.txt`` saying what is inside and what could
     not be read (``missing``).
 
     Args:
-        record: the edit's ``edit.json`` (evaluations attached by ``edits.read_edits`` are left out).
+        record: the edit's record (evaluations attached by ``edits.read_edits`` are left out).
         evaluation: the evaluation shown (its summary), or None.
         pairs: ``queries.edit_pairs`` rows of that evaluation.
         files: the edit's folder files and the evaluation's images, by root-relative path.
@@ -254,17 +257,17 @@ def edit_zip(record: dict, evaluation: dict | None, pairs: list[dict], files: di
     plain = {key: value for key, value in record.items() if key not in ("eval", "evals")}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("edit.json", json.dumps(plain, indent=2, default=str))
+        archive.writestr(EDIT_RECORD, json.dumps(plain, indent=2, default=str))
         if evaluation:
-            archive.writestr("eval.json", json.dumps(evaluation, indent=2, default=str))
+            archive.writestr(EDIT_SUMMARY, json.dumps(evaluation, indent=2, default=str))
         archive.writestr("scores.csv", table_csv(pairs) if pairs else b"")
         for path, data in sorted(files.items()):
             archive.writestr(path, data, zipfile.ZIP_STORED if path.endswith((".png", ".safetensors"))
                              else zipfile.ZIP_DEFLATED)
         lines = [f"LocoLab edit {plain.get('edit_id')}: {plain.get('method')} edit of {plain.get('family')} / "
                  f"{plain.get('concept')} on {plain.get('model')}",
-                 "edit.json: the edit's record; eval.json: the evaluation's summary; scores.csv: every before/after "
-                 "pair (prompt group, prompt, seed, scores, image paths)",
+                 f"{EDIT_RECORD}: the edit's record; {EDIT_SUMMARY}: the evaluation's summary; scores.csv: every "
+                 "before/after pair (prompt group, prompt, seed, scores, image paths)",
                  f"evaluation: {evaluation.get('eval_id') if evaluation else 'none'}",
                  f"files: {len(files)} ({', '.join(sorted(files)[:5])}{', ...' if len(files) > 5 else ''})"]
         if missing:
