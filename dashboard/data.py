@@ -58,9 +58,19 @@ def _open(root: str, fingerprint: str) -> Snapshot:
     return Snapshot(root, fingerprint, con, store.skipped + bad_records, edits=records)
 
 
+# An object store is listed at most this often (every rerun would list the bucket): its new parts show up within it.
+REMOTE_LISTING_S = 10
+
+
+@st.cache_data(ttl=REMOTE_LISTING_S, max_entries=16, show_spinner=False)
+def _remote_fingerprint(root: str) -> str:
+    return fingerprint(root)
+
+
 def snapshot(root: str) -> Snapshot:
-    """The root's current snapshot (opened once per state of its files)."""
-    return _open(root, fingerprint(root))
+    """The root's current snapshot (opened once per state of its files; an object store's state is listed at most
+    every ``REMOTE_LISTING_S`` seconds)."""
+    return _open(root, _remote_fingerprint(root) if files.is_url(root) else fingerprint(root))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
