@@ -291,3 +291,17 @@ def test_an_object_store_root_is_read_only_unless_the_operator_allows_writes(mon
     # Viewers cannot type a bucket the server's credentials would reach; unknown protocols say what is missing.
     assert "served only when the dashboard is started on it" in typed_root_problem("memory://other", options)
     assert "not a storage protocol fsspec knows" in problem("nosuchproto://bucket/root")
+
+
+def test_locolab_dashboard_passes_the_operators_write_permission_to_the_app(monkeypatch):
+    import compute.cli.dashboard as command
+    from compute.cli import main
+
+    launched = []
+    monkeypatch.setattr(command.subprocess, "call", lambda args: launched.append(args) or 0)
+
+    assert main(["dashboard", "--artifacts", "memory://team", "--allow-writes"]) == 0
+    assert main(["dashboard", "--artifacts", "memory://team"]) == 0
+
+    allowed, read_only = (launch_options(args[args.index("--") + 1:]) for args in launched)
+    assert (allowed.root, allowed.allow_writes, read_only.allow_writes) == ("memory://team", True, False)
