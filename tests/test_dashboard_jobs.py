@@ -83,6 +83,7 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     assert edit_id.startswith("van-gogh-loco-")
     assert len(list((mine / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
     assert [m.label.split(" [")[0] for m in done.metric][:3] == ["score drop", "prompt rate", "image rate"]
+    assert [b.key for b in done.get("download_button")] == ["result_zip"]
     assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
 
 

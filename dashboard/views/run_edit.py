@@ -9,7 +9,7 @@ from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from contract.summaries import DEFAULT_LEVEL
-from dashboard import common, data, edit_view, jobs, queries
+from dashboard import common, data, downloads, edit_view, jobs, queries
 from dashboard.edit_request import (
     DEFAULT_UNRELATED,
     EditRequest,
@@ -82,7 +82,10 @@ if latest:
         st.subheader(f"Result: {common.escape(record['edit_id'])}")
         evaluation = edit_view.choose_evaluation(record, result.get("eval_id"))
         edit_view.summary(record, evaluation)
-        edit_view.pairs(snap, record["edit_id"], evaluation.get("eval_id") if evaluation else None)
+        eval_id = evaluation.get("eval_id") if evaluation else None
+        downloads.edit(snap.root, record, evaluation,
+                       data.query(snap, queries.edit_pairs, record["edit_id"], eval_id).to_pylist(), key="result_zip")
+        edit_view.pairs(snap, record["edit_id"], eval_id)
     st.divider()
 
 st.subheader("New edit")
