@@ -302,3 +302,10 @@ def targets(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: st
                        f" AND {LOCOGEN_ROWS} GROUP BY target ORDER BY count(*) DESC, target",
                        [model, family, concept]).fetchall()
     return [target for (target,) in rows]
+
+
+def case_runs(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:
+    """The LocoGen runs that stored cases of one (model, concept), sorted: what a gallery export names as its run."""
+    rows = con.execute(f"SELECT DISTINCT run_id FROM cases WHERE model = ? AND family = ? AND concept = ? "
+                       f"AND {LOCOGEN_ROWS} ORDER BY 1", [model, family, concept]).fetchall()
+    return [run_id for (run_id,) in rows]

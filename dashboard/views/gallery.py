@@ -3,7 +3,7 @@
 import streamlit as st
 
 from contract import bounds
-from dashboard import common, data, queries
+from dashboard import common, data, downloads, queries
 from dashboard.figures import row_label, window_label
 
 WINDOWS_PER_PAGE = 4
@@ -46,6 +46,7 @@ cases = [case for case in cases if case["prompt"] == prompt]
 all_seeds = common.bounded(sorted({case["seed"] for case in cases}), "seeds")
 seeds = st.multiselect("Seeds", all_seeds, default=all_seeds[:MAX_SEEDS], key=f"gal_seeds_{len(all_seeds)}")
 st.caption(common.escape(f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer}"))
+downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
 
 
 def grid_row(label: str, row_cases: list[dict]) -> None:

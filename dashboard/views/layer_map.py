@@ -14,7 +14,7 @@ from compute.models.registry import MODELS
 from contract import bounds
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
-from dashboard import common, data, queries
+from dashboard import common, data, downloads, exports, queries
 from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 
 GALLERY = "views/gallery.py"
@@ -120,8 +120,12 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     layers, num_layers = locogen_columns(model, mine)
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
     chart, panel = st.columns([4, 1])
-    chart.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold), key=chart_key,
-                       on_select=functools.partial(on_cell_click, chart_key), selection_mode="points", config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold)
+    chart.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
+                       selection_mode="points", config=CHART)
+    with chart:
+        downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                         "heat_map_download")
     with panel:
         settings_panel(run)
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
@@ -133,6 +137,7 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     st.dataframe(verdicts, hide_index=True, width="stretch")
+    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)")
     buffer = io.BytesIO()
     pcsv.write_csv(judge(mine, threshold), buffer)
     st.download_button("Download every window (CSV: point, interval, verdict)", buffer.getvalue(),
@@ -142,12 +147,25 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
     concept_rows = only(mine, family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, scorer, family, concept)
-    st.plotly_chart(line_view(concept_rows, seeds, size, threshold, layers), key="line_view", config=CHART)
+    figure = line_view(concept_rows, seeds, size, threshold, layers)
+    st.plotly_chart(figure, key="line_view", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen score per window", model, row_label(family, concept), m=size),
+                     f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
     starts = sorted(only(concept_rows, window_size=size)["window_start"].to_pylist())
     pick, go = st.columns([3, 1], vertical_alignment="bottom")
     start = pick.selectbox("Window", starts, format_func=lambda s: window_label(s, size), key="map_start")
     if go.button("Open gallery", key="open_gallery"):
         open_gallery(model, scorer, family, concept, size, start)
+
+
+def figure_title(what: str, model: str, concept: str | None = None, run: str | None = "", **more) -> str:
+    """The self-describing title of an exported figure: ``what``, the model, the run (default: the LocoGen run), the
+    concept, the scorer, the run's seeds and the page's threshold (and interval level for LocoGen) with ``more``."""
+    locogen = run == ""
+    shown = runs_by_id.get(run_id) if locogen else traces_by_id.get(run)
+    return exports.title_text(what, model=model, run=run_id if locogen else run, concept=concept, scorer=scorer,
+                              seeds=(shown or {}).get("seeds"), **more, threshold=f"{threshold:g}",
+                              interval=f"{level:.0%}" if locogen else None)
 
 
 def untraceable_note(cells) -> None:
@@ -164,7 +182,10 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
     cells = queries.trace_cells(trace, trace_run, scorer, component, noise, min_gap)
     layers, num_sites = trace_columns(model, component, cells)
-    st.plotly_chart(trace_map(cells, layers, num_sites, component, threshold), key="trace_map", config=CHART)
+    figure = trace_map(cells, layers, num_sites, component, threshold)
+    st.plotly_chart(figure, key="trace_map", config=CHART)
+    downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=component, noise=noise),
+                     f"{trace_run}-trace-{component}", "trace_map_download")
     st.caption(TRACE_CAPTION)
     untraceable_note(cells)
     st.subheader("One concept")
@@ -204,11 +225,15 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     layers, num_layers = locogen_columns(model, mine)
     minimal = queries.minimal_windows(loc, scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
-                    config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels)
+    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels), key="both_trace",
-                    config=CHART)
+    figure = trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels)
+    st.plotly_chart(figure, key="both_trace", config=CHART)
+    downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=CROSS_ATTENTION,
+                                          noise=noise), f"{trace_run}-trace", "both_trace_download")
     st.caption(TRACE_CAPTION)
     untraceable_note(traced)
     st.subheader(f"Cells marked ● (value ≥ {threshold:g}) and the strongest cell, per concept")
@@ -253,7 +278,10 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     cells = queries.contribution_cells(contrib, model)
     layers, num_sites = contribution_columns(model, cells)
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-    st.plotly_chart(contribution_map(cells, layers, num_sites, k, rows), key="contribution_map", config=CHART)
+    figure = contribution_map(cells, layers, num_sites, k, rows)
+    st.plotly_chart(figure, key="contribution_map", config=CHART)
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+                     f"{model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
     st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
@@ -272,11 +300,15 @@ def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -
     minimal = queries.minimal_windows(loc, scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels), key="both_locogen",
-                    config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels)
+    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(contribution_map(found, layers, num_layers, k, rows, labels), key="both_contribution",
-                    config=CHART)
+    figure = contribution_map(found, layers, num_layers, k, rows, labels)
+    st.plotly_chart(figure, key="both_contribution", config=CHART)
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+                     f"{model}-contribution", "both_contribution_download")
     st.caption(CONTRIBUTION_CAPTION)
     interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}
     st.subheader("Per concept: LocoGen's strongest window and the dominant sites' intervention")
@@ -390,7 +422,9 @@ min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_COR
                            disabled=method in (LOCOGEN, CONTRIBUTION), help="Concepts whose corrupted score is not at "
                            "least this below the original are left blank: the noise did not remove the attribute. -1 "
                            "shows all.")
-run = {r["run_id"]: r for r in sweeps.to_pylist()}.get(run_id)
+runs_by_id = {r["run_id"]: r for r in sweeps.to_pylist()}
+traces_by_id = {r["run_id"]: r for r in traces.to_pylist()}
+run = runs_by_id.get(run_id)
 loc = data.query(snap, queries.localization_table, run_id, level) if run_id else None
 loc, trace, contrib = within_bounds(loc, trace, contrib)
 found = only(contrib, model=model)
