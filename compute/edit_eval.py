@@ -84,6 +84,13 @@ def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int =
     return prompts
 
 
+def unrelated_count(meta: dict, unrelated: int | None) -> int | None:
+    """``unrelated`` as it is evaluated: None (all of them) when it asks for the whole preservation set or more, so
+    an evaluation's settings (and its id) name the prompts it used, not the number asked for."""
+    available = len(preservation_prompts(meta.get("prompt_set", DEFAULT_PROMPT_SET), meta["concept"]))
+    return None if unrelated is None or unrelated >= available else unrelated
+
+
 NEW_FACT_GROUPS = {"efficacy": "new_fact", "generalization": "new_fact", "target": "new_fact_reference"}
 
 
@@ -256,11 +263,12 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
         seeds: the seeds of every prompt, the same before and after.
         root: artifact root (``store.resolve_root``).
         batch_size: images per pipeline call.
-        unrelated, other_concepts: as ``eval_prompts``.
+        unrelated, other_concepts: as ``eval_prompts`` (``unrelated_count``: asking for the whole set or more is all).
         progress: called with (images generated, images in all) after each batch.
     """
     root = resolve_root(root)
     meta = edit.meta
+    unrelated = unrelated_count(meta, unrelated)
     prompts = eval_prompts(meta, unrelated, other_concepts)
     cases = [Case(p.prompt, seed) for p in prompts for seed in seeds]
     texts = [p.score_text for p in prompts for _ in seeds]

@@ -8,7 +8,7 @@ import streamlit as st
 
 from contract import bounds
 from dashboard import data, queries
-from dashboard.root import inside
+from dashboard.files import OutsideRoot, is_url
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 MAX_NAMED = 20  # skipped files named in the warning
@@ -60,10 +60,22 @@ def snapshot() -> data.Snapshot:
     return data.snapshot(root())
 
 
+def shown_path(path: str, root: str) -> str:
+    """A file of the root as a path relative to it (a URL root's files: the part after the root's URL)."""
+    if is_url(root):
+        return path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else path
+    return os.path.relpath(path, root)
+
+
+def shown_root(path: str) -> str:
+    """The root as a person reads it: an absolute folder, or the URL as given."""
+    return path if is_url(path) else os.path.abspath(path)
+
+
 def show_problems(snap: data.Snapshot) -> None:
     """A warning naming every skipped file; an error (and the page stops) when the root cannot be read."""
     if snap.skipped:
-        names = "\n".join(f"- {code(os.path.relpath(path, snap.root))}: {escape(reason)}"
+        names = "\n".join(f"- {code(shown_path(path, snap.root))}: {escape(reason)}"
                            for path, reason in snap.skipped[:MAX_NAMED])
         if len(snap.skipped) > MAX_NAMED:
             names += f"\n- and {len(snap.skipped) - MAX_NAMED} more"
@@ -81,20 +93,22 @@ def require_results(snap: data.Snapshot) -> None:
 
 
 def explain_empty(path: str) -> None:
-    st.info(f"No sweep results in {code(os.path.abspath(path))} yet. Produce some, then reload this page:")
+    st.info(f"No sweep results in {code(shown_root(path))} yet. Produce some, then reload this page:")
     st.code("make demo                                            # tiny built-in model, a minute on a CPU\n"
             "make sweep CONFIG=compute/configs/tiny-sd1.yaml      # any sweep config\n"
             f"python -m compute sweep compute/configs/tiny-sd1.yaml --artifacts {path}", language="bash")
 
 
 def image(relpath: str | None, caption: str) -> None:
-    """One image from the root (never from outside it), or a note saying why it is missing."""
-    path = inside(root(), relpath) if relpath else None
-    if path is None:
-        st.caption(f"{escape(caption)}\n\n(no image{'' if not relpath else ': path leaves the artifact root'})")
+    """One image from the root (never from outside it; an object store's through fsspec, cached), or a note saying
+    why it is missing."""
+    if not relpath:
+        st.caption(f"{escape(caption)}\n\n(no image)")
         return
     try:
-        st.image(path.read_bytes(), caption=caption, width="stretch")
+        st.image(data.image_bytes(snapshot(), relpath), caption=caption, width="stretch")
+    except OutsideRoot:
+        st.caption(f"{escape(caption)}\n\n(no image: path leaves the artifact root)")
     except OSError:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
         st.caption(f"{escape(caption)}\n\n(image missing or unreadable)")
 

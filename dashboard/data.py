@@ -1,11 +1,11 @@
 """Cached read access to an artifact root: one DuckDB connection per state of the root's files, and query results
 cached per state, so new Parquet parts (or edits) show up on the next rerun and nothing unchanged is read twice.
 
-A state is a fingerprint of the file names, sizes and modification times under ``tables/`` and ``edits/``.
+A state is a fingerprint of the file names, sizes and modification times under ``tables/`` and ``edits/``. The root
+is a local folder or an object store (an fsspec URL: DuckDB reads its Parquet through the registered filesystem,
+images are read through fsspec and cached here).
 """
 
-import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
 
@@ -13,8 +13,8 @@ import duckdb
 import streamlit as st
 
 from contract.errors import UserError
-from contract.store import TMP_PREFIX, Store
-from dashboard import edits, queries
+from contract.store import Store
+from dashboard import edits, files, queries
 
 
 @dataclass
@@ -42,20 +42,9 @@ class Snapshot:
 
 
 def fingerprint(root: str) -> str:
-    """A digest of (path, size, mtime) of every finished file under ``root/tables`` and ``root/edits``."""
-    digest = hashlib.sha1()
-    for top in ("tables", "edits"):
-        for parent, directories, names in os.walk(os.path.join(root, top)):
-            directories.sort()
-            for name in sorted(names):
-                if name.startswith(TMP_PREFIX):
-                    continue
-                try:
-                    stat = os.stat(os.path.join(parent, name))
-                except FileNotFoundError:  # replaced while we looked: the next rerun sees its successor
-                    continue
-                digest.update(f"{parent}/{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    """A digest of (path, size, mtime) of every finished file under ``root/tables`` and ``root/edits`` (a local
+    folder or an object store, ``files.RootFiles.fingerprint``)."""
+    return files.RootFiles(root).fingerprint()
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -69,9 +58,19 @@ def _open(root: str, fingerprint: str) -> Snapshot:
     return Snapshot(root, fingerprint, con, store.skipped + bad_records, edits=records)
 
 
+# An object store is listed at most this often (every rerun would list the bucket): its new parts show up within it.
+REMOTE_LISTING_S = 10
+
+
+@st.cache_data(ttl=REMOTE_LISTING_S, max_entries=16, show_spinner=False)
+def _remote_fingerprint(root: str) -> str:
+    return fingerprint(root)
+
+
 def snapshot(root: str) -> Snapshot:
-    """The root's current snapshot (opened once per state of its files)."""
-    return _open(root, fingerprint(root))
+    """The root's current snapshot (opened once per state of its files; an object store's state is listed at most
+    every ``REMOTE_LISTING_S`` seconds)."""
+    return _open(root, _remote_fingerprint(root) if files.is_url(root) else fingerprint(root))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -84,3 +83,20 @@ def _query(root: str, fingerprint: str, name: str, args: tuple):
 def query(snap: Snapshot, function, *args):
     """``function(snap.con, *args)`` for a function of ``queries``, cached per snapshot and arguments."""
     return _query(snap.root, snap.fingerprint, function.__name__, args)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _image(root: str, fingerprint: str, relpath: str) -> bytes:
+    return files.RootFiles(root).read(relpath)
+
+
+def image_bytes(snap: Snapshot, relpath: str) -> bytes:
+    """The bytes of one image of the root: read directly from a local folder, and through fsspec, cached per state of
+    the root, from an object store (images are written once under content-derived names).
+
+    Raises:
+        OSError: missing, unreadable, or the path leaves the root.
+    """
+    if not files.is_url(snap.root):
+        return files.RootFiles(snap.root).read(relpath)
+    return _image(snap.root, snap.fingerprint, relpath)

@@ -4,6 +4,7 @@ models such a job may name."""
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from compute.attributes import attribute_family, preservation_prompts, prompt_set_for
 from compute.models.registry import MODELS
 from contract import bounds
 from contract.errors import UserError
@@ -114,3 +115,37 @@ class EditRequest:
         args += [f"--steps={self.steps}"] if self.steps else []
         args += [f"--size={self.size}"] if self.size else []
         return args
+
+
+# Key options the project suggests per model where the paper's defaults fail on it (README, "The toy world"): the
+# paper's subject-token edit does not remove the toy world's backgrounds; keying the end-of-text and padding positions
+# too and preserving the other backgrounds does (``make demo``, ``make compare``).
+SUGGESTED_KEYS = {"toyworld": {"positions": POSITIONS[1], "preserve_others": True,
+                               "why": "the paper's subject-token edit does not remove the toy world's backgrounds; "
+                                      "keying the end-of-text and padding positions too, and preserving the other "
+                                      "backgrounds, does (README: the toy world; make compare)"}}
+DEFAULT_UNRELATED = 20  # the page's default size of the specificity subset (the CLI's --unrelated for CPU runs)
+
+
+def suggested_keys(model: str) -> dict:
+    """The key positions and preserve option suggested for ``model`` (``SUGGESTED_KEYS``), with the reason; {} where
+    the paper's defaults are the suggestion."""
+    return SUGGESTED_KEYS.get(model, {})
+
+
+def family_target(model: str, family: str, concept: str) -> str | None:
+    """The target an edit of ``concept`` gets when none is named: its family's (in the model's prompt set), as
+    ``python -m compute edit`` chooses it; None when the family is not in that prompt set."""
+    try:
+        return attribute_family(family, prompt_set_for(model)).target_for(concept)
+    except (UserError, KeyError, OSError):
+        return None
+
+
+def preservation_size(model: str, concept: str) -> int | None:
+    """How many preservation (unrelated) prompts an evaluation of an edit of ``concept`` on ``model`` can draw:
+    the model's prompt set's prompts that do not name the concept; None when the set cannot be read."""
+    try:
+        return len(preservation_prompts(prompt_set_for(model), concept))
+    except (UserError, KeyError, OSError):
+        return None

@@ -28,10 +28,50 @@ def settings(record: dict) -> None:
 
 
 def metric_label(name: str) -> str:
-    """'efficacy_score_drop' -> 'efficacy · score drop': the group, then which kind of number."""
+    """'efficacy_score_drop' -> 'efficacy · score drop': the group, then which kind of number (tables)."""
     group, _, kind = name.partition("_")
     kind = kind.replace("_", " ")
     return f"{group} · {kind}" if kind in ("score drop", "prompt rate", "image rate") else name.replace("_", " ")
+
+
+# The summary's rows of metric cards: (row heading, [(metric, its short label)]); the heading names the group once,
+# so each card's label is short enough for a third of a 1280-px page.
+METRIC_ROWS = (
+    ("Efficacy: the edit's own prompts", (("efficacy_score_drop", "score drop"),
+                                          ("efficacy_prompt_rate", "prompt rate"),
+                                          ("efficacy_image_rate", "image rate"))),
+    ("Generalization: held-out prompts", (("generalization_score_drop", "score drop"),
+                                          ("generalization_prompt_rate", "prompt rate"),
+                                          ("generalization_image_rate", "image rate"))),
+    ("Specificity: after / before, 1 = kept", (("specificity", "unrelated prompts"),
+                                               ("other_concepts_retained", "other concepts"),
+                                               ("new_fact_gain", "new fact gain"))),
+)
+
+
+def metric_cards(result: dict) -> list[tuple[str, list[dict]]]:
+    """The summary's metric cards per row (``METRIC_ROWS``, metrics the evaluation lacks left out): each with a
+    short ``label`` holding the interval, the ``value`` to two decimals, the change from before the edit as
+    ``delta`` (None when not recorded), and ``color``/``arrow`` that stay neutral ("off") when the change rounds to
+    zero."""
+    rows = []
+    for heading, metrics in METRIC_ROWS:
+        cards = []
+        for name, short in metrics:
+            value = result.get(name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            span = interval(result, name)
+            before = result.get(f"{name}_before")
+            change = value - before if isinstance(before, (int, float)) and not isinstance(before, bool) else None
+            moved = change is not None and round(change, 2) != 0
+            cards.append({"name": name, "label": short if span == "–" else f"{short} {span}",
+                          "value": f"{value:.2f}", "delta": None if change is None else f"{change:+.2f} vs before",
+                          "color": "normal" if moved else "off", "arrow": "auto" if moved else "off",
+                          "help": EVAL_METRICS[name]})
+        if cards:
+            rows.append((heading, cards))
+    return rows
 
 
 def interval(result: dict, name: str) -> str:
@@ -80,13 +120,12 @@ def summary(record: dict, result: dict | None) -> None:
         st.info("Not evaluated yet: run `python -m compute eval-edit "
                 f"{record['edit_id']}` or launch it with evaluation from Run an edit.")
         return
+    for heading, cards in metric_cards(result):
+        st.markdown(f"**{heading}**")
+        for column, card in zip(st.columns(3), cards):
+            column.metric(card["label"], card["value"], card["delta"], delta_color=card["color"],
+                          delta_arrow=card["arrow"], help=card["help"])
     shown = [name for name in EVAL_METRICS if isinstance(result.get(name), (int, float))]
-    for start in range(0, len(shown), 3):
-        for column, name in zip(st.columns(3), shown[start:start + 3]):
-            before = result.get(f"{name}_before")
-            column.metric(metric_label(name), f"{result[name]:.2f} {interval(result, name)}".rstrip(" –"),
-                          f"{result[name] - before:+.2f} vs before" if isinstance(before, (int, float)) else None,
-                          help=EVAL_METRICS[name])
     st.dataframe([{"metric": metric_label(name), "value": result[name], "interval": interval(result, name),
                    "before": result.get(f"{name}_before"), "of": result.get(f"{name.rsplit('_', 1)[0]}s"),
                    "what": EVAL_METRICS[name]} for name in shown], hide_index=True, width="stretch")
@@ -124,3 +163,68 @@ def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None) -> None:
                     common.image(row["before_image"], "before")
                 with after:
                     common.image(row["after_image"], "after")
+
+
+# What must match for a comparison of methods to be fair (besides the evaluation's settings, which the page matches).
+COMPARED = ("target", "key positions", "preserve others", "λ / top-k", "seeds", "preservation set")
+
+
+def compared_settings(record: dict, evaluation: dict | None) -> dict:
+    """The settings of one edit and its evaluation that a comparison of methods depends on: its target, the key
+    positions of a closed form, whether it preserved the family's other concepts (and how many prompts), its
+    ridge weight λ (neuron: top-k units), the evaluation's seeds and the size of its preservation set (the unrelated
+    prompts specificity is measured on)."""
+    evaluation = evaluation or {}
+    counts = evaluation.get("num_prompts") if isinstance(evaluation.get("num_prompts"), dict) else {}
+    preserved = record.get("preserve_prompts") or []
+    weight = f"top-k {record['topk']}" if record.get("method") == "neuron" and "topk" in record else \
+        f"λ {record['lambda']:g}" if isinstance(record.get("lambda"), (int, float)) else "–"
+    return {"target": str(record.get("target") or "–"),
+            "key positions": str(record.get("positions") or "–"),
+            "preserve others": f"yes ({len(preserved)} prompts)" if preserved else "no",
+            "λ / top-k": weight,
+            "seeds": ", ".join(map(str, evaluation.get("seeds") or [])) or "–",
+            "preservation set": f"{counts['unrelated']} unrelated prompts" if "unrelated" in counts else "–"}
+
+
+def differing(rows: list[dict]) -> list[str]:
+    """The ``COMPARED`` settings that differ between the rows (``compared_settings`` of the compared edits)."""
+    return [name for name in COMPARED if len({row.get(name) for row in rows}) > 1]
+
+
+def side_by_side(snap: data.Snapshot, compared: list[tuple[dict, dict]], key: str) -> None:
+    """The compared methods' images for the same prompts: one prompt (chosen by group and prompt), one row per seed,
+    the unedited image once (every compared evaluation used the same settings, so the same unedited images) and
+    each method's edited image beside it, with scores."""
+    tables = {r["edit_id"]: data.query(snap, queries.edit_pairs, r["edit_id"], e.get("eval_id")).to_pylist()
+              for r, e in compared}
+    first = tables[compared[0][0]["edit_id"]]
+    # Only prompts every compared edit was evaluated on (the efficacy prompts are each method's own keys).
+    shared = set.intersection(*({(row["group"], row["prompt"]) for row in rows} for rows in tables.values()))
+    groups = [g for g in EVAL_GROUPS if any(group == g for group, _ in shared)]
+    if not groups:
+        st.caption("The compared edits share no evaluation prompt.")
+        return
+    pick_group, pick_prompt = st.columns([1, 2])
+    group = pick_group.selectbox("Prompt group", groups, format_func=lambda g: EVAL_GROUPS.get(g, g),
+                                 key=f"{key}_group", help="Groups with prompts every compared edit was evaluated on.")
+    prompts = list(dict.fromkeys(row["prompt"] for row in first if (row["group"], row["prompt"]) in shared
+                                 and row["group"] == group))
+    prompt = pick_prompt.selectbox("Prompt", prompts[:bounds.MAX_OPTIONS], key=f"{key}_prompt_{group}")
+    seeds = sorted({row["seed"] for row in first if row["group"] == group and row["prompt"] == prompt})
+    headers = ["before (unedited)"] + [f"after: {r['method']}" for r, _ in compared]
+    for column, header in zip(st.columns(len(headers) + 1)[1:], headers):
+        column.markdown(f"**{common.escape(header)}**")
+    for seed in seeds[:bounds.MAX_SEEDS]:
+        found = {edit_id: next((row for row in rows if (row["group"], row["prompt"], row["seed"]) ==
+                                (group, prompt, seed)), None) for edit_id, rows in tables.items()}
+        reference = found[compared[0][0]["edit_id"]]
+        columns = st.columns(len(headers) + 1)
+        columns[0].markdown(f"seed {seed}")
+        with columns[1]:
+            common.image(reference and reference["before_image"],
+                         f"score {common.score_text(reference and reference['before'])}")
+        for column, (r, _) in zip(columns[2:], compared):
+            row = found[r["edit_id"]]
+            with column:
+                common.image(row and row["after_image"], f"score {common.score_text(row and row['after'])}")

@@ -10,6 +10,7 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -38,14 +39,15 @@ class Row:
     anchor: str = field(default="")
 
 
-def thumbnail(path: Path, size: int = THUMB) -> bytes:
-    """``path``'s image as a PNG whose longer side is ``size``: a smaller image is enlarged by the largest whole factor
-    with nearest-neighbour sampling (a 32-pixel image stays sharp pixels, not blur), a larger one is reduced smoothly.
+def thumbnail(source: Path | BinaryIO, size: int = THUMB) -> bytes:
+    """``source``'s image (a path or a binary file) as a PNG whose longer side is ``size``: a smaller image is enlarged
+    by the largest whole factor with nearest-neighbour sampling (a 32-pixel image stays sharp pixels, not blur), a
+    larger one is reduced smoothly.
 
     Raises:
         OSError: the file is missing or not an image.
     """
-    with Image.open(path) as image:
+    with Image.open(source) as image:
         image = image.convert("RGB")
         side = max(image.size)
         if side <= size:

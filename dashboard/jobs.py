@@ -15,6 +15,7 @@ no longer runs, and cancel signals only a verified runner's own process group.
 
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from pathlib import Path
 from contract.errors import UserError
 from contract.names import JOB_STATUS, JOBS_DIR
 from contract.store import atomic_write, process_alive
+from dashboard.files import is_url
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json", "cancelled"
@@ -88,8 +90,57 @@ class Job:
         return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value < 90 else f"{value / 60:.0f} min"
+
+
+def progress(report: dict, now: float | None = None) -> tuple[float, str]:
+    """How far an edit job has come, from the command's own report (``--status-file``): the edit is the first
+    tenth, the before/after images of its evaluation the rest; the text counts the images and, once some are done,
+    estimates the time left from the stage's pace so far.
+
+    Args:
+        report: ``Job.report()``.
+        now: the current ``time.time()`` (default: now).
+
+    Returns:
+        (fraction for a progress bar, one line saying what is happening).
+    """
+    def count(key: str) -> int:  # the report is a file in the root: read numbers defensively
+        value = report.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    def moment(key: str) -> float | None:
+        value = report.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    now = time.time() if now is None else now
+    stage, done, total = report.get("stage"), count("done"), count("total")
+    started = moment("stage_started_at") or moment("started_at")
+    elapsed = max(now - started, 0.0) if started is not None else None
+    if stage == "finished":
+        return 1.0, "evaluated"
+    if stage == "evaluating":
+        fraction = min(done / total, 1.0) if total else 0.0
+        text = f"edit saved; before/after images {done} of {total or '?'}"
+        if elapsed is not None:
+            text += f" · {_seconds(elapsed)} so far"
+            if 0 < done < total:
+                text += f", about {_seconds(elapsed * (total - done) / done)} left"
+            elif done >= total > 0:
+                text += ", scoring and saving"
+        return 0.1 + 0.9 * fraction, text
+    text = "loading the model and computing the edit"
+    return 0.05, text + (f" · {_seconds(elapsed)} so far" if elapsed is not None else "")
+
+
 def jobs_dir(root: str) -> Path:
-    """``root/jobs`` as an absolute path (runners work in the repository, not the dashboard's directory)."""
+    """``root/jobs`` as an absolute path (runners work in the repository, not the dashboard's directory). An
+    object-store root's jobs (pid files, logs, locks need a local disk) live in this host's cache folder instead,
+    ``$XDG_CACHE_HOME/locolab/jobs/<digest of the URL>``."""
+    if is_url(root):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cache / "locolab" / JOBS_DIR / hashlib.sha1(root.encode()).hexdigest()[:16]
     return Path(root).resolve() / JOBS_DIR
 
 
@@ -225,7 +276,7 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
         path = jobs_dir(root) / job_id
         path.mkdir()
         write_json(path / SPEC, {"job_id": job_id, "args": list(args), "label": label, "request": request or {},
-                                  "root": str(Path(root).resolve()), "created_at": now()})
+                                  "root": root if is_url(root) else str(Path(root).resolve()), "created_at": now()})
         process = subprocess.Popen([sys.executable, "-m", "dashboard.job_runner", str(path)], cwd=REPO,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -315,3 +315,10 @@ def traced_components(con: duckdb.DuckDBPyConnection, model: str, family: str, c
                        [model, family, concept]).fetchall()
     order = {name: i for i, name in enumerate(COMPONENTS)}
     return sorted(rows, key=lambda row: (order.get(row[0], len(order)), row))
+
+
+def case_runs(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:
+    """The LocoGen runs that stored cases of one (model, concept), sorted: what a gallery export names as its run."""
+    rows = con.execute(f"SELECT DISTINCT run_id FROM cases WHERE model = ? AND family = ? AND concept = ? "
+                       f"AND {LOCOGEN_ROWS} ORDER BY 1", [model, family, concept]).fetchall()
+    return [run_id for (run_id,) in rows]

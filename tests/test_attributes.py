@@ -92,3 +92,23 @@ def test_the_toy_world_keeps_its_own_preservation_set():
     assert 10 <= len(toy) < 50 and not set(toy) & set(unrelated_prompts("paper"))
     assert all("stripes" not in p for p in preservation_prompts("toyworld", "stripes"))
     assert set(PROMPT_SETS) == {"paper", "toyworld"}
+
+
+def test_asking_for_the_whole_preservation_set_or_more_is_recorded_as_all_of_it():
+    from compute.edit_eval import eval_id, eval_prompts, eval_settings, unrelated_count
+
+    meta = {"prompt_set": "toyworld", "family": "style", "concept": "stripes", "target": "a red square on plain",
+            "source_prompts": ["a red square on stripes"]}
+    available = len(preservation_prompts("toyworld", "stripes"))
+    assert available == 12
+    assert [unrelated_count(meta, n) for n in (None, 5, 11, 12, 20)] == [None, 5, 11, None, None]
+    # The same prompts, hence the same evaluation: asking for 20 of 12 is not a setting of its own.
+    assert eval_prompts(meta, 20) == eval_prompts(meta, None)
+    assert eval_id(eval_settings("s", _settings(), [0], unrelated_count(meta, 20), 3)) == \
+        eval_id(eval_settings("s", _settings(), [0], None, 3))
+
+
+def _settings():
+    from compute.settings import Settings
+
+    return Settings(10, 5.0, 32, 32)

@@ -60,9 +60,9 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     app.text_input(key="run_seeds").set_value("0")
     app.number_input(key="run_steps").set_value(2)
     app.number_input(key="run_size").set_value(32)
-    app.number_input(key="run_unrelated").set_value(2)
-    app.radio(key="run_positions").set_value("subject+padding")
-    app.checkbox(key="run_preserve").check()
+    app.number_input(key="run_unrelated_tiny-sd1_van gogh").set_value(2)
+    app.radio(key="run_positions_tiny-sd1").set_value("subject+padding")
+    app.checkbox(key="run_preserve_tiny-sd1").check()
 
     app.button(key="launch").click().run()
 
@@ -73,14 +73,17 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
                                 "--preserve-others", "--steps=2", "--size=32"]
     assert job.status in ("starting", "running")
     assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
+    # The log box wraps: the command line is longer than the box and was cut.
+    assert app.code[0].value.startswith("$ python -m compute edit") or app.code[0].value == "(no output yet)"
+    assert app.code[0].proto.wrap_lines
     # Every poll is a new session: the job's state lives in its files, not in the page that launched it.
     done = wait_for(lambda: (page := open_page(monkeypatch, mine)).markdown[0].value.endswith("**succeeded**")
                     and page, timeout=300, step=2)
     edit_id = next(s.value for s in done.subheader if s.value.startswith("Result: ")).removeprefix("Result: ")
     assert edit_id.startswith("van-gogh-loco-")
     assert len(list((mine / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
-    assert [m.label for m in done.metric][:3] == ["efficacy · score drop", "efficacy · prompt rate",
-                                                  "efficacy · image rate"]
+    assert [m.label.split(" [")[0] for m in done.metric][:3] == ["score drop", "prompt rate", "image rate"]
+    assert [b.key for b in done.get("download_button")] == ["result_zip"]
     assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
 
 

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from contract.store import Store, write_table
 from contract.summaries import contribution_map, localization, minimal_windows, top_k_interventions, trace_effects
-from dashboard import queries
+from dashboard import exports, queries
 from dashboard.figures import row_label
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
@@ -206,7 +206,7 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
 def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/layer_map.py")
 
-    button = app.get("download_button")[0]
+    button = next(b for b in app.get("download_button") if b.key == "map_csv")
     assert button.proto.label.startswith("Download every window (CSV")
 
 
@@ -399,14 +399,22 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
 
     app.selectbox(key="edit_choice").set_value(loco).run()
 
-    settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
+    settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
     assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
-    assert [m.label for m in app.metric] == [
-        "efficacy · score drop", "efficacy · prompt rate", "efficacy · image rate", "generalization · score drop",
-        "generalization · prompt rate", "generalization · image rate", "specificity", "other concepts retained"]
     (summary,) = (root / "edits" / loco / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
-    metrics = app.dataframe[2].value.set_index("metric")
+    # Each row of cards is headed by its group, so the labels are short (they were cut at 1280 px: "generaliza…"
+    # twice) and carry the interval; values are two decimals.
+    assert [m.value for m in app.markdown if m.value.startswith("**") and ":" in m.value][:3] == [
+        "**Efficacy: the edit's own prompts**", "**Generalization: held-out prompts**",
+        "**Specificity: after / before, 1 = kept**"]
+    assert [m.label.split(" [")[0] for m in app.metric] == ["score drop", "prompt rate", "image rate"] * 2 + [
+        "unrelated prompts", "other concepts"]
+    assert all(len(m.label) <= 28 and len(m.value) <= 6 for m in app.metric)
+    assert app.metric[0].label == ("score drop [" f"{stored['efficacy_score_drop_low']:.2f}, "
+                                   f"{stored['efficacy_score_drop_high']:.2f}]")
+    assert app.metric[0].value == f"{stored['efficacy_score_drop']:.2f}"
+    metrics = app.dataframe[1].value.set_index("metric")
     assert metrics.loc["efficacy · prompt rate", "interval"] == (
         f"[{stored['efficacy_prompt_rate_low']:.2f}, {stored['efficacy_prompt_rate_high']:.2f}]")
     assert metrics.loc["efficacy · image rate", "of"] == 4  # 4 efficacy prompts x 1 seed
@@ -437,7 +445,7 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
 
     app.selectbox(key="edit_choice").set_value(quickfix).run()
 
-    settings = dict(zip(app.dataframe[1].value["setting"], app.dataframe[1].value["value"]))
+    settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
     assert "layers" not in settings and settings["positions"] == "subject+padding"
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
     compared = app.dataframe[3].value
@@ -450,6 +458,46 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     assert sorted(set(app.dataframe[4].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
 
 
+def test_methods_compared_show_the_settings_that_matter_warn_when_they_differ_and_show_the_images(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+
+    compared = app.dataframe[3].value.set_index("method")
+    assert list(compared.columns[:6]) == ["target", "key positions", "preserve others", "λ / top-k", "seeds",
+                                           "preservation set"]
+    assert set(compared["target"]) == {"a painting"} and set(compared["seeds"]) == {"0"}
+    assert set(compared["preservation set"]) == {"2 unrelated prompts"}
+    assert (compared.loc["loco", "key positions"], compared.loc["diffquickfix", "key positions"]) == (
+        "subject", "subject+padding")
+    assert (compared.loc["loco", "λ / top-k"], compared.loc["neuron", "λ / top-k"]) == ("λ 0.01", "top-k 50")
+    (warning,) = [w.value for w in app.warning if "differ in" in w.value]
+    assert "key positions" in warning and "λ / top-k" in warning and "target" not in warning.split(":")[0]
+    # The same prompt and seed, the unedited image once and each method's edited image beside it: prompts every
+    # compared edit was evaluated on (each method keys its own efficacy prompts).
+    assert app.selectbox(key="compare_images_group").value == "efficacy"
+    headers = [m.value for m in app.markdown if m.value.startswith(("**before", "**after"))]
+    assert headers == ["**before (unedited)**"] + [f"**after\\: {method}**" for method in (
+        "loco", "all-layers", "neuron", "diffquickfix")]
+    side = [img for img in app.image if img.captions[0].startswith("score ")]
+    assert len(side) == 5
+
+
+def test_edits_and_figures_offer_their_downloads(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+
+    buttons = [b.proto.label for b in app.get("download_button")]
+    assert "Download edit (zip: record, weights, evaluation images and scores)" in buttons
+    if exports.static_export_problem() is None:  # CI installs Chromium: SVG, PNG and PDF besides HTML
+        assert {"SVG", "PNG", "PDF", "HTML"} <= set(buttons)
+    else:
+        assert "HTML" in buttons and "SVG" not in buttons
+        assert [p.proto.popover.label for p in app.get("popover")] == ["Download figure (HTML only)"]
+    # The file's title names what it shows.
+    (methods,) = [p.proto.popover.help for p in app.get("popover")]
+    assert methods.startswith("Titled: Methods compared\\: mean score change per prompt group · model tiny-sd1 · "
+                              "concept style · van gogh · scorer tiny-clip · seed 0 · evaluation ")
+    assert "Download table (CSV)" in buttons
+
+
 def test_run_an_edit_prefills_the_localized_layers(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/run_edit.py")
     app.selectbox(key="run_model").set_value("tiny-sd1").run()
@@ -457,7 +505,10 @@ def test_run_an_edit_prefills_the_localized_layers(monkeypatch, planted):
     # The model's newest finished run (the planted one) localizes van gogh to layers 8-9.
     layers = app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value
     assert layers == [8, 9]
-    assert app.text_input(key="run_target_van gogh").value == "a thing"
+    # The edit's target is the family's (what `compute edit` uses), not the sweep's target prompt, which the help
+    # names.
+    target = app.text_input(key="run_target_tiny-sd1_style_van gogh")
+    assert target.value == "a painting" and "'a thing'" in target.help
 
 
 def test_run_an_edit_leaves_the_layers_empty_when_nothing_localizes(monkeypatch, root):
@@ -465,7 +516,23 @@ def test_run_an_edit_leaves_the_layers_empty_when_nothing_localizes(monkeypatch,
     app.selectbox(key="run_model").set_value("tiny-sd1").run()
 
     assert app.multiselect(key="run_layers_tiny-sd1_style_van gogh").value == []
-    assert app.text_input(key="run_target_van gogh").value == "a painting"
+    assert app.text_input(key="run_target_tiny-sd1_style_van gogh").value == "a painting"
+
+
+def test_run_an_edit_suggests_the_toy_worlds_key_options_and_bounds_its_unrelated_prompts(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/run_edit.py")
+    app.selectbox(key="run_model").set_value("toyworld").run()
+    app.text_input(key="run_concept_text_style").set_value("stripes").run()
+
+    assert app.text_input(key="run_target_toyworld_style_stripes").value == "an object on plain"
+    # The README's options for the toy world are pre-set, and a caption says why and that they are not the paper's.
+    assert app.radio(key="run_positions_toyworld").value == "subject+padding"
+    assert app.checkbox(key="run_preserve_toyworld").value
+    assert any(c.value.startswith("Suggested for toyworld (pre-set, not the paper's setting)") for c in app.caption)
+    # 20 unrelated prompts would silently become 12: the box stops at the 12 the preservation set holds, and says so.
+    unrelated = app.number_input(key="run_unrelated_toyworld_stripes")
+    assert (unrelated.value, unrelated.max) == (12, 12)
+    assert any("has 12 prompts without" in c.value for c in app.caption)
 
 
 def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
@@ -482,8 +549,9 @@ def test_run_an_edit_offers_diffquickfix_without_unet_layers_and_its_key_options
     app.radio(key="run_method").set_value("diffquickfix").run()
 
     assert app.multiselect(key="run_layers_tiny-sd1_style_van gogh").disabled
-    assert app.radio(key="run_positions").options == ["method default", "subject", "subject+padding"]
-    assert not app.checkbox(key="run_preserve").value
+    assert app.radio(key="run_positions_tiny-sd1").options == ["method default", "subject", "subject+padding"]
+    assert app.radio(key="run_positions_tiny-sd1").value == "method default"
+    assert not app.checkbox(key="run_preserve_tiny-sd1").value
     app.radio(key="run_method").set_value("neuron").run()
     assert not app.get("radio")[1:] and not app.checkbox
 
@@ -575,7 +643,7 @@ def test_each_evaluation_shows_its_settings_and_methods_compare_under_the_same_s
     assert len(picker.options) == 2 and picker.value == second  # the newest first
     settings = [c.value for c in app.caption if c.value.startswith(f"evaluation {second}")]
     assert len(settings) == 1 and "7 steps" in settings[0] and "2 unrelated prompts" in settings[0]
-    assert app.metric[0].label == "efficacy · score drop" and app.metric[0].value.split(" [")[0] == "0.25"
+    assert app.metric[0].label.startswith("score drop") and app.metric[0].value == "0.25"
     assert any(c.value.startswith("Only one edit of this concept evaluated with these settings") for c in app.caption)
     first = next(option for option in picker.options if not option.startswith(second))
     picker.set_value(first.split(" · ")[0]).run()
@@ -647,3 +715,25 @@ def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monke
     assert [len(row) for row in heat_map_spec(app)["data"][0]["z"]] == [16, 16]
     app.radio(key="map_method").set_value("Causal tracing").run()
     assert len(app.selectbox(key="trace_site_cross-attention_style_van gogh").options) == 16
+
+
+def test_a_root_on_an_object_store_shows_the_same_pages_read_only(monkeypatch, root):
+    from test_dashboard_exports import to_memory
+
+    remote = to_memory(str(root))
+    here, there = open_app(monkeypatch, root), open_app(monkeypatch, remote)
+
+    assert remote in there.markdown[0].value
+    assert there.dataframe[0].value.equals(here.dataframe[0].value)  # the runs, summarized over the object store
+    for app in (here, there):
+        app.switch_page("views/gallery.py").run()
+    assert not there.exception
+    assert len(there.image) == len(here.image) == 12
+    assert [i.captions[0] for i in there.image] == [i.captions[0] for i in here.image]
+    # Each image is the same file: Streamlit names media by a digest of their bytes.
+    assert [i.proto.imgs[0].url for i in there.image] == [i.proto.imgs[0].url for i in here.image]
+    there.switch_page("views/run_edit.py").run()
+    assert not there.exception
+    assert any("served read-only\\: jobs are disabled" in w.value and "--allow-writes" in w.value
+               for w in there.warning)
+    assert there.button(key="launch").disabled

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
                              "folders inside the root (repeatable)")
     parser.add_argument("--max-jobs", type=bounds.POSITIVE_COUNT.parse, default=1,
                         help="compute jobs that may run at once")
+    parser.add_argument("--allow-writes", action="store_true",
+                        help="let jobs write into an object-store root (s3://, gs://); without it such a root is "
+                             "served read-only")
     parser.set_defaults(func=run)
 
 
@@ -38,4 +41,5 @@ def run(args) -> int:
     command += [f"--roots={place}" for place in args.roots or []]
     command += [f"--allow-model={name}" for name in args.allow_model or []]
     command += [f"--max-jobs={args.max_jobs}"]
+    command += ["--allow-writes"] if args.allow_writes else []
     return subprocess.call(command)

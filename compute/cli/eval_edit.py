@@ -60,6 +60,9 @@ def run_eval(model, edit, plan: EvalPlan, args) -> dict:
                 f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, "
                 f"{summary['num_prompts'].get('unrelated', 0)} unrelated prompts"
                 f"{' (all)' if summary['unrelated'] is None else ''}, {summary['other_concepts']} other concepts")
+    if args.unrelated is not None and summary["unrelated"] is None:
+        print(f"note: --unrelated {args.unrelated} asks for at least the whole preservation set of "
+              f"{edit.meta['concept']}: all {summary['num_prompts'].get('unrelated', 0)} of its prompts were used")
     if summary["reused"]:
         print(f"evaluation {summary['eval_id']} of {edit.edit_id} with these settings already exists "
               "(not recomputed)")

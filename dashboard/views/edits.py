@@ -6,7 +6,7 @@ import streamlit as st
 from contract import bounds
 from contract.names import EVAL_GROUPS, EVAL_METRICS
 from contract.names import METHODS as METHOD_ORDER
-from dashboard import common, data, edit_view, queries, url_state
+from dashboard import common, data, downloads, edit_view, exports, queries, url_state
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()
@@ -30,7 +30,9 @@ def summary_row(record: dict) -> dict:
 shown_edits = snap.edits[:bounds.MAX_OPTIONS]
 if len(snap.edits) > len(shown_edits):
     st.caption(f"Showing the newest {len(shown_edits)} of {len(snap.edits)} edits.")
-st.dataframe([summary_row(record) for record in shown_edits], hide_index=True, width="stretch")
+summaries = [summary_row(record) for record in shown_edits]
+st.dataframe(summaries, hide_index=True, width="stretch")
+downloads.table(summaries, "edits-summary", "edits_csv")
 st.caption("Metrics of each edit's newest evaluation; an edit evaluated with other settings has one evaluation per "
            "set of settings (choose it below).")
 by_id = {record["edit_id"]: record for record in shown_edits}
@@ -41,15 +43,15 @@ edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
                        format_func=lambda i: f"{by_id[i].get('concept')} · {by_id[i].get('method')} · {i}")
 url_state.publish("edits", {"edit": edit_id})
 record = by_id[edit_id]
-settings, results = st.columns([2, 3])
-with settings:
-    st.subheader("Settings")
-    edit_view.settings(record)
-with results:
-    st.subheader("Summary")
-    evaluation = edit_view.choose_evaluation(record)
-    edit_view.summary(record, evaluation)
+# The summary takes the page's width: beside the settings its cards' labels and deltas were cut at 1280 px.
+st.subheader("Summary")
+evaluation = edit_view.choose_evaluation(record)
+edit_view.summary(record, evaluation)
 eval_id = evaluation.get("eval_id") if evaluation else None
+pairs = data.query(snap, queries.edit_pairs, edit_id, eval_id).to_pylist()
+downloads.edit(snap.root, record, evaluation, pairs, key="edit_zip")
+st.subheader("Settings")
+edit_view.settings(record)
 st.subheader("Before / after")
 edit_view.pairs(snap, edit_id, eval_id)
 
@@ -69,15 +71,30 @@ if len(same) < 2:
     st.caption("Only one edit of this concept evaluated with these settings: make another (e.g. all-layers, neuron or "
                "diffquickfix) and evaluate it with the same settings to compare.")
 else:
-    st.dataframe([{"method": r["method"], "edited": edit_view.edited(r),
-                   **{name: e.get(name) for name in EVAL_METRICS}, "edit": r["edit_id"]}
-                  for r, e in sorted(same, key=lambda pair: (*METHOD_ORDER, pair[0]["method"]).index(
-                      pair[0]["method"]))],
-                 hide_index=True, width="stretch")
+    same.sort(key=lambda pair: ((*METHOD_ORDER, pair[0]["method"]).index(pair[0]["method"]), pair[0]["edit_id"]))
+    settings_rows = [edit_view.compared_settings(r, e) for r, e in same]
+    # The settings first: at 1280 px they must be visible without scrolling the table sideways.
+    compared = [{"method": r["method"], **row, **{name: e.get(name) for name in EVAL_METRICS},
+                 "edited": edit_view.edited(r), "edit": r["edit_id"]}
+                for (r, e), row in zip(same, settings_rows)]
+    differ = edit_view.differing(settings_rows)
+    if differ:
+        st.warning("These edits differ in " + ", ".join(differ) + ": their metrics compare the methods together "
+                   "with those settings, not the methods alone. Make the edits with the same settings to compare "
+                   "methods.")
+    st.dataframe(compared, hide_index=True, width="stretch")
+    downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
                              "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
                              "= share of prompts / images scoring below the target reference (about 0.5 when they "
                              "look like the target's)."))
-    st.plotly_chart(method_comparison(means, EVAL_GROUPS), key="methods", config={"displaylogo": False})
+    chart = method_comparison(means, EVAL_GROUPS)
+    st.plotly_chart(chart, key="methods", config={"displaylogo": False})
+    downloads.figure(chart, exports.title_text(
+        "Methods compared: mean score change per prompt group", model=record.get("model"),
+        concept=f"{record.get('family')} · {record.get('concept')}", scorer=evaluation.get("scorer_id"),
+        seeds=evaluation.get("seeds"), evaluation=eval_id), f"{record.get('concept')}-methods", key="methods_fig")
     st.dataframe(means, hide_index=True, width="stretch")
+    st.markdown("**The same prompts, before and after each method**")
+    edit_view.side_by_side(snap, same, key="compare_images")

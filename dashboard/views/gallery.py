@@ -3,7 +3,8 @@ for causal tracing, original, corrupted and every restored site), one column per
 measured (normalized drop or recovery, with its interval); the focused row is highlighted and scrolled into view,
 and its images are shown at full size below."""
 
-from pathlib import Path
+import io
+import os
 
 import pyarrow.compute as pc
 import streamlit as st
@@ -11,10 +12,10 @@ import streamlit as st
 from contract import bounds
 from contract.names import TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
-from dashboard import common, data, queries, url_state
+from dashboard import common, data, downloads, queries, url_state
 from dashboard.figures import row_label, window_label
+from dashboard.files import OutsideRoot, RootFiles, is_url
 from dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
-from dashboard.root import inside
 
 PAGE = "gallery"
 MAX_SEEDS = 4
@@ -24,20 +25,32 @@ LEVELS = (0.8, 0.9, 0.95, 0.99)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
-def _thumbnail(path: str, stamp: tuple[int, int]) -> bytes:  # stamp: (size, mtime), so a rewritten image is redone
-    return thumbnail(Path(path))
+def _thumbnail(root: str, fingerprint: str, relpath: str, stamp: tuple[int, int] | None) -> bytes:
+    # stamp: a local image's (size, mtime), so that a rewritten file is redone; an object store's images are written
+    # once under content-derived names, and its state is in ``fingerprint``.
+    return thumbnail(io.BytesIO(data.image_bytes(snap, relpath)))
+
+
+def _stamp(relpath: str) -> tuple[int, int] | None:
+    if is_url(snap.root):
+        return None
+    path = RootFiles(snap.root).locate(relpath)
+    if path is None:
+        raise OutsideRoot(f"{relpath} leaves the artifact root")
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def cell(case: dict | None, caption: str) -> Cell | None:
     """A grid cell of one case's image (a note when it is missing, unreadable or outside the root)."""
     if case is None:
         return None
-    path = inside(common.root(), case["image_path"]) if case["image_path"] else None
-    if path is None:
-        return Cell(None, caption, "no image" + (": path leaves the artifact root" if case["image_path"] else ""))
+    if not case["image_path"]:
+        return Cell(None, caption, "no image")
     try:
-        stat = path.stat()
-        return Cell(_thumbnail(str(path), (stat.st_size, stat.st_mtime_ns)), caption)
+        return Cell(_thumbnail(snap.root, snap.fingerprint, case["image_path"], _stamp(case["image_path"])), caption)
+    except OutsideRoot:
+        return Cell(None, caption, "no image: path leaves the artifact root")
     except OSError:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
         return Cell(None, caption, "image missing or unreadable")
 
@@ -133,6 +146,7 @@ def windows_view(size: int) -> None:
         f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer} · drop: normalized "
         f"drop of the window over all prompts and seeds of run {run_id} with its {level:.0%} interval (● interval ≥ "
         f"{threshold:g})"))
+    downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
     by_kind = {kind: [case for case in cases if case["kind"] == kind] for kind in ("original", "target")}
     rows = [grid_row("Original", by_kind["original"], seeds), grid_row("Target", by_kind["target"], seeds)]
     windows = {start: [case for case in cases if case["kind"] == "window" and case["window_start"] == start]

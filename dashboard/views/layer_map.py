@@ -14,7 +14,7 @@ from compute.models.registry import MODELS
 from contract import bounds
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
-from dashboard import common, data, queries, url_state
+from dashboard import common, data, downloads, exports, queries, url_state
 from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 
 PAGE, GALLERY = "layer_map", "views/gallery.py"
@@ -149,8 +149,11 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     layers, num_layers = locogen_columns(model, mine)
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
     settings_line(run)
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, about=about()), key=chart_key,
-                    on_select=functools.partial(on_cell_click, chart_key), selection_mode="points", config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about())
+    st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
+                    selection_mode="points", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "heat_map_download")
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
     unmeasurable_note(cells)
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
@@ -161,6 +164,7 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
+    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)")
     buffer = io.BytesIO()
     pcsv.write_csv(judge(mine, threshold), buffer)
     st.download_button("Download every window (CSV: point, interval, verdict)", buffer.getvalue(),
@@ -173,8 +177,10 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     view.update(url_state.concept_params((family, concept)))
     concept_rows = only(mine, family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, scorer, family, concept)
-    st.plotly_chart(line_view(concept_rows, seeds, size, threshold, layers, about(concept=(family, concept))),
-                    key="line_view", config=CHART)
+    figure = line_view(concept_rows, seeds, size, threshold, layers, about(concept=(family, concept)))
+    st.plotly_chart(figure, key="line_view", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen score per window", model, row_label(family, concept), m=size),
+                     f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
     starts = sorted(only(concept_rows, window_size=size)["window_start"].to_pylist())
     default = first_window(cells, minimal, (family, concept), size, starts)
     # The selector follows the concept, m and threshold (its default is their minimal window), unless the URL names one.
@@ -188,6 +194,16 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     view["window"] = start
     if go.button("Open gallery", key="open_gallery"):
         open_gallery(model, scorer, family, concept, size, start)
+
+
+def figure_title(what: str, model: str, concept: str | None = None, run: str | None = "", **more) -> str:
+    """The self-describing title of an exported figure: ``what``, the model, the run (default: the LocoGen run), the
+    concept, the scorer, the run's seeds and the page's threshold (and interval level for LocoGen) with ``more``."""
+    locogen = run == ""
+    shown = runs_by_id.get(run_id) if locogen else traces_by_id.get(run)
+    return exports.title_text(what, model=model, run=run_id if locogen else run, concept=concept, scorer=scorer,
+                              seeds=(shown or {}).get("seeds"), **more, threshold=f"{threshold:g}",
+                              interval=f"{level:.0%}" if locogen else None)
 
 
 def first_window(cells, minimal, key: tuple[str, str], size: int, starts: list[int]) -> int | None:
@@ -221,8 +237,10 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
     cells = queries.trace_cells(trace, trace_run, scorer, component, noise, min_gap)
     layers, num_sites = trace_columns(model, component, cells)
-    st.plotly_chart(trace_map(cells, layers, num_sites, component, threshold, about=about()), key="trace_map",
-                    config=CHART)
+    figure = trace_map(cells, layers, num_sites, component, threshold, about=about())
+    st.plotly_chart(figure, key="trace_map", config=CHART)
+    downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=component, noise=noise),
+                     f"{trace_run}-trace-{component}", "trace_map_download")
     st.caption(TRACE_CAPTION)
     untraceable_note(cells)
     st.subheader("One concept")
@@ -265,11 +283,16 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     layers, num_layers = locogen_columns(model, mine)
     minimal = queries.minimal_windows(loc, scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about()),
-                    key="both_locogen", config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about())
+    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels,
-                              f"{model} · trace run {trace_run} · scorer {scorer}"), key="both_trace", config=CHART)
+    figure = trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels,
+                       f"{model} · trace run {trace_run} · scorer {scorer}")
+    st.plotly_chart(figure, key="both_trace", config=CHART)
+    downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=CROSS_ATTENTION,
+                                          noise=noise), f"{trace_run}-trace", "both_trace_download")
     st.caption(TRACE_CAPTION)
     untraceable_note(traced)
     st.subheader(f"Cells marked ● (value ≥ {threshold:g}) and the strongest cell, per concept")
@@ -314,8 +337,10 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     cells = queries.contribution_cells(contrib, model)
     layers, num_sites = contribution_columns(model, cells)
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-    st.plotly_chart(contribution_map(cells, layers, num_sites, k, rows, about=model), key="contribution_map",
-                    config=CHART)
+    figure = contribution_map(cells, layers, num_sites, k, rows, about=model)
+    st.plotly_chart(figure, key="contribution_map", config=CHART)
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+                     f"{model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
     st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
@@ -334,11 +359,15 @@ def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -
     minimal = queries.minimal_windows(loc, scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
-    st.plotly_chart(heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about()),
-                    key="both_locogen", config=CHART)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about())
+    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    st.plotly_chart(contribution_map(found, layers, num_layers, k, rows, labels, model), key="both_contribution",
-                    config=CHART)
+    figure = contribution_map(found, layers, num_layers, k, rows, labels, model)
+    st.plotly_chart(figure, key="both_contribution", config=CHART)
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+                     f"{model}-contribution", "both_contribution_download")
     st.caption(CONTRIBUTION_CAPTION)
     interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}
     st.subheader("Per concept: LocoGen's strongest window and the dominant sites' intervention")
@@ -470,7 +499,9 @@ min_gap = (farther.number_input("Minimum corruption gap", -1.0, 1.0, MIN_CORRUPT
                                 "original are left blank: the noise did not remove the attribute. -1 shows all.")
            if trace_run else MIN_CORRUPTION_GAP)
 view.update(run=run_id, trace_run=trace_run, threshold=threshold, level=level if method != TRACING else None)
-run = {r["run_id"]: r for r in sweeps.to_pylist()}.get(run_id)
+runs_by_id = {r["run_id"]: r for r in sweeps.to_pylist()}
+traces_by_id = {r["run_id"]: r for r in traces.to_pylist()}
+run = runs_by_id.get(run_id)
 loc = data.query(snap, queries.localization_table, run_id, level) if run_id else None
 loc, trace, contrib = within_bounds(loc, trace, contrib)
 found = only(contrib, model=model)

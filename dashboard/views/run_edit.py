@@ -9,27 +9,21 @@ from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from contract.summaries import DEFAULT_LEVEL
-from dashboard import common, data, edit_view, jobs, queries
-from dashboard.edit_request import EditRequest, runnable_models
+from dashboard import common, data, downloads, edit_view, jobs, queries
+from dashboard.edit_request import (
+    DEFAULT_UNRELATED,
+    EditRequest,
+    family_target,
+    preservation_size,
+    runnable_models,
+    suggested_keys,
+)
 from dashboard.figures import row_label
+from dashboard.files import is_url
 from dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
-
-
-def progress(report: dict) -> tuple[float, str]:
-    """How far an edit job has come, from the command's own report (``--status-file``): the edit is the first
-    tenth, the before/after images of its evaluation the rest."""
-    def count(key: str) -> int:  # the report is a file in the root: read numbers defensively
-        value = report.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-    stage, done, total = report.get("stage"), count("done"), count("total")
-    if stage == "finished":
-        return 1.0, "evaluated"
-    if stage == "evaluating":
-        return 0.1 + 0.9 * min(done / max(total, 1), 1.0), f"edit saved; before/after images {done} of {total or '?'}"
-    return 0.05, "loading the model and computing the edit"
+MAX_UNRELATED = 1000  # the box's limit where the preservation set's size is unknown
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -60,12 +54,13 @@ def show_job(root: str, job_id: str) -> None:
     log = job.log()
     st.markdown(f"**Job {common.escape(job.job_id)}**: {common.escape(job.label)} — **{job.status}**")
     if job.active:
-        fraction, text = progress(job.report())
+        fraction, text = jobs.progress(job.report())
         st.progress(fraction, text=text)
         if st.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
             jobs.cancel(job)
             st.rerun()
-    st.code(log[-6000:] or "(no output yet)", language=None)
+    # Wrapped: the command's line is longer than the box, and a cut command cannot be rerun from it.
+    st.code(log[-6000:] or "(no output yet)", language=None, wrap_lines=True)
     if not job.active and st.session_state.get("watching") == job.job_id:
         st.session_state.pop("watching")
         st.rerun(scope="app")
@@ -87,7 +82,10 @@ if latest:
         st.subheader(f"Result: {common.escape(record['edit_id'])}")
         evaluation = edit_view.choose_evaluation(record, result.get("eval_id"))
         edit_view.summary(record, evaluation)
-        edit_view.pairs(snap, record["edit_id"], evaluation.get("eval_id") if evaluation else None)
+        eval_id = evaluation.get("eval_id") if evaluation else None
+        downloads.edit(snap.root, record, evaluation,
+                       data.query(snap, queries.edit_pairs, record["edit_id"], eval_id).to_pylist(), key="result_zip")
+        edit_view.pairs(snap, record["edit_id"], eval_id)
     st.divider()
 
 st.subheader("New edit")
@@ -106,9 +104,15 @@ concept = (right.selectbox("Concept", known, key=f"run_concept_{model}_{family}"
            if known else right.text_input("Concept", key=f"run_concept_text_{family}", max_chars=200))
 concept = (concept or "").strip()[:200]
 stored_targets = data.query(snap, queries.targets, model, family, concept) if concept else []
-target = st.text_input("Target", value=stored_targets[0][:200] if stored_targets else "", max_chars=200,
-                       key=f"run_target_{concept}", help="What the concept should become; empty: the family's "
-                                                          "default target.")
+default_target = (family_target(model, family, concept) or "") if concept else ""
+sweep_note = (f" The sweeps of this concept used the target prompt(s) "
+              f"{', '.join(repr(t) for t in stored_targets[:5])}: a LocoGen target prompt, not an edit's target."
+              if stored_targets else "")
+target = st.text_input("Target", value=default_target[:200], max_chars=200,
+                       key=f"run_target_{model}_{family}_{concept}",
+                       help=common.escape("What the concept should become. Pre-filled with the family's target, "
+                                          f"{default_target!r}, which the edit command uses when none is named."
+                                          + sweep_note))
 
 num_layers = MODELS[model].num_layers if model in MODELS else None
 layer_info = [i for i in data.query(snap, queries.layers, model) if 0 <= i < bounds.MAX_LAYERS]
@@ -148,22 +152,38 @@ else:
     lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=0.01, format="%.4g", key="run_lambda")
 positions, preserve = None, False
 if method in CLOSED_FORM:
+    suggested = suggested_keys(model)
     keys, keep = st.columns(2)
-    choice = keys.radio("Key positions", ("method default", *POSITIONS), horizontal=True, key="run_positions",
+    choices = ("method default", *POSITIONS)
+    choice = keys.radio("Key positions", choices, horizontal=True, key=f"run_positions_{model}",
+                        index=choices.index(suggested["positions"]) if suggested else 0,
                         help="The last subject token alone, or with every later (end-of-text, padding) position. "
                              "Default: subject for loco/all-layers (the paper), subject+padding for the "
                              "diffquickfix recipes.")
     positions = None if choice == "method default" else choice
-    preserve = keep.checkbox("Preserve the family's other concepts", key="run_preserve",
+    preserve = keep.checkbox("Preserve the family's other concepts", key=f"run_preserve_{model}",
+                             value=bool(suggested.get("preserve_others")),
                              help="Also key the other concepts' prompts, mapped to themselves (not in the paper).")
+    if suggested:
+        st.caption(common.escape(f"Suggested for {model} (pre-set, not the paper's setting): key positions "
+                                 f"{suggested['positions']} and preserving the other concepts, because "
+                                 f"{suggested['why']}."))
 with st.expander("Evaluation settings"):
     seeds_text = st.text_input("Seeds", "0,1", key="run_seeds", max_chars=2000,
                                help=f"Comma-separated, at most {bounds.MAX_SEEDS}; the same before and after.")
     steps = st.number_input("Steps (0: model default)", 0, bounds.MAX_STEPS, 0, key="run_steps")
     size = st.number_input("Image side in px (0: model default)", 0, bounds.MAX_SIZE, 0, step=bounds.SIZE_MULTIPLE,
                            key="run_size")
-    unrelated = st.number_input("Unrelated prompts (specificity): a random subset of the preservation set",
-                                1, 1000, 20, key="run_unrelated")
+    available = preservation_size(model, concept) if concept else None
+    most = min(available or MAX_UNRELATED, MAX_UNRELATED)
+    unrelated = st.number_input(
+        "Unrelated prompts (specificity): a random subset of the preservation set", 1, max(most, 1),
+        min(DEFAULT_UNRELATED, max(most, 1)), key=f"run_unrelated_{model}_{concept}",
+        help=f"At most {available}: the preservation set of {model} holds {available} prompts that do not name "
+             f"this concept." if available else "A random subset of the model's preservation prompts.")
+    if available is not None and available < DEFAULT_UNRELATED:
+        st.caption(f"The preservation set of {common.escape(model)} has {available} prompts without "
+                   f"“{common.escape(concept)}”: specificity uses at most {available}.")
 
 not_here = job_root_problem(snap.root, options)
 if not_here:
@@ -174,7 +194,7 @@ if st.button("Launch edit", type="primary", key="launch",
         request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
                               int(topk), parse_seeds(seeds_text), int(steps) or None, int(size) or None,
                               int(unrelated), positions, preserve)
-        args = request.args(os.path.abspath(snap.root), set(allowed), num_layers)
+        args = request.args(snap.root if is_url(snap.root) else os.path.abspath(snap.root), set(allowed), num_layers)
         job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
                           options.max_jobs)
     except UserError as error:

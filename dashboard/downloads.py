@@ -1,0 +1,132 @@
+"""The pages' download buttons, one call per figure, table, image strip or edit (``dashboard.exports`` makes the
+files). Files are made only when a button is clicked (Streamlit runs the callable then), so a page renders as fast
+with the buttons as without."""
+
+import functools
+
+import streamlit as st
+
+from contract import bounds
+from contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
+from dashboard import common, data, exports, queries
+from dashboard.figures import row_label, window_label
+from dashboard.files import RootFiles
+
+
+@functools.cache
+def _static_problem() -> str | None:
+    return exports.static_export_problem()
+
+
+def figure(figure, title: str, name: str, key: str) -> None:
+    """Download buttons for one Plotly figure, titled ``title``: SVG, PNG and PDF where static export works on this
+    host (else a line saying why), and interactive HTML always.
+
+    Args:
+        figure: the figure as the page draws it.
+        title: ``exports.title_text`` of what it shows (model, run, concept, scorer, seeds).
+        name: the file name stem.
+        key: a key unique on the page.
+    """
+    problem = _static_problem()
+    formats = ("html",) if problem else (*exports.STATIC, "html")
+    # The title and any reason are in the popover's help, not in captions, so the page's own captions keep their
+    # places.
+    note = f"\n\nSVG, PNG and PDF are not available on this server: {common.escape(problem)}." if problem else ""
+    shown = common.escape(title)  # store text (concepts, runs) shown literally
+    with st.popover("Download figure (HTML only)" if problem else "Download figure", icon=":material/download:",
+                    help=f"Titled: {shown}{note}"):
+        for fmt in formats:
+            st.download_button(fmt.upper(), functools.partial(exports.figure_bytes, figure, fmt, title),
+                               file_name=f"{exports.file_stem(name)}.{fmt}", mime=exports.MIME[fmt],
+                               key=f"{key}_{fmt}", on_click="ignore",
+                               help=f"Titled: {shown}" if fmt != "html" else
+                               f"Interactive, opens offline. Titled: {shown}{note}")
+
+
+def table(rows, name: str, key: str, label: str = "Download table (CSV)") -> None:
+    """A CSV download of a table (a pyarrow Table or row dicts) exactly as shown."""
+    st.download_button(label, functools.partial(exports.table_csv, rows), file_name=f"{exports.file_stem(name)}.csv",
+                       mime=exports.MIME["csv"], key=key, on_click="ignore", icon=":material/download:")
+
+
+def _sheet(root: str, title: str, note: str, columns: list[str], rows: list[tuple[str, list[tuple[str | None, str]]]]
+           ) -> bytes:
+    files = RootFiles(root)
+
+    def read(relpath):
+        try:
+            return files.read(relpath) if relpath else None
+        except OSError:
+            return None
+
+    cells = [(label, [exports.SheetCell(read(path), caption) for path, caption in row]) for label, row in rows]
+    return exports.figure_sheet(title, columns, cells, note=note)
+
+
+def sheet(root: str, title: str, note: str, columns: list[str], rows: list[tuple[str, list[tuple[str | None, str]]]],
+          name: str, key: str) -> None:
+    """A figure-sheet PNG download (``exports.figure_sheet``): ``rows`` hold (row label, [(image path under
+    ``root``, caption) per column])."""
+    st.download_button("Download figure sheet (PNG)", functools.partial(_sheet, root, title, note, columns, rows),
+                       file_name=f"{exports.file_stem(name)}.png", mime=exports.MIME["png"], key=key,
+                       on_click="ignore", icon=":material/download:",
+                       help="Original, target and every window of this concept at this m, one row per seed, with the "
+                            "title naming model, run, concept, scorer and seeds.")
+
+
+def edit_archive(root: str, record: dict, evaluation: dict | None, pairs: list[dict]) -> bytes:
+    """The zip of one edit (``exports.edit_zip``): its folder's files (record, weights) without other evaluations,
+    and the shown evaluation's summary and images."""
+    files = RootFiles(root)
+    edit_id = record["edit_id"]
+    eval_id = evaluation.get("eval_id") if evaluation else None
+    wanted = [path for path in files.files_under(f"{EDITS_DIR}/{edit_id}")
+              if not path.startswith(f"{EDITS_DIR}/{edit_id}/{EDIT_EVALS}/")]
+    if evaluation:
+        wanted += files.files_under(eval_folder(edit_id, eval_id)) if eval_id else []
+    wanted += [row[side] for row in pairs for side in ("before_image", "after_image") if row.get(side)]
+    found, missing = {}, []
+    for path in dict.fromkeys(wanted):
+        try:
+            found[path] = files.read(path)
+        except OSError:
+            missing.append(path)
+    return exports.edit_zip(record, evaluation, pairs, found, missing)
+
+
+def edit(root: str, record: dict, evaluation: dict | None, pairs: list[dict], key: str) -> None:
+    """A zip download of one edit with the evaluation shown."""
+    which = evaluation.get("eval_id") if evaluation else None
+    st.download_button("Download edit (zip: record, weights, evaluation images and scores)",
+                       functools.partial(edit_archive, root, record, evaluation, pairs),
+                       file_name=f"{exports.file_stem(record['edit_id'], which)}.zip", mime=exports.MIME["zip"],
+                       key=key, on_click="ignore", icon=":material/download:")
+
+
+def concept_sheet(snap, cases: list[dict], model: str, scorer: str | None, family: str, concept: str, size: int,
+                  prompt: str) -> None:
+    """The figure-sheet download of one concept at window size m for one prompt: original, target and every window
+    as columns, one row per seed, each image with its score (``cases``: the gallery's rows of that prompt)."""
+    seeds = sorted({case["seed"] for case in cases})[:bounds.MAX_SEEDS]
+    starts = sorted({case["window_start"] for case in cases
+                     if case["kind"] == "window" and 0 <= case["window_start"] < bounds.MAX_LAYERS})
+    columns = [("original", None), ("target", None), *((window_label(start, size), start) for start in starts)]
+    by_cell = {(case["kind"] if case["kind"] != "window" else case["window_start"], case["seed"]): case
+               for case in cases}
+    rows = []
+    for seed in seeds:
+        row = []
+        for name, start in columns:
+            case = by_cell.get((name if start is None else start, seed))
+            row.append((case and case["image_path"], "" if case is None else
+                        f"{'–' if case['score'] is None else format(case['score'], '.3f')}"))
+        rows.append((f"seed {seed}", row))
+    runs = data.query(snap, queries.case_runs, model, family, concept)
+    title = exports.title_text("LocoGen images per window", model=model, run=", ".join(runs[:3]) + (
+        f" (+{len(runs) - 3})" if len(runs) > 3 else ""), concept=row_label(family, concept), scorer=scorer,
+        seeds=seeds, m=size)
+    target = next((case["target"] for case in cases if case.get("target")), None)
+    note = f"prompt “{prompt}” · target prompt “{target}” · under each image its score ({scorer})"
+    sheet(snap.root, title, note, [name for name, _ in columns], rows,
+          f"{model}-{family}-{concept}-m{size}-sheet", key="gallery_sheet")
