@@ -87,7 +87,7 @@ reproduce: setup
 bench: setup
 	$(PY) -m bench.generation
 	$(PY) -m bench.edit_solve
-	$(PY) -m bench.dashboard_queries
+	$(PY) -m bench.dashboard_queries --demo $(ARTIFACTS)
 
 dashboard: setup
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)

@@ -1,12 +1,14 @@
-"""``python -m bench.dashboard_queries [--rows N] [--root DIR]``: time the dashboard's queries on a large synthetic
-store.
+"""``python -m bench.dashboard_queries [--rows N] [--root DIR] [--demo DIR]``: time the dashboard's queries on a
+large synthetic store, and its pages' first render there and on a demo root.
 
 Writes (once; reused when ``--root`` already holds it) a store of about N score rows (and as many case rows) shaped
 like real sweeps: four models (three 16-layer, one 70-layer), one run each, the four attribute families, window sizes
 1-4, several prompts and seeds. Then prints, in milliseconds: opening the store, building the localization table of
 the 70-layer run (its bootstrap intervals included; once per state of the store, run and level), the layer-map query
-(cells + minimal windows, what each change of m or threshold costs), and the first render of the Overview and Layer
-map pages (AppTest, server side).
+(cells + minimal windows, what each change of m or threshold costs), and the first render of the Overview, Layer map
+and Gallery pages (AppTest, server side; caches cleared before each page, so each pays for its own queries). With
+``--demo DIR`` (``make bench`` passes the demo's root, ``artifacts/``, when it holds results) the same pages are timed
+on that root too.
 """
 
 import argparse
@@ -84,9 +86,15 @@ def _ms(function, repeat: int = 1) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+PAGES = (("Overview", None), ("Layer map", "views/layer_map.py"), ("Gallery", "views/gallery.py"))
+
+
 def _render_ms(root: str, page: str | None) -> float:
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    st.cache_data.clear()
+    st.cache_resource.clear()
     os.environ["LOCOLAB_ARTIFACTS"] = root
     app = AppTest.from_file(os.path.join(os.path.dirname(__file__), os.pardir, "dashboard", "main.py"),
                             default_timeout=120)
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="score rows to write (default 1,000,000)")
     parser.add_argument("--root", help="store folder (default: a new temporary folder)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions of the layer-map query")
+    parser.add_argument("--demo", help="also time the pages' first render on this root (e.g. make demo's artifacts/)")
     args = parser.parse_args(argv)
     root = args.root or tempfile.mkdtemp(prefix="locolab-bench-")
     if not os.path.isdir(os.path.join(root, "tables", "scores")):
@@ -127,9 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"localization table of the 70-layer run: {build_ms:8.1f} ms  (once per new part and level; "
           "bootstrap intervals included)")
     print(f"layer-map query (cells + minimal):      {query_ms:8.1f} ms  (median of {args.repeat}; goal < 100 ms)")
-    print(f"Overview first render (AppTest):        {_render_ms(root, None):8.1f} ms  (goal < 3000 ms)")
-    print(f"Layer map first render (AppTest):       {_render_ms(root, 'views/layer_map.py'):8.1f} ms  (goal < 3000 ms; "
-          "includes the default run's localization table)")
+    for name, page in PAGES:
+        print(f"{name + ' first render (AppTest):':40}{_render_ms(root, page):8.1f} ms  (goal < 3000 ms)")
+    print("  (the Layer map's includes the default run's localization table)")
+    if args.demo and os.path.isdir(os.path.join(args.demo, "tables")):
+        for name, page in PAGES:
+            label = f"demo root: {name} first render:"
+            print(f"{label:40}{_render_ms(args.demo, page):8.1f} ms  (goal < 3000 ms)")
+    elif args.demo:
+        print(f"demo root {args.demo} holds no results (make demo-compute writes them): not timed")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """What every page shares: the root in use, its snapshot, the warnings about it, and image cells."""
 
 import os
+from datetime import UTC, datetime
 
+import pyarrow as pa
 import streamlit as st
 
 from contract import bounds
@@ -10,6 +12,7 @@ from dashboard.files import OutsideRoot, is_url
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 MAX_NAMED = 20  # skipped files named in the warning
+TABLE_PAGE = 50  # rows of a table shown at once; longer tables page
 
 
 # What Markdown and Streamlit would read as markup anywhere in a line: emphasis, code, links and images, HTML and
@@ -112,3 +115,46 @@ def image(relpath: str | None, caption: str) -> None:
 
 def score_text(value) -> str:
     return "–" if value is None else f"{value:.4f}"
+
+
+def when(value) -> str:
+    """A timestamp (datetime, ISO text, or None) in the one format every page shows: '2026-12-02 01:23 UTC'."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:  # the store writes UTC; naive values are UTC too
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def with_times(table: pa.Table, columns: tuple[str, ...] = ("created_at", "finished_at")) -> pa.Table:
+    """``table`` with its timestamp ``columns`` as ``when`` text."""
+    for name in columns:
+        if name in table.column_names:
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, pa.array([when(v) for v in table[name].to_pylist()], pa.string()))
+    return table
+
+
+def table(rows, key: str, column_config: dict | None = None) -> None:
+    """A table with every row on the page (no inner scrolling that hides rows), paged ``TABLE_PAGE`` rows at a time
+    when longer.
+
+    Args:
+        rows: a list of dicts or a pyarrow Table.
+        key: the pager's widget key.
+        column_config: passed to ``st.dataframe``.
+    """
+    count = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+    shown = rows
+    if count > TABLE_PAGE:
+        pages = -(-count // TABLE_PAGE)
+        page = st.pagination(pages, key=key)
+        first = (page - 1) * TABLE_PAGE
+        shown = rows.slice(first, TABLE_PAGE) if isinstance(rows, pa.Table) else rows[first:first + TABLE_PAGE]
+        st.caption(f"Rows {first + 1:,}–{min(first + TABLE_PAGE, count):,} of {count:,}.")
+    st.dataframe(shown, hide_index=True, width="stretch", height="content", column_config=column_config)

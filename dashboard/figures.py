@@ -24,6 +24,13 @@ def layer_label(index: int, layers: dict[int, dict]) -> str:
     return f"{index} ({_text(info['block'])}, {_text(info['resolution'])}²)" if info else str(index)
 
 
+def module_line(index: int, layers: dict[int, dict]) -> str:
+    """'8 (up, 16²) up_blocks.1.attentions.0.transformer_blocks.0.attn2': the layer with its module path, when the
+    sweep recorded it."""
+    info = layers.get(index) or {}
+    return layer_label(index, layers) + (f" {_text(info['path'])}" if info.get("path") else "")
+
+
 def window_label(start: int, size: int) -> str:
     return f"layer {start}" if size == 1 else f"layers {start}–{start + size - 1}"
 
@@ -34,22 +41,25 @@ def row_label(family: str, concept: str) -> str:
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
              window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None,
-             labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
+             labels: dict[tuple[str, str], str] | None = None, about: str = "") -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
-    ``window_size`` layers starting there, coloured by its normalized drop.
+    ``window_size`` layers starting there, coloured by its normalized drop on a 0–1 scale (▲ marks a drop above 1,
+    ▼ one below 0: the colour alone would hide them).
 
     A dot marks windows that localize at ``threshold`` (the drop's interval at or above it); a box spans each
-    concept's minimal localizing window (which may be of another size). Concepts that are not measurable are grey,
-    labelled so, and their hover says why. An invisible marker on every cell carries the hover text (point, interval,
-    verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window start, its y
-    the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels`` replaces the
-    rows' tick labels (maps drawn one above the other need the same labels to line up).
+    concept's minimal localizing window when it is of this size (``minimal``'s other windows are not drawn: a box of
+    another size would mean other cells). Concepts that are not measurable are grey, labelled so, and their hover says
+    why. An invisible marker on every cell carries the hover text (modules with their block and resolution, point,
+    interval, verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window
+    start, its y the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels``
+    replaces the rows' tick labels (maps drawn one above the other need the same labels to line up). ``about`` (model,
+    run, scorer, seeds) goes into the title, so that an exported figure says what it shows.
     """
     def hover(cell):
         start = cell["window_start"]
-        spanned = " · ".join(layer_label(j, layers) for j in range(start, start + window_size))
+        spanned = "<br>".join(f"· {module_line(j, layers)}" for j in range(start, start + window_size))
         reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
-        return (f"{window_label(start, window_size)}: {spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
+        return (f"{window_label(start, window_size)}:<br>{spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
                 f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
                 f"{_text(verdict(cell, threshold))}<br>"
                 f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
@@ -62,32 +72,33 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     grey = {(c["family"], c["concept"]) for c in data if not c["measurable"]}
     shown = [dict(c, normalized_drop=None) if (c["family"], c["concept"]) in grey else c for c in data]
     figure = _grid(shown, rows, "window_start", "normalized_drop", "localizes", hover, num_layers,
-                   "normalized drop", grey, "not measurable", labels)
+                   "normalized drop", grey, "not measurable", labels, upper="drop_high")
     row_of = {key: i for i, key in enumerate(rows)}
     for window in minimal.to_pylist():
         key = (window["family"], window["concept"])
-        if key in row_of:
+        if key in row_of and window["window_size"] == window_size:
             _box(figure, window["window_start"], window["window_size"], row_of[key])
     _mark_blocks(figure, layers, num_layers)
     level = f"{data[0]['level']:.0%} " if data else ""
-    figure.update_layout(title={"text": f"LocoGen · window size m = {window_size} · ● {level}interval of the drop ≥ "
-                                        f"{threshold:g} · box: minimal localizing window · grey: not measurable",
-                                "font": {"size": 14}})
+    figure.update_layout(title=_title(f"LocoGen normalized drop · window size m = {window_size}", about,
+                                      f"● {level}interval of the drop ≥ {threshold:g} · box: minimal localizing window "
+                                      "(drawn where it has this m) · grey: not measurable · ▲ above 1, ▼ below 0"))
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
 
 
 def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, component: str, threshold: float,
-              rows: list[tuple[str, str]] | None = None, labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
+              rows: list[tuple[str, str]] | None = None, labels: dict[tuple[str, str], str] | None = None,
+              about: str = "") -> go.Figure:
     """Causal tracing's map on the same grid: a cell is one site of ``component``, coloured by its recovery
     (restored − corrupted) / (original − corrupted); ● marks recovery ≥ ``threshold``, a box each concept's
     strongest site. Hover and click markers as in ``heat_map`` (x = site)."""
     def hover(cell):
         if cell.get("untraceable"):
-            return (f"{component} site {layer_label(cell['site'], layers)}<br>untraceable: the noise moved the score "
+            return (f"{component} site {module_line(cell['site'], layers)}<br>untraceable: the noise moved the score "
                     f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
                     f"{_fmt(cell['corrupted_score'])})")
-        return (f"{component} site {layer_label(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
+        return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
                 f"restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, corrupted "
                 f"{_fmt(cell['corrupted_score'])}")
@@ -107,8 +118,8 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
         if key in strongest:
             _box(figure, strongest[key]["site"], 1, i)
     _mark_blocks(figure, layers, num_sites)
-    figure.update_layout(title={"text": f"Causal tracing · {component}, one site restored · ● recovery ≥ "
-                                        f"{threshold:g} · box: strongest site", "font": {"size": 14}})
+    figure.update_layout(title=_title(f"Causal tracing recovery · {component}, one site restored", about,
+                                      f"● recovery ≥ {threshold:g} · box: strongest site · ▲ above 1, ▼ below 0"))
     figure.update_xaxes(title=f"{'text-encoder layer' if component == 'text-encoder' else component + ' site'} "
                               "(forward order)")
     return figure
@@ -116,12 +127,12 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
 
 def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k: int,
                      rows: list[tuple[str, str]] | None = None,
-                     labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
+                     labels: dict[tuple[str, str], str] | None = None, about: str = "") -> go.Figure:
     """Attention contribution's map on the same grid: a cell is one text-reading site, coloured by its mean
     contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
     intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
     def hover(cell):
-        return (f"site {layer_label(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
+        return (f"site {module_line(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
                 f"{_fmt(cell['contribution_std'])} ({cell['n_images']} images, {cell['n_seeds']} seeds)<br>"
                 f"{cell['share']:.1%} of the concept's total · rank {cell['site_rank']}")
 
@@ -130,18 +141,20 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
     figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant",
                    labels=labels)
     _mark_blocks(figure, layers, num_sites)
-    figure.update_layout(title={"text": f"Attention contribution · colour: relative to the concept's dominant site · "
-                                        f"● the {k} dominant sites", "font": {"size": 14}})
+    figure.update_layout(title=_title("Attention contribution, relative to the concept's dominant site", about,
+                                      f"● the {k} dominant sites"))
     figure.update_xaxes(title="text-reading attention site (forward order)")
     return figure
 
 
 def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: str, mark: str, hover, num_columns: int,
           colorbar: str, grey: set[tuple[str, str]] = frozenset(), grey_label: str = "",
-          labels: dict[tuple[str, str], str] | None = None) -> go.Figure:
+          labels: dict[tuple[str, str], str] | None = None, upper: str | None = None) -> go.Figure:
     """The heat map both methods share: one row per concept in ``rows``, ``value`` of each cell on the same 0–1
-    colour scale, ● where ``mark`` is true, the invisible hover/click markers, and the ``grey`` rows (concepts the
-    data cannot speak to) filled grey and labelled ``grey_label``."""
+    colour scale (▲ / ▼ beside any mark where the value lies above / below it: ``upper``, the column of the value's
+    interval's upper end, if any), ● where ``mark`` is true, the
+    invisible hover/click markers, and the ``grey`` rows (concepts the data cannot speak to) filled grey and labelled
+    ``grey_label``."""
     row_of = {key: i for i, key in enumerate(rows)}
     z = [[None] * num_columns for _ in rows]
     marks = [[""] * num_columns for _ in rows]
@@ -152,20 +165,21 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
             continue
         i = row_of[key]
         z[i][x] = cell[value]
-        marks[i][x] = "●" if cell[mark] and key not in grey else ""
+        marks[i][x] = ("●" if cell[mark] and key not in grey else "") + _beyond(cell[value], cell.get(upper))
         points["customdata"].append(f"<b>{_text(row_label(*key))}</b><br>{hover(cell)}")
         points["x"].append(x)
         points["y"].append(i)
     figure = go.Figure(go.Heatmap(
         z=z, x=list(range(num_columns)), y=list(range(len(rows))), zmin=0, zmax=1, colorscale=DROP_SCALE,
-        text=marks, texttemplate="%{text}", hoverinfo="skip", colorbar={"title": {"text": colorbar, "side": "right"}},
+        text=marks, texttemplate="%{text}", hoverinfo="skip",
+        colorbar={"title": {"text": f"{colorbar}<br>(scale 0–1;<br>▲ > 1, ▼ < 0)", "side": "right"}},
         xgap=1, ygap=1))
     figure.add_trace(go.Scatter(
         **points, mode="markers", marker={"size": 18, "opacity": 0, "symbol": "square"},
         hovertemplate="%{customdata}<extra></extra>",
         selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}}, showlegend=False))
     # A right margin wider than either colour bar keeps both maps' plot areas equally wide: their columns line up.
-    figure.update_layout(height=160 + 34 * len(rows), margin={"l": 10, "r": 140, "t": 40, "b": 40},
+    figure.update_layout(height=210 + 34 * len(rows), margin={"l": 10, "r": 140, "t": 110, "b": 40},
                          clickmode="event+select", dragmode=False)
     figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5])
     if grey:
@@ -178,6 +192,24 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
     figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed",
                         ticktext=[_text(labels[key]) for key in rows])
     return figure
+
+
+def _beyond(value, high=None) -> str:
+    """▲ for a value above the 0–1 colour scale, ▼ for one below it whose interval (upper end ``high``, when known)
+    lies below it too: the colour alone shows them as 1 and 0. (A drop a hair below 0 with an interval reaching
+    above it is no effect, and is not marked.)"""
+    if value is None or 0 <= value <= 1:
+        return ""
+    return "▲" if value > 1 else "▼" if high is None or high < 0 else ""
+
+
+def _title(what: str, about: str, legend: str) -> dict:
+    """A figure title that describes the figure on its own (exports carry it): what is drawn, for which model, run,
+    scorer and seeds, and how to read the marks."""
+    head = f"{_text(what)}<br><sub>{_text(about)}</sub>" if about else _text(what)
+    # Anchored to the top of the figure, so its lines stay clear of the block labels above the plot.
+    return {"text": f"{head}<br><sub>{_text(legend)}</sub>", "font": {"size": 14}, "yref": "container", "y": 1,
+            "yanchor": "top", "pad": {"t": 8}}
 
 
 def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
@@ -202,11 +234,12 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
 
 
 def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, threshold: float,
-              layers: dict[int, dict]) -> go.Figure:
+              layers: dict[int, dict], about: str = "") -> go.Figure:
     """Score vs. window start for one concept at size m: mean with a ±1 s.d. band over its images, one point per
     seed (mean over prompts), and as reference lines the original, both references (the target prompt and the
     all-layers swap, the one that normalizes marked so) and the threshold's level between the original and it. The
-    hover of each window gives its drop with the interval and the verdict."""
+    hover of each window gives its drop with the interval and the verdict. ``about`` (model, run, concept, scorer,
+    seeds) goes into the title."""
     rows = sorted((r for r in concept_rows.to_pylist() if r["window_size"] == window_size),
                   key=lambda r: r["window_start"])
     figure = go.Figure()
@@ -241,7 +274,9 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         if level is not None:
             figure.add_hline(y=level, line={"color": color, "dash": dash}, annotation_text=name,
                              annotation_position=position)
-    figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 40}, legend={"orientation": "h"})
+    figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 70, "b": 40}, legend={"orientation": "h"},
+                         title=_title(f"Score per window of m = {window_size} layers", about,
+                                      "line: mean over images, band: ±1 s.d., dots: seeds"))
     figure.update_xaxes(title="window start (layer)", dtick=1)
     figure.update_yaxes(title="score")
     return figure

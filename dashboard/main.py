@@ -1,12 +1,19 @@
 """The LocoLab dashboard: ``streamlit run dashboard/main.py [-- --artifacts ROOT] [--lock-root] [--max-jobs N]
 [--roots DIR ...] [--allow-model NAME ...]``."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from dashboard import common
+from dashboard import common, url_state
 from dashboard.root import launch_options, problem, typed_root_problem
 
-st.set_page_config(page_title="LocoLab", page_icon=":material/biotech:", layout="wide")
+# A file the server serves itself (a ":material/...:" icon is fetched from a font CDN, which an offline host lacks).
+FAVICON = Path(__file__).with_name("assets") / "favicon.png"
+
+# The pages' navigation at the top and the sidebar (only the root box) closed: on a 1280-pixel screen an open sidebar
+# takes a quarter of the width, which the maps and tables need.
+st.set_page_config(page_title="LocoLab", page_icon=str(FAVICON), layout="wide", initial_sidebar_state="collapsed")
 options = launch_options()
 st.session_state[common.OPTIONS_KEY] = options
 if options.lock_root:
@@ -29,10 +36,11 @@ pages = st.navigation([
     st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
     st.Page("views/edits.py", title="Edits", icon=":material/content_cut:"),
     st.Page("views/run_edit.py", title="Run an edit", icon=":material/play_arrow:"),
-])
+], position="top")
 why_not = problem(common.root())
 if why_not:
     st.error(common.escape(why_not))
     st.stop()
 common.show_problems(common.snapshot())
+url_state.note_page(pages.url_path)
 pages.run()

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract.names import CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
+from contract.names import COMPONENTS, CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
 from contract.summaries import (
     LOCOGEN_ROWS,
     TRACE_ROWS,
@@ -157,19 +157,23 @@ def trace_cells(trace: pa.Table, run_id: str, scorer_id: str, component: str, no
 
 
 def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, family: str, concept: str,
-                  component: str, noise: float, site: int) -> pa.Table:
-    """A traced concept's original, corrupted and site-``site``-restored images per prompt and seed, with scores."""
+                  component: str, noise: float, site: int | None) -> pa.Table:
+    """A traced concept's original, corrupted and site-``site``-restored images (every site's when ``site`` is None)
+    per prompt and seed, with scores; ``site`` is the restored site."""
     return con.sql(f"""
         WITH c AS (
             SELECT * FROM cases
             WHERE model = $model AND family = $family AND concept = $concept AND {TRACE_ROWS}
-              AND component = $component AND noise = $noise AND (kind != 'restored' OR window_start = $site)
+              AND component = $component AND noise = $noise
+              AND (kind != 'restored' OR $site IS NULL OR window_start = $site)
             QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
         s AS (SELECT case_id, avg(score) AS score FROM scores
               WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
               GROUP BY case_id)
-        SELECT c.prompt, c.kind, c.seed, c.image_path, s.score FROM c LEFT JOIN s USING (case_id)
-        ORDER BY prompt, list_position(['original', 'corrupted', 'restored'], kind), seed""",
+        SELECT c.prompt, c.kind, c.seed, c.image_path, s.score,
+               CASE WHEN c.kind = 'restored' THEN c.window_start END AS site
+        FROM c LEFT JOIN s USING (case_id)
+        ORDER BY prompt, list_position(['original', 'corrupted', 'restored'], kind), site, seed""",
                    params={"model": model, "scorer": scorer_id, "family": family, "concept": concept,
                            "component": component, "noise": noise, "site": site}).to_arrow_table()
 
@@ -302,6 +306,15 @@ def targets(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: st
                        f" AND {LOCOGEN_ROWS} GROUP BY target ORDER BY count(*) DESC, target",
                        [model, family, concept]).fetchall()
     return [target for (target,) in rows]
+
+
+def traced_components(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[tuple[str, float]]:
+    """(component, noise) pairs with causal-tracing images of one (model, concept), components in forward order."""
+    rows = con.execute(f"SELECT DISTINCT component, noise FROM cases WHERE model = ? AND family = ? AND concept = ? "
+                       f"AND {TRACE_ROWS} AND component IS NOT NULL AND noise IS NOT NULL ORDER BY 1, 2",
+                       [model, family, concept]).fetchall()
+    order = {name: i for i, name in enumerate(COMPONENTS)}
+    return sorted(rows, key=lambda row: (order.get(row[0], len(order)), row))
 
 
 def case_runs(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The dashboard in a real browser: `streamlit run` on a free loopback port, driven with selenium and headless
-chromium through the Layer map (heat map drawn, a cell clicked) into the Gallery (images drawn)."""
+chromium through the Layer map (heat map drawn, a cell clicked) into the Gallery (images drawn) and back with the
+browser's Back button, a shared link opened, and the pages laid out at 1280×800."""
 
 import os
 import socket
@@ -10,6 +11,10 @@ import urllib.request
 
 import pytest
 from dashboard_fixtures import REPO, real_root
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 pytestmark = [pytest.mark.browser,
@@ -64,47 +69,102 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_layer_map_heat_map_opens_the_gallery_with_images(server, browser, tmp_path):
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
-    from selenium.webdriver.support.ui import WebDriverWait
+def run_finished(driver) -> bool:
+    """Streamlit has finished the run: nothing stale on the page and the app not running."""
+    return not driver.find_elements(By.CSS_SELECTOR, "[data-stale='true']") and not driver.find_elements(
+        By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
 
+
+def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, tmp_path):
     wait = WebDriverWait(browser, 60)
     started = time.monotonic()
     browser.get(server)
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stDataFrame']")))
     print(f"Overview rendered in {time.monotonic() - started:.2f} s")
 
-    browser.get(f"{server}/layer_map")
+    browser.get(f"{server}/layer_map?m=2")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(lambda driver: "m=2" in driver.current_url and "concept=" in driver.current_url)
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
     # The tiny sweep's two seeds are too few units to measure noise: both rows are grey and say so.
     assert labels[:2] == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
     browser.save_screenshot(str(tmp_path / "layer_map.png"))
 
-    # Click the cell of color · blue (row 1 of 2) at layer 10 (column 10 of 16); offsets are from the plot centre.
+    # Click the cell of color · blue (row 1 of 2) at window 10-11 (column 10 of 16); offsets from the plot centre.
     area = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot .nsewdrag")
     width, height = area.size["width"], area.size["height"]
     ActionChains(browser).move_to_element_with_offset(
-        area, int((10.5 / 16 - 0.5) * width), int((1.5 / len(labels[:2]) - 0.5) * height)).click().perform()
+        area, int((10.5 / 16 - 0.5) * width), int((1.5 / 2 - 0.5) * height)).click().perform()
 
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Gallery"))
-    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "body"), "layer 10 ◀"))
-    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) >= 12)
-    images = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
-    wait.until(lambda driver: all(driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
-                                                        image) for image in images))
-    assert browser.execute_script("return arguments[0].naturalWidth", images[0]) == 32
+    wait.until(lambda driver: "/gallery?" in driver.current_url and "window=10" in driver.current_url)
+    assert "concept=blue" in browser.current_url and "m=2" in browser.current_url
+    focus = wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
+    assert focus.find_element(By.TAG_NAME, "th").text == "layers 10–11 ◀"
+    # Every window of m = 2 on one screen: 15 rows of windows plus original and target, two seeds each.
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stHtml'] table img")
+    assert len(thumbs) == (15 + 2) * 2
+    # Thumbnails of the 32-pixel images are enlarged three times with nearest-neighbour sampling.
+    wait.until(lambda driver: driver.execute_script("return arguments[0].complete", thumbs[0]))
+    assert browser.execute_script("return arguments[0].naturalWidth", thumbs[0]) == 96
+    # The focused row is scrolled into view.
+    wait.until(lambda driver: driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight", focus))
     browser.save_screenshot(str(tmp_path / "gallery.png"))
+
+    # Back: the Layer map at the same run, m and threshold (the clicked concept and window chosen under the map).
+    browser.back()
+    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Layer map"))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(run_finished)
+    assert "/layer_map?" in browser.current_url and "m=2" in browser.current_url
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    assert "window size m = 2" in titles[0] and "color · blue" in titles[1]
     print(f"screenshots in {tmp_path}")
+
+
+def test_a_shared_link_opens_that_view(server, browser, tmp_path):
+    wait = WebDriverWait(browser, 60)
+
+    browser.get(f"{server}/layer_map?view=locogen&model=tiny-sd1&m=2&family=color&concept=blue&threshold=0.7")
+
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(run_finished)
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    assert "window size m = 2" in titles[0] and "tiny-sd1" in titles[0] and "≥ 0.7" in titles[0]
+    assert "color · blue" in titles[1] and "m = 2" in titles[1]  # the one-concept plot
+    # The page icon is served by the dashboard itself, not fetched from a font CDN.
+    icon = browser.execute_script("return document.querySelector(\"link[rel~='icon']\").href")
+    assert icon.startswith(server), icon
+    with urllib.request.urlopen(icon, timeout=10) as response:
+        assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("page", ["", "layer_map", "gallery"])
+def test_pages_fit_1280_by_800_without_cut_labels(server, browser, tmp_path, page):
+    wait = WebDriverWait(browser, 60)
+    browser.set_window_size(1280, 800)
+
+    browser.get(f"{server}/{page}")
+
+    wait.until(seen.presence_of_element_located((By.TAG_NAME, "h1")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stDataFrame'], [data-testid='stHtml']"
+                                                 if page != "layer_map" else ".js-plotly-plot .heatmaplayer image")))
+    wait.until(run_finished)
+    time.sleep(1)  # let the data grids measure their columns
+    browser.save_screenshot(str(tmp_path / f"{page or 'overview'}-1280.png"))
+    cut_labels = browser.execute_script("""
+        return [...document.querySelectorAll("[data-testid='stWidgetLabel'] p, [data-testid='stMetricLabel'] p")]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);""")
+    assert cut_labels == []
+    cut_tables = browser.execute_script("""
+        return [...document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => [e.scrollWidth, e.clientWidth]);""")
+    assert cut_tables == []
 
 
 def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
-    from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 60)
     browser.get(f"{server}/layer_map")

@@ -2,6 +2,7 @@
 edits by all four methods, an empty root, a root with a corrupt Parquet file and a root from a newer LocoLab."""
 
 import json
+import re
 import sys
 
 import pytest
@@ -60,13 +61,26 @@ def heat_map_spec(app: AppTest) -> dict:
     return json.loads(app.get("plotly_chart")[0].proto.spec)
 
 
+def run_settings(app: AppTest) -> dict[str, str]:
+    """The run's settings, from the line above the map ('**run** id · **status** finished · ...')."""
+    line = next(m.value for m in app.markdown if m.value.startswith("**run**"))
+    return dict(re.findall(r"\*\*([^*]+)\*\* (.*?)(?= · \*\*|$)", line))
+
+
+def grid(app: AppTest) -> str:
+    """The Gallery's compact grid (one HTML table)."""
+    return app.get("html")[0].proto.body
+
+
 def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, root):
     app = open_app(monkeypatch, root)
 
     assert str(root) in app.markdown[0].value and "$LOCOLAB_ARTIFACTS" in app.markdown[0].value
     runs = app.dataframe[0].value.sort_values("method")
     assert list(runs["method"]) == ["attention-contribution", "locogen", "trace"]
-    assert list(runs["config"]) == ["dashboard-test"] * 3 and list(runs["status"]) == ["finished"] * 3
+    # Every run id starts with its config name ("dashboard-test"), so the config column is left out to fit 1280 px.
+    assert all(run_id.startswith("dashboard-test-") for run_id in runs["run_id"]) and "config" not in runs
+    assert list(runs["status"]) == ["finished"] * 3
     # Sweep: 2 families x 2 seeds x (original + target + all-layers + 16 windows of m=1 + 15 of m=2) = 136 cases.
     # Trace: 2 families x 2 seeds x (original + corrupted per traced component, 3 of them, + 16 + 16 + 2 sites).
     # Attention contribution: 2 families x 2 seeds x (original + target + one top-2 intervention).
@@ -127,7 +141,10 @@ def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypat
     assert spec["data"][2]["z"] == [[1] * 16, [1] * 16] and spec["data"][2]["colorscale"][0][1] == "#d9d9d9"
     reason = "not measurable: 2 prompt x seed units, at least 4 are needed to measure noise"
     assert all(reason in hover for hover in spec["data"][1]["customdata"])
-    verdicts = app.dataframe[1].value
+    (grey,) = [c.value for c in app.caption if c.value.startswith("Grey rows")]
+    assert grey.startswith(f"Grey rows, not measurable: style · van gogh ({reason[16:]}") and (
+        f"; color · blue ({reason[16:]}") in grey
+    verdicts = app.dataframe[0].value
     assert list(verdicts["concept"]) == ["van gogh", "blue"] and not verdicts["localizes"].any()
     assert all(v.startswith(f"{reason} (add seeds or prompts)") for v in verdicts["verdict"])
 
@@ -139,7 +156,8 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     hover = heat_map_spec(app)["data"][1]["customdata"]
     # Window 8-9 of tiny-sd1, run at 32 px (8x8 latents, halved three times): up block at 2x2, the side at the run's
     # size, not at the model's default 64 px (docs/method.md §1 order).
-    assert "layers 8–9: 8 (up, 2²) · 9 (up, 2²)" in hover[8]
+    assert ("layers 8–9:<br>· 8 (up, 2²) up_blocks.1.attentions.1.transformer_blocks.0.attn2<br>"
+            "· 9 (up, 2²) up_blocks.1.attentions.2.transformer_blocks.0.attn2<br>") in hover[8]
     assert len(hover) == 2 * 15
 
 
@@ -148,14 +166,14 @@ def test_layer_map_defaults_to_the_newest_finished_run_and_shows_its_settings(mo
 
     picker = app.selectbox(key="map_run_tiny-sd1")
     assert picker.value == PLANTED and len(picker.options) == 2
-    settings = dict(zip(app.dataframe[0].value["setting"], app.dataframe[0].value["value"]))
+    settings = run_settings(app)
     assert (settings["run"], settings["steps"], settings["size"], settings["scheduler"], settings["seeds"]) == (
         PLANTED, "2", "32×32", "PNDMScheduler", "0, 1, 2, 3")
     assert settings["normalized by"] == "target prompt"
 
     sweep = next(r["run_id"] for r in queries.run_list(Store(planted).connect()).to_pylist() if r["run_id"] != PLANTED)
     picker.set_value(sweep).run()
-    settings = dict(zip(app.dataframe[0].value["setting"], app.dataframe[0].value["value"]))
+    settings = run_settings(app)
     assert (settings["run"], settings["seeds"]) == (sweep, "0, 1")
 
 
@@ -172,7 +190,7 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
                   for r in localization(con, threshold, [PLANTED]).to_pylist() if r["window_size"] == size}
         assert marked == [[stored.get((concept, x), False) for x in range(16)] for concept in ("van gogh", "blue")]
         assert sum(map(sum, marked)) == (size == 2)  # only window 8-9 clears the threshold, at 0.5 and at 0.9
-        shown = app.dataframe[1].value
+        shown = app.dataframe[0].value
         minimal = {(w["family"], w["concept"]): w["window_size"]
                    for w in minimal_windows(con, threshold, [PLANTED]).to_pylist()}
         assert [None if m != m else int(m) for m in shown["m"]] == [
@@ -210,11 +228,11 @@ def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
     app.button(key="open_gallery").click().run()
 
     assert app.title[0].value == "Gallery"
-    assert app.selectbox(key="gal_concept").value == ("color", "blue")
-    # Windows 0-15 in pages of 4: window 9 is on page 3, marked.
-    assert "**layer 9 ◀**" in [m.value for m in app.markdown]
-    assert [m.value for m in app.markdown if m.value.startswith("**layer")] == [
-        "**layer 8**", "**layer 9 ◀**", "**layer 10**", "**layer 11**"]
+    assert app.selectbox(key="gal_concept").value == ("color", "blue") and app.selectbox(key="gal_focus").value == 9
+    # Every window on one screen, window 9 highlighted, and its images at full size below.
+    assert re.findall(r'<tr id="gallery-focus"[^>]*><th[^>]*>([^<]*)<', grid(app)) == ["layer 9 ◀"]
+    assert grid(app).count('data-row="') == 16
+    assert "**layer 9** at full size" in [m.value for m in app.markdown]
 
 
 def traced(root, component: str) -> dict:
@@ -294,8 +312,8 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
 
     locogen, tracing = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
     assert app.selectbox(key="map_size").value == 1
-    assert locogen["layout"]["title"]["text"].startswith("LocoGen · window size m = 1")
-    assert tracing["layout"]["title"]["text"].startswith("Causal tracing · cross-attention")
+    assert locogen["layout"]["title"]["text"].startswith("LocoGen normalized drop · window size m = 1")
+    assert tracing["layout"]["title"]["text"].startswith("Causal tracing recovery · cross-attention")
     # One label per row on both maps (their columns line up), saying what either method cannot speak to.
     assert locogen["layout"]["yaxis"]["ticktext"] == tracing["layout"]["yaxis"]["ticktext"] == [
         "style · van gogh (LocoGen: not measurable)", "color · blue (LocoGen: not measurable)"]
@@ -348,16 +366,31 @@ def test_layer_map_side_by_side_puts_contribution_under_locogen_on_the_same_axis
                                                     "top-2 drop"]
 
 
-def test_gallery_pages_windows_with_one_image_per_seed(monkeypatch, root):
+def test_gallery_shows_every_window_with_one_thumbnail_per_seed(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/gallery.py")
 
-    # Original and target rows plus 4 windows on the page, each with seeds 0 and 1.
-    assert len(app.image) == (2 + 4) * 2
-    assert app.image[0].captions[0].startswith("seed 0 · -") or app.image[0].captions[0].startswith("seed 0 · 0")
-    assert app.get("pagination")[0].proto.num_pages == 4
-    app.get("pagination")[0].set_value(4).run()
-    assert [m.value for m in app.markdown if m.value.startswith("**layer")] == [
-        "**layer 12**", "**layer 13**", "**layer 14**", "**layer 15**"]
+    # Original and target rows plus all 16 windows of m = 1, each with seeds 0 and 1, in one grid.
+    assert grid(app).count("<img") == (2 + 16) * 2
+    assert re.findall(r'data-row="(\d+)"', grid(app)) == [str(i) for i in range(16)]
+    assert re.findall(r'alt="(seed \d)', grid(app))[:4] == ["seed 0", "seed 1"] * 2
+    # The focused window (the first by default) at full size below.
+    assert [image.captions[0].split(" · ")[0] for image in app.image] == ["seed 0", "seed 1"]
+    app.selectbox(key="gal_size").set_value(2).run()
+    assert re.findall(r'data-row="(\d+)"', grid(app)) == [str(i) for i in range(15)]
+    assert app.query_params["m"] == "2"
+
+
+def test_gallery_shows_every_restored_site_of_a_trace(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/gallery.py")
+
+    app.radio(key="gal_images").set_value("Causal tracing").run()
+
+    assert app.selectbox(key="gal_trace").value == "cross-attention · noise 3"
+    rows = re.findall(r'<tr[^>]*><th[^>]*>([^<]*)</th>', grid(app))[1:]  # after the header
+    assert rows == ["original", "corrupted", "site 0 restored ◀", *(f"site {i} restored" for i in range(1, 16))]
+    expected = traced(root, "cross-attention")[("style", "van gogh")]
+    assert f"recovery {expected[0]:.3f}" in grid(app)
+    assert grid(app).count("<img") == 18 * 2 and app.query_params["images"] == "trace"
 
 
 def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
@@ -390,6 +423,20 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
                                           "specificity (the family's other concepts)", "target reference"]
     # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
     assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
+
+
+def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):
+    quickfix = next(path.name for path in (root / "edits").iterdir() if "-diffquickfix-" in path.name)
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    app.query_params["edit"] = quickfix
+
+    app.switch_page("views/edits.py").run()
+
+    assert app.selectbox(key="edit_choice").value == quickfix
+    loco = next(path.name for path in (root / "edits").iterdir() if "-loco-" in path.name)
+    app.selectbox(key="edit_choice").set_value(loco).run()
+    assert app.query_params["edit"] == loco
 
 
 def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch, root):
@@ -552,7 +599,7 @@ def test_a_foreign_parquet_file_with_wrong_column_types_is_named_and_skipped(mon
     app = open_app(monkeypatch, odd, "views/gallery.py")
 
     assert "part-foreign.parquet`: not a LocoLab scores table\\: score is text, not number" in app.warning[0].value
-    assert len(app.image) == (2 + 4) * 2
+    assert grid(app).count("<img") == (2 + 16) * 2 and len(app.image) == 2
 
 
 def test_unreadable_images_become_notes(monkeypatch, tmp_path, root):
@@ -562,9 +609,10 @@ def test_unreadable_images_become_notes(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, odd, "views/gallery.py")
 
-    assert not app.image
-    notes = [c.value for c in app.caption if c.value.startswith("seed ")]
-    assert len(notes) == (2 + 4) * 2 and all(n.endswith("(image missing or unreadable)") for n in notes)
+    assert not app.image and "<img" not in grid(app)
+    assert grid(app).count("image missing or unreadable") == (2 + 16) * 2
+    notes = [c.value for c in app.caption if c.value.startswith("seed ")]  # the focused window at full size
+    assert len(notes) == 2 and all(n.endswith("(image missing or unreadable)") for n in notes)
 
 
 def test_image_paths_that_leave_the_root_are_not_read(monkeypatch, tmp_path, root):
@@ -578,9 +626,10 @@ def test_image_paths_that_leave_the_root_are_not_read(monkeypatch, tmp_path, roo
     app = open_app(monkeypatch, odd, "views/gallery.py")
     app.selectbox(key="gal_concept").set_value(("style", "escape")).run()
 
-    assert not app.image
+    assert not app.image and "<img" not in grid(app)
+    assert grid(app).count("no image: path leaves the artifact root") == 2  # the original and the window
     assert [c.value for c in app.caption if "leaves" in c.value] == [
-        "seed 0 · –\n\n(no image: path leaves the artifact root)"] * 2
+        "seed 0 · –\n\n(no image: path leaves the artifact root)"]
 
 
 def test_each_evaluation_shows_its_settings_and_methods_compare_under_the_same_settings(monkeypatch, tmp_path, root):
@@ -679,7 +728,9 @@ def test_a_root_on_an_object_store_shows_the_same_pages_read_only(monkeypatch, r
     for app in (here, there):
         app.switch_page("views/gallery.py").run()
     assert not there.exception
-    assert len(there.image) == len(here.image) == 12
+    # The compact grid's thumbnails, read over the object store, are the local ones, and so are the full-size images.
+    assert grid(there).count("<img") == (2 + 16) * 2 and grid(there) == grid(here)
+    assert len(there.image) == len(here.image) == 2
     assert [i.captions[0] for i in there.image] == [i.captions[0] for i in here.image]
     # Each image is the same file: Streamlit names media by a digest of their bytes.
     assert [i.proto.imgs[0].url for i in there.image] == [i.proto.imgs[0].url for i in here.image]

@@ -43,7 +43,8 @@ def test_the_wheel_ships_the_data_a_run_needs(installed):
                    "compute/checkpoints/toyworld/unet/diffusion_pytorch_model.safetensors",
                    "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
                    "compute/configs/style-sd-1.4.yaml", "compute/prompts/style.yaml",
-                   "compute/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py"):
+                   "compute/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py",
+                   "dashboard/assets/favicon.png"):
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "bench/", "artifacts/")) for name in names)
 

@@ -6,7 +6,7 @@ import streamlit as st
 from contract import bounds
 from contract.names import EVAL_GROUPS, EVAL_METRICS
 from contract.names import METHODS as METHOD_ORDER
-from dashboard import common, data, downloads, edit_view, exports, queries
+from dashboard import common, data, downloads, edit_view, exports, queries, url_state
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()
@@ -38,8 +38,10 @@ st.caption("Metrics of each edit's newest evaluation; an edit evaluated with oth
 by_id = {record["edit_id"]: record for record in shown_edits}
 if st.session_state.get("edit_choice") not in by_id:
     st.session_state["edit_choice"] = shown_edits[0]["edit_id"]
+url_state.seed("edit_choice", url_state.incoming("edits").get("edit"), by_id)
 edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
                        format_func=lambda i: f"{by_id[i].get('concept')} · {by_id[i].get('method')} · {i}")
+url_state.publish("edits", {"edit": edit_id})
 record = by_id[edit_id]
 # The summary takes the page's width: beside the settings its cards' labels and deltas were cut at 1280 px.
 st.subheader("Summary")

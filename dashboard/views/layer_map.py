@@ -14,11 +14,12 @@ from compute.models.registry import MODELS
 from contract import bounds
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
-from dashboard import common, data, downloads, exports, queries
+from dashboard import common, data, downloads, exports, queries, url_state
 from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 
-GALLERY = "views/gallery.py"
+PAGE, GALLERY = "layer_map", "views/gallery.py"
 LOCOGEN, TRACING, CONTRIBUTION, BOTH = "LocoGen", "Causal tracing", "Attention contribution", "Side by side"
+VIEWS = {"locogen": LOCOGEN, "tracing": TRACING, "contribution": CONTRIBUTION, "both": BOTH}  # the URL's names
 LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − reference) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
                    "gone as fully as in the reference, 0 = no effect. The reference is the target prompt, or on models "
@@ -38,11 +39,19 @@ CHART = {"displaylogo": False}
 
 
 def open_gallery(model, scorer, family, concept, size, start=None) -> None:
-    """Hand the choice to the Gallery page (it reads ``gallery_request`` once) and go there."""
-    st.session_state["gallery_request"] = {"model": model, "scorer": scorer, "family": family, "concept": concept,
-                                           "size": size, "start": start}
+    """Go to the Gallery page at that window: the choice travels in the URL (a new history entry, so Back returns
+    here, to the view this page published last)."""
     st.session_state["map_clicks"] = st.session_state.get("map_clicks", 0) + 1
-    st.switch_page(GALLERY)
+    # Exactly the parameters the Gallery publishes for this view: else its first run would add a history entry.
+    st.switch_page(GALLERY, query_params=url_state.link({
+        "model": model, **url_state.concept_params((family, concept)), "scorer": scorer, "images": "windows",
+        "run": run_id, "level": level, "threshold": threshold, "m": size, "window": start}))
+
+
+def stop() -> None:
+    """Stop the page, with the view drawn so far in the URL."""
+    url_state.publish(PAGE, view)
+    st.stop()
 
 
 def on_cell_click(key: str) -> None:
@@ -81,8 +90,8 @@ def pick_noise(sites, component: str, column) -> float:
     return noises[0] if len(noises) == 1 else column.selectbox("Noise (× embedding std)", noises, key="trace_noise")
 
 
-def settings_panel(run: dict) -> None:
-    """The chosen run's settings: what every number on the page is about."""
+def settings_rows(run: dict) -> list[tuple[str, str]]:
+    """The chosen run's settings, (name, value) in display order: what every number on the page is about."""
     search = config_of(run).get("window_search")
 
     def listed(values):
@@ -90,13 +99,28 @@ def settings_panel(run: dict) -> None:
 
     sizes = listed(run["window_sizes"]) + (f" (search up to {search['max_size']})" if search else "")
     reference = run["reference"][0]
-    rows = [("run", run["run_id"]), ("status", run["status"]), ("created", str(run["created_at"] or "–")[:19]),
+    rows = [("run", run["run_id"]), ("status", run["status"]), ("created", common.when(run["created_at"])),
             ("steps", listed(run["steps"])), ("guidance", listed(run["guidance"])),
             ("size", f"{listed(run['width'])}×{listed(run['height'])}"), ("scheduler", listed(run["scheduler"])),
             ("scorer", listed(run["scorer_id"])), ("seeds", listed(run["seeds"])),
             ("prompts", run["prompts"]), ("window sizes", sizes),
             ("normalized by", "target prompt" if reference == TARGET else "all-layers swap")]
-    st.dataframe([{"setting": k, "value": str(v)} for k, v in rows], hide_index=True, width="stretch")
+    return [(name, str(value)) for name, value in rows]
+
+
+def settings_line(run: dict) -> None:
+    """The run's settings in one wrapped line above the map (a side panel cuts its labels on a narrow screen)."""
+    st.markdown(" · ".join(f"**{name}** {common.escape(value)}" for name, value in settings_rows(run)))
+
+
+def about(*, concept: tuple[str, str] | None = None, seeds=None) -> str:
+    """What a figure shows, for its title: model, run, concept, scorer and seeds."""
+    if seeds is None and run is not None:
+        seeds = run["seeds"]
+    parts = [model, f"run {run_id}" if run_id else None, row_label(*concept) if concept else None,
+             f"scorer {scorer}" if scorer else None,
+             f"seeds {', '.join(str(s) for s in seeds)}" if seeds else None]
+    return " · ".join(p for p in parts if p)
 
 
 def verdict_table(loc_run, threshold: float) -> list[dict]:
@@ -106,10 +130,15 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
         window = (window_label(c["window_start"], c["window_size"]) if c["window_start"] is not None else "–")
         rows.append({"family": c["family"], "concept": c["concept"], "localizes": c["localizes"],
                      "window": window if c["localizes"] else "none", "m": c["window_size"] if c["localizes"] else None,
-                     "drop": c["normalized_drop"], "drop low": c["drop_low"], "drop high": c["drop_high"],
-                     "gap": c["gap"], "gap low": c["gap_low"], "gap high": c["gap_high"], "units": c["n_units"],
+                     "drop [interval]": _interval(c["normalized_drop"], c["drop_low"], c["drop_high"]),
+                     "gap [interval]": _interval(c["gap"], c["gap_low"], c["gap_high"]), "units": c["n_units"],
                      "verdict": c["verdict"]})
     return rows
+
+
+def _interval(point, low, high) -> str:
+    """'0.750 [0.000, 1.000]' (the CSV below the table keeps the numbers as numbers)."""
+    return "–" if point is None else f"{point:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{point:.3f}"
 
 
 def locogen_view(model: str, mine, size: int, threshold: float) -> None:
@@ -119,16 +148,14 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     minimal = queries.minimal_windows(loc, scorer, threshold)
     layers, num_layers = locogen_columns(model, mine)
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
-    chart, panel = st.columns([4, 1])
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold)
-    chart.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
-                       selection_mode="points", config=CHART)
-    with chart:
-        downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
-                         "heat_map_download")
-    with panel:
-        settings_panel(run)
+    settings_line(run)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about())
+    st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
+                    selection_mode="points", config=CHART)
+    downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
+                     "heat_map_download")
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
+    unmeasurable_note(cells)
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     clicked = st.session_state.pop("map_clicked", None)
     if clicked and clicked[0] < len(rows):
@@ -136,7 +163,7 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     st.subheader(f"Minimal localizing windows ({level:.0%} interval of the drop ≥ {threshold:g})")
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
-    st.dataframe(verdicts, hide_index=True, width="stretch")
+    common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
     downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)")
     buffer = io.BytesIO()
     pcsv.write_csv(judge(mine, threshold), buffer)
@@ -144,16 +171,27 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
                        file_name=f"{run_id}-localization.csv", mime="text/csv", key="map_csv")
 
     st.subheader("One concept")
+    if wanted_concept in rows:
+        st.session_state["map_concept"] = wanted_concept
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
+    view.update(url_state.concept_params((family, concept)))
     concept_rows = only(mine, family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, scorer, family, concept)
-    figure = line_view(concept_rows, seeds, size, threshold, layers)
+    figure = line_view(concept_rows, seeds, size, threshold, layers, about(concept=(family, concept)))
     st.plotly_chart(figure, key="line_view", config=CHART)
     downloads.figure(figure, figure_title("LocoGen score per window", model, row_label(family, concept), m=size),
                      f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
     starts = sorted(only(concept_rows, window_size=size)["window_start"].to_pylist())
+    default = first_window(cells, minimal, (family, concept), size, starts)
+    # The selector follows the concept, m and threshold (its default is their minimal window), unless the URL names one.
+    if st.session_state.get("map_start_for") != (family, concept, size, default) or \
+            st.session_state.get("map_start") not in starts:
+        st.session_state.update(map_start=default, map_start_for=(family, concept, size, default))
+    url_state.seed("map_start", wanted.get("window"), starts)
     pick, go = st.columns([3, 1], vertical_alignment="bottom")
-    start = pick.selectbox("Window", starts, format_func=lambda s: window_label(s, size), key="map_start")
+    start = pick.selectbox("Window", starts, format_func=lambda s: window_label(s, size), key="map_start",
+                           help="Default: the concept's minimal localizing window at this m, else its largest drop.")
+    view["window"] = start
     if go.button("Open gallery", key="open_gallery"):
         open_gallery(model, scorer, family, concept, size, start)
 
@@ -166,6 +204,23 @@ def figure_title(what: str, model: str, concept: str | None = None, run: str | N
     return exports.title_text(what, model=model, run=run_id if locogen else run, concept=concept, scorer=scorer,
                               seeds=(shown or {}).get("seeds"), **more, threshold=f"{threshold:g}",
                               interval=f"{level:.0%}" if locogen else None)
+
+
+def first_window(cells, minimal, key: tuple[str, str], size: int, starts: list[int]) -> int | None:
+    """The window the one-concept selector starts on: the concept's minimal localizing window when it has this size,
+    else its window of largest drop at this size, else the first."""
+    found = [w["window_start"] for w in only(minimal, family=key[0], concept=key[1], window_size=size).to_pylist()]
+    strongest = top(cells, key, "normalized_drop")
+    start = found[0] if found else strongest["window_start"] if strongest else None
+    return start if start in starts else (starts[0] if starts else None)
+
+
+def unmeasurable_note(cells) -> None:
+    """Name the grey rows' concepts with the reason their data cannot speak."""
+    reasons = {(r["family"], r["concept"]): r["not_measurable"] for r in only(cells, measurable=False).to_pylist()}
+    if reasons:
+        st.caption("Grey rows, not measurable: " + "; ".join(
+            f"{common.escape(row_label(*key))} ({common.escape(reason)})" for key, reason in reasons.items()) + ".")
 
 
 def untraceable_note(cells) -> None:
@@ -182,7 +237,7 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
     cells = queries.trace_cells(trace, trace_run, scorer, component, noise, min_gap)
     layers, num_sites = trace_columns(model, component, cells)
-    figure = trace_map(cells, layers, num_sites, component, threshold)
+    figure = trace_map(cells, layers, num_sites, component, threshold, about=about())
     st.plotly_chart(figure, key="trace_map", config=CHART)
     downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=component, noise=noise),
                      f"{trace_run}-trace-{component}", "trace_map_download")
@@ -191,7 +246,10 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
     st.subheader("One concept")
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     pick, where = st.columns([3, 1])
+    if wanted_concept in rows:
+        st.session_state["trace_concept"] = wanted_concept
     family, concept = pick.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="trace_concept")
+    view.update(url_state.concept_params((family, concept)))
     strongest = top(cells, (family, concept), "recovery")
     site = where.selectbox("Restored site", range(num_sites), index=strongest["site"] if strongest else 0,
                            key=f"trace_site_{component}_{family}_{concept}", help="Default: the strongest site.")
@@ -225,12 +283,13 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     layers, num_layers = locogen_columns(model, mine)
     minimal = queries.minimal_windows(loc, scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about())
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
                      "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    figure = trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels)
+    figure = trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels,
+                       f"{model} · trace run {trace_run} · scorer {scorer}")
     st.plotly_chart(figure, key="both_trace", config=CHART)
     downloads.figure(figure, figure_title("Causal tracing map", model, run=trace_run, component=CROSS_ATTENTION,
                                           noise=noise), f"{trace_run}-trace", "both_trace_download")
@@ -238,13 +297,13 @@ def side_by_side(model: str, mine, size: int, noise: float, threshold: float) ->
     untraceable_note(traced)
     st.subheader(f"Cells marked ● (value ≥ {threshold:g}) and the strongest cell, per concept")
     marked_windows, marked_sites = f"LocoGen windows (m = {size}) marked", "tracing sites marked"
-    st.dataframe([{"concept": row_label(*key),
+    common.table([{"concept": row_label(*key),
                    marked_windows: count(cells, key, "normalized_drop", threshold),
                    marked_sites: count(traced, key, "recovery", threshold),
                    "LocoGen strongest window": shown(top(cells, key, "normalized_drop"), "window_start",
                                                      "normalized_drop"),
                    "tracing strongest site": shown(top(traced, key, "recovery"), "site", "recovery")} for key in rows],
-                 hide_index=True, width="stretch")
+                 "map_marked")
 
 
 def contribution_columns(model: str, cells) -> tuple[dict, int]:
@@ -278,7 +337,7 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     cells = queries.contribution_cells(contrib, model)
     layers, num_sites = contribution_columns(model, cells)
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
-    figure = contribution_map(cells, layers, num_sites, k, rows)
+    figure = contribution_map(cells, layers, num_sites, k, rows, about=model)
     st.plotly_chart(figure, key="contribution_map", config=CHART)
     downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
                      f"{model}-contribution", "contribution_map_download")
@@ -286,7 +345,7 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
     st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
                f"same run, scored by {scorer}; blank where the run has not intervened yet.")
-    st.dataframe(intervention_rows(model, k, threshold, rows), hide_index=True, width="stretch")
+    common.table(intervention_rows(model, k, threshold, rows), "map_interventions")
 
 
 def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -> None:
@@ -300,24 +359,24 @@ def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -
     minimal = queries.minimal_windows(loc, scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels)
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about())
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title("LocoGen heat map", model, m=size), f"{run_id}-heat-map-m{size}",
                      "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
-    figure = contribution_map(found, layers, num_layers, k, rows, labels)
+    figure = contribution_map(found, layers, num_layers, k, rows, labels, model)
     st.plotly_chart(figure, key="both_contribution", config=CHART)
     downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
                      f"{model}-contribution", "both_contribution_download")
     st.caption(CONTRIBUTION_CAPTION)
     interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}
     st.subheader("Per concept: LocoGen's strongest window and the dominant sites' intervention")
-    st.dataframe([{"concept": row_label(*key),
+    common.table([{"concept": row_label(*key),
                    "LocoGen strongest window": shown(top(cells, key, "normalized_drop"), "window_start",
                                                      "normalized_drop"),
                    f"top-{k} sites": interventions[row_label(*key)]["sites fed the target"],
                    f"top-{k} drop": interventions[row_label(*key)]["drop"]} for key in rows],
-                 hide_index=True, width="stretch")
+                 "map_beside_table")
 
 
 def count(cells, key: tuple[str, str], value: str, threshold: float) -> int:
@@ -365,7 +424,7 @@ def within_bounds(loc, trace, contrib):
 
 def run_label(runs: dict[str, dict], run_id: str) -> str:
     run = runs[run_id]
-    return f"{run['config_name'] or run_id} · {str(run['created_at'] or '')[:16]} · {run['status']} · {run_id}"
+    return f"{run['config_name'] or run_id} · {common.when(run['created_at'])} · {run['status']} · {run_id}"
 
 
 def pick_run(runs_table, method: str, column, key: str, label: str) -> str | None:
@@ -376,7 +435,9 @@ def pick_run(runs_table, method: str, column, key: str, label: str) -> str | Non
     default = queries.default_run(runs_table, model)
     options = common.bounded(list(runs), "runs")
     options = options if default in options else [default, *options[:-1]]
-    return column.selectbox(label, options, index=options.index(default), key=f"{key}_{model}",
+    url_state.default(f"{key}_{model}", default)
+    url_state.seed(f"{key}_{model}", wanted.get("run" if key == "map_run" else key), options)
+    return column.selectbox(label, options, key=f"{key}_{model}",
                             format_func=functools.partial(run_label, runs),
                             help=f"A map summarizes one {method} run (its settings on the right). Default: the "
                                  "newest run whose shards all finished.")
@@ -385,6 +446,9 @@ def pick_run(runs_table, method: str, column, key: str, label: str) -> str | Non
 snap = common.snapshot()
 common.require_results(snap)
 st.title("Layer map")
+wanted = url_state.incoming(PAGE)  # a shared link, Back or Forward: the view to restore
+wanted_concept = url_state.wanted_concept(wanted)
+view: dict = {}  # what this run shows, published to the URL once at the end (or where it stops)
 sweeps = data.query(snap, queries.run_list)
 traces = data.query(snap, queries.run_list, TRACE)
 trace = data.query(snap, queries.trace_table)
@@ -395,33 +459,46 @@ models = common.bounded(sorted(set(sweeps["model"].to_pylist()) | set(traces["mo
 if not models:
     st.info("The store has cases but no scored windows or traced sites yet: wait for the first work unit's scores.")
     st.stop()
-method = st.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH),
-                  index=0 if sweeps.num_rows else 1 if traces.num_rows else 2, horizontal=True,
-                  key="map_method", help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
+url_state.default("map_method", LOCOGEN if sweeps.num_rows else TRACING if traces.num_rows else CONTRIBUTION)
+if wanted.get("view") in VIEWS:
+    st.session_state["map_method"] = VIEWS[wanted["view"]]
+method = st.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH), horizontal=True, key="map_method",
+                  help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
                   "tracing: corrupt the subject's embedding, restore one site. Attention contribution: how much each "
                   "site's attention output owes to the concept's tokens. Side by side: LocoGen beside another.")
-left, middle, right, far = st.columns([3, 2, 2, 2])
+# One row of controls, so that the map starts above the fold of a 1280×800 screen.
+left, middle, right, far, farther = st.columns([3, 2, 2, 2, 2])
+url_state.seed("map_model", wanted.get("model"), models)
 model = left.selectbox("Model", models, key="map_model")
+view.update(view=next(name for name, shown in VIEWS.items() if shown == method), model=model)
 found = only(contrib, model=model)
 beside = TRACING
 if method == BOTH and found.num_rows:
     traced_model = model in traces["model"].to_pylist()
-    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), index=0 if traced_model else 1,
-                              key="map_beside")
+    url_state.default("map_beside", TRACING if traced_model else CONTRIBUTION)
+    if wanted.get("beside") in VIEWS:
+        url_state.seed("map_beside", VIEWS[wanted["beside"]], (TRACING, CONTRIBUTION))
+    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), key="map_beside")
+    view["beside"] = next(name for name, shown in VIEWS.items() if shown == beside)
 run_column, trace_column = st.columns(2)
 run_id = pick_run(sweeps, "LocoGen", run_column, "map_run", "Run") if method in (LOCOGEN, BOTH) else None
 trace_run = (pick_run(traces, "trace", trace_column, "trace_run", "Trace run")
              if method == TRACING or (method == BOTH and beside == TRACING) else None)
-threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, 0.5, 0.05, key="threshold",
+url_state.default("threshold", 0.5)
+url_state.seed_float("threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
+threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, step=0.05, key="threshold",
                        help="LocoGen: of the original→reference gap, judged on the drop's interval; tracing: of the "
                             "corrupted→original gap.")
-level = far.selectbox("Interval level", LEVELS, index=LEVELS.index(DEFAULT_LEVEL), key="map_level",
-                      format_func=lambda value: f"{value:.0%}", disabled=method == TRACING,
-                      help="Coverage of the drop's and the gap's bootstrap intervals (docs/statistics.md).")
-min_gap = far.number_input("Tracing: minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
-                           disabled=method in (LOCOGEN, CONTRIBUTION), help="Concepts whose corrupted score is not at "
-                           "least this below the original are left blank: the noise did not remove the attribute. -1 "
-                           "shows all.")
+url_state.default("map_level", DEFAULT_LEVEL)
+url_state.seed("map_level", wanted.get("level"), LEVELS)
+level = (farther.selectbox("Interval level", LEVELS, key="map_level", format_func=lambda value: f"{value:.0%}",
+                           help="Coverage of the drop's and the gap's bootstrap intervals (docs/statistics.md).")
+         if method != TRACING else st.session_state["map_level"])
+min_gap = (farther.number_input("Minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
+                                help="Causal tracing: concepts whose corrupted score is not at least this below the "
+                                "original are left blank: the noise did not remove the attribute. -1 shows all.")
+           if trace_run else MIN_CORRUPTION_GAP)
+view.update(run=run_id, trace_run=trace_run, threshold=threshold, level=level if method != TRACING else None)
 runs_by_id = {r["run_id"]: r for r in sweeps.to_pylist()}
 traces_by_id = {r["run_id"]: r for r in traces.to_pylist()}
 run = runs_by_id.get(run_id)
@@ -432,8 +509,14 @@ sites = only(trace, run_id=trace_run) if trace_run else None
 other = {TRACING: sites, CONTRIBUTION: only(top_k, model=model)}.get(beside if method == BOTH else method)
 scorers = sorted(set(loc["scorer_id"].to_pylist() if loc is not None else [])
                  | set(other["scorer_id"].to_pylist() if other is not None and method != LOCOGEN else []))
+# A picker left without options (a method with no data) keeps no value: choose again once there are scorers.
+if not url_state.seed("map_scorer", wanted.get("scorer"), scorers) and scorers \
+        and st.session_state.get("map_scorer") not in scorers:
+    st.session_state["map_scorer"] = scorers[0]
 scorer = middle.selectbox("Scorer", scorers, key="map_scorer",
-                          help="Attention contribution's map needs no scorer; its top-k interventions are scored.")
+                          help="Attention contribution's map needs no scorer; its top-k interventions are scored."
+                          ) if scorers else None
+view["scorer"] = scorer
 mine = only(loc, scorer_id=scorer) if loc is not None else None
 sites = only(sites, scorer_id=scorer) if sites is not None else None
 # Widget state dies with the page; Run an edit pre-fills its form from these.
@@ -444,25 +527,32 @@ if not all(table is not None and table.num_rows for table in needs):
     no_sweep = method in (LOCOGEN, BOTH) and (mine is None or not mine.num_rows)
     if not no_sweep and (method == CONTRIBUTION or beside == CONTRIBUTION and method == BOTH):
         st.info(f"{model} has no attention contribution: run `python -m compute contribution CONFIG`.")
-        st.stop()
+        stop()
     missing = ("LocoGen sweep" if no_sweep else
                "causal tracing" + (" of cross-attention" if sites is not None and sites.num_rows else ""))
     st.info(f"{common.escape(model)} has no {missing}{f' scored by {common.escape(scorer)}' if scorer else ''}: run "
             f"`python -m compute {'sweep' if no_sweep else 'trace'} CONFIG`.")
-    st.stop()
+    stop()
 if method == CONTRIBUTION:
     contribution_view(model, pick_k(model, right), threshold)
 elif method == TRACING:
     traced = sorted(set(sites["component"].to_pylist()), key=lambda c: (COMPONENTS + (c,)).index(c))
+    url_state.seed("trace_component", wanted.get("component"), traced)
     component = right.selectbox("Component", traced, key="trace_component")
+    view["component"] = component
     trace_view(model, component, pick_noise(sites, component, right), threshold)
 else:
     sizes = sorted(set(mine["window_size"].to_pylist()))
-    size = right.selectbox("Window size m", sizes, index=sizes.index(1) if method == BOTH and 1 in sizes else 0,
-                           key="map_size")
+    if st.session_state.get("map_size") not in sizes or st.session_state.get("map_size_for") != method:
+        # Side by side compares single layers with single sites: m = 1 when there is one.
+        st.session_state.update(map_size=1 if method == BOTH and 1 in sizes else sizes[0], map_size_for=method)
+    url_state.seed("map_size", wanted.get("m"), sizes)
+    size = right.selectbox("Window size m", sizes, key="map_size")
+    view["m"] = size
     if method == LOCOGEN:
         locogen_view(model, mine, size, threshold)
     elif beside == CONTRIBUTION:
         beside_contribution(model, mine, size, pick_k(model, right), threshold)
     else:
         side_by_side(model, mine, size, pick_noise(sites, CROSS_ATTENTION, right), threshold)
+url_state.publish(PAGE, view)
