@@ -1,5 +1,7 @@
 """How one stored edit is shown (Edits and Run-an-edit pages): its settings, summary and before/after pairs."""
 
+import re
+
 import streamlit as st
 
 from contract import bounds
@@ -13,10 +15,25 @@ SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers
 
 
 def edited(record: dict) -> str:
-    """What an edit changed: its UNet layers, else the modules it names (DiffQuickFix: a text-encoder layer)."""
+    """What an edit changed: its layers as runs ("layers 0–15", "layers 8–9, 12"), else the modules it names
+    (DiffQuickFix: a text-encoder layer)."""
     if record.get("layers") is not None:
-        return str(record["layers"])
-    return ", ".join(record.get("modules") or []) or "–"
+        runs: list[list[int]] = []
+        for layer in sorted(record["layers"]):
+            if runs and layer == runs[-1][-1] + 1:
+                runs[-1].append(layer)
+            else:
+                runs.append([layer])
+        spans = [str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs]
+        return f"layer{'s' if len(record['layers']) > 1 else ''} {', '.join(spans)}"
+    return ", ".join(_short_module(name) for name in record.get("modules") or []) or "–"
+
+
+def _short_module(name: str) -> str:
+    """'text_encoder.encoder.layers.0.self_attn.out_proj' -> 'text_encoder layer 0 out_proj' (the settings table
+    keeps the full path)."""
+    found = re.match(r"(\w+)\..*?(?:layers|block)\.(\d+)\..*?(\w+)$", name)
+    return f"{found[1]} layer {found[2]} {found[3]}" if found else name
 
 
 def settings(record: dict) -> None:

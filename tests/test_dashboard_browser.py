@@ -140,7 +140,7 @@ def test_a_shared_link_opens_that_view(server, browser, tmp_path):
         assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("page", ["", "layer_map", "gallery"])
+@pytest.mark.parametrize("page", ["", "layer_map", "gallery", "edits"])
 def test_pages_fit_1280_by_800_without_cut_labels(server, browser, tmp_path, page):
     wait = WebDriverWait(browser, 60)
     browser.set_window_size(1280, 800)

@@ -87,8 +87,7 @@ def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, r
     assert list(runs["cases"]) == [2 * 2 * 3, 136, 2 * 2 * (3 * 2 + 34)] and list(runs["concepts"]) == [2, 2, 2]
     edits = app.dataframe[1].value
     assert sorted(edits["method"]) == ["all-layers", "diffquickfix", "loco", "neuron"]
-    assert list(edits["edited"][edits["method"] == "diffquickfix"]) == [
-        "text_encoder.encoder.layers.0.self_attn.out_proj"]
+    assert list(edits["edited"][edits["method"] == "diffquickfix"]) == ["text_encoder layer 0 out_proj"]
 
 
 def test_an_empty_root_explains_how_to_produce_results(monkeypatch, tmp_path):

@@ -217,3 +217,14 @@ def test_overview_shows_one_timestamp_format_and_every_row(monkeypatch, planted)
     app = open_app(monkeypatch, planted / "more")
     assert len(app.dataframe[0].value) == common.TABLE_PAGE and app.get("pagination")[0].proto.num_pages == 2
     assert set(app.dataframe[0].value["created_at"]) == {"2026-01-01 00:00 UTC"}
+
+
+def test_an_edit_names_its_layers_as_runs():
+    from dashboard.edit_view import edited
+
+    assert [edited({"layers": layers}) for layers in ([8, 9], [12], list(range(16)), [7, 1, 2, 5, 8])] == \
+        ["layers 8–9", "layer 12", "layers 0–15", "layers 1–2, 5, 7–8"]
+    assert edited({"layers": None, "modules": ["text_encoder.encoder.layers.0.self_attn.out_proj"]}) == \
+        "text_encoder layer 0 out_proj"
+    assert edited({"modules": ["text_encoder.encoder.block.0.layer.0.SelfAttention.o", "unet.x"]}) == \
+        "text_encoder layer 0 o, unet.x"

@@ -18,23 +18,45 @@ if not snap.edits:
     st.stop()
 
 
+# Short column labels keep the table within 1280 px; each column's help gives the metric's full definition.
+SHORT_METRICS = {"efficacy_score_drop": "eff. drop", "efficacy_prompt_rate": "eff. prompts",
+                 "efficacy_image_rate": "eff. images", "generalization_score_drop": "gen. drop",
+                 "generalization_prompt_rate": "gen. prompts", "generalization_image_rate": "gen. images",
+                 "specificity": "unrel. kept", "other_concepts_retained": "others kept", "new_fact_gain": "new fact"}
+
+
 def summary_row(record: dict) -> dict:
     result = record["eval"] or {}
-    return {"edit": record["edit_id"], "model": record.get("model"), "family": record.get("family"),
-            "concept": record.get("concept"), "target": record.get("target"), "method": record.get("method"),
-            "edited": edit_view.edited(record), "λ / top-k": record.get("lambda", record.get("topk")),
-            "evaluations": len(record["evals"]), **{name: result.get(name) for name in EVAL_METRICS},
-            "evaluation": result.get("eval_id"), "created_at": record.get("created_at")}
+    return {"edit": record["edit_id"], "model": record.get("model"),
+            "concept": f"{record.get('family')} / {record.get('concept')}", "target": record.get("target"),
+            "method": record.get("method"), "edited": edit_view.edited(record),
+            "λ / top-k": record.get("lambda", record.get("topk")), "evals": len(record["evals"]),
+            **{name: result.get(name) for name in EVAL_METRICS}, "evaluation": result.get("eval_id"),
+            "created": common.when(record.get("created_at"))}
+
+
+# On screen each table shows what fits 1280 px; its CSV download has every column (every metric, ids, dates).
+SHOWN_METRICS = ("efficacy_score_drop", "generalization_score_drop", "specificity", "other_concepts_retained")
+
+
+def metric_columns() -> dict:
+    """Column settings of the edit tables: metrics under short labels with two decimals, the full name as help."""
+    columns = {name: st.column_config.NumberColumn(SHORT_METRICS.get(name, name), help=EVAL_METRICS[name],
+                                                   format="%.2f", width="small") for name in EVAL_METRICS}
+    return {**columns, "evals": st.column_config.NumberColumn("evals", help="evaluations stored (one per settings)",
+                                                              width="small")}
 
 
 shown_edits = snap.edits[:bounds.MAX_OPTIONS]
 if len(snap.edits) > len(shown_edits):
     st.caption(f"Showing the newest {len(shown_edits)} of {len(snap.edits)} edits.")
 summaries = [summary_row(record) for record in shown_edits]
-st.dataframe(summaries, hide_index=True, width="stretch")
+st.dataframe(summaries, hide_index=True, width="stretch", column_config=metric_columns(),
+             column_order=("edit", "concept", "method", "edited", "λ / top-k", *SHOWN_METRICS, "evals"))
 downloads.table(summaries, "edits-summary", "edits_csv")
-st.caption("Metrics of each edit's newest evaluation; an edit evaluated with other settings has one evaluation per "
-           "set of settings (choose it below).")
+st.caption("Metrics of each edit's newest evaluation (hover a column for its definition; the CSV has every metric, "
+           "the targets and the evaluation ids); an edit evaluated with other settings has one evaluation per set of "
+           "settings (choose it below).")
 by_id = {record["edit_id"]: record for record in shown_edits}
 if st.session_state.get("edit_choice") not in by_id:
     st.session_state["edit_choice"] = shown_edits[0]["edit_id"]
@@ -82,7 +104,8 @@ else:
         st.warning("These edits differ in " + ", ".join(differ) + ": their metrics compare the methods together "
                    "with those settings, not the methods alone. Make the edits with the same settings to compare "
                    "methods.")
-    st.dataframe(compared, hide_index=True, width="stretch")
+    st.dataframe(compared, hide_index=True, width="stretch", column_config=metric_columns(),
+                 column_order=("method", *settings_rows[0], *SHOWN_METRICS))
     downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
