@@ -1,6 +1,5 @@
 """How one stored edit is shown (Edits and Run-an-edit pages): its settings, summary and before/after pairs."""
 
-import re
 
 import streamlit as st
 
@@ -31,9 +30,11 @@ def edited(record: dict) -> str:
 
 def _short_module(name: str) -> str:
     """'text_encoder.encoder.layers.0.self_attn.out_proj' -> 'text_encoder layer 0 out_proj' (the settings table
-    keeps the full path)."""
-    found = re.match(r"(\w+)\..*?(?:layers|block)\.(\d+)\..*?(\w+)$", name)
-    return f"{found[1]} layer {found[2]} {found[3]}" if found else name
+    keeps the full path); a name without a numbered layer or block stays as it is."""
+    parts = name.split(".")
+    numbered = next((i for i, part in enumerate(parts[:-1])
+                     if part in ("layers", "block") and parts[i + 1].isdigit()), None)
+    return name if numbered is None else f"{parts[0]} layer {parts[numbered + 1]} {parts[-1]}"
 
 
 def settings(record: dict) -> None:
