@@ -78,14 +78,22 @@ class Dominance:
     pending: dict[tuple[str, str], tuple[int, int]]
 
 
+def localization_cases(units: list[Unit]) -> list[str]:
+    """The case ids of stage 1 (``plan_localization``): shared by every run of the same prompts and settings, so a
+    rerun with other top-k reads the contributions and references an earlier run stored."""
+    return [case.case_id for unit in units for case in unit.cases]
+
+
 def dominance(root: str, config: SweepConfig, units: list[Unit]) -> Dominance:
-    """Rank each concept's sites by its mean contribution in run ``config.run_id``, for concepts whose every
-    localization image (``units``: all of stage 1, every shard's) has its contributions stored."""
+    """Rank each concept's sites by its mean contribution in run ``config.run_id`` (or an earlier run of the same
+    localization cases), for concepts whose every localization image (``units``: all of stage 1, every shard's) has
+    its contributions stored."""
     expected: dict[tuple[str, str], int] = {}
     for unit in units:
         key = (unit.family, unit.concept)
         expected[key] = expected.get(key, 0) + sum(case.kind == "original" for case in unit.cases)
-    rows = summaries.contribution_map(store.Store(root).connect(), run_ids=[config.run_id]).to_pylist()
+    rows = summaries.contribution_map(store.Store(root).connect(), run_ids=[config.run_id],
+                                      case_ids=localization_cases(units)).to_pylist()
     found: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         if row["model"] == config.model:

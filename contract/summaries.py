@@ -598,10 +598,15 @@ def config_of(settings_row: dict) -> dict:
         return {}
 
 
-def _run_filter(sql: str, run_ids: list[str] | None) -> tuple[str, dict]:
-    """``sql`` restricted to ``run_ids`` (all runs when None), for the attention-contribution summaries."""
-    params = {} if run_ids is None else {"run_ids": list(run_ids)}
-    return sql.format(run_filter="true" if run_ids is None else "list_contains($run_ids, run_id)"), params
+def _run_filter(sql: str, run_ids: list[str] | None, case_ids: list[str] | None = None) -> tuple[str, dict]:
+    """``sql`` restricted to the rows of ``run_ids`` (all runs when None), for the attention-contribution summaries,
+    plus the rows of ``case_ids`` whichever run wrote them: a study's localization cases are shared by every run of
+    the same prompts and settings (a rerun with other top-k finds them done), so its run alone may not hold them."""
+    if run_ids is None:
+        return sql.format(run_filter="true"), {}
+    shared = " OR list_contains($case_ids, case_id)" if case_ids else ""
+    params = {"run_ids": list(run_ids), **({"case_ids": list(case_ids)} if case_ids else {})}
+    return sql.format(run_filter=f"(list_contains($run_ids, run_id){shared})"), params
 
 
 # Attention contribution: per site, the mean over the concept's images (prompts x seeds) of the site's contribution,
@@ -622,7 +627,8 @@ FROM sites ORDER BY model, family, concept, site
 """
 
 
-def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
+def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None,
+                     case_ids: list[str] | None = None) -> pa.Table:
     """Attention contribution's analogue of ``trace_effects``: per (model, family, concept, site): the mean
     contribution over the concept's localization images, its spread, image and seed counts, its share of the
     concept's total and its rank (1 = the dominant site).
@@ -630,8 +636,9 @@ def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
     Args:
         con: a connection from ``Store.connect()``.
         run_ids: restrict to these runs; all runs when None.
+        case_ids: with ``run_ids``, also these localization cases, whichever run wrote them (``_run_filter``).
     """
-    sql, params = _run_filter(_CONTRIBUTION_SQL, run_ids)
+    sql, params = _run_filter(_CONTRIBUTION_SQL, run_ids, case_ids)
     return con.sql(sql, params=params).to_arrow_table()
 
 
@@ -661,12 +668,13 @@ ORDER BY model, family, concept, scorer_id, k
 
 
 def top_k_interventions(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
-                        run_ids: list[str] | None = None) -> pa.Table:
+                        run_ids: list[str] | None = None, case_ids: list[str] | None = None) -> pa.Table:
     """Per (model, family, concept, scorer_id, k): the k dominant sites fed the target (``blocks``), the mean score
     of those images, the original and target references of the same run, the normalized drop
     (original − top-k) / (original − target) and whether it removes at least ``threshold`` of the gap.
 
-    Args: as ``localization``.
+    Args: as ``localization``; ``case_ids``: with ``run_ids``, also these localization cases (their references),
+    whichever run wrote them (``_run_filter``).
     """
-    sql, params = _run_filter(_TOP_K_SQL, run_ids)
+    sql, params = _run_filter(_TOP_K_SQL, run_ids, case_ids)
     return con.sql(sql, params={"threshold": threshold, **params}).to_arrow_table()

@@ -155,6 +155,26 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     assert "k=3  sites" in out
     assert main(run) == 0
     assert "0 units run, 2 already done; 0 images generated" in capsys.readouterr().out
+    # Another top-k over the same prompts and settings is a new run whose localization an earlier run stored: it
+    # intervenes at once, against those references (it used to wait for its own localization for ever).
+    assert main([*run, "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "rerun to intervene" not in out and "k=2  sites" in out
+    rerun = next(line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("run "))
+    con = store.Store(root).connect()  # a connection reads the parts present when it was made
+    (mine,) = summaries.top_k_interventions(con, run_ids=[rerun]).to_pylist()  # its own rows: the top-2 images
+    assert (mine["k"], mine["blocks"], mine["n_images"], mine["original_score"]) == (2, sorted(ranked[:2]), 4, None)
+    from compute.contribution_study import localization_cases, plan_localization
+    from compute.models.loading import resolve
+    from compute.sweep_config import load_config, with_contribution
+
+    study = with_contribution(load_config(config), (2,))
+    settings = Settings.defaults(resolve(study.model), study.steps, study.guidance, study.resolution)
+    shared = localization_cases(plan_localization(study, settings))
+    (mine,) = summaries.top_k_interventions(con, run_ids=[rerun], case_ids=shared).to_pylist()
+    first = {r["k"]: r for r in interventions}
+    assert (mine["original_score"], mine["target_score"]) == (first[1]["original_score"], first[1]["target_score"])
+    assert mine["normalized_drop"] is not None
 
 
 def test_the_notebook_function_averages_the_recorded_contributions(load):

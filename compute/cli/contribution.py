@@ -38,7 +38,7 @@ def contribution_config(args):
 
 
 def run(args) -> None:
-    from compute.contribution_study import plan_localization
+    from compute.contribution_study import localization_cases, plan_localization
 
     config = contribution_config(args)
     shard, num_shards, device = run_options(args)
@@ -67,14 +67,16 @@ def run(args) -> None:
     for (family, concept), (done, total) in result.dominance.pending.items():
         print(f"  {family} / {concept}: {done} of {total} localization images done (other shards?): rerun to "
               "intervene")
-    print_dominant(root, config.run_id, model.layers, result.swap_pooled)
+    print_dominant(root, config.run_id, localization_cases(units), model.layers, result.swap_pooled)
 
 
-def print_dominant(root: str, run_id: str, layers, swap_pooled: bool, threshold: float = 0.5) -> None:
-    """Per concept: its most contributing sites, and each top-k intervention's normalized drop."""
+def print_dominant(root: str, run_id: str, case_ids: list[str], layers, swap_pooled: bool,
+                   threshold: float = 0.5) -> None:
+    """Per concept: its most contributing sites, and each top-k intervention's normalized drop (``case_ids``: the
+    run's localization cases, which an earlier run of the same settings may have stored)."""
     con = store.Store(root).connect()
-    sites = summaries.contribution_map(con, run_ids=[run_id]).to_pylist()
-    interventions = summaries.top_k_interventions(con, threshold, run_ids=[run_id]).to_pylist()
+    sites = summaries.contribution_map(con, run_ids=[run_id], case_ids=case_ids).to_pylist()
+    interventions = summaries.top_k_interventions(con, threshold, run_ids=[run_id], case_ids=case_ids).to_pylist()
     print(f"dominant sites (share of the concept's attention contribution over {len(layers)} sites), and the top-k "
           f"interventions (normalized drop (original - top-k) / (original - target); pooled embedding "
           f"{'swapped' if swap_pooled else 'kept'}):")
