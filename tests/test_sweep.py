@@ -178,7 +178,8 @@ def test_launcher_processes_split_the_plan(reference, tmp_path):
                               env={**os.environ, "HF_HUB_OFFLINE": "1", "WORLD_SIZE": "2", "RANK": str(rank),
                                    "LOCAL_RANK": str(rank)})
              for rank in (0, 1)]
-    assert [proc.wait(timeout=300) for proc in procs] == [0, 0]
+    errors = [proc.communicate(timeout=300)[1].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
     for name in ("cases", "scores"):
         assert table(root, name) == table(expected, name)
     assert sorted((r["shard"], r["num_shards"]) for r in table(root, "runs")) == [(0, 2), (1, 2)]
