@@ -33,7 +33,7 @@ from PIL import Image
 
 from contract.errors import UserError
 from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR, TRACE
-from contract.store import Store, file_problem, remove_stale_temps, stale_temps
+from contract.store import Store, file_problem, is_url, remove_stale_temps, stale_temps
 
 DAMAGED_DIR = "damaged"
 _EVAL_PART = re.compile(r"^part-(?P<edit>.+)-(?P<eval>[0-9a-f]{10})\.parquet$")
@@ -122,7 +122,7 @@ def find_damage(root: str | os.PathLike) -> Report:
         UserError: the root is not a local folder, or holds files of a newer schema version.
     """
     root = os.fspath(root)
-    if "://" in root:
+    if is_url(root):
         raise UserError(f"verify works on local roots, not {root}: sync it to a folder, verify, and sync back")
     if not Path(root).is_dir():
         raise UserError(f"artifact root {root} is not a folder: check --artifacts")

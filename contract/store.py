@@ -109,8 +109,9 @@ def _fsspec(url: str):
         raise UserError(f"artifact root {url} needs the {package} package: pip install {package}") from error
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an object store (an fsspec URL such as ``s3://bucket/team``), not a local path."""
+    return "://" in str(path)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -126,7 +127,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     path = os.fspath(path)
     directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
     tmp = f"{directory}/{TMP_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex}-{name}"
-    if _is_url(path):
+    if is_url(path):
         fs, fs_tmp = _fsspec(tmp)
         fs_path = fs._strip_protocol(path)
         try:
@@ -166,7 +167,7 @@ def check_writable_folder(path: str | os.PathLike, what: str) -> None:
         UserError: naming ``what`` (e.g. ``--out``), the problem and the fix.
     """
     path = os.fspath(path)
-    if _is_url(path):
+    if is_url(path):
         return
     if not path.strip():
         raise UserError(f"{what}: empty path; name a folder")
@@ -186,7 +187,7 @@ def check_writable_folder(path: str | os.PathLike, what: str) -> None:
 
 def exists(path: str) -> bool:
     """Whether a file exists at a local path or fsspec URL."""
-    if _is_url(path):
+    if is_url(path):
         fs, fs_path = _fsspec(path)
         return fs.exists(fs_path)
     return os.path.exists(path)
@@ -194,7 +195,7 @@ def exists(path: str) -> bool:
 
 def list_names(directory: str) -> set[str]:
     """The names of the files directly in a local folder or fsspec URL (empty when it does not exist)."""
-    if _is_url(directory):
+    if is_url(directory):
         fs, fs_path = _fsspec(directory)
         try:
             return {entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False)}
@@ -208,7 +209,7 @@ def list_names(directory: str) -> set[str]:
 
 def read_bytes(path: str) -> bytes:
     """The contents of a file at a local path or fsspec URL."""
-    if _is_url(path):
+    if is_url(path):
         fs, fs_path = _fsspec(path)
         return fs.cat_file(fs_path)
     with open(path, "rb") as file:
@@ -375,7 +376,7 @@ class Store:
         self.root = resolve_root(root)
         self.skipped: list[tuple[str, str]] = []
         self.newest_version: int | None = None
-        self._fs = _fsspec(self.root)[0] if _is_url(self.root) else None
+        self._fs = _fsspec(self.root)[0] if is_url(self.root) else None
 
     def path(self, relpath: str) -> str:
         """The full path or URL of a root-relative path such as ``cases.image_path``."""

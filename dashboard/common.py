@@ -7,8 +7,9 @@ import pyarrow as pa
 import streamlit as st
 
 from contract import bounds
+from contract.store import is_url
 from dashboard import data, queries
-from dashboard.files import OutsideRoot, is_url
+from dashboard.files import OutsideRoot
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 MAX_NAMED = 20  # skipped files named in the warning

@@ -13,7 +13,7 @@ import duckdb
 import streamlit as st
 
 from contract.errors import UserError
-from contract.store import Store
+from contract.store import Store, is_url
 from dashboard import edits, files, queries
 
 
@@ -70,7 +70,7 @@ def _remote_fingerprint(root: str) -> str:
 def snapshot(root: str) -> Snapshot:
     """The root's current snapshot (opened once per state of its files; an object store's state is listed at most
     every ``REMOTE_LISTING_S`` seconds)."""
-    return _open(root, _remote_fingerprint(root) if files.is_url(root) else fingerprint(root))
+    return _open(root, _remote_fingerprint(root) if is_url(root) else fingerprint(root))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -97,6 +97,6 @@ def image_bytes(snap: Snapshot, relpath: str) -> bytes:
     Raises:
         OSError: missing, unreadable, or the path leaves the root.
     """
-    if not files.is_url(snap.root):
+    if not is_url(snap.root):
         return files.RootFiles(snap.root).read(relpath)
     return _image(snap.root, snap.fingerprint, relpath)

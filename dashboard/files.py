@@ -9,18 +9,13 @@ import os
 from pathlib import Path, PurePosixPath
 
 from contract.errors import UserError
-from contract.store import TMP_PREFIX
+from contract.store import TMP_PREFIX, is_url
 
 PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 
 
 class OutsideRoot(OSError):
     """A path that would leave the artifact root; nothing is read."""
-
-
-def is_url(root: str) -> bool:
-    """Whether ``root`` names an object store (an fsspec URL) rather than a local folder."""
-    return "://" in str(root)
 
 
 def url_problem(root: str) -> str | None:

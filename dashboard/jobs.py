@@ -30,8 +30,7 @@ from pathlib import Path
 
 from contract.errors import UserError
 from contract.names import JOB_STATUS, JOBS_DIR
-from contract.store import atomic_write, process_alive
-from dashboard.files import is_url
+from contract.store import atomic_write, is_url, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json", "cancelled"

@@ -11,10 +11,11 @@ import streamlit as st
 
 from contract import bounds
 from contract.names import TRACE
+from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
 from dashboard import common, data, downloads, queries, url_state
 from dashboard.figures import row_label, window_label
-from dashboard.files import OutsideRoot, RootFiles, is_url
+from dashboard.files import OutsideRoot, RootFiles
 from dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
 
 PAGE = "gallery"

@@ -34,7 +34,9 @@ TRACE_CAPTION = ("**Causal tracing** colour: recovery (restored − corrupted) /
 CONTRIBUTION_CAPTION = ("**Attention contribution** colour: the site's mean contribution of the concept's tokens "
                         "(the norm of their share of the attention output through its output projection, averaged "
                         "over image tokens, steps, prompts and seeds), relative to the concept's dominant site. ● "
-                        "marks the k dominant sites, which the top-k intervention feeds the target prompt.")
+                        "marks the k dominant sites, which the top-k intervention feeds the target prompt. It pools "
+                        "every attention-contribution run of the model in the root (no run picker yet).")
+CONTRIBUTION_RUNS = "every attention-contribution run, pooled"  # what the exported contribution figures are over
 CHART = {"displaylogo": False}
 
 
@@ -339,7 +341,7 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     figure = contribution_map(cells, layers, num_sites, k, rows, about=model)
     st.plotly_chart(figure, key="contribution_map", config=CHART)
-    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=CONTRIBUTION_RUNS, k=k),
                      f"{model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
@@ -366,7 +368,7 @@ def beside_contribution(model: str, mine, size: int, k: int, threshold: float) -
     st.caption(LOCOGEN_CAPTION)
     figure = contribution_map(found, layers, num_layers, k, rows, labels, model)
     st.plotly_chart(figure, key="both_contribution", config=CHART)
-    downloads.figure(figure, figure_title("Attention contribution map", model, run=None, k=k),
+    downloads.figure(figure, figure_title("Attention contribution map", model, run=CONTRIBUTION_RUNS, k=k),
                      f"{model}-contribution", "both_contribution_download")
     st.caption(CONTRIBUTION_CAPTION)
     interventions = {row["concept"]: row for row in intervention_rows(model, k, threshold, rows)}

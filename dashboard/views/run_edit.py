@@ -8,6 +8,7 @@ from compute.models.registry import MODELS
 from contract import bounds
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL
 from dashboard import common, data, downloads, edit_view, jobs, queries
 from dashboard.edit_request import (
@@ -19,7 +20,6 @@ from dashboard.edit_request import (
     suggested_keys,
 )
 from dashboard.figures import row_label
-from dashboard.files import is_url
 from dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
