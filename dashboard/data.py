@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import duckdb
 import streamlit as st
 
+from contract import queries
 from contract.errors import UserError
 from contract.store import Store, is_url
-from dashboard import edits, files, queries
+from dashboard import edits, files
 
 
 @dataclass

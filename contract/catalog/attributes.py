@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import FAMILIES
 
@@ -87,8 +88,6 @@ class AttributeFamily:
 
 def prompt_set_for(model: str, prompt_set: str | None = None) -> str:
     """``prompt_set``, else the registered model's prompt set, else the paper's."""
-    from compute.models.registry import MODELS
-
     spec = MODELS.get(model)
     return prompt_set or (spec.prompt_set if spec else DEFAULT_PROMPT_SET)
 

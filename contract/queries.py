@@ -1,4 +1,5 @@
-"""The SQL behind each dashboard view, over the views of ``compute.store.Store.connect()``.
+"""The SQL behind each dashboard view (and the notebook API's heat map), over the views of
+``contract.store.Store.connect()``.
 
 Every function takes a DuckDB connection (or a table already read) and returns a pyarrow Table or plain values.
 Nothing here caches, nor guards the store's connection: ``data`` does both.
