@@ -588,7 +588,7 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, newer)
 
-    assert "newer LocoLab (schema v99 \\> v2)" in app.error[0].value
+    assert "newer LocoLab (schema v99 \\> v3)" in app.error[0].value
     assert not app.dataframe
 
 
@@ -703,7 +703,7 @@ def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monke
     write_table("layers", [dict(run_id="crafted", model="tiny-sd1", index=2_000_000, component="cross-attention")],
                 "crafted", root=odd)
     write_table("scores", [dict(case_id="t", run_id="crafted", model="tiny-sd1", family="style", concept="van gogh",
-                                kind="restored", window_start=2_000_000, window_size=1, seed=0, scorer_id="tiny-clip",
+                                kind="restored", site=2_000_000, seed=0, scorer_id="tiny-clip",
                                 score=0.3, method="trace-unet", component="cross-attention", noise=3.0)],
                 "crafted-trace", root=odd)
 
