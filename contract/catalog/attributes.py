@@ -1,8 +1,8 @@
 """The attribute families (style, objects, facts, color) and the preservation prompts, shipped as YAML: the one source
 of concepts, targets and score texts for sweeps (``families_from`` in a sweep config) and for edits.
 
-A prompt set is a folder of YAML files: ``paper`` (this folder: the paper's concepts, for real checkpoints) and
-``toyworld`` (``toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A registered model
+A prompt set is a folder of YAML files: ``paper`` (``prompts/``: the paper's concepts, for real checkpoints) and
+``toyworld`` (``prompts/toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A registered model
 names its set (``ModelSpec.prompt_set``); others use ``paper``.
 
 Each ``<family>.yaml`` holds:
