@@ -44,7 +44,7 @@ from contract.errors import UserError
 # ``window_size``), and attention contributions have their own table (were ``scores`` rows under a scorer id that
 # named no scorer). ``window_start``/``window_size`` are LocoGen's windows only.
 SCHEMA_VERSION = 3
-# Rows of these methods in files written before v3 stored their sites in LocoGen's columns: ``outdated_methods``.
+# Rows of these methods in files written before v3 stored their sites in LocoGen's columns (``outdated``).
 SITE_METHODS_BEFORE_V3 = ("trace-unet", "trace-text", "attention-contribution")
 ROOT_ENV = "LOCOLAB_ARTIFACTS"
 DEFAULT_ROOT = "artifacts"

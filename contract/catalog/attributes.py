@@ -2,8 +2,8 @@
 of concepts, targets and score texts for sweeps (``families_from`` in a sweep config) and for edits.
 
 A prompt set is a folder of YAML files: ``paper`` (``prompts/``: the paper's concepts, for real checkpoints) and
-``toyworld`` (``prompts/toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A registered model
-names its set (``ModelSpec.prompt_set``); others use ``paper``.
+``toyworld`` (``prompts/toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A
+registered model names its set (``ModelSpec.prompt_set``); others use ``paper``.
 
 Each ``<family>.yaml`` holds:
     target: what a concept becomes (the edit's target; LocoGen's target prompt unless a sweep template names one).
