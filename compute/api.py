@@ -96,7 +96,7 @@ class Localization:
 
     def heat_map(self, window_size: int | None = None):
         """The dashboard's heat map (a Plotly figure) of windows of ``window_size`` layers (default: the smallest)."""
-        from dashboard import figures, queries
+        from contract import figures, queries
 
         loc = self.windows.drop_columns(["threshold", "localizes", "verdict"])
         scorer = loc["scorer_id"][0].as_py()

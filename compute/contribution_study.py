@@ -3,10 +3,10 @@ store (method ``attention-contribution``), resumable and shardable like a sweep,
 
 1. Localize: every prompt of a concept is generated once per seed while each site's contribution of the concept's
    tokens is recorded (``contribution.record_contributions``); the image is scored as the ``original`` reference,
-   the target prompt as the ``target`` reference, and every site's contribution is stored (kind ``contribution``).
+   the target prompt as the ``target`` reference, and every site's contribution is stored (table ``contributions``).
 2. Intervene: once every prompt of a concept is localized (by any shard), its k dominant sites (largest mean
    contribution over its prompts and seeds) are fed the target prompt, LocoGen's swap at those sites instead of a
-   window, and the images are scored (kind ``top-k``, k in ``window_size``, the sites in ``blocks``), so the
+   window, and the images are scored (kind ``top-k``, the k sites in ``blocks``), so the
    normalized drop (original − top-k) / (original − target) compares with LocoGen's windows.
 
 A shard whose concepts are not fully localized yet leaves their interventions for a rerun.
@@ -23,7 +23,7 @@ from compute.plan import PlannedCase, Unit, _digest
 from compute.settings import Settings
 from compute.sweep_config import SweepConfig
 from contract import store, summaries
-from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, CONTRIBUTION_MEASURE, CROSS_ATTENTION, TOP_K
+from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, CROSS_ATTENTION, TOP_K
 
 
 def _case(config: SweepConfig, settings: Settings, family: str, concept, prompt: str, target: str, kind: str,
@@ -35,9 +35,9 @@ def _case(config: SweepConfig, settings: Settings, family: str, concept, prompt:
         image_key = _digest(model, tuned, prompt, ATTENTION_CONTRIBUTION, kind, blocks, target, swap_pooled, seed)
     case_id = _digest(model, tuned, family, concept.name, prompt, target, ATTENTION_CONTRIBUTION, kind, blocks,
                       swap_pooled, seed)
-    return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, None,
-                       None if blocks is None else len(blocks), seed, concept.score_text.format(concept=concept.name),
-                       ATTENTION_CONTRIBUTION, CROSS_ATTENTION, None, blocks)
+    return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, None, None, seed,
+                       concept.score_text.format(concept=concept.name), ATTENTION_CONTRIBUTION, CROSS_ATTENTION, None,
+                       blocks)
 
 
 def _units(config: SweepConfig, make) -> list[Unit]:
@@ -131,13 +131,11 @@ class LocalizeRenderer:
                                     self.encoder)
         means = found.mean()
         rows = [{"case_id": case.case_id, "run_id": self.config.run_id, "model": self.config.model,
-                 "family": case.family, "concept": case.concept, "kind": CONTRIBUTION, "window_start": site,
-                 "window_size": 1, "seed": case.seed, "scorer_id": CONTRIBUTION_MEASURE,
-                 "score_text": case.concept, "score": float(means[i, site]), "method": ATTENTION_CONTRIBUTION,
-                 "component": CROSS_ATTENTION}
+                 "family": case.family, "concept": case.concept, "seed": case.seed, "component": CROSS_ATTENTION,
+                 "site": site, "contribution": float(means[i, site])}
                 for i, case in enumerate(batch) if case.kind == "original" for site in range(means.shape[1])]
         if rows:
-            store.write_table("scores", rows, part=f"{CONTRIBUTION}-{batch[0].case_id}", root=self.root)
+            store.write_table("contributions", rows, part=f"{CONTRIBUTION}-{batch[0].case_id}", root=self.root)
         return images
 
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compute.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
 from compute.edit import Edit, applied
 from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
+from contract.catalog.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
 from contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
 from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
 from contract.store import (

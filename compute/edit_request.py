@@ -19,13 +19,13 @@ import torch
 
 from compute import edit as loco
 from compute import quickfix
-from compute.attributes import attribute_family, prompt_set_for
 from compute.edit_store import edit_dir, load_edit, save_edit
 from compute.models.architectures import SINGLE
 from compute.models.loading import Model, layer_count
 from compute.neuron import DEFAULT_POSITION, rank_units
 from compute.provenance import versions
 from compute.sweep_config import load_config
+from contract.catalog.attributes import attribute_family, prompt_set_for
 from contract.errors import UserError
 from contract.names import (
     CHOSEN_LAYERS,

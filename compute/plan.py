@@ -44,6 +44,7 @@ class PlannedCase:
     component: str = CROSS_ATTENTION
     noise: float | None = None
     blocks: tuple[int, ...] | None = None  # the sites an attention-contribution top-k case feeds the target
+    site: int | None = None  # the site a causal-tracing case restores
 
     @property
     def window(self) -> tuple[int, int] | None:
@@ -119,9 +120,8 @@ def _trace_case(model: str, tuned: dict, family, concept, prompt, method, compon
     else:
         image_key = _digest(model, tuned, prompt, concept.name, method, component, noise, kind, site, seed)
     case_id = _digest(model, tuned, family, concept.name, prompt, method, component, noise, kind, site, seed)
-    return PlannedCase(case_id, image_key, family, concept.name, prompt, None, kind, site,
-                       None if site is None else 1, seed, concept.score_text.format(concept=concept.name),
-                       method, component, noise)
+    return PlannedCase(case_id, image_key, family, concept.name, prompt, None, kind, None, None, seed,
+                       concept.score_text.format(concept=concept.name), method, component, noise, site=site)
 
 
 def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[str, str], int]) -> list[Unit]:

@@ -17,8 +17,8 @@ Usage::
 
 from dataclasses import dataclass, replace
 
-from compute.models.registry import MODELS
 from compute.sweep_config import CONFIGS_DIR, SweepConfig, load_config
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.summaries import concept_summary
 

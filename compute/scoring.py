@@ -14,8 +14,9 @@ from huggingface_hub import is_offline_mode
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-from compute.models.registry import PACKAGE_DIR, ModelSpec
 from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
+from compute.paths import PACKAGE_DIR
+from contract.catalog.registry import ModelSpec
 from contract.errors import UserError
 from contract.names import RANDOM_SCORER
 

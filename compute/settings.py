@@ -2,8 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
-from compute.models.registry import ModelSpec
 from contract import bounds
+from contract.catalog.registry import ModelSpec
 
 
 @dataclass(frozen=True)

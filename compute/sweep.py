@@ -177,7 +177,7 @@ def _common(config: SweepConfig, case: PlannedCase) -> dict:
             "concept": case.concept, "kind": case.kind, "window_start": case.window_start,
             "window_size": case.window_size, "seed": case.seed, "method": case.method,
             "component": case.component, "noise": case.noise,
-            "blocks": None if case.blocks is None else list(case.blocks)}
+            "blocks": None if case.blocks is None else list(case.blocks), "site": case.site}
 
 
 def _case_rows(config: SweepConfig, settings: Settings, unit: Unit) -> list[dict]:

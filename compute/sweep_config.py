@@ -29,9 +29,9 @@ A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: 
 contains ``{target}``, filled with the concept's (else the family's) target (``a photo of {target}`` ->
 ``a photo of joe biden``); else the concept's, else the template's, else the family's.
 
-``families_from: [style, objects]`` adds the shipped attribute families (``compute/attributes.py``: the one source of
-families for sweeps and edits) of the config's ``prompt_set`` (default: the model's, e.g. ``toyworld``, else
-``paper``).
+``families_from: [style, objects]`` adds the shipped attribute families (``contract/catalog/attributes.py``: the one
+source of families for sweeps and edits) of the config's ``prompt_set`` (default: the model's, e.g. ``toyworld``,
+else ``paper``).
 
 An optional ``trace:`` section sets the causal-tracing baseline (``python -m compute trace``), which ignores
 ``window_sizes``: ``trace: {noise: 3.0, components: [cross-attention, resnet], text_encoder: true}``.
@@ -359,7 +359,7 @@ def _contribution(check: _Checker, raw) -> ContributionSpec:
 
 
 def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
-    from compute.attributes import attribute_family
+    from contract.catalog.attributes import attribute_family
 
     if not isinstance(names, list) or not names:
         check.fail("families_from", "expected a non-empty list", "write e.g. [style, objects]")
@@ -375,7 +375,7 @@ def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
 
 
 def _prompt_set(check: _Checker, raw) -> str:
-    from compute.attributes import PROMPT_SETS, prompt_set_for
+    from contract.catalog.attributes import PROMPT_SETS, prompt_set_for
 
     if "prompt_set" in raw and raw["prompt_set"] not in PROMPT_SETS:
         check.fail("prompt_set", f"unknown prompt set {raw['prompt_set']!r}", f"use one of {', '.join(PROMPT_SETS)}")
@@ -422,7 +422,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     search = _search(check, raw["window_search"]) if "window_search" in raw else None
     families = raw.get("families", {})
     if not isinstance(families, dict):
-        check.fail("families", "expected a mapping of family name -> settings", "see compute/prompts/")
+        check.fail("families", "expected a mapping of family name -> settings", "see contract/catalog/prompts/")
     if "families_from" in raw:
         families = {**_shared_families(check, raw["families_from"], _prompt_set(check, raw)), **families}
     if not families:

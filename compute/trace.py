@@ -211,7 +211,7 @@ class TraceRenderer:
     Args:
         model: the loaded model.
         settings: sampling settings.
-        sites: the UNet sites per component (``unet_sites``), by the index in ``PlannedCase.window_start``.
+        sites: the UNet sites per component (``unet_sites``), by the index in ``PlannedCase.site``.
         text: the text-encoder sites (``text_sites``).
     """
 
@@ -224,7 +224,7 @@ class TraceRenderer:
         """The case's text conditioning: clean, corrupted, or corrupted with one text-encoder site restored."""
         if case.kind == "original":
             return self.encoder(case.prompt)
-        site = self.text[case.window_start] if case.method == TRACE_TEXT and case.kind == "restored" else None
+        site = self.text[case.site] if case.method == TRACE_TEXT and case.kind == "restored" else None
         key = (case.prompt, case.concept, case.noise, case.seed, site and site.index)
         if key not in self.cache:
             with ExitStack() as stack, torch.no_grad():
@@ -253,7 +253,7 @@ class TraceRenderer:
                 restored = torch.zeros(len(sites), len(conds), dtype=torch.bool)
                 for i, case in enumerate(batch):
                     if unet_restored[i] and case.component == component:
-                        restored[case.window_start, i] = True
+                        restored[case.site, i] = True
                 stack.enter_context(restore_sites([s.module for s in sites], restored, source))
             images = generate_batch(self.model, [Case(c, s) for c, s in zip(conds, seeds)], self.settings,
                                     self.encoder)

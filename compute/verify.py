@@ -33,7 +33,7 @@ from PIL import Image
 
 from contract.errors import UserError
 from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR, TRACE
-from contract.store import Store, file_problem, is_url, remove_stale_temps, stale_temps
+from contract.store import SCHEMAS, Store, file_problem, is_url, remove_stale_temps, stale_temps
 
 DAMAGED_DIR = "damaged"
 _EVAL_PART = re.compile(r"^part-(?P<edit>.+)-(?P<eval>[0-9a-f]{10})\.parquet$")
@@ -127,7 +127,7 @@ def find_damage(root: str | os.PathLike) -> Report:
     if not Path(root).is_dir():
         raise UserError(f"artifact root {root} is not a folder: check --artifacts")
     state = _Root(Path(root).absolute(), Store(Path(root).absolute()))
-    readable = {table: state.store.files(table) for table in ("runs", "layers", "cases", "scores", "edit_scores")}
+    readable = {table: state.store.files(table) for table in SCHEMAS}
     state.store.check_version()
     for path in readable["runs"]:
         for row in state.store.read(path).to_pylist():

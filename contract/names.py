@@ -13,12 +13,11 @@ TRACE_UNET = "trace-unet"
 TRACE_TEXT = "trace-text"
 # The DiT paper's localization: each site's attention contribution of the concept's tokens, then its top-k
 # intervention. Its rows: the original and target references (kinds ``original``/``target``), each site's contribution
-# (kind ``contribution``, scored by ``CONTRIBUTION_MEASURE``, the site in ``window_start``) and the images with the k
-# dominant sites fed the target (kind ``top-k``, k in ``window_size``, the sites in ``blocks``).
+# (its own table, ``contributions``, written in parts named ``contribution-<case_id>``) and the images with the k
+# dominant sites fed the target (kind ``top-k``, the k sites in ``blocks``).
 ATTENTION_CONTRIBUTION = "attention-contribution"
 CONTRIBUTION = "contribution"
 TOP_K = "top-k"
-CONTRIBUTION_MEASURE = "attention-contribution"
 
 # LocoGen's case kinds (``cases.kind``): the original prompt, the plain target prompt, the all-layers swap (every layer
 # fed the target; the reference where text also enters outside cross-attention) and a window of layers swapped.

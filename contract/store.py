@@ -5,6 +5,7 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/runs/part-<part>.parquet
     tables/cases/model=<m>/family=<f>/part-<part>.parquet
     tables/scores/model=<m>/family=<f>/part-<part>.parquet
+    tables/contributions/model=<m>/family=<f>/part-<part>.parquet  (attention contribution: each site's measure)
     tables/layers/part-<run_id>.parquet        (the run's sites, e.g. cross-attention layers, for labels and hover text)
     tables/edit_scores/part-<edit_id>-<eval_id>.parquet  (an edit's evaluation with one set of settings: CLIP
                                                scores before/after, per prompt group)
@@ -38,7 +39,13 @@ import pyarrow.parquet as pq
 from contract.errors import UserError
 
 # v2: edit_scores.eval_id; an edit may have several evaluations, which a v1 reader would mix into one.
-SCHEMA_VERSION = 2
+# v3: no column means one thing for one method and another for the next: causal tracing's restored site is in
+# ``site`` (was ``window_start``, with ``window_size`` 1), a top-k intervention's k is the length of ``blocks`` (was
+# ``window_size``), and attention contributions have their own table (were ``scores`` rows under a scorer id that
+# named no scorer). ``window_start``/``window_size`` are LocoGen's windows only.
+SCHEMA_VERSION = 3
+# Rows of these methods in files written before v3 stored their sites in LocoGen's columns (``outdated``).
+SITE_METHODS_BEFORE_V3 = ("trace-unet", "trace-text", "attention-contribution")
 ROOT_ENV = "LOCOLAB_ARTIFACTS"
 DEFAULT_ROOT = "artifacts"
 TMP_PREFIX = ".tmp-"
@@ -60,13 +67,17 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("concept", _TEXT), ("prompt", _TEXT), ("target", _TEXT), ("kind", _TEXT), ("window_start", _INT),
         ("window_size", _INT), ("seed", pa.int64()), ("image_path", _TEXT), ("steps", _INT), ("guidance", _FLOAT),
         ("height", _INT), ("width", _INT), ("method", _TEXT), ("component", _TEXT), ("noise", _FLOAT),
-        ("blocks", pa.list_(_INT)),
+        ("blocks", pa.list_(_INT)), ("site", _INT),
     ]),
     "scores": pa.schema([
         ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
         ("concept", _TEXT), ("kind", _TEXT), ("window_start", _INT), ("window_size", _INT), ("seed", pa.int64()),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("method", _TEXT), ("component", _TEXT),
-        ("noise", _FLOAT), ("blocks", pa.list_(_INT)),
+        ("noise", _FLOAT), ("blocks", pa.list_(_INT)), ("site", _INT),
+    ]),
+    "contributions": pa.schema([
+        ("schema_version", _INT), ("case_id", _TEXT), ("run_id", _TEXT), ("model", _TEXT), ("family", _TEXT),
+        ("concept", _TEXT), ("seed", pa.int64()), ("component", _TEXT), ("site", _INT), ("contribution", _FLOAT),
     ]),
     "edit_scores": pa.schema([
         ("schema_version", _INT), ("edit_id", _TEXT), ("model", _TEXT), ("family", _TEXT), ("concept", _TEXT),
@@ -81,7 +92,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
-                                          "edit_scores": (), "layers": ()}
+                                          "contributions": ("model", "family"), "edit_scores": (), "layers": ()}
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> str:
@@ -207,6 +218,15 @@ def list_names(directory: str) -> set[str]:
         return set()
 
 
+def remove(path: str) -> None:
+    """Delete a file at a local path or fsspec URL."""
+    if is_url(path):
+        fs, fs_path = _fsspec(path)
+        fs.rm(fs_path)
+    else:
+        os.remove(path)
+
+
 def read_bytes(path: str) -> bytes:
     """The contents of a file at a local path or fsspec URL."""
     if is_url(path):
@@ -269,7 +289,7 @@ def write_table(table: str, data: pa.Table | Iterable[dict], part: str,
     file (how a run's row is updated when it finishes).
 
     Args:
-        table: ``runs``, ``cases`` or ``scores``.
+        table: a key of ``SCHEMAS``.
         data: a pyarrow Table or dicts, one per row.
         part: file name stem, ``part-<part>.parquet``; unique per writer (see the module docstring).
         root: artifact root (``resolve_root``).
@@ -357,12 +377,23 @@ def file_problem(table: str, data: pa.Table) -> str | None:
 
 # Verdicts on whole files by (path, mtime, size): every file is read completely once per process (a damaged data
 # page behind a valid footer fails only when read), and a dashboard reconnecting every few seconds re-reads only
-# changed files. A verdict is (problem or None, newest schema_version in the file).
-_VERDICTS: dict[tuple, tuple[str | None, int | None]] = {}
+# changed files. A verdict is (problem or None, newest schema_version in the file, whether it is ``outdated``).
+_VERDICTS: dict[tuple, tuple[str | None, int | None, bool]] = {}
+MIGRATE = "python -m compute.migrate"  # the command that rewrites ``outdated`` files as the current version
+
+
+def outdated(table: str, data: pa.Table) -> bool:
+    """Whether a readable file of ``table`` was written before v3 with rows of a method that stored its sites in
+    LocoGen's columns (``SITE_METHODS_BEFORE_V3``): this version would misread them, ``MIGRATE`` rewrites them."""
+    if table not in ("cases", "scores") or "method" not in data.column_names:
+        return False
+    if (pc.max(data["schema_version"]).as_py() or 0) >= 3:
+        return False
+    return pc.any(pc.is_in(data["method"], pa.array(SITE_METHODS_BEFORE_V3))).as_py() or False
 
 
 class Store:
-    """Read access to an artifact root through DuckDB views ``runs``, ``cases`` and ``scores``.
+    """Read access to an artifact root through DuckDB views, one per table of ``SCHEMAS``.
 
     Args:
         root: artifact root (``resolve_root``): a local path or an fsspec URL.
@@ -370,12 +401,14 @@ class Store:
     Attributes:
         skipped: (path, reason) of each unreadable or foreign Parquet file left out by ``files`` since the last
             ``connect()``.
+        outdated: the readable files (``files``) that this version would misread (``outdated``).
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = resolve_root(root)
         self.skipped: list[tuple[str, str]] = []
         self.newest_version: int | None = None
+        self.outdated: list[str] = []
         self._fs = _fsspec(self.root)[0] if is_url(self.root) else None
 
     def path(self, relpath: str) -> str:
@@ -389,9 +422,11 @@ class Store:
         for path, key in self._list(self.path(f"tables/{table}")):
             if key not in _VERDICTS:
                 _VERDICTS[key] = self._verdict(path, table)
-            problem, version = _VERDICTS[key]
+            problem, version, old = _VERDICTS[key]
             if problem is None:
                 readable.append(path)
+                if old:
+                    self.outdated.append(path)
                 if version is not None and (self.newest_version is None or version > self.newest_version):
                     self.newest_version = version
             else:
@@ -427,15 +462,16 @@ class Store:
         with self._fs.open(path, "rb") as file:
             return pq.read_table(file)
 
-    def _verdict(self, path: str, table: str) -> tuple[str | None, int | None]:
+    def _verdict(self, path: str, table: str) -> tuple[str | None, int | None, bool]:
         try:
             data = self.read(path)
         except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), it is unreadable
             text = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return f"unreadable Parquet: {text}", None
+            return f"unreadable Parquet: {text}", None, False
         problem = file_problem(table, data)
-        newest = pc.max(data["schema_version"]).as_py() if problem is None else None
-        return problem, newest
+        if problem is not None:
+            return problem, None, False
+        return None, pc.max(data["schema_version"]).as_py(), outdated(table, data)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory DuckDB connection with one view per table over the files present now.
@@ -444,9 +480,9 @@ class Store:
         written read as NULL.
 
         Raises:
-            UserError: a file was written with a newer schema version than this LocoLab knows.
+            UserError: a file was written with a newer schema version than this LocoLab knows, or is ``outdated``.
         """
-        self.skipped, self.newest_version = [], None
+        self.skipped, self.newest_version, self.outdated = [], None, []
         files = {table: self.files(table) for table in SCHEMAS}
         self.check_version()
         con = duckdb.connect()
@@ -464,7 +500,8 @@ class Store:
         return con
 
     def check_version(self) -> None:
-        """Refuse a root holding files of a newer schema version (among those ``files`` has read).
+        """Refuse a root holding files of a newer schema version, or ``outdated`` ones (among those ``files`` has
+        read).
 
         Raises:
             UserError: naming the version and the fix.
@@ -472,6 +509,10 @@ class Store:
         if self.newest_version is not None and self.newest_version > SCHEMA_VERSION:
             raise UserError(f"artifact root {self.root} written by a newer LocoLab (schema v{self.newest_version} > "
                             f"v{SCHEMA_VERSION}); upgrade LocoLab")
+        if self.outdated:
+            raise UserError(f"artifact root {self.root} has {len(self.outdated)} file(s) of causal tracing or "
+                            f"attention contribution from before schema v{SCHEMA_VERSION} (their sites are in other "
+                            f"columns now): run `{MIGRATE} {self.root}` to rewrite them exactly, then open it again")
 
     def check_writable(self) -> None:
         """Before writing into this root: it is (or can become) a writable folder, and no file in it was written by
@@ -481,7 +522,7 @@ class Store:
             UserError: naming the problem and the fix.
         """
         check_writable_folder(self.root, "artifact root")
-        self.skipped, self.newest_version = [], None
+        self.skipped, self.newest_version, self.outdated = [], None, []
         for table in SCHEMAS:
             self.files(table)
         self.check_version()

@@ -27,7 +27,6 @@ from contract.errors import UserError
 from contract.names import (
     ALL_LAYERS,
     ATTENTION_CONTRIBUTION,
-    CONTRIBUTION,
     LOCOGEN,
     ORIGINAL,
     RANDOM_SCORER,
@@ -563,7 +562,7 @@ s AS (
            avg(score) FILTER (WHERE kind = 'corrupted') AS corrupted_score
     FROM s GROUP BY ALL
 ), sites AS (
-    SELECT run_set, model, family, concept, scorer_id, method, component, noise, window_start AS site,
+    SELECT run_set, model, family, concept, scorer_id, method, component, noise, site,
            avg(score) AS score_mean, stddev_samp(score) AS score_std,
            count(DISTINCT seed) AS n_seeds, count(*) AS n_images
     FROM s WHERE kind = 'restored' GROUP BY ALL
@@ -612,13 +611,13 @@ def _run_filter(sql: str, run_ids: list[str] | None, case_ids: list[str] | None 
 # Attention contribution: per site, the mean over the concept's images (prompts x seeds) of the site's contribution,
 # its share of the concept's total over sites (comparable between concepts, whose raw norms are not), and its rank
 # (1 = dominant). A rerun's rows replace the earlier run's for the same case and site.
-_CONTRIBUTION_SQL = f"""
+_CONTRIBUTION_SQL = """
 WITH s AS (
-    SELECT * FROM scores WHERE method = '{ATTENTION_CONTRIBUTION}' AND kind = '{CONTRIBUTION}' AND {{run_filter}}
-    QUALIFY row_number() OVER (PARTITION BY case_id, window_start ORDER BY run_id DESC) = 1
+    SELECT * FROM contributions WHERE {run_filter}
+    QUALIFY row_number() OVER (PARTITION BY case_id, site ORDER BY run_id DESC) = 1
 ), sites AS (
-    SELECT model, family, concept, window_start AS site, avg(score) AS contribution,
-           stddev_samp(score) AS contribution_std, count(DISTINCT seed) AS n_seeds, count(*) AS n_images
+    SELECT model, family, concept, site, avg(contribution) AS contribution,
+           stddev_samp(contribution) AS contribution_std, count(DISTINCT seed) AS n_seeds, count(*) AS n_images
     FROM s GROUP BY ALL
 )
 SELECT *, contribution / nullif(sum(contribution) OVER (PARTITION BY model, family, concept), 0) AS share,
@@ -654,10 +653,10 @@ WITH s AS (
            avg(score) FILTER (WHERE kind = 'target') AS target_score
     FROM s GROUP BY ALL
 ), top AS (
-    SELECT model, family, concept, scorer_id, window_size AS k, any_value(blocks) AS blocks,
+    SELECT model, family, concept, scorer_id, len(blocks)::INTEGER AS k, any_value(blocks) AS blocks,
            avg(score) AS score_mean, stddev_samp(score) AS score_std, count(DISTINCT seed) AS n_seeds,
            count(*) AS n_images
-    FROM s WHERE kind = '{TOP_K}' GROUP BY model, family, concept, scorer_id, window_size
+    FROM s WHERE kind = '{TOP_K}' GROUP BY model, family, concept, scorer_id, k
 )
 SELECT t.*, r.original_score, r.target_score,
        (r.original_score - t.score_mean) / nullif(r.original_score - r.target_score, 0) AS normalized_drop,

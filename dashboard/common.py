@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import streamlit as st
 
-from contract import bounds
+from contract import bounds, queries
 from contract.store import is_url
-from dashboard import data, queries
+from dashboard import data
 from dashboard.files import OutsideRoot
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import duckdb
 import streamlit as st
 
+from contract import queries
 from contract.errors import UserError
 from contract.store import Store, is_url
-from dashboard import edits, files, queries
+from dashboard import edits, files
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Snapshot:
     Attributes:
         root: the artifact root.
         fingerprint: the state of its files.
-        con: DuckDB connection with the store's views (runs, cases, scores, layers, edit_scores); None when
+        con: DuckDB connection with the store's views (one per table of ``contract.store.SCHEMAS``); None when
             ``error``.
         skipped: (path, reason) of each corrupt or foreign file left out.
         error: why the root cannot be read (e.g. written by a newer LocoLab), or None.

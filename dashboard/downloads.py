@@ -6,10 +6,10 @@ import functools
 
 import streamlit as st
 
-from contract import bounds
+from contract import bounds, queries
+from contract.figures import row_label, window_label
 from contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
-from dashboard import common, data, exports, queries
-from dashboard.figures import row_label, window_label
+from dashboard import common, data, exports
 from dashboard.files import RootFiles
 
 

@@ -4,9 +4,9 @@ models such a job may name."""
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from compute.attributes import attribute_family, preservation_prompts, prompt_set_for
-from compute.models.registry import MODELS
 from contract import bounds
+from contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from compute.attributes import PROMPT_SETS, attribute_family, preservation_prompts, unrelated_prompts
 from compute.sweep_config import CONFIGS_DIR, load_config, parse_config
+from contract.catalog.attributes import PROMPT_SETS, attribute_family, preservation_prompts, unrelated_prompts
 from contract.errors import UserError
 from contract.names import FAMILIES
 

@@ -121,7 +121,7 @@ CASES = [
     ([*EDIT, "--layers", "4,5", "--eval", "--seeds", "x", "--artifacts", "{w}/root"], "argument --seeds"),
     ([*EDIT, "--layers", "4,5", "--eval", "--scorer", "/nowhere/clip", "--artifacts", "{w}/root"],
      "CLIP scorer directory /nowhere/clip does not exist"),
-    (["sweep", "{w}/good.yaml", "--artifacts", "{w}/newer"], "written by a newer LocoLab (schema v99 > v2)"),
+    (["sweep", "{w}/good.yaml", "--artifacts", "{w}/newer"], "written by a newer LocoLab (schema v99 > v3)"),
     ([*EDIT, "--layers", "4,5", "--artifacts", "{w}/newer"], "written by a newer LocoLab"),
     (["eval-edit", "../../etc", "--artifacts", "{w}/root"], "'../../etc' is not an edit id"),
     (["sweep", "{w}/unknown-model.yaml", "--artifacts", "{w}/root"], "unknown model 'sd-9'"),

@@ -17,7 +17,7 @@ from compute.generation import Case, generate_batch
 from compute.models.loading import load_model
 from compute.settings import Settings
 from contract import store, summaries
-from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, TOP_K
+from contract.names import ATTENTION_CONTRIBUTION, TOP_K
 
 CONCEPT = [3, 5]  # the measured text positions of sample 1
 
@@ -131,22 +131,25 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     assert main(run) == 0  # shard 0's interventions, now that every prompt is localized
     out = capsys.readouterr().out
     scores = [r for r in table(root, "scores") if r["method"] == ATTENTION_CONTRIBUTION]
-    contributions = [r for r in scores if r["kind"] == CONTRIBUTION]
+    contributions = table(root, "contributions")
     assert len(contributions) == 2 * 2 * 28  # prompts x seeds x sites
     con = store.Store(root).connect()
     sites = summaries.contribution_map(con).to_pylist()
     by_site = {}
     for row in contributions:
-        by_site.setdefault(row["window_start"], []).append(row["score"])
+        by_site.setdefault(row["site"], []).append(row["contribution"])
     assert [round(r["contribution"], 9) for r in sites] == [round(float(np.mean(by_site[s])), 9) for s in range(28)]
     assert abs(sum(r["share"] for r in sites) - 1) < 1e-9
     ranked = [r["site"] for r in sorted(sites, key=lambda r: r["site_rank"])]
     interventions = summaries.top_k_interventions(con).to_pylist()
     assert [(r["k"], r["blocks"], r["n_images"]) for r in interventions] == [
         (1, ranked[:1], 4), (3, sorted(ranked[:3]), 4)]
-    assert {r["kind"] for r in scores} == {"original", "target", CONTRIBUTION, TOP_K}
+    # Every score is an image's CLIP score; no column means something else for this method.
+    assert {r["kind"] for r in scores} == {"original", "target", TOP_K}
+    assert {r["scorer_id"] for r in scores} == {"tiny-clip"}
+    assert {(r["window_start"], r["window_size"], r["site"]) for r in scores} == {(None, None, None)}
     # An intervention's stored image is LocoGen's swap at those sites, generated anew.
-    case = next(r for r in table(root, "cases") if r["kind"] == TOP_K and r["window_size"] == 3 and r["seed"] == 1)
+    case = next(r for r in table(root, "cases") if r["kind"] == TOP_K and len(r["blocks"]) == 3 and r["seed"] == 1)
     model = load_model("tiny-pixart", device="cpu")
     image = generate_batch(model, [Case(case["prompt"], 1, sites=tuple(case["blocks"]), target="a painting")],
                            Settings(2, 4.5, 32, 32))[0]

@@ -9,9 +9,10 @@ import pyarrow.compute as pc
 import pytest
 from dashboard_fixtures import PLANTED, PLANTED_SCORER, REPO, add_planted_run, copy_root, real_root
 
+from contract import queries
 from contract.store import Store, write_table
 from contract.summaries import localization, minimal_windows, trace_effects
-from dashboard import data, queries
+from dashboard import data
 from dashboard.root import inside, launch_options
 
 

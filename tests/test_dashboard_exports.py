@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
+from contract import queries
 from contract.store import write_table
-from dashboard import data, edit_view, exports, jobs, queries
+from dashboard import data, edit_view, exports, jobs
 from dashboard.downloads import edit_archive
 from dashboard.edit_request import family_target, preservation_size, suggested_keys
 from dashboard.files import OutsideRoot, RootFiles

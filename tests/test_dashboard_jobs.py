@@ -12,7 +12,7 @@ from dashboard_fixtures import MAIN, copy_root, real_root
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from compute.models.registry import MODELS
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import JOB_STATUS
 from dashboard import jobs

@@ -22,10 +22,11 @@ from dashboard_fixtures import (
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from contract import queries
+from contract.figures import row_label
 from contract.store import Store, write_table
 from contract.summaries import contribution_map, localization, minimal_windows, top_k_interventions, trace_effects
-from dashboard import exports, queries
-from dashboard.figures import row_label
+from dashboard import exports
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
 
@@ -537,7 +538,7 @@ def test_run_an_edit_suggests_the_toy_worlds_key_options_and_bounds_its_unrelate
 def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/run_edit.py")
 
-    from compute.models.registry import MODELS
+    from contract.catalog.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted(MODELS)
 
 
@@ -587,7 +588,7 @@ def test_a_newer_schema_is_reported_not_read(monkeypatch, tmp_path, root):
 
     app = open_app(monkeypatch, newer)
 
-    assert "newer LocoLab (schema v99 \\> v2)" in app.error[0].value
+    assert "newer LocoLab (schema v99 \\> v3)" in app.error[0].value
     assert not app.dataframe
 
 
@@ -702,12 +703,12 @@ def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monke
     write_table("layers", [dict(run_id="crafted", model="tiny-sd1", index=2_000_000, component="cross-attention")],
                 "crafted", root=odd)
     write_table("scores", [dict(case_id="t", run_id="crafted", model="tiny-sd1", family="style", concept="van gogh",
-                                kind="restored", window_start=2_000_000, window_size=1, seed=0, scorer_id="tiny-clip",
+                                kind="restored", site=2_000_000, seed=0, scorer_id="tiny-clip",
                                 score=0.3, method="trace-unet", component="cross-attention", noise=3.0)],
                 "crafted-trace", root=odd)
 
     app = open_app(monkeypatch, odd, "views/run_edit.py")
-    from compute.models.registry import MODELS
+    from contract.catalog.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted([*MODELS, str(inside)])
 
     app = open_app(monkeypatch, odd, "views/layer_map.py")

@@ -14,9 +14,10 @@ from PIL import Image
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from contract import queries
+from contract.figures import heat_map
 from contract.store import Store, write_table
-from dashboard import common, queries
-from dashboard.figures import heat_map
+from dashboard import common
 from dashboard.gallery_grid import FOCUS_ID, Cell, Row, grid_html, thumbnail
 
 config.set_option("client.showErrorDetails", "full")

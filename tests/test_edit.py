@@ -20,10 +20,10 @@ from compute.generation import Case, generate_batch
 from compute.models.architectures import ARCHITECTURES
 from compute.models.layers import find_layers
 from compute.models.loading import Model
-from compute.models.registry import MODELS
 from compute.models.tiny import build_tiny
 from compute.settings import Settings
 from compute.tokens import subject_position
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 
 STYLE_PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from compute.attributes import attribute_family
 from compute.edit import Edit, applied, edited_weights, layer_keys_values, solve_factors
 from compute.generation import Case, generate_batch
 from compute.models.architectures import ARCHITECTURES
 from compute.models.layers import find_layers
 from compute.models.loading import Model
-from compute.models.registry import MODELS
 from compute.models.tiny import build_tiny
 from compute.neuron import rank_units
 from compute.settings import Settings
 from compute.tokens import layer_text
+from contract.catalog.attributes import attribute_family
+from contract.catalog.registry import MODELS
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",
            "a picture in the style of van gogh"]

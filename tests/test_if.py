@@ -10,12 +10,12 @@ import torch
 
 from compute.generation import Case, generate_batch
 from compute.models.loading import layer_count, load_model
-from compute.models.registry import MODELS
 from compute.settings import Settings
+from contract.catalog.registry import MODELS
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
 STEPS, SIZE = 3, 32
-COMPUTE = Path(__file__).resolve().parent.parent / "compute"
+PROMPTS = Path(__file__).resolve().parent.parent / "contract" / "catalog" / "prompts"
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_tokenizer_is_t5_style_and_covers_the_prompts(model):
     assert tokenizer.bos_token_id is None and len(ids) == 77
     assert ids[:3] == tokenizer.convert_tokens_to_ids(["\u2581a", "\u2581painting", "</s>"]) and ids[3:] == [0] * 74
     assert len(tokenizer) > 40000
-    files = list((COMPUTE / "prompts").glob("*.yaml"))
+    files = list(PROMPTS.glob("*.yaml"))
     words = {word for path in files for word in path.read_text().lower().split()}
     unknown = [word for word in words if tokenizer.unk_token_id in tokenizer(word).input_ids]
     assert len(words) > 100 and not unknown

@@ -1,7 +1,10 @@
-"""The architecture the layout promises: the dashboard talks to compute only through the torch-free contract (and
-the model registry), never through a command module or printed output, and each shared name is defined once."""
+"""The architecture the layout promises: compute and the dashboard meet only in the torch-free contract (which holds
+the catalog, the queries and the figures both use), never through each other, a command module or printed output,
+and each shared name is defined once."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,12 +30,18 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _from(path: Path, package: str) -> set[str]:
+    return {name for name in _imports(path) if name == package or name.startswith(f"{package}.")}
+
+
 @pytest.mark.parametrize("path", _python_files("dashboard"), ids=lambda p: str(p.relative_to(REPO)))
-def test_the_dashboard_imports_only_the_contract_and_the_registry_of_compute(path):
-    from_compute = {name for name in _imports(path) if name == "compute" or name.startswith("compute.")}
-    # Both torch-free: the registry names the models, and the prompt sets (compute.attributes) give an edit's
-    # default target and preservation set, which Run an edit must show as `compute edit` will use them.
-    assert from_compute <= {"compute.models.registry", "compute.attributes"}, from_compute
+def test_the_dashboard_imports_no_compute_module(path):
+    assert not _from(path, "compute")
+
+
+@pytest.mark.parametrize("path", _python_files("compute"), ids=lambda p: str(p.relative_to(REPO)))
+def test_compute_imports_no_dashboard_module(path):
+    assert not _from(path, "dashboard")
 
 
 @pytest.mark.parametrize("path", _python_files("dashboard"), ids=lambda p: str(p.relative_to(REPO)))
@@ -59,3 +68,18 @@ def test_the_contract_defines_the_shared_names():
 def test_the_contract_imports_nothing_from_compute_or_the_dashboard():
     for path in _python_files("contract"):
         assert not {name.split(".")[0] for name in _imports(path)} & {"compute", "dashboard", "torch"}, path
+
+
+@pytest.mark.slow
+def test_every_contract_and_dashboard_module_imports_without_torch():
+    """What the imports above promise, at run time: importing every module of the contract and the dashboard (the
+    page scripts under views/ run only under Streamlit) loads neither torch nor any compute module."""
+    modules = [".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+               for path in _python_files("contract", "dashboard") if path.parent.name != "views"
+               and path.name != "main.py"]
+    code = (f"import importlib, sys\nfor name in {modules!r}: importlib.import_module(name)\n"
+            "print(sorted(name for name in sys.modules if name == 'torch' or name.split('.')[0] == 'compute'))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert len(modules) > 20

@@ -8,8 +8,8 @@ import pytest
 from compute.cli import main
 from compute.generation import Case, generate_batch
 from compute.models.loading import layer_count, load_model
-from compute.models.registry import MODELS
 from compute.settings import Settings
+from contract.catalog.registry import MODELS
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from compute.attributes import attribute_family
 from compute.edit import Edit, applied
 from compute.generation import Case, generate_batch
 from compute.neuron import clamp_units, rank_units, top_units, welch_t
 from compute.settings import Settings
+from contract.catalog.attributes import attribute_family
 from contract.errors import UserError
 
 TINY = Settings(steps=2, guidance=7.5, height=32, width=32)

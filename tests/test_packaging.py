@@ -42,8 +42,8 @@ def test_the_wheel_ships_the_data_a_run_needs(installed):
     for needed in ("compute/models/assets/bpe_simple_vocab_16e6.txt.gz",
                    "compute/checkpoints/toyworld/unet/diffusion_pytorch_model.safetensors",
                    "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
-                   "compute/configs/style-sd-1.4.yaml", "compute/prompts/style.yaml",
-                   "compute/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py",
+                   "compute/configs/style-sd-1.4.yaml", "contract/catalog/prompts/style.yaml",
+                   "contract/catalog/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py",
                    "dashboard/assets/favicon.png"):
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "bench/", "artifacts/")) for name in names)

@@ -14,9 +14,9 @@ from compute.edit_store import load_edit, save_edit
 from compute.generation import Case, generate_batch
 from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import Model
-from compute.models.registry import MODELS
 from compute.quickfix import augmented, edited_weights, encoder_modules, keys_values, solved_weight
 from compute.settings import Settings
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]

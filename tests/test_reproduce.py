@@ -8,10 +8,10 @@ import pytest
 from sweep_helpers import table
 
 from compute.cli import main
-from compute.models.registry import MODELS
 from compute.reproduce import PAPER_FAMILIES, STAND_IN_SCORERS, family_summary, paper_studies
 from compute.sweep_config import CONFIGS_DIR, load_config
 from contract import store, summaries
+from contract.catalog.registry import MODELS
 
 PAPER_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024, "if": 64}  # the official code's 512 for SD-1.x and SD-2.1
 PAPER_SCORERS = ("openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14")

@@ -35,8 +35,9 @@ def test_write_table_leaves_only_the_final_file(tmp_path):
     assert paths == [f"{tmp_path}/tables/scores/model=CompVis%2Fstable-diffusion-v1-4/family=style/"
                      "part-run1-0-0.parquet"]
     assert _files(tmp_path) == ["part-run1-0-0.parquet"]
-    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=2, **_score("a", "original", 0.75),
-                                                        method=None, component=None, noise=None, blocks=None)]
+    assert pq.read_table(paths[0]).to_pylist() == [dict(schema_version=3, **_score("a", "original", 0.75),
+                                                        method=None, component=None, noise=None, blocks=None,
+                                                        site=None)]
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
@@ -105,9 +106,9 @@ def test_newer_schema_version_is_reported(tmp_path):
     write_table("scores", [_score("a", "original", 0.5)], "run1-0-0", root=tmp_path)
     directory = tmp_path / "tables" / "scores" / "model=m" / "family=f"
     directory.mkdir(parents=True)
-    pq.write_table(pa.table({"schema_version": [3], "case_id": ["b"]}), directory / "part-new.parquet")
+    pq.write_table(pa.table({"schema_version": [4], "case_id": ["b"]}), directory / "part-new.parquet")
 
-    with pytest.raises(UserError, match=r"newer LocoLab \(schema v3 > v2\); upgrade LocoLab"):
+    with pytest.raises(UserError, match=r"newer LocoLab \(schema v4 > v3\); upgrade LocoLab"):
         Store(tmp_path).connect()
 
 
@@ -223,7 +224,7 @@ def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
     trace = dict(method="trace-unet", component="cross-attention", noise=3.0)
     rows = [{**_score(f"o{seed}", "original", 0.75, seed), **trace} for seed in (0, 1)]
     rows += [{**_score(f"c{seed}", "corrupted", 0.25, seed), **trace} for seed in (0, 1)]
-    rows += [{**_score(f"r{site}-{seed}", "restored", 0.25 + 0.125 * site, seed, site, 1), **trace}
+    rows += [{**_score(f"r{site}-{seed}", "restored", 0.25 + 0.125 * site, seed), "site": site, **trace}
              for site in range(3) for seed in (0, 1)]
     write_table("scores", _planted_sweep() + rows, "run1-0-0", root=tmp_path)
     con = Store(tmp_path).connect()

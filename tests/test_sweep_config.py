@@ -7,10 +7,10 @@ import pytest
 from sweep_helpers import SMALL, write_config
 
 from compute.cli import main
-from compute.models.registry import MODELS
 from compute.plan import build_plan, shard_units
 from compute.settings import Settings
 from compute.sweep_config import CONFIGS_DIR, default_coarse, load_config
+from contract.catalog.registry import MODELS
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -133,9 +133,9 @@ def test_committed_checkpoints_are_small():
 def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
     import yaml
 
-    from compute.models.registry import MODELS as REGISTRY
-    from compute.models.registry import PACKAGE_DIR
+    from compute.paths import PACKAGE_DIR
     from compute.scoring import EMBEDDED_SCORERS
+    from contract.catalog.registry import MODELS as REGISTRY
 
     scorer = REGISTRY["toyworld"].scorer
     assert (EMBEDDED_SCORERS[scorer] / "config.json").is_file()

@@ -52,7 +52,7 @@ def test_noise_zero_makes_every_trace_image_the_clean_image(load, name, layers, 
     assert [c.kind for c in cases[:2]] == ["original", "corrupted"] and len(cases) == 2 + layers + text
     # Equal up to float rounding, which on a CPU depends on a row's position in the batch (as LocoGen's windows).
     gaps = np.abs(images[1:] - images[0]).reshape(len(cases) - 1, -1).max(axis=1)
-    assert gaps.max() <= 1e-5, [(c.method, c.kind, c.window_start) for c, g in zip(cases[1:], gaps) if g > 1e-5]
+    assert gaps.max() <= 1e-5, [(c.method, c.kind, c.site) for c, g in zip(cases[1:], gaps) if g > 1e-5]
 
 
 def test_noise_changes_the_corrupted_image(model):
@@ -152,6 +152,11 @@ def test_trace_run_reads_back_with_method_and_component(traced):
                                                              ("trace-text", "text-encoder")}
     assert {r["noise"] for r in rows} == {3.0}
     assert {r["kind"] for r in rows} == {"original", "corrupted", "restored"}
+    # The restored site is in ``site``; LocoGen's window columns stay empty (schema v3).
+    restored = {(r["component"], r["site"]) for r in rows if r["kind"] == "restored"}
+    assert sorted(restored) == [("cross-attention", i) for i in range(16)] + [("text-encoder", i) for i in range(2)]
+    assert {r["site"] for r in rows if r["kind"] != "restored"} == {None}
+    assert {(r["window_start"], r["window_size"]) for r in rows} == {(None, None)}
     assert {r["method"] for r in table(root, "runs")} == {"trace", "locogen"}
     layers = [r for r in table(root, "layers") if "trace" in r["run_id"]]
     assert sorted({r["component"]: 0 for r in layers}) == ["cross-attention", "text-encoder"]

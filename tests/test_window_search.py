@@ -5,12 +5,12 @@ import pytest
 from PIL import Image
 from sweep_helpers import write_config
 
-from compute.models.registry import MODELS
 from compute.plan import build_plan
 from compute.settings import Settings
 from compute.sweep_config import WindowSearch, default_coarse, load_config
 from compute.window_search import plan_refinement, refinement_sizes
 from contract import store
+from contract.catalog.registry import MODELS
 from contract.store import Store, write_png_atomic, write_table
 from contract.summaries import minimal_windows
 

@@ -1,6 +1,7 @@
 """``locolab dashboard``: serve the dashboard (``streamlit run`` on the installed ``dashboard/main.py``) over an
 artifact root."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import dashboard
-
-    main = Path(dashboard.__file__).with_name("main.py")
+    # Found, not imported: the dashboard runs in its own process, and compute never imports it.
+    main = Path(importlib.util.find_spec("dashboard").origin).with_name("main.py")
     # The settings of the repository's .streamlit/config.toml, which an installed package does not carry.
     command = [sys.executable, "-m", "streamlit", "run", str(main), f"--server.port={args.port}",
                "--server.address=127.0.0.1", "--server.headless=true", "--browser.gatherUsageStats=false",

@@ -2,7 +2,6 @@
 on text-encoder layer 0: the published recipe or ours) edit, save it under ``<artifacts>/edits/<edit_id>/`` and
 optionally evaluate it."""
 
-from compute.attributes import PROMPT_SETS
 from compute.cli import status
 from compute.cli.eval_edit import plan_eval, run_eval
 from compute.cli.options import add_device_options, add_eval_options, add_offload_option, parse_ints
@@ -12,6 +11,7 @@ from compute.edit_store import edit_dir
 from compute.models.loading import load_model
 from compute.neuron import DEFAULT_POSITION
 from contract import bounds
+from contract.catalog.attributes import PROMPT_SETS
 from contract.names import FAMILIES, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
 from contract.store import Store, resolve_root
 

@@ -14,8 +14,9 @@ from compute.models.architectures import ARCHITECTURES, Architecture, architectu
 from compute.models.full_size import BUILDERS as FULL_SIZE
 from compute.models.full_size import build_full_size
 from compute.models.layers import Layer, find_layers, find_transformer_layers
-from compute.models.registry import MODELS, ModelSpec
 from compute.models.tiny import build_tiny
+from compute.paths import model_source
+from contract.catalog.registry import MODELS, ModelSpec
 from contract.errors import UserError
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -239,14 +240,14 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
     elif spec.builtin:
         pipe = build_tiny(spec.name, seed=seed)
     else:
-        _read_index(spec.source)  # a missing or offline checkpoint fails here, with a one-line reason
+        _read_index(model_source(spec))  # a missing or offline checkpoint fails here, with a one-line reason
         diffusers.utils.logging.disable_progress_bar()  # per-component loading bars drown the sweep's own
         transformers.utils.logging.disable_progress_bar()
         try:
-            pipe = arch.pipeline_type().from_pretrained(spec.source, dtype=torch_dtype,
+            pipe = arch.pipeline_type().from_pretrained(model_source(spec), dtype=torch_dtype,
                                                         **dict(arch.load_kwargs))
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load {spec.source!r}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot load {model_source(spec)!r}: {str(exc).splitlines()[0]}") from None
         if spec.scheduler != "default":
             pipe.scheduler = getattr(diffusers, spec.scheduler).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
@@ -270,7 +271,7 @@ def layer_count(name: str) -> int:
     spec = resolve(name)
     if spec.num_layers is not None:
         return spec.num_layers
-    config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(spec.source)[1]
+    config = UNET_CONFIGS[spec.name] if spec.builtin else _read_index(model_source(spec))[1]
     arch = ARCHITECTURES[spec.arch]
     try:
         if arch.denoiser != "unet":

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compute.models.registry import PACKAGE_DIR
 from compute.models.tokenizer import _vocab_and_merges, clip_tokenizer
+from compute.paths import PACKAGE_DIR
 from compute.scoring import CLIP_MEAN, CLIP_STD
 from compute.toyworld import world
 

@@ -3,11 +3,11 @@ layers, neurons, DiffQuickFix) compared on one concept."""
 
 import streamlit as st
 
-from contract import bounds
+from contract import bounds, queries
+from contract.figures import method_comparison
 from contract.names import EVAL_GROUPS, EVAL_METRICS
 from contract.names import METHODS as METHOD_ORDER
-from dashboard import common, data, downloads, edit_view, exports, queries, url_state
-from dashboard.figures import method_comparison
+from dashboard import common, data, downloads, edit_view, exports, url_state
 
 snap = common.snapshot()
 st.title("Edits")

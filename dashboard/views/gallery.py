@@ -9,12 +9,12 @@ import os
 import pyarrow.compute as pc
 import streamlit as st
 
-from contract import bounds
+from contract import bounds, queries
+from contract.figures import row_label, window_label
 from contract.names import TRACE
 from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
-from dashboard import common, data, downloads, queries, url_state
-from dashboard.figures import row_label, window_label
+from dashboard import common, data, downloads, url_state
 from dashboard.files import OutsideRoot, RootFiles
 from dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
 

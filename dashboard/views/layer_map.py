@@ -10,12 +10,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import streamlit as st
 
-from compute.models.registry import MODELS
-from contract import bounds
+from contract import bounds, queries
+from contract.catalog.registry import MODELS
+from contract.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
 from contract.names import COMPONENTS, CROSS_ATTENTION, TARGET, TRACE
 from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, MIN_REFERENCE_GAP, concepts_of, config_of, judge
-from dashboard import common, data, downloads, exports, queries, url_state
-from dashboard.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
+from dashboard import common, data, downloads, exports, url_state
 
 PAGE, GALLERY = "layer_map", "views/gallery.py"
 LOCOGEN, TRACING, CONTRIBUTION, BOTH = "LocoGen", "Causal tracing", "Attention contribution", "Side by side"

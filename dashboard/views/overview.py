@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from dashboard import common, data, downloads, edit_view, jobs, queries
+from contract import queries
+from dashboard import common, data, downloads, edit_view, jobs
 
 snap = common.snapshot()
 st.title("LocoLab")

@@ -4,13 +4,14 @@ import os
 
 import streamlit as st
 
-from compute.models.registry import MODELS
-from contract import bounds
+from contract import bounds, queries
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
+from contract.figures import row_label
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL
-from dashboard import common, data, downloads, edit_view, jobs, queries
+from dashboard import common, data, downloads, edit_view, jobs
 from dashboard.edit_request import (
     DEFAULT_UNRELATED,
     EditRequest,
@@ -19,7 +20,6 @@ from dashboard.edit_request import (
     runnable_models,
     suggested_keys,
 )
-from dashboard.figures import row_label
 from dashboard.root import job_root_problem
 
 REFRESH_S = 1.5

@@ -2,10 +2,6 @@
 test models and full-size random-weight models for benchmarks."""
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-# The installed ``compute`` package: embedded checkpoints, configs and prompt sets ship inside it.
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -14,7 +10,7 @@ class ModelSpec:
 
     Attributes:
         name: registry name.
-        arch: the pipeline architecture, a key into ``architectures.ARCHITECTURES``.
+        arch: the pipeline architecture, a key into ``compute.models.architectures.ARCHITECTURES``.
         hub_id: model-hub id, or None for a built-in model.
         resolution: default image side in pixels.
         steps: default denoising steps.
@@ -22,9 +18,10 @@ class ModelSpec:
         scheduler: a diffusers scheduler class name, or "default" for the checkpoint's own.
         num_layers: text-reading attention layer count, known without loading (None: read from the denoiser's
             config).
-        path: for a model embedded in this package, its pipeline folder relative to the ``compute`` package.
+        path: for a model embedded in the ``compute`` package, its pipeline folder relative to it
+            (``compute.paths.model_source``).
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
-        prompt_set: the edit prompt set that fits the model's world (``compute/prompts``).
+        prompt_set: the edit prompt set that fits the model's world (``contract/catalog/prompts``).
     """
 
     name: str
@@ -43,11 +40,6 @@ class ModelSpec:
     def builtin(self) -> bool:
         """A registered model built from code (no weights to read)."""
         return self.hub_id is None and self.path is None and MODELS.get(self.name) == self
-
-    @property
-    def source(self) -> str | None:
-        """What ``from_pretrained`` reads: the embedded folder or the hub id."""
-        return str(PACKAGE_DIR / self.path) if self.path else self.hub_id
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,4 +1,5 @@
-"""The SQL behind each dashboard view, over the views of ``compute.store.Store.connect()``.
+"""The SQL behind each dashboard view (and the notebook API's heat map), over the views of
+``contract.store.Store.connect()``.
 
 Every function takes a DuckDB connection (or a table already read) and returns a pyarrow Table or plain values.
 Nothing here caches, nor guards the store's connection: ``data`` does both.
@@ -10,7 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract.names import COMPONENTS, CONTRIBUTION_MEASURE, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
+from contract.names import COMPONENTS, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
 from contract.summaries import (
     LOCOGEN_ROWS,
     TRACE_ROWS,
@@ -165,13 +166,13 @@ def trace_gallery(con: duckdb.DuckDBPyConnection, model: str, scorer_id: str, fa
             SELECT * FROM cases
             WHERE model = $model AND family = $family AND concept = $concept AND {TRACE_ROWS}
               AND component = $component AND noise = $noise
-              AND (kind != 'restored' OR $site IS NULL OR window_start = $site)
+              AND (kind != 'restored' OR $site IS NULL OR site = $site)
             QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY run_id DESC) = 1),
         s AS (SELECT case_id, avg(score) AS score FROM scores
               WHERE model = $model AND family = $family AND concept = $concept AND scorer_id = $scorer
               GROUP BY case_id)
         SELECT c.prompt, c.kind, c.seed, c.image_path, s.score,
-               CASE WHEN c.kind = 'restored' THEN c.window_start END AS site
+               c.site
         FROM c LEFT JOIN s USING (case_id)
         ORDER BY prompt, list_position(['original', 'corrupted', 'restored'], kind), site, seed""",
                    params={"model": model, "scorer": scorer_id, "family": family, "concept": concept,
@@ -287,9 +288,9 @@ def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, co
 
 
 def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
-    """Scorers with scores for ``model``, sorted (not attention contribution's measure, which scores no image)."""
+    """Scorers with scores for ``model``, sorted."""
     return sorted(s for (s,) in con.execute("SELECT DISTINCT scorer_id FROM scores WHERE model = ?", [model]).fetchall()
-                  if s and s != CONTRIBUTION_MEASURE)
+                  if s)
 
 
 def window_sizes(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[int]:

@@ -1,9 +1,9 @@
 """The attribute families (style, objects, facts, color) and the preservation prompts, shipped as YAML: the one source
 of concepts, targets and score texts for sweeps (``families_from`` in a sweep config) and for edits.
 
-A prompt set is a folder of YAML files: ``paper`` (this folder: the paper's concepts, for real checkpoints) and
-``toyworld`` (``toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A registered model
-names its set (``ModelSpec.prompt_set``); others use ``paper``.
+A prompt set is a folder of YAML files: ``paper`` (``prompts/``: the paper's concepts, for real checkpoints) and
+``toyworld`` (``prompts/toyworld/``: the embedded toy world's shapes, colours, backgrounds and entities). A
+registered model names its set (``ModelSpec.prompt_set``); others use ``paper``.
 
 Each ``<family>.yaml`` holds:
     target: what a concept becomes (the edit's target; LocoGen's target prompt unless a sweep template names one).
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import FAMILIES
 
@@ -87,8 +88,6 @@ class AttributeFamily:
 
 def prompt_set_for(model: str, prompt_set: str | None = None) -> str:
     """``prompt_set``, else the registered model's prompt set, else the paper's."""
-    from compute.models.registry import MODELS
-
     spec = MODELS.get(model)
     return prompt_set or (spec.prompt_set if spec else DEFAULT_PROMPT_SET)
 

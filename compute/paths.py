@@ -1,0 +1,13 @@
+"""Where the installed ``compute`` package keeps the files it ships beside its code: the embedded checkpoints and
+the sweep configs."""
+
+from pathlib import Path
+
+from contract.catalog.registry import ModelSpec
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def model_source(spec: ModelSpec) -> str | None:
+    """What ``from_pretrained`` reads for ``spec``: its embedded folder or its hub id."""
+    return str(PACKAGE_DIR / spec.path) if spec.path else spec.hub_id
