@@ -14,7 +14,7 @@ import streamlit as st
 
 from contract.errors import UserError
 from contract.store import Store, is_url
-from dashboard import edits, files, queries
+from dashboard import edit_records, files, queries
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Snapshot:
             ``error``.
         skipped: (path, reason) of each corrupt or foreign file left out.
         error: why the root cannot be read (e.g. written by a newer LocoLab), or None.
-        edits: stored edit records (``edits.read_edits``).
+        edits: stored edit records (``edit_records.read_edits``).
     """
 
     root: str
@@ -50,7 +50,7 @@ def fingerprint(root: str) -> str:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _open(root: str, fingerprint: str) -> Snapshot:
     store = Store(root)
-    records, bad_records = edits.read_edits(root)
+    records, bad_records = edit_records.read_edits(root)
     try:
         con = store.connect()
     except (UserError, duckdb.Error) as error:

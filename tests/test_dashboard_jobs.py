@@ -16,7 +16,7 @@ from compute.models.registry import MODELS
 from contract.errors import UserError
 from contract.names import JOB_STATUS
 from dashboard import jobs
-from dashboard.edit_request import EditRequest
+from dashboard.edit_form import EditRequest
 
 pytestmark = pytest.mark.slow  # real background jobs (subprocesses) launched from the page
 

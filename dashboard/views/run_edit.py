@@ -11,7 +11,7 @@ from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITI
 from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL
 from dashboard import common, data, downloads, edit_view, jobs, queries
-from dashboard.edit_request import (
+from dashboard.edit_form import (
     DEFAULT_UNRELATED,
     EditRequest,
     family_target,
