@@ -2,6 +2,7 @@
 cancellable; and the checks on what a request may name."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -212,6 +213,34 @@ def test_job_files_that_do_not_read_back_show_as_lost_on_the_page(monkeypatch, t
     line = app.markdown[0].value
     assert line.endswith("**lost**")
     assert "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*" in line
+
+
+@pytest.mark.parametrize("name", [jobs.PID, jobs.EXIT])
+def test_a_named_pipe_as_a_job_file_neither_hangs_the_page_nor_blocks_launch(monkeypatch, tmp_path, name):
+    path = plant(tmp_path, "20990101-000000-eeeeee")
+    os.mkfifo(path / name)
+    try:
+        app = open_page(monkeypatch, tmp_path)
+    finally:  # a page blocked on the pipe (the defect) returns once someone opens it for writing
+        try:
+            os.close(os.open(path / name, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    assert app.markdown[0].value.endswith("— **lost**")
+    assert not app.button(key="launch").disabled
+
+
+def test_a_job_dated_in_the_future_is_lost_and_does_not_disable_launch(monkeypatch, tmp_path):
+    path = plant(tmp_path, "20990101-000000-ffffff")
+    future = time.time() + 86_400
+    os.utime(path / jobs.SPEC, (future, future))
+
+    app = open_page(monkeypatch, tmp_path)
+
+    assert app.markdown[0].value.endswith("— **lost**")
+    assert not app.button(key="launch").disabled
+    assert not [c for c in app.caption if c.value.startswith("One job at a time")]
 
 
 def test_the_seeds_box_is_bounded(monkeypatch, tmp_path):
