@@ -30,6 +30,11 @@ class EditsState:
         return self.evaluation.get("eval_id") if self.evaluation else None
 
 
+def edit_label(by_id: dict[str, dict], edit_id: str) -> str:
+    """The Edit picker's text for one edit: its concept, method and id."""
+    return f"{by_id[edit_id].get('concept')} · {by_id[edit_id].get('method')} · {edit_id}"
+
+
 def summary_row(record: dict) -> dict:
     """One edit's row of the edits table: what it edited and its newest evaluation's metrics."""
     result = record["eval"] or {}

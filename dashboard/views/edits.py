@@ -2,12 +2,22 @@
 layers, neurons, DiffQuickFix) compared on one concept. The chosen edit and evaluation make an
 ``edit_tables.EditsState``; the tables of ``dashboard.edit_tables`` are computed from it."""
 
+import functools
+
 import streamlit as st
 
 from contract import bounds
 from contract.names import EVAL_GROUPS
 from dashboard import common, data, downloads, edit_view, exports, queries, url_state
-from dashboard.edit_tables import SHOWN_METRICS, EditsState, compared_edits, compared_rows, metric_columns, summary_row
+from dashboard.edit_tables import (
+    SHOWN_METRICS,
+    EditsState,
+    compared_edits,
+    compared_rows,
+    edit_label,
+    metric_columns,
+    summary_row,
+)
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()
@@ -32,7 +42,7 @@ if st.session_state.get("edit_choice") not in by_id:
     st.session_state["edit_choice"] = shown_edits[0]["edit_id"]
 url_state.seed("edit_choice", url_state.incoming("edits").get("edit"), by_id)
 edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
-                       format_func=lambda i: f"{by_id[i].get('concept')} · {by_id[i].get('method')} · {i}")
+                       format_func=functools.partial(edit_label, by_id))
 url_state.publish("edits", {"edit": edit_id})
 record = by_id[edit_id]
 # The summary takes the page's width: beside the settings its cards' labels and deltas were cut at 1280 px.
