@@ -328,7 +328,8 @@ def cancel(job: Job) -> None:
     """Ask a job to stop: its runner and command get SIGTERM (the runner kills the command if it lingers); a runner
     not ready yet finds the mark and does not start the command. Only a verified runner (``load``) that leads its
     own process group, not this process's, is signalled."""
-    (job.path / CANCELLED).write_text(now())
+    # Renamed into place: a planted named pipe or link under the mark's name is replaced, never opened or followed.
+    atomic_write(job.path / CANCELLED, lambda file: file.write(now().encode()))
     pid = _runner(job.path)
     if pid is None:
         return

@@ -121,3 +121,20 @@ def test_the_log_shows_its_last_characters_only(tmp_path):
     path = plant(tmp_path, **{jobs.LOG: b"first line\n" + b"y" * 50 + b"\nlast\rlast line"})
 
     assert jobs.load(path).log(limit=20) == "y" * 5 + "\nlast line"
+
+
+@pytest.mark.parametrize("planted", ["pipe", "link"])
+def test_cancel_replaces_a_planted_mark_without_opening_or_following_it(tmp_path, planted):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    path = plant(tmp_path)
+    if planted == "pipe":
+        os.mkfifo(path / jobs.CANCELLED)
+    else:
+        (path / jobs.CANCELLED).symlink_to(outside)
+
+    within(5, lambda: jobs.cancel(jobs.load(path)), path)
+
+    assert (path / jobs.CANCELLED).is_file() and not (path / jobs.CANCELLED).is_symlink()
+    assert outside.read_text() == "keep"
+    assert jobs.load(path).status == "cancelling"
