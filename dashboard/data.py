@@ -15,7 +15,7 @@ import streamlit as st
 from contract import queries
 from contract.errors import UserError
 from contract.store import Store, is_url
-from dashboard import edits, files
+from dashboard import edit_records, files
 
 
 @dataclass
@@ -25,11 +25,11 @@ class Snapshot:
     Attributes:
         root: the artifact root.
         fingerprint: the state of its files.
-        con: DuckDB connection with the store's views (one per table of ``contract.store.SCHEMAS``); None when
+        con: DuckDB connection with the store's views (runs, cases, scores, layers, edit_scores); None when
             ``error``.
         skipped: (path, reason) of each corrupt or foreign file left out.
         error: why the root cannot be read (e.g. written by a newer LocoLab), or None.
-        edits: stored edit records (``edits.read_edits``).
+        edits: stored edit records (``edit_records.read_edits``).
     """
 
     root: str
@@ -51,7 +51,7 @@ def fingerprint(root: str) -> str:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _open(root: str, fingerprint: str) -> Snapshot:
     store = Store(root)
-    records, bad_records = edits.read_edits(root)
+    records, bad_records = edit_records.read_edits(root)
     try:
         con = store.connect()
     except (UserError, duckdb.Error) as error:

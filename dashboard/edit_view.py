@@ -154,6 +154,12 @@ def summary(record: dict, result: dict | None) -> None:
     st.caption(common.escape(f"{which}: {settings_text(result)}{intervals}"))
 
 
+def group_label(group: str) -> str:
+    """A prompt group's tab label: its description (``EVAL_GROUPS``), or a stored name shown literally (tab labels
+    are Markdown)."""
+    return common.escape(EVAL_GROUPS.get(group, group))
+
+
 def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None) -> None:
     """Before/after image pairs of one evaluation, one tab per prompt group, paged, each with both scores and their
     delta."""
@@ -163,7 +169,7 @@ def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None) -> None:
         return
     groups = [g for g in EVAL_GROUPS if any(r["group"] == g for r in table)]
     groups += sorted({r["group"] for r in table} - set(groups))
-    for tab, group in zip(st.tabs([EVAL_GROUPS.get(g, g) for g in groups]), groups):
+    for tab, group in zip(st.tabs([group_label(g) for g in groups]), groups):
         with tab:
             rows = [r for r in table if r["group"] == group]
             deltas = [r["delta"] for r in rows if r["delta"] is not None]

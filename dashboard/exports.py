@@ -248,7 +248,7 @@ def edit_zip(record: dict, evaluation: dict | None, pairs: list[dict], files: di
     not be read (``missing``).
 
     Args:
-        record: the edit's record (evaluations attached by ``edits.read_edits`` are left out).
+        record: the edit's record (evaluations attached by ``edit_records.read_edits`` are left out).
         evaluation: the evaluation shown (its summary), or None.
         pairs: ``queries.edit_pairs`` rows of that evaluation.
         files: the edit's folder files and the evaluation's images, by root-relative path.

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from contract.names import JOB_STATUS
-from dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, process_identity, write_json
+from dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, process_identity, read_file, write_json
 
 KILL_AFTER_S = 10
 
@@ -46,7 +46,7 @@ def main(job_dir: str) -> int:
     # With its start time and command line, so that the dashboard can tell this runner from a later process that
     # reuses the pid, and from a planted pid.json.
     write_json(path / PID, {"pid": os.getpid(), **(process_identity(os.getpid()) or {})})
-    spec = json.loads((path / SPEC).read_text())
+    spec = json.loads(read_file(path / SPEC))
     code = None if (path / CANCELLED).exists() else run_command(path, spec["args"], stop)
     write_json(path / EXIT, {"returncode": code, "finished_at": now()})
     return 0

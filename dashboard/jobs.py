@@ -10,7 +10,9 @@ session, so the job outlives page reloads and a dashboard restart, and its state
 these files, so nothing in them is trusted to name a process: a job counts as running only while a process with
 the recorded pid (> 1) exists with the recorded start time and command line, and that command line names the job's
 folder; anything else (a planted ``{"pid": 0}``, a pid reused by another process, an unreadable file) is a job that
-no longer runs, and cancel signals only a verified runner's own process group.
+no longer runs, and cancel signals only a verified runner's own process group. For the same reason a job file is
+read only when it is a regular file of at most ``MAX_FILE_BYTES`` (a named pipe planted as ``pid.json`` would block
+the page for ever), and a ``job.json`` dated in the future does not keep its job "starting".
 """
 
 import datetime
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -37,8 +40,12 @@ SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json"
 ACTIVE = ("starting", "running", "cancelling")
 # A runner that has not written its pid this long after launch never started.
 START_GRACE_S = 60
+# A job.json whose mtime lies further than this in the future (a clock set back, or a planted date) starts nothing.
+CLOCK_SLACK_S = 5
 # Job folders read (newest first): the page lists and checks no more than these.
 MAX_JOBS = 200
+# The largest job file read back (job.json, pid.json, status.json, exit.json): a bigger one is damaged or planted.
+MAX_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -80,13 +87,15 @@ class Job:
 
     def log(self, limit: int = 20_000) -> str:
         """The last ``limit`` characters of the log, progress-bar redraws collapsed to their last state."""
-        path = self.path / LOG
-        if not path.is_file():
+        try:
+            with _open_regular(self.path / LOG) as file:
+                file.seek(max(0, os.fstat(file.fileno()).st_size - limit))
+                text = file.read(limit).decode("utf-8", errors="replace")
+        except OSError:
             return ""
-        with open(path, "rb") as file:
-            file.seek(max(0, path.stat().st_size - limit))
-            text = file.read().decode("utf-8", errors="replace")
-        return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
+        # Split on line feeds only: splitlines() would split at each carriage return too, keeping every redraw.
+        lines = text.replace("\r\n", "\n").removesuffix("\n").split("\n")
+        return "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
 
 
 def _seconds(value: float) -> str:
@@ -153,10 +162,40 @@ def write_json(path: Path, value: dict) -> None:
     atomic_write(path, lambda file: file.write(json.dumps(value, indent=2).encode()))
 
 
+def _open_regular(path: Path):
+    """``path`` opened for reading if it is a regular file (following links). Anything else (a named pipe, a device,
+    a socket, a folder) is refused before it is opened for reading: opening a pipe blocks until someone writes.
+
+    Raises:
+        OSError: missing, unreadable, or not a regular file.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
+    # Non-blocking, and checked again once open: the path may have been swapped for a pipe in between.
+    file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb")
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
+        raise OSError(f"{path} is not a regular file")
+    return file
+
+
+def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a job file that is a regular file of at most ``limit`` bytes.
+
+    Raises:
+        OSError: missing, unreadable, not a regular file, or larger than ``limit``.
+    """
+    with _open_regular(path) as file:
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(f"{path} is larger than {limit} bytes")
+    return content
+
+
 def _read(path: Path):
-    """A job file's JSON value, or None when it is missing or unreadable."""
+    """A job file's JSON value, or None when it is missing, unreadable, not a regular file or too large."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_file(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
 
@@ -203,9 +242,9 @@ def load(path: Path) -> Job:
     """Read one job folder; a job whose files do not read back is reported as lost, never as running.
 
     Raises:
-        OSError, ValueError: ``job.json`` is missing or not a JSON object (not a job).
+        OSError, ValueError: ``job.json`` is missing, not a regular file, too large or not a JSON object (not a job).
     """
-    spec = json.loads((path / SPEC).read_text(encoding="utf-8"))
+    spec = json.loads(read_file(path / SPEC).decode("utf-8"))
     if not isinstance(spec, dict):
         raise ValueError(f"{path / SPEC} is not a job record")
     cancelled = (path / CANCELLED).exists()
@@ -217,7 +256,8 @@ def load(path: Path) -> Job:
         status = "cancelled" if cancelled else "succeeded" if code == 0 else "failed"
         return Job(path.name, path, spec, status, code)
     if not (path / PID).exists():
-        waiting = time.time() - (path / SPEC).stat().st_mtime < START_GRACE_S
+        age = time.time() - (path / SPEC).stat().st_mtime
+        waiting = -CLOCK_SLACK_S <= age < START_GRACE_S
         return Job(path.name, path, spec, ("cancelling" if cancelled else "starting") if waiting else "lost", None)
     if _runner(path) is not None:
         return Job(path.name, path, spec, "cancelling" if cancelled else "running", None)
@@ -288,7 +328,8 @@ def cancel(job: Job) -> None:
     """Ask a job to stop: its runner and command get SIGTERM (the runner kills the command if it lingers); a runner
     not ready yet finds the mark and does not start the command. Only a verified runner (``load``) that leads its
     own process group, not this process's, is signalled."""
-    (job.path / CANCELLED).write_text(now())
+    # Renamed into place: a planted named pipe or link under the mark's name is replaced, never opened or followed.
+    atomic_write(job.path / CANCELLED, lambda file: file.write(now().encode()))
     pid = _runner(job.path)
     if pid is None:
         return

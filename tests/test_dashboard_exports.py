@@ -17,7 +17,7 @@ from contract import queries
 from contract.store import write_table
 from dashboard import data, edit_view, exports, jobs
 from dashboard.downloads import edit_archive
-from dashboard.edit_request import family_target, preservation_size, suggested_keys
+from dashboard.edit_form import family_target, preservation_size, suggested_keys
 from dashboard.files import OutsideRoot, RootFiles
 from dashboard.root import job_root_problem, launch_options, problem, typed_root_problem
 

@@ -1,9 +1,12 @@
 """Edit jobs: launched from the Run-an-edit page as separate processes, followed through their files, one at a time,
 cancellable; and the checks on what a request may name."""
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import JOB_STATUS
 from dashboard import jobs
-from dashboard.edit_request import EditRequest
+from dashboard.edit_form import EditRequest
 
 pytestmark = pytest.mark.slow  # real background jobs (subprocesses) launched from the page
 
@@ -212,6 +215,45 @@ def test_job_files_that_do_not_read_back_show_as_lost_on_the_page(monkeypatch, t
     line = app.markdown[0].value
     assert line.endswith("**lost**")
     assert "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*" in line
+
+
+@pytest.mark.parametrize("name", [jobs.PID, jobs.EXIT])
+def test_a_named_pipe_as_a_job_file_neither_hangs_the_page_nor_blocks_launch(monkeypatch, tmp_path, name):
+    path = plant(tmp_path, "20990101-000000-eeeeee")
+    os.mkfifo(path / name)
+    unblocked, done = threading.Event(), threading.Event()
+
+    def unblock():  # each read blocked on the pipe (the defect) returns once someone opens it for writing
+        done.wait(20)
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                os.close(os.open(path / name, os.O_WRONLY | os.O_NONBLOCK))
+                unblocked.set()
+            done.wait(0.1)
+
+    watchdog = threading.Thread(target=unblock, daemon=True)
+    watchdog.start()
+    try:
+        app = open_page(monkeypatch, tmp_path)
+    finally:
+        done.set()
+        watchdog.join()
+
+    assert not unblocked.is_set(), f"the page blocked on the named pipe {name} until it was opened for writing"
+    assert app.markdown[0].value.endswith("— **lost**")
+    assert not app.button(key="launch").disabled
+
+
+def test_a_job_dated_in_the_future_is_lost_and_does_not_disable_launch(monkeypatch, tmp_path):
+    path = plant(tmp_path, "20990101-000000-ffffff")
+    future = time.time() + 86_400
+    os.utime(path / jobs.SPEC, (future, future))
+
+    app = open_page(monkeypatch, tmp_path)
+
+    assert app.markdown[0].value.endswith("— **lost**")
+    assert not app.button(key="launch").disabled
+    assert not [c for c in app.caption if c.value.startswith("One job at a time")]
 
 
 def test_the_seeds_box_is_bounded(monkeypatch, tmp_path):

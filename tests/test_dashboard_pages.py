@@ -5,6 +5,8 @@ import json
 import re
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dashboard_fixtures import (
     MAIN,
@@ -665,6 +667,20 @@ def test_stored_text_is_shown_literally(monkeypatch, tmp_path, root):
 
     caption = next(c.value for c in app.caption if c.value.startswith("Original prompt"))
     assert "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\* \\:red\\[x\\] \\<b\\>html\\</b\\>" in caption
+
+
+def test_a_stored_group_name_is_a_literal_tab_label(monkeypatch, tmp_path, root):
+    odd = copy_root(root, tmp_path / "root")
+    (part,) = (odd / "tables" / "edit_scores").glob("part-*-loco-*.parquet")
+    scores = pq.read_table(part)
+    crafted = "[click](http://evil.example) **bold**"
+    groups = [crafted if group == "target" else group for group in scores["group"].to_pylist()]
+    pq.write_table(scores.set_column(scores.schema.get_field_index("group"), "group", pa.array(groups)), part)
+    app = open_app(monkeypatch, odd, "views/edits.py")
+
+    app.selectbox(key="edit_choice").set_value(part.name.split("-", 1)[1].rsplit("-", 1)[0]).run()
+
+    assert [t.label for t in app.tabs][-1] == "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*"
 
 
 def test_a_root_typed_outside_the_allowed_places_is_refused(monkeypatch, tmp_path, root):

@@ -1,13 +1,24 @@
 """Edits: stored edits with their settings, before/after pairs per prompt group, and the methods (LocoEdit, all
-layers, neurons, DiffQuickFix) compared on one concept."""
+layers, neurons, DiffQuickFix) compared on one concept. The chosen edit and evaluation make an
+``edit_tables.EditsState``; the tables of ``dashboard.edit_tables`` are computed from it."""
+
+import functools
 
 import streamlit as st
 
 from contract import bounds, queries
 from contract.figures import method_comparison
-from contract.names import EVAL_GROUPS, EVAL_METRICS
-from contract.names import METHODS as METHOD_ORDER
+from contract.names import EVAL_GROUPS
 from dashboard import common, data, downloads, edit_view, exports, url_state
+from dashboard.edit_tables import (
+    SHOWN_METRICS,
+    EditsState,
+    compared_edits,
+    compared_rows,
+    edit_label,
+    metric_columns,
+    summary_row,
+)
 
 snap = common.snapshot()
 st.title("Edits")
@@ -16,37 +27,6 @@ if not snap.edits:
     st.code(f'python -m compute edit --model tiny-sd1 --family style --concept "van gogh" --layers 8,9 --eval '
             f"--artifacts {snap.root}", language="bash")
     st.stop()
-
-
-# Short column labels keep the table within 1280 px; each column's help gives the metric's full definition.
-SHORT_METRICS = {"efficacy_score_drop": "eff. drop", "efficacy_prompt_rate": "eff. prompts",
-                 "efficacy_image_rate": "eff. images", "generalization_score_drop": "gen. drop",
-                 "generalization_prompt_rate": "gen. prompts", "generalization_image_rate": "gen. images",
-                 "specificity": "unrel. kept", "other_concepts_retained": "others kept", "new_fact_gain": "new fact"}
-
-
-def summary_row(record: dict) -> dict:
-    result = record["eval"] or {}
-    return {"edit": record["edit_id"], "model": record.get("model"),
-            "concept": f"{record.get('family')} / {record.get('concept')}", "target": record.get("target"),
-            "method": record.get("method"), "edited": edit_view.edited(record),
-            "λ / top-k": record.get("lambda", record.get("topk")), "evals": len(record["evals"]),
-            **{name: result.get(name) for name in EVAL_METRICS}, "evaluation": result.get("eval_id"),
-            "created": common.when(record.get("created_at"))}
-
-
-# On screen each table shows what fits 1280 px; its CSV download has every column (every metric, ids, dates).
-SHOWN_METRICS = ("efficacy_score_drop", "generalization_score_drop", "specificity", "other_concepts_retained")
-
-
-def metric_columns() -> dict:
-    """Column settings of the edit tables: metrics under short labels with two decimals, the full name as help."""
-    columns = {name: st.column_config.NumberColumn(SHORT_METRICS.get(name, name), help=EVAL_METRICS[name],
-                                                   format="%.2f", width="small") for name in EVAL_METRICS}
-    return {**columns, "evals": st.column_config.NumberColumn("evals", help="evaluations stored (one per settings)",
-                                                              width="small")}
-
-
 shown_edits = snap.edits[:bounds.MAX_OPTIONS]
 if len(snap.edits) > len(shown_edits):
     st.caption(f"Showing the newest {len(shown_edits)} of {len(snap.edits)} edits.")
@@ -62,14 +42,15 @@ if st.session_state.get("edit_choice") not in by_id:
     st.session_state["edit_choice"] = shown_edits[0]["edit_id"]
 url_state.seed("edit_choice", url_state.incoming("edits").get("edit"), by_id)
 edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
-                       format_func=lambda i: f"{by_id[i].get('concept')} · {by_id[i].get('method')} · {i}")
+                       format_func=functools.partial(edit_label, by_id))
 url_state.publish("edits", {"edit": edit_id})
 record = by_id[edit_id]
 # The summary takes the page's width: beside the settings its cards' labels and deltas were cut at 1280 px.
 st.subheader("Summary")
 evaluation = edit_view.choose_evaluation(record)
+state = EditsState(record, evaluation)
 edit_view.summary(record, evaluation)
-eval_id = evaluation.get("eval_id") if evaluation else None
+eval_id = state.eval_id
 pairs = data.query(snap, queries.edit_pairs, edit_id, eval_id).to_pylist()
 downloads.edit(snap.root, record, evaluation, pairs, key="edit_zip")
 st.subheader("Settings")
@@ -78,27 +59,14 @@ st.subheader("Before / after")
 edit_view.pairs(snap, edit_id, eval_id)
 
 st.subheader(f"Methods compared on “{common.escape(record.get('concept'))}”")
-
-
-def same_settings(other: dict) -> dict | None:
-    """``other``'s evaluation with the chosen evaluation's settings (the same eval_id), if it has one."""
-    return next((e for e in other["evals"] if e.get("eval_id") == eval_id), None) if evaluation else None
-
-
-same = [(r, same_settings(r)) for r in shown_edits
-        if all(r.get(k) == record.get(k) for k in ("model", "family", "concept")) and same_settings(r)]
+same = compared_edits(state, shown_edits)
 means = data.query(snap, queries.edit_group_means, record.get("model"), record.get("family"), record.get("concept"),
                    eval_id)
 if len(same) < 2:
     st.caption("Only one edit of this concept evaluated with these settings: make another (e.g. all-layers, neuron or "
                "diffquickfix) and evaluate it with the same settings to compare.")
 else:
-    same.sort(key=lambda pair: ((*METHOD_ORDER, pair[0]["method"]).index(pair[0]["method"]), pair[0]["edit_id"]))
-    settings_rows = [edit_view.compared_settings(r, e) for r, e in same]
-    # The settings first: at 1280 px they must be visible without scrolling the table sideways.
-    compared = [{"method": r["method"], **row, **{name: e.get(name) for name in EVAL_METRICS},
-                 "edited": edit_view.edited(r), "edit": r["edit_id"]}
-                for (r, e), row in zip(same, settings_rows)]
+    settings_rows, compared = compared_rows(same)
     differ = edit_view.differing(settings_rows)
     if differ:
         st.warning("These edits differ in " + ", ".join(differ) + ": their metrics compare the methods together "

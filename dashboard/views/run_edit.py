@@ -1,18 +1,18 @@
-"""Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it, then see its results."""
+"""Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it, then see its results.
+What the form is about makes a ``job_view.FormState``, from which ``dashboard.job_view`` pre-fills the form."""
 
 import os
 
 import streamlit as st
 
 from contract import bounds, queries
-from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.figures import row_label
 from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
 from contract.store import is_url
 from contract.summaries import DEFAULT_LEVEL
 from dashboard import common, data, downloads, edit_view, jobs
-from dashboard.edit_request import (
+from dashboard.edit_form import (
     DEFAULT_UNRELATED,
     EditRequest,
     family_target,
@@ -20,50 +20,11 @@ from dashboard.edit_request import (
     runnable_models,
     suggested_keys,
 )
+from dashboard.job_view import FormState, earlier_rows, layer_count, parse_seeds, prefill, show_job
 from dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
 MAX_UNRELATED = 1000  # the box's limit where the preservation set's size is unknown
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """The Seeds box: comma-separated seeds, at most ``bounds.MAX_SEEDS``.
-
-    Raises:
-        UserError: not integers, out of range, repeated, or too many.
-    """
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if len(parts) > bounds.MAX_SEEDS:
-        raise UserError(f"{len(parts)} seeds: give at most {bounds.MAX_SEEDS}")
-    try:
-        seeds = tuple(int(part) for part in parts)
-    except ValueError:
-        raise UserError(f"seeds {text[:80]!r}: write comma-separated integers, e.g. 0,1") from None
-    if len(set(seeds)) != len(seeds):
-        raise UserError("seeds: list each seed once")
-    return seeds
-
-
-def show_job(root: str, job_id: str) -> None:
-    """The job's status, progress, cancel button and log; when it ends, rerun the page to show its results."""
-    try:
-        job = jobs.load(jobs.jobs_dir(root) / job_id)
-    except (OSError, ValueError):
-        st.warning(common.escape(f"Job {job_id} no longer reads back (its job.json is gone or damaged)."))
-        return
-    log = job.log()
-    st.markdown(f"**Job {common.escape(job.job_id)}**: {common.escape(job.label)} — **{job.status}**")
-    if job.active:
-        fraction, text = jobs.progress(job.report())
-        st.progress(fraction, text=text)
-        if st.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
-            jobs.cancel(job)
-            st.rerun()
-    # Wrapped: the command's line is longer than the box, and a cut command cannot be rerun from it.
-    st.code(log[-6000:] or "(no output yet)", language=None, wrap_lines=True)
-    if not job.active and st.session_state.get("watching") == job.job_id:
-        st.session_state.pop("watching")
-        st.rerun(scope="app")
 
 
 snap = common.snapshot()
@@ -114,23 +75,11 @@ target = st.text_input("Target", value=default_target[:200], max_chars=200,
                                           f"{default_target!r}, which the edit command uses when none is named."
                                           + sweep_note))
 
-num_layers = MODELS[model].num_layers if model in MODELS else None
-layer_info = [i for i in data.query(snap, queries.layers, model) if 0 <= i < bounds.MAX_LAYERS]
-num_layers = num_layers or (max(layer_info) + 1 if layer_info else 16)
-threshold = st.session_state.get("chosen_threshold", 0.5)
-localized = []
-sweeps = data.query(snap, queries.run_list)
-# The run the Layer map showed for this model, else the model's newest finished run.
-chosen = st.session_state.get("chosen_run")
-source_run = chosen if chosen in {r["run_id"] for r in sweeps.to_pylist() if r["model"] == model} \
-    else queries.default_run(sweeps, model)
-if concept and source_run:
-    loc = data.query(snap, queries.localization_table, source_run, DEFAULT_LEVEL)
-    scorers = sorted(set(loc["scorer_id"].to_pylist()))
-    minimal = queries.minimal_windows(loc, scorers[0], threshold) if scorers else loc.slice(0, 0)
-    window = next((w for w in minimal.to_pylist() if (w["family"], w["concept"]) == (family, concept)), None)
-    localized = [i for i in range(window["window_start"], window["window_start"] + window["window_size"])
-                 if i < num_layers] if window else []
+num_layers = layer_count(model, [i for i in data.query(snap, queries.layers, model) if 0 <= i < bounds.MAX_LAYERS])
+# Widget state dies with the page: the Layer map leaves its threshold and run in the session.
+form = FormState(model, family, concept, st.session_state.get("chosen_threshold", 0.5),
+                 st.session_state.get("chosen_run"))
+source_run, localized = prefill(snap, form, num_layers)
 method = st.radio("Method", METHODS, horizontal=True, key="run_method",
                   help="loco: closed-form edit of the chosen layers; all-layers: the same on every layer; "
                        "neuron: hold the top-k key/value units of the chosen layers at their neutral means; "
@@ -141,7 +90,7 @@ layers = st.multiselect(
     "Layers", list(range(num_layers)), default=localized, key=f"run_layers_{model}_{family}_{concept}",
     disabled=method not in CHOSEN_LAYERS,
     help=common.escape(f"Pre-filled with the minimal localizing window of {row_label(family, concept)} in run "
-                       f"{source_run} (threshold {threshold:g} on the {DEFAULT_LEVEL:.0%} interval).") if localized
+                       f"{source_run} (threshold {form.threshold:g} on the {DEFAULT_LEVEL:.0%} interval).") if localized
     else "No localizing window for this concept in the model's run: choose layers.")
 if method == "neuron":
     topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
@@ -207,6 +156,4 @@ if active:
 
 if len(history) > 1:
     st.subheader("Earlier jobs")
-    st.dataframe([{"job": job.job_id, "what": job.label, "status": job.status,
-                   "exit": job.returncode, "created_at": str(job.spec.get("created_at"))} for job in history[1:]],
-                 hide_index=True, width="stretch")
+    st.dataframe(earlier_rows(history), hide_index=True, width="stretch")
