@@ -32,13 +32,12 @@ from compute.generation import generate as generate_cases
 from compute.grid import to_pil
 from compute.models.loading import Model
 from compute.neuron import DEFAULT_POSITION
-from compute.plan import build_plan
+from compute.runner import Context, run
 from compute.scoring import default_scorer, load_scorer
 from compute.settings import Settings
-from compute.sweep import run_study
-from compute.sweep_config import Concept, FamilySpec, SweepConfig, Template
 from contract import store, summaries
 from contract.names import NEURON_SELECTIONS, WINDOW
+from contract.specs import Concept, FamilySpec, StudySpec, Template, WindowSearch
 
 
 def memory_root() -> str:
@@ -125,7 +124,8 @@ class Localization:
 
 
 def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_text: str, concept: str | None = None,
-             family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3), seeds: Sequence[int] = (0, 1, 2, 3),
+             family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3),
+             window_search: int | WindowSearch | None = None, seeds: Sequence[int] = (0, 1, 2, 3),
              steps: int | None = None, guidance: float | None = None, size: int | None = None,
              scorer: str | None = None, threshold: float = summaries.DEFAULT_THRESHOLD,
              level: float = summaries.DEFAULT_LEVEL, min_gap: float = summaries.MIN_REFERENCE_GAP,
@@ -133,7 +133,8 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
              name: str = "notebook") -> Localization:
     """LocoGen: for every window of consecutive layers, generate ``prompt`` with the window fed ``target``, score the
     images against ``score_text``, and summarize which windows remove the attribute, with intervals over the prompt x
-    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable).
+    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable). The study is a
+    ``contract.specs.StudySpec`` run by ``compute.runner.run``, as ``locolab sweep`` runs a config.
 
     Usage: ``result = localize(model, "a house in the style of van gogh", "a painting", score_text="style of van
     gogh")``
@@ -146,6 +147,9 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         concept: the concept's name in the tables (default: ``score_text``).
         family: the attribute family's name in the tables.
         window_sizes, seeds: the windows and seeds of the sweep.
+        window_search: instead of ``window_sizes``, search every size up to this maximum (an int: the default coarse
+            sizes; or a ``WindowSearch``): the coarse sizes first, then the sizes below each concept's first
+            localizing one (``compute/window_search.py``).
         steps, guidance, size: sampling settings (default: the model's).
         scorer: CLIP scorer name or directory (default: the model's, ``scoring.default_scorer``).
         threshold: fraction of the original-to-reference gap a window's interval must clear to localize.
@@ -157,21 +161,21 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         name: the run's config name (its id is ``<name>-<digest of the settings>``).
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    config = SweepConfig(
+    search = WindowSearch.up_to(window_search) if isinstance(window_search, int) else window_search
+    spec = StudySpec(
         name=name, model=model.name,
         families=(FamilySpec(family, target, tuple(Template(_literal(p), None) for p in prompts),
                              (Concept(concept or score_text, None, _literal(score_text)),)),),
-        window_sizes=tuple(sorted(set(window_sizes))), seeds=tuple(seeds), scorer=scorer or default_scorer(model.spec),
-        steps=steps, guidance=guidance, resolution=size, description="localize() from the notebook API")
-    settings = Settings.defaults(model.spec, steps, guidance, size)
+        window_sizes=search.coarse if search else tuple(window_sizes), window_search=search, seeds=tuple(seeds),
+        scorer=scorer or default_scorer(model.spec), steps=steps, guidance=guidance, resolution=size,
+        description="localize() from the notebook API")
     root = root or memory_root()
-    run_study(config, model, build_plan(config, settings, len(model.layers)), settings, root, batch_size,
-              show_progress=progress)
+    run(spec, model, Context(root, batch_size=batch_size, progress=progress))
     con = store.Store(root).connect()
-    windows = summaries.localization(con, threshold, [config.run_id], level=level, min_gap=min_gap)
+    windows = summaries.localization(con, threshold, [spec.run_id], level=level, min_gap=min_gap)
     layer_table = {layer.index: {"path": layer.path, "block": layer.block, "resolution": layer.resolution}
                    for layer in model.layers}
-    return Localization(root, config.run_id, model.name, windows, summaries.concepts_of(windows),
+    return Localization(root, spec.run_id, model.name, windows, summaries.concepts_of(windows),
                         summaries.minimal_windows_of(windows), threshold, level, layer_table)
 
 
