@@ -147,11 +147,6 @@ def eval_folder(edit_id: str, eval_id: str | None) -> str:
     return f"{EDITS_DIR}/{edit_id}" if eval_id is None else f"{EDITS_DIR}/{edit_id}/{EDIT_EVALS}/{eval_id}"
 
 
-def default_positions(method: str) -> str:
-    """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
-    return EDIT_METHODS[method].positions
-
-
 def renamed_metrics(summary: dict) -> dict:
     """An edit evaluation's summary under the current metric names (``EVAL_RENAMED``; newer summaries unchanged)."""
     return {EVAL_RENAMED.get(key, key): value for key, value in summary.items()}

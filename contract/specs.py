@@ -42,15 +42,16 @@ DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which s
 
 
 def option(default=None, help: str = "", bound: bounds.Bound | None = None, *, flag: str | None = None,
-           choices: tuple | None = None, metavar: str | None = None):
+           choices: tuple | None = None, metavar: str | None = None, required: bool = False):
     """A spec field with its one definition: default, bound (each item's, for a list) and help text.
 
     Args:
         flag: its command-line option (default ``--`` and the field's name with dashes).
         choices: the values accepted (text options).
+        required: no default: every spec names it.
     """
-    return field(default=default, metadata={"help": help, "bound": bound, "flag": flag, "choices": choices,
-                                            "metavar": metavar})
+    metadata = {"help": help, "bound": bound, "flag": flag, "choices": choices, "metavar": metavar}
+    return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
 def options(spec_type) -> list[dataclasses.Field]:
@@ -91,11 +92,11 @@ def _from_dict(spec_type, data, what: str, build=None):
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise UserError(f"{what}: unknown key {unknown[0]!r}; use {', '.join(names)}")
+    missing = [f.name for f in fields(spec_type) if f.default is dataclasses.MISSING and f.name not in data]
+    if missing:
+        raise UserError(f"{what}: missing {missing[0]!r}; add it")
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
-    try:
-        return spec_type(**(build(values) if build else values))
-    except TypeError as error:  # a required key missing
-        raise UserError(f"{what}: {error}") from None
+    return spec_type(**(build(values) if build else values))
 
 
 def _loads(text: str, what: str):
@@ -111,9 +112,9 @@ class EditSpec:
     """What determines an edit: the method, the concept and every setting that changes the weights (the record of an
     edit keeps it; its id is a digest of the request resolved from it, ``compute.edit_request``)."""
 
-    model: str = option(help="registry name, pipeline directory or hub id")
-    family: str = option(help="attribute family (prompt set)", choices=FAMILIES)
-    concept: str = option(help='the concept to edit, e.g. "van gogh"')
+    model: str = option(help="registry name, pipeline directory or hub id", required=True)
+    family: str = option(help="attribute family (prompt set)", choices=FAMILIES, required=True)
+    concept: str = option(help='the concept to edit, e.g. "van gogh"', required=True)
     method: str = option("loco", "; ".join(f"{m.name}: {m.help}" for m in EDIT_METHODS.values()), choices=METHODS)
     target: str | None = option(help="what the concept should become (default: the family's target)")
     layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron)",

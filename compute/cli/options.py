@@ -4,14 +4,15 @@ shards. Every number is checked here, as argparse parses it (the bounds are ``co
 fails before any model loads or anything is written."""
 
 import argparse
+import dataclasses
+import typing
 from collections import Counter
 
 from compute.plan import launcher_shard
 from contract import bounds
 from contract.errors import UserError
+from contract.specs import DTYPES, EvalSpec, flag_of, options
 from contract.store import DEFAULT_ROOT, ROOT_ENV
-
-DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
 
 def parse_ints(text: str, what: str, bound: bounds.Bound = bounds.LAYER) -> list[int]:
@@ -81,7 +82,7 @@ def add_device_options(parser, dtype: bool = True) -> None:
     parser.add_argument("--device", default="auto", type=device,
                         help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     if dtype:
-        parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+        parser.add_argument("--dtype", default="auto", choices=DTYPES,
                             help="auto: float16 on accelerators, float32 on the CPU")
 
 
@@ -123,29 +124,63 @@ def run_options(args) -> tuple[int, int, str]:
     return launcher_shard(shard, num_shards, args.device)
 
 
+def _many(f: dataclasses.Field) -> bool:
+    """Whether a spec field holds a list (a tuple)."""
+    return any(typing.get_origin(kind) is tuple for kind in (f.type, *typing.get_args(f.type)))
+
+
+def _ints(what: str, bound: bounds.Bound):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(parse_ints(text, what, bound))
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
+def add_spec_options(parser, spec_type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
+    """Command-line options generated from a spec's fields (``contract.specs.option``): each option's flag, default,
+    bound, choices and help come from its one definition. A list of numbers is written comma-separated, a list of
+    texts by repeating the option, a switch as ``--x`` / ``--no-x``.
+
+    Args:
+        only, skip: the fields to include (default: all) and to leave out.
+    """
+    for f in options(spec_type):
+        if f.name in skip or only is not None and f.name not in only:
+            continue
+        default = None if f.default is dataclasses.MISSING else f.default
+        bound, choices, text = f.metadata["bound"], f.metadata["choices"], f.metadata["help"]
+        kwargs = {"dest": f.name, "default": default, "metavar": f.metadata["metavar"]}
+        if isinstance(default, bool):
+            kwargs.update(action=argparse.BooleanOptionalAction if default else "store_true")
+            del kwargs["metavar"]
+        elif _many(f) and bound is not None:
+            kwargs["type"] = _ints(flag_of(f).lstrip("-"), bound)
+            text += f" (default {','.join(map(str, default))})" if default else ""
+        elif _many(f):
+            kwargs.update(action="append", type=str)
+            kwargs["default"] = None
+        else:
+            kwargs.update(type=bound.parse if bound else str, choices=choices)
+            text += "" if default is None or "default" in text else f" (default {default})"
+        parser.add_argument(flag_of(f), help=text, **kwargs)
+
+
+def spec_values(spec_type, args, only: tuple[str, ...] | None = None) -> dict:
+    """The values of ``spec_type``'s options parsed by ``add_spec_options`` (a list of texts as a tuple)."""
+    values = {f.name: getattr(args, f.name) for f in options(spec_type)
+              if hasattr(args, f.name) and (only is None or f.name in only)}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
+
+
 def add_sampling_options(parser) -> None:
     """``--steps``, ``--guidance`` and ``--size`` (each the model's default when not given)."""
-    parser.add_argument("--steps", type=bounds.STEPS.parse, help="denoising steps (model default)")
-    parser.add_argument("--guidance", type=bounds.GUIDANCE.parse, help="guidance scale (model default)")
-    parser.add_argument("--size", type=bounds.SIZE.parse,
-                        help=f"image side in pixels, a multiple of {bounds.SIZE_MULTIPLE} (model default)")
+    add_spec_options(parser, EvalSpec, only=("steps", "guidance", "size"))
 
 
 def add_eval_options(parser) -> None:
-    """The evaluation options shared by ``edit --eval`` and ``eval-edit``."""
-    from compute.scoring import DEFAULT_SCORER, TINY_SCORER
-
+    """The evaluation options shared by ``edit --eval`` and ``eval-edit`` (``contract.specs.EvalSpec``)."""
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--seeds", default="0,1", type=seeds,
-                       help="comma-separated seeds, the same before and after")
-    add_sampling_options(group)
-    group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
-                                        f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=bounds.COUNT.parse,
-                       help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
-                            "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
-                            "320)")
-    group.add_argument("--other-concepts", type=bounds.COUNT.parse, default=3,
-                       help="other concepts of the family for specificity (0: none)")
-    group.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse, default=8, help="images per pipeline call")
+    add_spec_options(group, EvalSpec)
     add_allow_many(group)
