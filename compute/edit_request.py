@@ -107,7 +107,7 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         request["layers"] = sorted(set(spec.layers))
     else:
         request["layers"] = list(range(num_layers if num_layers is not None else layer_count(spec.model)))
-    if spec.method == "neuron":
+    if method.holds_units:
         concept_prompts, neutral_prompts = attributes.contrast_prompts(spec.concept)
         request.update(topk=spec.topk, selection=spec.selection, position=spec.position,
                        concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
@@ -118,20 +118,20 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
 
 
 def _unet_edit(model: Model, meta: dict) -> loco.Edit:
-    if not EDIT_METHODS[meta["method"]].chosen_layers:  # every layer: FLUX's single-stream blocks have no text
-        # projections of their own
+    if not EDIT_METHODS[meta["method"]].chosen_layers:  # FLUX's single-stream blocks have no text projections
         meta["layers"] = [i for i in meta["layers"] if model.layers[i].block != SINGLE]
     layers = loco.check_layers(model, meta["layers"])
     meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
     if model.arch.segments:
         raise UserError(f"--method {meta['method']} is not available on {model.arch.name}: its text sequence holds the "
                         "concept twice (CLIP's and T5's tokens), and LocoLab keys one position per prompt")
-    if meta["method"] == "neuron" and model.arch.stream:
+    holds_units = EDIT_METHODS[meta["method"]].holds_units
+    if holds_units and model.arch.stream:
         raise UserError(f"--method neuron ranks units on the text a layer reads, which {model.arch.name}'s joint "
                         "attention reads as a stream that changes every step: use --method loco")
     if model.arch.stream:
         meta["keys_read_at"] = {**loco.key_settings(model).to_dict(), "seed": loco.KEY_SEED}
-    if meta["method"] == "neuron":
+    if holds_units:
         units, _ = rank_units(model, layers, meta["concept_prompts"], meta["neutral_prompts"], meta["position"],
                               meta["topk"], meta["selection"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}

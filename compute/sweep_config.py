@@ -320,19 +320,13 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
     return parse_config(raw, str(path))
 
 
-def with_contribution(config: SweepConfig, top_k: tuple[int, ...] | None = None,
-                      swap_pooled: bool | None = None) -> SweepConfig:
-    """``config`` as an attention-contribution study, with any given setting overriding its own."""
-    spec = config.contribution
-    spec = ContributionSpec(spec.top_k if top_k is None else tuple(top_k),
-                            spec.swap_pooled if swap_pooled is None else swap_pooled)
-    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=spec)
+def with_contribution(config: SweepConfig, **settings) -> SweepConfig:
+    """``config`` as an attention-contribution study, with ``settings`` (``ContributionSpec`` fields) overriding its
+    own."""
+    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=replace(config.contribution, **settings))
 
 
-def with_trace(config: SweepConfig, noise: float | None = None, components: tuple[str, ...] | None = None,
-               text_encoder: bool | None = None) -> SweepConfig:
-    """``config`` as a causal-tracing study (method ``trace``), with any given trace setting overriding its own."""
-    spec = config.trace
-    spec = TraceSpec(spec.noise if noise is None else noise, spec.components if components is None else components,
-                     spec.text_encoder if text_encoder is None else text_encoder)
-    return replace(config, method=TRACE, trace=spec)
+def with_trace(config: SweepConfig, **settings) -> SweepConfig:
+    """``config`` as a causal-tracing study (method ``trace``), with ``settings`` (``TraceSpec`` fields) overriding
+    its own."""
+    return replace(config, method=TRACE, trace=replace(config.trace, **settings))

@@ -55,6 +55,7 @@ class EditMethod:
         closed_form: solves the ridge closed form (takes λ, key positions and preserve-others).
         chosen_layers: edits the UNet layers the user chooses (``--layers`` / ``--from-run``).
         text_encoder: edits text-encoder layer 0 instead of UNet layers (the DiffQuickFix recipes).
+        holds_units: holds ranked key/value units at their neutral means instead of changing weights (neuron).
         positions: its paper's key positions (closed forms).
         published: DiffQuickFix's published recipe: its own augmented prompts, the bias counted in the values.
         help: what it does, in a phrase.
@@ -64,6 +65,7 @@ class EditMethod:
     closed_form: bool
     chosen_layers: bool
     text_encoder: bool = False
+    holds_units: bool = False
     positions: str | None = None
     published: bool = False
     help: str = ""
@@ -75,8 +77,8 @@ class EditMethod:
 EDIT_METHODS = {m.name: m for m in (
     EditMethod("loco", True, True, positions=SUBJECT, help="LocoEdit: the closed form on the chosen layers"),
     EditMethod("all-layers", True, False, positions=SUBJECT, help="the closed form on every layer"),
-    EditMethod("neuron", False, True, help="hold the top-k key/value units of the chosen layers at their neutral "
-                                           "means"),
+    EditMethod("neuron", False, True, holds_units=True,
+               help="hold the top-k key/value units of the chosen layers at their neutral means"),
     EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True,
                help="the closed form on text-encoder layer 0, the predecessor's published recipe"),
     EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING,

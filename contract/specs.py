@@ -123,11 +123,12 @@ class EditSpec:
                                        "id, or its YAML config)", metavar="RUN_ID")
     threshold: float = option(0.5, "with --from-run: fraction of the original-to-target gap a window must remove",
                               bounds.THRESHOLD)
-    lam: float = option(DEFAULT_LAMBDA, "ridge weight of the closed form (> 0)", bounds.LAMBDA, flag="--lambda")
+    lam: float = option(DEFAULT_LAMBDA, "ridge weight of the closed form (> 0)", bounds.LAMBDA, flag="--lambda",
+                       metavar="LAMBDA")
     prompts: tuple[str, ...] | None = option(
         help="source prompt containing the concept; repeatable (default: the family's edit templates; diffquickfix: "
              "the concept and 'a photo of / an image of / a picture of' it, each paired with the same phrase of the "
-             "target)", flag="--prompt")
+             "target)", flag="--prompt", metavar="PROMPT")
     topk: int = option(DEFAULT_TOPK, "neuron: units to hold, per key/value matrix (per-matrix) or in all (pooled)",
                        bounds.COUNT)
     selection: str = option(PER_MATRIX, "neuron: the top k of each matrix (per-matrix, the official code's) or of all "
@@ -334,7 +335,8 @@ class ContributionSpec:
 
     top_k: tuple[int, ...] = option((6,), "how many dominant sites each intervention feeds the target",
                                     bounds.POSITIVE_COUNT)
-    swap_pooled: bool | None = option(help="the interventions also take the target's pooled text embedding")
+    swap_pooled: bool | None = option(help="the interventions also take the target's pooled text embedding (unset: "
+                                           "as the paper's code on the architecture: yes for FLUX.1)")
 
     def __post_init__(self):
         _check_options(self, lambda f, index: f"contribution.{f.name}" + ("" if index is None else f"[{index}]"))

@@ -29,6 +29,9 @@ def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ())
     return sorted(names)
 
 
+DEFAULT_UNRELATED = 20  # the page's default size of the specificity subset (the CLI's --unrelated for CPU runs)
+
+
 @dataclass(frozen=True)
 class EditRequest:
     """The form's values: what it builds an ``EditSpec`` and an ``EvalSpec`` from (``contract.specs``: each value's
@@ -52,7 +55,7 @@ class EditRequest:
     seeds: tuple[int, ...] = EvalSpec.seeds
     steps: int | None = EvalSpec.steps
     size: int | None = EvalSpec.size
-    unrelated: int = 20
+    unrelated: int = DEFAULT_UNRELATED
     positions: str | None = EditSpec.positions
     preserve_others: bool = EditSpec.preserve_others
 
@@ -97,7 +100,6 @@ SUGGESTED_KEYS = {"toyworld": {"positions": SUBJECT_PADDING, "preserve_others": 
                                "why": "the paper's subject-token edit does not remove the toy world's backgrounds; "
                                       "keying the end-of-text and padding positions too, and preserving the other "
                                       "backgrounds, does (README: the toy world; make compare)"}}
-DEFAULT_UNRELATED = 20  # the page's default size of the specificity subset (the CLI's --unrelated for CPU runs)
 
 
 def suggested_keys(model: str) -> dict:

@@ -24,9 +24,11 @@ from compute.settings import Settings
 from compute.sweep_config import CONFIGS_DIR, load_config, parse_config
 from contract.errors import UserError
 from contract.specs import (
+    ContributionSpec,
     EditSpec,
     EvalSpec,
     StudySpec,
+    TraceSpec,
     WindowSearch,
     edit_job_json,
     flag_of,
@@ -145,13 +147,29 @@ def test_each_study_setting_reaches_its_field_from_a_config_and_the_api(load, fi
         assert getattr(spec, field) == expected
 
 
-def test_trace_and_contribution_options_override_their_config_sections(tmp_path):
+SECTION_VALUES = {  # (config section, field): (config value, command-line arguments, spec value)
+    ("trace", "noise"): (1.5, ["--noise", "1.5"], 1.5),
+    ("trace", "components"): (["resnet", "feed-forward"], ["--components", "resnet,feed-forward"],
+                              ("resnet", "feed-forward")),
+    ("trace", "text_encoder"): (False, ["--no-text-encoder"], False),
+    ("contribution", "top_k"): ([2, 3], ["--top-k", "2,3"], (2, 3)),
+    ("contribution", "swap_pooled"): (True, ["--swap-pooled"], True),
+}
+
+
+def test_every_trace_and_contribution_option_is_walked():
+    assert set(SECTION_VALUES) == {("trace", f.name) for f in options(TraceSpec)} | {
+        ("contribution", f.name) for f in options(ContributionSpec)}
+
+
+@pytest.mark.parametrize("section, name", sorted(SECTION_VALUES))
+def test_each_trace_and_contribution_setting_reaches_its_field_from_a_config_and_the_command_line(tmp_path, section,
+                                                                                                  name):
+    value, arguments, expected = SECTION_VALUES[section, name]
+    assert getattr(getattr(parse_config({**SMALL, section: {name: value}}), section), name) == expected
     path = write_config(tmp_path / "c.yaml")
-    trace = trace_config(build_parser().parse_args(["trace", path, "--noise", "1.5", "--components", "resnet",
-                                                    "--no-text-encoder"]))
-    assert (trace.trace.noise, trace.trace.components, trace.trace.text_encoder) == (1.5, ("resnet",), False)
-    found = contribution_config(build_parser().parse_args(["contribution", path, "--top-k", "2,3", "--swap-pooled"]))
-    assert (found.contribution.top_k, found.contribution.swap_pooled) == ((2, 3), True)
+    build = trace_config if section == "trace" else contribution_config
+    assert getattr(getattr(build(build_parser().parse_args([section, path, *arguments])), section), name) == expected
 
 
 @pytest.mark.parametrize("path", ["tiny-sd1.yaml", "toyworld.yaml", "style-sd-1.4.yaml"])

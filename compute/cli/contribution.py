@@ -2,37 +2,32 @@
 prompts, then the top-k interventions, into the artifact store as its own run (method ``attention-contribution``),
 resumable and shardable like a sweep."""
 
-import argparse
 import time
 from dataclasses import replace
 
 from compute.cli import status
-from compute.cli.options import add_run_options, parse_ints, run_options
+from compute.cli.options import add_run_options, add_spec_options, run_options, spec_values
 from compute.cli.sweep import print_stats, run_context
 from compute.sweep_config import load_config, with_contribution
-from contract import bounds, store, summaries
+from contract import store, summaries
 from contract.errors import UserError
+from contract.specs import ContributionSpec
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("contribution", help="attention-contribution localization and top-k interventions "
                                    "of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional contribution: section sets the defaults)")
-    parser.add_argument("--top-k", help="comma-separated k: how many dominant sites each intervention feeds the "
-                        "target (default: config, else 6 as in the paper)")
-    parser.add_argument("--swap-pooled", action=argparse.BooleanOptionalAction,
-                        help="the interventions also take the target's pooled text embedding (default: config, else "
-                        "as the paper's code on the model: yes for FLUX.1)")
+    add_spec_options(parser, ContributionSpec, overrides=True)
     add_run_options(parser, "seeds", "print the plan and exit")
     parser.set_defaults(func=run)
 
 
 def contribution_config(args):
     """The config with method ``attention-contribution`` and its settings overridden by the command line."""
-    top_k = None if args.top_k is None else tuple(parse_ints(args.top_k, "--top-k", bounds.POSITIVE_COUNT))
     config = load_config(args.config)
     try:
-        return with_contribution(config, top_k, args.swap_pooled)
+        return with_contribution(config, **spec_values(ContributionSpec, args, given=True))
     except UserError as error:
         raise UserError(f"{args.config}: {error}") from None
 

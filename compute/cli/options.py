@@ -124,9 +124,8 @@ def run_options(args) -> tuple[int, int, str]:
     return launcher_shard(shard, num_shards, args.device)
 
 
-def _many(f: dataclasses.Field) -> bool:
-    """Whether a spec field holds a list (a tuple)."""
-    return any(typing.get_origin(kind) is tuple for kind in (f.type, *typing.get_args(f.type)))
+def _types(f: dataclasses.Field) -> tuple:
+    return (f.type, *typing.get_args(f.type))
 
 
 def _ints(what: str, bound: bounds.Bound):
@@ -138,40 +137,58 @@ def _ints(what: str, bound: bounds.Bound):
     return parse
 
 
-def add_spec_options(parser, spec_type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
+def _texts(text: str) -> tuple[str, ...]:
+    """``"a, b"`` -> ("a", "b"); ``none`` -> () (the spec checks the names)."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip() and part.strip() != "none"))
+
+
+def add_spec_options(parser, spec_type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+                     overrides: bool = False) -> None:
     """Command-line options generated from a spec's fields (``contract.specs.option``): each option's flag, default,
-    bound, choices and help come from its one definition. A list of numbers is written comma-separated, a list of
-    texts by repeating the option, a switch as ``--x`` / ``--no-x``.
+    bound, choices and help come from its one definition. A list of numbers or of named choices is written
+    comma-separated, another list of texts by repeating the option, a switch as ``--x`` (``--no-x`` where it is on by
+    default or overrides).
 
     Args:
         only, skip: the fields to include (default: all) and to leave out.
+        overrides: every option defaults to None: it overrides the spec a config file gives (``spec_values``).
     """
     for f in options(spec_type):
         if f.name in skip or only is not None and f.name not in only:
             continue
         default = None if f.default is dataclasses.MISSING else f.default
         bound, choices, text = f.metadata["bound"], f.metadata["choices"], f.metadata["help"]
-        kwargs = {"dest": f.name, "default": default, "metavar": f.metadata["metavar"]}
-        if isinstance(default, bool):
-            kwargs.update(action=argparse.BooleanOptionalAction if default else "store_true")
-            del kwargs["metavar"]
-        elif _many(f) and bound is not None:
+        many = any(typing.get_origin(kind) is tuple for kind in _types(f))
+        kwargs = {"dest": f.name, "default": None if overrides else default}
+        if bool in _types(f):
+            on = overrides or default is not False
+            kwargs["action"] = argparse.BooleanOptionalAction if on else "store_true"
+        elif many and bound is not None:
             kwargs["type"] = _ints(flag_of(f).lstrip("-"), bound)
-            text += f" (default {','.join(map(str, default))})" if default else ""
-        elif _many(f):
-            kwargs.update(action="append", type=str)
-            kwargs["default"] = None
+        elif many and choices:
+            kwargs["type"] = _texts
+            text += f" (comma-separated: {', '.join(choices)}, or none)"
+        elif many:
+            kwargs.update(action="append", default=None)
         else:
             kwargs.update(type=bound.parse if bound else str, choices=choices)
-            text += "" if default is None or "default" in text else f" (default {default})"
+        if f.metadata["metavar"]:
+            kwargs["metavar"] = f.metadata["metavar"]
+        shown = (",".join(map(str, default)) if isinstance(default, tuple)
+                 else {True: "yes", False: "no"}.get(default, default) if isinstance(default, bool) else default)
+        if overrides:
+            text += " (default: config" + ("" if shown is None else f", else {shown}") + ")"
+        elif shown not in (None, "no", "") and "default" not in text:
+            text += f" (default {shown})"
         parser.add_argument(flag_of(f), help=text, **kwargs)
 
 
-def spec_values(spec_type, args, only: tuple[str, ...] | None = None) -> dict:
-    """The values of ``spec_type``'s options parsed by ``add_spec_options`` (a list of texts as a tuple)."""
-    values = {f.name: getattr(args, f.name) for f in options(spec_type)
-              if hasattr(args, f.name) and (only is None or f.name in only)}
-    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
+def spec_values(spec_type, args, given: bool = False) -> dict:
+    """The values of ``spec_type``'s options parsed by ``add_spec_options`` (a list of texts as a tuple); with
+    ``given``, only those given (not None: the ``overrides`` of a config's spec)."""
+    values = {f.name: getattr(args, f.name) for f in options(spec_type) if hasattr(args, f.name)}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()
+            if not given or value is not None}
 
 
 def add_sampling_options(parser) -> None:
