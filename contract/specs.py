@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import typing
 from dataclasses import dataclass, field, fields
 
 from contract import bounds
@@ -74,14 +75,23 @@ def _check_options(spec, name_of, may_be_empty: set[str] = frozenset()) -> None:
         items = list(enumerate(value)) if isinstance(value, tuple) else [(None, value)]
         if isinstance(value, tuple) and not value and f.name not in may_be_empty:
             raise UserError(f"{name_of(f, None)}: give at least one value")
+        kinds = _kinds(f)
         for index, item in items:
             problem = bound.problem(item) if bound else None
-            if choices and item not in choices:
+            if str in kinds and not isinstance(item, str) or bool in kinds and not isinstance(item, bool):
+                problem = f"expected {'text' if str in kinds else 'true or false'}, got {item!r}"
+            elif choices and item not in choices:
                 problem = f"expected one of {', '.join(map(str, choices))}, got {item!r}"
             if problem:
                 raise UserError(f"{name_of(f, index)}: {problem}")
         if isinstance(value, tuple) and bound and len(set(value)) != len(value):
             raise UserError(f"{name_of(f, None)}: {value} lists a value twice; list each once")
+
+
+def _kinds(f: dataclasses.Field) -> set:
+    """The plain types a field's values (a list's items) may have: ``str | None`` -> {str, NoneType}."""
+    kinds = {f.type, *typing.get_args(f.type)}
+    return kinds | {item for kind in kinds if typing.get_origin(kind) is tuple for item in typing.get_args(kind)}
 
 
 def _from_dict(spec_type, data, what: str, build=None):
@@ -374,6 +384,8 @@ class StudySpec:
                             "rename it")
         if len(self.name) > 100:  # it names files (run ids, part names)
             raise UserError(f"name: {len(self.name)} characters long; use at most 100")
+        if not self.families:
+            raise UserError("families: no families; add families or families_from")
         for key in ("window_sizes", "seeds", "scorer"):
             if getattr(self, key) is None:
                 raise UserError(f"{key}: missing; add it")
