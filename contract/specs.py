@@ -35,6 +35,7 @@ from contract.names import (
     POSITIONS,
     TRACE_COMPONENTS,
 )
+from contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEFAULT_LAMBDA = 0.01  # the ridge weight of the closed forms
@@ -131,8 +132,8 @@ class EditSpec:
                                             bound=bounds.LAYER)
     from_run: str | None = option(help="instead of --layers, the minimal localizing window of a stored sweep (a run "
                                        "id, or its YAML config)", metavar="RUN_ID")
-    threshold: float = option(0.5, "with --from-run: fraction of the original-to-target gap a window must remove",
-                              bounds.THRESHOLD)
+    threshold: float = option(DEFAULT_THRESHOLD, "with --from-run: fraction of the original-to-target gap a window "
+                                                 "must remove", bounds.THRESHOLD)
     lam: float = option(DEFAULT_LAMBDA, "ridge weight of the closed form (> 0)", bounds.LAMBDA, flag="--lambda",
                        metavar="LAMBDA")
     prompts: tuple[str, ...] | None = option(
@@ -314,8 +315,9 @@ class WindowSearch:
     max_size: int = option(help="the largest window size searched", bound=bounds.POSITIVE_COUNT)
     coarse: tuple[int, ...] = option(help="the sizes of the first pass, ending at max_size (default 1, 2, 3, 5, 8, "
                                           "... and max_size)", bound=bounds.POSITIVE_COUNT)
-    threshold: float = option(0.5, "fraction of the gap a window's interval must clear to localize", bounds.THRESHOLD)
-    level: float = option(0.95, "the intervals' coverage", bounds.LEVEL)
+    threshold: float = option(DEFAULT_THRESHOLD, "fraction of the gap a window's interval must clear to localize",
+                              bounds.THRESHOLD)
+    level: float = option(DEFAULT_LEVEL, "the intervals' coverage", bounds.LEVEL)
 
     def __post_init__(self):
         _check_options(self, lambda f, index: f"window_search.{f.name}" + ("" if index is None else f"[{index}]"))
