@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from compute.edit import DEFAULT_LAMBDA, solve_factor
+from compute.edit import solve_factor
+from contract.specs import DEFAULT_LAMBDA
 
 TEXT_WIDTH = 768
 WIDTHS = (320, 640, 1280)

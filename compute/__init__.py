@@ -33,6 +33,12 @@ _API = {
     "save_edit": "compute.edit_store",
     "memory_root": "compute.api",
     "attention_contribution": "compute.contribution",
+    "StudySpec": "contract.specs",
+    "EditSpec": "contract.specs",
+    "EvalSpec": "contract.specs",
+    "WindowSearch": "contract.specs",
+    "run": "compute.runner",
+    "Context": "compute.runner",
 }
 __all__ = list(_API)
 

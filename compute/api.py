@@ -23,22 +23,20 @@ import pyarrow as pa
 from PIL import Image
 from tqdm.auto import tqdm
 
-from compute.edit import DEFAULT_LAMBDA, Edit
+from compute.edit import Edit
 from compute.edit_eval import evaluate as evaluate_edit
-from compute.edit_request import DEFAULT_TOPK, build_edit, make_request
+from compute.edit_request import build_edit, dtype_name, make_request
 from compute.edit_store import save_edit
 from compute.generation import Case
 from compute.generation import generate as generate_cases
 from compute.grid import to_pil
 from compute.models.loading import Model
-from compute.neuron import DEFAULT_POSITION
-from compute.plan import build_plan
+from compute.runner import Context, run
 from compute.scoring import default_scorer, load_scorer
 from compute.settings import Settings
-from compute.sweep import run_study
-from compute.sweep_config import Concept, FamilySpec, SweepConfig, Template
 from contract import store, summaries
-from contract.names import NEURON_SELECTIONS, WINDOW
+from contract.names import WINDOW
+from contract.specs import Concept, EditSpec, EvalSpec, FamilySpec, StudySpec, Template, WindowSearch
 
 
 def memory_root() -> str:
@@ -125,7 +123,8 @@ class Localization:
 
 
 def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_text: str, concept: str | None = None,
-             family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3), seeds: Sequence[int] = (0, 1, 2, 3),
+             family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3),
+             window_search: int | WindowSearch | None = None, seeds: Sequence[int] = (0, 1, 2, 3),
              steps: int | None = None, guidance: float | None = None, size: int | None = None,
              scorer: str | None = None, threshold: float = summaries.DEFAULT_THRESHOLD,
              level: float = summaries.DEFAULT_LEVEL, min_gap: float = summaries.MIN_REFERENCE_GAP,
@@ -133,7 +132,8 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
              name: str = "notebook") -> Localization:
     """LocoGen: for every window of consecutive layers, generate ``prompt`` with the window fed ``target``, score the
     images against ``score_text``, and summarize which windows remove the attribute, with intervals over the prompt x
-    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable).
+    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable). The study is a
+    ``contract.specs.StudySpec`` run by ``compute.runner.run``, as ``locolab sweep`` runs a config.
 
     Usage: ``result = localize(model, "a house in the style of van gogh", "a painting", score_text="style of van
     gogh")``
@@ -146,6 +146,9 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         concept: the concept's name in the tables (default: ``score_text``).
         family: the attribute family's name in the tables.
         window_sizes, seeds: the windows and seeds of the sweep.
+        window_search: instead of ``window_sizes``, search every size up to this maximum (an int: the default coarse
+            sizes; or a ``WindowSearch``): the coarse sizes first, then the sizes below each concept's first
+            localizing one (``compute/window_search.py``).
         steps, guidance, size: sampling settings (default: the model's).
         scorer: CLIP scorer name or directory (default: the model's, ``scoring.default_scorer``).
         threshold: fraction of the original-to-reference gap a window's interval must clear to localize.
@@ -156,23 +159,34 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         progress: show a progress bar.
         name: the run's config name (its id is ``<name>-<digest of the settings>``).
     """
+    spec = localization_spec(model, prompt, target, score_text=score_text, concept=concept, family=family,
+                             window_sizes=window_sizes, window_search=window_search, seeds=seeds, steps=steps,
+                             guidance=guidance, size=size, scorer=scorer, name=name)
+    root = root or memory_root()
+    run(spec, model, Context(root, batch_size=batch_size, progress=progress))
+    con = store.Store(root).connect()
+    windows = summaries.localization(con, threshold, [spec.run_id], level=level, min_gap=min_gap)
+    layer_table = {layer.index: {"path": layer.path, "block": layer.block, "resolution": layer.resolution}
+                   for layer in model.layers}
+    return Localization(root, spec.run_id, model.name, windows, summaries.concepts_of(windows),
+                        summaries.minimal_windows_of(windows), threshold, level, layer_table)
+
+
+def localization_spec(model: Model, prompt: str | Sequence[str], target: str, *, score_text: str,
+                      concept: str | None = None, family: str = "notebook", window_sizes: Sequence[int] = (1, 2, 3),
+                      window_search: int | WindowSearch | None = None, seeds: Sequence[int] = (0, 1, 2, 3),
+                      steps: int | None = None, guidance: float | None = None, size: int | None = None,
+                      scorer: str | None = None, name: str = "notebook") -> StudySpec:
+    """The study ``localize`` runs with these arguments (as ``localize``), checked."""
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    config = SweepConfig(
+    search = WindowSearch.up_to(window_search) if isinstance(window_search, int) else window_search
+    return StudySpec(
         name=name, model=model.name,
         families=(FamilySpec(family, target, tuple(Template(_literal(p), None) for p in prompts),
                              (Concept(concept or score_text, None, _literal(score_text)),)),),
-        window_sizes=tuple(sorted(set(window_sizes))), seeds=tuple(seeds), scorer=scorer or default_scorer(model.spec),
-        steps=steps, guidance=guidance, resolution=size, description="localize() from the notebook API")
-    settings = Settings.defaults(model.spec, steps, guidance, size)
-    root = root or memory_root()
-    run_study(config, model, build_plan(config, settings, len(model.layers)), settings, root, batch_size,
-              show_progress=progress)
-    con = store.Store(root).connect()
-    windows = summaries.localization(con, threshold, [config.run_id], level=level, min_gap=min_gap)
-    layer_table = {layer.index: {"path": layer.path, "block": layer.block, "resolution": layer.resolution}
-                   for layer in model.layers}
-    return Localization(root, config.run_id, model.name, windows, summaries.concepts_of(windows),
-                        summaries.minimal_windows_of(windows), threshold, level, layer_table)
+        window_sizes=search.coarse if search else tuple(window_sizes), window_search=search, seeds=tuple(seeds),
+        scorer=scorer or default_scorer(model.spec), steps=steps, guidance=guidance, resolution=size,
+        description="localize() from the notebook API")
 
 
 def generate(model: Model, prompts: Sequence[str], seeds: Sequence[int] = (0,), *,
@@ -191,21 +205,29 @@ def generate(model: Model, prompts: Sequence[str], seeds: Sequence[int] = (0,), 
     return [to_pil(image) for image in images]
 
 
-def make_edit(model: Model, concept: str, method: str = "loco", *, family: str = "style", target: str | None = None,
-              layers: Sequence[int] | None = None, lam: float = DEFAULT_LAMBDA, prompts: Sequence[str] | None = None,
-              positions: str | None = None, preserve_others: bool = False, topk: int = DEFAULT_TOPK,
-              position: int = DEFAULT_POSITION, selection: str = NEURON_SELECTIONS[0],
-              root: str | None = None) -> Edit:
+def make_edit(model: Model, concept: str, method: str = "loco", *, family: str = "style", root: str | None = None,
+              **options) -> Edit:
     """Any edit method on ``model`` (``loco``, ``all-layers``, ``neuron``, ``diffquickfix`` (the published recipe),
-    ``diffquickfix-family`` (ours)), with the options of ``edit_request.make_request``; saved under ``root`` when given
-    (as ``locolab edit`` does)."""
-    request = make_request(model.name, family, concept, method, target=target, layers=layers, lam=lam,
-                           prompts=prompts, topk=topk, position=position, positions=positions,
-                           preserve_others=preserve_others, selection=selection, num_layers=len(model.layers))
-    edit = build_edit(model, request)
+    ``diffquickfix-family`` (ours)); ``options`` are the fields of ``contract.specs.EditSpec`` (``target``,
+    ``layers``, ``lam``, ``prompts``, ``positions``, ``preserve_others``, ``topk``, ``position``, ``selection``,
+    ``prompt_set``, ...), each with its default and meaning there. The weights are computed in the model's dtype.
+    Saved under ``root`` when given (as ``locolab edit`` does).
+
+    Usage: ``edit = make_edit(model, "van gogh", layers=[8, 9], lam=0.1)``
+    """
+    spec = edit_spec(model, concept, method, family=family, **options)
+    edit = build_edit(model, make_request(spec, dtype_name(model), root, num_layers=len(model.layers)))
     if root is not None:
         save_edit(root, edit)
     return edit
+
+
+def edit_spec(model: Model, concept: str, method: str = "loco", *, family: str = "style", **options) -> EditSpec:
+    """The ``EditSpec`` that ``make_edit`` makes with these arguments (lists given as lists are fine); an unknown
+    option is refused with one line."""
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+    return EditSpec.from_dict({"model": model.name, "family": family, "concept": concept, "method": method,
+                               "dtype": dtype_name(model), **values})
 
 
 def loco_edit(model: Model, concept: str, target: str | None = None, *, layers: Sequence[int], family: str = "style",
@@ -218,34 +240,33 @@ def loco_edit(model: Model, concept: str, target: str | None = None, *, layers: 
     return make_edit(model, concept, "loco", family=family, target=target, layers=layers, **options)
 
 
-def neuron_edit(model: Model, concept: str, *, layers: Sequence[int], family: str = "style", topk: int = DEFAULT_TOPK,
-                **options) -> Edit:
+def neuron_edit(model: Model, concept: str, *, layers: Sequence[int], family: str = "style", **options) -> Edit:
     """The neuron edit: hold the ``topk`` units of each key/value matrix of ``layers`` (``selection="pooled"``: of all
     of them together) that best tell the concept's prompts from neutral ones at their neutral mean. Options as
     ``make_edit``.
 
     Usage: ``edit = neuron_edit(model, "van gogh", layers=[8, 9], topk=50)``
     """
-    return make_edit(model, concept, "neuron", family=family, layers=layers, topk=topk, **options)
+    return make_edit(model, concept, "neuron", family=family, layers=layers, **options)
 
 
-def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = (0, 1), *, scorer: str | None = None,
-             steps: int | None = None, guidance: float | None = None, size: int | None = None,
-             root: str | None = None, batch_size: int = 8, unrelated: int | None = None, other_concepts: int = 3,
-             progress: bool = True) -> dict:
+def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = EvalSpec.seeds, *, root: str | None = None,
+             progress: bool = True, **options) -> dict:
     """Efficacy, generalization and specificity of ``edit`` (fact edits: the old and the new fact): the same prompts
     and seeds before and after it, scored with CLIP (``edit_eval.evaluate``); images and scores go to ``root``
-    (default: in memory). ``unrelated``: a random subset of that many preservation prompts (default: all, as the
-    paper). Returns the summary.
+    (default: in memory). ``options`` are the fields of ``contract.specs.EvalSpec`` (``scorer``, ``steps``,
+    ``guidance``, ``size``, ``batch_size``, ``unrelated``: a random subset of that many preservation prompts (default:
+    all, as the paper), ``other_concepts``). Returns the summary.
 
     Usage: ``summary = evaluate(model, edit, seeds=[0, 1])``
     """
-    settings = Settings.defaults(model.spec, steps, guidance, size)
-    scorer = load_scorer(scorer or default_scorer(model.spec), device=model.device)
+    spec = EvalSpec.from_dict({"seeds": tuple(seeds), **options})
+    settings = Settings.defaults(model.spec, spec.steps, spec.guidance, spec.size)
+    scorer = load_scorer(spec.scorer or default_scorer(model.spec), device=model.device)
     with tqdm(unit="img", disable=not progress, desc=f"evaluating {edit.edit_id}") as bar:
         def count(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        return evaluate_edit(model, edit, scorer, settings, list(seeds), root or memory_root(), batch_size,
-                             unrelated, other_concepts, progress=count)
+        return evaluate_edit(model, edit, scorer, settings, list(spec.seeds), root or memory_root(), spec.batch_size,
+                             spec.unrelated, spec.other_concepts, progress=count)

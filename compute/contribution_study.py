@@ -19,7 +19,7 @@ import numpy as np
 from compute.contribution import concept_positions, record_contributions
 from compute.generation import Case, generate_batch, make_encoder
 from compute.models.loading import Model
-from compute.plan import PlannedCase, Unit, _digest
+from compute.plan import PlannedCase, Unit, case_digest, digest, score_text, units_of
 from compute.settings import Settings
 from compute.sweep_config import SweepConfig
 from contract import store, summaries
@@ -30,31 +30,18 @@ def _case(config: SweepConfig, settings: Settings, family: str, concept, prompt:
           seed: int, blocks: tuple[int, ...] | None = None, swap_pooled: bool = False) -> PlannedCase:
     model, tuned = config.model, asdict(settings)
     if kind == "target":  # the LocoGen target reference's image
-        image_key = _digest(model, tuned, target, None, None, seed)
+        image_key = digest(model, tuned, target, None, None, seed)
     else:  # originals are generated again to record contributions; top-k images are this method's own
-        image_key = _digest(model, tuned, prompt, ATTENTION_CONTRIBUTION, kind, blocks, target, swap_pooled, seed)
-    case_id = _digest(model, tuned, family, concept.name, prompt, target, ATTENTION_CONTRIBUTION, kind, blocks,
-                      swap_pooled, seed)
+        image_key = digest(model, tuned, prompt, ATTENTION_CONTRIBUTION, kind, blocks, target, swap_pooled, seed)
+    case_id = case_digest(model, tuned, family, concept, prompt, target, ATTENTION_CONTRIBUTION, kind, blocks,
+                          swap_pooled, seed)
     return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, None, None, seed,
-                       concept.score_text.format(concept=concept.name), ATTENTION_CONTRIBUTION, CROSS_ATTENTION, None,
-                       blocks)
-
-
-def _units(config: SweepConfig, make) -> list[Unit]:
-    units = []
-    for family in config.families:
-        for concept in family.concepts:
-            for prompt, target in family.prompts(concept):
-                cases = make(family.name, concept, prompt, target)
-                if cases:
-                    unit_id = _digest(config.scorer, [c.case_id for c in cases])
-                    units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
-    return units
+                       score_text(concept), ATTENTION_CONTRIBUTION, CROSS_ATTENTION, None, blocks)
 
 
 def plan_localization(config: SweepConfig, settings: Settings) -> list[Unit]:
     """Stage 1: per prompt, its original (contributions recorded) and target references, for every seed."""
-    return _units(config, lambda family, concept, prompt, target: [
+    return units_of(config, lambda family, concept, prompt, target: [
         _case(config, settings, family, concept, prompt, target, kind, seed)
         for kind in ("original", "target") for seed in config.seeds])
 
@@ -63,7 +50,7 @@ def plan_intervention(config: SweepConfig, settings: Settings, dominant: dict[tu
                       swap_pooled: bool) -> list[Unit]:
     """Stage 2: per prompt of each concept in ``dominant`` (its sites, most contributing first), the top-k
     intervention for every k of the config and every seed."""
-    return _units(config, lambda family, concept, prompt, target: [
+    return units_of(config, lambda family, concept, prompt, target: [
         _case(config, settings, family, concept, prompt, target, TOP_K, seed,
               tuple(sorted(dominant[family, concept.name][:k])), swap_pooled)
         for k in config.contribution.top_k for seed in config.seeds] if (family, concept.name) in dominant else [])

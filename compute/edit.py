@@ -34,8 +34,8 @@ from compute.tokens import (
     text_rows,
 )
 from contract.errors import UserError
+from contract.specs import DEFAULT_LAMBDA
 
-DEFAULT_LAMBDA = 0.01
 COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
 KEY_SEED = 0  # the seed of the generations a joint-attention block's keys are read from
 

@@ -3,7 +3,7 @@ from a stored sweep, and the edit computed on a loaded model (LocoEdit, all laye
 
 Usage::
 
-    request = make_request("tiny-sd1", "style", "van gogh", layers=[8, 9])
+    request = make_request(EditSpec("tiny-sd1", "style", "van gogh", layers=(8, 9)), "float32")
     edit = build_edit(load_model("tiny-sd1"), request)
 """
 
@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
@@ -22,24 +22,17 @@ from compute import quickfix
 from compute.edit_store import edit_dir, load_edit, save_edit
 from compute.models.architectures import SINGLE
 from compute.models.loading import Model, layer_count
-from compute.neuron import DEFAULT_POSITION, rank_units
+from compute.neuron import rank_units
 from compute.provenance import versions
 from compute.sweep_config import load_config
 from contract.catalog.attributes import attribute_family, prompt_set_for
 from contract.errors import UserError
-from contract.names import (
-    CHOSEN_LAYERS,
-    CLOSED_FORM,
-    METHODS,
-    NEURON_SELECTIONS,
-    POSITIONS,
-    QUICKFIX_RECIPES,
-    default_positions,
-)
+from contract.names import EDIT_METHODS, SUBJECT_PADDING
+from contract.specs import EditSpec
 from contract.store import Store
 from contract.summaries import concept_summary
 
-DEFAULT_TOPK = 50
+SPEC_KEY = "spec"  # an edit request's (and record's) copy of the spec it was resolved from
 
 
 def window_from_run(root, run_id: str, model: str, family: str, concept: str, threshold: float) -> list[int]:
@@ -67,117 +60,84 @@ def window_from_run(root, run_id: str, model: str, family: str, concept: str, th
 
 
 def edit_id(request: dict) -> str:
-    """``<concept slug>-<method>-<digest of the request>``: the same request always names the same edit."""
-    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:10]
+    """``<concept slug>-<method>-<digest of the request>``: the same request always names the same edit (the request
+    holds every setting that changes the weights, the dtype included; the spec it was resolved from is kept beside
+    it, ``SPEC_KEY``)."""
+    resolved = {key: value for key, value in request.items() if key != SPEC_KEY}
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:10]
     slug = re.sub(r"[^a-z0-9]+", "-", request["concept"].lower()).strip("-")[:40] or "concept"
     return f"{slug}-{request['method']}-{digest}"
 
 
-def _check(method, concept, lam, topk, layers, from_run, positions, preserve_others, selection) -> None:
-    if method not in METHODS:
-        raise UserError(f"unknown edit method {method!r}: use one of {', '.join(METHODS)}")
-    if not concept.strip():
-        raise UserError("empty concept: name the concept to edit")
-    if method != "neuron" and not lam > 0:
-        raise UserError(f"--lambda must be > 0, got {lam}")
-    if method == "neuron" and topk < 0:
-        raise UserError(f"--topk must be >= 0, got {topk}")
-    if method == "all-layers" and (layers or from_run):
-        raise UserError("--method all-layers edits every layer: drop --layers/--from-run")
-    if method in QUICKFIX_RECIPES and (layers or from_run):
-        raise UserError(f"--method {method} edits text-encoder layer 0, not UNet layers: drop --layers/--from-run")
-    if selection not in NEURON_SELECTIONS:
-        raise UserError(f"unknown neuron selection {selection!r}: use one of {', '.join(NEURON_SELECTIONS)}")
-    if method not in CLOSED_FORM and (positions or preserve_others):
-        raise UserError(f"--positions/--preserve-others are for the closed-form methods, not --method {method}")
-    if positions not in (None, *POSITIONS):
-        raise UserError(f"unknown key positions {positions!r}: use one of {', '.join(POSITIONS)}")
-    if method in CHOSEN_LAYERS and not (layers or from_run):
-        raise UserError(f"--method {method} needs --layers (e.g. 8,9) or --from-run RUN_ID")
-
-
-def make_request(model: str, family: str, concept: str, method: str = "loco", *, target: str | None = None,
-                 layers: Sequence[int] | None = None, from_run: str | None = None, threshold: float = 0.5,
-                 lam: float = loco.DEFAULT_LAMBDA, prompts: Sequence[str] | None = None, topk: int = DEFAULT_TOPK,
-                 position: int = DEFAULT_POSITION, positions: str | None = None, preserve_others: bool = False,
-                 selection: str = NEURON_SELECTIONS[0], prompt_set: str | None = None, root=None,
-                 num_layers: int | None = None) -> dict:
-    """What determines an edit (its id is a digest of this); no model is loaded.
+def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None = None) -> dict:
+    """What determines an edit (its id is a digest of this), resolved from ``spec``: the prompts of its family, its
+    target, its layers (from a stored sweep with ``from_run``), and the dtype the weights are computed in; no model
+    is loaded.
 
     Args:
-        model: the model's name (registry name, directory or hub id; for a model wrapped in memory, its name).
-        family: the attribute family whose prompts are used (``style``, ``objects``, ``facts``, ``color``).
-        concept: the concept to edit, e.g. ``"van gogh"``.
-        method: ``loco``, ``all-layers``, ``neuron``, ``diffquickfix`` (the published recipe) or
-            ``diffquickfix-family`` (ours; ``quickfix``).
-        target: what the concept should become (default: the family's target).
-        layers: UNet layers to edit (loco, neuron).
-        from_run: instead of ``layers``, the minimal localizing window of this stored sweep (run id or YAML).
-        threshold: with ``from_run``: fraction of the original-to-target gap a window must remove.
-        lam: the ridge weight of the closed forms (> 0).
-        prompts: source prompts containing the concept (default: the family's edit templates; ``diffquickfix``:
-            the concept and its three augmentations, each paired with the same augmentation of the target).
-        topk, position: neuron edit: units to hold, token position ranked.
-        selection: neuron edit: ``per-matrix`` (top k of each matrix, the official code's) or ``pooled``.
-        positions: closed forms: ``subject`` or ``subject+padding`` (default: the method's, as in its paper).
-        preserve_others: closed forms: also map the family's other concepts to themselves (not in the paper).
-        prompt_set: the prompt set of ``family`` (default: the registered model's, else ``paper``).
-        root: the artifact root ``from_run`` is read from.
-        num_layers: the model's layer count, for all-layers (default: read from its config by name).
+        spec: the edit (``contract.specs.EditSpec``: every option, its default and its meaning).
+        dtype: the weights' dtype (``float32``, ``float16`` or ``bfloat16``: ``spec.dtype`` resolved on the device).
+        root: the artifact root ``spec.from_run`` is read from.
+        num_layers: the model's layer count (default: read from its config by name); the spec's layers are checked
+            against it.
     """
-    _check(method, concept, lam, topk, layers, from_run, positions, preserve_others, selection)
-    prompt_set = prompt_set_for(model, prompt_set)
-    attributes = attribute_family(family, prompt_set)
-    target = target if target is not None else attributes.target_for(concept)
-    published = method == QUICKFIX_RECIPES[0] and not prompts  # the published recipe's own prompts
-    request = {"model": model, "family": attributes.name, "prompt_set": prompt_set, "concept": concept,
-               "target": target, "method": method,
-               "source_prompts": list(prompts or (quickfix.augmented(concept) if published
-                                                  else attributes.source_prompts(concept)))}
-    if method in CLOSED_FORM:
-        request["positions"] = positions or default_positions(method)
-        request["preserve_prompts"] = ([p for c in attributes.concepts if c != concept
-                                        for p in attributes.source_prompts(c)] if preserve_others else [])
-    if method in QUICKFIX_RECIPES:
-        request.update({"lambda": lam}, target_prompts=quickfix.augmented(target) if published
-                       else [target] * len(request["source_prompts"]), bias_in_values=method == QUICKFIX_RECIPES[0])
-        return request
-    if from_run:
-        request.update(from_run=from_run, threshold=threshold,
-                       layers=window_from_run(root, from_run, model, attributes.name, concept, threshold))
-    elif layers:
-        request["layers"] = sorted(set(layers))
+    method = EDIT_METHODS[spec.method]
+    if num_layers is not None:
+        spec.check_layers(num_layers)
+    prompt_set = prompt_set_for(spec.model, spec.prompt_set)
+    attributes = attribute_family(spec.family, prompt_set)
+    target = spec.target if spec.target is not None else attributes.target_for(spec.concept)
+    published = method.published and not spec.prompts  # the published recipe's own prompts
+    request = {"model": spec.model, "family": attributes.name, "prompt_set": prompt_set, "concept": spec.concept,
+               "target": target, "method": spec.method, "dtype": dtype,
+               "source_prompts": list(spec.prompts or (quickfix.augmented(spec.concept) if published
+                                                       else attributes.source_prompts(spec.concept)))}
+    if method.closed_form:
+        request["positions"] = spec.key_positions
+        request["preserve_prompts"] = ([p for c in attributes.concepts if c != spec.concept
+                                        for p in attributes.source_prompts(c)] if spec.preserve_others else [])
+    if method.text_encoder:
+        request.update({"lambda": spec.lam}, target_prompts=quickfix.augmented(target) if published
+                       else [target] * len(request["source_prompts"]), bias_in_values=method.published)
+    elif spec.from_run:
+        request.update(from_run=spec.from_run, threshold=spec.threshold,
+                       layers=window_from_run(root, spec.from_run, spec.model, attributes.name, spec.concept,
+                                              spec.threshold))
+    elif spec.layers:
+        request["layers"] = sorted(set(spec.layers))
     else:
-        request["layers"] = list(range(num_layers if num_layers is not None else layer_count(model)))
-    if method == "neuron":
-        concept_prompts, neutral_prompts = attributes.contrast_prompts(concept)
-        request.update(topk=topk, selection=selection, position=position, concept_prompts=concept_prompts,
-                       neutral_prompts=neutral_prompts)
-    else:
-        request["lambda"] = lam
+        request["layers"] = list(range(num_layers if num_layers is not None else layer_count(spec.model)))
+    if method.holds_units:
+        concept_prompts, neutral_prompts = attributes.contrast_prompts(spec.concept)
+        request.update(topk=spec.topk, selection=spec.selection, position=spec.position,
+                       concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
+    elif not method.text_encoder:
+        request["lambda"] = spec.lam
+    request[SPEC_KEY] = spec.to_dict()
     return request
 
 
 def _unet_edit(model: Model, meta: dict) -> loco.Edit:
-    if meta["method"] == "all-layers":  # FLUX's single-stream blocks have no text projections of their own
+    if not EDIT_METHODS[meta["method"]].chosen_layers:  # FLUX's single-stream blocks have no text projections
         meta["layers"] = [i for i in meta["layers"] if model.layers[i].block != SINGLE]
     layers = loco.check_layers(model, meta["layers"])
     meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
     if model.arch.segments:
         raise UserError(f"--method {meta['method']} is not available on {model.arch.name}: its text sequence holds the "
                         "concept twice (CLIP's and T5's tokens), and LocoLab keys one position per prompt")
-    if meta["method"] == "neuron" and model.arch.stream:
+    holds_units = EDIT_METHODS[meta["method"]].holds_units
+    if holds_units and model.arch.stream:
         raise UserError(f"--method neuron ranks units on the text a layer reads, which {model.arch.name}'s joint "
                         "attention reads as a stream that changes every step: use --method loco")
     if model.arch.stream:
         meta["keys_read_at"] = {**loco.key_settings(model).to_dict(), "seed": loco.KEY_SEED}
-    if meta["method"] == "neuron":
+    if holds_units:
         units, _ = rank_units(model, layers, meta["concept_prompts"], meta["neutral_prompts"], meta["position"],
                               meta["topk"], meta["selection"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
     by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
-                                      padding=meta.get("positions") == POSITIONS[1],
+                                      padding=meta.get("positions") == SUBJECT_PADDING,
                                       preserve=meta.get("preserve_prompts", ()))
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
@@ -190,7 +150,7 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
 
 def _quickfix_edit(model: Model, meta: dict) -> loco.Edit:
     encoders = quickfix.keys_values(model, meta["concept"], meta["target_prompts"], meta["source_prompts"],
-                                    padding=meta["positions"] == POSITIONS[1],
+                                    padding=meta["positions"] == SUBJECT_PADDING,
                                     preserve=meta.get("preserve_prompts", ()))
     by_encoder = {kv.module.split(".", 1)[0]: kv for kv in encoders}
     meta.update(modules=[kv.module for kv in encoders],
@@ -200,12 +160,20 @@ def _quickfix_edit(model: Model, meta: dict) -> loco.Edit:
     return loco.Edit(meta, weights=quickfix.edited_weights(model, encoders, meta["lambda"], meta["bias_in_values"]))
 
 
+def dtype_name(model: Model) -> str:
+    """The dtype ``model`` computes in, as an edit request names it."""
+    return str(model.dtype).removeprefix("torch.")
+
+
 def build_edit(model: Model, request: dict) -> loco.Edit:
-    """Compute the edit described by ``request`` (``make_request``) on ``model``."""
+    """Compute the edit described by ``request`` (``make_request``) on ``model``, which must compute in the request's
+    dtype."""
+    if request["dtype"] != dtype_name(model):
+        raise UserError(f"the edit asks for {request['dtype']} weights but {model.name} is loaded in "
+                        f"{dtype_name(model)}: load it with --dtype {request['dtype']}")
     started = time.perf_counter()
-    meta = {"edit_id": edit_id(request), **request, "architecture": model.arch.name,
-            "dtype": str(model.dtype).removeprefix("torch.")}
-    edit = (_quickfix_edit if request["method"] in QUICKFIX_RECIPES else _unet_edit)(model, meta)
+    meta = {"edit_id": edit_id(request), **request, "architecture": model.arch.name}
+    edit = (_quickfix_edit if EDIT_METHODS[request["method"]].text_encoder else _unet_edit)(model, meta)
     meta.update(seconds=round(time.perf_counter() - started, 4), versions=versions(),
                 created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     return edit

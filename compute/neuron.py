@@ -21,9 +21,8 @@ from compute.hooks import Hooks
 from compute.models.loading import Model
 from compute.tokens import layer_text
 from contract.errors import UserError
-from contract.names import NEURON_SELECTIONS
-
-DEFAULT_POSITION = 76  # the official code's padding slot, which sees the whole prompt
+from contract.names import NEURON_SELECTIONS, PER_MATRIX, POOLED
+from contract.specs import DEFAULT_POSITION, DEFAULT_TOPK
 
 
 def welch_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -63,7 +62,7 @@ def unit_activations(model: Model, layers: Sequence[int], prompts: Sequence[str]
 
 
 def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor], k: int,
-              selection: str = NEURON_SELECTIONS[0]) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]],
+              selection: str = PER_MATRIX) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]],
                                                               dict[str, torch.Tensor]]:
     """The units with the largest |Welch t|, and their neutral means.
 
@@ -82,7 +81,7 @@ def top_units(concept: dict[str, torch.Tensor], neutral: dict[str, torch.Tensor]
         raise UserError(f"unknown neuron selection {selection!r}: use one of {', '.join(NEURON_SELECTIONS)}")
     t = {name: welch_t(concept[name], neutral[name]) for name in concept}
     size = {name: v.abs().nan_to_num(0.0) for name, v in t.items()}
-    if selection == NEURON_SELECTIONS[1]:  # pooled
+    if selection == POOLED:
         chosen = _top_pooled(size, k)
     else:
         narrowest = min(v.numel() for v in t.values())
@@ -112,7 +111,7 @@ def _top_pooled(size: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor
 
 
 def rank_units(model: Model, layers: Sequence[int], concept_prompts: Sequence[str], neutral_prompts: Sequence[str],
-               position: int = DEFAULT_POSITION, k: int = 50, selection: str = NEURON_SELECTIONS[0]):
+               position: int = DEFAULT_POSITION, k: int = DEFAULT_TOPK, selection: str = PER_MATRIX):
     """Choose the top ``k`` key/value projection units of ``layers`` (per matrix, or pooled: ``top_units``) that tell
     concept prompts from neutral ones.
 

@@ -14,14 +14,27 @@ import os
 from dataclasses import asdict, dataclass
 
 from compute.settings import Settings
-from compute.sweep_config import SweepConfig
+from compute.sweep_config import Concept, SweepConfig
 from contract.names import ALL_LAYERS, CROSS_ATTENTION, LOCOGEN, ORIGINAL, TARGET, WINDOW
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) builds one per call
 
 
-def _digest(*parts) -> str:
+def digest(*parts) -> str:
+    """A short digest of JSON-able ``parts``: the one hash behind image keys, case ids and unit ids."""
     return hashlib.sha256(_ENCODER.encode(parts).encode()).hexdigest()[:16]
+
+
+def case_digest(model: str, tuned: dict, family: str, concept: Concept, prompt: str, *settings) -> str:
+    """A case's id, for every study kind: the model, the sampling settings, the family, the concept with the text its
+    images are scored against (a study that changes only its score text scores its images anew), the prompt, and the
+    method's own settings of the case (kind, window or site, seed, ...)."""
+    return digest(model, tuned, family, concept.name, score_text(concept), prompt, *settings)
+
+
+def score_text(concept: Concept) -> str:
+    """The text ``concept``'s images are scored against."""
+    return concept.score_text.format(concept=concept.name)
 
 
 @dataclass(frozen=True)
@@ -64,14 +77,29 @@ class Unit:
     cases: tuple[PlannedCase, ...]
 
 
+def units_of(config: SweepConfig, make) -> list[Unit]:
+    """The one planner loop of every study kind: a unit per (family, concept, prompt) in config order, holding the
+    cases ``make(family_name, concept, prompt, target)`` returns (none: no unit); its id is a digest of the scorers and
+    its case ids."""
+    units = []
+    for family in config.families:
+        for concept in family.concepts:
+            for prompt, target in family.prompts(concept):
+                cases = make(family.name, concept, prompt, target)
+                if cases:
+                    unit_id = digest(config.scorer, [c.case_id for c in cases])
+                    units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
+    return units
+
+
 # ``tuned`` is ``asdict(settings)``, computed once per plan: a plan of a real model has ~10^5 cases.
 def _case(model: str, tuned: dict, family, concept, prompt, target, kind, start, size, seed) -> PlannedCase:
     generated = target if kind == TARGET else prompt
     window = None if start is None else [start, start + size]
-    image_key = _digest(model, tuned, generated, window, target if window else None, seed)
-    case_id = _digest(model, tuned, family, concept.name, prompt, target, kind, window, seed)
+    image_key = digest(model, tuned, generated, window, target if window else None, seed)
+    case_id = case_digest(model, tuned, family, concept, prompt, target, kind, window, seed)
     return PlannedCase(case_id, image_key, family, concept.name, prompt, target, kind, start, size, seed,
-                       concept.score_text.format(concept=concept.name))
+                       score_text(concept))
 
 
 def build_plan(config: SweepConfig, settings: Settings, num_layers: int, window_sizes: list[int] | None = None,
@@ -89,39 +117,36 @@ def build_plan(config: SweepConfig, settings: Settings, num_layers: int, window_
         concepts: only these (family, concept) pairs (default: all).
         references: include the reference cases (a refinement's units leave them out: the first pass has them).
     """
-    units, tuned = [], asdict(settings)
-    for family in config.families:
-        for concept in family.concepts:
-            if concepts is not None and (family.name, concept.name) not in concepts:
-                continue
-            for prompt, target in family.prompts(concept):
-                args = (config.model, tuned, family.name, concept, prompt, target)
-                cases = []
-                if references:
-                    cases += [_case(*args, ORIGINAL, None, None, seed) for seed in config.seeds]
-                    cases += [_case(*args, TARGET, None, None, seed) for seed in config.seeds]
-                    cases += [_case(*args, ALL_LAYERS, 0, num_layers, seed) for seed in config.seeds]
-                cases += [_case(*args, WINDOW, start, size, seed)
-                          for size in (config.window_sizes if window_sizes is None else window_sizes)
-                          for start in range(num_layers - size + 1)
-                          for seed in config.seeds]
-                unit_id = _digest(config.scorer, [c.case_id for c in cases])
-                units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
-    return units
+    tuned = asdict(settings)
+    sizes = config.window_sizes if window_sizes is None else window_sizes
+
+    def make(family: str, concept: Concept, prompt: str, target: str) -> list[PlannedCase]:
+        if concepts is not None and (family, concept.name) not in concepts:
+            return []
+        args = (config.model, tuned, family, concept, prompt, target)
+        cases = []
+        if references:
+            cases += [_case(*args, ORIGINAL, None, None, seed) for seed in config.seeds]
+            cases += [_case(*args, TARGET, None, None, seed) for seed in config.seeds]
+            cases += [_case(*args, ALL_LAYERS, 0, num_layers, seed) for seed in config.seeds]
+        return cases + [_case(*args, WINDOW, start, size, seed)
+                        for size in sizes for start in range(num_layers - size + 1) for seed in config.seeds]
+
+    return units_of(config, make)
 
 
 def _trace_case(model: str, tuned: dict, family, concept, prompt, method, component, noise, kind, site,
                 seed) -> PlannedCase:
     # The clean image is the LocoGen original's; the corrupted image is shared by every (method, component).
     if kind == "original":
-        image_key = _digest(model, tuned, prompt, None, None, seed)
+        image_key = digest(model, tuned, prompt, None, None, seed)
     elif kind == "corrupted":
-        image_key = _digest(model, tuned, prompt, concept.name, noise, kind, seed)
+        image_key = digest(model, tuned, prompt, concept.name, noise, kind, seed)
     else:
-        image_key = _digest(model, tuned, prompt, concept.name, method, component, noise, kind, site, seed)
-    case_id = _digest(model, tuned, family, concept.name, prompt, method, component, noise, kind, site, seed)
+        image_key = digest(model, tuned, prompt, concept.name, method, component, noise, kind, site, seed)
+    case_id = case_digest(model, tuned, family, concept, prompt, method, component, noise, kind, site, seed)
     return PlannedCase(case_id, image_key, family, concept.name, prompt, None, kind, None, None, seed,
-                       concept.score_text.format(concept=concept.name), method, component, noise, site=site)
+                       score_text(concept), method, component, noise, site=site)
 
 
 def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[str, str], int]) -> list[Unit]:
@@ -133,19 +158,18 @@ def build_trace_plan(config: SweepConfig, settings: Settings, sites: dict[tuple[
 
     Within a unit, per group and seed: original, corrupted, then each site restored.
     """
-    units, tuned, noise = [], asdict(settings), config.trace.noise
-    for family in config.families:
-        for concept in family.concepts:
-            for prompt, _ in family.prompts(concept):
-                cases = []
-                for (method, component), count in sites.items():
-                    args = (config.model, tuned, family.name, concept, prompt, method, component, noise)
-                    for seed in config.seeds:
-                        cases += [_trace_case(*args, kind, None, seed) for kind in ("original", "corrupted")]
-                        cases += [_trace_case(*args, "restored", site, seed) for site in range(count)]
-                unit_id = _digest(config.scorer, [c.case_id for c in cases])
-                units.append(Unit(unit_id, family.name, concept.name, prompt, tuple(cases)))
-    return units
+    tuned, noise = asdict(settings), config.trace.noise
+
+    def make(family: str, concept: Concept, prompt: str, target: str) -> list[PlannedCase]:
+        cases = []
+        for (method, component), count in sites.items():
+            args = (config.model, tuned, family, concept, prompt, method, component, noise)
+            for seed in config.seeds:
+                cases += [_trace_case(*args, kind, None, seed) for kind in ("original", "corrupted")]
+                cases += [_trace_case(*args, "restored", site, seed) for site in range(count)]
+        return cases
+
+    return units_of(config, make)
 
 
 def shard_units(units: list[Unit], shard: int, num_shards: int) -> list[Unit]:

@@ -40,19 +40,27 @@ An optional ``contribution:`` section sets the attention-contribution localizati
 contribution``), which also ignores ``window_sizes``: ``contribution: {top_k: [6], swap_pooled: false}``.
 """
 
-import hashlib
-import json
 import os
 import re
 import string
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from contract import bounds
 from contract.errors import UserError
-from contract.names import ATTENTION_CONTRIBUTION, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE, TRACE_COMPONENTS
+from contract.names import ATTENTION_CONTRIBUTION, FAMILIES, TRACE
+from contract.specs import (
+    Concept,
+    ContributionSpec,
+    FamilySpec,
+    StudySpec,
+    Template,
+    TraceSpec,
+    WindowSearch,
+    default_coarse,
+    options,
+)
 
 TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt_set", "window_sizes", "window_search",
             "seeds", "steps", "guidance", "resolution", "scorer", "batch_size", "trace", "contribution"}
@@ -60,150 +68,18 @@ SEARCH_KEYS = {"max_size", "coarse", "threshold", "level"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
 CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
-TARGET = "{target}"  # in a template's target: the concept's (else the family's) target
 CONCEPT_KEYS = {"name", "target", "score_text"}
 TRACE_KEYS = {"noise", "components", "text_encoder"}
 CONTRIBUTION_KEYS = {"top_k", "swap_pooled"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+# The study modules' name for a study spec (a sweep config is one).
+SweepConfig = StudySpec
+__all__ = ["CONFIGS_DIR", "Concept", "ConfigError", "ContributionSpec", "FamilySpec", "SweepConfig", "Template",
+           "TraceSpec", "WindowSearch", "default_coarse", "load_config", "parse_config"]
 
 
 class ConfigError(UserError):
     """A sweep config problem: names the file, the key path and the fix."""
-
-
-@dataclass(frozen=True)
-class Concept:
-    name: str
-    target: str | None
-    score_text: str
-
-
-@dataclass(frozen=True)
-class Template:
-    prompt: str
-    target: str | None
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    name: str
-    target: str | None
-    templates: tuple[Template, ...]
-    concepts: tuple[Concept, ...]
-
-    def prompts(self, concept: Concept) -> list[tuple[str, str]]:
-        """(prompt, target prompt) for each template, for one concept."""
-        return [(t.prompt.format(concept=concept.name), self.target_of(t, concept)) for t in self.templates]
-
-    def target_of(self, template: Template, concept: Concept) -> str | None:
-        """The target prompt of ``template`` for ``concept`` (see the module docstring)."""
-        goal = concept.target or self.target
-        if template.target and TARGET in template.target:
-            return template.target.replace(TARGET, goal) if goal else None
-        return concept.target or template.target or self.target
-
-
-@dataclass(frozen=True)
-class TraceSpec:
-    """Causal-tracing settings: noise as a multiple of the subject's token-embedding std, the UNet site kinds to
-    restore, and whether to trace the text encoder's layers too."""
-
-    noise: float = 3.0
-    components: tuple[str, ...] = (CROSS_ATTENTION,)
-    text_encoder: bool = True
-
-    def __post_init__(self):
-        problem = bounds.NOISE.problem(self.noise)
-        if problem:
-            raise ConfigError(f"trace.noise: {problem}")
-        unknown = set(self.components) - set(TRACE_COMPONENTS)
-        if unknown:
-            raise ConfigError(f"trace.components: unknown {sorted(unknown)}; use {', '.join(TRACE_COMPONENTS)}")
-        if not self.components and not self.text_encoder:
-            raise ConfigError("trace: nothing to trace; name components or set text_encoder: true")
-
-
-def default_coarse(max_size: int) -> tuple[int, ...]:
-    """The first pass of a window search: 1, 2, 3, 5, 8, 13, ... (each the sum of the two before) below
-    ``max_size``, then ``max_size``; the gaps a refinement fills grow with m, as the cost of a size shrinks."""
-    sizes, a, b = [], 1, 2
-    while a < max_size:
-        sizes.append(a)
-        a, b = b, a + b
-    return (*sizes, max_size)
-
-
-@dataclass(frozen=True)
-class WindowSearch:
-    """A search for each concept's minimal window among all sizes up to ``max_size``: every window of the ``coarse``
-    sizes first, then, for a concept whose smallest localizing coarse size is m > 1, every size between the coarse size
-    below m and m. Localizing is judged as the summaries judge it, at ``threshold`` on the ``level`` interval."""
-
-    max_size: int
-    coarse: tuple[int, ...]
-    threshold: float = 0.5
-    level: float = 0.95
-
-
-@dataclass(frozen=True)
-class ContributionSpec:
-    """Attention-contribution settings: how many dominant sites each top-k intervention feeds the target (the DiT
-    paper's default: 6), and whether the intervened images also take the target's pooled text embedding (None: as
-    the paper's code does on the architecture, ``Architecture.topk_swaps_pooled``)."""
-
-    top_k: tuple[int, ...] = (6,)
-    swap_pooled: bool | None = None
-
-    def __post_init__(self):
-        if not self.top_k or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.top_k):
-            raise ConfigError(f"contribution.top_k must be integers >= 1, got {list(self.top_k)}")
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """A validated sweep study."""
-
-    name: str
-    model: str
-    families: tuple[FamilySpec, ...]
-    window_sizes: tuple[int, ...]
-    seeds: tuple[int, ...]
-    scorer: str | tuple[str, ...]
-    steps: int | None = None
-    guidance: float | None = None
-    resolution: int | None = None
-    batch_size: int | None = None
-    description: str = ""
-    trace: TraceSpec = TraceSpec()
-    method: str = LOCOGEN
-    contribution: ContributionSpec = ContributionSpec()
-    window_search: WindowSearch | None = None  # with a search, window_sizes are its coarse sizes
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def scorers(self) -> tuple[str, ...]:
-        """Every scorer of the study, in config order: each image is scored by each (scores keyed by scorer id)."""
-        return (self.scorer,) if isinstance(self.scorer, str) else self.scorer
-
-    def digest(self) -> str:
-        """A short hash of everything that determines the results (not the name or description). A LocoGen run
-        ignores the trace and contribution settings; other runs ignore the window sizes and include the method, and
-        each ignores the other's settings. Configs without a window search hash as they did before it existed."""
-        ignored = {"name", "description", "batch_size"} | ({"trace", "method"} if self.method == LOCOGEN
-                                                            else {"window_sizes", "window_search"})
-        ignored |= {"trace"} if self.method == ATTENTION_CONTRIBUTION else {"contribution"}
-        if self.window_search is None:
-            ignored.add("window_search")
-        fields = {k: v for k, v in self.to_dict().items() if k not in ignored}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-
-    @property
-    def run_id(self) -> str:
-        """Deterministic: a rerun of the same study resumes the same run; other methods get their own run."""
-        method = "" if self.method == LOCOGEN else f"{self.method}-"
-        return f"{self.name}-{method}{self.digest()}"
 
 
 class _Checker:
@@ -227,25 +103,11 @@ class _Checker:
             self.fail(path, f"expected non-empty text, got {value!r}", "write a string")
         return value
 
-    def ints(self, path: str, value, bound: bounds.Bound) -> tuple[int, ...]:
+    def items(self, path: str, value) -> tuple:
+        """A non-empty list as a tuple (its values are checked by the spec it builds)."""
         if not isinstance(value, list) or not value:
-            self.fail(path, "expected a non-empty list", f"write e.g. [{bound.low:g}, {bound.low + 1:g}]")
-        for i, item in enumerate(value):
-            problem = bound.problem(item)
-            if problem:
-                self.fail(f"{path}[{i}]", problem, "fix the value")
-        if len(set(value)) != len(value):
-            self.fail(path, "duplicate values", "list each value once")
+            self.fail(path, "expected a non-empty list", "write e.g. [1, 2]")
         return tuple(value)
-
-    def optional(self, path: str, value, bound: bounds.Bound):
-        """``value`` within ``bound``, or None when the key is absent (the model's default)."""
-        if value is None:
-            return None
-        problem = bound.problem(value)
-        if problem:
-            self.fail(path, problem, "fix or remove it")
-        return value
 
     def placeholders(self, path: str, text: str) -> None:
         """Only ``{concept}`` may be filled in: any other field (or a stray brace) fails here, not mid-run."""
@@ -315,43 +177,34 @@ def _trace(check: _Checker, raw) -> TraceSpec:
     if raw is None:
         return TraceSpec()
     check.keys("trace", raw, TRACE_KEYS)
-    noise = check.optional("trace.noise", raw.get("noise"), bounds.NOISE)
-    noise = TraceSpec.noise if noise is None else noise
-    components = raw.get("components", [CROSS_ATTENTION])
+    components = raw.get("components", list(TraceSpec.components))
     if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
         check.fail("trace.components", f"expected a list of site kinds, got {components!r}",
-                   f"use some of {', '.join(TRACE_COMPONENTS)}")
-    text_encoder = raw.get("text_encoder", True)
+                   "use some of " + ", ".join(_choices(TraceSpec, "components")))
+    text_encoder = raw.get("text_encoder", TraceSpec.text_encoder)
     if not isinstance(text_encoder, bool):
         check.fail("trace.text_encoder", f"expected true or false, got {text_encoder!r}", "fix it")
-    try:
-        return TraceSpec(float(noise), tuple(dict.fromkeys(components)), text_encoder)
-    except ConfigError as error:  # its message names the key and the fix
-        raise ConfigError(f"{check.source}: {error}") from None
+    noise = TraceSpec.noise if raw.get("noise") is None else raw["noise"]
+    return TraceSpec(noise, tuple(dict.fromkeys(components)), text_encoder)
+
+
+def _choices(spec_type, name: str) -> tuple:
+    return next(f.metadata["choices"] for f in options(spec_type) if f.name == name)
 
 
 def _search(check: _Checker, raw) -> WindowSearch:
     check.keys("window_search", raw, SEARCH_KEYS, {"max_size"})
-    max_size = raw["max_size"]
-    if bounds.POSITIVE_COUNT.problem(max_size):
-        check.fail("window_search.max_size", bounds.POSITIVE_COUNT.problem(max_size), "fix the value")
-    coarse = (check.ints("window_search.coarse", raw["coarse"], bounds.POSITIVE_COUNT) if "coarse" in raw
-              else default_coarse(max_size))
-    coarse = tuple(sorted(coarse))
-    if coarse[-1] != max_size:
-        check.fail("window_search.coarse", f"must end at max_size {max_size}, got {list(coarse)}",
-                   f"add {max_size} (sizes above it are never swept)" if coarse[-1] < max_size
-                   else f"drop the sizes above {max_size}")
-    threshold = check.optional("window_search.threshold", raw.get("threshold", 0.5), bounds.THRESHOLD)
-    level = check.optional("window_search.level", raw.get("level", 0.95), bounds.LEVEL)
-    return WindowSearch(max_size, coarse, float(threshold), float(level))
+    settings = {key: raw[key] for key in ("threshold", "level") if key in raw}
+    if "coarse" in raw:
+        return WindowSearch(raw["max_size"], check.items("window_search.coarse", raw["coarse"]), **settings)
+    return WindowSearch.up_to(raw["max_size"], **settings)
 
 
 def _contribution(check: _Checker, raw) -> ContributionSpec:
     if raw is None:
         return ContributionSpec()
     check.keys("contribution", raw, CONTRIBUTION_KEYS)
-    top_k = check.ints("contribution.top_k", raw.get("top_k", [6]), bounds.POSITIVE_COUNT)
+    top_k = check.items("contribution.top_k", raw["top_k"]) if "top_k" in raw else ContributionSpec.top_k
     swap_pooled = raw.get("swap_pooled")
     if swap_pooled is not None and not isinstance(swap_pooled, bool):
         check.fail("contribution.swap_pooled", f"expected true or false, got {swap_pooled!r}", "fix or remove it")
@@ -407,7 +260,7 @@ def _scorers(check: _Checker, raw) -> str | tuple[str, ...]:
 
 
 def parse_config(raw, source: str = "config") -> SweepConfig:
-    """Validate a config mapping (as loaded from YAML).
+    """Validate a config mapping (as loaded from YAML) into a study spec.
 
     Raises:
         ConfigError: naming the key path and the fix.
@@ -419,34 +272,28 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     if ("window_sizes" in raw) == ("window_search" in raw):
         check.fail("window_sizes", "give either window_sizes (an explicit list) or window_search (a search up to a "
                    "maximum size)", "write e.g. window_sizes: [1, 2, 3] or window_search: {max_size: 10}")
-    search = _search(check, raw["window_search"]) if "window_search" in raw else None
-    families = raw.get("families", {})
-    if not isinstance(families, dict):
-        check.fail("families", "expected a mapping of family name -> settings", "see contract/catalog/prompts/")
-    if "families_from" in raw:
-        families = {**_shared_families(check, raw["families_from"], _prompt_set(check, raw)), **families}
-    if not families:
-        check.fail("families", "no families", "add families or families_from")
-    guidance = check.optional("guidance", raw.get("guidance"), bounds.GUIDANCE)
-    scorer = _scorers(check, raw.get("scorer", DEFAULT_SCORER))
-    name = check.text("name", raw["name"])
-    if not re.fullmatch(r"[\w.-]+", name):
-        check.fail("name", f"{name!r} has characters other than letters, digits, '.', '_' and '-'", "rename it")
-    if len(name) > 100:  # it names files (run ids, part names)
-        check.fail("name", f"{len(name)} characters long", "use at most 100")
-    return SweepConfig(
-        name=name, model=check.text("model", raw["model"]),
-        families=tuple(_family(check, str(k), v) for k, v in families.items()),
-        window_sizes=search.coarse if search else tuple(sorted(check.ints("window_sizes", raw["window_sizes"],
-                                                                          bounds.POSITIVE_COUNT))),
-        window_search=search,
-        seeds=check.ints("seeds", raw["seeds"], bounds.SEED), scorer=scorer,
-        steps=check.optional("steps", raw.get("steps"), bounds.STEPS),
-        guidance=None if guidance is None else float(guidance),
-        resolution=check.optional("resolution", raw.get("resolution"), bounds.SIZE),
-        batch_size=check.optional("batch_size", raw.get("batch_size"), bounds.BATCH_SIZE),
-        description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")),
-        contribution=_contribution(check, raw.get("contribution")))
+    try:
+        search = _search(check, raw["window_search"]) if "window_search" in raw else None
+        families = raw.get("families", {})
+        if not isinstance(families, dict):
+            check.fail("families", "expected a mapping of family name -> settings", "see contract/catalog/prompts/")
+        if "families_from" in raw:
+            families = {**_shared_families(check, raw["families_from"], _prompt_set(check, raw)), **families}
+        if not families:
+            check.fail("families", "no families", "add families or families_from")
+        scorer = _scorers(check, raw.get("scorer", DEFAULT_SCORER))
+        return SweepConfig(
+            name=check.text("name", raw["name"]), model=check.text("model", raw["model"]),
+            families=tuple(_family(check, str(k), v) for k, v in families.items()),
+            window_sizes=search.coarse if search else check.items("window_sizes", raw["window_sizes"]),
+            window_search=search, seeds=check.items("seeds", raw["seeds"]), scorer=scorer, steps=raw.get("steps"),
+            guidance=raw.get("guidance"), resolution=raw.get("resolution"), batch_size=raw.get("batch_size"),
+            description=str(raw.get("description", "")), trace=_trace(check, raw.get("trace")),
+            contribution=_contribution(check, raw.get("contribution")))
+    except ConfigError:
+        raise
+    except UserError as error:  # the spec's own check: its message names the key and the fix
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def config_path(name: str | os.PathLike) -> Path:
@@ -473,30 +320,13 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
     return parse_config(raw, str(path))
 
 
-def check_window_sizes(config: SweepConfig, num_layers: int, source: str = "config") -> None:
-    """Reject window sizes larger than the model's layer count."""
-    if config.window_search and config.window_search.max_size > num_layers:
-        _Checker(source).fail("window_search.max_size", f"{config.window_search.max_size} exceeds the {num_layers} "
-                              f"cross-attention layers of {config.model}", f"use a size from 1 to {num_layers}")
-    for i, size in enumerate(config.window_sizes):
-        if size > num_layers:
-            _Checker(source).fail(f"window_sizes[{i}]", f"{size} exceeds the {num_layers} cross-attention layers "
-                                  f"of {config.model}", f"use sizes from 1 to {num_layers}")
+def with_contribution(config: SweepConfig, **settings) -> SweepConfig:
+    """``config`` as an attention-contribution study, with ``settings`` (``ContributionSpec`` fields) overriding its
+    own."""
+    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=replace(config.contribution, **settings))
 
 
-def with_contribution(config: SweepConfig, top_k: tuple[int, ...] | None = None,
-                      swap_pooled: bool | None = None) -> SweepConfig:
-    """``config`` as an attention-contribution study, with any given setting overriding its own."""
-    spec = config.contribution
-    spec = ContributionSpec(spec.top_k if top_k is None else tuple(top_k),
-                            spec.swap_pooled if swap_pooled is None else swap_pooled)
-    return replace(config, method=ATTENTION_CONTRIBUTION, contribution=spec)
-
-
-def with_trace(config: SweepConfig, noise: float | None = None, components: tuple[str, ...] | None = None,
-               text_encoder: bool | None = None) -> SweepConfig:
-    """``config`` as a causal-tracing study (method ``trace``), with any given trace setting overriding its own."""
-    spec = config.trace
-    spec = TraceSpec(spec.noise if noise is None else noise, spec.components if components is None else components,
-                     spec.text_encoder if text_encoder is None else text_encoder)
-    return replace(config, method=TRACE, trace=spec)
+def with_trace(config: SweepConfig, **settings) -> SweepConfig:
+    """``config`` as a causal-tracing study (method ``trace``), with ``settings`` (``TraceSpec`` fields) overriding
+    its own."""
+    return replace(config, method=TRACE, trace=replace(config.trace, **settings))

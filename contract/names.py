@@ -2,6 +2,8 @@
 edit methods and their options, evaluation groups and metrics, and the files of an edit and of a job (no torch here).
 Each name is defined here once; both sides import it."""
 
+from dataclasses import dataclass
+
 # Attribute families, in the order every view and command lists them: the LocoGen paper's three and colour, then the
 # categories of the DiT paper ("Localizing Knowledge in Diffusion Transformers").
 FAMILIES = ("style", "objects", "facts", "color", "dit-style", "places", "celebrities", "animals", "characters")
@@ -35,19 +37,56 @@ TEXT_ENCODER = "text-encoder"
 TRACE_COMPONENTS = (CROSS_ATTENTION, "self-attention", "feed-forward", "resnet")  # UNet sites causal tracing restores
 COMPONENTS = (*TRACE_COMPONENTS, TEXT_ENCODER)
 
+# Key positions: the last subject token alone, or with every later (end-of-text, padding) position.
+SUBJECT, SUBJECT_PADDING = "subject", "subject+padding"
+POSITIONS = (SUBJECT, SUBJECT_PADDING)
+# Neuron edits: the top k units of each key/value matrix (the official code's), or of all of them together (ours).
+PER_MATRIX, POOLED = "per-matrix", "pooled"
+NEURON_SELECTIONS = (PER_MATRIX, POOLED)
+
+
+@dataclass(frozen=True)
+class EditMethod:
+    """One edit method (``EDIT_METHODS``).
+
+    Attributes:
+        name: as stored in an edit's record and given to ``--method``.
+        closed_form: solves the ridge closed form (takes λ, key positions and preserve-others).
+        chosen_layers: edits the UNet layers the user chooses (``--layers`` / ``--from-run``).
+        text_encoder: edits text-encoder layer 0 instead of UNet layers (the DiffQuickFix recipes).
+        holds_units: holds ranked key/value units at their neutral means instead of changing weights (neuron).
+        positions: its paper's key positions (closed forms).
+        published: DiffQuickFix's published recipe: its own augmented prompts, the bias counted in the values.
+        help: what it does, in a phrase.
+    """
+
+    name: str
+    closed_form: bool
+    chosen_layers: bool
+    text_encoder: bool = False
+    holds_units: bool = False
+    positions: str | None = None
+    published: bool = False
+    help: str = ""
+
+
 # Edit methods. DiffQuickFix comes in two recipes: the published one (``diffquickfix``: the predecessor's notebook)
 # and ours (``diffquickfix-family``: the family's prompts to one target, the bias counted once); README says more.
-METHODS = ("loco", "all-layers", "neuron", "diffquickfix", "diffquickfix-family")
-# Methods that edit the UNet layers the user chooses (--layers / --from-run); all-layers edits every layer,
-# the DiffQuickFix recipes text-encoder layer 0.
-CHOSEN_LAYERS = ("loco", "neuron")
-QUICKFIX_RECIPES = ("diffquickfix", "diffquickfix-family")
-# The closed-form methods, which take --positions and --preserve-others.
-CLOSED_FORM = ("loco", "all-layers", *QUICKFIX_RECIPES)
-# Key positions: the last subject token alone, or with every later (end-of-text, padding) position.
-POSITIONS = ("subject", "subject+padding")
-# Neuron edits: the top k units of each key/value matrix (the official code's), or of all of them together (ours).
-NEURON_SELECTIONS = ("per-matrix", "pooled")
+# A new method is one row here (and its computation in compute/edit_request.py).
+EDIT_METHODS = {m.name: m for m in (
+    EditMethod("loco", True, True, positions=SUBJECT, help="LocoEdit: the closed form on the chosen layers"),
+    EditMethod("all-layers", True, False, positions=SUBJECT, help="the closed form on every layer"),
+    EditMethod("neuron", False, True, holds_units=True,
+               help="hold the top-k key/value units of the chosen layers at their neutral means"),
+    EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True,
+               help="the closed form on text-encoder layer 0, the predecessor's published recipe"),
+    EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING,
+               help="ours: the family's prompts to one target, the bias counted once"),
+)}
+METHODS = tuple(EDIT_METHODS)
+CHOSEN_LAYERS = tuple(m.name for m in EDIT_METHODS.values() if m.chosen_layers)
+QUICKFIX_RECIPES = tuple(m.name for m in EDIT_METHODS.values() if m.text_encoder)
+CLOSED_FORM = tuple(m.name for m in EDIT_METHODS.values() if m.closed_form)
 
 # An edit's folder ``<root>/edits/<edit_id>/``: its record, its tensors, its evaluation summary and images.
 EDITS_DIR = "edits"
@@ -107,11 +146,6 @@ JOB_STATUS_KEYS = ("command", "stage", "done", "total", "result", "error")
 def eval_folder(edit_id: str, eval_id: str | None) -> str:
     """The folder of one evaluation of an edit, relative to the root (None: an evaluation from before ids)."""
     return f"{EDITS_DIR}/{edit_id}" if eval_id is None else f"{EDITS_DIR}/{edit_id}/{EDIT_EVALS}/{eval_id}"
-
-
-def default_positions(method: str) -> str:
-    """The paper's choice: LocoEdit keys the last subject token; DiffQuickFix's predecessor the padding too."""
-    return "subject+padding" if method in QUICKFIX_RECIPES else "subject"
 
 
 def renamed_metrics(summary: dict) -> dict:

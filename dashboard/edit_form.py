@@ -1,5 +1,5 @@
-"""An edit asked for on the Run-an-edit page, checked, as ``python -m compute edit ... --eval`` arguments, and the
-models such a job may name."""
+"""An edit asked for on the Run-an-edit page, built into its specs (``contract.specs``) and launched as ``python -m
+compute edit --spec FILE``, and the models such a job may name."""
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -8,7 +8,8 @@ from contract import bounds
 from contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
 from contract.catalog.registry import MODELS
 from contract.errors import UserError
-from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+from contract.names import EDIT_METHODS, SUBJECT_PADDING
+from contract.specs import EditSpec, EvalSpec, edit_job_json
 
 
 def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ()) -> list[str]:
@@ -28,23 +29,19 @@ def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ())
     return sorted(names)
 
 
+DEFAULT_UNRELATED = 20  # the page's default size of the specificity subset (the CLI's --unrelated for CPU runs)
+
+
 @dataclass(frozen=True)
 class EditRequest:
-    """The form's values.
+    """The form's values: what it builds an ``EditSpec`` and an ``EvalSpec`` from (``contract.specs``: each value's
+    default, bound and meaning; defaults here are theirs).
 
     Attributes:
         model: a registered model or one already in the store.
-        family, concept: what to edit.
-        target: what the concept should become (None: the family's default target).
-        layers: layer indices to edit (loco, neuron; ignored by the others).
-        lam: the ridge weight of the closed form (loco, all-layers, diffquickfix).
-        method: one of ``METHODS``.
-        topk: neuron: units to hold.
-        positions: closed forms: key positions, ``subject`` or ``subject+padding`` (None: the method's default).
-        preserve_others: closed forms: also map the family's other concepts to themselves.
-        seeds: evaluation seeds, the same before and after.
-        steps, size: evaluation sampling (None: the model's default).
-        unrelated: unrelated prompts for specificity.
+        family, concept, target, layers, lam, method, topk, positions, preserve_others: the edit (``EditSpec``;
+            layers are used by the methods that edit chosen layers, λ by the closed forms, top-k by neuron).
+        seeds, steps, size, unrelated: the evaluation (``EvalSpec``; steps and size None: the model's default).
     """
 
     model: str
@@ -52,21 +49,22 @@ class EditRequest:
     concept: str
     target: str | None
     layers: tuple[int, ...]
-    lam: float = 0.01
-    method: str = "loco"
-    topk: int = 50
-    seeds: tuple[int, ...] = (0, 1)
-    steps: int | None = None
-    size: int | None = None
-    unrelated: int = 20
-    positions: str | None = None
-    preserve_others: bool = False
+    lam: float = EditSpec.lam
+    method: str = EditSpec.method
+    topk: int = EditSpec.topk
+    seeds: tuple[int, ...] = EvalSpec.seeds
+    steps: int | None = EvalSpec.steps
+    size: int | None = EvalSpec.size
+    unrelated: int = DEFAULT_UNRELATED
+    positions: str | None = EditSpec.positions
+    preserve_others: bool = EditSpec.preserve_others
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def args(self, root: str, allowed_models: set[str], num_layers: int | None) -> list[str]:
-        """The arguments after ``python -m compute``, writing under ``root``.
+    def specs(self, allowed_models: set[str], num_layers: int | None) -> tuple[EditSpec, EvalSpec]:
+        """The edit and its evaluation, checked (the model must be one a job may name; layers within
+        ``num_layers``).
 
         Raises:
             UserError: a value is out of bounds, or the model is neither registered nor in the store.
@@ -74,57 +72,34 @@ class EditRequest:
         if self.model not in allowed_models:
             raise UserError(f"model {self.model!r} is neither registered, allowed at launch (--allow-model), nor a "
                             "model folder inside this artifact root")
-        if self.family not in FAMILIES:
-            raise UserError(f"family must be one of {', '.join(FAMILIES)}")
-        if not self.concept.strip():
-            raise UserError("name a concept to edit")
-        if self.method not in METHODS:
-            raise UserError(f"method must be one of {', '.join(METHODS)}")
-        if self.method in CHOSEN_LAYERS and not self.layers:
-            raise UserError(f"method {self.method} needs at least one layer")
-        if num_layers is not None and any(not 0 <= i < num_layers for i in self.layers):
-            raise UserError(f"layers must lie in 0..{num_layers - 1}")
-        if self.method != "neuron" and not self.lam > 0:
-            raise UserError(f"lambda must be > 0, got {self.lam}")
-        if self.positions not in (None, *POSITIONS):
-            raise UserError(f"positions must be one of {', '.join(POSITIONS)}")
-        if self.method not in CLOSED_FORM and (self.positions or self.preserve_others):
-            raise UserError("key positions and preserving other concepts apply to the closed-form methods only")
-        if not self.seeds:
-            raise UserError("give at least one evaluation seed")
         if len(self.seeds) > bounds.MAX_SEEDS:
             raise UserError(f"{len(self.seeds)} seeds: give at most {bounds.MAX_SEEDS}")
-        for name, bound, value in (("seed", bounds.SEED, self.seeds), ("steps", bounds.STEPS, [self.steps]),
-                                   ("size", bounds.SIZE, [self.size]), ("lambda", bounds.LAMBDA, [self.lam]),
-                                   ("unrelated prompts", bounds.COUNT, [self.unrelated]),
-                                   ("top-k", bounds.COUNT, [self.topk])):
-            for item in value:
-                problem = None if item is None else bound.problem(item)
-                if problem:
-                    raise UserError(f"{name}: {problem}")
-        # name=value keeps a value that starts with '-' from being read as an option.
-        args = ["edit", f"--model={self.model}", f"--family={self.family}", f"--concept={self.concept}",
-                f"--method={self.method}", "--eval", f"--artifacts={root}",
-                f"--seeds={','.join(map(str, self.seeds))}", f"--unrelated={self.unrelated}"]
-        args += [f"--target={self.target}"] if self.target else []
-        if self.method in CHOSEN_LAYERS:
-            args.append(f"--layers={','.join(map(str, sorted(self.layers)))}")
-        args.append(f"--topk={self.topk}" if self.method == "neuron" else f"--lambda={self.lam}")
-        args += [f"--positions={self.positions}"] if self.positions else []
-        args += ["--preserve-others"] if self.preserve_others else []
-        args += [f"--steps={self.steps}"] if self.steps else []
-        args += [f"--size={self.size}"] if self.size else []
-        return args
+        method = EDIT_METHODS.get(self.method)
+        edit = EditSpec(self.model, self.family, self.concept, self.method, target=self.target,
+                        layers=tuple(sorted(self.layers)) if method and method.chosen_layers else None,
+                        lam=self.lam, topk=self.topk, positions=self.positions, preserve_others=self.preserve_others)
+        if num_layers is not None:
+            edit.check_layers(num_layers)
+        return edit, EvalSpec(seeds=self.seeds, steps=self.steps, size=self.size, unrelated=self.unrelated)
+
+    def job(self, root: str, allowed_models: set[str], num_layers: int | None) -> tuple[list[str], str]:
+        """The arguments after ``python -m compute`` writing under ``root``, and the spec file they run (``edit
+        --spec FILE``: ``jobs.launch`` writes it into the job's folder and adds ``--spec``).
+
+        Raises:
+            UserError: as ``specs``.
+        """
+        edit, evaluation = self.specs(allowed_models, num_layers)
+        return ["edit", f"--artifacts={root}"], edit_job_json(edit, evaluation)
 
 
 # Key options the project suggests per model where the paper's defaults fail on it (README, "The toy world"): the
 # paper's subject-token edit does not remove the toy world's backgrounds; keying the end-of-text and padding positions
 # too and preserving the other backgrounds does (``make demo``, ``make compare``).
-SUGGESTED_KEYS = {"toyworld": {"positions": POSITIONS[1], "preserve_others": True,
+SUGGESTED_KEYS = {"toyworld": {"positions": SUBJECT_PADDING, "preserve_others": True,
                                "why": "the paper's subject-token edit does not remove the toy world's backgrounds; "
                                       "keying the end-of-text and padding positions too, and preserving the other "
                                       "backgrounds, does (README: the toy world; make compare)"}}
-DEFAULT_UNRELATED = 20  # the page's default size of the specificity subset (the CLI's --unrelated for CPU runs)
 
 
 def suggested_keys(model: str) -> dict:

@@ -37,6 +37,7 @@ from contract.store import atomic_write, is_url, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json", "cancelled"
+SPEC_FILE = "spec.json"  # the command's ``--spec`` file, when it has one
 ACTIVE = ("starting", "running", "cancelling")
 # A runner that has not written its pid this long after launch never started.
 START_GRACE_S = 60
@@ -294,7 +295,8 @@ def _launch_lock(root: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def launch(root: str, args: list[str], label: str, request: dict | None = None, max_active: int = 1) -> Job:
+def launch(root: str, args: list[str], label: str, request: dict | None = None, max_active: int = 1,
+           spec: str | None = None) -> Job:
     """Start ``python -m compute ARGS`` as a detached job under ``root/jobs``.
 
     Args:
@@ -303,6 +305,8 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
         label: a short description for the page.
         request: what the page asked for, kept with the job to show its results later.
         max_active: refuse while this many jobs are starting or running.
+        spec: a spec file's text (``contract.specs``): written into the job's folder as ``SPEC_FILE`` and passed as
+            ``--spec PATH``.
 
     Raises:
         UserError: ``max_active`` jobs are already active.
@@ -314,6 +318,9 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
         job_id = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         path = jobs_dir(root) / job_id
         path.mkdir()
+        if spec is not None:
+            (path / SPEC_FILE).write_text(spec, encoding="utf-8")
+            args = [*args, f"--spec={path.resolve() / SPEC_FILE}"]
         write_json(path / SPEC, {"job_id": job_id, "args": list(args), "label": label, "request": request or {},
                                   "root": root if is_url(root) else str(Path(root).resolve()), "created_at": now()})
         process = subprocess.Popen([sys.executable, "-m", "dashboard.job_runner", str(path)], cwd=REPO,

@@ -171,7 +171,7 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     from compute.models.loading import resolve
     from compute.sweep_config import load_config, with_contribution
 
-    study = with_contribution(load_config(config), (2,))
+    study = with_contribution(load_config(config), top_k=(2,))
     settings = Settings.defaults(resolve(study.model), study.steps, study.guidance, study.resolution)
     shared = localization_cases(plan_localization(study, settings))
     (mine,) = summaries.top_k_interventions(con, run_ids=[rerun], case_ids=shared).to_pylist()

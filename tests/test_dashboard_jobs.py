@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from contract.catalog.registry import MODELS
 from contract.errors import UserError
 from contract.names import JOB_STATUS
+from contract.specs import EditSpec, EvalSpec, read_edit_job
 from dashboard import jobs
 from dashboard.edit_form import EditRequest
 
@@ -70,10 +71,13 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     app.button(key="launch").click().run()
 
     job = jobs.list_jobs(str(mine))[0]
-    assert job.spec["args"] == ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh", "--method=loco",
-                                "--eval", f"--artifacts={mine}", "--seeds=0", "--unrelated=2",
-                                "--target=a painting", "--layers=4,5", "--lambda=0.1", "--positions=subject+padding",
-                                "--preserve-others", "--steps=2", "--size=32"]
+    # The form builds the edit's and the evaluation's specs; the job runs them from a file in its folder.
+    spec_file = job.path.resolve() / jobs.SPEC_FILE
+    assert job.spec["args"] == ["edit", f"--artifacts={mine}", f"--spec={spec_file}"]
+    edit, evaluation = read_edit_job(spec_file.read_text())
+    assert edit == EditSpec("tiny-sd1", "style", "van gogh", target="a painting", layers=(4, 5), lam=0.1,
+                            positions="subject+padding", preserve_others=True)
+    assert evaluation == EvalSpec(seeds=(0,), steps=2, size=32, unrelated=2)
     assert job.status in ("starting", "running")
     assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
     # The log box wraps: the command line is longer than the box and was cut.
@@ -131,30 +135,30 @@ def request(**changes) -> EditRequest:
 
 def test_a_request_may_name_only_registered_or_stored_models():
     with pytest.raises(UserError, match="neither registered, allowed at launch"):
-        request(model="../../elsewhere").args("/root", set(MODELS), 16)
+        request(model="../../elsewhere").job("/root", set(MODELS), 16)
 
 
 def test_a_request_keeps_layers_inside_the_model():
     with pytest.raises(UserError, match=r"layers must lie in 0..15"):
-        request(layers=(15, 16)).args("/root", set(MODELS), 16)
+        request(layers=(15, 16)).job("/root", set(MODELS), 16)
 
 
 def test_a_value_starting_with_a_dash_stays_a_value():
-    args = request(concept="--help").args("/root", set(MODELS), 16)
+    args, spec = request(concept="--help").job("/root", set(MODELS), 16)
 
-    assert "--concept=--help" in args and "--help" not in args
+    assert args == ["edit", "--artifacts=/root"] and read_edit_job(spec)[0].concept == "--help"
 
 
 def test_a_diffquickfix_request_names_no_layers_and_passes_the_key_options():
-    args = request(method="diffquickfix", positions="subject", preserve_others=True).args("/root", set(MODELS), 16)
+    edit, _ = read_edit_job(request(method="diffquickfix", positions="subject", preserve_others=True).job(
+        "/root", set(MODELS), 16)[1])
 
-    assert not any(arg.startswith("--layers") for arg in args)
-    assert "--method=diffquickfix" in args and "--positions=subject" in args and "--preserve-others" in args
+    assert (edit.method, edit.layers, edit.positions, edit.preserve_others) == ("diffquickfix", None, "subject", True)
 
 
 def test_a_neuron_request_may_not_set_key_positions():
     with pytest.raises(UserError, match="closed-form methods only"):
-        request(method="neuron", positions="subject").args("/root", set(MODELS), 16)
+        request(method="neuron", positions="subject").job("/root", set(MODELS), 16)
 
 
 def plant(root, job_id: str, label: str = "planted", **files) -> Path:

@@ -65,9 +65,11 @@ def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
     # <start> a beautiful house in the style of van gogh: 8, 9 among CLIP's 77 positions; T5 (no start) 7, 8 after.
     assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
     with pytest.raises(UserError, match="holds the concept twice"):
-        from compute.edit_request import build_edit, make_request
+        from compute.edit_request import build_edit, dtype_name, make_request
+        from contract.specs import EditSpec
 
-        build_edit(model, make_request("tiny-sd3", "style", "van gogh", layers=[3], num_layers=24))
+        build_edit(model, make_request(EditSpec("tiny-sd3", "style", "van gogh", layers=(3,)), dtype_name(model),
+                                       num_layers=24))
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3"])

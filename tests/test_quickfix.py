@@ -18,6 +18,7 @@ from compute.quickfix import augmented, edited_weights, encoder_modules, keys_va
 from compute.settings import Settings
 from contract.catalog.registry import MODELS
 from contract.errors import UserError
+from contract.specs import EditSpec
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
 ONE_TARGET = ["a painting"] * len(PROMPTS)
@@ -155,13 +156,13 @@ def test_other_text_encoders_are_rejected_naming_the_family():
 
 
 def test_published_recipe_pairs_each_augmentation_with_the_same_augmentation_of_the_target():
-    request = make_request("tiny-sd1", "style", "van gogh", "diffquickfix")
+    request = make_request(EditSpec("tiny-sd1", "style", "van gogh", "diffquickfix"), "float32")
     assert request["source_prompts"] == ["van gogh", "a photo of van gogh", "an image of van gogh",
                                          "a picture of van gogh"]
     assert request["target_prompts"] == ["a painting", "a photo of a painting", "an image of a painting",
                                          "a picture of a painting"]
     assert (request["positions"], request["bias_in_values"], request["lambda"]) == ("subject+padding", True, 0.01)
-    ours = make_request("tiny-sd1", "style", "van gogh", "diffquickfix-family")
+    ours = make_request(EditSpec("tiny-sd1", "style", "van gogh", "diffquickfix-family"), "float32")
     assert ours["source_prompts"][1] == "a painting in the style of van gogh"
     assert ours["target_prompts"] == ["a painting"] * 4 and ours["bias_in_values"] is False
 

@@ -2,47 +2,43 @@
 prompts, then the top-k interventions, into the artifact store as its own run (method ``attention-contribution``),
 resumable and shardable like a sweep."""
 
-import argparse
 import time
+from dataclasses import replace
 
 from compute.cli import status
-from compute.cli.options import add_run_options, parse_ints, run_options
-from compute.cli.sweep import print_stats
-from compute.models.loading import resolve
-from compute.settings import Settings
-from compute.sweep_config import ConfigError, load_config, with_contribution
-from contract import bounds, store, summaries
+from compute.cli.options import add_run_options, add_spec_options, run_options, spec_values
+from compute.cli.sweep import print_stats, run_context
+from compute.sweep_config import load_config, with_contribution
+from contract import store, summaries
 from contract.errors import UserError
+from contract.specs import ContributionSpec
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("contribution", help="attention-contribution localization and top-k interventions "
                                    "of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional contribution: section sets the defaults)")
-    parser.add_argument("--top-k", help="comma-separated k: how many dominant sites each intervention feeds the "
-                        "target (default: config, else 6 as in the paper)")
-    parser.add_argument("--swap-pooled", action=argparse.BooleanOptionalAction,
-                        help="the interventions also take the target's pooled text embedding (default: config, else "
-                        "as the paper's code on the model: yes for FLUX.1)")
+    add_spec_options(parser, ContributionSpec, overrides=True)
     add_run_options(parser, "seeds", "print the plan and exit")
     parser.set_defaults(func=run)
 
 
 def contribution_config(args):
     """The config with method ``attention-contribution`` and its settings overridden by the command line."""
-    top_k = None if args.top_k is None else tuple(parse_ints(args.top_k, "--top-k", bounds.POSITIVE_COUNT))
+    config = load_config(args.config)
     try:
-        return with_contribution(load_config(args.config), top_k, args.swap_pooled)
-    except ConfigError as error:
+        return with_contribution(config, **spec_values(ContributionSpec, args, given=True))
+    except UserError as error:
         raise UserError(f"{args.config}: {error}") from None
 
 
 def run(args) -> None:
     from compute.contribution_study import localization_cases, plan_localization
+    from compute.runner import settings_of
 
     config = contribution_config(args)
     shard, num_shards, device = run_options(args)
-    settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
+    settings = settings_of(config)
     units = plan_localization(config, settings)
     root = store.resolve_root(args.artifacts)
     print(f"run {config.run_id}: attention contribution of {config.model}, top-k {list(config.contribution.top_k)}, "
@@ -52,15 +48,14 @@ def run(args) -> None:
     if args.dry_run:
         return
     store.Store(root).check_writable()
-    from compute.contribution_study import run_study
     from compute.models.loading import load_model
+    from compute.runner import run as run_study
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
     model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="localizing")
-    result = run_study(config, model, settings, root, args.batch_size or config.batch_size, shard, num_shards,
-                       args.limit, not args.no_progress, began)
+    result = run_study(config, model, replace(run_context(args, root, shard, num_shards), began=began)).contribution
     print_stats(config.run_id, result.localized, root)
     if result.intervened:
         print_stats(config.run_id, result.intervened, root)

@@ -1,65 +1,63 @@
 """``locolab edit``: make a LocoEdit (closed form on chosen layers), all-layers, neuron or DiffQuickFix (closed form
 on text-encoder layer 0: the published recipe or ours) edit, save it under ``<artifacts>/edits/<edit_id>/`` and
-optionally evaluate it."""
+optionally evaluate it. The edit's options are generated from ``contract.specs.EditSpec`` (the evaluation's from
+``EvalSpec``); ``--spec FILE`` gives both as one JSON file instead (``contract.specs.edit_job_json``: how the
+dashboard launches an edit)."""
+
+import dataclasses
+from pathlib import Path
 
 from compute.cli import status
 from compute.cli.eval_edit import plan_eval, run_eval
-from compute.cli.options import add_device_options, add_eval_options, add_offload_option, parse_ints
-from compute.edit import DEFAULT_LAMBDA
-from compute.edit_request import DEFAULT_TOPK, make_request, stored_or_built
+from compute.cli.options import (
+    add_device_options,
+    add_eval_options,
+    add_offload_option,
+    add_spec_options,
+    spec_values,
+)
+from compute.edit_request import make_request, stored_or_built
 from compute.edit_store import edit_dir
-from compute.models.loading import load_model
-from compute.neuron import DEFAULT_POSITION
-from contract import bounds
-from contract.catalog.attributes import PROMPT_SETS
-from contract.names import FAMILIES, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
+from compute.models.loading import load_model, pick_device, pick_dtype
+from contract.errors import UserError
+from contract.specs import EditSpec, EvalSpec, flag_of, options, read_edit_job
 from contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("edit", help="edit a concept out of a model (LocoEdit, all layers, neurons or "
                                                 "DiffQuickFix)")
-    parser.add_argument("--model", required=True, help="registry name, pipeline directory or hub id")
-    parser.add_argument("--family", required=True, choices=FAMILIES, help="attribute family (prompt set)")
-    parser.add_argument("--concept", required=True, help='the concept to edit, e.g. "van gogh"')
-    parser.add_argument("--target", help="what the concept should become (default: the family's target)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--layers", help="comma-separated layer indices, e.g. 8,9")
-    where.add_argument("--from-run", metavar="RUN_ID",
-                       help="use the minimal localizing window of a stored sweep (a run id, or its YAML config)")
-    parser.add_argument("--threshold", type=bounds.THRESHOLD.parse, default=0.5,
-                        help="with --from-run: fraction of the original-to-target gap a window must remove")
-    parser.add_argument("--method", choices=METHODS, default="loco",
-                        help="loco (LocoEdit), all-layers, neuron, diffquickfix (the predecessor's published recipe) "
-                             "or diffquickfix-family (ours: the family's prompts to one target, bias counted once)")
-    parser.add_argument("--lambda", dest="lam", type=bounds.LAMBDA.parse, default=DEFAULT_LAMBDA,
-                        help="ridge weight of the closed form (> 0)")
-    parser.add_argument("--prompt", action="append", dest="prompts",
-                        help="source prompt containing the concept; repeatable (default: the family's edit templates; "
-                             "diffquickfix: the concept and 'a photo of / an image of / a picture of' it, each paired "
-                             "with the same phrase of the target)")
-    parser.add_argument("--topk", type=bounds.COUNT.parse, default=DEFAULT_TOPK,
-                        help="neuron: units to hold, per key/value matrix (default selection) or in all (pooled)")
-    parser.add_argument("--neuron-selection", choices=NEURON_SELECTIONS, default=NEURON_SELECTIONS[0],
-                        help="neuron: the top k of each matrix (per-matrix, the official code's) or of all the "
-                             "chosen layers' matrices together (pooled)")
-    parser.add_argument("--position", type=bounds.COUNT.parse, default=DEFAULT_POSITION,
-                        help="neuron: token position ranked")
-    parser.add_argument("--positions", choices=POSITIONS,
-                        help="closed-form methods: key positions, the last subject token alone or with every later "
-                             "(end-of-text, padding) position (default: subject for loco/all-layers as in the paper, "
-                             f"{default_positions('diffquickfix')} for the diffquickfix recipes)")
-    parser.add_argument("--preserve-others", action="store_true",
-                        help="closed-form methods: also key the family's other concepts' source prompts, at every "
-                             "position, mapped to themselves, so the edit leaves them alone (not in the paper)")
-    parser.add_argument("--prompt-set", choices=PROMPT_SETS,
-                        help="prompt set of --family (default: the registered model's, else paper)")
+    parser.add_argument("--spec", metavar="FILE", help="the edit (and its evaluation) as one JSON file "
+                        '({"edit": {...}, "eval": {...} or null}, contract.specs.edit_job_json), instead of the edit '
+                        "and evaluation options")
+    add_spec_options(parser, EditSpec)
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
-    add_device_options(parser)
+    add_device_options(parser, dtype=False)
     add_offload_option(parser)
     parser.add_argument("--eval", action="store_true", help="evaluate the edit afterwards (see eval-edit)")
     add_eval_options(parser)
     parser.set_defaults(func=run)
+
+
+def specs(args) -> tuple[EditSpec, EvalSpec | None]:
+    """The edit and (with ``--eval`` or a spec file's ``eval``) its evaluation, from ``--spec FILE`` or the options."""
+    if args.spec:
+        given = [flag_of(f) for kind in (EditSpec, EvalSpec) for f in options(kind)
+                 if getattr(args, f.name) != (None if f.default is dataclasses.MISSING else f.default)]
+        if given or args.eval:
+            raise UserError(f"--spec {args.spec} holds the edit and its evaluation: drop "
+                            f"{', '.join(given) or '--eval'} (or edit the file)")
+        try:
+            text = Path(args.spec).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--spec {args.spec}: cannot read it ({error}); give the spec file's path") from None
+        return read_edit_job(text)
+    missing = [flag_of(f) for f in options(EditSpec) if f.default is dataclasses.MISSING and getattr(args, f.name)
+               is None]
+    if missing:
+        raise UserError(f"the following arguments are required: {', '.join(missing)} (or --spec FILE; see edit "
+                        "--help)")
+    return EditSpec(**spec_values(EditSpec, args)), EvalSpec(**spec_values(EvalSpec, args)) if args.eval else None
 
 
 def _edited(meta: dict) -> str:
@@ -71,21 +69,18 @@ def _edited(meta: dict) -> str:
 
 
 def run(args) -> None:
-    request = make_request(
-        args.model, args.family, args.concept, args.method, target=args.target,
-        layers=parse_ints(args.layers, "layers") if args.layers else None, from_run=args.from_run,
-        threshold=args.threshold, lam=args.lam, prompts=args.prompts, topk=args.topk, position=args.position,
-        positions=args.positions, preserve_others=args.preserve_others, selection=args.neuron_selection,
-        prompt_set=args.prompt_set, root=args.artifacts)
+    spec, evaluation = specs(args)
+    dtype = str(pick_dtype(pick_device(args.device), spec.dtype)).removeprefix("torch.")
+    request = make_request(spec, dtype, root=args.artifacts)
     root = resolve_root(args.artifacts)
     Store(root).check_writable()
     # Every evaluation option is checked before the edit is written (a bad one must not leave an edit behind).
-    plan = plan_eval(args.model, request, args) if args.eval else None
+    plan = plan_eval(spec.model, request, evaluation, args.allow_many_images) if evaluation else None
     loaded = []
 
     def model():
         if not loaded:
-            loaded.append(load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload))
+            loaded.append(load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload))
         return loaded[0]
 
     status.report(stage="editing")
@@ -98,5 +93,5 @@ def run(args) -> None:
         print(f"edit {edit.edit_id} already exists in {where} (not recomputed)")
     if "note" in edit.meta:
         print(f"note: {edit.meta['note']}")
-    if args.eval:
-        run_eval(model(), edit, plan, args)
+    if evaluation:
+        run_eval(model(), edit, plan, evaluation, root)

@@ -6,12 +6,19 @@ identified by its settings: the same settings again return the stored one, other
 from dataclasses import dataclass
 
 from compute.cli import status
-from compute.cli.options import add_device_options, add_eval_options, add_offload_option, check_image_count
+from compute.cli.options import (
+    add_device_options,
+    add_eval_options,
+    add_offload_option,
+    check_image_count,
+    spec_values,
+)
 from compute.edit_eval import eval_prompts, evaluate
 from compute.edit_store import RECORD_KEYS, load_edit
 from compute.models.loading import load_model, resolve
 from compute.scoring import ClipScorer, default_scorer, load_scorer
 from compute.settings import Settings
+from contract.specs import EvalSpec
 from contract.store import Store, resolve_root
 
 
@@ -33,35 +40,35 @@ class EvalPlan:
     scorer: ClipScorer
 
 
-def plan_eval(model_name: str, meta: dict, args) -> EvalPlan:
-    """Check the evaluation options before anything is written or computed: sampling settings for the model, the
-    image count against the cap, and the scorer (loaded here, so a missing one fails now).
+def plan_eval(model_name: str, meta: dict, evaluation: EvalSpec, allow_many: bool) -> EvalPlan:
+    """Check the evaluation before anything is written or computed: sampling settings for the model, the image count
+    against the cap (unless ``allow_many``), and the scorer (loaded here, so a missing one fails now).
 
     Args:
         model_name: the edited model (its defaults fill the settings not given).
         meta: the edit's record or request (its prompts are counted).
     """
     spec = resolve(model_name)
-    settings = Settings.defaults(spec, args.steps, args.guidance, args.size)
-    prompts = eval_prompts(meta, args.unrelated, args.other_concepts)
-    check_image_count(2 * len(prompts) * len(args.seeds), args.allow_many_images)
-    return EvalPlan(settings, load_scorer(args.scorer or default_scorer(spec)))
+    settings = Settings.defaults(spec, evaluation.steps, evaluation.guidance, evaluation.size)
+    prompts = eval_prompts(meta, evaluation.unrelated, evaluation.other_concepts)
+    check_image_count(2 * len(prompts) * len(evaluation.seeds), allow_many)
+    return EvalPlan(settings, load_scorer(evaluation.scorer or default_scorer(spec)))
 
 
-def run_eval(model, edit, plan: EvalPlan, args) -> dict:
-    """Evaluate ``edit`` on ``model`` with the checked options; prints and returns the summary."""
-    root = resolve_root(args.artifacts)
+def run_eval(model, edit, plan: EvalPlan, evaluation: EvalSpec, root: str) -> dict:
+    """Evaluate ``edit`` on ``model`` with the checked evaluation; prints and returns the summary."""
     status.report(stage="evaluating", edit_id=edit.edit_id)
-    summary = evaluate(model, edit, plan.scorer, plan.settings, args.seeds, root, args.batch_size, args.unrelated,
-                       args.other_concepts, progress=lambda done, total: status.report(done=done, total=total))
+    summary = evaluate(model, edit, plan.scorer, plan.settings, list(evaluation.seeds), root, evaluation.batch_size,
+                       evaluation.unrelated, evaluation.other_concepts,
+                       progress=lambda done, total: status.report(done=done, total=total))
     status.report(stage="finished", evaluated=True, eval_id=summary["eval_id"])
 
     settings = (f"{summary['scorer_id']}, seeds {summary['seeds']}, {summary['steps']} steps, guidance "
                 f"{summary['guidance']:g}, {summary['width']}x{summary['height']} px, "
                 f"{summary['num_prompts'].get('unrelated', 0)} unrelated prompts"
                 f"{' (all)' if summary['unrelated'] is None else ''}, {summary['other_concepts']} other concepts")
-    if args.unrelated is not None and summary["unrelated"] is None:
-        print(f"note: --unrelated {args.unrelated} asks for at least the whole preservation set of "
+    if evaluation.unrelated is not None and summary["unrelated"] is None:
+        print(f"note: --unrelated {evaluation.unrelated} asks for at least the whole preservation set of "
               f"{edit.meta['concept']}: all {summary['num_prompts'].get('unrelated', 0)} of its prompts were used")
     if summary["reused"]:
         print(f"evaluation {summary['eval_id']} of {edit.edit_id} with these settings already exists "
@@ -108,6 +115,7 @@ def run(args) -> None:
     root = resolve_root(args.artifacts)
     Store(root).check_writable()
     edit = load_edit(root, args.edit_id, RECORD_KEYS)
-    plan = plan_eval(edit.meta["model"], edit.meta, args)
+    evaluation = EvalSpec(**spec_values(EvalSpec, args))
+    plan = plan_eval(edit.meta["model"], edit.meta, evaluation, args.allow_many_images)
     run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, plan,
-             args)
+             evaluation, root)

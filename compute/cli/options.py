@@ -4,14 +4,15 @@ shards. Every number is checked here, as argparse parses it (the bounds are ``co
 fails before any model loads or anything is written."""
 
 import argparse
+import dataclasses
+import typing
 from collections import Counter
 
 from compute.plan import launcher_shard
 from contract import bounds
 from contract.errors import UserError
+from contract.specs import DTYPES, EvalSpec, flag_of, options
 from contract.store import DEFAULT_ROOT, ROOT_ENV
-
-DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
 
 def parse_ints(text: str, what: str, bound: bounds.Bound = bounds.LAYER) -> list[int]:
@@ -81,7 +82,7 @@ def add_device_options(parser, dtype: bool = True) -> None:
     parser.add_argument("--device", default="auto", type=device,
                         help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     if dtype:
-        parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+        parser.add_argument("--dtype", default="auto", choices=DTYPES,
                             help="auto: float16 on accelerators, float32 on the CPU")
 
 
@@ -123,29 +124,80 @@ def run_options(args) -> tuple[int, int, str]:
     return launcher_shard(shard, num_shards, args.device)
 
 
+def _types(f: dataclasses.Field) -> tuple:
+    return (f.type, *typing.get_args(f.type))
+
+
+def _ints(what: str, bound: bounds.Bound):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(parse_ints(text, what, bound))
+        except UserError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
+def _texts(text: str) -> tuple[str, ...]:
+    """``"a, b"`` -> ("a", "b"); ``none`` -> () (the spec checks the names)."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip() and part.strip() != "none"))
+
+
+def add_spec_options(parser, spec_type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = (),
+                     overrides: bool = False) -> None:
+    """Command-line options generated from a spec's fields (``contract.specs.option``): each option's flag, default,
+    bound, choices and help come from its one definition. A list of numbers or of named choices is written
+    comma-separated, another list of texts by repeating the option, a switch as ``--x`` (``--no-x`` where it is on by
+    default or overrides).
+
+    Args:
+        only, skip: the fields to include (default: all) and to leave out.
+        overrides: every option defaults to None: it overrides the spec a config file gives (``spec_values``).
+    """
+    for f in options(spec_type):
+        if f.name in skip or only is not None and f.name not in only:
+            continue
+        default = None if f.default is dataclasses.MISSING else f.default
+        bound, choices, text = f.metadata["bound"], f.metadata["choices"], f.metadata["help"]
+        many = any(typing.get_origin(kind) is tuple for kind in _types(f))
+        kwargs = {"dest": f.name, "default": None if overrides else default}
+        if bool in _types(f):
+            on = overrides or default is not False
+            kwargs["action"] = argparse.BooleanOptionalAction if on else "store_true"
+        elif many and bound is not None:
+            kwargs["type"] = _ints(flag_of(f).lstrip("-"), bound)
+        elif many and choices:
+            kwargs["type"] = _texts
+            text += f" (comma-separated: {', '.join(choices)}, or none)"
+        elif many:
+            kwargs.update(action="append", default=None)
+        else:
+            kwargs.update(type=bound.parse if bound else str, choices=choices)
+        if f.metadata["metavar"]:
+            kwargs["metavar"] = f.metadata["metavar"]
+        shown = (",".join(map(str, default)) if isinstance(default, tuple)
+                 else {True: "yes", False: "no"}.get(default, default) if isinstance(default, bool) else default)
+        if overrides:
+            text += " (default: config" + ("" if shown is None else f", else {shown}") + ")"
+        elif shown not in (None, "no", "") and "default" not in text:
+            text += f" (default {shown})"
+        parser.add_argument(flag_of(f), help=text, **kwargs)
+
+
+def spec_values(spec_type, args, given: bool = False) -> dict:
+    """The values of ``spec_type``'s options parsed by ``add_spec_options`` (a list of texts as a tuple); with
+    ``given``, only those given (not None: the ``overrides`` of a config's spec)."""
+    values = {f.name: getattr(args, f.name) for f in options(spec_type) if hasattr(args, f.name)}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()
+            if not given or value is not None}
+
+
 def add_sampling_options(parser) -> None:
     """``--steps``, ``--guidance`` and ``--size`` (each the model's default when not given)."""
-    parser.add_argument("--steps", type=bounds.STEPS.parse, help="denoising steps (model default)")
-    parser.add_argument("--guidance", type=bounds.GUIDANCE.parse, help="guidance scale (model default)")
-    parser.add_argument("--size", type=bounds.SIZE.parse,
-                        help=f"image side in pixels, a multiple of {bounds.SIZE_MULTIPLE} (model default)")
+    add_spec_options(parser, EvalSpec, only=("steps", "guidance", "size"))
 
 
 def add_eval_options(parser) -> None:
-    """The evaluation options shared by ``edit --eval`` and ``eval-edit``."""
-    from compute.scoring import DEFAULT_SCORER, TINY_SCORER
-
+    """The evaluation options shared by ``edit --eval`` and ``eval-edit`` (``contract.specs.EvalSpec``)."""
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--seeds", default="0,1", type=seeds,
-                       help="comma-separated seeds, the same before and after")
-    add_sampling_options(group)
-    group.add_argument("--scorer", help=f"CLIP scorer (default: the model's own, e.g. the toy world's mini-CLIP; "
-                                        f"{TINY_SCORER} for built-in models; else {DEFAULT_SCORER})")
-    group.add_argument("--unrelated", type=bounds.COUNT.parse,
-                       help="preservation prompts for specificity: a random subset of N (seed 0), e.g. 20 on a CPU "
-                            "(default: the prompt set's whole set, 335 generic prompts for real models as the paper's "
-                            "320)")
-    group.add_argument("--other-concepts", type=bounds.COUNT.parse, default=3,
-                       help="other concepts of the family for specificity (0: none)")
-    group.add_argument("--batch-size", type=bounds.BATCH_SIZE.parse, default=8, help="images per pipeline call")
+    add_spec_options(group, EvalSpec)
     add_allow_many(group)

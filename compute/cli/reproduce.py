@@ -2,14 +2,13 @@
 root (``compute.reproduce``) and print the table a reader compares with the paper."""
 
 import time
+from dataclasses import replace
 
 from compute.cli.options import add_run_options, check_image_count, run_options
-from compute.cli.sweep import print_plan, print_stats
-from compute.models.loading import layer_count, resolve
-from compute.plan import build_plan
+from compute.cli.sweep import print_plan, print_stats, run_context
+from compute.models.loading import layer_count
 from compute.reproduce import PAPER_FAMILIES, comparison, family_summary, paper_studies
-from compute.settings import Settings
-from compute.sweep_config import check_window_sizes
+from compute.runner import plan
 from contract import bounds, store
 from contract.errors import UserError
 from contract.names import FAMILIES
@@ -42,7 +41,6 @@ def run(args) -> None:
 
     studies = paper_studies(args.model, _families(args.families))
     shard, num_shards, device = run_options(args)
-    spec = resolve(args.model)
     root = store.resolve_root(args.artifacts)
     print(f"reproducing the paper's LocoGen studies on {args.model}"
           + (f" (standing in for {studies[0].paper_model})" if studies[0].paper_model != args.model else "")
@@ -57,32 +55,29 @@ def run(args) -> None:
     planned = []
     for study in studies:
         config = study.config
-        check_window_sizes(config, num_layers, study.source)
-        settings = Settings.defaults(spec, config.steps, config.guidance, config.resolution)
-        units = build_plan(config, settings, num_layers)
         limit = min(x for x in (study.limit, args.limit) if x is not None) if (study.limit or args.limit) else None
-        mine = units[shard::num_shards][:limit]
-        planned.append((study, settings, mine))
+        context = replace(run_context(args, root, shard, num_shards, study.details), limit=limit)
+        first = plan(config, num_layers, context)
+        planned.append((study, context, first))
         if args.dry_run:
             print(f"{config.name}: from {study.source}" + (f", first {limit} work unit(s)" if limit else ""))
-            print_plan(config, units, mine, settings, num_layers, args.batch_size or config.batch_size, shard,
-                       num_shards)
-    images = sum(len({c.image_key for u in mine for c in u.cases}) for _, _, mine in planned)
+            print_plan(config, first.units, first.mine, first.settings, num_layers,
+                       args.batch_size or config.batch_size, shard, num_shards)
+    images = sum(first.images for _, _, first in planned)
     if args.dry_run:
         print(f"in all: {images} images, each scored by {len(studies[0].config.scorers)} scorers")
         return
     check_image_count(images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
     store.Store(root).check_writable()
     from compute.models.loading import load_model
-    from compute.sweep import run_study
+    from compute.runner import run as run_study
 
     status.report(stage="loading")
     model = load_model(args.model, device=device, dtype=args.dtype)
-    for study, settings, mine in planned:
+    for study, context, _ in planned:
         status.report(stage=f"sweeping {study.family}", run_id=study.config.run_id)
-        stats = run_study(study.config, model, mine, settings, root, args.batch_size or study.config.batch_size,
-                          shard, num_shards, not args.no_progress, details=study.details, began=time.perf_counter())
-        print_stats(study.config.run_id, stats, root)
+        outcome = run_study(study.config, model, replace(context, began=time.perf_counter()))
+        print_stats(study.config.run_id, outcome.stats, root)
     print_comparison(comparison(store.Store(root).connect(), [s for s, _, _ in planned], args.threshold),
                      args.threshold, args.model)
 

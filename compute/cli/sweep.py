@@ -1,15 +1,16 @@
 """``locolab sweep CONFIG``: run (or plan) a LocoGen sweep into the artifact store."""
 
 import time
+from dataclasses import replace
 
 from compute.cli.options import add_run_options, check_image_count, run_options
 from compute.cli.summary import add_rule_options, print_summaries, rule_of
 from compute.models.architectures import ARCHITECTURES
 from compute.models.loading import layer_count, resolve
-from compute.plan import build_plan, shard_units
-from compute.settings import Settings
-from compute.sweep_config import check_window_sizes, load_config
-from compute.window_search import plan_refinement, search_cost
+from compute.plan import shard_units
+from compute.runner import Context, plan
+from compute.sweep_config import load_config
+from compute.window_search import search_cost
 from contract import bounds, store
 
 
@@ -21,45 +22,39 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def run_context(args, root: str, shard: int, num_shards: int, details: dict | None = None) -> Context:
+    """The runner's context from the shared run options (``add_run_options``)."""
+    return Context(root, shard, num_shards, args.limit, args.batch_size, not args.no_progress, details=details or {})
+
+
 def run(args) -> None:
     from compute.cli import status
 
     config = load_config(args.config)
     shard, num_shards, device = run_options(args)
-    num_layers = layer_count(config.model)
-    check_window_sizes(config, num_layers, args.config)
-    settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
-    units = build_plan(config, settings, num_layers)
-    mine = shard_units(units, shard, num_shards)[:args.limit]
     root = store.resolve_root(args.artifacts)
-    batch_size = args.batch_size or config.batch_size
-    images = len({c.image_key for u in mine for c in u.cases})
+    context = run_context(args, root, shard, num_shards)
+    first = plan(config, layer_count(config.model), context)
     if args.dry_run:
-        print_plan(config, units, mine, settings, num_layers, batch_size, shard, num_shards)
-        if images > bounds.MAX_SWEEP_IMAGES:
+        print_plan(config, first.units, first.mine, first.settings, first.num_layers,
+                   args.batch_size or config.batch_size, shard, num_shards)
+        if first.images > bounds.MAX_SWEEP_IMAGES:
             print(f"  more than {bounds.MAX_SWEEP_IMAGES:,} images in one shard: running it needs "
                   f"{bounds.ALLOW_MANY} (or more shards, or --limit)")
         return
-    check_image_count(images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
+    check_image_count(first.images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
     store.Store(root).check_writable()
     from compute.models.loading import load_model
-    from compute.sweep import run_study
+    from compute.runner import run as run_study
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
     model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
     status.report(stage="sweeping")
-    refinement = []
-
-    def refine():
-        refinement.append(plan_refinement(config, settings, num_layers, units, root))
-        return shard_units(refinement[0].units, shard, num_shards)
-
-    stats = run_study(config, model, mine, settings, root, batch_size, shard, num_shards, not args.no_progress,
-                      began=began, follow_up=refine if config.window_search else None)
-    print_stats(config.run_id, stats, root)
-    if refinement:
-        print_refinement(refinement[0], shard, num_shards)
+    outcome = run_study(config, model, replace(context, began=began))
+    print_stats(config.run_id, outcome.stats, root)
+    if outcome.refinement:
+        print_refinement(outcome.refinement, shard, num_shards)
     rule = rule_of(args)
     if config.window_search and (args.threshold, args.level) != (config.window_search.threshold,
                                                                  config.window_search.level):

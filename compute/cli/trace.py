@@ -1,54 +1,46 @@
 """``locolab trace CONFIG``: causal tracing (the predecessor baseline) of a sweep config's prompts, into the artifact
 store as its own run (method ``trace``), resumable and shardable like a sweep."""
 
-import argparse
 import math
 import time
+from dataclasses import replace
 
 from compute.cli import status
-from compute.cli.options import add_run_options, check_image_count, run_options
-from compute.cli.sweep import print_stats
-from compute.models.loading import resolve
+from compute.cli.options import add_run_options, add_spec_options, check_image_count, run_options, spec_values
+from compute.cli.sweep import print_stats, run_context
 from compute.plan import shard_units
-from compute.settings import Settings
-from compute.sweep_config import ConfigError, load_config, with_trace
+from compute.sweep_config import load_config, with_trace
 from contract import bounds, store, summaries
 from contract.errors import UserError
-from contract.names import TRACE_COMPONENTS
+from contract.specs import TraceSpec
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("trace", help="causal tracing of a config's prompts (resumable, shardable)")
     parser.add_argument("config", help="YAML sweep config (its optional trace: section sets the defaults)")
-    parser.add_argument("--noise", type=bounds.NOISE.parse,
-                        help="noise scale, a multiple of the subject's token-embedding std (default 3)")
-    parser.add_argument("--components", help=f"comma-separated UNet site kinds: {', '.join(TRACE_COMPONENTS)}, "
-                        "or none (default: config, else cross-attention)")
-    parser.add_argument("--text-encoder", action=argparse.BooleanOptionalAction,
-                        help="also trace the text-encoder layers (default: config, else yes)")
+    add_spec_options(parser, TraceSpec, overrides=True)
     add_run_options(parser, "sites", "load the model, print the plan and exit")
     parser.set_defaults(func=run)
 
 
 def trace_config(args):
     """The config with method ``trace`` and its trace settings overridden by the command line."""
-    components = None if args.components is None else tuple(dict.fromkeys(
-        c.strip() for c in args.components.split(",") if c.strip() and c.strip() != "none"))
     config = load_config(args.config)
     try:
-        return with_trace(config, args.noise, components, args.text_encoder)
-    except ConfigError as error:
+        return with_trace(config, **spec_values(TraceSpec, args, given=True))
+    except UserError as error:
         raise UserError(f"{args.config}: {error}") from None
 
 
 def run(args) -> None:
     from compute.models.loading import load_model
-    from compute.sweep import run_study
-    from compute.trace import TraceRenderer, plan_trace
+    from compute.runner import run as run_study
+    from compute.runner import settings_of
+    from compute.trace import plan_trace
 
     config = trace_config(args)
     shard, num_shards, device = run_options(args)
-    settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
+    settings = settings_of(config)
     root = store.resolve_root(args.artifacts)
     if not args.dry_run:
         store.Store(root).check_writable()
@@ -63,10 +55,8 @@ def run(args) -> None:
     check_image_count(len({c.image_key for u in mine for c in u.cases}), args.allow_many_images,
                       bounds.MAX_SWEEP_IMAGES)
     status.report(stage="tracing")
-    stats = run_study(config, model, mine, settings, root, args.batch_size or config.batch_size, shard, num_shards,
-                      not args.no_progress, TraceRenderer(model, settings, plan.sites, plan.text), plan.layer_rows,
-                      plan.details, began)
-    print_stats(config.run_id, stats, root)
+    outcome = run_study(config, model, replace(run_context(args, root, shard, num_shards), began=began))
+    print_stats(config.run_id, outcome.stats, root)
     print_strongest_sites(root, config.run_id)
 
 

@@ -93,12 +93,12 @@ layers = st.multiselect(
                        f"{source_run} (threshold {form.threshold:g} on the {DEFAULT_LEVEL:.0%} interval).") if localized
     else "No localizing window for this concept in the model's run: choose layers.")
 if method == "neuron":
-    topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000, 50,
-                           key="run_topk")
-    lam = 0.01
+    topk = st.number_input("Units to hold per key/value matrix (top-k, as the official code)", 1, 10_000,
+                           EditRequest.topk, key="run_topk")
+    lam = EditRequest.lam
 else:
-    topk = 50
-    lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=0.01, format="%.4g", key="run_lambda")
+    topk = EditRequest.topk
+    lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=EditRequest.lam, format="%.4g", key="run_lambda")
 positions, preserve = None, False
 if method in CLOSED_FORM:
     suggested = suggested_keys(model)
@@ -118,7 +118,7 @@ if method in CLOSED_FORM:
                                  f"{suggested['positions']} and preserving the other concepts, because "
                                  f"{suggested['why']}."))
 with st.expander("Evaluation settings"):
-    seeds_text = st.text_input("Seeds", "0,1", key="run_seeds", max_chars=2000,
+    seeds_text = st.text_input("Seeds", ",".join(map(str, EditRequest.seeds)), key="run_seeds", max_chars=2000,
                                help=f"Comma-separated, at most {bounds.MAX_SEEDS}; the same before and after.")
     steps = st.number_input("Steps (0: model default)", 0, bounds.MAX_STEPS, 0, key="run_steps")
     size = st.number_input("Image side in px (0: model default)", 0, bounds.MAX_SIZE, 0, step=bounds.SIZE_MULTIPLE,
@@ -143,9 +143,10 @@ if st.button("Launch edit", type="primary", key="launch",
         request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
                               int(topk), parse_seeds(seeds_text), int(steps) or None, int(size) or None,
                               int(unrelated), positions, preserve)
-        args = request.args(snap.root if is_url(snap.root) else os.path.abspath(snap.root), set(allowed), num_layers)
+        args, spec = request.job(snap.root if is_url(snap.root) else os.path.abspath(snap.root), set(allowed),
+                                 num_layers)
         job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
-                          options.max_jobs)
+                          options.max_jobs, spec)
     except UserError as error:
         st.error(common.escape(error))
     else:
