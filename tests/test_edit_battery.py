@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from compute import edit_battery
+from compute.battery_report import table_lines
 from compute.detectors import NONE, clip_zero_shot, toyworld_detectors
 from compute.edit_metrics import cmmd, cmmd_paired_test, paired_rate_change, psnr, ssim
 from compute.scoring import load_scorer
 from compute.toyworld import world
+from dashboard import battery_view
 
 SCENES = [world.sample_scene(seed, entity_rate=0.0) for seed in range(5000, 5120)]
 RENDERS = np.stack([world.render(scene) for scene in SCENES]).astype(np.float32) / 255.0
@@ -140,3 +142,11 @@ def test_a_shape_changing_edit_is_flagged_and_a_removed_background_is_effective(
     assert rows["unrelated", "colour"]["change"] == 0.0 and rows["concept", "shape"]["change"] == 0.0
     assert [f.split(":")[0] for f in summary["flags"]] == ["unrelated · shape as prompted"]
     assert summary["preservation"]["changed"]["count"] > 0 and summary["cmmd"]["value"] > 0
+    view_rows = battery_view.detection_rows(summary)
+    assert [(r["group"], r["attribute"]) for r in view_rows if r["flag"]] == [("unrelated", "shape")]
+    kind, text = battery_view.verdict(summary)
+    assert kind == "error" and "unrelated · shape as prompted: 1.00 -> 0.00" in text
+    assert battery_view.preservation_rows(summary)[-1]["measure"] == "CMMD"
+    (line,) = [line for line in table_lines(summary) if line.split()[:2] == ["unrelated", "shape"]]
+    assert line.split()[2:] == ["spec", "12", "1.00", "[0.76,", "1.00]", "0.00", "[0.00,", "0.24]", "-1.00",
+                                "[-1.00,", "-0.52]", "!", "0.00"]

@@ -6,7 +6,7 @@ import streamlit as st
 from contract import bounds
 from contract.names import EVAL_GROUPS, EVAL_METRICS
 from contract.names import METHODS as METHOD_ORDER
-from dashboard import common, data, downloads, edit_view, exports, queries, url_state
+from dashboard import battery_view, common, data, downloads, edit_view, exports, queries, url_state
 from dashboard.figures import method_comparison
 
 snap = common.snapshot()
@@ -76,6 +76,8 @@ st.subheader("Settings")
 edit_view.settings(record)
 st.subheader("Before / after")
 edit_view.pairs(snap, edit_id, eval_id)
+st.subheader("Evaluation battery")
+battery_view.show(evaluation)
 
 st.subheader(f"Methods compared on “{common.escape(record.get('concept'))}”")
 
@@ -107,6 +109,8 @@ else:
     st.dataframe(compared, hide_index=True, width="stretch", column_config=metric_columns(),
                  column_order=("method", *settings_rows[0], *SHOWN_METRICS))
     downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
+    st.markdown("**Evaluation battery per method** (removed: the concept's rate fell; flags: other rates that fell)")
+    st.dataframe([battery_view.compare_row(r, e) for r, e in same], hide_index=True, width="stretch")
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
                              "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
