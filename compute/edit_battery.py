@@ -3,7 +3,8 @@
 - detection: every detector (``compute.detectors``) reads every image; per prompt group and detector, the share of
   images showing what their prompt asks for ("as prompted"), before -> after with Wilson intervals and the paired
   change with Tango's score interval, and the share whose label the edit kept. Efficacy: the edited concept's rate
-  falls on the edit's own and held-out prompts; specificity: every other rate stays. A specificity rate whose change
+  falls on the edit's own and held-out prompts (and on its rephrasings: robustness); specificity: every other rate
+  stays. A specificity rate whose change
   interval lies below 0 is a flag (collateral damage);
 - paired preservation: per unrelated and other-concept image, its distance to the same seed's image before the edit
   (CLIP image-embedding cosine distance, 1 - SSIM, PSNR), means with intervals, the share changed beyond
@@ -34,7 +35,7 @@ VERSION = 1
 PRESERVATION_GROUPS = ("other_concepts", "unrelated")
 EFFICACY_GROUPS = ("efficacy", "generalization")
 CONCEPT = "concept"  # the edit's own and held-out prompts together: the rows that judge the edit
-GROUPS = (CONCEPT, "efficacy", "generalization", "other_concepts", "unrelated", "target")
+GROUPS = (CONCEPT, "efficacy", "generalization", "robustness", "other_concepts", "unrelated", "target")
 CHANGED_SSIM = 0.8  # a pair whose SSIM is below this is counted as changed
 MOST_CHANGED = 6
 TOLERANCE = 1e-9  # an interval bound within this of 0 counts as 0 (bisection's rounding)
@@ -55,10 +56,17 @@ class Image:
     seed: int
 
 
+def edited_attributes(meta: dict) -> set[str]:
+    """The attributes whose detectors read the edited concept: the edited attribute and the family (CLIP)."""
+    return {edited_attribute(meta)[0], meta["family"]}
+
+
 def intended_labels(meta: dict, detector: Detector, image: Image) -> str | None:
     """What ``detector`` should read in an image of ``image.prompt`` (None: the prompt does not say): the toy world's
     attributes from the caption; for the family's CLIP zero-shot detector, the concept a prompt is about (the target
     for the target prompt, nothing for unrelated prompts)."""
+    if image.group == "robustness":  # only the concept is judged on its rephrasings
+        return meta["concept"] if detector.attribute in edited_attributes(meta) else None
     if detector.attribute in ("shape", "colour", "background"):
         return world.caption_attributes(image.prompt).get(detector.attribute)
     family = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET))
@@ -73,7 +81,7 @@ def intended_labels(meta: dict, detector: Detector, image: Image) -> str | None:
 
 def detection(meta: dict, detectors: list[Detector], images: list[Image], labels: dict, level: float) -> list[dict]:
     """Per group and detector: the as-prompted rate before -> after (``paired_rate_change``) and the kept share."""
-    edited = {edited_attribute(meta)[0], meta["family"]}
+    edited = edited_attributes(meta)
     rows = []
     for group in GROUPS:
         members = [i for i, image in enumerate(images)
@@ -84,7 +92,7 @@ def detection(meta: dict, detectors: list[Detector], images: list[Image], labels
             before, after = labels["before"][detector.detector_id], labels["after"][detector.detector_id]
             intended = {i: intended_labels(meta, detector, images[i]) for i in members}
             asked = [i for i in members if intended[i] is not None]
-            role = "efficacy" if detector.attribute in edited and group in (CONCEPT, *EFFICACY_GROUPS) \
+            role = "efficacy" if detector.attribute in edited and group in (CONCEPT, *EFFICACY_GROUPS, "robustness") \
                 else "specificity"
             kept = sum(before[i] == after[i] for i in members)
             kept_low, kept_high = wilson(kept, len(members), level)

@@ -3,6 +3,8 @@
 Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
     generalization: held-out prompts with the concept, scored the same way;
+    robustness: the concept paraphrased, misspelled and named indirectly (``attributes.robustness_prompts``), scored
+        the same way (the battery reports the concept's detection rate on them);
     other_concepts: the family's other concepts (one held-out prompt each), scored against their own score text;
     unrelated: generic prompts (the preservation set), scored against themselves;
     target: the target prompt, scored against the concept's score text (the reference efficacy is measured by).
@@ -29,7 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from compute import edit_battery
-from compute.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
+from compute.attributes import (
+    DEFAULT_PROMPT_SET,
+    SUBSET_SEED,
+    attribute_family,
+    preservation_prompts,
+    robustness_prompts,
+)
 from compute.edit import Edit, applied
 from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
@@ -78,6 +86,8 @@ def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int =
     text = family.score_text_for(concept)
     prompts = [EvalPrompt("efficacy", p, text) for p in meta["source_prompts"]]
     prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
+    prompts += [EvalPrompt("robustness", p, text)
+                for p in robustness_prompts(prompt_set, family.name, concept).values()]
     others = [c for c in family.concepts if c != concept][:other_concepts]
     prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
     prompts += [EvalPrompt("unrelated", p, p) for p in preservation_prompts(prompt_set, concept, unrelated)]

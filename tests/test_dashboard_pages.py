@@ -418,6 +418,7 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
         f"[{stored['efficacy_prompt_rate_low']:.2f}, {stored['efficacy_prompt_rate_high']:.2f}]")
     assert metrics.loc["efficacy · image rate", "of"] == 4  # 4 efficacy prompts x 1 seed
     assert [t.label for t in app.tabs] == ["efficacy (the edit's own prompts)", "generalization (held-out prompts)",
+                                          "robustness (paraphrases, misspellings, indirect references)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
     # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 
 from compute import edit_battery
+from compute.attributes import PROMPT_SETS, ROBUSTNESS_KINDS, attribute_family, robustness_prompts
 from compute.battery_report import table_lines
 from compute.detectors import NONE, clip_zero_shot, toyworld_detectors
+from compute.edit_eval import eval_prompts
 from compute.edit_metrics import cmmd, cmmd_paired_test, paired_rate_change, psnr, ssim
 from compute.scoring import load_scorer
 from compute.toyworld import world
+from contract.names import FAMILIES
 from dashboard import battery_view
 
 SCENES = [world.sample_scene(seed, entity_rate=0.0) for seed in range(5000, 5120)]
@@ -150,3 +153,21 @@ def test_a_shape_changing_edit_is_flagged_and_a_removed_background_is_effective(
     (line,) = [line for line in table_lines(summary) if line.split()[:2] == ["unrelated", "shape"]]
     assert line.split()[2:] == ["spec", "12", "1.00", "[0.76,", "1.00]", "0.00", "[0.00,", "0.24]", "-1.00",
                                 "[-1.00,", "-0.52]", "!", "0.00"]
+
+
+@pytest.mark.parametrize("prompt_set", list(PROMPT_SETS))
+def test_every_shipped_concept_has_a_paraphrase_a_misspelling_and_an_indirect_reference(prompt_set):
+    shipped = sorted(p.stem for p in PROMPT_SETS[prompt_set].glob("*.yaml") if p.stem in FAMILIES)
+    assert shipped
+    for name in shipped:
+        family = attribute_family(name, prompt_set)
+        for concept in family.concepts:
+            found = robustness_prompts(prompt_set, name, concept)
+            assert sorted(found) == sorted(ROBUSTNESS_KINDS), (prompt_set, name, concept)
+            assert len(set(found.values())) == 3
+            assert not set(found.values()) & set(family.source_prompts(concept))
+            assert concept.lower() not in found["indirect"].lower(), (name, concept)
+    meta = {"family": "style", "concept": "stripes", "prompt_set": "toyworld", "source_prompts": ["stripes"],
+            "target": "an object on plain"}
+    assert [p.prompt for p in eval_prompts(meta, 2) if p.group == "robustness"] == [
+        "a red circle in striped style", "a red circle on strips", "the ocean"]

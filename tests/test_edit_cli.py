@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # the edit and eval-edit commands end to end, wit
 
 EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
 EVAL = ["--steps", "2", "--size", "32", "--seeds", "0", "--unrelated", "1", "--other-concepts", "1"]
-EVAL_PROMPTS = 4 + 6 + 1 + 1 + 1  # efficacy, generalization, other concepts, unrelated, target
+EVAL_PROMPTS = 4 + 6 + 3 + 1 + 1 + 1  # efficacy, generalization, robustness, other concepts, unrelated, target
 
 
 def _edit_ids(root):
