@@ -83,7 +83,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
     lines = [f"{'method':<20}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
-             f"{'worst other change':<36}{'1 - SSIM':<10}{'changed':<9}CMMD (p)"]
+             f"{'worst other change':<46}{'1 - SSIM':<10}{'changed':<9}CMMD (p)"]
     for record, summary in found:
         battery = summary["battery"]
         edited = [r for r in battery["detection"] if r["group"] == "concept" and r["role"] == "efficacy"
@@ -97,7 +97,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
         lines.append(
             f"{record['method']:<20}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
             f"{ {True: 'yes', False: 'no', None: 'n/a'}[battery['effective']]:<9}{rate:<14}"
-            f"{len(battery['flags']):>5}  {worst_text[:35]:<36}"
+            f"{len(battery['flags']):>5}  {worst_text:<46}"
             f"{kept['ssim_distance']['mean'] if kept else float('nan'):<10.3f}"
             f"{kept['changed']['share'] if kept else float('nan'):<9.2f}"
             + (f"{shift['value']:.3f} ({shift['p_value']:.3f})" if shift else "n/a"))
