@@ -1,6 +1,7 @@
 """The edit evaluation battery: detectors against rendered ground truth, paired distances, CMMD, the paired rate
 change's interval (simulated coverage, McNemar equivalence) and the battery of an identity edit."""
 
+import json
 import math
 
 import numpy as np
@@ -8,13 +9,15 @@ import pytest
 
 from compute import edit_battery
 from compute.attributes import PROMPT_SETS, ROBUSTNESS_KINDS, attribute_family, robustness_prompts
-from compute.battery_report import table_lines
+from compute.battery_report import compare_lines, table_lines
 from compute.detectors import NONE, clip_zero_shot, toyworld_detectors
 from compute.edit_eval import eval_prompts
 from compute.edit_metrics import cmmd, cmmd_paired_test, paired_rate_change, psnr, ssim
 from compute.scoring import load_scorer
 from compute.toyworld import world
-from contract.names import FAMILIES
+from contract.errors import UserError
+from contract.names import FAMILIES, eval_folder
+from contract.store import write_table
 from dashboard import battery_view
 
 SCENES = [world.sample_scene(seed, entity_rate=0.0) for seed in range(5000, 5120)]
@@ -171,3 +174,21 @@ def test_every_shipped_concept_has_a_paraphrase_a_misspelling_and_an_indirect_re
             "target": "an object on plain"}
     assert [p.prompt for p in eval_prompts(meta, 2) if p.group == "robustness"] == [
         "a red circle in striped style", "a red circle on strips", "the ocean"]
+
+
+def test_the_comparison_lists_every_evaluated_method_of_the_concept_in_method_order(tmp_path, toy_scorer):
+    summary, _ = _battery(toy_scorer, RENDERS[:4], RENDERS[:4], _prompts(SCENES[:4], "unrelated"))
+    for method in ("all-layers", "loco"):
+        edit_id = f"stripes-{method}-0"
+        folder = tmp_path / eval_folder(edit_id, "e1")
+        folder.mkdir(parents=True)
+        (folder / "eval.json").write_text(json.dumps({"eval_id": "e1", "battery": summary}))
+        (tmp_path / "edits" / edit_id / "edit.json").write_text(json.dumps({"edit_id": edit_id, "method": method}))
+        write_table("edit_scores", [dict(edit_id=edit_id, model="toyworld", family="style", concept="stripes",
+                                         eval_id="e1", method=method)], part=f"{edit_id}-e1", root=tmp_path)
+    lines = compare_lines(str(tmp_path), "toyworld", "style", "stripes")
+    assert [line.split()[:2] for line in lines[1:]] == [["loco", "stripes-loco-0"],
+                                                        ["all-layers", "stripes-all-layers-0"]]
+    assert lines[1].split()[-2:] == ["0.000", "(1.000)"]  # CMMD of an identity edit and its p-value
+    with pytest.raises(UserError, match="no evaluated edit of style / 'dots' on toyworld"):
+        compare_lines(str(tmp_path), "toyworld", "style", "dots")
