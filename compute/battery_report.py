@@ -44,7 +44,7 @@ def table_lines(battery: dict) -> list[str]:
                      + ("n/a (identical)" if psnr is None else f"{psnr:.1f} dB"))
     if battery.get("cmmd"):
         shift = battery["cmmd"]
-        lines.append(f"distribution shift: CMMD {shift['value']:.3f} (permutation p = {shift['p_value']:.3f}, "
+        lines.append(f"distribution shift: CMMD {shift['value']:.3g} (permutation p = {shift['p_value']:.3f}, "
                      f"{shift['units']} pairs)")
     effective = {True: "yes", False: "no", None: "not measured"}[battery["effective"]]
     edited = battery["edited"]
@@ -100,7 +100,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
             f"{len(battery['flags']):>5}  {worst_text:<46}"
             f"{kept['ssim_distance']['mean'] if kept else float('nan'):<10.3f}"
             f"{kept['changed']['share'] if kept else float('nan'):<9.2f}"
-            + (f"{shift['value']:.3f} ({shift['p_value']:.3f})" if shift else "n/a"))
+            + (f"{shift['value']:.3g} ({shift['p_value']:.3f})" if shift else "n/a"))
     return lines
 
 
