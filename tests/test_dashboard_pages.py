@@ -425,6 +425,17 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
     assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
 
 
+def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+
+    assert any(s.value.startswith("Evaluation battery of ") for s in app.subheader)
+    (table,) = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    assert set(table["group"]) >= {"concept", "efficacy", "generalization", "robustness", "target"}
+    assert set(table["attribute"]) == {"style"}  # CLIP zero-shot over the family: the only detector without weights
+    verdicts = [e.value for e in [*app.info, *app.success, *app.error] if "on its prompts" in e.value]
+    assert len(verdicts) == 1 and "'van gogh'" in verdicts[0]
+
+
 def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):
     quickfix = next(path.name for path in (root / "edits").iterdir() if "-diffquickfix-" in path.name)
     monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))

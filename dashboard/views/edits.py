@@ -76,8 +76,6 @@ st.subheader("Settings")
 edit_view.settings(record)
 st.subheader("Before / after")
 edit_view.pairs(snap, edit_id, eval_id)
-st.subheader("Evaluation battery")
-battery_view.show(evaluation)
 
 st.subheader(f"Methods compared on “{common.escape(record.get('concept'))}”")
 
@@ -109,8 +107,6 @@ else:
     st.dataframe(compared, hide_index=True, width="stretch", column_config=metric_columns(),
                  column_order=("method", *settings_rows[0], *SHOWN_METRICS))
     downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
-    st.markdown("**Evaluation battery per method** (removed: the concept's rate fell; flags: other rates that fell)")
-    st.dataframe([battery_view.compare_row(r, e) for r, e in same], hide_index=True, width="stretch")
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
                              "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
@@ -123,5 +119,11 @@ else:
         concept=f"{record.get('family')} · {record.get('concept')}", scorer=evaluation.get("scorer_id"),
         seeds=evaluation.get("seeds"), evaluation=eval_id), f"{record.get('concept')}-methods", key="methods_fig")
     st.dataframe(means, hide_index=True, width="stretch")
+    st.markdown("**Evaluation battery per method** (removed: the concept's rate fell; flags: other rates that fell)")
+    st.dataframe([battery_view.compare_row(r, e) for r, e in same], hide_index=True, width="stretch")
     st.markdown("**The same prompts, before and after each method**")
     edit_view.side_by_side(snap, same, key="compare_images")
+
+# The battery of the chosen evaluation last, so the tables above keep their places (docs/method.md §4.2).
+st.subheader(f"Evaluation battery of {edit_id}")
+battery_view.show(evaluation)
