@@ -48,7 +48,7 @@ METRIC_VERSIONS = {"ssim": "uniform 7x7 window, sample covariance, RGB mean (v1)
 
 @dataclass(frozen=True)
 class Image:
-    """One evaluated (prompt, seed): its group, prompt, score text and the row of its images."""
+    """One evaluated (prompt, seed): its group, prompt, score text and seed."""
 
     group: str
     prompt: str

@@ -1,4 +1,5 @@
-"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4).
+"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4)
+and judged by the evaluation battery (``compute/edit_battery.py``, docs/method.md §4.2).
 
 Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
