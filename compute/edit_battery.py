@@ -174,8 +174,9 @@ def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, pat
                                     rng_for(SEED, "cmmd", edit_id))
         shift = {"value": value, "p_value": p, "permutations": PERMUTATIONS, "units": len(kept),
                  "embedding": scorer.scorer_id}
-    warnings = [f"{row['group']} · {row['attribute']}: {row['units']} images as prompted (< {MIN_UNITS}): a wide "
-                "interval" for row in rows if 0 < row["units"] < MIN_UNITS]
+    few = [f"{row['group']} · {row['attribute']} ({row['units']})" for row in rows if 0 < row["units"] < MIN_UNITS]
+    warnings = [f"{len(few)} rates rest on fewer than {MIN_UNITS} images, so their intervals are wide (more seeds "
+                f"narrow them): {', '.join(few)}"] if few else []
     if 0 < len(kept) < MIN_UNITS:
         warnings.append(f"preservation set: {len(kept)} images (< {MIN_UNITS}): wide intervals")
     summary = {"version": VERSION, "level": level, "detectors": [d.record() for d in detectors],
