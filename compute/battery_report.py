@@ -52,6 +52,7 @@ def table_lines(battery: dict) -> list[str]:
                  + (f"FLAGGED, {len(battery['flags'])} rate(s) fell elsewhere (!)" if battery["flags"]
                     else "no collateral damage detected"))
     lines += [f"skipped detector {s['id']}: {s['reason']}" for s in battery["skipped_detectors"]]
+    lines += [f"skipped metric {s['id']}: {s['reason']}" for s in battery.get("skipped_metrics", [])]
     lines += [f"warning: {w}" for w in battery["warnings"]]
     return lines
 

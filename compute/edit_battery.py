@@ -144,6 +144,16 @@ def verdict(rows: list[dict]) -> tuple[bool | None, list[str]]:
                        if row["role"] == "specificity" and row["change_high"] < -TOLERANCE]
 
 
+def skipped_metrics() -> list[dict]:
+    """The metrics this battery does not compute, each with the reason (their weights are never downloaded)."""
+    import importlib.util
+
+    lpips = ("installed, but this version of the battery does not run it yet" if importlib.util.find_spec("lpips")
+             else "the lpips package and its backbone weights are not installed")
+    return [{"id": "lpips", "reason": lpips},
+            {"id": "kid", "reason": "this version of the battery has no Inception network (CMMD measures the shift)"}]
+
+
 def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, paths: dict,
         level: float) -> tuple[dict, dict]:
     """The battery of one evaluation.
@@ -180,7 +190,8 @@ def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, pat
     if 0 < len(kept) < MIN_UNITS:
         warnings.append(f"preservation set: {len(kept)} images (< {MIN_UNITS}): wide intervals")
     summary = {"version": VERSION, "level": level, "detectors": [d.record() for d in detectors],
-               "skipped_detectors": skipped_detectors(meta), "metric_versions": METRIC_VERSIONS,
+               "skipped_detectors": skipped_detectors(meta), "skipped_metrics": skipped_metrics(),
+               "metric_versions": METRIC_VERSIONS,
                "edited": dict(zip(("attribute", "label"), edited_attribute(meta))), "effective": effective,
                "flags": flags, "warnings": warnings, "detection": rows,
                "preservation": preservation(images, distances, paths, level, ("preservation", edit_id)),

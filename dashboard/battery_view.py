@@ -92,4 +92,5 @@ def show(result: dict | None) -> None:
                 common.image(pair["after_image"], "after")
     with st.expander("Detectors, skipped detectors and warnings"):
         st.json({"detectors": battery["detectors"], "skipped": battery["skipped_detectors"],
+                 "skipped metrics": battery.get("skipped_metrics", []),
                  "warnings": battery["warnings"], "metric versions": battery["metric_versions"]}, expanded=False)

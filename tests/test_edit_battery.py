@@ -124,6 +124,7 @@ def test_an_identity_edit_changes_nothing_the_battery_measures(toy_scorer):
     assert all(row["change"] == 0 and row["kept"] == 1.0 for row in summary["detection"] if row["units"])
     assert {c["clip_distance"] for c in columns["after"]} == {0.0} and {c["ssim"] for c in columns["after"]} == {1.0}
     assert [s["id"] for s in summary["skipped_detectors"]] == ["nudenet", "imagenet:microsoft/resnet-50"]
+    assert [s["id"] for s in summary["skipped_metrics"]] == ["lpips", "kid"]
 
 
 def test_a_shape_changing_edit_is_flagged_and_a_removed_background_is_effective(toy_scorer):
