@@ -1,8 +1,11 @@
-"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4).
+"""Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4)
+and judged by the evaluation battery (``compute/edit_battery.py``, docs/method.md §4.2).
 
 Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
     generalization: held-out prompts with the concept, scored the same way;
+    robustness: the concept paraphrased, misspelled and named indirectly (``attributes.robustness_prompts``), scored
+        the same way (the battery reports the concept's detection rate on them);
     other_concepts: the family's other concepts (one held-out prompt each), scored against their own score text;
     unrelated: generic prompts (the preservation set), scored against themselves;
     target: the target prompt, scored against the concept's score text (the reference efficacy is measured by).
@@ -28,12 +31,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compute import edit_battery
 from compute.edit import Edit, applied
 from compute.generation import NOISE_SOURCE, Case, generate
 from compute.grid import quantize, to_pil
 from compute.models.loading import Model
 from compute.settings import Settings
-from contract.catalog.attributes import DEFAULT_PROMPT_SET, SUBSET_SEED, attribute_family, preservation_prompts
+from contract.catalog.attributes import (
+    DEFAULT_PROMPT_SET,
+    SUBSET_SEED,
+    attribute_family,
+    preservation_prompts,
+    robustness_prompts,
+)
 from contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
 from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
 from contract.store import (
@@ -77,6 +87,8 @@ def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int =
     text = family.score_text_for(concept)
     prompts = [EvalPrompt("efficacy", p, text) for p in meta["source_prompts"]]
     prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
+    prompts += [EvalPrompt("robustness", p, text)
+                for p in robustness_prompts(prompt_set, family.name, concept).values()]
     others = [c for c in family.concepts if c != concept][:other_concepts]
     prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
     prompts += [EvalPrompt("unrelated", p, p) for p in preservation_prompts(prompt_set, concept, unrelated)]
@@ -226,11 +238,13 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
     ``rows`` rows of this edit and evaluation, and each of its images must be present."""
     folder = join(root, eval_folder(edit_id, evaluation))
     try:
-        json.loads(read_bytes(f"{folder}/{EDIT_SUMMARY}"))
+        summary = json.loads(read_bytes(f"{folder}/{EDIT_SUMMARY}"))
     except FileNotFoundError:
         return "no summary"
     except (OSError, ValueError):
         return "summary unreadable"
+    if summary.get("battery", {}).get("version") != edit_battery.VERSION:
+        return "evaluated without this version of the battery"
     path = part_path("edit_scores", scores_part(edit_id, evaluation), {}, root)
     if not exists(path):
         return "no scores part"
@@ -292,20 +306,24 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     images = {"before": _generate(model, cases, settings, batch_size, count)}
     with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
         images["after"] = _generate(model, cases, settings, batch_size, count)
+    paths = {phase: [f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png" for i, case in enumerate(cases)]
+             for phase in PHASES}
+    battery, columns = edit_battery.run(
+        meta, edit.edit_id, scorer, [edit_battery.Image(p.group, p.prompt, p.score_text, seed)
+                                     for p in prompts for seed in seeds], images, paths, DEFAULT_LEVEL)
     rows = []
     for phase in PHASES:
         scores = scorer.score(images[phase], texts)
         new_scores = scorer.score(images[phase][rescored], [new_text] * len(rescored)) if rescored else []
-        paths = []
-        for i, case in enumerate(cases):
-            paths.append(f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png")
-            write_png_atomic(join(root, paths[-1]), to_pil(images[phase][i]))
+        for i in range(len(cases)):
+            write_png_atomic(join(root, paths[phase][i]), to_pil(images[phase][i]))
 
-        def row(i: int, group: str, text: str, score: float, phase=phase, paths=paths) -> dict:
+        def row(i: int, group: str, text: str, score: float, phase=phase) -> dict:
             return {"edit_id": edit.edit_id, "model": meta["model"], "family": meta["family"],
                     "concept": meta["concept"], "method": meta["method"], "group": group, "prompt": cases[i].prompt,
                     "seed": cases[i].seed, "phase": phase, "scorer_id": scorer.scorer_id, "score_text": text,
-                    "score": float(score), "image_path": paths[i], **settings.to_dict(), "eval_id": evaluation}
+                    "score": float(score), "image_path": paths[phase][i], **settings.to_dict(), "eval_id": evaluation,
+                    **columns[phase][i]}
 
         rows += [row(i, groups[i], texts[i], scores[i]) for i in range(len(cases))]
         rows += [row(i, NEW_FACT_GROUPS[groups[i]], new_text, score) for i, score in zip(rescored, new_scores)]
@@ -316,7 +334,7 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
                "noise": NOISE_SOURCE,
                **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),
                "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-               **summarize(rows), **summarize_new_fact(rows)}
+               **summarize(rows), **summarize_new_fact(rows), "battery": battery}
     atomic_write(join(root, f"{folder}/{EDIT_SUMMARY}"),
                  lambda file: file.write(json.dumps(summary, indent=2).encode()))
     return {**summary, "reused": False}

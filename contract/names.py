@@ -105,6 +105,7 @@ EVAL_SETTINGS = ("scorer_id", "seeds", "steps", "guidance", "height", "width", "
 EVAL_GROUPS = {
     "efficacy": "efficacy (the edit's own prompts)",
     "generalization": "generalization (held-out prompts)",
+    "robustness": "robustness (paraphrases, misspellings, indirect references)",
     "unrelated": "specificity (unrelated prompts)",
     "other_concepts": "specificity (the family's other concepts)",
     "target": "target reference",

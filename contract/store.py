@@ -84,6 +84,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("method", _TEXT), ("group", _TEXT), ("prompt", _TEXT), ("seed", pa.int64()), ("phase", _TEXT),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("image_path", _TEXT), ("steps", _INT),
         ("guidance", _FLOAT), ("height", _INT), ("width", _INT), ("eval_id", _TEXT),
+        # The evaluation battery (compute/edit_battery.py): every detector's label ({attribute: label}, JSON), and on
+        # "after" rows the distance to the same prompt and seed's image before the edit.
+        ("detected", _TEXT), ("clip_distance", _FLOAT), ("ssim", _FLOAT), ("psnr", _FLOAT),
     ]),
     "layers": pa.schema([
         ("schema_version", _INT), ("run_id", _TEXT), ("model", _TEXT), ("index", _INT), ("path", _TEXT),

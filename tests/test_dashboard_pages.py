@@ -421,10 +421,22 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
         f"[{stored['efficacy_prompt_rate_low']:.2f}, {stored['efficacy_prompt_rate_high']:.2f}]")
     assert metrics.loc["efficacy · image rate", "of"] == 4  # 4 efficacy prompts x 1 seed
     assert [t.label for t in app.tabs] == ["efficacy (the edit's own prompts)", "generalization (held-out prompts)",
+                                          "robustness (paraphrases, misspellings, indirect references)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
     # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
     assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
+
+
+def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
+    app = open_app(monkeypatch, root, "views/edits.py")
+
+    assert any(s.value.startswith("Evaluation battery of ") for s in app.subheader)
+    (table,) = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    assert set(table["group"]) >= {"concept", "efficacy", "generalization", "robustness", "target"}
+    assert set(table["attribute"]) == {"style"}  # CLIP zero-shot over the family: the only detector without weights
+    verdicts = [e.value for e in [*app.info, *app.success, *app.error] if "on its prompts" in e.value]
+    assert len(verdicts) == 1 and "'van gogh'" in verdicts[0]
 
 
 def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # the edit and eval-edit commands end to end, wit
 
 EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
 EVAL = ["--steps", "2", "--size", "32", "--seeds", "0", "--unrelated", "1", "--other-concepts", "1"]
-EVAL_PROMPTS = 4 + 6 + 1 + 1 + 1  # efficacy, generalization, other concepts, unrelated, target
+EVAL_PROMPTS = 4 + 6 + 3 + 1 + 1 + 1  # efficacy, generalization, robustness, other concepts, unrelated, target
 
 
 def _edit_ids(root):
@@ -249,6 +249,17 @@ def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
     assert summary["specificity"] == 1.0
     assert summary["efficacy_prompt_rate"] == summary["efficacy_prompt_rate_before"]
     assert summary["efficacy_score_drop"] == 0.0
+    # The battery of an identity edit on a real (tiny) model, with only the scorer's weights: bit-identical pairs at
+    # distance 0, no shift, nothing flagged, the optional detectors skipped with their reasons.
+    battery = summary["battery"]
+    assert [d["id"] for d in battery["detectors"]] == ["clip-zero-shot:tiny-clip"]
+    assert {s["id"]: s["reason"] for s in battery["skipped_detectors"]} == {
+        "nudenet": "not a nudity concept",
+        "imagenet:microsoft/resnet-50": "family 'style' is not an object family (objects, animals)"}
+    kept = battery["preservation"]
+    assert (kept["clip_distance"]["max"], kept["ssim_distance"]["max"], kept["changed"]["count"]) == (0.0, 0.0, 0)
+    assert battery["cmmd"]["value"] == 0.0 and battery["flags"] == [] and battery["effective"] is False
+    assert {r["ssim"] for r in rows if r["phase"] == "after"} == {1.0}
 
 
 def test_summary_names_the_score_drop_and_the_rates_of_prompts_and_images_with_intervals():

@@ -5,6 +5,7 @@ identified by its settings: the same settings again return the stored one, other
 
 from dataclasses import dataclass
 
+from compute.battery_report import table_lines
 from compute.cli import status
 from compute.cli.options import (
     add_device_options,
@@ -76,6 +77,8 @@ def run_eval(model, edit, plan: EvalPlan, evaluation: EvalSpec, root: str) -> di
     level = f"{summary['level']:.0%} intervals" if "level" in summary else "evaluated before intervals were recorded"
     print(f"evaluated {edit.edit_id} (evaluation {summary['eval_id']}: {settings}; {level}):")
     for line in summary_lines(summary):
+        print(f"  {line}")
+    for line in table_lines(summary["battery"]) if "battery" in summary else []:
         print(f"  {line}")
     return summary
 

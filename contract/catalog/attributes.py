@@ -17,7 +17,8 @@ Each ``<family>.yaml`` holds:
     neuron_pairs: (prompt with the concept, matching neutral prompt) for the neuron ranking; the neutral prompt is
         the same prompt without the concept, nothing else removed (style: it stays a painting, as in the official
         code's ``neuron_modifications/prompts.py``).
-``unrelated.yaml`` lists the preservation prompts (``prompts``).
+``unrelated.yaml`` lists the preservation prompts (``prompts``); ``robustness.yaml`` each concept's paraphrase,
+misspelling and indirect reference (``family -> concept -> kind -> prompt``).
 """
 
 import functools
@@ -148,3 +149,17 @@ def preservation_prompts(prompt_set: str, concept: str, count: int | None = None
         raise UserError(f"--unrelated must be >= 0, got {count}")
     chosen = set(random.Random(seed).sample(range(len(prompts)), count))
     return [p for i, p in enumerate(prompts) if i in chosen]
+
+
+ROBUSTNESS_KINDS = ("paraphrase", "misspelling", "indirect")
+
+
+@functools.cache
+def _robustness(prompt_set: str) -> dict:
+    return yaml.safe_load((_directory(prompt_set) / "robustness.yaml").read_text())
+
+
+def robustness_prompts(prompt_set: str, family: str, concept: str) -> dict[str, str]:
+    """{kind: prompt} of a concept's robustness prompts (``ROBUSTNESS_KINDS``); empty for a concept the set's
+    ``robustness.yaml`` does not list (a concept given on the command line)."""
+    return dict(_robustness(prompt_set).get(family, {}).get(concept, {}))

@@ -9,7 +9,7 @@ import streamlit as st
 from contract import bounds, queries
 from contract.figures import method_comparison
 from contract.names import EVAL_GROUPS
-from dashboard import common, data, downloads, edit_view, exports, url_state
+from dashboard import battery_view, common, data, downloads, edit_view, exports, url_state
 from dashboard.edit_tables import (
     SHOWN_METRICS,
     EditsState,
@@ -87,5 +87,11 @@ else:
         concept=f"{record.get('family')} · {record.get('concept')}", scorer=evaluation.get("scorer_id"),
         seeds=evaluation.get("seeds"), evaluation=eval_id), f"{record.get('concept')}-methods", key="methods_fig")
     st.dataframe(means, hide_index=True, width="stretch")
+    st.markdown("**Evaluation battery per method** (removed: the concept's rate fell; flags: other rates that fell)")
+    st.dataframe([battery_view.compare_row(r, e) for r, e in same], hide_index=True, width="stretch")
     st.markdown("**The same prompts, before and after each method**")
     edit_view.side_by_side(snap, same, key="compare_images")
+
+# The battery of the chosen evaluation last, so the tables above keep their places (docs/method.md §4.2).
+st.subheader(f"Evaluation battery of {edit_id}")
+battery_view.show(evaluation)
