@@ -59,7 +59,7 @@ trace: setup
 
 # The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
 # minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), each evaluated, then
-# every method's evaluation battery in one table (compute/battery_report.py). Defaults: the toy world on a CPU
+# every method's evaluation battery in one table (compute/edit/battery_report.py). Defaults: the toy world on a CPU
 # (3 min of CPU time on one thread). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
 #     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
 COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
@@ -76,7 +76,7 @@ compare: setup
 		OMP_NUM_THREADS=1 $(PY) -m compute edit --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
 	done
-	$(PY) -m compute.battery_report --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
+	$(PY) -m compute.edit.battery_report --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 		--artifacts $(ARTIFACTS)
 	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
 

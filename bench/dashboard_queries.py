@@ -20,9 +20,9 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from contract import queries
-from contract.names import ALL_LAYERS, LOCOGEN, ORIGINAL, TARGET, WINDOW
-from contract.store import Store, write_table
+from locolab.contract import queries
+from locolab.contract.names import ALL_LAYERS, LOCOGEN, ORIGINAL, TARGET, WINDOW
+from locolab.contract.store import Store, write_table
 
 MODELS = {"sd-1.4": 16, "sd-1.5": 16, "sd-2.1": 16, "sdxl-base": 70}
 FAMILIES = {"style": 8, "objects": 9, "facts": 7, "color": 7}

@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from compute.edit import solve_factor
-from contract.specs import DEFAULT_LAMBDA
+from locolab.compute.edit.closed_form import solve_factor
+from locolab.contract.specs import DEFAULT_LAMBDA
 
 TEXT_WIDTH = 768
 WIDTHS = (320, 640, 1280)
@@ -40,7 +40,7 @@ def time_text_encoder(repeats: int = 3) -> list[float]:
     """Seconds to encode the 5 prompts of an edit with an SD-1.5-sized (ViT-L/14 text) random CLIP encoder."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from compute.models.tokenizer import clip_tokenizer
+    from locolab.compute.models.tokenizer import clip_tokenizer
 
     config = CLIPTextConfig(hidden_size=TEXT_WIDTH, intermediate_size=3072, num_hidden_layers=12,
                             num_attention_heads=12, max_position_embeddings=77)

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from compute.generation import Case, generate, generate_batch, make_encoder
-from compute.models.loading import load_model
-from compute.settings import Settings
+from locolab.compute.generation import Case, generate, generate_batch, make_encoder
+from locolab.compute.models.loading import load_model
+from locolab.compute.settings import Settings
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
 

@@ -4,12 +4,12 @@ below) and as the ``locolab`` command.
 
 Usage::
 
-    import compute as loco
+    import locolab as loco
 
     model = loco.load_model("tiny-sd1")
     result = loco.localize(model, "a house in the style of van gogh", "a painting", score_text="style of van gogh")
 
-The names below load on first use, so ``import compute.<module>`` of a torch-free module stays torch-free.
+The names below load on first use, so ``import locolab.compute.<module>`` of a torch-free module stays torch-free.
 """
 
 import importlib
@@ -17,28 +17,28 @@ import logging
 
 # Name -> the module that defines it.
 _API = {
-    "load_model": "compute.models.loading",
-    "Model": "compute.models.loading",
-    "localize": "compute.api",
-    "Localization": "compute.api",
-    "generate": "compute.api",
-    "swap_text": "compute.intervention",
-    "make_edit": "compute.api",
-    "loco_edit": "compute.api",
-    "neuron_edit": "compute.api",
-    "applied": "compute.edit",
-    "Edit": "compute.edit",
-    "evaluate": "compute.api",
-    "load_edit": "compute.edit_store",
-    "save_edit": "compute.edit_store",
-    "memory_root": "compute.api",
-    "attention_contribution": "compute.contribution",
-    "StudySpec": "contract.specs",
-    "EditSpec": "contract.specs",
-    "EvalSpec": "contract.specs",
-    "WindowSearch": "contract.specs",
-    "run": "compute.runner",
-    "Context": "compute.runner",
+    "load_model": "locolab.compute.models.loading",
+    "Model": "locolab.compute.models.loading",
+    "localize": "locolab.compute.api",
+    "Localization": "locolab.compute.api",
+    "generate": "locolab.compute.api",
+    "swap_text": "locolab.compute.intervention",
+    "make_edit": "locolab.compute.api",
+    "loco_edit": "locolab.compute.api",
+    "neuron_edit": "locolab.compute.api",
+    "applied": "locolab.compute.edit.closed_form",
+    "Edit": "locolab.compute.edit.closed_form",
+    "evaluate": "locolab.compute.api",
+    "load_edit": "locolab.compute.edit.store",
+    "save_edit": "locolab.compute.edit.store",
+    "memory_root": "locolab.compute.api",
+    "attention_contribution": "locolab.compute.contribution.measure",
+    "StudySpec": "locolab.contract.specs",
+    "EditSpec": "locolab.contract.specs",
+    "EvalSpec": "locolab.contract.specs",
+    "WindowSearch": "locolab.contract.specs",
+    "run": "locolab.compute.runner",
+    "Context": "locolab.compute.runner",
 }
 __all__ = list(_API)
 

@@ -1,5 +1,5 @@
 import sys
 
-from compute.cli import main
+from locolab.compute.cli import main
 
 sys.exit(main())

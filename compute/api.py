@@ -4,7 +4,7 @@ results go to an artifact root (an in-memory one unless you give a folder or URL
 
 Usage::
 
-    import compute as loco
+    import locolab.compute as loco
 
     model = loco.load_model("tiny-sd1")       # or loco.Model.from_pipeline(pipe)
     result = loco.localize(model, "a house in the style of van gogh", "a painting", score_text="style of van gogh")
@@ -23,20 +23,20 @@ import pyarrow as pa
 from PIL import Image
 from tqdm.auto import tqdm
 
-from compute.edit import Edit
-from compute.edit_eval import evaluate as evaluate_edit
-from compute.edit_request import build_edit, dtype_name, make_request
-from compute.edit_store import save_edit
-from compute.generation import Case
-from compute.generation import generate as generate_cases
-from compute.grid import to_pil
-from compute.models.loading import Model
-from compute.runner import Context, run
-from compute.scoring import default_scorer, load_scorer
-from compute.settings import Settings
-from contract import store, summaries
-from contract.names import WINDOW
-from contract.specs import Concept, EditSpec, EvalSpec, FamilySpec, StudySpec, Template, WindowSearch
+from locolab.compute.edit.closed_form import Edit
+from locolab.compute.edit.evaluation import evaluate as evaluate_edit
+from locolab.compute.edit.request import build_edit, dtype_name, make_request
+from locolab.compute.edit.store import save_edit
+from locolab.compute.generation import Case
+from locolab.compute.generation import generate as generate_cases
+from locolab.compute.grid import to_pil
+from locolab.compute.models.loading import Model
+from locolab.compute.runner import Context, run
+from locolab.compute.scoring import default_scorer, load_scorer
+from locolab.compute.settings import Settings
+from locolab.contract import store, summaries
+from locolab.contract.names import WINDOW
+from locolab.contract.specs import Concept, EditSpec, EvalSpec, FamilySpec, StudySpec, Template, WindowSearch
 
 
 def memory_root() -> str:
@@ -94,7 +94,7 @@ class Localization:
 
     def heat_map(self, window_size: int | None = None):
         """The dashboard's heat map (a Plotly figure) of windows of ``window_size`` layers (default: the smallest)."""
-        from contract import figures, queries
+        from locolab.contract import figures, queries
 
         loc = self.windows.drop_columns(["threshold", "localizes", "verdict"])
         scorer = loc["scorer_id"][0].as_py()
@@ -148,7 +148,7 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
         window_sizes, seeds: the windows and seeds of the sweep.
         window_search: instead of ``window_sizes``, search every size up to this maximum (an int: the default coarse
             sizes; or a ``WindowSearch``): the coarse sizes first, then the sizes below each concept's first
-            localizing one (``compute/window_search.py``).
+            localizing one (``compute/sweep/window_search.py``).
         steps, guidance, size: sampling settings (default: the model's).
         scorer: CLIP scorer name or directory (default: the model's, ``scoring.default_scorer``).
         threshold: fraction of the original-to-reference gap a window's interval must clear to localize.

@@ -2,8 +2,8 @@
 
 import torch
 
-from compute.models.loading import Model
-from compute.settings import Settings
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
 
 CPU_BATCH = 8  # on a CPU throughput stops improving well before memory runs out
 MAX_BATCH = 64

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compute.intervention import attention_text, swap_per_sample, swap_stream
-from compute.models.architectures import Conditioning
-from compute.models.loading import Model
-from compute.settings import Settings
-from contract.errors import UserError
+from locolab.compute.intervention import attention_text, swap_per_sample, swap_stream
+from locolab.compute.models.architectures import Conditioning
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
+from locolab.contract.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 import torch
 
-from compute.hooks import Hooks
-from compute.models.architectures import SINGLE
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.architectures import SINGLE
 
 
 def attention_text(model, text: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ import sys
 
 import pyarrow.parquet as pq
 
-from contract import store
-from contract.errors import UserError
-from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, TOP_K, TRACE
+from locolab.contract import store
+from locolab.contract.errors import UserError
+from locolab.contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, TOP_K, TRACE
 
 
 def _rewritten(rows: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -3,7 +3,7 @@ the sweep configs."""
 
 from pathlib import Path
 
-from contract.catalog.registry import ModelSpec
+from locolab.contract.catalog.registry import ModelSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

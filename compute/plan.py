@@ -13,9 +13,9 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from compute.settings import Settings
-from compute.sweep_config import Concept, SweepConfig
-from contract.names import ALL_LAYERS, CROSS_ATTENTION, LOCOGEN, ORIGINAL, TARGET, WINDOW
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import Concept, SweepConfig
+from locolab.contract.names import ALL_LAYERS, CROSS_ATTENTION, LOCOGEN, ORIGINAL, TARGET, WINDOW
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) builds one per call
 

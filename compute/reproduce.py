@@ -17,10 +17,10 @@ Usage::
 
 from dataclasses import dataclass, replace
 
-from compute.sweep_config import CONFIGS_DIR, SweepConfig, load_config
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.summaries import concept_summary
+from locolab.compute.sweep.config import CONFIGS_DIR, SweepConfig, load_config
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.summaries import concept_summary
 
 PAPER_FAMILIES = ("style", "objects", "facts")  # the paper's three studies (color is ours: --families adds it)
 

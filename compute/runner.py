@@ -11,13 +11,13 @@ Usage::
 import time
 from dataclasses import dataclass, field
 
-from compute.models.loading import Model, resolve
-from compute.plan import Unit, build_plan, shard_units
-from compute.settings import Settings
-from compute.sweep import SweepStats, run_study
-from compute.window_search import Refinement, plan_refinement
-from contract.names import ATTENTION_CONTRIBUTION, LOCOGEN, TRACE
-from contract.specs import StudySpec
+from locolab.compute.models.loading import Model, resolve
+from locolab.compute.plan import Unit, build_plan, shard_units
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.run import SweepStats, run_study
+from locolab.compute.sweep.window_search import Refinement, plan_refinement
+from locolab.contract.names import ATTENTION_CONTRIBUTION, LOCOGEN, TRACE
+from locolab.contract.specs import StudySpec
 
 
 @dataclass(frozen=True)
@@ -91,13 +91,13 @@ def run(spec: StudySpec, model: Model, context: Context) -> Outcome:
     began = time.perf_counter() if context.began is None else context.began
     batch_size = context.batch_size or spec.batch_size
     if spec.method == ATTENTION_CONTRIBUTION:
-        from compute.contribution_study import run_study as run_contribution
+        from locolab.compute.contribution.study import run_study as run_contribution
 
         result = run_contribution(spec, model, settings_of(spec, model), context.root, batch_size, context.shard,
                                   context.num_shards, context.limit, context.progress, began)
         return Outcome(spec.run_id, result.localized, contribution=result)
     if spec.method == TRACE:
-        from compute.trace import TraceRenderer, plan_trace
+        from locolab.compute.trace import TraceRenderer, plan_trace
 
         settings = settings_of(spec, model)
         traced = plan_trace(model, spec, settings)

@@ -14,11 +14,11 @@ from huggingface_hub import is_offline_mode
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
-from compute.paths import PACKAGE_DIR
-from contract.catalog.registry import ModelSpec
-from contract.errors import UserError
-from contract.names import RANDOM_SCORER
+from locolab.compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
+from locolab.compute.paths import PACKAGE_DIR
+from locolab.contract.catalog.registry import ModelSpec
+from locolab.contract.errors import UserError
+from locolab.contract.names import RANDOM_SCORER
 
 DEFAULT_SCORER = "openai/clip-vit-large-patch14"  # the community's usual choice
 PAPER_SCORER = "openai/clip-vit-base-patch16"  # the one the paper's neuron study used

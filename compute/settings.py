@@ -2,8 +2,8 @@
 
 from dataclasses import asdict, dataclass
 
-from contract import bounds
-from contract.catalog.registry import ModelSpec
+from locolab.contract import bounds
+from locolab.contract.catalog.registry import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import torch
 
-from compute.generation import Case, generate_batch, make_encoder
-from compute.hooks import Hooks
-from compute.models.architectures import SINGLE
-from compute.models.loading import Model
-from compute.settings import Settings
+from locolab.compute.generation import Case, generate_batch, make_encoder
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.architectures import SINGLE
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
 
 
 def text_inputs(model: Model, layers: Sequence[int], prompts: Sequence[str], settings: Settings,

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 
 import torch
 
-from compute.intervention import attention_text
-from compute.models.loading import Model
-from contract.errors import UserError
+from locolab.compute.intervention import attention_text
+from locolab.compute.models.loading import Model
+from locolab.contract.errors import UserError
 
 
 def _token_ids(tokenizer, text: str) -> list[int]:

@@ -18,16 +18,16 @@ import torch
 from diffusers.models.attention import FeedForward
 from diffusers.models.resnet import ResnetBlock2D
 
-from compute.generation import Case, generate_batch, make_encoder
-from compute.hooks import Hooks
-from compute.models.architectures import Conditioning
-from compute.models.layers import call_order, forward_order
-from compute.models.loading import Model
-from compute.plan import PlannedCase, Unit, build_trace_plan
-from compute.settings import Settings
-from compute.sweep_config import SweepConfig
-from compute.tokens import subject_position
-from contract.names import CROSS_ATTENTION, TEXT_ENCODER, TRACE_TEXT, TRACE_UNET
+from locolab.compute.generation import Case, generate_batch, make_encoder
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.architectures import Conditioning
+from locolab.compute.models.layers import call_order, forward_order
+from locolab.compute.models.loading import Model
+from locolab.compute.plan import PlannedCase, Unit, build_trace_plan
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import SweepConfig
+from locolab.compute.tokens import subject_position
+from locolab.contract.names import CROSS_ATTENTION, TEXT_ENCODER, TRACE_TEXT, TRACE_UNET
 
 _BLOCK = re.compile(r"(down|mid|up)_blocks?")
 _TEXT_LAYER = re.compile(r"(^|\.)encoder\.(layers|block)\.\d+$")  # CLIP: encoder.layers.N; T5: encoder.block.N

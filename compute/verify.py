@@ -31,9 +31,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from contract.errors import UserError
-from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR, TRACE
-from contract.store import SCHEMAS, Store, file_problem, is_url, remove_stale_temps, stale_temps
+from locolab.contract.errors import UserError
+from locolab.contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR, TRACE
+from locolab.contract.store import SCHEMAS, Store, file_problem, is_url, remove_stale_temps, stale_temps
 
 DAMAGED_DIR = "damaged"
 _EVAL_PART = re.compile(r"^part-(?P<edit>.+)-(?P<eval>[0-9a-f]{10})\.parquet$")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from compute.atomic import atomic_dir
-from compute.generation import Case, check_prompt, check_window, generate
-from compute.grid import image_grid, to_pil
-from compute.models.loading import Model
-from compute.provenance import versions
-from compute.settings import Settings
-from contract.errors import UserError
-from contract.store import check_writable_folder
+from locolab.compute.atomic import atomic_dir
+from locolab.compute.generation import Case, check_prompt, check_window, generate
+from locolab.compute.grid import image_grid, to_pil
+from locolab.compute.models.loading import Model
+from locolab.compute.provenance import versions
+from locolab.compute.settings import Settings
+from locolab.contract.errors import UserError
+from locolab.contract.store import check_writable_folder
 
 
 def check_out(out: str | Path) -> None:

@@ -1,5 +1,5 @@
 """The numbers LocoLab accepts, defined once and checked where they enter: command-line options
-(``compute.cli.options``), sweep configs (``compute.sweep_config``), sampling settings (``compute.settings``) and
+(``compute.cli.options``), sweep configs (``compute.sweep.config``), sampling settings (``compute.settings``) and
 the dashboard's edit form. Every bound is finite; integers must be integers (``2.5`` or ``true`` is not a count).
 
 Usage::
@@ -90,7 +90,7 @@ class Bound:
 
     def check(self, value, what: str):
         """``value`` if accepted, else a ``UserError`` naming ``what`` (e.g. ``--steps``)."""
-        from contract.errors import UserError
+        from locolab.contract.errors import UserError
 
         problem = self.problem(value)
         if problem:

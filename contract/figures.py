@@ -6,8 +6,8 @@ import html
 import plotly.graph_objects as go
 import pyarrow as pa
 
-from contract.names import ALL_LAYERS, TARGET
-from contract.summaries import verdict
+from locolab.contract.names import ALL_LAYERS, TARGET
+from locolab.contract.summaries import verdict
 
 DROP_SCALE = "YlOrRd"
 GREY = "#d9d9d9"  # rows of concepts whose data cannot speak (not measurable, untraceable)

@@ -72,7 +72,7 @@ class EditMethod:
 
 # Edit methods. DiffQuickFix comes in two recipes: the published one (``diffquickfix``: the predecessor's notebook)
 # and ours (``diffquickfix-family``: the family's prompts to one target, the bias counted once); README says more.
-# A new method is one row here (and its computation in compute/edit_request.py).
+# A new method is one row here (and its computation in compute/edit/request.py).
 EDIT_METHODS = {m.name: m for m in (
     EditMethod("loco", True, True, positions=SUBJECT, help="LocoEdit: the closed form on the chosen layers"),
     EditMethod("all-layers", True, False, positions=SUBJECT, help="the closed form on every layer"),
@@ -112,9 +112,9 @@ EVAL_GROUPS = {
     "new_fact": "fact edits: the edit's own and held-out prompts scored against the new fact",
     "new_fact_reference": "fact edits: the target prompt scored against the new fact",
 }
-# Summary metrics of ``eval.json``, in display order, with what each means (compute/edit_eval.py ``summarize``). Two
-# kinds of efficacy number that must not be confused: the score drop (how far the mean score moved toward the target
-# reference) and the rates (how many prompts / images ended below it).
+# Summary metrics of ``eval.json``, in display order, with what each means (compute/edit/evaluation.py
+# ``summarize``). Two kinds of efficacy number that must not be confused: the score drop (how far the mean score moved
+# toward the target reference) and the rates (how many prompts / images ended below it).
 EVAL_METRICS = {
     "efficacy_score_drop": "efficacy, normalized score drop: (before − after) / (before − target reference) of the "
                            "mean score on the edit's own prompts; 1 = as unlike the concept as the target prompt, "

@@ -11,8 +11,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract.names import COMPONENTS, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
-from contract.summaries import (
+from locolab.contract.names import COMPONENTS, CROSS_ATTENTION, FAMILIES, LOCOGEN, TRACE
+from locolab.contract.summaries import (
     LOCOGEN_ROWS,
     TRACE_ROWS,
     Rule,

@@ -2,7 +2,7 @@
 are asked to do (no torch here).
 
 Each option is defined once, as a field of its spec with its default, bound and help text (``option``); the entry
-points only build a spec: YAML configs (``compute.sweep_config``), the command line (its options are generated from
+points only build a spec: YAML configs (``compute.sweep.config``), the command line (its options are generated from
 the fields, ``compute.cli.options.add_spec_options``), the dashboard's edit form and the notebook API. A spec checks
 its values once when built, checks itself against a model's layer count once that is known (``check_layers``), and
 round-trips to JSON (``to_json`` / ``from_json``, refusing unknown keys); stored records keep it serialized.
@@ -21,9 +21,9 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 
-from contract import bounds
-from contract.errors import UserError
-from contract.names import (
+from locolab.contract import bounds
+from locolab.contract.errors import UserError
+from locolab.contract.names import (
     ATTENTION_CONTRIBUTION,
     CROSS_ATTENTION,
     EDIT_METHODS,
@@ -35,7 +35,7 @@ from contract.names import (
     POSITIONS,
     TRACE_COMPONENTS,
 )
-from contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
+from locolab.contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEFAULT_LAMBDA = 0.01  # the ridge weight of the closed forms
@@ -121,7 +121,7 @@ def _loads(text: str, what: str):
 @dataclass(frozen=True)
 class EditSpec:
     """What determines an edit: the method, the concept and every setting that changes the weights (the record of an
-    edit keeps it; its id is a digest of the request resolved from it, ``compute.edit_request``)."""
+    edit keeps it; its id is a digest of the request resolved from it, ``compute.edit.request``)."""
 
     model: str = option(help="registry name, pipeline directory or hub id", required=True)
     family: str = option(help="attribute family (prompt set)", choices=FAMILIES, required=True)
@@ -239,7 +239,7 @@ def read_edit_job(text: str) -> tuple[EditSpec, EvalSpec | None]:
     data = _loads(text, "edit --spec file")
     if not isinstance(data, dict) or set(data) - {"edit", "eval"} or "edit" not in data:
         raise UserError('edit --spec file: expected {"edit": {...}, "eval": {...} or null}; write it with '
-                        "contract.specs.edit_job_json")
+                        "locolab.contract.specs.edit_job_json")
     evaluation = data.get("eval")
     return EditSpec.from_dict(data["edit"]), None if evaluation is None else EvalSpec.from_dict(evaluation)
 
@@ -273,7 +273,7 @@ class FamilySpec:
         return [(t.prompt.format(concept=concept.name), self.target_of(t, concept)) for t in self.templates]
 
     def target_of(self, template: Template, concept: Concept) -> str | None:
-        """The target prompt of ``template`` for ``concept`` (see ``compute.sweep_config``)."""
+        """The target prompt of ``template`` for ``concept`` (see ``compute.sweep.config``)."""
         goal = concept.target or self.target
         if template.target and TARGET_SLOT in template.target:
             return template.target.replace(TARGET_SLOT, goal) if goal else None

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from contract.errors import UserError
+from locolab.contract.errors import UserError
 
 # v2: edit_scores.eval_id; an edit may have several evaluations, which a v1 reader would mix into one.
 # v3: no column means one thing for one method and another for the next: causal tracing's restored site is in
@@ -84,7 +84,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("method", _TEXT), ("group", _TEXT), ("prompt", _TEXT), ("seed", pa.int64()), ("phase", _TEXT),
         ("scorer_id", _TEXT), ("score_text", _TEXT), ("score", _FLOAT), ("image_path", _TEXT), ("steps", _INT),
         ("guidance", _FLOAT), ("height", _INT), ("width", _INT), ("eval_id", _TEXT),
-        # The evaluation battery (compute/edit_battery.py): every detector's label ({attribute: label}, JSON), and on
+        # The evaluation battery (compute/edit/battery.py): every detector's label ({attribute: label}, JSON), and on
         # "after" rows the distance to the same prompt and seed's image before the edit.
         ("detected", _TEXT), ("clip_distance", _FLOAT), ("ssim", _FLOAT), ("psnr", _FLOAT),
     ]),
@@ -382,7 +382,7 @@ def file_problem(table: str, data: pa.Table) -> str | None:
 # page behind a valid footer fails only when read), and a dashboard reconnecting every few seconds re-reads only
 # changed files. A verdict is (problem or None, newest schema_version in the file, whether it is ``outdated``).
 _VERDICTS: dict[tuple, tuple[str | None, int | None, bool]] = {}
-MIGRATE = "python -m compute.migrate"  # the command that rewrites ``outdated`` files as the current version
+MIGRATE = "python -m locolab.compute.migrate"  # the command that rewrites ``outdated`` files as the current version
 
 
 def outdated(table: str, data: pa.Table) -> bool:

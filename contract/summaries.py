@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contract import intervals
-from contract.errors import UserError
-from contract.names import (
+from locolab.contract import intervals
+from locolab.contract.errors import UserError
+from locolab.contract.names import (
     ALL_LAYERS,
     ATTENTION_CONTRIBUTION,
     LOCOGEN,

@@ -1,10 +1,10 @@
-"""The evaluation battery of an edit (``eval.json``'s ``battery``, compute/edit_battery.py) on the Edits page: the
+"""The evaluation battery of an edit (``eval.json``'s ``battery``, compute/edit/battery.py) on the Edits page: the
 verdict, every detector's rate before/after per prompt group, paired preservation, CMMD and the most-changed image
 pairs side by side; and one row per method for the comparison."""
 
 import streamlit as st
 
-from dashboard import common
+from locolab.dashboard import common
 
 BATTERY_HELP = ("Every detector reads every image before and after the edit (the same prompt and seed). A rate is "
                 "the share of images showing what their prompt asks for; its change has Tango's paired interval "

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import streamlit as st
 
-from contract import bounds, queries
-from contract.store import is_url
-from dashboard import data
-from dashboard.files import OutsideRoot
+from locolab.contract import bounds, queries
+from locolab.contract.store import is_url
+from locolab.dashboard import data
+from locolab.dashboard.files import OutsideRoot
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 MAX_NAMED = 20  # skipped files named in the warning

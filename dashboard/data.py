@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import duckdb
 import streamlit as st
 
-from contract import queries
-from contract.errors import UserError
-from contract.store import Store, is_url
-from dashboard import edit_records, files
+from locolab.contract import queries
+from locolab.contract.errors import UserError
+from locolab.contract.store import Store, is_url
+from locolab.dashboard import edit_records, files
 
 
 @dataclass

@@ -6,11 +6,11 @@ import functools
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.figures import row_label, window_label
-from contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
-from dashboard import common, data, exports
-from dashboard.files import RootFiles
+from locolab.contract import bounds, queries
+from locolab.contract.figures import row_label, window_label
+from locolab.contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
+from locolab.dashboard import common, data, exports
+from locolab.dashboard.files import RootFiles
 
 
 @functools.cache

@@ -4,12 +4,12 @@ compute edit --spec FILE``, and the models such a job may name."""
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from contract import bounds
-from contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.names import EDIT_METHODS, SUBJECT_PADDING
-from contract.specs import EditSpec, EvalSpec, edit_job_json
+from locolab.contract import bounds
+from locolab.contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.names import EDIT_METHODS, SUBJECT_PADDING
+from locolab.contract.specs import EditSpec, EvalSpec, edit_job_json
 
 
 def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ()) -> list[str]:

@@ -1,11 +1,11 @@
-"""Stored edits: each ``edits/<edit_id>/edit.json`` record (compute/edit_store.py) with its evaluations' ``eval.json``
-summaries (compute/edit_eval.py: one per set of evaluation settings, ``evals/<eval_id>/``, plus the single
+"""Stored edits: each ``edits/<edit_id>/edit.json`` record (compute/edit/store.py) with its evaluations' ``eval.json``
+summaries (compute/edit/evaluation.py: one per set of evaluation settings, ``evals/<eval_id>/``, plus the single
 ``eval.json`` of edits evaluated before evaluations had ids), read without loading any tensors."""
 
 import json
 
-from contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, renamed_metrics
-from dashboard.files import RootFiles
+from locolab.contract.names import EDIT_EVALS, EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, renamed_metrics
+from locolab.dashboard.files import RootFiles
 
 
 def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:

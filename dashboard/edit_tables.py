@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from contract.names import EVAL_METRICS
-from contract.names import METHODS as METHOD_ORDER
-from dashboard import common, edit_view
+from locolab.contract.names import EVAL_METRICS
+from locolab.contract.names import METHODS as METHOD_ORDER
+from locolab.dashboard import common, edit_view
 
 # Short column labels keep the table within 1280 px; each column's help gives the metric's full definition.
 SHORT_METRICS = {"efficacy_score_drop": "eff. drop", "efficacy_prompt_rate": "eff. prompts",

@@ -3,9 +3,9 @@
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.names import EVAL_GROUPS, EVAL_METRICS
-from dashboard import common, data
+from locolab.contract import bounds, queries
+from locolab.contract.names import EVAL_GROUPS, EVAL_METRICS
+from locolab.dashboard import common, data
 
 PAIRS_PER_PAGE = 6
 SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from contract.names import EDIT_RECORD, EDIT_SUMMARY
+from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY
 
 STATIC = ("svg", "png", "pdf")
 MIME = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "html": "text/html",

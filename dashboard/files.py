@@ -8,8 +8,8 @@ import hashlib
 import os
 from pathlib import Path, PurePosixPath
 
-from contract.errors import UserError
-from contract.store import TMP_PREFIX, is_url
+from locolab.contract.errors import UserError
+from locolab.contract.store import TMP_PREFIX, is_url
 
 PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 

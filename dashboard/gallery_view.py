@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 import streamlit as st
 
-from contract import bounds, queries
-from contract.figures import row_label, window_label
-from contract.names import TRACE
-from contract.store import is_url
-from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
-from dashboard import common, data, downloads, url_state
-from dashboard.files import OutsideRoot, RootFiles
-from dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
+from locolab.contract import bounds, queries
+from locolab.contract.figures import row_label, window_label
+from locolab.contract.names import TRACE
+from locolab.contract.store import is_url
+from locolab.contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
+from locolab.dashboard import common, data, downloads, url_state
+from locolab.dashboard.files import OutsideRoot, RootFiles
+from locolab.dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
 
 PAGE = "gallery"
 MAX_SEEDS = 4

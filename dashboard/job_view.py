@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.summaries import DEFAULT_LEVEL
-from dashboard import common, data, jobs
+from locolab.contract import bounds, queries
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.summaries import DEFAULT_LEVEL
+from locolab.dashboard import common, data, jobs
 
 DEFAULT_LAYERS = 16  # the Layers picker's width for a model neither registered nor with a layer table
 

@@ -31,9 +31,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.errors import UserError
-from contract.names import JOB_STATUS, JOBS_DIR
-from contract.store import atomic_write, is_url, process_alive
+from locolab.contract.errors import UserError
+from locolab.contract.names import JOB_STATUS, JOBS_DIR
+from locolab.contract.store import atomic_write, is_url, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC, PID, LOG, EXIT, CANCELLED = "job.json", "pid.json", "log.txt", "exit.json", "cancelled"
@@ -323,7 +323,7 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
             args = [*args, f"--spec={path.resolve() / SPEC_FILE}"]
         write_json(path / SPEC, {"job_id": job_id, "args": list(args), "label": label, "request": request or {},
                                   "root": root if is_url(root) else str(Path(root).resolve()), "created_at": now()})
-        process = subprocess.Popen([sys.executable, "-m", "dashboard.job_runner", str(path)], cwd=REPO,
+        process = subprocess.Popen([sys.executable, "-m", "locolab.dashboard.job_runner", str(path)], cwd=REPO,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         # Reap the runner when it ends, so it does not linger as a zombie of the dashboard.

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import common, url_state
-from dashboard.root import launch_options, problem, typed_root_problem
+from locolab.dashboard import common, url_state
+from locolab.dashboard.root import launch_options, problem, typed_root_problem
 
 # A file the server serves itself (a ":material/...:" icon is fetched from a font CDN, which an offline host lacks).
 FAVICON = Path(__file__).with_name("assets") / "favicon.png"

@@ -11,12 +11,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import streamlit as st
 
-from contract import bounds, queries
-from contract.catalog.registry import MODELS
-from contract.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
-from contract.names import CROSS_ATTENTION, TARGET
-from contract.summaries import MIN_REFERENCE_GAP, concepts_of, config_of, judge
-from dashboard import common, data, downloads, exports, url_state
+from locolab.contract import bounds, queries
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
+from locolab.contract.names import CROSS_ATTENTION, TARGET
+from locolab.contract.summaries import MIN_REFERENCE_GAP, concepts_of, config_of, judge
+from locolab.dashboard import common, data, downloads, exports, url_state
 
 PAGE, GALLERY = "layer_map", "views/gallery.py"
 LOCOGEN, TRACING, CONTRIBUTION, BOTH = "LocoGen", "Causal tracing", "Attention contribution", "Side by side"

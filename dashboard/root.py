@@ -21,8 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.store import DEFAULT_ROOT, ROOT_ENV, is_url
-from dashboard.files import RootFiles, url_problem
+from locolab.contract.store import DEFAULT_ROOT, ROOT_ENV, is_url
+from locolab.dashboard.files import RootFiles, url_problem
 
 WRITES_ENV = "LOCOLAB_DASHBOARD_WRITES"
 

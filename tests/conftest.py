@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 
 @functools.cache
 def _model(name: str):
-    from compute.models.loading import load_model
+    from locolab.compute.models.loading import load_model
 
     return load_model(name, device="cpu")
 

@@ -2,7 +2,7 @@
 
 import yaml
 
-from contract import store
+from locolab.contract import store
 
 SMALL = {
     "name": "small", "model": "tiny-sd1", "steps": 2, "guidance": 7.5, "resolution": 32, "seeds": [0],

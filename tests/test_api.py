@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import compute as loco
-from compute.models.loading import Model
-from compute.models.tiny import build_tiny
-from compute.settings import Settings
-from contract.errors import UserError
+import locolab.compute as loco
+from locolab.compute.models.loading import Model
+from locolab.compute.models.tiny import build_tiny
+from locolab.compute.settings import Settings
+from locolab.contract.errors import UserError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROMPT, TARGET = "a house in the style of van gogh", "a painting"

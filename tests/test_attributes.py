@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from compute.sweep_config import CONFIGS_DIR, load_config, parse_config
-from contract.catalog.attributes import PROMPT_SETS, attribute_family, preservation_prompts, unrelated_prompts
-from contract.errors import UserError
-from contract.names import FAMILIES
+from locolab.compute.sweep.config import CONFIGS_DIR, load_config, parse_config
+from locolab.contract.catalog.attributes import PROMPT_SETS, attribute_family, preservation_prompts, unrelated_prompts
+from locolab.contract.errors import UserError
+from locolab.contract.names import FAMILIES
 
 PAPER_CONFIGS = sorted(p for p in CONFIGS_DIR.glob("*.yaml") if p.stem.split("-")[0] in FAMILIES)
 
@@ -95,7 +95,7 @@ def test_the_toy_world_keeps_its_own_preservation_set():
 
 
 def test_asking_for_the_whole_preservation_set_or_more_is_recorded_as_all_of_it():
-    from compute.edit_eval import eval_id, eval_prompts, eval_settings, unrelated_count
+    from locolab.compute.edit.evaluation import eval_id, eval_prompts, eval_settings, unrelated_count
 
     meta = {"prompt_set": "toyworld", "family": "style", "concept": "stripes", "target": "a red square on plain",
             "source_prompts": ["a red square on stripes"]}
@@ -109,6 +109,6 @@ def test_asking_for_the_whole_preservation_set_or_more_is_recorded_as_all_of_it(
 
 
 def _settings():
-    from compute.settings import Settings
+    from locolab.compute.settings import Settings
 
     return Settings(10, 5.0, 32, 32)

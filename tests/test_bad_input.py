@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sweep_helpers import SMALL
 
-from compute.cli import main
-from contract.store import write_table
+from locolab.compute.cli import main
+from locolab.contract.store import write_table
 
 REPO = Path(__file__).resolve().parent.parent
 EDIT = ["edit", "--model", "tiny-sd1", "--family", "style", "--concept", "van gogh", "--layers", "8,9"]
@@ -190,8 +190,8 @@ def test_the_process_boundary_keeps_the_promise(world):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     script = Path(sys.executable).with_name("locolab")
     commands = [  # two, each a cold start of torch and diffusers (~5 s alone, much more on a busy machine)
-        ([sys.executable, "-m", "compute", *GENERATE, "--out", str(world / "out"), "--steps", "0"], "argument --steps"),
-        ([str(script) if script.exists() else sys.executable, *([] if script.exists() else ["-m", "compute"]),
+        ([sys.executable, "-m", "locolab", *GENERATE, "--out", str(world / "out"), "--steps", "0"], "argument --steps"),
+        ([str(script) if script.exists() else sys.executable, *([] if script.exists() else ["-m", "locolab"]),
           "eval-edit", "van-gogh-loco-cutcutcut0", "--artifacts", str(world / "root")], "is damaged"),
     ]
     before = files(world)

@@ -11,13 +11,13 @@ from diffusers.models.embeddings import apply_rotary_emb
 from PIL import Image
 from sweep_helpers import table, write_config
 
-from compute.cli import main
-from compute.contribution import concept_positions, record_contributions
-from compute.generation import Case, generate_batch
-from compute.models.loading import load_model
-from compute.settings import Settings
-from contract import store, summaries
-from contract.names import ATTENTION_CONTRIBUTION, TOP_K
+from locolab.compute.cli import main
+from locolab.compute.contribution.measure import concept_positions, record_contributions
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.loading import load_model
+from locolab.compute.settings import Settings
+from locolab.contract import store, summaries
+from locolab.contract.names import ATTENTION_CONTRIBUTION, TOP_K
 
 CONCEPT = [3, 5]  # the measured text positions of sample 1
 
@@ -167,9 +167,9 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     con = store.Store(root).connect()  # a connection reads the parts present when it was made
     (mine,) = summaries.top_k_interventions(con, run_ids=[rerun]).to_pylist()  # its own rows: the top-2 images
     assert (mine["k"], mine["blocks"], mine["n_images"], mine["original_score"]) == (2, sorted(ranked[:2]), 4, None)
-    from compute.contribution_study import localization_cases, plan_localization
-    from compute.models.loading import resolve
-    from compute.sweep_config import load_config, with_contribution
+    from locolab.compute.contribution.study import localization_cases, plan_localization
+    from locolab.compute.models.loading import resolve
+    from locolab.compute.sweep.config import load_config, with_contribution
 
     study = with_contribution(load_config(config), top_k=(2,))
     settings = Settings.defaults(resolve(study.model), study.steps, study.guidance, study.resolution)
@@ -181,7 +181,7 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
 
 
 def test_the_notebook_function_averages_the_recorded_contributions(load):
-    import compute
+    from locolab import compute
 
     model = load("tiny-pixart")
     prompts = ["a painting in the style of van gogh", "van gogh style painting of a tree"]

@@ -9,11 +9,11 @@ import pyarrow.compute as pc
 import pytest
 from dashboard_fixtures import PLANTED, PLANTED_SCORER, REPO, add_planted_run, copy_root, real_root
 
-from contract import queries
-from contract.store import Store, write_table
-from contract.summaries import localization, minimal_windows, trace_effects
-from dashboard import data
-from dashboard.root import inside, launch_options
+from locolab.contract import queries
+from locolab.contract.store import Store, write_table
+from locolab.contract.summaries import localization, minimal_windows, trace_effects
+from locolab.dashboard import data
+from locolab.dashboard.root import inside, launch_options
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,13 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from contract import queries
-from contract.store import write_table
-from dashboard import data, edit_view, exports, jobs
-from dashboard.downloads import edit_archive
-from dashboard.edit_form import family_target, preservation_size, suggested_keys
-from dashboard.files import OutsideRoot, RootFiles
-from dashboard.root import job_root_problem, launch_options, problem, typed_root_problem
+from locolab.contract import queries
+from locolab.contract.store import write_table
+from locolab.dashboard import data, edit_view, exports, jobs
+from locolab.dashboard.downloads import edit_archive
+from locolab.dashboard.edit_form import family_target, preservation_size, suggested_keys
+from locolab.dashboard.files import OutsideRoot, RootFiles
+from locolab.dashboard.root import job_root_problem, launch_options, problem, typed_root_problem
 
 TITLE = exports.title_text("LocoGen images per window", model="toyworld", run="run-1", concept="style · stripes",
                            scorer="toyworld-clip", seeds=[0, 1], m=1)
@@ -295,8 +295,8 @@ def test_an_object_store_root_is_read_only_unless_the_operator_allows_writes(mon
 
 
 def test_locolab_dashboard_passes_the_operators_write_permission_to_the_app(monkeypatch):
-    import compute.cli.dashboard as command
-    from compute.cli import main
+    import locolab.compute.cli.dashboard as command
+    from locolab.compute.cli import main
 
     launched = []
     monkeypatch.setattr(command.subprocess, "call", lambda args: launched.append(args) or 0)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from contract.names import JOB_STATUS
-from dashboard import jobs
+from locolab.contract.names import JOB_STATUS
+from locolab.dashboard import jobs
 
 
 def plant(root, job_id: str = "20990101-000000-dddddd", **files):

@@ -15,12 +15,12 @@ from dashboard_fixtures import MAIN, copy_root, real_root
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.names import JOB_STATUS
-from contract.specs import EditSpec, EvalSpec, read_edit_job
-from dashboard import jobs
-from dashboard.edit_form import EditRequest
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.names import JOB_STATUS
+from locolab.contract.specs import EditSpec, EvalSpec, read_edit_job
+from locolab.dashboard import jobs
+from locolab.dashboard.edit_form import EditRequest
 
 pytestmark = pytest.mark.slow  # real background jobs (subprocesses) launched from the page
 

@@ -24,11 +24,17 @@ from dashboard_fixtures import (
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from contract import queries
-from contract.figures import row_label
-from contract.store import Store, write_table
-from contract.summaries import contribution_map, localization, minimal_windows, top_k_interventions, trace_effects
-from dashboard import exports
+from locolab.contract import queries
+from locolab.contract.figures import row_label
+from locolab.contract.store import Store, write_table
+from locolab.contract.summaries import (
+    contribution_map,
+    localization,
+    minimal_windows,
+    top_k_interventions,
+    trace_effects,
+)
+from locolab.dashboard import exports
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
 
@@ -552,7 +558,7 @@ def test_run_an_edit_suggests_the_toy_worlds_key_options_and_bounds_its_unrelate
 def test_run_an_edit_offers_only_registered_or_stored_models(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/run_edit.py")
 
-    from contract.catalog.registry import MODELS
+    from locolab.contract.catalog.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted(MODELS)
 
 
@@ -736,7 +742,7 @@ def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monke
                 "crafted-trace", root=odd)
 
     app = open_app(monkeypatch, odd, "views/run_edit.py")
-    from contract.catalog.registry import MODELS
+    from locolab.contract.catalog.registry import MODELS
     assert app.selectbox(key="run_model").options == sorted([*MODELS, str(inside)])
 
     app = open_app(monkeypatch, odd, "views/layer_map.py")

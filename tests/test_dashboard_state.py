@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
 
-from contract import bounds, queries
-from contract.errors import UserError
-from contract.store import Store
-from dashboard import edit_tables, edit_view, gallery_view, job_view, map_view
+from locolab.contract import bounds, queries
+from locolab.contract.errors import UserError
+from locolab.contract.store import Store
+from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 VAN_GOGH, BLUE = ("style", "van gogh"), ("color", "blue")

@@ -14,11 +14,11 @@ from PIL import Image
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from contract import queries
-from contract.figures import heat_map
-from contract.store import Store, write_table
-from dashboard import common
-from dashboard.gallery_grid import FOCUS_ID, Cell, Row, grid_html, thumbnail
+from locolab.contract import queries
+from locolab.contract.figures import heat_map
+from locolab.contract.store import Store, write_table
+from locolab.dashboard import common
+from locolab.dashboard.gallery_grid import FOCUS_ID, Cell, Row, grid_html, thumbnail
 
 config.set_option("client.showErrorDetails", "full")
 LAYERS = {i: {"path": f"unet.block{i}.attn2", "block": "down" if i < 6 else "up", "resolution": 4} for i in range(16)}
@@ -221,7 +221,7 @@ def test_overview_shows_one_timestamp_format_and_every_row(monkeypatch, planted)
 
 
 def test_an_edit_names_its_layers_as_runs():
-    from dashboard.edit_view import edited
+    from locolab.dashboard.edit_view import edited
 
     assert [edited({"layers": layers}) for layers in ([8, 9], [12], list(range(16)), [7, 1, 2, 5, 8])] == \
         ["layers 8–9", "layer 12", "layers 0–15", "layers 1–2, 5, 7–8"]

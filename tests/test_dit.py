@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from compute.cli import main
-from compute.edit import layer_keys_values, solve_factors
-from compute.generation import Case, generate_batch, with_companions
-from compute.hooks import Hooks
-from compute.intervention import swap_per_sample, swap_stream
-from compute.settings import Settings
-from contract.errors import UserError
+from locolab.compute.cli import main
+from locolab.compute.edit.closed_form import layer_keys_values, solve_factors
+from locolab.compute.generation import Case, generate_batch, with_companions
+from locolab.compute.hooks import Hooks
+from locolab.compute.intervention import swap_per_sample, swap_stream
+from locolab.compute.settings import Settings
+from locolab.contract.errors import UserError
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
 STYLE_PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
@@ -57,7 +57,7 @@ def test_flux_lists_19_double_then_38_single_stream_blocks(load, capsys):
 
 
 def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
-    from compute.contribution import concept_positions
+    from locolab.compute.contribution.measure import concept_positions
 
     model = load("tiny-sd3")
     assert [(layer.block, layer.path) for layer in model.layers] == [
@@ -65,8 +65,8 @@ def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
     # <start> a beautiful house in the style of van gogh: 8, 9 among CLIP's 77 positions; T5 (no start) 7, 8 after.
     assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
     with pytest.raises(UserError, match="holds the concept twice"):
-        from compute.edit_request import build_edit, dtype_name, make_request
-        from contract.specs import EditSpec
+        from locolab.compute.edit.request import build_edit, dtype_name, make_request
+        from locolab.contract.specs import EditSpec
 
         build_edit(model, make_request(EditSpec("tiny-sd3", "style", "van gogh", layers=(3,)), dtype_name(model),
                                        num_layers=24))
@@ -278,7 +278,7 @@ def test_flux_single_stream_blocks_cannot_be_edited(load):
 
 def test_offloaded_model_generates_the_same_images(load):
     """accelerate's model CPU offload (``--offload``), on the CPU as its device: the same images, bit for bit."""
-    from compute.models.loading import load_model
+    from locolab.compute.models.loading import load_model
 
     model = load_model("tiny-pixart", device="cpu", offload=True)
     assert model.offload and model.device.type == "cpu"
@@ -304,7 +304,7 @@ def test_the_batch_size_probe_runs_a_denoising_step_at_the_sweeps_size(load, nam
 def test_the_batch_size_measures_one_image_as_two_minus_one_at_the_sweeps_size(load, name, rows):
     """``batching._transformer_peak``'s plumbing on the CPU, with a stand-in for CUDA's peak memory: the rows of
     each call (two per image with classifier-free guidance, FLUX one), so the difference is one image's rows."""
-    from compute.batching import _transformer_peak
+    from locolab.compute.batching import _transformer_peak
 
     model = load(name)
     seen = []
@@ -325,7 +325,7 @@ def test_the_batch_size_measures_one_image_as_two_minus_one_at_the_sweeps_size(l
 def test_full_size_transformers_have_the_released_parameter_counts():
     from diffusers import FluxTransformer2DModel, PixArtTransformer2DModel
 
-    from compute.models.full_size import TRANSFORMER_CONFIGS
+    from locolab.compute.models.full_size import TRANSFORMER_CONFIGS
 
     with torch.device("meta"):
         pixart = PixArtTransformer2DModel(**TRANSFORMER_CONFIGS["random-pixart"])
@@ -362,7 +362,7 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux"}[name]
     prefix = "transformer.transformer_blocks.5."
     weights = {"tiny-pixart": ["attn2.to_k", "attn2.to_v"], "tiny-flux": ["attn.add_k_proj", "attn.add_v_proj"]}[name]
-    from compute.edit_store import load_edit
+    from locolab.compute.edit.store import load_edit
 
     edit = load_edit(root, record["edit_id"])
     assert sorted(k for k in edit.weights if k.startswith(prefix)) == [f"{prefix}{w}.weight" for w in weights]
@@ -375,7 +375,7 @@ def test_t5_spreads_a_concept_before_it_where_no_locoedit_key_reaches(load):
     """The LocoGen paper's reason for LocoEdit failing on DeepFloyd IF, measured: CLIP (causal) changes nothing
     before a one-token concept, so the subject and later positions hold all of it; T5 (bidirectional: PixArt, FLUX)
     puts part of it on earlier tokens, which neither --positions choice keys."""
-    from compute.tokens import concept_reach
+    from locolab.compute.tokens import concept_reach
 
     template = "a painting in the style of {concept} with a house"
     clip = concept_reach(load("tiny-sd1"), template, "monet", "dali")

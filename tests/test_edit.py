@@ -7,7 +7,7 @@ from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from compute.edit import (
+from locolab.compute.edit.closed_form import (
     Edit,
     applied,
     check_layers,
@@ -15,16 +15,16 @@ from compute.edit import (
     solve_factor,
     subject_keys_values,
 )
-from compute.edit_store import load_edit, save_edit
-from compute.generation import Case, generate_batch
-from compute.models.architectures import ARCHITECTURES
-from compute.models.layers import find_layers
-from compute.models.loading import Model
-from compute.models.tiny import build_tiny
-from compute.settings import Settings
-from compute.tokens import subject_position
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
+from locolab.compute.edit.store import load_edit, save_edit
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.architectures import ARCHITECTURES
+from locolab.compute.models.layers import find_layers
+from locolab.compute.models.loading import Model
+from locolab.compute.models.tiny import build_tiny
+from locolab.compute.settings import Settings
+from locolab.compute.tokens import subject_position
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
 
 STYLE_PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",
                  "a picture in the style of van gogh"]

@@ -7,18 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from compute import edit_battery
-from compute.battery_report import compare_lines, table_lines
-from compute.detectors import NONE, clip_zero_shot, toyworld_detectors
-from compute.edit_eval import eval_prompts
-from compute.edit_metrics import cmmd, cmmd_paired_test, paired_rate_change, psnr, ssim
-from compute.scoring import load_scorer
-from compute.toyworld import world
-from contract.catalog.attributes import PROMPT_SETS, ROBUSTNESS_KINDS, attribute_family, robustness_prompts
-from contract.errors import UserError
-from contract.names import FAMILIES, eval_folder
-from contract.store import write_table
-from dashboard import battery_view
+from locolab.compute.edit import battery as edit_battery
+from locolab.compute.edit.battery_report import compare_lines, table_lines
+from locolab.compute.edit.detectors import NONE, clip_zero_shot, toyworld_detectors
+from locolab.compute.edit.evaluation import eval_prompts
+from locolab.compute.edit.metrics import cmmd, cmmd_paired_test, paired_rate_change, psnr, ssim
+from locolab.compute.scoring import load_scorer
+from locolab.compute.toyworld import world
+from locolab.contract.catalog.attributes import PROMPT_SETS, ROBUSTNESS_KINDS, attribute_family, robustness_prompts
+from locolab.contract.errors import UserError
+from locolab.contract.names import FAMILIES, eval_folder
+from locolab.contract.store import write_table
+from locolab.dashboard import battery_view
 
 SCENES = [world.sample_scene(seed, entity_rate=0.0) for seed in range(5000, 5120)]
 RENDERS = np.stack([world.render(scene) for scene in SCENES]).astype(np.float32) / 255.0

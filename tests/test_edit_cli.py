@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file
 
-from compute.cli import main
-from compute.edit_eval import summarize, summarize_new_fact
-from contract.store import write_table
+from locolab.compute.cli import main
+from locolab.compute.edit.evaluation import summarize, summarize_new_fact
+from locolab.contract.store import write_table
 
 pytestmark = pytest.mark.slow  # the edit and eval-edit commands end to end, with evaluation
 

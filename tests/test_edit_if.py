@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from compute.edit import Edit, applied, edited_weights, layer_keys_values, solve_factors
-from compute.generation import Case, generate_batch
-from compute.models.architectures import ARCHITECTURES
-from compute.models.layers import find_layers
-from compute.models.loading import Model
-from compute.models.tiny import build_tiny
-from compute.neuron import rank_units
-from compute.settings import Settings
-from compute.tokens import layer_text
-from contract.catalog.attributes import attribute_family
-from contract.catalog.registry import MODELS
+from locolab.compute.edit.closed_form import Edit, applied, edited_weights, layer_keys_values, solve_factors
+from locolab.compute.edit.neuron import rank_units
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.architectures import ARCHITECTURES
+from locolab.compute.models.layers import find_layers
+from locolab.compute.models.loading import Model
+from locolab.compute.models.tiny import build_tiny
+from locolab.compute.settings import Settings
+from locolab.compute.tokens import layer_text
+from locolab.contract.catalog.attributes import attribute_family
+from locolab.contract.catalog.registry import MODELS
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh",
            "a picture in the style of van gogh"]

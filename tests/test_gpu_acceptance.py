@@ -30,7 +30,7 @@ def _local(variable: str, hub_id: str) -> str | None:
 def test_sd14_style_localizes_to_layers_8_and_9():
     import torch
 
-    import compute as loco
+    import locolab.compute as loco
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from compute.generation import Case, generate_batch
-from compute.models.loading import layer_count, load_model
-from compute.settings import Settings
-from contract.catalog.registry import MODELS
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.loading import layer_count, load_model
+from locolab.compute.settings import Settings
+from locolab.contract.catalog.registry import MODELS
 
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"
 STEPS, SIZE = 3, 32

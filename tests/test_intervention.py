@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from compute.generation import Case, generate_batch
-from compute.intervention import swap_per_sample
-from compute.settings import Settings
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.intervention import swap_per_sample
+from locolab.compute.settings import Settings
 
 MODELS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl"]
 PROMPT, TARGET = "a beautiful house in the style of van gogh", "a painting"

@@ -3,7 +3,7 @@
 import collections
 import json
 
-from compute.cli import main
+from locolab.compute.cli import main
 
 SD15_ATTENTIONS = (["down_blocks.0.attentions.0", "down_blocks.0.attentions.1", "down_blocks.1.attentions.0",
                     "down_blocks.1.attentions.1", "down_blocks.2.attentions.0", "down_blocks.2.attentions.1",

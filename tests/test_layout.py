@@ -27,7 +27,7 @@ def _imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
-    return found
+    return {name.removeprefix("locolab.") for name in found}
 
 
 def _from(path: Path, package: str) -> set[str]:
@@ -57,7 +57,7 @@ def test_a_shared_name_is_spelled_only_in_the_contract(literal):
 
 
 def test_the_contract_defines_the_shared_names():
-    from contract import names, summaries
+    from locolab.contract import names, summaries
 
     assert names.FAMILIES[:4] == ("style", "objects", "facts", "color")
     assert (names.EDIT_RECORD, names.EDIT_SUMMARY, names.JOB_STATUS) == ("edit.json", "eval.json", "status.json")

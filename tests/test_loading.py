@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from compute.cli import main
-from compute.generation import Case, generate_batch
-from compute.models.loading import layer_count, load_model
-from compute.settings import Settings
-from contract.catalog.registry import MODELS
+from locolab.compute.cli import main
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.loading import layer_count, load_model
+from locolab.compute.settings import Settings
+from locolab.contract.catalog.registry import MODELS
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:

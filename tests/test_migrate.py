@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from compute.migrate import main, migrate
-from contract import store, summaries
-from contract.errors import UserError
+from locolab.compute.migrate import main, migrate
+from locolab.contract import store, summaries
+from locolab.contract.errors import UserError
 
 MODEL, SCORER = "tiny-sd1", "tiny-clip"
 TRACE = dict(method="trace-unet", component="cross-attention", noise=3.0)

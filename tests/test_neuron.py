@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from compute.edit import Edit, applied
-from compute.generation import Case, generate_batch
-from compute.neuron import clamp_units, rank_units, top_units, welch_t
-from compute.settings import Settings
-from contract.catalog.attributes import attribute_family
-from contract.errors import UserError
+from locolab.compute.edit.closed_form import Edit, applied
+from locolab.compute.edit.neuron import clamp_units, rank_units, top_units, welch_t
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.settings import Settings
+from locolab.contract.catalog.attributes import attribute_family
+from locolab.contract.errors import UserError
 
 TINY = Settings(steps=2, guidance=7.5, height=32, width=32)
 LAYER8 = "up_blocks.1.attentions.1.transformer_blocks.0.attn2"

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from compute.edit import Edit, applied, solve_factor
-from compute.edit_request import make_request
-from compute.edit_store import load_edit, save_edit
-from compute.generation import Case, generate_batch
-from compute.models.architectures import ARCHITECTURES
-from compute.models.loading import Model
-from compute.quickfix import augmented, edited_weights, encoder_modules, keys_values, solved_weight
-from compute.settings import Settings
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.specs import EditSpec
+from locolab.compute.edit.closed_form import Edit, applied, solve_factor
+from locolab.compute.edit.quickfix import augmented, edited_weights, encoder_modules, keys_values, solved_weight
+from locolab.compute.edit.request import make_request
+from locolab.compute.edit.store import load_edit, save_edit
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.models.architectures import ARCHITECTURES
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.specs import EditSpec
 
 PROMPTS = ["van gogh", "a painting in the style of van gogh", "a photo in the style of van gogh"]
 ONE_TARGET = ["a painting"] * len(PROMPTS)

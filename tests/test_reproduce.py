@@ -7,11 +7,11 @@ import re
 import pytest
 from sweep_helpers import table
 
-from compute.cli import main
-from compute.reproduce import PAPER_FAMILIES, STAND_IN_SCORERS, family_summary, paper_studies
-from compute.sweep_config import CONFIGS_DIR, load_config
-from contract import store, summaries
-from contract.catalog.registry import MODELS
+from locolab.compute.cli import main
+from locolab.compute.reproduce import PAPER_FAMILIES, STAND_IN_SCORERS, family_summary, paper_studies
+from locolab.compute.sweep.config import CONFIGS_DIR, load_config
+from locolab.contract import store, summaries
+from locolab.contract.catalog.registry import MODELS
 
 PAPER_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024, "if": 64}  # the official code's 512 for SD-1.x and SD-2.1
 PAPER_SCORERS = ("openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14")

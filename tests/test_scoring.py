@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from compute.models.tokenizer import clip_tokenizer
-from compute.scoring import (
+from locolab.compute.models.tokenizer import clip_tokenizer
+from locolab.compute.scoring import (
     CLIP_MEAN,
     CLIP_STD,
     PAPER_SCORER,
@@ -18,7 +18,7 @@ from compute.scoring import (
     load_scorer,
     tiny_clip,
 )
-from contract.errors import UserError
+from locolab.contract.errors import UserError
 
 TEXTS = ["style of van gogh", "a painting", "a photo of r2d2"]
 

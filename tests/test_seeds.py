@@ -4,11 +4,11 @@
 import pytest
 import torch
 
-from compute.generation import Case, case_generators, generate_batch, initial_noise
-from compute.hooks import Hooks
-from compute.models.loading import Model
-from compute.models.tiny import build_tiny
-from compute.settings import Settings
+from locolab.compute.generation import Case, case_generators, generate_batch, initial_noise
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.loading import Model
+from locolab.compute.models.tiny import build_tiny
+from locolab.compute.settings import Settings
 
 SETTINGS = Settings(steps=2, guidance=7.5, height=32, width=32)
 SEEDS = (3, 11)

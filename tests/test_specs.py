@@ -11,19 +11,19 @@ import pytest
 import yaml
 from sweep_helpers import SMALL, write_config
 
-from compute import api
-from compute.cli import build_parser, main
-from compute.cli.contribution import contribution_config
-from compute.cli.edit import specs
-from compute.cli.options import spec_values
-from compute.cli.trace import trace_config
-from compute.edit_request import edit_id, make_request
-from compute.plan import build_plan
-from compute.settings import Settings
-from compute.sweep_config import CONFIGS_DIR, load_config, parse_config
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.specs import (
+from locolab.compute import api
+from locolab.compute.cli import build_parser, main
+from locolab.compute.cli.contribution import contribution_config
+from locolab.compute.cli.edit import specs
+from locolab.compute.cli.options import spec_values
+from locolab.compute.cli.trace import trace_config
+from locolab.compute.edit.request import edit_id, make_request
+from locolab.compute.plan import build_plan
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import CONFIGS_DIR, load_config, parse_config
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.specs import (
     ContributionSpec,
     EditSpec,
     EvalSpec,
@@ -35,8 +35,8 @@ from contract.specs import (
     options,
     read_edit_job,
 )
-from contract.store import Store
-from dashboard.edit_form import EditRequest
+from locolab.contract.store import Store
+from locolab.dashboard.edit_form import EditRequest
 
 REQUIRED = {"model": "tiny-sd1", "family": "style", "concept": "van gogh"}
 # A value other than the default for every edit option, and what else the spec then needs.

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from contract import store, summaries
-from contract.errors import UserError
-from contract.store import SCHEMAS, Store, write_table
-from contract.summaries import localization, minimal_windows
+from locolab.contract import store, summaries
+from locolab.contract.errors import UserError
+from locolab.contract.store import SCHEMAS, Store, write_table
+from locolab.contract.summaries import localization, minimal_windows
 
 MODEL = "CompVis/stable-diffusion-v1-4"
 
@@ -267,7 +267,7 @@ def test_stale_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_pat
 
 def test_verify_never_moves_a_file_outside_the_root(tmp_path):
     """A crafted row naming an image outside the root damages its unit, but repair moves only the unit's parts."""
-    from compute.verify import find_damage, repair
+    from locolab.compute.verify import find_damage, repair
 
     outside = tmp_path / "precious.png"
     outside.write_bytes(b"not a png, and not LocoLab's")

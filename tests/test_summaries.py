@@ -5,9 +5,9 @@ interval arithmetic itself (t quantiles, Wilson intervals, exact identities)."""
 import numpy as np
 import pytest
 
-from contract import intervals, summaries
-from contract.errors import UserError
-from contract.store import Store, write_table
+from locolab.contract import intervals, summaries
+from locolab.contract.errors import UserError
+from locolab.contract.store import Store, write_table
 
 SEEDS = range(4)
 SCORER = "openai/clip-vit-base-patch16"

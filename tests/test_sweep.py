@@ -18,14 +18,14 @@ import torch
 from PIL import Image
 from sweep_helpers import table, write_config
 
-from compute.cli import main
-from compute.models.loading import load_model
-from compute.plan import build_plan
-from compute.scoring import load_scorer
-from compute.settings import Settings
-from compute.sweep import run_units
-from compute.sweep_config import load_config
-from contract import store, summaries
+from locolab.compute.cli import main
+from locolab.compute.models.loading import load_model
+from locolab.compute.plan import build_plan
+from locolab.compute.scoring import load_scorer
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import load_config
+from locolab.compute.sweep.run import run_units
+from locolab.contract import store, summaries
 
 pytestmark = pytest.mark.slow  # whole sweeps end to end: kill -9, shards, launcher processes, fsspec roots
 
@@ -101,7 +101,7 @@ def test_resume_after_kill_9_gives_the_same_tables(reference, tmp_path):
     config, expected = reference
     root = tmp_path / "root"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "compute", "sweep", config, "--artifacts", str(root),
+    proc = subprocess.Popen([sys.executable, "-m", "locolab", "sweep", config, "--artifacts", str(root),
                              "--no-progress", "--batch-size", "6"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -173,7 +173,7 @@ def test_launcher_processes_split_the_plan(reference, tmp_path):
     own part of the plan and together they equal one run."""
     config, expected = reference
     root = tmp_path / "root"
-    procs = [subprocess.Popen([sys.executable, "-m", "compute", "sweep", config, "--artifacts", str(root),
+    procs = [subprocess.Popen([sys.executable, "-m", "locolab", "sweep", config, "--artifacts", str(root),
                                "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env={**os.environ, "HF_HUB_OFFLINE": "1", "WORLD_SIZE": "2", "RANK": str(rank),
                                    "LOCAL_RANK": str(rank)})

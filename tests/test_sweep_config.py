@@ -6,11 +6,11 @@ import json
 import pytest
 from sweep_helpers import SMALL, write_config
 
-from compute.cli import main
-from compute.plan import build_plan, shard_units
-from compute.settings import Settings
-from compute.sweep_config import CONFIGS_DIR, default_coarse, load_config
-from contract.catalog.registry import MODELS
+from locolab.compute.cli import main
+from locolab.compute.plan import build_plan, shard_units
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import CONFIGS_DIR, default_coarse, load_config
+from locolab.contract.catalog.registry import MODELS
 
 
 @pytest.mark.parametrize("changes, message", [

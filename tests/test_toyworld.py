@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compute.toyworld import world
-from contract.errors import UserError
+from locolab.compute.toyworld import world
+from locolab.contract.errors import UserError
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "compute" / "checkpoints"
 
@@ -61,7 +61,7 @@ def test_describe_names_the_attributes():
 
 @pytest.fixture(scope="module")
 def toyworld():
-    from compute.models.loading import load_model
+    from locolab.compute.models.loading import load_model
 
     return load_model("toyworld", device="cpu")
 
@@ -75,8 +75,8 @@ def test_committed_model_loads_by_name_with_16_layers_in_sd1_order(toyworld):
 
 
 def test_short_generation_makes_32px_images(toyworld):
-    from compute.generation import Case, generate
-    from compute.settings import Settings
+    from locolab.compute.generation import Case, generate
+    from locolab.compute.settings import Settings
 
     images = np.concatenate(list(generate(toyworld, [Case("a red circle on plain", 0)], Settings(4, 5.0, 32, 32))))
     assert images.shape == (1, 32, 32, 3)
@@ -84,8 +84,8 @@ def test_short_generation_makes_32px_images(toyworld):
 
 
 def test_generated_colour_and_background_follow_the_prompt(toyworld):
-    from compute.generation import Case, generate
-    from compute.settings import Settings
+    from locolab.compute.generation import Case, generate
+    from locolab.compute.settings import Settings
 
     prompts = [("a red circle on plain", "red", "plain"), ("a blue square on stripes", "blue", "stripes"),
                ("a green triangle on checkers", "green", "checkers"), ("a yellow cross on dots", "yellow", "dots")]
@@ -98,7 +98,7 @@ def test_generated_colour_and_background_follow_the_prompt(toyworld):
 
 @pytest.mark.slow  # a LocoGen sweep of one background: 4 seeds x 19 images at 10 steps
 def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(toyworld, tmp_path):
-    import compute as loco
+    import locolab.compute as loco
 
     result = loco.localize(toyworld, "a red square on checkers", "a red square on plain", score_text="checkers style",
                            concept="checkers", family="style", window_sizes=[1], seeds=[0, 1, 2, 3],
@@ -114,8 +114,8 @@ def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(to
 
 
 def test_committed_scorer_reads_shapes_of_ground_truth_images():
-    from compute.scoring import load_scorer
-    from compute.toyworld.evaluate import zero_shot
+    from locolab.compute.scoring import load_scorer
+    from locolab.compute.toyworld.evaluate import zero_shot
 
     scorer = load_scorer("toyworld-clip")
     assert len(scorer.tokenizer) == 49408
@@ -133,9 +133,9 @@ def test_committed_checkpoints_are_small():
 def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
     import yaml
 
-    from compute.paths import PACKAGE_DIR
-    from compute.scoring import EMBEDDED_SCORERS
-    from contract.catalog.registry import MODELS as REGISTRY
+    from locolab.compute.paths import PACKAGE_DIR
+    from locolab.compute.scoring import EMBEDDED_SCORERS
+    from locolab.contract.catalog.registry import MODELS as REGISTRY
 
     scorer = REGISTRY["toyworld"].scorer
     assert (EMBEDDED_SCORERS[scorer] / "config.json").is_file()
@@ -145,8 +145,8 @@ def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():
 def test_check_edit_reads_the_evaluation_images_back_with_the_checker(tmp_path):
     from PIL import Image
 
-    from compute.toyworld.check_edit import check_edit
-    from contract.store import write_table
+    from locolab.compute.toyworld.check_edit import check_edit
+    from locolab.contract.store import write_table
 
     # Rendered scenes stand in for an edit's evaluation: the "after" image of the striped prompt shows dots.
     shown = {("efficacy", "before"): ("red", "stripes"), ("efficacy", "after"): ("red", "dots"),

@@ -8,13 +8,13 @@ import pytest
 import torch
 from sweep_helpers import SMALL, table, write_config
 
-from compute.cli import main
-from compute.generation import Case, generate_batch
-from compute.plan import build_trace_plan
-from compute.settings import Settings
-from compute.sweep_config import TraceSpec, parse_config
-from compute.trace import TraceRenderer, corrupt_subject, restore_sites, text_sites, unet_sites
-from contract import store, summaries
+from locolab.compute.cli import main
+from locolab.compute.generation import Case, generate_batch
+from locolab.compute.plan import build_trace_plan
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import TraceSpec, parse_config
+from locolab.compute.trace import TraceRenderer, corrupt_subject, restore_sites, text_sites, unet_sites
+from locolab.contract import store, summaries
 
 SETTINGS = Settings(steps=2, guidance=7.5, height=32, width=32)
 PROMPT, SUBJECT = "a painting in the style of van gogh", "van gogh"

@@ -5,14 +5,14 @@ import pytest
 from PIL import Image
 from sweep_helpers import write_config
 
-from compute.plan import build_plan
-from compute.settings import Settings
-from compute.sweep_config import WindowSearch, default_coarse, load_config
-from compute.window_search import plan_refinement, refinement_sizes
-from contract import store
-from contract.catalog.registry import MODELS
-from contract.store import Store, write_png_atomic, write_table
-from contract.summaries import minimal_windows
+from locolab.compute.plan import build_plan
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import WindowSearch, default_coarse, load_config
+from locolab.compute.sweep.window_search import plan_refinement, refinement_sizes
+from locolab.contract import store
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.store import Store, write_png_atomic, write_table
+from locolab.contract.summaries import minimal_windows
 
 PIXEL = Image.new("RGB", (1, 1))
 
@@ -94,7 +94,7 @@ def test_the_refinement_is_planned_from_the_stored_first_pass(tmp_path):
 
 @pytest.mark.slow  # renders a first pass and a second one on tiny-sd1
 def test_a_sweep_runs_the_refinement_it_is_handed_as_part_of_the_same_run(load, tmp_path):
-    from compute.sweep import run_study
+    from locolab.compute.sweep.run import run_study
 
     config = load_config(write_config(tmp_path / "c.yaml", drop="window_sizes", window_search={"max_size": 3,
                                       "coarse": [1, 3]}, families={"style": {

@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 
-from contract.errors import UserError
+from locolab.contract.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compute.cli import (
+    from locolab.compute.cli import (
         contribution,
         dashboard,
         edit,
@@ -66,7 +66,7 @@ def one_line(error: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit status (2 for bad input, after one line on stderr)."""
-    from compute.cli import status
+    from locolab.compute.cli import status
 
     try:
         args = build_parser().parse_args(argv)

@@ -5,13 +5,13 @@ resumable and shardable like a sweep."""
 import time
 from dataclasses import replace
 
-from compute.cli import status
-from compute.cli.options import add_run_options, add_spec_options, run_options, spec_values
-from compute.cli.sweep import print_stats, run_context
-from compute.sweep_config import load_config, with_contribution
-from contract import store, summaries
-from contract.errors import UserError
-from contract.specs import ContributionSpec
+from locolab.compute.cli import status
+from locolab.compute.cli.options import add_run_options, add_spec_options, run_options, spec_values
+from locolab.compute.cli.sweep import print_stats, run_context
+from locolab.compute.sweep.config import load_config, with_contribution
+from locolab.contract import store, summaries
+from locolab.contract.errors import UserError
+from locolab.contract.specs import ContributionSpec
 
 
 def add_parser(subparsers) -> None:
@@ -33,8 +33,8 @@ def contribution_config(args):
 
 
 def run(args) -> None:
-    from compute.contribution_study import localization_cases, plan_localization
-    from compute.runner import settings_of
+    from locolab.compute.contribution.study import localization_cases, plan_localization
+    from locolab.compute.runner import settings_of
 
     config = contribution_config(args)
     shard, num_shards, device = run_options(args)
@@ -48,8 +48,8 @@ def run(args) -> None:
     if args.dry_run:
         return
     store.Store(root).check_writable()
-    from compute.models.loading import load_model
-    from compute.runner import run as run_study
+    from locolab.compute.models.loading import load_model
+    from locolab.compute.runner import run as run_study
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from contract import bounds
-from contract.store import DEFAULT_ROOT, ROOT_ENV
+from locolab.contract import bounds
+from locolab.contract.store import DEFAULT_ROOT, ROOT_ENV
 
 
 def add_parser(subparsers) -> None:

@@ -7,21 +7,21 @@ dashboard launches an edit)."""
 import dataclasses
 from pathlib import Path
 
-from compute.cli import status
-from compute.cli.eval_edit import plan_eval, run_eval
-from compute.cli.options import (
+from locolab.compute.cli import status
+from locolab.compute.cli.eval_edit import plan_eval, run_eval
+from locolab.compute.cli.options import (
     add_device_options,
     add_eval_options,
     add_offload_option,
     add_spec_options,
     spec_values,
 )
-from compute.edit_request import make_request, stored_or_built
-from compute.edit_store import edit_dir
-from compute.models.loading import load_model, pick_device, pick_dtype
-from contract.errors import UserError
-from contract.specs import EditSpec, EvalSpec, flag_of, options, read_edit_job
-from contract.store import Store, resolve_root
+from locolab.compute.edit.request import make_request, stored_or_built
+from locolab.compute.edit.store import edit_dir
+from locolab.compute.models.loading import load_model, pick_device, pick_dtype
+from locolab.contract.errors import UserError
+from locolab.contract.specs import EditSpec, EvalSpec, flag_of, options, read_edit_job
+from locolab.contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:

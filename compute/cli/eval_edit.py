@@ -5,22 +5,22 @@ identified by its settings: the same settings again return the stored one, other
 
 from dataclasses import dataclass
 
-from compute.battery_report import table_lines
-from compute.cli import status
-from compute.cli.options import (
+from locolab.compute.cli import status
+from locolab.compute.cli.options import (
     add_device_options,
     add_eval_options,
     add_offload_option,
     check_image_count,
     spec_values,
 )
-from compute.edit_eval import eval_prompts, evaluate
-from compute.edit_store import RECORD_KEYS, load_edit
-from compute.models.loading import load_model, resolve
-from compute.scoring import ClipScorer, default_scorer, load_scorer
-from compute.settings import Settings
-from contract.specs import EvalSpec
-from contract.store import Store, resolve_root
+from locolab.compute.edit.battery_report import table_lines
+from locolab.compute.edit.evaluation import eval_prompts, evaluate
+from locolab.compute.edit.store import RECORD_KEYS, load_edit
+from locolab.compute.models.loading import load_model, resolve
+from locolab.compute.scoring import ClipScorer, default_scorer, load_scorer
+from locolab.compute.settings import Settings
+from locolab.contract.specs import EvalSpec
+from locolab.contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:

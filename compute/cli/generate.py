@@ -1,6 +1,6 @@
 """``locolab generate``: LocoGen images for chosen windows, with the original and target references."""
 
-from compute.cli.options import (
+from locolab.compute.cli.options import (
     add_allow_many,
     add_device_options,
     add_offload_option,
@@ -9,11 +9,11 @@ from compute.cli.options import (
     parse_window,
     seeds,
 )
-from compute.models.loading import load_model, resolve
-from compute.settings import Settings
-from compute.window_images import check_out, window_images
-from contract import bounds
-from contract.errors import UserError
+from locolab.compute.models.loading import load_model, resolve
+from locolab.compute.settings import Settings
+from locolab.compute.window_images import check_out, window_images
+from locolab.contract import bounds
+from locolab.contract.errors import UserError
 
 
 def add_parser(subparsers) -> None:

@@ -4,8 +4,8 @@ text-reading attention sites, with their block kind) in forward order."""
 import collections
 import json
 
-from compute.cli.options import add_device_options
-from compute.models.loading import load_model
+from locolab.compute.cli.options import add_device_options
+from locolab.compute.models.loading import load_model
 
 COLUMNS = ("index", "block", "resolution", "heads", "query_dim", "text_dim", "path")
 

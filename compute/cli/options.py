@@ -8,11 +8,11 @@ import dataclasses
 import typing
 from collections import Counter
 
-from compute.plan import launcher_shard
-from contract import bounds
-from contract.errors import UserError
-from contract.specs import DTYPES, EvalSpec, flag_of, options
-from contract.store import DEFAULT_ROOT, ROOT_ENV
+from locolab.compute.plan import launcher_shard
+from locolab.contract import bounds
+from locolab.contract.errors import UserError
+from locolab.contract.specs import DTYPES, EvalSpec, flag_of, options
+from locolab.contract.store import DEFAULT_ROOT, ROOT_ENV
 
 
 def parse_ints(text: str, what: str, bound: bounds.Bound = bounds.LAYER) -> list[int]:
@@ -68,7 +68,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def device(text: str) -> str:
     """argparse ``type=`` of ``--device``: ``auto`` or a torch device this machine has (checked without loading
     anything)."""
-    from compute.models.loading import pick_device
+    from locolab.compute.models.loading import pick_device
 
     try:
         pick_device(text)

@@ -4,14 +4,14 @@ root (``compute.reproduce``) and print the table a reader compares with the pape
 import time
 from dataclasses import replace
 
-from compute.cli.options import add_run_options, check_image_count, run_options
-from compute.cli.sweep import print_plan, print_stats, run_context
-from compute.models.loading import layer_count
-from compute.reproduce import PAPER_FAMILIES, comparison, family_summary, paper_studies
-from compute.runner import plan
-from contract import bounds, store
-from contract.errors import UserError
-from contract.names import FAMILIES
+from locolab.compute.cli.options import add_run_options, check_image_count, run_options
+from locolab.compute.cli.sweep import print_plan, print_stats, run_context
+from locolab.compute.models.loading import layer_count
+from locolab.compute.reproduce import PAPER_FAMILIES, comparison, family_summary, paper_studies
+from locolab.compute.runner import plan
+from locolab.contract import bounds, store
+from locolab.contract.errors import UserError
+from locolab.contract.names import FAMILIES
 
 
 def add_parser(subparsers) -> None:
@@ -37,7 +37,7 @@ def _families(text: str) -> tuple[str, ...]:
 
 
 def run(args) -> None:
-    from compute.cli import status
+    from locolab.compute.cli import status
 
     studies = paper_studies(args.model, _families(args.families))
     shard, num_shards, device = run_options(args)
@@ -69,8 +69,8 @@ def run(args) -> None:
         return
     check_image_count(images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
     store.Store(root).check_writable()
-    from compute.models.loading import load_model
-    from compute.runner import run as run_study
+    from locolab.compute.models.loading import load_model
+    from locolab.compute.runner import run as run_study
 
     status.report(stage="loading")
     model = load_model(args.model, device=device, dtype=args.dtype)

@@ -9,7 +9,7 @@ defined in ``contract.names.JOB_STATUS_KEYS``.
 import json
 import time
 
-from contract.store import atomic_write
+from locolab.contract.store import atomic_write
 
 _state: dict = {}
 _path: str | None = None

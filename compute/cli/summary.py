@@ -7,10 +7,10 @@ import os
 
 import pyarrow.csv as pcsv
 
-from contract import bounds, store, summaries
-from contract.errors import UserError
-from contract.intervals import RESAMPLES, SEED
-from contract.names import TARGET
+from locolab.contract import bounds, store, summaries
+from locolab.contract.errors import UserError
+from locolab.contract.intervals import RESAMPLES, SEED
+from locolab.contract.names import TARGET
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +43,7 @@ def rule_of(args) -> summaries.Rule:
 
 def _run_id(name: str) -> str:
     if name.endswith((".yaml", ".yml")):
-        from compute.sweep_config import load_config
+        from locolab.compute.sweep.config import load_config
 
         if not os.path.isfile(name):
             raise UserError(f"{name}: no such config file; give a run id or an existing YAML config")

@@ -3,15 +3,15 @@
 import time
 from dataclasses import replace
 
-from compute.cli.options import add_run_options, check_image_count, run_options
-from compute.cli.summary import add_rule_options, print_summaries, rule_of
-from compute.models.architectures import ARCHITECTURES
-from compute.models.loading import layer_count, resolve
-from compute.plan import shard_units
-from compute.runner import Context, plan
-from compute.sweep_config import load_config
-from compute.window_search import search_cost
-from contract import bounds, store
+from locolab.compute.cli.options import add_run_options, check_image_count, run_options
+from locolab.compute.cli.summary import add_rule_options, print_summaries, rule_of
+from locolab.compute.models.architectures import ARCHITECTURES
+from locolab.compute.models.loading import layer_count, resolve
+from locolab.compute.plan import shard_units
+from locolab.compute.runner import Context, plan
+from locolab.compute.sweep.config import load_config
+from locolab.compute.sweep.window_search import search_cost
+from locolab.contract import bounds, store
 
 
 def add_parser(subparsers) -> None:
@@ -28,7 +28,7 @@ def run_context(args, root: str, shard: int, num_shards: int, details: dict | No
 
 
 def run(args) -> None:
-    from compute.cli import status
+    from locolab.compute.cli import status
 
     config = load_config(args.config)
     shard, num_shards, device = run_options(args)
@@ -44,8 +44,8 @@ def run(args) -> None:
         return
     check_image_count(first.images, args.allow_many_images, bounds.MAX_SWEEP_IMAGES)
     store.Store(root).check_writable()
-    from compute.models.loading import load_model
-    from compute.runner import run as run_study
+    from locolab.compute.models.loading import load_model
+    from locolab.compute.runner import run as run_study
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)

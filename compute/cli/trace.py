@@ -5,14 +5,14 @@ import math
 import time
 from dataclasses import replace
 
-from compute.cli import status
-from compute.cli.options import add_run_options, add_spec_options, check_image_count, run_options, spec_values
-from compute.cli.sweep import print_stats, run_context
-from compute.plan import shard_units
-from compute.sweep_config import load_config, with_trace
-from contract import bounds, store, summaries
-from contract.errors import UserError
-from contract.specs import TraceSpec
+from locolab.compute.cli import status
+from locolab.compute.cli.options import add_run_options, add_spec_options, check_image_count, run_options, spec_values
+from locolab.compute.cli.sweep import print_stats, run_context
+from locolab.compute.plan import shard_units
+from locolab.compute.sweep.config import load_config, with_trace
+from locolab.contract import bounds, store, summaries
+from locolab.contract.errors import UserError
+from locolab.contract.specs import TraceSpec
 
 
 def add_parser(subparsers) -> None:
@@ -33,10 +33,10 @@ def trace_config(args):
 
 
 def run(args) -> None:
-    from compute.models.loading import load_model
-    from compute.runner import run as run_study
-    from compute.runner import settings_of
-    from compute.trace import plan_trace
+    from locolab.compute.models.loading import load_model
+    from locolab.compute.runner import run as run_study
+    from locolab.compute.runner import settings_of
+    from locolab.compute.trace import plan_trace
 
     config = trace_config(args)
     shard, num_shards, device = run_options(args)

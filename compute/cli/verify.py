@@ -1,8 +1,8 @@
 """``locolab verify [--repair]``: check an artifact root for damaged units, table parts, images, edits and
 evaluations; with ``--repair``, set them aside so that rerunning what made them redoes exactly them."""
 
-from compute.verify import find_damage, repair
-from contract.store import DEFAULT_ROOT, ROOT_ENV, resolve_root
+from locolab.compute.verify import find_damage, repair
+from locolab.contract.store import DEFAULT_ROOT, ROOT_ENV, resolve_root
 
 
 def add_parser(subparsers) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import diffusers
 import torch
 
-from contract.names import ALL_LAYERS, TARGET
+from locolab.contract.names import ALL_LAYERS, TARGET
 
 # Kinds of text-reading site (``Layer.block`` of a transformer's sites; a UNet's sites are down/mid/up).
 CROSS = "cross"    # an attn2 reading the (projected) caption: PixArt

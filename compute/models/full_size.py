@@ -23,8 +23,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-from compute.models.tiny import SD_SCHEDULER, t5_tokenizer
-from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
+from locolab.compute.models.tiny import SD_SCHEDULER, t5_tokenizer
+from locolab.compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 
 UNET_CONFIGS = {
     "random-sd-1.5": dict(

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from diffusers.models.attention_processor import Attention
 
-from compute.hooks import Hooks
+from locolab.compute.hooks import Hooks
 
 _PATH = re.compile(r"(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\.attentions\.(\d+)(?:\.transformer_blocks\.(\d+))?")
 

@@ -10,14 +10,14 @@ import diffusers
 import torch
 import transformers
 
-from compute.models.architectures import ARCHITECTURES, Architecture, architecture_of_pipeline
-from compute.models.full_size import BUILDERS as FULL_SIZE
-from compute.models.full_size import build_full_size
-from compute.models.layers import Layer, find_layers, find_transformer_layers
-from compute.models.tiny import build_tiny
-from compute.paths import model_source
-from contract.catalog.registry import MODELS, ModelSpec
-from contract.errors import UserError
+from locolab.compute.models.architectures import ARCHITECTURES, Architecture, architecture_of_pipeline
+from locolab.compute.models.full_size import BUILDERS as FULL_SIZE
+from locolab.compute.models.full_size import build_full_size
+from locolab.compute.models.layers import Layer, find_layers, find_transformer_layers
+from locolab.compute.models.tiny import build_tiny
+from locolab.compute.paths import model_source
+from locolab.contract.catalog.registry import MODELS, ModelSpec
+from locolab.contract.errors import UserError
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -265,8 +265,8 @@ def layer_count(name: str) -> int:
     """The number of text-reading attention layers of a model, from its denoiser config alone (no weights loaded)."""
     from diffusers import UNet2DConditionModel
 
-    from compute.models.layers import is_text_attention
-    from compute.models.tiny import UNET_CONFIGS
+    from locolab.compute.models.layers import is_text_attention
+    from locolab.compute.models.tiny import UNET_CONFIGS
 
     spec = resolve(name)
     if spec.num_layers is not None:

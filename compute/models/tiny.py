@@ -38,7 +38,7 @@ from transformers import (
     T5TokenizerFast,
 )
 
-from compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
+from locolab.compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 
 TEXT_WIDTH = 32
 SD_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")

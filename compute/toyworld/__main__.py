@@ -12,7 +12,7 @@ import torch
 
 
 def train(args) -> None:
-    from compute.toyworld import train_clip, train_unet, train_vae
+    from locolab.compute.toyworld import train_clip, train_unet, train_vae
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     stages = [("clip", train_clip.train), ("vae", train_vae.train), ("unet", train_unet.train)]
@@ -40,11 +40,11 @@ def main() -> None:
     sub.add_parser("check-edit", help="an evaluated edit's images read by the procedural checker (see check_edit.py)")
     args, rest = parser.parse_known_args()
     if args.command == "eval":
-        from compute.toyworld.evaluate import main as evaluate
+        from locolab.compute.toyworld.evaluate import main as evaluate
 
         evaluate(rest)
     elif args.command == "check-edit":
-        from compute.toyworld.check_edit import main as check_edit
+        from locolab.compute.toyworld.check_edit import main as check_edit
 
         check_edit(rest)
     else:

@@ -12,9 +12,9 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
-from compute.toyworld import world
-from contract.errors import UserError
-from contract.store import Store, read_bytes
+from locolab.compute.toyworld import world
+from locolab.contract.errors import UserError
+from locolab.contract.store import Store, read_bytes
 
 
 def check_edit(root, edit_id: str, eval_id: str | None = None) -> dict[str, dict[str, dict[str, float]]]:

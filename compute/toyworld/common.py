@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compute.models.tokenizer import _vocab_and_merges, clip_tokenizer
-from compute.paths import PACKAGE_DIR
-from compute.scoring import CLIP_MEAN, CLIP_STD
-from compute.toyworld import world
+from locolab.compute.models.tokenizer import _vocab_and_merges, clip_tokenizer
+from locolab.compute.paths import PACKAGE_DIR
+from locolab.compute.scoring import CLIP_MEAN, CLIP_STD
+from locolab.compute.toyworld import world
 
 PIPELINE_DIR = PACKAGE_DIR / "checkpoints" / "toyworld"
 CLIP_DIR = PACKAGE_DIR / "checkpoints" / "toyworld-clip"

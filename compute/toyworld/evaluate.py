@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compute.generation import Case, generate
-from compute.models.loading import load_model
-from compute.scoring import load_scorer
-from compute.settings import Settings
-from compute.toyworld import world
-from compute.toyworld.common import CLIP_DIR
+from locolab.compute.generation import Case, generate
+from locolab.compute.models.loading import load_model
+from locolab.compute.scoring import load_scorer
+from locolab.compute.settings import Settings
+from locolab.compute.toyworld import world
+from locolab.compute.toyworld.common import CLIP_DIR
 
 GATES = {"colour": 0.90, "background": 0.80, "shape": 0.60}
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
-from compute.models.tokenizer import VOCAB_SIZE
-from compute.toyworld import world
-from compute.toyworld.common import CLIP_DIR, Log, clip_pixels, save_tokenizer, scenes, to_tensor, tokens
+from locolab.compute.models.tokenizer import VOCAB_SIZE
+from locolab.compute.toyworld import world
+from locolab.compute.toyworld.common import CLIP_DIR, Log, clip_pixels, save_tokenizer, scenes, to_tensor, tokens
 
 WIDTH = 64
 SEED = 1

@@ -21,9 +21,9 @@ from diffusers import (
 )
 from transformers import CLIPModel, CLIPTextModel
 
-from compute.models.tiny import SD_DOWN, SD_SCHEDULER, SD_UP
-from compute.toyworld import world
-from compute.toyworld.common import (
+from locolab.compute.models.tiny import SD_DOWN, SD_SCHEDULER, SD_UP
+from locolab.compute.toyworld import world
+from locolab.compute.toyworld.common import (
     CLIP_DIR,
     PIPELINE_DIR,
     Log,

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from compute.toyworld import world
-from compute.toyworld.common import PIPELINE_DIR, Log, scenes, to_tensor
+from locolab.compute.toyworld import world
+from locolab.compute.toyworld.common import PIPELINE_DIR, Log, scenes, to_tensor
 
 SEED = 2
 KL_WEIGHT = 1e-5

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from contract.catalog.registry import MODELS
-from contract.errors import UserError
-from contract.names import FAMILIES
+from locolab.contract.catalog.registry import MODELS
+from locolab.contract.errors import UserError
+from locolab.contract.names import FAMILIES
 
 DIRECTORY = Path(__file__).parent / "prompts"
 PROMPT_SETS = {"paper": DIRECTORY, "toyworld": DIRECTORY / "toyworld"}

@@ -6,11 +6,11 @@ import functools
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.figures import method_comparison
-from contract.names import EVAL_GROUPS
-from dashboard import battery_view, common, data, downloads, edit_view, exports, url_state
-from dashboard.edit_tables import (
+from locolab.contract import bounds, queries
+from locolab.contract.figures import method_comparison
+from locolab.contract.names import EVAL_GROUPS
+from locolab.dashboard import battery_view, common, data, downloads, edit_view, exports, url_state
+from locolab.dashboard.edit_tables import (
     SHOWN_METRICS,
     EditsState,
     compared_edits,

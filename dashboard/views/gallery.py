@@ -6,10 +6,10 @@ views of ``dashboard.gallery_view`` draw from it."""
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.figures import row_label
-from dashboard import common, data, url_state
-from dashboard.gallery_view import IMAGES, PAGE, TRACING, WINDOWS, GalleryState, trace_view, windows_view
+from locolab.contract import bounds, queries
+from locolab.contract.figures import row_label
+from locolab.dashboard import common, data, url_state
+from locolab.dashboard.gallery_view import IMAGES, PAGE, TRACING, WINDOWS, GalleryState, trace_view, windows_view
 
 snap = common.snapshot()
 common.require_results(snap)

@@ -5,11 +5,11 @@ the same rows, columns and 0–1 colour scale. The controls and the URL make a `
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.names import COMPONENTS, CROSS_ATTENTION, TRACE
-from contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP
-from dashboard import common, data, url_state
-from dashboard.map_view import (
+from locolab.contract import bounds, queries
+from locolab.contract.names import COMPONENTS, CROSS_ATTENTION, TRACE
+from locolab.contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP
+from locolab.dashboard import common, data, url_state
+from locolab.dashboard.map_view import (
     BOTH,
     CONTRIBUTION,
     LEVELS,

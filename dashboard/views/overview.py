@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from contract import queries
-from dashboard import common, data, downloads, edit_view, jobs
+from locolab.contract import queries
+from locolab.dashboard import common, data, downloads, edit_view, jobs
 
 snap = common.snapshot()
 st.title("LocoLab")

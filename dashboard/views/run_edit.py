@@ -5,14 +5,14 @@ import os
 
 import streamlit as st
 
-from contract import bounds, queries
-from contract.errors import UserError
-from contract.figures import row_label
-from contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
-from contract.store import is_url
-from contract.summaries import DEFAULT_LEVEL
-from dashboard import common, data, downloads, edit_view, jobs
-from dashboard.edit_form import (
+from locolab.contract import bounds, queries
+from locolab.contract.errors import UserError
+from locolab.contract.figures import row_label
+from locolab.contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+from locolab.contract.store import is_url
+from locolab.contract.summaries import DEFAULT_LEVEL
+from locolab.dashboard import common, data, downloads, edit_view, jobs
+from locolab.dashboard.edit_form import (
     DEFAULT_UNRELATED,
     EditRequest,
     family_target,
@@ -20,8 +20,8 @@ from dashboard.edit_form import (
     runnable_models,
     suggested_keys,
 )
-from dashboard.job_view import FormState, earlier_rows, layer_count, parse_seeds, prefill, show_job
-from dashboard.root import job_root_problem
+from locolab.dashboard.job_view import FormState, earlier_rows, layer_count, parse_seeds, prefill, show_job
+from locolab.dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
 MAX_UNRELATED = 1000  # the box's limit where the preservation set's size is unknown

@@ -30,7 +30,7 @@ _roots: dict[str, Path] = {}
 
 def _compute(args: list[str], root: Path) -> subprocess.Popen:
     # One thread each: three torch processes with a thread per core each crawl on a shared 2-core machine (4x slower).
-    return subprocess.Popen([sys.executable, "-m", "compute", *args, f"--artifacts={root}"], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "locolab", *args, f"--artifacts={root}"], cwd=REPO,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -70,7 +70,7 @@ def add_planted_run(root: Path, status: str = "finished", run_id: str = PLANTED)
     """A second, newer LocoGen run of tiny-sd1 written by hand with known answers: four seeds; van gogh (gap 0.5)
     loses the whole gap in window 8-9 in every seed, and in layer 8 alone in three of the four seeds (a point drop of
     0.75 whose interval reaches below 0.5); blue's gap of 0.01 is not measurable. Returns the run id."""
-    from contract.store import write_table
+    from locolab.contract.store import write_table
 
     scores, cases = [], []
     for family, concept, original in (("style", "van gogh", 0.75), ("color", "blue", 0.26)):

@@ -24,16 +24,16 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from compute.generation import NOISE_SOURCE, Case, generate_batch, make_encoder
-from compute.grid import to_pil
-from compute.models.layers import resolution_at
-from compute.models.loading import Model
-from compute.plan import PlannedCase, Unit
-from compute.provenance import git_commit, versions
-from compute.settings import Settings
-from compute.sweep_config import SweepConfig
-from contract import store
-from contract.names import CROSS_ATTENTION, LOCOGEN
+from locolab.compute.generation import NOISE_SOURCE, Case, generate_batch, make_encoder
+from locolab.compute.grid import to_pil
+from locolab.compute.models.layers import resolution_at
+from locolab.compute.models.loading import Model
+from locolab.compute.plan import PlannedCase, Unit
+from locolab.compute.provenance import git_commit, versions
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import SweepConfig
+from locolab.contract import store
+from locolab.contract.names import CROSS_ATTENTION, LOCOGEN
 
 # Generates a batch of planned cases: (N, H, W, 3) float images in [0, 1], in order.
 Render = Callable[[list[PlannedCase]], np.ndarray]
@@ -289,8 +289,8 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
         follow_up: called once ``units`` are done; the units it returns (e.g. a window search's refinement) are run
             too, as part of the same run.
     """
-    from compute.batching import auto_batch_size
-    from compute.scoring import load_scorer
+    from locolab.compute.batching import auto_batch_size
+    from locolab.compute.scoring import load_scorer
 
     store.Store(root).check_writable()  # before anything is written
     began = time.perf_counter() if began is None else began

@@ -21,7 +21,7 @@ Example::
 Instead of ``window_sizes``, ``window_search`` finds each concept's minimal window among every size up to a maximum at
 a fraction of the cost: ``window_search: {max_size: 10}`` sweeps the coarse sizes (default 1, 2, 3, 5, 8, ... and the
 maximum), then, per concept, every size between the largest coarse size that does not localize and the smallest that
-does (``compute/window_search.py``; optional keys ``coarse``, ``threshold``, ``level``).
+does (``compute/sweep/window_search.py``; optional keys ``coarse``, ``threshold``, ``level``).
 
 A template is a string with ``{concept}``, or a mapping ``{prompt: ..., target: ...}`` when its target prompt differs
 (``a {concept} car`` -> ``a car``). A concept is a name, or a mapping with ``name`` and optional ``target`` /
@@ -48,9 +48,9 @@ from pathlib import Path
 
 import yaml
 
-from contract.errors import UserError
-from contract.names import ATTENTION_CONTRIBUTION, FAMILIES, TRACE
-from contract.specs import (
+from locolab.contract.errors import UserError
+from locolab.contract.names import ATTENTION_CONTRIBUTION, FAMILIES, TRACE
+from locolab.contract.specs import (
     Concept,
     ContributionSpec,
     FamilySpec,
@@ -67,7 +67,7 @@ TOP_KEYS = {"name", "description", "model", "families", "families_from", "prompt
 SEARCH_KEYS = {"max_size", "coarse", "threshold", "level"}
 FAMILY_KEYS = {"target", "score_text", "templates", "concepts"}
 TEMPLATE_KEYS = {"prompt", "target"}
-CONFIGS_DIR = Path(__file__).parent / "configs"  # the shipped configs
+CONFIGS_DIR = Path(__file__).parent.parent / "configs"  # the shipped configs
 CONCEPT_KEYS = {"name", "target", "score_text"}
 TRACE_KEYS = {"noise", "components", "text_encoder"}
 CONTRIBUTION_KEYS = {"top_k", "swap_pooled"}
@@ -91,7 +91,7 @@ class _Checker:
 
     def keys(self, path: str, mapping, allowed: set[str], required: set[str] = frozenset()):
         if not isinstance(mapping, dict):
-            self.fail(path, f"expected a mapping, got {type(mapping).__name__}", "see compute/sweep_config.py")
+            self.fail(path, f"expected a mapping, got {type(mapping).__name__}", "see compute/sweep/config.py")
         for key in mapping:
             if key not in allowed:
                 self.fail(f"{path}.{key}".lstrip("."), "unknown key", f"use one of {', '.join(sorted(allowed))}")
@@ -212,7 +212,7 @@ def _contribution(check: _Checker, raw) -> ContributionSpec:
 
 
 def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
-    from contract.catalog.attributes import attribute_family
+    from locolab.contract.catalog.attributes import attribute_family
 
     if not isinstance(names, list) or not names:
         check.fail("families_from", "expected a non-empty list", "write e.g. [style, objects]")
@@ -228,7 +228,7 @@ def _shared_families(check: _Checker, names, prompt_set: str) -> dict:
 
 
 def _prompt_set(check: _Checker, raw) -> str:
-    from contract.catalog.attributes import PROMPT_SETS, prompt_set_for
+    from locolab.contract.catalog.attributes import PROMPT_SETS, prompt_set_for
 
     if "prompt_set" in raw and raw["prompt_set"] not in PROMPT_SETS:
         check.fail("prompt_set", f"unknown prompt set {raw['prompt_set']!r}", f"use one of {', '.join(PROMPT_SETS)}")
@@ -236,7 +236,7 @@ def _prompt_set(check: _Checker, raw) -> str:
 
 
 def _check_scorer(check: _Checker, path: str, scorer: str) -> None:
-    from compute.scoring import NAMED_SCORERS, TINY_SCORER
+    from locolab.compute.scoring import NAMED_SCORERS, TINY_SCORER
 
     if scorer in NAMED_SCORERS or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
         return
@@ -265,7 +265,7 @@ def parse_config(raw, source: str = "config") -> SweepConfig:
     Raises:
         ConfigError: naming the key path and the fix.
     """
-    from compute.scoring import DEFAULT_SCORER
+    from locolab.compute.scoring import DEFAULT_SCORER
 
     check = _Checker(source)
     check.keys("", raw, TOP_KEYS, {"name", "model", "seeds"})

@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 import torch
 
-from compute.generation import make_encoder
-from compute.hooks import Hooks
-from compute.models.loading import Model
-from compute.tokens import layer_text
-from contract.errors import UserError
-from contract.names import NEURON_SELECTIONS, PER_MATRIX, POOLED
-from contract.specs import DEFAULT_POSITION, DEFAULT_TOPK
+from locolab.compute.generation import make_encoder
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.loading import Model
+from locolab.compute.tokens import layer_text
+from locolab.contract.errors import UserError
+from locolab.contract.names import NEURON_SELECTIONS, PER_MATRIX, POOLED
+from locolab.contract.specs import DEFAULT_POSITION, DEFAULT_TOPK
 
 
 def welch_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

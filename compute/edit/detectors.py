@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compute.toyworld import world
-from contract.catalog.attributes import DEFAULT_PROMPT_SET, attribute_family
+from locolab.compute.toyworld import world
+from locolab.contract.catalog.attributes import DEFAULT_PROMPT_SET, attribute_family
 
 NONE = "none"  # the label of an image that shows no coloured shape
 TOY_FAMILY_ATTRIBUTES = {"style": "background", "color": "colour", "objects": "shape"}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from compute.atomic import atomic_dir
-from compute.edit import Edit, qualified
-from contract.errors import UserError
-from contract.names import EDIT_RECORD, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR
-from contract.store import resolve_root
+from locolab.compute.atomic import atomic_dir
+from locolab.compute.edit.closed_form import Edit, qualified
+from locolab.contract.errors import UserError
+from locolab.contract.names import EDIT_RECORD, EDIT_UNITS, EDIT_WEIGHTS, EDITS_DIR
+from locolab.contract.store import resolve_root
 
 # What a full edit record holds for its evaluation to be made (``make_request`` writes them all).
 RECORD_KEYS = ("edit_id", "model", "family", "concept", "method", "target", "source_prompts")

@@ -1,6 +1,6 @@
 """An edit's evaluation battery (docs/method.md §4.2), from the before/after images of the same prompts and seeds:
 
-- detection: every detector (``compute.detectors``) reads every image; per prompt group and detector, the share of
+- detection: every detector (``compute.edit.detectors``) reads every image; per prompt group and detector, the share of
   images showing what their prompt asks for ("as prompted"), before -> after with Wilson intervals and the paired
   change with Tango's score interval, and the share whose label the edit kept. Efficacy: the edited concept's rate
   falls on the edit's own and held-out prompts (and on its rephrasings: robustness); specificity: every other rate
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compute.detectors import Detector, detectors_for, edited_attribute, skipped_detectors
-from compute.edit_metrics import (
+from locolab.compute.edit.detectors import Detector, detectors_for, edited_attribute, skipped_detectors
+from locolab.compute.edit.metrics import (
     PERMUTATIONS,
     cmmd_paired_test,
     cosine_distance,
@@ -27,9 +27,9 @@ from compute.edit_metrics import (
     psnr,
     ssim,
 )
-from compute.toyworld import world
-from contract.catalog.attributes import DEFAULT_PROMPT_SET, attribute_family
-from contract.intervals import RESAMPLES, SEED, rng_for, wilson
+from locolab.compute.toyworld import world
+from locolab.contract.catalog.attributes import DEFAULT_PROMPT_SET, attribute_family
+from locolab.contract.intervals import RESAMPLES, SEED, rng_for, wilson
 
 VERSION = 1
 PRESERVATION_GROUPS = ("other_concepts", "unrelated")

@@ -1,12 +1,12 @@
 """The evaluation battery as text: one evaluation's table (``locolab eval-edit``) and every method's evaluation of one
-concept side by side (``python -m compute.battery_report``, which ``make compare`` runs last)."""
+concept side by side (``python -m compute.edit.battery_report``, which ``make compare`` runs last)."""
 
 import argparse
 import json
 
-from contract.errors import UserError
-from contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, METHODS, eval_folder
-from contract.store import Store, exists, join, read_bytes, resolve_root
+from locolab.contract.errors import UserError
+from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, METHODS, eval_folder
+from locolab.contract.store import Store, exists, join, read_bytes, resolve_root
 
 
 def _rate(row: dict, key: str) -> str:
@@ -106,7 +106,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m compute.battery_report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m compute.edit.battery_report", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--family", required=True)
     parser.add_argument("--concept", required=True)

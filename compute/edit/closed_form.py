@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from compute.generation import make_encoder
-from compute.models.architectures import SINGLE
-from compute.models.loading import Model
-from compute.neuron import clamp_units
-from compute.settings import Settings
-from compute.tokens import (
+from locolab.compute.edit.neuron import clamp_units
+from locolab.compute.generation import make_encoder
+from locolab.compute.models.architectures import SINGLE
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
+from locolab.compute.tokens import (
     aligned_positions,
     last_token_position,
     position_in_model,
@@ -33,8 +33,8 @@ from compute.tokens import (
     subject_position,
     text_rows,
 )
-from contract.errors import UserError
-from contract.specs import DEFAULT_LAMBDA
+from locolab.contract.errors import UserError
+from locolab.contract.specs import DEFAULT_LAMBDA
 
 COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")  # the pipeline parts an edit may change
 KEY_SEED = 0  # the seed of the generations a joint-attention block's keys are read from
@@ -172,7 +172,7 @@ def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target:
     layers = check_layers(model, layers)
     encoder = make_encoder(model)
     if model.arch.stream:
-        from compute.stream import text_inputs
+        from locolab.compute.stream import text_inputs
 
         every = list(dict.fromkeys([target, *prompts, *preserve]))
         recorded = text_inputs(model, layers, every, key_settings(model), KEY_SEED)

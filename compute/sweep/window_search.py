@@ -14,11 +14,11 @@ scorers, a concept's refinement sweeps the sizes each scorer's result asks for.
 
 from dataclasses import dataclass, field
 
-from compute.plan import Unit, build_plan
-from compute.settings import Settings
-from compute.sweep import unit_done
-from compute.sweep_config import SweepConfig, WindowSearch
-from contract import store, summaries
+from locolab.compute.plan import Unit, build_plan
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import SweepConfig, WindowSearch
+from locolab.compute.sweep.run import unit_done
+from locolab.contract import store, summaries
 
 
 def refinement_sizes(search: WindowSearch, localizing: set[int]) -> list[int]:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from compute.hooks import Hooks
-from compute.models.architectures import SINGLE
-from compute.models.loading import Model
-from compute.tokens import position_in_model
-from compute.trace import subject_positions
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.architectures import SINGLE
+from locolab.compute.models.loading import Model
+from locolab.compute.tokens import position_in_model
+from locolab.compute.trace import subject_positions
 
 
 def concept_positions(model: Model, prompt: str, concept: str) -> list[int]:
@@ -175,8 +175,8 @@ def attention_contribution(model: Model, prompts: Sequence[str], concept: str, s
     Returns:
         (L,) float64, one value per text-reading site in forward order.
     """
-    from compute.generation import Case, generate_batch, make_encoder
-    from compute.settings import Settings
+    from locolab.compute.generation import Case, generate_batch, make_encoder
+    from locolab.compute.settings import Settings
 
     settings = Settings.defaults(model.spec, steps, guidance, size)
     cases = [(prompt, seed) for prompt in prompts for seed in seeds]

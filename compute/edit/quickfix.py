@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from compute.edit import solve_factor
-from compute.hooks import Hooks
-from compute.models.loading import Model
-from compute.tokens import aligned_positions, last_token_position, subject_position
-from contract.errors import UserError
+from locolab.compute.edit.closed_form import solve_factor
+from locolab.compute.hooks import Hooks
+from locolab.compute.models.loading import Model
+from locolab.compute.tokens import aligned_positions, last_token_position, subject_position
+from locolab.contract.errors import UserError
 
 ENCODERS = ("text_encoder", "text_encoder_2")  # pipeline components, each read with its own tokenizer
 # Layer 0's self-attention output projection of CLIP and T5 encoders, matched by the end of its module path (the

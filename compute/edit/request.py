@@ -17,20 +17,20 @@ from collections.abc import Callable
 
 import torch
 
-from compute import edit as loco
-from compute import quickfix
-from compute.edit_store import edit_dir, load_edit, save_edit
-from compute.models.architectures import SINGLE
-from compute.models.loading import Model, layer_count
-from compute.neuron import rank_units
-from compute.provenance import versions
-from compute.sweep_config import load_config
-from contract.catalog.attributes import attribute_family, prompt_set_for
-from contract.errors import UserError
-from contract.names import EDIT_METHODS, SUBJECT_PADDING
-from contract.specs import EditSpec
-from contract.store import Store
-from contract.summaries import concept_summary
+from locolab.compute.edit import closed_form as loco
+from locolab.compute.edit import quickfix
+from locolab.compute.edit.neuron import rank_units
+from locolab.compute.edit.store import edit_dir, load_edit, save_edit
+from locolab.compute.models.architectures import SINGLE
+from locolab.compute.models.loading import Model, layer_count
+from locolab.compute.provenance import versions
+from locolab.compute.sweep.config import load_config
+from locolab.contract.catalog.attributes import attribute_family, prompt_set_for
+from locolab.contract.errors import UserError
+from locolab.contract.names import EDIT_METHODS, SUBJECT_PADDING
+from locolab.contract.specs import EditSpec
+from locolab.contract.store import Store
+from locolab.contract.summaries import concept_summary
 
 SPEC_KEY = "spec"  # an edit request's (and record's) copy of the spec it was resolved from
 

@@ -7,7 +7,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from contract.intervals import expanded_tail, resample_counts, wilson
+from locolab.contract.intervals import expanded_tail, resample_counts, wilson
 
 SSIM_WINDOW = 7  # the side of SSIM's uniform window (scikit-image's default)
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # Wang et al. 2004's constants for a data range of 1

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from compute.contribution import concept_positions, record_contributions
-from compute.generation import Case, generate_batch, make_encoder
-from compute.models.loading import Model
-from compute.plan import PlannedCase, Unit, case_digest, digest, score_text, units_of
-from compute.settings import Settings
-from compute.sweep_config import SweepConfig
-from contract import store, summaries
-from contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, CROSS_ATTENTION, TOP_K
+from locolab.compute.contribution.measure import concept_positions, record_contributions
+from locolab.compute.generation import Case, generate_batch, make_encoder
+from locolab.compute.models.loading import Model
+from locolab.compute.plan import PlannedCase, Unit, case_digest, digest, score_text, units_of
+from locolab.compute.settings import Settings
+from locolab.compute.sweep.config import SweepConfig
+from locolab.contract import store, summaries
+from locolab.contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, CROSS_ATTENTION, TOP_K
 
 
 def _case(config: SweepConfig, settings: Settings, family: str, concept, prompt: str, target: str, kind: str,
@@ -158,9 +158,9 @@ def run_study(config: SweepConfig, model: Model, settings: Settings, root: str, 
         show_progress: draw progress bars.
         began: ``time.perf_counter()`` when loading started.
     """
-    from compute import sweep
-    from compute.batching import auto_batch_size
-    from compute.plan import shard_units
+    from locolab.compute.batching import auto_batch_size
+    from locolab.compute.plan import shard_units
+    from locolab.compute.sweep import run as sweep
 
     spec = config.contribution
     swap_pooled = model.arch.topk_swaps_pooled if spec.swap_pooled is None else spec.swap_pooled

@@ -1,5 +1,5 @@
 """Evaluate an edit: the same prompts and seeds generated before and after it, scored with CLIP (docs/method.md §4)
-and judged by the evaluation battery (``compute/edit_battery.py``, docs/method.md §4.2).
+and judged by the evaluation battery (``compute/edit/battery.py``, docs/method.md §4.2).
 
 Groups of prompts:
     efficacy: the edit's own source prompts, scored against the concept's score text;
@@ -31,22 +31,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compute import edit_battery
-from compute.edit import Edit, applied
-from compute.generation import NOISE_SOURCE, Case, generate
-from compute.grid import quantize, to_pil
-from compute.models.loading import Model
-from compute.settings import Settings
-from contract.catalog.attributes import (
+from locolab.compute.edit import battery as edit_battery
+from locolab.compute.edit.closed_form import Edit, applied
+from locolab.compute.generation import NOISE_SOURCE, Case, generate
+from locolab.compute.grid import quantize, to_pil
+from locolab.compute.models.loading import Model
+from locolab.compute.settings import Settings
+from locolab.contract.catalog.attributes import (
     DEFAULT_PROMPT_SET,
     SUBSET_SEED,
     attribute_family,
     preservation_prompts,
     robustness_prompts,
 )
-from contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
-from contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
-from contract.store import (
+from locolab.contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
+from locolab.contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
+from locolab.contract.store import (
     Store,
     atomic_write,
     exists,
@@ -58,7 +58,7 @@ from contract.store import (
     write_png_atomic,
     write_table,
 )
-from contract.summaries import DEFAULT_LEVEL
+from locolab.contract.summaries import DEFAULT_LEVEL
 
 PHASES = ("before", "after")
 

@@ -1,0 +1,1 @@
+"""Attention contribution (the DiT paper's localization): the measure and its study."""

@@ -1,0 +1,1 @@
+"""LocoGen sweeps: their configs, the window search, and generating, scoring and storing planned cases."""

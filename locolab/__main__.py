@@ -1,0 +1,7 @@
+"""``python -m locolab``: the ``locolab`` command."""
+
+import sys
+
+from locolab.compute.cli import main
+
+sys.exit(main())
