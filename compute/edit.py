@@ -151,7 +151,8 @@ def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
     if single:
         raise UserError(f"layers {single} are single-stream blocks, whose to_k/to_v project the text and the image "
                         "tokens alike: a closed-form edit there would change every image token's keys and values too; "
-                        f"edit double-stream blocks (0..{min(single) - 1}) instead")
+                        f"edit double-stream blocks (0..{sum(layer.block != SINGLE for layer in model.layers) - 1}) "
+                        "instead")
     return sorted(set(layers))
 
 

@@ -269,9 +269,10 @@ def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
     assert torch.allclose(kv.keys[steps:2 * steps], torch.stack(seen).double(), atol=1e-5)
 
 
-def test_flux_single_stream_blocks_cannot_be_edited(load):
-    with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0..18\)"):
-        layer_keys_values(load("tiny-flux"), [18, 19], "van gogh", TARGET, STYLE_PROMPTS)
+@pytest.mark.parametrize("layers", [[18, 19], [20], [30, 56]])
+def test_flux_single_stream_blocks_cannot_be_edited(load, layers):
+    with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0\.\.18\) instead"):
+        layer_keys_values(load("tiny-flux"), layers, "van gogh", TARGET, STYLE_PROMPTS)
 
 
 def test_offloaded_model_generates_the_same_images(load):
