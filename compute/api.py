@@ -195,13 +195,14 @@ def make_edit(model: Model, concept: str, method: str = "loco", *, family: str =
               layers: Sequence[int] | None = None, lam: float = DEFAULT_LAMBDA, prompts: Sequence[str] | None = None,
               positions: str | None = None, preserve_others: bool = False, topk: int = DEFAULT_TOPK,
               position: int = DEFAULT_POSITION, selection: str = NEURON_SELECTIONS[0],
-              root: str | None = None) -> Edit:
+              root: str | None = None, key_reading: str | None = None) -> Edit:
     """Any edit method on ``model`` (``loco``, ``all-layers``, ``neuron``, ``diffquickfix`` (the published recipe),
     ``diffquickfix-family`` (ours)), with the options of ``edit_request.make_request``; saved under ``root`` when given
     (as ``locolab edit`` does)."""
     request = make_request(model.name, family, concept, method, target=target, layers=layers, lam=lam,
                            prompts=prompts, topk=topk, position=position, positions=positions,
-                           preserve_others=preserve_others, selection=selection, num_layers=len(model.layers))
+                           preserve_others=preserve_others, selection=selection, num_layers=len(model.layers),
+                           key_reading=key_reading, stream=model.arch.stream)
     edit = build_edit(model, request)
     if root is not None:
         save_edit(root, edit)

@@ -162,13 +162,16 @@ def key_settings(model: Model) -> Settings:
 
 
 def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target: str, prompts: Sequence[str],
-                      padding: bool = False, preserve: Sequence[str] = ()) -> dict[int, KeysValues]:
+                      padding: bool = False, preserve: Sequence[str] = (), sequential: bool = True,
+                      lam: float = DEFAULT_LAMBDA) -> dict[int, KeysValues]:
     """Per edited layer, the keys and values its text projections read (arguments as ``subject_keys_values``).
 
     Where the layers read the same text (SD families, PixArt) they share one ``KeysValues`` object, so one factor
     serves them all (docs/method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their
     own; a joint-attention transformer's blocks each read their own text stream, recorded during generations of the
-    prompts with the model's default settings and seed ``KEY_SEED`` (``stream.text_inputs``).
+    prompts with the model's default settings and seed ``KEY_SEED`` (``stream.text_inputs``). There, ``sequential``
+    reads the blocks in order, each through the earlier ones already edited with ridge weight ``lam`` (an earlier
+    block's edit moves every later block's text input); otherwise all are read from the unedited model at once.
     """
     layers = check_layers(model, layers)
     encoder = make_encoder(model)
@@ -176,9 +179,24 @@ def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target:
         from compute.stream import text_inputs
 
         every = list(dict.fromkeys([target, *prompts, *preserve]))
-        recorded = text_inputs(model, layers, every, key_settings(model), KEY_SEED)
-        return {layer: subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder,
-                                           recorded[layer].__getitem__) for layer in layers}
+
+        def stream_read(chosen):
+            recorded = text_inputs(model, chosen, every, key_settings(model), KEY_SEED)
+            return {layer: subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder,
+                                               recorded[layer].__getitem__) for layer in chosen}
+
+        if not sequential:
+            return stream_read(layers)
+        found, originals = {}, {}
+        try:
+            for layer in layers:
+                found.update(stream_read([layer]))
+                if layer != layers[-1]:
+                    factor = solve_factor(found[layer].keys, found[layer].values, lam)
+                    originals.update(_swap_weights(model.pipe, edited_weights(model, {layer: factor})))
+        finally:
+            _swap_weights(model.pipe, originals)
+        return found
 
     def read(layer):
         return subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder)

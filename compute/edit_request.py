@@ -21,8 +21,8 @@ from compute import edit as loco
 from compute import quickfix
 from compute.attributes import attribute_family, prompt_set_for
 from compute.edit_store import edit_dir, load_edit, save_edit
-from compute.models.architectures import SINGLE
-from compute.models.loading import Model, layer_count
+from compute.models.architectures import ARCHITECTURES, SINGLE
+from compute.models.loading import Model, layer_count, resolve
 from compute.neuron import DEFAULT_POSITION, rank_units
 from compute.provenance import versions
 from compute.sweep_config import load_config
@@ -30,6 +30,7 @@ from contract.errors import UserError
 from contract.names import (
     CHOSEN_LAYERS,
     CLOSED_FORM,
+    KEY_READINGS,
     METHODS,
     NEURON_SELECTIONS,
     POSITIONS,
@@ -101,7 +102,7 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
                  lam: float = loco.DEFAULT_LAMBDA, prompts: Sequence[str] | None = None, topk: int = DEFAULT_TOPK,
                  position: int = DEFAULT_POSITION, positions: str | None = None, preserve_others: bool = False,
                  selection: str = NEURON_SELECTIONS[0], prompt_set: str | None = None, root=None,
-                 num_layers: int | None = None) -> dict:
+                 num_layers: int | None = None, key_reading: str | None = None, stream: bool | None = None) -> dict:
     """What determines an edit (its id is a digest of this); no model is loaded.
 
     Args:
@@ -124,6 +125,9 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
         prompt_set: the prompt set of ``family`` (default: the registered model's, else ``paper``).
         root: the artifact root ``from_run`` is read from.
         num_layers: the model's layer count, for all-layers (default: read from its config by name).
+        key_reading: LocoEdit on a joint-attention model's blocks: ``sequential`` (default) or ``parallel``
+            (``contract.names.KEY_READINGS``); recorded for such models only.
+        stream: whether the model has joint attention (default: from its architecture, by name).
     """
     _check(method, concept, lam, topk, layers, from_run, positions, preserve_others, selection)
     prompt_set = prompt_set_for(model, prompt_set)
@@ -155,6 +159,14 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
                        neutral_prompts=neutral_prompts)
     else:
         request["lambda"] = lam
+        stream = ARCHITECTURES[resolve(model).arch].stream if stream is None else stream
+        if key_reading not in (None, *KEY_READINGS):
+            raise UserError(f"unknown key reading {key_reading!r}: use one of {', '.join(KEY_READINGS)}")
+        if key_reading and not stream:
+            raise UserError("--key-reading is for joint-attention models (FLUX.1, SD3), whose blocks read a text "
+                            "stream: drop it")
+        if stream:
+            request["key_reading"] = key_reading or KEY_READINGS[0]
     return request
 
 
@@ -178,7 +190,8 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         return loco.Edit(meta, units=units)
     by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
                                       padding=meta.get("positions") == POSITIONS[1],
-                                      preserve=meta.get("preserve_prompts", ()))
+                                      preserve=meta.get("preserve_prompts", ()),
+                                      sequential=meta.get("key_reading") == KEY_READINGS[0], lam=meta["lambda"])
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
     meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),

@@ -49,6 +49,10 @@ CLOSED_FORM = ("loco", "all-layers", *QUICKFIX_RECIPES)
 POSITIONS = ("subject", "subject+padding")
 # Neuron edits: the top k units of each key/value matrix (the official code's), or of all of them together (ours).
 NEURON_SELECTIONS = ("per-matrix", "pooled")
+# LocoEdit on joint-attention blocks (FLUX.1, SD3), several blocks at once: each block's keys read through the blocks
+# before it already edited (the default: the keys the edited model's blocks actually read), or all from the unedited
+# model (one key generation instead of one per block; docs/method.md §4).
+KEY_READINGS = ("sequential", "parallel")
 
 # An edit's folder ``<root>/edits/<edit_id>/``: its record, its tensors, its evaluation summary and images.
 EDITS_DIR = "edits"

@@ -269,6 +269,30 @@ def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
     assert torch.allclose(kv.keys[steps:2 * steps], torch.stack(seen).double(), atol=1e-5)
 
 
+def _residual(model, layer, factor, kv) -> float:
+    """||W k - W0 v|| / ||W0 v|| over ``kv``'s keys and values, W = the layer's add_k_proj edited with ``factor``."""
+    w0 = model.attentions[layer].add_k_proj.weight.detach().double()
+    w = factor.apply(w0)
+    return float(torch.linalg.norm(kv.keys @ w.T - kv.values @ w0.T) / torch.linalg.norm(kv.values @ w0.T))
+
+
+def test_a_multi_block_flux_edit_reads_each_blocks_keys_through_the_blocks_before_it_edited(load):
+    from compute.edit import Edit, applied, edited_weights
+
+    model = load("tiny-flux")
+    sequential = layer_keys_values(model, [3, 4], "van gogh", TARGET, STYLE_PROMPTS[:2])
+    parallel = layer_keys_values(model, [3, 4], "van gogh", TARGET, STYLE_PROMPTS[:2], sequential=False)
+    assert torch.equal(sequential[3].keys, parallel[3].keys)  # nothing before block 3 is edited
+    with applied(model, Edit({}, edited_weights(model, solve_factors({3: sequential[3]})))):
+        (through,) = layer_keys_values(model, [4], "van gogh", TARGET, STYLE_PROMPTS[:2]).values()
+    assert torch.equal(through.keys, sequential[4].keys) and torch.equal(through.values, sequential[4].values)
+    assert not torch.allclose(parallel[4].keys, through.keys, rtol=1e-3)
+    # Block 4's edit meets its objective on the keys it reads once block 3 is edited only when solved on them.
+    ok = _residual(model, 4, solve_factors(sequential)[4], through)
+    off = _residual(model, 4, solve_factors(parallel)[4], through)
+    assert ok < off / 2, (ok, off)
+
+
 @pytest.mark.parametrize("layers", [[18, 19], [20], [30, 56]])
 def test_flux_single_stream_blocks_cannot_be_edited(load, layers):
     with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0\.\.18\) instead"):

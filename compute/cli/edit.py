@@ -12,7 +12,7 @@ from compute.edit_store import edit_dir
 from compute.models.loading import load_model
 from compute.neuron import DEFAULT_POSITION
 from contract import bounds
-from contract.names import FAMILIES, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
+from contract.names import FAMILIES, KEY_READINGS, METHODS, NEURON_SELECTIONS, POSITIONS, default_positions
 from contract.store import Store, resolve_root
 
 
@@ -55,6 +55,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--prompt-set", choices=PROMPT_SETS,
                         help="prompt set of --family (default: the registered model's, else paper)")
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
+    parser.add_argument("--key-reading", choices=KEY_READINGS,
+                        help="LocoEdit on several joint-attention blocks (FLUX.1, SD3): read each block's keys through "
+                             "the earlier blocks already edited (sequential, the default) or all from the unedited "
+                             "model (parallel)")
     add_device_options(parser)
     add_offload_option(parser)
     parser.add_argument("--eval", action="store_true", help="evaluate the edit afterwards (see eval-edit)")
@@ -76,7 +80,7 @@ def run(args) -> None:
         layers=parse_ints(args.layers, "layers") if args.layers else None, from_run=args.from_run,
         threshold=args.threshold, lam=args.lam, prompts=args.prompts, topk=args.topk, position=args.position,
         positions=args.positions, preserve_others=args.preserve_others, selection=args.neuron_selection,
-        prompt_set=args.prompt_set, root=args.artifacts)
+        prompt_set=args.prompt_set, root=args.artifacts, key_reading=args.key_reading)
     root = resolve_root(args.artifacts)
     Store(root).check_writable()
     # Every evaluation option is checked before the edit is written (a bad one must not leave an edit behind).
