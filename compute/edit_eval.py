@@ -23,6 +23,7 @@ beside it, never over it.
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,9 +42,11 @@ from contract.store import (
     atomic_write,
     exists,
     file_problem,
+    is_url,
     join,
     part_path,
     read_bytes,
+    remove_stale_temps,
     resolve_root,
     write_png_atomic,
     write_table,
@@ -281,6 +284,8 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     folder = eval_folder(edit.edit_id, evaluation)
     if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
         return {**renamed_metrics(json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}")))), "reused": True}
+    if not is_url(root) and os.path.isdir(join(root, folder)):  # a killed evaluation's half-written images
+        remove_stale_temps(join(root, folder))
     done = 0
 
     def count(images: int) -> None:

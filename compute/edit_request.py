@@ -81,8 +81,8 @@ def _check(method, concept, lam, topk, layers, from_run, positions, preserve_oth
         raise UserError("empty concept: name the concept to edit")
     if method != "neuron" and not lam > 0:
         raise UserError(f"--lambda must be > 0, got {lam}")
-    if method == "neuron" and topk < 0:
-        raise UserError(f"--topk must be >= 0, got {topk}")
+    if method == "neuron" and topk < 1:
+        raise UserError(f"--topk must be >= 1 (0 units hold nothing: the edit would change nothing), got {topk}")
     if method == "all-layers" and (layers or from_run):
         raise UserError("--method all-layers edits every layer: drop --layers/--from-run")
     if method in QUICKFIX_RECIPES and (layers or from_run):

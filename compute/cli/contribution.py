@@ -8,7 +8,7 @@ import time
 from compute.cli import status
 from compute.cli.options import add_run_options, parse_ints, run_options
 from compute.cli.sweep import print_stats
-from compute.models.loading import resolve
+from compute.models.loading import layer_count, resolve
 from compute.settings import Settings
 from compute.sweep_config import ConfigError, load_config, with_contribution
 from contract import bounds, store, summaries
@@ -38,9 +38,10 @@ def contribution_config(args):
 
 
 def run(args) -> None:
-    from compute.contribution_study import localization_cases, plan_localization
+    from compute.contribution_study import check_top_k, localization_cases, plan_localization
 
     config = contribution_config(args)
+    check_top_k(config, layer_count(config.model))
     shard, num_shards, device = run_options(args)
     settings = Settings.defaults(resolve(config.model), config.steps, config.guidance, config.resolution)
     units = plan_localization(config, settings)

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
                         help="source prompt containing the concept; repeatable (default: the family's edit templates; "
                              "diffquickfix: the concept and 'a photo of / an image of / a picture of' it, each paired "
                              "with the same phrase of the target)")
-    parser.add_argument("--topk", type=bounds.COUNT.parse, default=DEFAULT_TOPK,
+    parser.add_argument("--topk", type=bounds.POSITIVE_COUNT.parse, default=DEFAULT_TOPK,
                         help="neuron: units to hold, per key/value matrix (default selection) or in all (pooled)")
     parser.add_argument("--neuron-selection", choices=NEURON_SELECTIONS, default=NEURON_SELECTIONS[0],
                         help="neuron: the top k of each matrix (per-matrix, the official code's) or of all the "

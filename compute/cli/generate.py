@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> None:
     windows = [parse_window(w) for w in args.window or []]
+    if len(set(windows)) != len(windows):
+        repeated = next(w for w in windows if windows.count(w) > 1)
+        raise UserError(f"--window {repeated[0]}:{repeated[1]} is given twice: give each window once")
     spec = resolve(args.model)
     settings = Settings.defaults(spec, args.steps, args.guidance, args.size)
     check_out(args.out)
