@@ -316,7 +316,7 @@ OPTIONS = {  # option: (command line that fails after parsing, what a valid valu
     "--other-concepts": (EVAL_EDIT, _int_in(0, MILLION)),
     "--lambda": (EDIT_UNKNOWN, _float(0)),
     "--threshold": (EDIT_UNKNOWN, _float(0)),
-    "--topk": (EDIT_UNKNOWN, _int_in(0, MILLION)),
+    "--topk": (EDIT_UNKNOWN, _int_in(1, MILLION)),
     "--noise": (["trace", "{w}/unknown-model.yaml", "--artifacts={w}/root"], _float(low=0)),
     "--limit": (["sweep", "{w}/unknown-model.yaml", "--dry-run", "--artifacts={w}/root"], _int_in(1, MILLION)),
 }
