@@ -45,6 +45,7 @@ from contract.store import (
     is_url,
     join,
     part_path,
+    png_ends,
     read_bytes,
     remove_stale_temps,
     resolve_root,
@@ -249,7 +250,10 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
     if data.num_rows != rows or set(data["eval_id"].to_pylist()) != {evaluation}:
         return f"scores part has {data.num_rows} rows, not {rows}"
     missing = [p for p in data["image_path"].to_pylist() if not p or not exists(join(root, p))]
-    return f"{len(missing)} image(s) missing" if missing else None
+    if missing:
+        return f"{len(missing)} image(s) missing"
+    cut = [p for p in data["image_path"].to_pylist() if not png_ends(join(root, p))]
+    return f"{len(cut)} image(s) cut off" if cut else None
 
 
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
