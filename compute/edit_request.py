@@ -111,7 +111,8 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
         concept: the concept to edit, e.g. ``"van gogh"``.
         method: ``loco``, ``all-layers``, ``neuron``, ``diffquickfix`` (the published recipe) or
             ``diffquickfix-family`` (ours; ``quickfix``).
-        target: what the concept should become (default: the family's target).
+        target: what the concept should become (default: the family's target; ``diffquickfix``: without its
+            article, the notebook's pair ``quickfix.notebook_target``).
         layers: UNet layers to edit (loco, neuron).
         from_run: instead of ``layers``, the minimal localizing window of this stored sweep (run id or YAML).
         threshold: with ``from_run``: fraction of the original-to-target gap a window must remove.
@@ -132,7 +133,9 @@ def make_request(model: str, family: str, concept: str, method: str = "loco", *,
     _check(method, concept, lam, topk, layers, from_run, positions, preserve_others, selection)
     prompt_set = prompt_set_for(model, prompt_set)
     attributes = attribute_family(family, prompt_set)
-    target = target if target is not None else attributes.target_for(concept)
+    if target is None:
+        target = attributes.target_for(concept)
+        target = quickfix.notebook_target(target) if method == QUICKFIX_RECIPES[0] else target
     published = method == QUICKFIX_RECIPES[0] and not prompts  # the published recipe's own prompts
     request = {"model": model, "family": attributes.name, "prompt_set": prompt_set, "concept": concept,
                "target": target, "method": method,
