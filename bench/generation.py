@@ -5,9 +5,10 @@
 (c) plain: the unmodified diffusers pipeline making the same number of images at the same batch size.
 The ways are interleaved and repeated (``--repeats``: round r runs every way once, in an order rotated by r), so a
 burst of load on a shared machine slows one round of every way rather than every repeat of one; it prints each way's
-median time with its range, and the median and range of the ratios a/b and a/c taken within each round. ``--model random-sd-1.5``, ``random-sdxl``, ``random-pixart``
-or ``random-flux`` with ``--device cuda`` benchmarks full-size random-weight models without downloads (FLUX.1: add
-``--dtype bfloat16``; ``--offload`` for accelerate's model CPU offload). On FLUX.1 each swapped image brings its
+median time with its range, and the median and range of the ratios a/b and a/c taken within each round.
+``--model random-sd-1.5``, ``random-sdxl``, ``random-pixart``, ``random-flux``, ``random-sd3`` or ``random-sana``
+with ``--device cuda`` benchmarks full-size random-weight models without downloads (FLUX.1: add ``--dtype bfloat16``;
+``--offload`` for accelerate's model CPU offload). On FLUX.1 each swapped image brings its
 companion generation (the target prompt, same seed) into the call, so (a) makes up to twice the images it returns.
 """
 

@@ -178,9 +178,6 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         meta["layers"] = [i for i in meta["layers"] if model.layers[i].block != SINGLE]
     layers = loco.check_layers(model, meta["layers"])
     meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
-    if model.arch.segments:
-        raise UserError(f"--method {meta['method']} is not available on {model.arch.name}: its text sequence holds the "
-                        "concept twice (CLIP's and T5's tokens), and LocoLab keys one position per prompt")
     if meta["method"] == "neuron" and model.arch.stream:
         raise UserError(f"--method neuron ranks units on the text a layer reads, which {model.arch.name}'s joint "
                         "attention reads as a stream that changes every step: use --method loco")

@@ -51,6 +51,17 @@ def position_in_model(model: Model, find) -> int:
     return positions.pop()
 
 
+def sequence_parts(model: Model, find) -> list[tuple[int, int, int | None]]:
+    """``find(tokenizer)`` in each part of the text sequence the layers read, as (position in the sequence, the
+    part's start, its end or None for the sequence's end): one part (``position_in_model``), or SD3's two: both
+    CLIPs side by side (their 77 positions), then T5's (``Architecture.segments``), where a concept occurs twice."""
+    if not model.arch.segments:
+        return [(position_in_model(model, find), 0, None)]
+    split = model.pipe.tokenizer.model_max_length
+    t5 = find(getattr(model.pipe, model.arch.segments[-1]))
+    return [(position_in_model(model, find), 0, split), (split + t5, split, None)]
+
+
 def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:
     """What the text projections of layer ``index`` read when the UNet is given ``text`` (B, T, D), a
     ``Conditioning.cond``: SD's layers read it as is; PixArt's transformer projects it (``caption_projection``);

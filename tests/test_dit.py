@@ -64,10 +64,38 @@ def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
         ("joint", f"transformer_blocks.{i}.attn") for i in range(24)]
     # <start> a beautiful house in the style of van gogh: 8, 9 among CLIP's 77 positions; T5 (no start) 7, 8 after.
     assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
-    with pytest.raises(UserError, match="holds the concept twice"):
-        from compute.edit_request import build_edit, make_request
 
-        build_edit(model, make_request("tiny-sd3", "style", "van gogh", layers=[3], num_layers=24))
+
+def test_sd3_locoedit_keys_the_concept_in_the_clip_part_and_the_t5_part_against_an_own_float64_solve(load):
+    """Keys: block 3's text input (own hook, conditional row) at "gogh" in CLIP's part (8) and in T5's (77 + 7) at
+    every step of the prompt's own generation, mapped to the target's last token in each part (2, 77 + 1); the
+    edited add_k_proj/add_v_proj are W0 (Y^T X + lam I)(X^T X + lam I)^-1 solved here in float64."""
+    from compute.edit import edited_weights
+
+    model = load("tiny-sd3")
+    source = STYLE_PROMPTS[1]
+    (kv,) = layer_keys_values(model, [3], "van gogh", TARGET, [source]).values()
+    assert (kv.positions, kv.target_position) == ([[8, 77 + 7]], [2, 77 + 1])
+    seen = {}
+    for prompt in (source, TARGET):
+        rows = []
+        with Hooks() as hooks:
+            hooks.before(model.attentions[3], lambda m, a, k, rows=rows: rows.append(k["encoder_hidden_states"][-1]),
+                         with_kwargs=True)
+            generate_batch(model, [Case(prompt, 0)], Settings.defaults(model.spec))
+        seen[prompt] = torch.stack(rows).double()  # (steps, T, d)
+    width = seen[source].shape[-1]
+    keys = seen[source][:, [8, 77 + 7]].reshape(-1, width)
+    values = seen[TARGET][:, [2, 77 + 1]].reshape(-1, width)
+    assert keys.shape[0] == 2 * model.spec.steps and torch.allclose(kv.keys, keys, atol=1e-5)
+    eye = 0.01 * torch.eye(width, dtype=torch.float64)
+    right = (values.T @ keys + eye) @ torch.linalg.inv(keys.T @ keys + eye)
+    weights = edited_weights(model, solve_factors({3: kv}))
+    for projection in ("add_k_proj", "add_v_proj"):
+        w0 = getattr(model.attentions[3], projection).weight.detach().double()
+        mine = weights[f"transformer.transformer_blocks.3.attn.{projection}.weight"].double()
+        assert (mine - w0 @ right).abs().max() < 1e-4 * w0.abs().max()
+        assert (mine - w0).abs().max() > 1e-3  # the edit changes the weight
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3"])
@@ -360,11 +388,11 @@ def test_full_size_transformers_have_the_released_parameter_counts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3"])
 def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     from sweep_helpers import table, write_config
 
-    count = 28 if name == "tiny-pixart" else 57
+    count = {"tiny-pixart": 28, "tiny-flux": 57, "tiny-sd3": 24}[name]
     size = count - 3  # four windows: the machinery, not the science
     config = write_config(tmp_path / "c.yaml", name=f"e2e-{name}", model=name, guidance=4.5, window_sizes=[size],
                           families={"style": {"target": "a painting", "score_text": "style of {concept}",
@@ -374,7 +402,7 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
     layers = table(root, "layers")
     assert len(layers) == count and len(table(root, "cases")) == 3 + 4  # original, target, all-layers; 4 windows
-    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}}[name]
+    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}, "tiny-sd3": {"joint": 24}}[name]
     assert {block: sum(r["block"] == block for r in layers) for block in kinds} == kinds
     assert main(["edit", "--model", name, "--family", "style", "--concept", "van gogh", "--layers", "5,6",
                  "--artifacts", root, "--eval", "--seeds", "0", "--steps", "2", "--size", "32", "--unrelated", "2",
@@ -382,9 +410,9 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     out = capsys.readouterr().out
     assert "evaluated van-gogh-loco-" in out and "bidirectional T5" in out
     record = json.loads(next((tmp_path / "root" / "edits").glob("*/edit.json")).read_text())
-    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux"}[name]
+    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux", "tiny-sd3": "sd3"}[name]
     prefix = "transformer.transformer_blocks.5."
-    weights = {"tiny-pixart": ["attn2.to_k", "attn2.to_v"], "tiny-flux": ["attn.add_k_proj", "attn.add_v_proj"]}[name]
+    weights = ["attn2.to_k", "attn2.to_v"] if name == "tiny-pixart" else ["attn.add_k_proj", "attn.add_v_proj"]
     from compute.edit_store import load_edit
 
     edit = load_edit(root, record["edit_id"])
@@ -392,6 +420,9 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     if name == "tiny-flux":
         assert record["keys_read_at"] == {"steps": 10, "guidance": 3.5, "height": 64, "width": 64, "seed": 0}
         assert record["num_keys"] == 4 * 10  # four source prompts, ten steps each
+    if name == "tiny-sd3":  # the concept in CLIP's part and in T5's: two keys per prompt and step
+        assert record["keys_read_at"] == {"steps": 10, "guidance": 4.5, "height": 64, "width": 64, "seed": 0}
+        assert record["num_keys"] == 4 * 10 * 2 and record["key_reading"] == "sequential"
 
 
 def test_t5_spreads_a_concept_before_it_where_no_locoedit_key_reaches(load):

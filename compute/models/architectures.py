@@ -303,7 +303,11 @@ ARCHITECTURES = {f.name: f for f in (
                  JOINT_SWAP + "; unconditional rows untouched; the pooled CLIP embeddings in the time embedding kept "
                  "from the original prompt unless swap_pooled", target_equals_all_layers=False, denoiser="transformer",
                  stream=True, text_projections=("add_k_proj", "add_v_proj"), pooled=("pooled_prompt_embeds",),
-                 segments=("tokenizer", "tokenizer_3")),
+                 segments=("tokenizer", "tokenizer_3"),
+                 edit_note="SD3 reads the concept twice, in both CLIPs' part of its text sequence and in the "
+                           "bidirectional T5's part: keys are read at the concept's last token in each part, at each "
+                           "edited block's text input during generation; T5 spreads part of the concept over earlier "
+                           "tokens, where no key reaches"),
 )}
 
 
