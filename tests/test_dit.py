@@ -28,7 +28,7 @@ def plain(model, prompt, seed, **kwargs):
     """The unmodified diffusers pipeline, called as a user would (PixArt without resolution binning, which needs a
     released sample size; FLUX with the tiny T5 tokenizer's sequence length)."""
     s = settings(model)
-    extra = ({"use_resolution_binning": False, "clean_caption": False} if model.arch.name.startswith("pixart")
+    extra = ({"use_resolution_binning": False, "clean_caption": False} if model.arch.text_mask
              else {"max_sequence_length": 77})
     return model.pipe(prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=s.steps,
                       guidance_scale=s.guidance, height=s.height, width=s.width, output_type="np",
@@ -98,15 +98,45 @@ def test_sd3_locoedit_keys_the_concept_in_the_clip_part_and_the_t5_part_against_
         assert (mine - w0).abs().max() > 1e-3  # the edit changes the weight
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3"])
+def test_sana_has_20_cross_attention_blocks_reading_its_normed_caption(load, capsys):
+    model = load("tiny-sana")
+    assert [layer.path for layer in model.layers] == [f"transformer_blocks.{i}.attn2" for i in range(20)]
+    assert {(layer.block, layer.resolution, layer.text_dim) for layer in model.layers} == {("cross", 16, 16)}
+    assert main(["layers", "--model", "tiny-sana"]) == 0
+    assert "transformer_blocks.19.attn2" in capsys.readouterr().out
+
+
+def test_sana_positions_index_the_caption_behind_its_system_instruction(load):
+    """The pipeline's own Gemma input (recorded at the text encoder), cut as its encode_prompt cuts it: the positions
+    LocoLab finds hold the concept's last token and the target's last token."""
+    from compute.tokens import last_token_position, position_in_model, subject_position
+
+    model = load("tiny-sana")
+    seen = []
+    with Hooks() as hooks:
+        hooks.before(model.pipe.text_encoder, lambda m, a, k: seen.append(a[0] if a else k["input_ids"]),
+                     with_kwargs=True)
+        for prompt in (PROMPT, TARGET):
+            model.arch.encode(model.pipe, prompt)
+    cut = [[int(ids[0, 0])] + ids[0, -299:].tolist() for ids in seen]
+    gogh = model.pipe.tokenizer.convert_tokens_to_ids("▁gogh")
+    painting = model.pipe.tokenizer.convert_tokens_to_ids("▁painting")
+    found = position_in_model(model, lambda t: subject_position(t, PROMPT, "van gogh"))
+    last = position_in_model(model, lambda t: last_token_position(t, TARGET))
+    assert (cut[0][found], cut[1][last], cut[1][last + 1]) == (gogh, painting, model.pipe.tokenizer.pad_token_id)
+    assert found == 10 and last == 3  # the instruction's last token at 1, the prompt from 2
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_empty_swap_is_bit_identical_to_plain_pipeline(load, name):
     model = load(name)
     assert np.array_equal(generate_batch(model, [Case(PROMPT, 7)], settings(model))[0], plain(model, PROMPT, 7))
 
 
-def test_pixart_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load):
-    model = load("tiny-pixart")
-    ours = generate_batch(model, [Case(PROMPT, 7, (0, 28), TARGET)], settings(model))[0]
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+def test_cross_attention_dit_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load, name):
+    model = load(name)
+    ours = generate_batch(model, [Case(PROMPT, 7, (0, len(model.layers)), TARGET)], settings(model))[0]
     assert np.array_equal(ours, plain(model, TARGET, 7))
     assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-3
 
@@ -124,7 +154,7 @@ def test_joint_all_blocks_and_pooled_swapped_is_the_target_generation(load, name
     assert np.abs(images[2] - images[1]).max() > 1e-4
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_middle_window_changes_the_image_and_batches_are_invariant(load, name):
     model = load(name)
     middle = len(model.layers) // 2
@@ -163,14 +193,18 @@ def _overwrite(values: dict, rows: slice):
     return hook
 
 
-def test_pixart_swap_equals_overwriting_the_key_and_value_projections(load):
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+def test_cross_attention_dit_swap_equals_overwriting_the_key_and_value_projections(load, name):
     """The official LocoGen code's view: overwrite to_k/to_v outputs of the conditional row with projections of the
-    target's caption; the padding mask is given to those attentions by a wrapped processor."""
-    model, window = load("tiny-pixart"), (10, 14)
+    target's caption (SANA: after its caption RMS norm); the padding mask is given to those attentions by a wrapped
+    processor."""
+    model, window = load(name), (10, 14)
     chosen = model.attentions[window[0]:window[1]]
     with torch.no_grad():
         target = model.arch.encode(model.pipe, TARGET)
         caption = model.denoiser.caption_projection(target.cond)
+        if name == "tiny-sana":
+            caption = model.denoiser.caption_norm(caption)
         values = {getattr(a, p): getattr(a, p)(caption)[0] for a in chosen for p in ("to_k", "to_v")}
     bias = (1 - target.extras["prompt_attention_mask"].float()) * -10000.0
 

@@ -85,7 +85,7 @@ class Model:
         return latent_scale(self.pipe)
 
 
-SUPPORTED = "an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline"
+SUPPORTED = "an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ, SANA, FLUX.1 or SD3 pipeline"
 
 
 def default_resolution(config: dict, scale: int) -> int:
