@@ -373,6 +373,40 @@ def test_offloaded_model_generates_the_same_images(load):
                           generate_batch(load("tiny-pixart"), case, settings(model)))
 
 
+def test_group_offloaded_model_generates_the_same_images(load):
+    """diffusers' block-level group offload (``--offload group``), on the CPU as its device: the same images."""
+    from compute.models.loading import load_model
+
+    model = load_model("tiny-pixart", device="cpu", offload="group")
+    assert model.offload and model.device.type == "cpu"
+    case = [Case(PROMPT, 7, (10, 13), TARGET)]
+    assert np.array_equal(generate_batch(model, case, settings(model)),
+                          generate_batch(load("tiny-pixart"), case, settings(model)))
+
+
+def test_fp8_layerwise_casting_stores_the_denoiser_in_float8_and_generates_nearly_the_same(load):
+    from compute.models.loading import load_model
+
+    model = load_model("tiny-pixart", device="cpu", fp8=True)
+    assert model.attentions[3].to_k.weight.dtype == torch.float8_e4m3fn
+    assert model.pipe.text_encoder.dtype == torch.float32  # only the denoiser
+    case = [Case(PROMPT, 7, (10, 13), TARGET)]
+    ours, exact = (generate_batch(m, case, settings(model))[0] for m in (model, load("tiny-pixart")))
+    assert 0 < np.abs(ours - exact).max() < 0.25, np.abs(ours - exact).max()
+
+
+def test_auto_offload_keeps_everything_on_the_device_while_it_fits_then_offloads():
+    from compute.models.memory import RESERVE, choose_offload
+
+    gib = 2**30
+    flux = {"transformer": 24 * gib, "text_encoder_2": 9 * gib, "text_encoder": gib // 4, "vae": gib // 6}
+    total = sum(flux.values())
+    assert choose_offload(flux, total + RESERVE) == "none"
+    assert choose_offload(flux, total + RESERVE - 1) == "model"
+    assert choose_offload(flux, 24 * gib + RESERVE) == "model"
+    assert choose_offload(flux, 24 * gib + RESERVE - 1) == "group"
+
+
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
 def test_the_batch_size_probe_runs_a_denoising_step_at_the_sweeps_size(load, name):
     """``batching`` measures a transformer's memory with these inputs: one step of two images' rows at 64 px."""
@@ -422,11 +456,11 @@ def test_full_size_transformers_have_the_released_parameter_counts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     from sweep_helpers import table, write_config
 
-    count = {"tiny-pixart": 28, "tiny-flux": 57, "tiny-sd3": 24}[name]
+    count = {"tiny-pixart": 28, "tiny-flux": 57, "tiny-sd3": 24, "tiny-sana": 20}[name]
     size = count - 3  # four windows: the machinery, not the science
     config = write_config(tmp_path / "c.yaml", name=f"e2e-{name}", model=name, guidance=4.5, window_sizes=[size],
                           families={"style": {"target": "a painting", "score_text": "style of {concept}",
@@ -436,17 +470,24 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
     layers = table(root, "layers")
     assert len(layers) == count and len(table(root, "cases")) == 3 + 4  # original, target, all-layers; 4 windows
-    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}, "tiny-sd3": {"joint": 24}}[name]
+    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}, "tiny-sd3": {"joint": 24},
+             "tiny-sana": {"cross": 20}}[name]
     assert {block: sum(r["block"] == block for r in layers) for block in kinds} == kinds
+    if name == "tiny-sana":  # and the attention-contribution study with its top-k interventions
+        assert main(["contribution", config, "--top-k", "2,6", "--artifacts", root, "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "over 20 sites" in out and "k=6  sites [" in out
     assert main(["edit", "--model", name, "--family", "style", "--concept", "van gogh", "--layers", "5,6",
                  "--artifacts", root, "--eval", "--seeds", "0", "--steps", "2", "--size", "32", "--unrelated", "2",
                  "--other-concepts", "1"]) == 0
     out = capsys.readouterr().out
-    assert "evaluated van-gogh-loco-" in out and "bidirectional T5" in out
+    assert "evaluated van-gogh-loco-" in out and ("bidirectional T5" in out) == (name != "tiny-sana")
     record = json.loads(next((tmp_path / "root" / "edits").glob("*/edit.json")).read_text())
-    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux", "tiny-sd3": "sd3"}[name]
+    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux", "tiny-sd3": "sd3",
+                                      "tiny-sana": "sana"}[name]
     prefix = "transformer.transformer_blocks.5."
-    weights = ["attn2.to_k", "attn2.to_v"] if name == "tiny-pixart" else ["attn.add_k_proj", "attn.add_v_proj"]
+    cross = name in ("tiny-pixart", "tiny-sana")
+    weights = ["attn2.to_k", "attn2.to_v"] if cross else ["attn.add_k_proj", "attn.add_v_proj"]
     from compute.edit_store import load_edit
 
     edit = load_edit(root, record["edit_id"])

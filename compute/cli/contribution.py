@@ -58,7 +58,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     status.report(stage="localizing")
     result = run_study(config, model, settings, root, args.batch_size or config.batch_size, shard, num_shards,
                        args.limit, not args.no_progress, began)

@@ -109,5 +109,5 @@ def run(args) -> None:
     Store(root).check_writable()
     edit = load_edit(root, args.edit_id, RECORD_KEYS)
     plan = plan_eval(edit.meta["model"], edit.meta, args)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, plan,
-             args)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload,
+                        fp8=args.fp8), edit, plan, args)

@@ -46,7 +46,7 @@ def run(args) -> None:
     if spec.num_layers is not None:  # known without loading: check the images' count before the model loads
         count = len(windows) if args.window_size is None else max(0, spec.num_layers - args.window_size + 1)
         check_image_count(len(args.seeds) * (2 + count), args.allow_many_images)
-    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     if args.window_size is not None:
         if args.window_size > len(model.layers):
             raise UserError(f"--window-size {args.window_size} exceeds the {len(model.layers)} layers")
