@@ -97,7 +97,7 @@ class EditRequest:
         for name, bound, value in (("seed", bounds.SEED, self.seeds), ("steps", bounds.STEPS, [self.steps]),
                                    ("size", bounds.SIZE, [self.size]), ("lambda", bounds.LAMBDA, [self.lam]),
                                    ("unrelated prompts", bounds.COUNT, [self.unrelated]),
-                                   ("top-k", bounds.COUNT, [self.topk])):
+                                   ("top-k", bounds.POSITIVE_COUNT, [self.topk])):
             for item in value:
                 problem = None if item is None else bound.problem(item)
                 if problem:
