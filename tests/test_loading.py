@@ -36,7 +36,7 @@ def test_unsupported_transformer_pipeline_names_the_supported_ones(tmp_path, cap
     code, err = run_cli(capsys, "layers", "--model", str(tmp_path))
     assert code == 2
     assert err.endswith("is a HunyuanDiTPipeline: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF "
-                        "stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline")
+                        "stage I, PixArt-α/Σ, SANA, FLUX.1 or SD3 pipeline")
 
 
 def test_hub_id_while_offline_suggests_a_local_path(capsys):
