@@ -338,6 +338,7 @@ def _residual(model, layer, factor, kv) -> float:
     return float(torch.linalg.norm(kv.keys @ w.T - kv.values @ w0.T) / torch.linalg.norm(kv.values @ w0.T))
 
 
+@pytest.mark.slow  # four key generations of tiny-flux
 def test_a_multi_block_flux_edit_reads_each_blocks_keys_through_the_blocks_before_it_edited(load):
     from compute.edit import Edit, applied, edited_weights
 
