@@ -3,14 +3,18 @@
 (a) batched: many (window, seed) cases per pipeline call, each with its own swapped layers and generator;
 (b) per case: one pipeline call per case, as the official LocoGen script runs;
 (c) plain: the unmodified diffusers pipeline making the same number of images at the same batch size.
-Prints images/s for each and the ratios a/b and a/c. ``--model random-sd-1.5``, ``random-sdxl``, ``random-pixart``
-or ``random-flux`` with ``--device cuda`` benchmarks full-size random-weight models without downloads (FLUX.1: add
-``--dtype bfloat16``; ``--offload`` for accelerate's model CPU offload). On FLUX.1 each swapped image brings its
+The ways are interleaved and repeated (``--repeats``: round r runs every way once, in an order rotated by r), so a
+burst of load on a shared machine slows one round of every way rather than every repeat of one; it prints each way's
+median time with its range, and the median and range of the ratios a/b and a/c taken within each round.
+``--model random-sd-1.5``, ``random-sdxl``, ``random-pixart``, ``random-flux``, ``random-sd3`` or ``random-sana``
+with ``--device cuda`` benchmarks full-size random-weight models without downloads (FLUX.1: add ``--dtype bfloat16``;
+``--offload`` for accelerate's model CPU offload). On FLUX.1 each swapped image brings its
 companion generation (the target prompt, same seed) into the call, so (a) makes up to twice the images it returns.
 """
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -32,6 +36,16 @@ def _timed(run) -> float:
     return time.perf_counter() - began
 
 
+def schedule(names: list[str], repeats: int) -> list[str]:
+    """The order the ways run in: ``repeats`` rounds, each every way once, round r's order rotated by r."""
+    return [names[(r + i) % len(names)] for r in range(repeats) for i in range(len(names))]
+
+
+def _spread(values: list[float], digits: int) -> str:
+    """``median [min, max]``."""
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.generation", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny-sd1")
@@ -45,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-per-case", action="store_true", help="skip (b), slow for full-size models")
     parser.add_argument("--offload", action="store_true", help="accelerate's model CPU offload")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of every way (median reported)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
@@ -71,20 +86,24 @@ def main(argv: list[str] | None = None) -> dict:
     runs["batched"]()
     generate_batch(model, cases[:1], settings, encoder)
     plain()
-    times = {name: _timed(run) for name, run in runs.items()}
-    rate = {name: len(cases) / seconds for name, seconds in times.items()}
+    times = {name: [] for name in runs}
+    for name in schedule(list(runs), args.repeats):
+        times[name].append(_timed(runs[name]))
+    rate = {name: len(cases) / statistics.median(seconds) for name, seconds in times.items()}
     print(f"{args.model} on {model.device}{' (offloaded)' if model.offload else ''} "
           f"({str(model.dtype).removeprefix('torch.')}): {len(cases)} images = "
           f"{len(starts)} windows of {args.window_size} x {args.seeds} seeds, {settings.steps} steps, "
           f"{settings.width}x{settings.height}, batch {args.batch_size} "
-          f"({math.ceil(len(cases) / args.batch_size)} pipeline calls)")
+          f"({math.ceil(len(cases) / args.batch_size)} pipeline calls); {args.repeats} interleaved rounds, "
+          "median [min, max]")
     for name, seconds in times.items():
-        print(f"  ({'abc'[list(times).index(name)] if name != 'plain' else 'c'}) {name:<9} {seconds:8.2f} s "
+        print(f"  ({'abc'[list(times).index(name)] if name != 'plain' else 'c'}) {name:<9} {_spread(seconds, 2)} s "
               f"{rate[name]:8.2f} images/s")
-    if "per_case" in rate:
-        print(f"  a/b = {rate['batched'] / rate['per_case']:.2f}  (goal >= 5: batching windows)")
-    print(f"  a/c = {rate['batched'] / rate['plain']:.2f}  (goal >= 0.9: the swap's overhead)")
-    return rate
+    ratios = {"a/b": ("per_case", "goal >= 5: batching windows"), "a/c": ("plain", "goal >= 0.9: the swap's overhead")}
+    for label, (other, goal) in ratios.items():
+        if other in times:  # a round's ratio: its two times were taken minutes apart at most, under the same load
+            print(f"  {label} = {_spread([o / a for a, o in zip(times['batched'], times[other])], 2)}  ({goal})")
+    return {"rate": rate, "times": times}
 
 
 if __name__ == "__main__":

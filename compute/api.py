@@ -216,7 +216,8 @@ def make_edit(model: Model, concept: str, method: str = "loco", *, family: str =
     Usage: ``edit = make_edit(model, "van gogh", layers=[8, 9], lam=0.1)``
     """
     spec = edit_spec(model, concept, method, family=family, **options)
-    edit = build_edit(model, make_request(spec, dtype_name(model), root, num_layers=len(model.layers)))
+    edit = build_edit(model, make_request(spec, dtype_name(model), root, num_layers=len(model.layers),
+                                     stream=model.arch.stream))
     if root is not None:
         save_edit(root, edit)
     return edit

@@ -136,12 +136,22 @@ def swap_stream(modules: Sequence[torch.nn.Module], kinds: Sequence[str], swappe
         yield
 
 
+def conditional_rows(latents: torch.Tensor) -> int:
+    """How many of a denoiser call's rows are conditional, from its latent input alone: a classifier-free batch
+    repeats the latents ([x; x], unconditional rows first, as every diffusers pipeline does), two different samples
+    do not. (Two samples given the very same noise and no guidance would read as one guided sample.)"""
+    half = latents.shape[0] // 2
+    guided = latents.shape[0] % 2 == 0 and torch.equal(latents[:half], latents[half:])
+    return half if guided else latents.shape[0]
+
+
 @contextmanager
 def swap_text(model, window: tuple[int, int], target: str):
     """Within: every call of ``model.pipe`` feeds the layers of ``window`` (half-open, forward order) the ``target``
     prompt in its conditional rows, whatever the batch size; the unconditional rows of classifier-free guidance and
-    every other layer are untouched. For a notebook's own pipeline calls; sweeps batch many windows at once through
-    ``generation.generate``.
+    every other layer are untouched (which rows are conditional is read from each denoiser call's batch:
+    ``conditional_rows``, as the pipelines keep no common flag for it). For a notebook's own pipeline calls; sweeps
+    batch many windows at once through ``generation.generate``.
 
     Usage::
 
@@ -160,10 +170,13 @@ def swap_text(model, window: tuple[int, int], target: str):
         mask = target_cond.extras.get("prompt_attention_mask")
         replacement_mask = None if mask is None else model.arch.mask_bias(mask, model.dtype)
 
+    conditional = {}
+
+    def rows(module, args, kwargs):
+        conditional["rows"] = conditional_rows(args[0] if args else kwargs.get("sample", kwargs.get("hidden_states")))
+
     def hook(module, args, kwargs):
-        positional = "encoder_hidden_states" not in kwargs
-        text = args[1] if positional else kwargs["encoder_hidden_states"]
-        cond = text.shape[0] // 2 if getattr(model.pipe, "do_classifier_free_guidance", False) else text.shape[0]
+        cond = conditional["rows"]
         every = torch.ones(cond, dtype=torch.bool)
         args, kwargs = _rows_swapped(kwargs, args, "encoder_hidden_states", 1, every, replacement.expand(cond, -1, -1))
         if replacement_mask is not None:
@@ -172,6 +185,7 @@ def swap_text(model, window: tuple[int, int], target: str):
         return args, kwargs
 
     with Hooks() as hooks:
+        hooks.before(model.denoiser, rows, with_kwargs=True)
         for attention in model.attentions[start:end]:
             hooks.before(attention, hook, with_kwargs=True)
         yield

@@ -1,10 +1,12 @@
 """Token positions in prompts (the last subject token, the last token) and the text a layer reads there."""
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import torch
 
 from locolab.compute.intervention import attention_text
+from locolab.compute.models.architectures import instruction
 from locolab.compute.models.loading import Model
 from locolab.contract.errors import UserError
 
@@ -33,7 +35,31 @@ def last_token_position(tokenizer, prompt: str) -> int:
     return ids.index(tokenizer.eos_token_id) - 1
 
 
+class InstructedTokenizer:
+    """SANA's tokenizer as its layers read a prompt (``SanaPipeline.encode_prompt``): the prompt lower-cased behind
+    the pipeline's system instruction (``architectures.instruction``), padded, then cut to the first token and the
+    last ``model_max_length - 1``, so a position found with it indexes the caption the layers read. Gemma adds no
+    end token: ``eos_token_id`` is the padding's, so the prompt's last token is the one before the padding. A
+    subject's tokens are taken as they occur inside a prompt, after a space."""
+
+    def __init__(self, pipe, max_length: int = 300):
+        self.tokenizer = pipe.tokenizer
+        self.prefix = "\n".join(instruction(pipe))
+        self.model_max_length = max_length
+        self.eos_token_id = pipe.tokenizer.pad_token_id
+        self.length = len(pipe.tokenizer.encode(self.prefix)) + max_length - 2
+
+    def __call__(self, text: str, add_special_tokens: bool = True, **_):
+        if not add_special_tokens:
+            return self.tokenizer(" " + text.lower(), add_special_tokens=False)
+        ids = self.tokenizer(self.prefix + text.lower().strip(), padding="max_length", max_length=self.length,
+                             truncation=True).input_ids
+        return SimpleNamespace(input_ids=[ids[0]] + ids[self.length - self.model_max_length + 1:])
+
+
 def _tokenizers(model: Model) -> list:
+    if model.arch.name == "sana":
+        return [InstructedTokenizer(model.pipe)]
     if model.arch.sequence_tokenizer != "tokenizer":  # FLUX: its CLIP tokenizer feeds the pooled embedding only
         return [getattr(model.pipe, model.arch.sequence_tokenizer)]
     return [t for t in (model.pipe.tokenizer, getattr(model.pipe, "tokenizer_2", None)) if t is not None]
@@ -49,6 +75,17 @@ def position_in_model(model: Model, find) -> int:
     if len(positions) != 1:
         raise UserError(f"the two tokenizers disagree on the token position ({sorted(positions)})")
     return positions.pop()
+
+
+def sequence_parts(model: Model, find) -> list[tuple[int, int, int | None]]:
+    """``find(tokenizer)`` in each part of the text sequence the layers read, as (position in the sequence, the
+    part's start, its end or None for the sequence's end): one part (``position_in_model``), or SD3's two: both
+    CLIPs side by side (their 77 positions), then T5's (``Architecture.segments``), where a concept occurs twice."""
+    if not model.arch.segments:
+        return [(position_in_model(model, find), 0, None)]
+    split = model.pipe.tokenizer.model_max_length
+    t5 = find(getattr(model.pipe, model.arch.segments[-1]))
+    return [(position_in_model(model, find), 0, split), (split + t5, split, None)]
 
 
 def layer_text(model: Model, index: int, text: torch.Tensor) -> torch.Tensor:

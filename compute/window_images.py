@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from locolab.compute.atomic import atomic_dir
-from locolab.compute.generation import Case, check_prompt, check_window, generate
+from locolab.compute.generation import NOISE_SOURCE, Case, check_prompt, check_window, generate
 from locolab.compute.grid import image_grid, to_pil
 from locolab.compute.models.loading import Model
 from locolab.compute.provenance import versions
@@ -67,7 +67,8 @@ def window_images(model: Model, prompt: str, target: str, windows: Sequence[tupl
                     "swap": model.arch.swap_note, "seeds": list(seeds), "steps": settings.steps,
                     "guidance": settings.guidance, "height": settings.height, "width": settings.width,
                     "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch."),
-                    "batch_size": batch_size, "seconds": round(elapsed, 3), "versions": versions(),
+                    "batch_size": batch_size, "noise": NOISE_SOURCE, "seconds": round(elapsed, 3),
+                    "versions": versions(),
                     "num_layers": len(model.layers), "images": files}
         (tmp / "generation.json").write_text(json.dumps(metadata, indent=2))
     return {**metadata, "warnings": [str(w.message) for w in caught]}

@@ -87,6 +87,13 @@ METHODS = tuple(EDIT_METHODS)
 CHOSEN_LAYERS = tuple(m.name for m in EDIT_METHODS.values() if m.chosen_layers)
 QUICKFIX_RECIPES = tuple(m.name for m in EDIT_METHODS.values() if m.text_encoder)
 CLOSED_FORM = tuple(m.name for m in EDIT_METHODS.values() if m.closed_form)
+# LocoEdit on joint-attention blocks (FLUX.1, SD3), several blocks at once: each block's keys read through the blocks
+# before it already edited (the default: the keys the edited model's blocks actually read), or all from the unedited
+# model (one key generation instead of one per block; docs/method.md §4).
+KEY_READINGS = ("sequential", "parallel")
+# Where a model's weights wait while it generates (``compute.models.memory``): the first mode, auto, picks one of the
+# others by the device's free memory.
+OFFLOADS = ("auto", "none", "model", "group")
 
 # An edit's folder ``<root>/edits/<edit_id>/``: its record, its tensors, its evaluation summary and images.
 EDITS_DIR = "edits"

@@ -28,6 +28,7 @@ from locolab.contract.names import (
     CROSS_ATTENTION,
     EDIT_METHODS,
     FAMILIES,
+    KEY_READINGS,
     LOCOGEN,
     METHODS,
     NEURON_SELECTIONS,
@@ -140,8 +141,9 @@ class EditSpec:
         help="source prompt containing the concept; repeatable (default: the family's edit templates; diffquickfix: "
              "the concept and 'a photo of / an image of / a picture of' it, each paired with the same phrase of the "
              "target)", flag="--prompt", metavar="PROMPT")
-    topk: int = option(DEFAULT_TOPK, "neuron: units to hold, per key/value matrix (per-matrix) or in all (pooled)",
-                       bounds.COUNT)
+    topk: int = option(DEFAULT_TOPK, "neuron: units to hold, per key/value matrix (per-matrix) or in all (pooled); at "
+                                     "least 1 (0 units hold nothing: the edit would change nothing)",
+                       bounds.POSITIVE_COUNT)
     selection: str = option(PER_MATRIX, "neuron: the top k of each matrix (per-matrix, the official code's) or of all "
                                         "the chosen layers' matrices together (pooled)", choices=NEURON_SELECTIONS,
                             flag="--neuron-selection")
@@ -154,6 +156,10 @@ class EditSpec:
                                           "prompts, at every position, mapped to themselves, so the edit leaves them "
                                           "alone (not in the paper)")
     prompt_set: str | None = option(help="prompt set of --family (default: the registered model's, else paper)")
+    key_reading: str | None = option(
+        help="LocoEdit on several joint-attention blocks (FLUX.1, SD3): read each block's keys through the earlier "
+             "blocks already edited (sequential, the default there) or all from the unedited model (parallel)",
+        choices=KEY_READINGS)
     dtype: str = option("auto", "the weights' dtype, part of the edit's id (auto: float16 on accelerators, float32 "
                                 "on the CPU)", choices=DTYPES)
 

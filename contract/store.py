@@ -278,6 +278,23 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # every whole PNG ends with this empty IEND chunk
+
+
+def png_ends(path: str) -> bool:
+    """Whether a stored PNG ends as a whole one does (its last 12 bytes are the IEND chunk): a cheap check, one
+    small read, that catches a truncated file; ``locolab verify`` checks every chunk."""
+    try:
+        if is_url(path):
+            fs, fs_path = _fsspec(path)
+            return fs.cat_file(fs_path, start=max(0, fs.size(fs_path) - len(PNG_END))) == PNG_END
+        with open(path, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - len(PNG_END)))
+            return file.read() == PNG_END
+    except OSError:
+        return False
+
+
 def write_png_atomic(path: str | os.PathLike, image) -> None:
     """Save a PIL image as PNG at ``path`` (local path or fsspec URL), atomically."""
     atomic_write(path, lambda file: image.save(file, format="PNG"))

@@ -18,6 +18,8 @@ from locolab.contract.errors import UserError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROMPT, TARGET = "a house in the style of van gogh", "a painting"
+# swap_text's models: those that read a fixed text embedding
+CROSS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-pixart-sigma", "tiny-sana"]
 LAYERS = {"tiny-sd1": ("sd1", 16), "tiny-sd2": ("sd2", 16), "tiny-sdxl": ("sdxl", 70), "tiny-if": ("if", 22)}
 
 
@@ -79,6 +81,27 @@ def test_swap_text_in_a_plain_pipeline_call_equals_the_batched_swap(load, guidan
     as_png = np.round(np.clip(plain, 0, 1) * 255).astype(np.uint8)
     assert np.array_equal(as_png, np.asarray(batched[0]))
     assert np.abs(unswapped - plain).max() > 1e-3  # the hooks are gone after the block
+
+
+@pytest.mark.parametrize(("name", "guidance"), [(name, 4.5) for name in CROSS] + [("tiny-pixart", 1.0)])
+def test_swap_text_equals_generate_with_the_same_window_on_every_cross_attention_architecture(load, name, guidance):
+    model = load(name)
+    window = (1, 3)
+    side = model.spec.resolution  # SANA's pipeline defaults to 1024 px whatever its transformer
+    call = dict(num_inference_steps=2, guidance_scale=guidance, output_type="np", height=side, width=side,
+                **model.arch.plain_options(model.pipe))
+    with loco.swap_text(model, window, TARGET):
+        plain = model.pipe(PROMPT, generator=torch.Generator().manual_seed(5), **call).images[0]
+    batched = loco.generate(model, [PROMPT], seeds=[5], window=window, target=TARGET, steps=2, guidance=guidance)
+    as_png = np.round(np.clip(plain, 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(as_png, np.asarray(batched[0]))
+
+
+@pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
+def test_swap_text_refuses_joint_attention_by_name(load, name):
+    with pytest.raises(ValueError, match="joint attention reads a text stream"), \
+            loco.swap_text(load(name), (1, 3), TARGET):
+        pass
 
 
 def test_swap_text_rejects_a_window_outside_the_layers(load):

@@ -38,6 +38,15 @@ CONFIGS = {
     "unknown-field": {"families": {"style": {**STYLE, "templates": ["a {style} painting of {concept}"]}}},
     "score-text-typo": {"families": {"style": {**STYLE, "score_text": "style of {concpet}"}}},
     "unknown-model": {"model": "sd-9"},
+    "template-twice": {"families": {"style": {**STYLE, "templates": [STYLE["templates"][0]] * 2}}},
+}
+# Configs as text, for what a YAML dump cannot write: a key twice; aliases nested nine deep (a "billion laughs" of 10^9
+# strings, a few hundred bytes on disk).
+LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+RAW_CONFIGS = {
+    "seeds-twice": yaml.safe_dump(SMALL) + "seeds: [1]\n",
+    "alias-bomb": yaml.safe_dump(SMALL) + "description:\n  l0: &l0 lol\n" + "".join(
+        "  " + line + "\n" for line in LAUGHS.splitlines()),
 }
 
 
@@ -78,6 +87,8 @@ def world(tmp_path_factory) -> Path:
     for name, changes in CONFIGS.items():
         (base / f"{name}.yaml").write_text(yaml.safe_dump({**SMALL, **changes}))
     (base / "good.yaml").write_text(yaml.safe_dump(SMALL))
+    for name, text in RAW_CONFIGS.items():
+        (base / f"{name}.yaml").write_text(text)
     return base
 
 
@@ -127,6 +138,18 @@ CASES = [
     (["sweep", "{w}/unknown-model.yaml", "--artifacts", "{w}/root"], "unknown model 'sd-9'"),
     (["sweep", "{w}/good.yaml", "--shard", "2/2"], "bad --shard '2/2': need 0 <= I < N"),
     (["generate", "--model", "tiny-sd1"], "the following arguments are required"),
+    # Issue 25: accepted until then, each doing something other than asked.
+    ([*EDIT, "--method", "neuron", "--topk", "0", "--artifacts", "{w}/root"],
+     "argument --topk: expected an integer from 1 to 1000000, got '0'"),
+    (["contribution", "tiny-pixart", "--top-k", "999", "--artifacts", "{w}/root"],
+     "top-k 999 exceeds the 28 text-reading sites of tiny-pixart: use k from 1 to 28"),
+    (["contribution", "tiny-pixart", "--top-k", "28,999", "--dry-run"], "top-k 999 exceeds the 28"),
+    (["sweep", "{w}/seeds-twice.yaml", "--artifacts", "{w}/root"],
+     "not valid YAML (key 'seeds' given twice in one mapping (line 27): keep one)"),
+    (["sweep", "{w}/template-twice.yaml", "--artifacts", "{w}/root"], "families.style.templates: duplicate templates"),
+    (["sweep", "{w}/alias-bomb.yaml", "--dry-run"], "aliases are not accepted, write the value out"),
+    ([*GENERATE, "--window", "8:10", "--out", "{w}/out"], "--window 8:10 is given twice: give each window once"),
+    (["--status-file", "{w}/root", "layers", "--model", "tiny-sd1"], "exists and is not a regular file"),
 ]
 
 
@@ -182,6 +205,47 @@ def test_verify_names_a_damaged_edit_and_changes_nothing(world):
     assert "edit van-gogh-loco-cutcutcut0: unreadable (JSONDecodeError" in out
     assert "make the edit again" in out
     assert files(world) == before
+
+
+def test_a_status_file_that_is_a_named_pipe_is_refused_and_kept(tmp_path):
+    fifo = tmp_path / "status"
+    os.mkfifo(fifo)
+
+    code, _, err = run(["--status-file", str(fifo), "layers", "--model", "tiny-sd1"])
+
+    assert_refused(code, err, f"--status-file {fifo} exists and is not a regular file")
+    assert fifo.is_fifo()
+
+
+def test_ctrl_c_during_a_sweep_is_one_line_exit_130_and_the_status_says_so(tmp_path, monkeypatch):
+    from sweep_helpers import write_config
+
+    from locolab.compute.sweep import run as sweep_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_run, "generate_batch", interrupted)
+    status = tmp_path / "status.json"
+    try:
+        code, _, err = run(["--status-file", str(status), "sweep", write_config(tmp_path / "c.yaml"), "--artifacts",
+                            str(tmp_path / "root"), "--no-progress"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left main as a traceback")
+
+    assert (code, err) == (130, "interrupted; rerun to resume\n")
+    assert json.loads(status.read_text())["stage"] == "interrupted"
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_closed_output_pipe_is_named_as_such(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "locolab", "layers", "--model", "tiny-sd1"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first line
+    err = process.stderr.read()
+    assert process.wait() == 141, err
+    assert err.startswith("error: the output pipe closed before the command finished") and err.count("\n") == 1
 
 
 @pytest.mark.slow
@@ -252,7 +316,7 @@ OPTIONS = {  # option: (command line that fails after parsing, what a valid valu
     "--other-concepts": (EVAL_EDIT, _int_in(0, MILLION)),
     "--lambda": (EDIT_UNKNOWN, _float(0)),
     "--threshold": (EDIT_UNKNOWN, _float(0)),
-    "--topk": (EDIT_UNKNOWN, _int_in(0, MILLION)),
+    "--topk": (EDIT_UNKNOWN, _int_in(1, MILLION)),
     "--noise": (["trace", "{w}/unknown-model.yaml", "--artifacts={w}/root"], _float(low=0)),
     "--limit": (["sweep", "{w}/unknown-model.yaml", "--dry-run", "--artifacts={w}/root"], _int_in(1, MILLION)),
 }

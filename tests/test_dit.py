@@ -28,7 +28,7 @@ def plain(model, prompt, seed, **kwargs):
     """The unmodified diffusers pipeline, called as a user would (PixArt without resolution binning, which needs a
     released sample size; FLUX with the tiny T5 tokenizer's sequence length)."""
     s = settings(model)
-    extra = ({"use_resolution_binning": False, "clean_caption": False} if model.arch.name.startswith("pixart")
+    extra = ({"use_resolution_binning": False, "clean_caption": False} if model.arch.text_mask
              else {"max_sequence_length": 77})
     return model.pipe(prompt, generator=torch.Generator().manual_seed(seed), num_inference_steps=s.steps,
                       guidance_scale=s.guidance, height=s.height, width=s.width, output_type="np",
@@ -64,23 +64,79 @@ def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
         ("joint", f"transformer_blocks.{i}.attn") for i in range(24)]
     # <start> a beautiful house in the style of van gogh: 8, 9 among CLIP's 77 positions; T5 (no start) 7, 8 after.
     assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
-    with pytest.raises(UserError, match="holds the concept twice"):
-        from locolab.compute.edit.request import build_edit, dtype_name, make_request
-        from locolab.contract.specs import EditSpec
-
-        build_edit(model, make_request(EditSpec("tiny-sd3", "style", "van gogh", layers=(3,)), dtype_name(model),
-                                       num_layers=24))
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3"])
+def test_sd3_locoedit_keys_the_concept_in_the_clip_part_and_the_t5_part_against_an_own_float64_solve(load):
+    """Keys: block 3's text input (own hook, conditional row) at "gogh" in CLIP's part (8) and in T5's (77 + 7) at
+    every step of the prompt's own generation, mapped to the target's last token in each part (2, 77 + 1); the
+    edited add_k_proj/add_v_proj are W0 (Y^T X + lam I)(X^T X + lam I)^-1 solved here in float64."""
+    from locolab.compute.edit.closed_form import edited_weights
+
+    model = load("tiny-sd3")
+    source = STYLE_PROMPTS[1]
+    (kv,) = layer_keys_values(model, [3], "van gogh", TARGET, [source]).values()
+    assert (kv.positions, kv.target_position) == ([[8, 77 + 7]], [2, 77 + 1])
+    seen = {}
+    for prompt in (source, TARGET):
+        rows = []
+        with Hooks() as hooks:
+            hooks.before(model.attentions[3], lambda m, a, k, rows=rows: rows.append(k["encoder_hidden_states"][-1]),
+                         with_kwargs=True)
+            generate_batch(model, [Case(prompt, 0)], Settings.defaults(model.spec))
+        seen[prompt] = torch.stack(rows).double()  # (steps, T, d)
+    width = seen[source].shape[-1]
+    keys = seen[source][:, [8, 77 + 7]].reshape(-1, width)
+    values = seen[TARGET][:, [2, 77 + 1]].reshape(-1, width)
+    assert keys.shape[0] == 2 * model.spec.steps and torch.allclose(kv.keys, keys, atol=1e-5)
+    eye = 0.01 * torch.eye(width, dtype=torch.float64)
+    right = (values.T @ keys + eye) @ torch.linalg.inv(keys.T @ keys + eye)
+    weights = edited_weights(model, solve_factors({3: kv}))
+    for projection in ("add_k_proj", "add_v_proj"):
+        w0 = getattr(model.attentions[3], projection).weight.detach().double()
+        mine = weights[f"transformer.transformer_blocks.3.attn.{projection}.weight"].double()
+        assert (mine - w0 @ right).abs().max() < 1e-4 * w0.abs().max()
+        assert (mine - w0).abs().max() > 1e-3  # the edit changes the weight
+
+
+def test_sana_has_20_cross_attention_blocks_reading_its_normed_caption(load, capsys):
+    model = load("tiny-sana")
+    assert [layer.path for layer in model.layers] == [f"transformer_blocks.{i}.attn2" for i in range(20)]
+    assert {(layer.block, layer.resolution, layer.text_dim) for layer in model.layers} == {("cross", 16, 16)}
+    assert main(["layers", "--model", "tiny-sana"]) == 0
+    assert "transformer_blocks.19.attn2" in capsys.readouterr().out
+
+
+def test_sana_positions_index_the_caption_behind_its_system_instruction(load):
+    """The pipeline's own Gemma input (recorded at the text encoder), cut as its encode_prompt cuts it: the positions
+    LocoLab finds hold the concept's last token and the target's last token."""
+    from locolab.compute.tokens import last_token_position, position_in_model, subject_position
+
+    model = load("tiny-sana")
+    seen = []
+    with Hooks() as hooks:
+        hooks.before(model.pipe.text_encoder, lambda m, a, k: seen.append(a[0] if a else k["input_ids"]),
+                     with_kwargs=True)
+        for prompt in (PROMPT, TARGET):
+            model.arch.encode(model.pipe, prompt)
+    cut = [[int(ids[0, 0])] + ids[0, -299:].tolist() for ids in seen]
+    gogh = model.pipe.tokenizer.convert_tokens_to_ids("▁gogh")
+    painting = model.pipe.tokenizer.convert_tokens_to_ids("▁painting")
+    found = position_in_model(model, lambda t: subject_position(t, PROMPT, "van gogh"))
+    last = position_in_model(model, lambda t: last_token_position(t, TARGET))
+    assert (cut[0][found], cut[1][last], cut[1][last + 1]) == (gogh, painting, model.pipe.tokenizer.pad_token_id)
+    assert found == 10 and last == 3  # the instruction's last token at 1, the prompt from 2
+
+
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_empty_swap_is_bit_identical_to_plain_pipeline(load, name):
     model = load(name)
     assert np.array_equal(generate_batch(model, [Case(PROMPT, 7)], settings(model))[0], plain(model, PROMPT, 7))
 
 
-def test_pixart_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load):
-    model = load("tiny-pixart")
-    ours = generate_batch(model, [Case(PROMPT, 7, (0, 28), TARGET)], settings(model))[0]
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+def test_cross_attention_dit_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load, name):
+    model = load(name)
+    ours = generate_batch(model, [Case(PROMPT, 7, (0, len(model.layers)), TARGET)], settings(model))[0]
     assert np.array_equal(ours, plain(model, TARGET, 7))
     assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-3
 
@@ -98,7 +154,7 @@ def test_joint_all_blocks_and_pooled_swapped_is_the_target_generation(load, name
     assert np.abs(images[2] - images[1]).max() > 1e-4
 
 
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_middle_window_changes_the_image_and_batches_are_invariant(load, name):
     model = load(name)
     middle = len(model.layers) // 2
@@ -137,14 +193,18 @@ def _overwrite(values: dict, rows: slice):
     return hook
 
 
-def test_pixart_swap_equals_overwriting_the_key_and_value_projections(load):
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+def test_cross_attention_dit_swap_equals_overwriting_the_key_and_value_projections(load, name):
     """The official LocoGen code's view: overwrite to_k/to_v outputs of the conditional row with projections of the
-    target's caption; the padding mask is given to those attentions by a wrapped processor."""
-    model, window = load("tiny-pixart"), (10, 14)
+    target's caption (SANA: after its caption RMS norm); the padding mask is given to those attentions by a wrapped
+    processor."""
+    model, window = load(name), (10, 14)
     chosen = model.attentions[window[0]:window[1]]
     with torch.no_grad():
         target = model.arch.encode(model.pipe, TARGET)
         caption = model.denoiser.caption_projection(target.cond)
+        if name == "tiny-sana":
+            caption = model.denoiser.caption_norm(caption)
         values = {getattr(a, p): getattr(a, p)(caption)[0] for a in chosen for p in ("to_k", "to_v")}
     bias = (1 - target.extras["prompt_attention_mask"].float()) * -10000.0
 
@@ -271,9 +331,35 @@ def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
     assert torch.allclose(kv.keys[steps:2 * steps], torch.stack(seen).double(), atol=1e-5)
 
 
-def test_flux_single_stream_blocks_cannot_be_edited(load):
-    with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0..18\)"):
-        layer_keys_values(load("tiny-flux"), [18, 19], "van gogh", TARGET, STYLE_PROMPTS)
+def _residual(model, layer, factor, kv) -> float:
+    """||W k - W0 v|| / ||W0 v|| over ``kv``'s keys and values, W = the layer's add_k_proj edited with ``factor``."""
+    w0 = model.attentions[layer].add_k_proj.weight.detach().double()
+    w = factor.apply(w0)
+    return float(torch.linalg.norm(kv.keys @ w.T - kv.values @ w0.T) / torch.linalg.norm(kv.values @ w0.T))
+
+
+@pytest.mark.slow  # four key generations of tiny-flux
+def test_a_multi_block_flux_edit_reads_each_blocks_keys_through_the_blocks_before_it_edited(load):
+    from locolab.compute.edit.closed_form import Edit, applied, edited_weights
+
+    model = load("tiny-flux")
+    sequential = layer_keys_values(model, [3, 4], "van gogh", TARGET, STYLE_PROMPTS[:2])
+    parallel = layer_keys_values(model, [3, 4], "van gogh", TARGET, STYLE_PROMPTS[:2], sequential=False)
+    assert torch.equal(sequential[3].keys, parallel[3].keys)  # nothing before block 3 is edited
+    with applied(model, Edit({}, edited_weights(model, solve_factors({3: sequential[3]})))):
+        (through,) = layer_keys_values(model, [4], "van gogh", TARGET, STYLE_PROMPTS[:2]).values()
+    assert torch.equal(through.keys, sequential[4].keys) and torch.equal(through.values, sequential[4].values)
+    assert not torch.allclose(parallel[4].keys, through.keys, rtol=1e-3)
+    # Block 4's edit meets its objective on the keys it reads once block 3 is edited only when solved on them.
+    ok = _residual(model, 4, solve_factors(sequential)[4], through)
+    off = _residual(model, 4, solve_factors(parallel)[4], through)
+    assert ok < off / 2, (ok, off)
+
+
+@pytest.mark.parametrize("layers", [[18, 19], [20], [30, 56]])
+def test_flux_single_stream_blocks_cannot_be_edited(load, layers):
+    with pytest.raises(UserError, match=r"single-stream blocks.*edit double-stream blocks \(0\.\.18\) instead"):
+        layer_keys_values(load("tiny-flux"), layers, "van gogh", TARGET, STYLE_PROMPTS)
 
 
 def test_offloaded_model_generates_the_same_images(load):
@@ -286,6 +372,40 @@ def test_offloaded_model_generates_the_same_images(load):
     case = [Case(PROMPT, 7, (10, 13), TARGET)]
     assert np.array_equal(generate_batch(model, case, settings(model)),
                           generate_batch(load("tiny-pixart"), case, settings(model)))
+
+
+def test_group_offloaded_model_generates_the_same_images(load):
+    """diffusers' block-level group offload (``--offload group``), on the CPU as its device: the same images."""
+    from locolab.compute.models.loading import load_model
+
+    model = load_model("tiny-pixart", device="cpu", offload="group")
+    assert model.offload and model.device.type == "cpu"
+    case = [Case(PROMPT, 7, (10, 13), TARGET)]
+    assert np.array_equal(generate_batch(model, case, settings(model)),
+                          generate_batch(load("tiny-pixart"), case, settings(model)))
+
+
+def test_fp8_layerwise_casting_stores_the_denoiser_in_float8_and_generates_nearly_the_same(load):
+    from locolab.compute.models.loading import load_model
+
+    model = load_model("tiny-pixart", device="cpu", fp8=True)
+    assert model.attentions[3].to_k.weight.dtype == torch.float8_e4m3fn
+    assert model.pipe.text_encoder.dtype == torch.float32  # only the denoiser
+    case = [Case(PROMPT, 7, (10, 13), TARGET)]
+    ours, exact = (generate_batch(m, case, settings(model))[0] for m in (model, load("tiny-pixart")))
+    assert 0 < np.abs(ours - exact).max() < 0.25, np.abs(ours - exact).max()
+
+
+def test_auto_offload_keeps_everything_on_the_device_while_it_fits_then_offloads():
+    from locolab.compute.models.memory import RESERVE, choose_offload
+
+    gib = 2**30
+    flux = {"transformer": 24 * gib, "text_encoder_2": 9 * gib, "text_encoder": gib // 4, "vae": gib // 6}
+    total = sum(flux.values())
+    assert choose_offload(flux, total + RESERVE) == "none"
+    assert choose_offload(flux, total + RESERVE - 1) == "model"
+    assert choose_offload(flux, 24 * gib + RESERVE) == "model"
+    assert choose_offload(flux, 24 * gib + RESERVE - 1) == "group"
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
@@ -337,11 +457,11 @@ def test_full_size_transformers_have_the_released_parameter_counts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux"])
+@pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     from sweep_helpers import table, write_config
 
-    count = 28 if name == "tiny-pixart" else 57
+    count = {"tiny-pixart": 28, "tiny-flux": 57, "tiny-sd3": 24, "tiny-sana": 20}[name]
     size = count - 3  # four windows: the machinery, not the science
     config = write_config(tmp_path / "c.yaml", name=f"e2e-{name}", model=name, guidance=4.5, window_sizes=[size],
                           families={"style": {"target": "a painting", "score_text": "style of {concept}",
@@ -351,17 +471,24 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     assert main(["sweep", config, "--artifacts", root, "--no-progress"]) == 0
     layers = table(root, "layers")
     assert len(layers) == count and len(table(root, "cases")) == 3 + 4  # original, target, all-layers; 4 windows
-    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}}[name]
+    kinds = {"tiny-pixart": {"cross": 28}, "tiny-flux": {"double": 19, "single": 38}, "tiny-sd3": {"joint": 24},
+             "tiny-sana": {"cross": 20}}[name]
     assert {block: sum(r["block"] == block for r in layers) for block in kinds} == kinds
+    if name == "tiny-sana":  # and the attention-contribution study with its top-k interventions
+        assert main(["contribution", config, "--top-k", "2,6", "--artifacts", root, "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "over 20 sites" in out and "k=6  sites [" in out
     assert main(["edit", "--model", name, "--family", "style", "--concept", "van gogh", "--layers", "5,6",
                  "--artifacts", root, "--eval", "--seeds", "0", "--steps", "2", "--size", "32", "--unrelated", "2",
                  "--other-concepts", "1"]) == 0
     out = capsys.readouterr().out
-    assert "evaluated van-gogh-loco-" in out and "bidirectional T5" in out
+    assert "evaluated van-gogh-loco-" in out and ("bidirectional T5" in out) == (name != "tiny-sana")
     record = json.loads(next((tmp_path / "root" / "edits").glob("*/edit.json")).read_text())
-    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux"}[name]
+    assert record["architecture"] == {"tiny-pixart": "pixart-alpha", "tiny-flux": "flux", "tiny-sd3": "sd3",
+                                      "tiny-sana": "sana"}[name]
     prefix = "transformer.transformer_blocks.5."
-    weights = {"tiny-pixart": ["attn2.to_k", "attn2.to_v"], "tiny-flux": ["attn.add_k_proj", "attn.add_v_proj"]}[name]
+    cross = name in ("tiny-pixart", "tiny-sana")
+    weights = ["attn2.to_k", "attn2.to_v"] if cross else ["attn.add_k_proj", "attn.add_v_proj"]
     from locolab.compute.edit.store import load_edit
 
     edit = load_edit(root, record["edit_id"])
@@ -369,6 +496,9 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     if name == "tiny-flux":
         assert record["keys_read_at"] == {"steps": 10, "guidance": 3.5, "height": 64, "width": 64, "seed": 0}
         assert record["num_keys"] == 4 * 10  # four source prompts, ten steps each
+    if name == "tiny-sd3":  # the concept in CLIP's part and in T5's: two keys per prompt and step
+        assert record["keys_read_at"] == {"steps": 10, "guidance": 4.5, "height": 64, "width": 64, "seed": 0}
+        assert record["num_keys"] == 4 * 10 * 2 and record["key_reading"] == "sequential"
 
 
 def test_t5_spreads_a_concept_before_it_where_no_locoedit_key_reaches(load):

@@ -1,6 +1,9 @@
 """``python -m compute edit`` / ``eval-edit``: edit folders, layers from a sweep, bad input, evaluation tables."""
 
 import json
+import socket
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -238,28 +241,28 @@ def test_diffquickfix_edits_text_encoder_layer_0_and_evaluates_with_it(tmp_path,
     assert _summary(folder)["edit_id"] == edit_id
 
 
-def test_neuron_edit_of_zero_units_evaluates_as_no_change(tmp_path):
-    args = EDIT + ["--method", "neuron", "--layers", "8,9", "--topk", "0", "--eval", "--artifacts", str(tmp_path)]
-    assert main(args + EVAL) == 0
-    rows = _eval_table(tmp_path)
-    before = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "before")
-    after = sorted((r["group"], r["prompt"], r["score"]) for r in rows if r["phase"] == "after")
-    assert before == after
-    summary = _summary(_only_edit(tmp_path)[1])
-    assert summary["specificity"] == 1.0
-    assert summary["efficacy_prompt_rate"] == summary["efficacy_prompt_rate_before"]
-    assert summary["efficacy_score_drop"] == 0.0
-    # The battery of an identity edit on a real (tiny) model, with only the scorer's weights: bit-identical pairs at
-    # distance 0, no shift, nothing flagged, the optional detectors skipped with their reasons.
-    battery = summary["battery"]
+def test_an_evaluation_on_tiny_sd1_needs_only_the_scorer_weights(tmp_path):
+    """The battery on a real (tiny) model with only the scorer's weights: the run's CLIP judges zero-shot, the optional
+    detectors are skipped with their reasons."""
+    assert main(EDIT + ["--layers", "8,9", "--eval", "--artifacts", str(tmp_path)] + EVAL) == 0
+    battery = _summary(_only_edit(tmp_path)[1])["battery"]
     assert [d["id"] for d in battery["detectors"]] == ["clip-zero-shot:tiny-clip"]
     assert {s["id"]: s["reason"] for s in battery["skipped_detectors"]} == {
         "nudenet": "not a nudity concept",
         "imagenet:microsoft/resnet-50": "family 'style' is not an object family (objects, animals)"}
-    kept = battery["preservation"]
-    assert (kept["clip_distance"]["max"], kept["ssim_distance"]["max"], kept["changed"]["count"]) == (0.0, 0.0, 0)
-    assert battery["cmmd"]["value"] == 0.0 and battery["flags"] == [] and battery["effective"] is False
-    assert {r["ssim"] for r in rows if r["phase"] == "after"} == {1.0}
+
+
+def test_an_evaluation_rerun_clears_the_images_a_killed_one_left_half_written(tmp_path):
+    main(EDIT + ["--layers", "8,9", "--eval", "--artifacts", str(tmp_path)] + EVAL)
+    (summary,) = _only_edit(tmp_path)[1].glob("evals/*/eval.json")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().replace("-", "_")
+    debris = summary.parent / f".tmp-{host}-{int(dead.stdout)}-0123abcd-before-000-seed0.png"
+    debris.write_bytes(b"\x89PNG half")
+    summary.unlink()  # as if killed before its summary
+
+    assert main(EDIT + ["--layers", "8,9", "--eval", "--artifacts", str(tmp_path)] + EVAL) == 0
+    assert summary.is_file() and not debris.exists()
 
 
 def test_summary_names_the_score_drop_and_the_rates_of_prompts_and_images_with_intervals():

@@ -36,7 +36,7 @@ def test_unsupported_transformer_pipeline_names_the_supported_ones(tmp_path, cap
     code, err = run_cli(capsys, "layers", "--model", str(tmp_path))
     assert code == 2
     assert err.endswith("is a HunyuanDiTPipeline: unsupported pipeline, use an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF "
-                        "stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline")
+                        "stage I, PixArt-α/Σ, SANA, FLUX.1 or SD3 pipeline")
 
 
 def test_hub_id_while_offline_suggests_a_local_path(capsys):
@@ -99,6 +99,7 @@ def test_generate_writes_images_grid_and_settings(tmp_path, capsys):
     meta = json.loads((out / "generation.json").read_text())
     assert meta["truncated"] == {"prompt": True, "target": False}
     assert meta["seeds"] == [0, 1] and meta["steps"] == 2 and meta["width"] == 32
+    assert meta["noise"] == "cpu generator per case seed, float32 initial noise"  # as sweeps record it
     assert set(meta["versions"]) >= {"torch", "diffusers", "transformers"}
     window = [image for image in meta["images"] if image["window"] == [8, 10]]
     assert [image["layers"] for image in window][0] == ["up_blocks.1.attentions.1.transformer_blocks.0.attn2",

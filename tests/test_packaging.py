@@ -44,9 +44,10 @@ def test_the_wheel_ships_the_data_a_run_needs(installed):
                    "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
                    "compute/configs/style-sd-1.4.yaml", "contract/catalog/prompts/style.yaml",
                    "contract/catalog/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py",
-                   "dashboard/assets/favicon.png"):
-        assert needed in names, needed
-    assert not any(name.startswith(("tests/", "bench/", "artifacts/")) for name in names)
+                   "dashboard/views/layer_map.py", "dashboard/assets/favicon.png"):
+        assert f"locolab/{needed}" in names, needed
+    # One import name in site-packages: nothing generic (compute, contract, dashboard) beside it.
+    assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"locolab"}
 
 
 def test_locolab_layers_of_the_toy_world_runs_from_any_directory(installed, tmp_path):
@@ -54,7 +55,7 @@ def test_locolab_layers_of_the_toy_world_runs_from_any_directory(installed, tmp_
     done = _run(site, tmp_path, str(site / "bin" / "locolab"), "layers", "--model", "toyworld")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("16 cross-attention layers (sd1")
-    where = _run(site, tmp_path, sys.executable, "-c", "import compute; print(compute.__file__)")
+    where = _run(site, tmp_path, sys.executable, "-c", "import locolab; print(locolab.__file__)")
     assert where.stdout.strip().startswith(str(site))
 
 
@@ -67,7 +68,7 @@ def test_a_shipped_config_is_found_by_name_outside_the_repository(installed, tmp
 
 def test_the_readme_snippet_runs_against_the_installed_package(installed, tmp_path):
     _, site = installed
-    script = f"import compute\nassert compute.__file__.startswith({str(site)!r})\n" + readme_snippet()
+    script = f"import locolab\nassert locolab.__file__.startswith({str(site)!r})\n" + readme_snippet()
     done = _run(site, tmp_path, sys.executable, "-c", script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Localization(run notebook-" in done.stdout

@@ -159,8 +159,10 @@ def test_published_recipe_pairs_each_augmentation_with_the_same_augmentation_of_
     request = make_request(EditSpec("tiny-sd1", "style", "van gogh", "diffquickfix"), "float32")
     assert request["source_prompts"] == ["van gogh", "a photo of van gogh", "an image of van gogh",
                                          "a picture of van gogh"]
-    assert request["target_prompts"] == ["a painting", "a photo of a painting", "an image of a painting",
-                                         "a picture of a painting"]
+    # The notebook's pair: "van gogh" -> "painting", not the family's "a painting".
+    assert request["target"] == "painting"
+    assert request["target_prompts"] == ["painting", "a photo of painting", "an image of painting",
+                                         "a picture of painting"]
     assert (request["positions"], request["bias_in_values"], request["lambda"]) == ("subject+padding", True, 0.01)
     ours = make_request(EditSpec("tiny-sd1", "style", "van gogh", "diffquickfix-family"), "float32")
     assert ours["source_prompts"][1] == "a painting in the style of van gogh"

@@ -49,6 +49,7 @@ EDIT_VALUES = {
     "position": (5, {"method": "neuron", "layers": (8, 9)}),
     "positions": ("subject+padding", {"layers": (8, 9)}), "preserve_others": (True, {"layers": (8, 9)}),
     "prompt_set": ("toyworld", {"layers": (8, 9)}), "dtype": ("float16", {"layers": (8, 9)}),
+    "key_reading": ("parallel", {"layers": (8, 9)}),
 }
 EVAL_VALUES = {"seeds": (3, 4), "steps": 2, "guidance": 1.5, "size": 32, "scorer": "toyworld-clip", "unrelated": 5,
                "other_concepts": 0, "batch_size": 2}

@@ -318,19 +318,22 @@ def test_verify_repair_then_resume_equals_an_undamaged_run(reference, tmp_path, 
 @pytest.mark.slow
 def test_resume_redoes_only_units_whose_parts_or_images_are_damaged(reference, tmp_path, capsys):
     """Without verify: a unit is done only when its parts read back whole with one row per case and its images are
-    present; a foreign Parquet file among the tables is skipped, not a reason to fail."""
+    present and not cut off (README: a rerun "redoes damaged ones"); a foreign Parquet file among the tables is
+    skipped, not a reason to fail."""
     config, expected = reference
     root = tmp_path / "root"
     shutil.copytree(expected, root)
     _unit_parts(root, "cases")[0].write_bytes(b"PAR1 cut off")
     (root / _own_images(expected, _unit_parts(expected, "cases")[1])[0]).unlink()
+    cut = root / _own_images(expected, _unit_parts(expected, "cases")[2])[0]
+    cut.write_bytes(cut.read_bytes()[:-100])  # present, not whole
     pq.write_table(pa.table({"schema_version": pa.array([1], pa.int32()), "seed": ["zero"], "window_start": ["a"]}),
                    root / "tables" / "cases" / "part-foreign.parquet")
     capsys.readouterr()
 
     assert main(["sweep", config, "--artifacts", str(root), "--no-progress"]) == 0
 
-    assert "2 units run, 1 already done" in capsys.readouterr().out
+    assert "3 units run, 0 already done" in capsys.readouterr().out
     for name in ("cases", "scores"):
         assert table(root, name) == table(expected, name)
     assert _images(root) == _images(expected)

@@ -4,7 +4,8 @@ library modules a notebook calls too.
 
 Bad input prints one line naming the problem and the fix and exits with code 2: ``main`` is the one place that turns
 the known exception types into that line (``UserError``, a bad command line, an unreadable or unwritable path, the
-device running out of memory); anything else is a bug and keeps its traceback."""
+device running out of memory); anything else is a bug and keeps its traceback. Ctrl-C ends a command with one line
+and exit code 130, a closed output pipe (``| head``) with one line and 141, the shell's codes for those signals."""
 
 import argparse
 import contextlib
@@ -76,6 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status.report_to(args.status_file, args.command)
         code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's exit
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            status.report(stage="interrupted")
+        print("interrupted; rerun to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # later prints (and the exit's flush) go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            status.report(stage="failed", error="output pipe closed")
+        print("error: the output pipe closed before the command finished (its reader exited, e.g. `| head`); what "
+              "was stored is kept: rerun to resume", file=sys.stderr)
+        return 141
     except Exception as error:  # known kinds become one line; the rest re-raise below
         message = one_line(error)
         if message is None:

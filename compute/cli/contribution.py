@@ -8,6 +8,7 @@ from dataclasses import replace
 from locolab.compute.cli import status
 from locolab.compute.cli.options import add_run_options, add_spec_options, run_options, spec_values
 from locolab.compute.cli.sweep import print_stats, run_context
+from locolab.compute.models.loading import layer_count
 from locolab.compute.sweep.config import load_config, with_contribution
 from locolab.contract import store, summaries
 from locolab.contract.errors import UserError
@@ -33,10 +34,11 @@ def contribution_config(args):
 
 
 def run(args) -> None:
-    from locolab.compute.contribution.study import localization_cases, plan_localization
+    from locolab.compute.contribution.study import check_top_k, localization_cases, plan_localization
     from locolab.compute.runner import settings_of
 
     config = contribution_config(args)
+    check_top_k(config, layer_count(config.model))
     shard, num_shards, device = run_options(args)
     settings = settings_of(config)
     units = plan_localization(config, settings)
@@ -53,7 +55,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     status.report(stage="localizing")
     result = run_study(config, model, replace(run_context(args, root, shard, num_shards), began=began)).contribution
     print_stats(config.run_id, result.localized, root)

@@ -80,7 +80,8 @@ def run(args) -> None:
 
     def model():
         if not loaded:
-            loaded.append(load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload))
+            loaded.append(load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload,
+                                     fp8=args.fp8))
         return loaded[0]
 
     status.report(stage="editing")

@@ -120,5 +120,6 @@ def run(args) -> None:
     edit = load_edit(root, args.edit_id, RECORD_KEYS)
     evaluation = EvalSpec(**spec_values(EvalSpec, args))
     plan = plan_eval(edit.meta["model"], edit.meta, evaluation, args.allow_many_images)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload), edit, plan,
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload,
+                        fp8=args.fp8), edit, plan,
              evaluation, root)

@@ -37,13 +37,16 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> None:
     windows = [parse_window(w) for w in args.window or []]
+    if len(set(windows)) != len(windows):
+        repeated = next(w for w in windows if windows.count(w) > 1)
+        raise UserError(f"--window {repeated[0]}:{repeated[1]} is given twice: give each window once")
     spec = resolve(args.model)
     settings = Settings.defaults(spec, args.steps, args.guidance, args.size)
     check_out(args.out)
     if spec.num_layers is not None:  # known without loading: check the images' count before the model loads
         count = len(windows) if args.window_size is None else max(0, spec.num_layers - args.window_size + 1)
         check_image_count(len(args.seeds) * (2 + count), args.allow_many_images)
-    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     if args.window_size is not None:
         if args.window_size > len(model.layers):
             raise UserError(f"--window-size {args.window_size} exceeds the {len(model.layers)} layers")

@@ -11,6 +11,7 @@ from collections import Counter
 from locolab.compute.plan import launcher_shard
 from locolab.contract import bounds
 from locolab.contract.errors import UserError
+from locolab.contract.names import OFFLOADS
 from locolab.contract.specs import DTYPES, EvalSpec, flag_of, options
 from locolab.contract.store import DEFAULT_ROOT, ROOT_ENV
 
@@ -98,9 +99,15 @@ def check_image_count(count: int, allowed: bool, cap: int = bounds.MAX_IMAGES) -
         raise UserError(f"this would generate {count:,} images, more than the cap of {cap:,}: use fewer seeds (or "
                         f"prompts, windows, concepts), or pass {bounds.ALLOW_MANY}")
 def add_offload_option(parser) -> None:
-    """``--offload``: load the model with accelerate's model CPU offload (``load_model(offload=True)``)."""
-    parser.add_argument("--offload", action="store_true", help="model CPU offload (accelerate): components wait on the "
-                        "CPU and run on the device one at a time, e.g. FLUX.1 on a 24 GB GPU")
+    """``--offload [MODE]`` and ``--fp8``: where the model's weights wait (``load_model(offload=..., fp8=...)``)."""
+    parser.add_argument("--offload", nargs="?", const="model", default="auto", choices=OFFLOADS,
+                        help="where the weights wait: auto (default: on the device where they fit, else model, else "
+                             "group), none, model (--offload alone: accelerate's model CPU offload, components on "
+                             "the device one at a time, e.g. FLUX.1 on a 24 GB GPU) or group (diffusers' block-level "
+                             "group offload: one block at a time)")
+    parser.add_argument("--fp8", action="store_true",
+                        help="store the denoiser's weights in float8, cast layer by layer (half of bf16's memory; "
+                             "images change by the rounding)")
 
 
 def add_run_options(parser, unit_cases: str, dry_run: str) -> None:

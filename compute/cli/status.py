@@ -7,8 +7,10 @@ defined in ``contract.names.JOB_STATUS_KEYS``.
 """
 
 import json
+import os
 import time
 
+from locolab.contract.errors import UserError
 from locolab.contract.store import atomic_write
 
 _state: dict = {}
@@ -16,8 +18,12 @@ _path: str | None = None
 
 
 def report_to(path: str | None, command: str) -> None:
-    """Send this process's reports to ``path`` (None: report nowhere)."""
+    """Send this process's reports to ``path`` (None: report nowhere). The file is replaced at every report, so
+    an existing ``path`` must be a regular file (a device, pipe or folder would be replaced by one)."""
     global _path
+    if path and os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"--status-file {path} exists and is not a regular file (a device, pipe or folder, which a "
+                        "report would replace): name a file")
     _path = path
     _state.clear()
     _state.update(command=command, stage="starting", done=0, total=0, result={}, started_at=time.time())

@@ -49,7 +49,7 @@ def run(args) -> None:
 
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     status.report(stage="sweeping")
     outcome = run_study(config, model, replace(context, began=began))
     print_stats(config.run_id, outcome.stats, root)

@@ -46,7 +46,7 @@ def run(args) -> None:
         store.Store(root).check_writable()
     began = time.perf_counter()
     status.report(stage="loading", run_id=config.run_id)
-    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload)
+    model = load_model(config.model, device=device, dtype=args.dtype, offload=args.offload, fp8=args.fp8)
     plan = plan_trace(model, config, settings)
     mine = shard_units(plan.units, shard, num_shards)[:args.limit]
     print_plan(config, plan.units, mine, settings, plan.counts, shard, num_shards)

@@ -23,6 +23,7 @@ from locolab.compute.plan import PlannedCase, Unit, case_digest, digest, score_t
 from locolab.compute.settings import Settings
 from locolab.compute.sweep.config import SweepConfig
 from locolab.contract import store, summaries
+from locolab.contract.errors import UserError
 from locolab.contract.names import ATTENTION_CONTRIBUTION, CONTRIBUTION, CROSS_ATTENTION, TOP_K
 
 
@@ -145,6 +146,15 @@ class StudyResult:
     swap_pooled: bool
 
 
+def check_top_k(config: SweepConfig, num_sites: int) -> None:
+    """Refuse a top-k larger than the model's sites: it would feed every site, as k = ``num_sites`` does, and store
+    the same intervention twice under two names."""
+    over = [k for k in config.contribution.top_k if k > num_sites]
+    if over:
+        raise UserError(f"top-k {over[0]} exceeds the {num_sites} text-reading sites of {config.model}: use k from 1 "
+                        f"to {num_sites} (--top-k or the config's contribution.top_k)")
+
+
 def run_study(config: SweepConfig, model: Model, settings: Settings, root: str, batch_size: int | None = None,
               shard: int = 0, num_shards: int = 1, limit: int | None = None, show_progress: bool = True,
               began: float | None = None) -> StudyResult:
@@ -162,6 +172,7 @@ def run_study(config: SweepConfig, model: Model, settings: Settings, root: str, 
     from locolab.compute.plan import shard_units
     from locolab.compute.sweep import run as sweep
 
+    check_top_k(config, len(model.layers))
     spec = config.contribution
     swap_pooled = model.arch.topk_swaps_pooled if spec.swap_pooled is None else spec.swap_pooled
     details = {"swap_pooled": swap_pooled, "swap": model.arch.swap_note,

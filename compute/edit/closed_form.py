@@ -28,7 +28,7 @@ from locolab.compute.settings import Settings
 from locolab.compute.tokens import (
     aligned_positions,
     last_token_position,
-    position_in_model,
+    sequence_parts,
     shares_text,
     subject_position,
     text_rows,
@@ -91,13 +91,16 @@ class KeysValues:
     keys: torch.Tensor
     values: torch.Tensor
     prompts: list[str]
-    positions: list[int]
-    target_position: int
+    positions: list[int] | list[list[int]]
+    target_position: int | list[int]
 
 
 def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequence[str], padding: bool = False,
                         preserve: Sequence[str] = (), layer: int = 0, encoder=None, read=None) -> KeysValues:
     """Keys at the last subject token of each source prompt; values = the target at its last token, one per key.
+    Where the sequence has two parts holding the prompt (SD3: CLIP's, then T5's; ``tokens.sequence_parts``), keys
+    are read in each part, each mapped to the target's last token in the same part; ``positions`` and
+    ``target_position`` then list one position per part.
 
     Args:
         model: the model whose text encoder(s) give the embeddings.
@@ -118,26 +121,38 @@ def subject_keys_values(model: Model, concept: str, target: str, prompts: Sequen
     """
     if not prompts:
         raise UserError("no source prompts")
-    positions = [position_in_model(model, lambda t, p=prompt: subject_position(t, p, concept)) for prompt in prompts]
-    target_position = position_in_model(model, lambda t: last_token_position(t, target))
-    if target_position < 1:
+    parts = [sequence_parts(model, lambda t, p=prompt: subject_position(t, p, concept)) for prompt in prompts]
+    target_parts = sequence_parts(model, lambda t: last_token_position(t, target))
+    if any(position - start < 1 for position, start, _ in target_parts):
         raise UserError("empty target prompt: give a non-empty --target")
     encoder = encoder or make_encoder(model)
     read = read or (lambda prompt: text_rows(model, layer, encoder, prompt)[None])
     goal = read(target)
     width = goal.shape[-1]
     keys, values = [], []
-    for prompt, position in zip(prompts, positions):
-        at, to = aligned_positions(position, target_position, goal.shape[1], padding)
+    for prompt, prompt_parts in zip(prompts, parts):
+        at, to = [], []
+        for (position, start, end), (goal_position, _, _) in zip(prompt_parts, target_parts):
+            part_at, part_to = aligned_positions(position - start, goal_position - start,
+                                                 (end or goal.shape[1]) - start, padding)
+            at += [start + i for i in part_at]
+            to += [start + i for i in part_to]
         keys.append(read(prompt)[:, at].reshape(-1, width))
         values.append(goal[:, to].reshape(-1, width))
     kept = []
     for prompt in preserve:
         rows = read(prompt)
-        end = rows.shape[1] if rows.shape[0] == 1 else position_in_model(
-            model, lambda t, p=prompt: last_token_position(t, p)) + 2
-        kept.append(rows[:, :end].reshape(-1, width))
-    return KeysValues(torch.cat(keys + kept), torch.cat(values + kept), list(prompts), positions, target_position)
+        if rows.shape[0] == 1:
+            kept.append(rows.reshape(-1, width))
+            continue
+        ends = sequence_parts(model, lambda t, p=prompt: last_token_position(t, p))
+        kept.append(torch.cat([rows[:, start:position + 2] for position, start, _ in ends], 1).reshape(-1, width))
+
+    def shown(found):
+        return [position for position, _, _ in found] if len(found) > 1 else found[0][0]
+
+    return KeysValues(torch.cat(keys + kept), torch.cat(values + kept), list(prompts), [shown(p) for p in parts],
+                      shown(target_parts))
 
 
 def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
@@ -151,7 +166,8 @@ def check_layers(model: Model, layers: Sequence[int]) -> list[int]:
     if single:
         raise UserError(f"layers {single} are single-stream blocks, whose to_k/to_v project the text and the image "
                         "tokens alike: a closed-form edit there would change every image token's keys and values too; "
-                        f"edit double-stream blocks (0..{min(single) - 1}) instead")
+                        f"edit double-stream blocks (0..{sum(layer.block != SINGLE for layer in model.layers) - 1}) "
+                        "instead")
     return sorted(set(layers))
 
 
@@ -161,13 +177,16 @@ def key_settings(model: Model) -> Settings:
 
 
 def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target: str, prompts: Sequence[str],
-                      padding: bool = False, preserve: Sequence[str] = ()) -> dict[int, KeysValues]:
+                      padding: bool = False, preserve: Sequence[str] = (), sequential: bool = True,
+                      lam: float = DEFAULT_LAMBDA) -> dict[int, KeysValues]:
     """Per edited layer, the keys and values its text projections read (arguments as ``subject_keys_values``).
 
     Where the layers read the same text (SD families, PixArt) they share one ``KeysValues`` object, so one factor
     serves them all (docs/method.md §4); DeepFloyd IF's layers each normalize the text their own way and get their
     own; a joint-attention transformer's blocks each read their own text stream, recorded during generations of the
-    prompts with the model's default settings and seed ``KEY_SEED`` (``stream.text_inputs``).
+    prompts with the model's default settings and seed ``KEY_SEED`` (``stream.text_inputs``). There, ``sequential``
+    reads the blocks in order, each through the earlier ones already edited with ridge weight ``lam`` (an earlier
+    block's edit moves every later block's text input); otherwise all are read from the unedited model at once.
     """
     layers = check_layers(model, layers)
     encoder = make_encoder(model)
@@ -175,9 +194,24 @@ def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target:
         from locolab.compute.stream import text_inputs
 
         every = list(dict.fromkeys([target, *prompts, *preserve]))
-        recorded = text_inputs(model, layers, every, key_settings(model), KEY_SEED)
-        return {layer: subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder,
-                                           recorded[layer].__getitem__) for layer in layers}
+
+        def stream_read(chosen):
+            recorded = text_inputs(model, chosen, every, key_settings(model), KEY_SEED)
+            return {layer: subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder,
+                                               recorded[layer].__getitem__) for layer in chosen}
+
+        if not sequential:
+            return stream_read(layers)
+        found, originals = {}, {}
+        try:
+            for layer in layers:
+                found.update(stream_read([layer]))
+                if layer != layers[-1]:
+                    factor = solve_factor(found[layer].keys, found[layer].values, lam)
+                    originals.update(_swap_weights(model.pipe, edited_weights(model, {layer: factor})))
+        finally:
+            _swap_weights(model.pipe, originals)
+        return found
 
     def read(layer):
         return subject_keys_values(model, concept, target, prompts, padding, preserve, layer, encoder)

@@ -26,6 +26,7 @@ beside it, never over it.
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,9 +52,12 @@ from locolab.contract.store import (
     atomic_write,
     exists,
     file_problem,
+    is_url,
     join,
     part_path,
+    png_ends,
     read_bytes,
+    remove_stale_temps,
     resolve_root,
     write_png_atomic,
     write_table,
@@ -260,7 +264,10 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
     if data.num_rows != rows or set(data["eval_id"].to_pylist()) != {evaluation}:
         return f"scores part has {data.num_rows} rows, not {rows}"
     missing = [p for p in data["image_path"].to_pylist() if not p or not exists(join(root, p))]
-    return f"{len(missing)} image(s) missing" if missing else None
+    if missing:
+        return f"{len(missing)} image(s) missing"
+    cut = [p for p in data["image_path"].to_pylist() if not png_ends(join(root, p))]
+    return f"{len(cut)} image(s) cut off" if cut else None
 
 
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
@@ -295,6 +302,8 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     folder = eval_folder(edit.edit_id, evaluation)
     if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
         return {**renamed_metrics(json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}")))), "reused": True}
+    if not is_url(root) and os.path.isdir(join(root, folder)):  # a killed evaluation's half-written images
+        remove_stale_temps(join(root, folder))
     done = 0
 
     def count(images: int) -> None:

@@ -59,6 +59,13 @@ class EncoderKeys:
 AUGMENTATIONS = ("{}", "a photo of {}", "an image of {}", "a picture of {}")
 
 
+def notebook_target(family_target: str) -> str:
+    """The published recipe's default target: the family's target without its article, as the notebook pairs
+    "van gogh" with "painting" (not "a painting"); a target without an article is kept."""
+    first, _, rest = family_target.partition(" ")
+    return rest if first.lower() in ("a", "an", "the") and rest else family_target
+
+
 def augmented(text: str) -> list[str]:
     """The published recipe's prompts for ``text``: itself and its three augmentations."""
     return [template.format(text) for template in AUGMENTATIONS]

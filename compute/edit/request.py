@@ -21,13 +21,13 @@ from locolab.compute.edit import closed_form as loco
 from locolab.compute.edit import quickfix
 from locolab.compute.edit.neuron import rank_units
 from locolab.compute.edit.store import edit_dir, load_edit, save_edit
-from locolab.compute.models.architectures import SINGLE
-from locolab.compute.models.loading import Model, layer_count
+from locolab.compute.models.architectures import ARCHITECTURES, SINGLE
+from locolab.compute.models.loading import Model, layer_count, resolve
 from locolab.compute.provenance import versions
 from locolab.compute.sweep.config import load_config
 from locolab.contract.catalog.attributes import attribute_family, prompt_set_for
 from locolab.contract.errors import UserError
-from locolab.contract.names import EDIT_METHODS, SUBJECT_PADDING
+from locolab.contract.names import EDIT_METHODS, KEY_READINGS, SUBJECT_PADDING
 from locolab.contract.specs import EditSpec
 from locolab.contract.store import Store
 from locolab.contract.summaries import concept_summary
@@ -69,7 +69,8 @@ def edit_id(request: dict) -> str:
     return f"{slug}-{request['method']}-{digest}"
 
 
-def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None = None) -> dict:
+def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None = None,
+                 stream: bool | None = None) -> dict:
     """What determines an edit (its id is a digest of this), resolved from ``spec``: the prompts of its family, its
     target, its layers (from a stored sweep with ``from_run``), and the dtype the weights are computed in; no model
     is loaded.
@@ -80,13 +81,18 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         root: the artifact root ``spec.from_run`` is read from.
         num_layers: the model's layer count (default: read from its config by name); the spec's layers are checked
             against it.
+        stream: whether the model's blocks read a joint text stream (FLUX.1, SD3; default: from its architecture, by
+            name); only there is ``spec.key_reading`` recorded (sequential unless given).
     """
     method = EDIT_METHODS[spec.method]
     if num_layers is not None:
         spec.check_layers(num_layers)
     prompt_set = prompt_set_for(spec.model, spec.prompt_set)
     attributes = attribute_family(spec.family, prompt_set)
-    target = spec.target if spec.target is not None else attributes.target_for(spec.concept)
+    target = spec.target
+    if target is None:  # the published DiffQuickFix recipe pairs the concept with the family target's noun
+        target = attributes.target_for(spec.concept)
+        target = quickfix.notebook_target(target) if method.published else target
     published = method.published and not spec.prompts  # the published recipe's own prompts
     request = {"model": spec.model, "family": attributes.name, "prompt_set": prompt_set, "concept": spec.concept,
                "target": target, "method": spec.method, "dtype": dtype,
@@ -113,6 +119,12 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
                        concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
     elif not method.text_encoder:
         request["lambda"] = spec.lam
+        stream = ARCHITECTURES[resolve(spec.model).arch].stream if stream is None else stream
+        if spec.key_reading and not stream:
+            raise UserError("--key-reading is for joint-attention models (FLUX.1, SD3), whose blocks read a text "
+                            "stream: drop it")
+        if stream:
+            request["key_reading"] = spec.key_reading or KEY_READINGS[0]
     request[SPEC_KEY] = spec.to_dict()
     return request
 
@@ -122,9 +134,6 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         meta["layers"] = [i for i in meta["layers"] if model.layers[i].block != SINGLE]
     layers = loco.check_layers(model, meta["layers"])
     meta.update(layer_paths=[model.layers[i].path for i in layers], num_layers=len(model.layers))
-    if model.arch.segments:
-        raise UserError(f"--method {meta['method']} is not available on {model.arch.name}: its text sequence holds the "
-                        "concept twice (CLIP's and T5's tokens), and LocoLab keys one position per prompt")
     holds_units = EDIT_METHODS[meta["method"]].holds_units
     if holds_units and model.arch.stream:
         raise UserError(f"--method neuron ranks units on the text a layer reads, which {model.arch.name}'s joint "
@@ -138,7 +147,8 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         return loco.Edit(meta, units=units)
     by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
                                       padding=meta.get("positions") == SUBJECT_PADDING,
-                                      preserve=meta.get("preserve_prompts", ()))
+                                      preserve=meta.get("preserve_prompts", ()),
+                                      sequential=meta.get("key_reading") == KEY_READINGS[0], lam=meta["lambda"])
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
     meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),

@@ -8,16 +8,17 @@ Two kinds of denoiser (``Architecture.denoiser``, the pipeline attribute):
 
 - UNets (``pipe.unet``: SD-1.x/2.x/XL, DeepFloyd IF stage I). The text-reading sites are the attentions with text
   keys and values (``attn2``; IF: ``add_k_proj``/``add_v_proj``), found by ``layers.find_layers``.
-- Diffusion transformers (``pipe.transformer``). Cross-attention DiTs (PixArt-α/Σ) read the caption in every
-  block's ``attn2``, after the transformer's caption projection, with the tokenizer's padding mask as an additive
-  bias: text enters as an embedding, exactly as in a UNet, and LocoGen's swap is unchanged (the mask is swapped with
-  the text). Joint-attention DiTs (FLUX.1, SD3) keep a text *stream* beside the image stream: each joint block
-  attends over [text; image] tokens, text projected by ``add_q/k/v_proj``, and updates both streams (FLUX's single-
-  stream blocks then attend over the concatenated sequence with one set of projections). What a joint block reads
-  depends on the image tokens of every earlier block and on the timestep, so the knowledge-free prompt's text at a
-  block exists only inside a generation of that prompt: see ``JOINT_SWAP``.
+- Diffusion transformers (``pipe.transformer``). Cross-attention DiTs (PixArt-α/Σ, SANA) read the caption in every
+  block's ``attn2``, after the transformer's caption projection (SANA: and an RMS norm), with the tokenizer's padding
+  mask as an additive bias: text enters as an embedding, exactly as in a UNet, and LocoGen's swap is unchanged (the
+  mask is swapped with the text). Joint-attention DiTs (FLUX.1, SD3) keep a text *stream* beside the image stream:
+  each joint block attends over [text; image] tokens, text projected by ``add_q/k/v_proj``, and updates both streams
+  (FLUX's single-stream blocks then attend over the concatenated sequence with one set of projections). What a joint
+  block reads depends on the image tokens of every earlier block and on the timestep, so the knowledge-free prompt's
+  text at a block exists only inside a generation of that prompt: see ``JOINT_SWAP``.
 """
 
+import inspect
 from dataclasses import dataclass, field
 
 import diffusers
@@ -125,7 +126,8 @@ class Architecture:
         if self.name == "if":
             return Conditioning(pipe.encode_prompt(prompt, False, 1, device, clean_caption=False)[0])
         if self.text_mask:
-            cond, mask, _, _ = pipe.encode_prompt(prompt, False, device=device, clean_caption=False)
+            extra = {"complex_human_instruction": instruction(pipe)} if self.name == "sana" else {}
+            cond, mask, _, _ = pipe.encode_prompt(prompt, False, device=device, clean_caption=False, **extra)
             return Conditioning(cond, {"prompt_attention_mask": mask})
         if self.name == "flux":
             cond, pooled, _ = pipe.encode_prompt(prompt, None, device=device, max_sequence_length=text_tokens(pipe))
@@ -191,7 +193,8 @@ class Architecture:
         text = text.to(device=param.device, dtype=param.dtype)
         if self.denoiser == "unet":
             return denoiser.process_encoder_hidden_states(text, {})
-        return denoiser.caption_projection(text).view(text.shape[0], -1, denoiser.config.cross_attention_dim)
+        text = denoiser.caption_projection(text).view(text.shape[0], -1, denoiser.config.cross_attention_dim)
+        return denoiser.caption_norm(text) if self.name == "sana" else text
 
     def mask_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """A (B, T) keep-mask of the text as the cross-attention reads it: the additive (B, 1, T) bias the PixArt
@@ -238,6 +241,8 @@ class Architecture:
             return {**inputs, "encoder_hidden_states": zeros(rows, text_tokens, config.joint_attention_dim),
                     "pooled_projections": zeros(rows, config.pooled_projection_dim)}
         inputs["encoder_hidden_states"] = zeros(rows, text_tokens, config.caption_channels)
+        if self.name == "sana":
+            return inputs
         extra = ({"resolution": zeros(rows, 2), "aspect_ratio": zeros(rows, 1)} if denoiser.use_additional_conditions
                  else {"resolution": None, "aspect_ratio": None})
         return {**inputs, "added_cond_kwargs": extra}
@@ -245,6 +250,12 @@ class Architecture:
     def token_side(self, denoiser, latent_side: int) -> int:
         """Image tokens per side of a transformer whose latent is ``latent_side`` samples wide."""
         return latent_side // (getattr(denoiser.config, "patch_size", 1) * self.patch)
+
+
+def instruction(pipe) -> list[str]:
+    """SANA's system instruction (``complex_human_instruction``, the pipeline's default): every prompt is encoded
+    behind it, and its caption keeps the first token and the last 299 of the result (``tokens.InstructedTokenizer``)."""
+    return inspect.signature(type(pipe).__call__).parameters["complex_human_instruction"].default
 
 
 def text_tokens(pipe) -> int:
@@ -289,6 +300,11 @@ ARCHITECTURES = {f.name: f for f in (
                               ("requires_safety_checker", False))),
     Architecture("pixart-alpha", "PixArtAlphaPipeline", **_PIXART),
     Architecture("pixart-sigma", "PixArtSigmaPipeline", **_PIXART),
+    # SANA: PixArt's cross-attention layout behind a Gemma-2 decoder (causal, as CLIP) reading the prompt after a
+    # system instruction; text enters only through attn2, so swapping every block reproduces the target.
+    Architecture("sana", "SanaPipeline", _DIT_CROSS_NOTE.format(norm=" and caption_norm"), denoiser="transformer",
+                 text_mask=True, vae_scale=32,
+                 call_options=(("use_resolution_binning", False), ("negative_prompt", None))),
     Architecture("flux", "FluxPipeline",
                  JOINT_SWAP + "; no classifier-free batch (guidance distilled into an embedding); the pooled CLIP "
                  "embedding in the time embedding kept from the original prompt unless swap_pooled",
@@ -303,7 +319,11 @@ ARCHITECTURES = {f.name: f for f in (
                  JOINT_SWAP + "; unconditional rows untouched; the pooled CLIP embeddings in the time embedding kept "
                  "from the original prompt unless swap_pooled", target_equals_all_layers=False, denoiser="transformer",
                  stream=True, text_projections=("add_k_proj", "add_v_proj"), pooled=("pooled_prompt_embeds",),
-                 segments=("tokenizer", "tokenizer_3")),
+                 segments=("tokenizer", "tokenizer_3"),
+                 edit_note="SD3 reads the concept twice, in both CLIPs' part of its text sequence and in the "
+                           "bidirectional T5's part: keys are read at the concept's last token in each part, at each "
+                           "edited block's text input during generation; T5 spreads part of the concept over earlier "
+                           "tokens, where no key reaches"),
 )}
 
 

@@ -14,10 +14,12 @@ from locolab.compute.models.architectures import ARCHITECTURES, Architecture, ar
 from locolab.compute.models.full_size import BUILDERS as FULL_SIZE
 from locolab.compute.models.full_size import build_full_size
 from locolab.compute.models.layers import Layer, find_layers, find_transformer_layers
+from locolab.compute.models.memory import place
 from locolab.compute.models.tiny import build_tiny
 from locolab.compute.paths import model_source
 from locolab.contract.catalog.registry import MODELS, ModelSpec
 from locolab.contract.errors import UserError
+from locolab.contract.names import OFFLOADS
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -34,8 +36,8 @@ class Model:
         pipe: the diffusers pipeline.
         layers: the text-reading attention layers (LocoGen's layers), in forward order.
         attentions: the attention module of each layer, in the same order.
-        offload: the pipeline's components wait on the CPU and move to the accelerator while they run (accelerate's
-            model CPU offload, ``load_model(offload=True)``).
+        offload: the pipeline's weights wait on the CPU and move to the accelerator while they run (model or group
+            offload, ``load_model(offload=...)``).
     """
 
     name: str
@@ -65,7 +67,7 @@ class Model:
         resolution = resolution or default_resolution(dict(denoiser.config), latent_scale(pipe))
         pipe.set_progress_bar_config(disable=True)
         return _wrap(ModelSpec(name or type(pipe).__name__, arch.name, None, resolution), pipe,
-                     offload=getattr(pipe, "_offload_device", None) is not None)
+                     offload=getattr(pipe, "_offload_device", None) is not None or _group_offloaded(denoiser))
 
     @property
     def denoiser(self) -> torch.nn.Module:
@@ -86,7 +88,17 @@ class Model:
         return latent_scale(self.pipe)
 
 
-SUPPORTED = "an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ, FLUX.1 or SD3 pipeline"
+SUPPORTED = "an SD-1.x, SD-2.x, SD-XL, DeepFloyd IF stage I, PixArt-α/Σ, SANA, FLUX.1 or SD3 pipeline"
+
+
+def _group_offloaded(module) -> bool:
+    from diffusers.hooks.group_offloading import _get_group_onload_device
+
+    try:
+        _get_group_onload_device(module)
+    except ValueError:
+        return False
+    return True
 
 
 def default_resolution(config: dict, scale: int) -> int:
@@ -220,7 +232,8 @@ def resolve(name: str) -> ModelSpec:
                     "a local pipeline directory or a hub id (org/name)")
 
 
-def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0, offload: bool = False) -> Model:
+def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int = 0, offload: bool | str = "auto",
+               fp8: bool = False) -> Model:
     """Load a model for generation and interventions.
 
     Args:
@@ -228,15 +241,21 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         device: ``auto`` (cuda > mps > cpu) or a torch device string.
         dtype: ``auto`` (float16 on accelerators, float32 on CPU), ``float32``, ``float16`` or ``bfloat16``.
         seed: weight seed of built-in tiny models.
-        offload: keep the components on the CPU and move each to ``device`` while it runs (accelerate's model CPU
-            offload: a 12B FLUX.1 in bf16 on a 24 GB GPU); only the running component occupies the accelerator.
+        offload: where the weights wait (``memory.OFFLOADS``): ``auto`` (default: all on the device where they fit,
+            else model, else group offload), ``none``, ``model`` (accelerate's model CPU offload: a 12B FLUX.1 in
+            bf16 on a 24 GB GPU; True says the same) or ``group`` (diffusers' block-level group offload).
+        fp8: store the denoiser's weights in float8, cast per layer (``memory``; images change by the rounding).
     """
+    offload = {True: "model", False: "none"}.get(offload, offload)
+    if offload not in OFFLOADS:
+        raise UserError(f"unknown offload {offload!r}: use one of {', '.join(OFFLOADS)}")
     spec = resolve(name)
     arch = ARCHITECTURES[spec.arch]
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
     if spec.name in FULL_SIZE:
-        pipe = build_full_size(spec.name, torch.device("cpu") if offload else torch_device, torch_dtype, seed=seed)
+        on_device = offload == "none" or (offload == "auto" and torch_device.type != "cuda")
+        pipe = build_full_size(spec.name, torch_device if on_device else torch.device("cpu"), torch_dtype, seed=seed)
     elif spec.builtin:
         pipe = build_tiny(spec.name, seed=seed)
     else:
@@ -253,12 +272,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         pipe.set_progress_bar_config(disable=True)
     if spec.builtin and torch_dtype != torch.float32:
         pipe.to(dtype=torch_dtype)
-    if offload:
-        # Weights stay on the CPU; each component moves to the device while it runs, then back.
-        pipe.enable_model_cpu_offload(device=torch_device)
-    else:
-        pipe.to(torch_device)
-    return _wrap(spec, pipe, offload)
+    placed = place(pipe, torch_device, offload, fp8, arch.denoiser)
+    return _wrap(spec, pipe, placed != "none")
 
 
 def layer_count(name: str) -> int:

@@ -3,13 +3,15 @@
 Each builder is deterministic in its seed and does not touch the global RNG. The CLIP text encoders use the real CLIP
 BPE tokenizer, so token positions (last subject token, end-of-text, padding) behave as in the released checkpoints;
 the T5 encoders (tiny-if, tiny-pixart, tiny-flux) use a T5 tokenizer built from the same vocabulary
-(``t5_tokenizer``).
+(``t5_tokenizer``), tiny-sana's Gemma-2 a Gemma-style one (``gemma_tokenizer``: ``<bos>`` first, no end token).
 """
 
+import json
 import math
 
 import torch
 from diffusers import (
+    AutoencoderDC,
     AutoencoderKL,
     DDIMScheduler,
     DDPMScheduler,
@@ -23,16 +25,22 @@ from diffusers import (
     PixArtSigmaPipeline,
     PixArtTransformer2DModel,
     PNDMScheduler,
+    SanaPipeline,
+    SanaTransformer2DModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from tokenizers import Tokenizer
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
+    Gemma2Config,
+    Gemma2Model,
+    PreTrainedTokenizerFast,
     T5Config,
     T5EncoderModel,
     T5TokenizerFast,
@@ -146,6 +154,26 @@ def t5_tokenizer(max_length: int = 77) -> T5TokenizerFast:
     return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
 
 
+GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")  # Gemma's ids 0-3
+
+
+def gemma_tokenizer(max_length: int = 300) -> PreTrainedTokenizerFast:
+    """A Gemma-style tokenizer: ``t5_tokenizer``'s pieces behind Gemma's special ids (``<pad>`` 0, ``<eos>`` 1,
+    ``<bos>`` 2, ``<unk>`` 3), ``<bos>`` before every text and no end token, as SANA's Gemma-2 reads prompts."""
+    spec = json.loads(t5_tokenizer().backend_tokenizer.to_str())
+    spec["model"]["vocab"] = [[token, 0.0] for token in GEMMA_SPECIALS] + spec["model"]["vocab"][3:]
+    spec["model"]["unk_id"] = GEMMA_SPECIALS.index("<unk>")
+    spec["added_tokens"] = [{"id": i, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
+                             "normalized": False, "special": True} for i, token in enumerate(GEMMA_SPECIALS)]
+    bos = {"SpecialToken": {"id": "<bos>", "type_id": 0}}
+    spec["post_processor"] = {"type": "TemplateProcessing", "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+                              "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}},
+                                       {"Sequence": {"id": "B", "type_id": 0}}],
+                              "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), bos_token="<bos>",
+                                   eos_token="<eos>", pad_token="<pad>", unk_token="<unk>", model_max_length=max_length)
+
+
 def _t5_encoder(tokenizer: T5TokenizerFast, width: int = TEXT_WIDTH) -> T5EncoderModel:
     """A two-layer T5 v1.1-style encoder (gated GELU, relative positions: reads any sequence length)."""
     return T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=width, d_kv=8, d_ff=2 * width, num_layers=2,
@@ -186,6 +214,13 @@ TRANSFORMER_CONFIGS = {
                      num_attention_heads=2, joint_attention_dim=2 * TEXT_WIDTH, caption_projection_dim=16,
                      pooled_projection_dim=2 * TEXT_WIDTH, out_channels=4, pos_embed_max_size=16,
                      dual_attention_layers=tuple(range(13)), qk_norm="rms_norm"),
+    # SANA-1600M: 20 blocks, each a linear self-attention, a cross-attention (attn2) on the Gemma-2 caption after the
+    # transformer's caption projection and RMS norm, and a gated conv feed-forward; 1x1 patches of a 32x latent
+    # (DC-AE: 32 channels, 8 here).
+    "tiny-sana": dict(sample_size=16, num_layers=20, num_attention_heads=2, attention_head_dim=8, in_channels=8,
+                      out_channels=8, patch_size=1, num_cross_attention_heads=2, cross_attention_head_dim=8,
+                      cross_attention_dim=16, caption_channels=TEXT_WIDTH, mlp_ratio=2.5,
+                      norm_elementwise_affine=False, norm_eps=1e-6),
 }
 
 
@@ -240,9 +275,27 @@ def tiny_sd3() -> StableDiffusion3Pipeline:
         text_encoder_3=_t5_encoder(tokenizer, 2 * TEXT_WIDTH), tokenizer_3=tokenizer)
 
 
+def tiny_sana() -> SanaPipeline:
+    """SANA-1600M layout: 20 blocks whose attn2 reads the Gemma-2 caption (the prompt behind the pipeline's system
+    instruction, 300 positions, padding masked) after caption projection and RMS norm; a deep-compression
+    autoencoder (4x here, 32x released); flow-matching DPM-Solver++."""
+    tokenizer = gemma_tokenizer()
+    encoder = Gemma2Model(Gemma2Config(vocab_size=len(tokenizer), hidden_size=TEXT_WIDTH, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                       pad_token_id=0, eos_token_id=1, bos_token_id=2, sliding_window=64))
+    vae = AutoencoderDC(in_channels=3, latent_channels=8, attention_head_dim=8, encoder_block_out_channels=(8, 16, 16),
+                        decoder_block_out_channels=(8, 16, 16), encoder_layers_per_block=(1, 1, 1),
+                        decoder_layers_per_block=(1, 1, 1), encoder_qkv_multiscales=((), (), ()),
+                        decoder_qkv_multiscales=((), (), ()), scaling_factor=0.41407)
+    scheduler = DPMSolverMultistepScheduler(beta_schedule="linear", prediction_type="flow_prediction",
+                                            use_flow_sigmas=True, flow_shift=3.0)
+    return SanaPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=vae, scheduler=scheduler,
+                        transformer=SanaTransformer2DModel(**TRANSFORMER_CONFIGS["tiny-sana"]))
+
+
 BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, "tiny-if": tiny_if,
             "tiny-pixart": tiny_pixart, "tiny-pixart-sigma": tiny_pixart_sigma, "tiny-flux": tiny_flux,
-            "tiny-sd3": tiny_sd3}
+            "tiny-sd3": tiny_sd3, "tiny-sana": tiny_sana}
 
 
 def build_tiny(name: str, seed: int = 0):

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import yaml
 
+from locolab.compute.yaml_safe import load_yaml
 from locolab.contract.errors import UserError
 from locolab.contract.names import ATTENTION_CONTRIBUTION, FAMILIES, TRACE
 from locolab.contract.specs import (
@@ -160,6 +161,8 @@ def _family(check: _Checker, name: str, raw) -> FamilySpec:
         if not isinstance(raw[key], list) or not raw[key]:
             check.fail(f"{path}.{key}", "expected a non-empty list", f"write e.g. {example}")
     templates = [_template(check, f"{path}.templates[{i}]", t) for i, t in enumerate(raw["templates"])]
+    if len({t.prompt for t in templates}) != len(templates):
+        check.fail(f"{path}.templates", "duplicate templates", "list each template once")
     concepts = [_concept(check, f"{path}.concepts[{i}]", c, score_text) for i, c in enumerate(raw["concepts"])]
     names = [c.name for c in concepts]
     if len(set(names)) != len(names):
@@ -312,7 +315,7 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
         shipped = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
         raise ConfigError(f"{path}: no such config file; give a path or a shipped config ({shipped})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file; give a YAML sweep config") from None
     except yaml.YAMLError as exc:

@@ -88,9 +88,9 @@ def part_problem(root: str, table: str, part: str, model: str, unit: Unit, reade
 def unit_problem(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None
                  ) -> str | None:
     """Why a unit is not done, or None: each scorer's scores part and the cases part must read back whole with one
-    row per planned case (``part_problem``), and every image must be present. A killed run leaves scores parts
-    without the cases part (cases is written last); damage leaves a part unreadable, short or foreign, or an image
-    gone.
+    row per planned case (``part_problem``), and every image must be present and end as a whole PNG
+    (``store.png_ends``). A killed run leaves scores parts without the cases part (cases is written last); damage
+    leaves a part unreadable, short or foreign, or an image gone or cut off.
 
     Args:
         scorers: the run's scorer ids (one scores part each).
@@ -103,8 +103,12 @@ def unit_problem(root: str, model: str, unit: Unit, scorers: tuple[str, ...], im
         if problem:
             return problem
     present = image_names(root, model) if images is None else images
-    missing = sorted({case.image_key for case in unit.cases if f"{case.image_key}.png" not in present})
-    return f"{len(missing)} image(s) missing" if missing else None
+    keys = {case.image_key for case in unit.cases}
+    missing = sorted(key for key in keys if f"{key}.png" not in present)
+    if missing:
+        return f"{len(missing)} image(s) missing"
+    cut = [key for key in keys if not store.png_ends(store.join(root, store.image_relpath(model, key)))]
+    return f"{len(cut)} image(s) cut off" if cut else None
 
 
 def unit_done(root: str, model: str, unit: Unit, scorers: tuple[str, ...], images: set[str] | None = None) -> bool:

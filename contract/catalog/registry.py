@@ -72,6 +72,9 @@ MODELS = {m.name: m for m in (
               num_layers=24),
     ModelSpec("sd3.5-large", "sd3", "stabilityai/stable-diffusion-3.5-large", 1024, steps=28, guidance=3.5,
               num_layers=38),
+    # SANA (the DiT paper's third model): 20 blocks of the 1600M model, its pipeline's defaults.
+    ModelSpec("sana-1600m", "sana", "Efficient-Large-Model/Sana_1600M_1024px_diffusers", 1024, steps=20,
+              guidance=4.5, num_layers=20),
     ModelSpec("toyworld", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
               scorer="toyworld-clip", prompt_set="toyworld"),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
@@ -82,8 +85,11 @@ MODELS = {m.name: m for m in (
     ModelSpec("tiny-pixart-sigma", "pixart-sigma", None, 64, steps=10, guidance=4.5, num_layers=28),
     ModelSpec("tiny-flux", "flux", None, 64, steps=10, guidance=3.5, num_layers=57),
     ModelSpec("tiny-sd3", "sd3", None, 64, steps=10, guidance=4.5, num_layers=24),
+    ModelSpec("tiny-sana", "sana", None, 64, steps=10, guidance=4.5, num_layers=20),
     ModelSpec("random-sd-1.5", "sd1", None, 512, num_layers=16),
     ModelSpec("random-sdxl", "sdxl", None, 1024, num_layers=70),
     ModelSpec("random-pixart", "pixart-alpha", None, 1024, steps=20, guidance=4.5, num_layers=28),
     ModelSpec("random-flux", "flux", None, 1024, steps=28, guidance=3.5, num_layers=57),
+    ModelSpec("random-sd3", "sd3", None, 1024, steps=40, guidance=4.5, num_layers=24),
+    ModelSpec("random-sana", "sana", None, 1024, steps=20, guidance=4.5, num_layers=20),
 )}
