@@ -61,7 +61,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
         return (f"{window_label(start, window_size)}:<br>{spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
                 f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
-                f"{_text(verdict(cell, threshold))}<br>"
+                f"{_text(verdict(cell))}<br>"
                 f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, target "
                 f"{_fmt(cell['target_score'])}, all-layers {_fmt(cell['all_layers_score'])}; normalized by the "
@@ -258,7 +258,7 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         customdata=[r["seed"] for r in seed_rows], hovertemplate="seed %{customdata}: %{y:.4f}<extra></extra>"))
     figure.add_trace(go.Scatter(
         x=starts, y=means, mode="lines+markers", name=f"window mean (m = {window_size})",
-        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r, threshold))}" for r in rows],
+        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r))}" for r in rows],
         hovertemplate="start %{customdata}<br>score %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
     first = rows[0]
     original, reference = first["original_score"], first["reference_score"]

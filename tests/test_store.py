@@ -155,16 +155,16 @@ def test_root_defaults_to_environment_variable(monkeypatch, tmp_path):
 
 def _planted_sweep():
     """16 layers; the window 8-9 removes the style. Original 0.75, target 0.25 (gap 0.5, exact in binary).
-    Single layers 8 or 9 remove a quarter of the gap, the pairs 7-8 and 9-10 half of it."""
+    Single layers 8 or 9 remove a quarter of the gap, the pairs 7-8 and 9-10 half of it. Eight seeds."""
     rows = []
     for prompt in range(2):
-        for seed, jitter in enumerate([-0.125, 0.125, -0.125, 0.125]):
+        for seed, jitter in enumerate([-0.125, 0.125] * 4):
             rows.append(_score(f"orig-{prompt}-{seed}", "original", 0.75 + jitter, seed))
             rows.append(_score(f"target-{prompt}-{seed}", "target", 0.25 + jitter, seed))
     planted = {(1, 8): 0.625, (1, 9): 0.625, (2, 7): 0.5, (2, 8): 0.25, (2, 9): 0.5}
     for size in (1, 2):
         for start in range(16 - size + 1):
-            for seed, jitter in enumerate([-0.125, 0.125, -0.125, 0.125]):
+            for seed, jitter in enumerate([-0.125, 0.125] * 4):
                 score = planted.get((size, start), 0.75) + jitter
                 rows.append(_score(f"w{size}-{start}-{seed}", "window", score, seed, start, size))
     return rows
@@ -178,12 +178,13 @@ def test_localization_measures_the_planted_drops(tmp_path):
     assert len(table) == 16 + 15
     by_window = {(row["window_size"], row["window_start"]): row for row in table}
     assert by_window[(2, 8)]["score_mean"] == 0.25
-    assert by_window[(2, 8)]["score_std"] == pytest.approx(0.125 * (4 / 3) ** 0.5)
-    assert (by_window[(2, 8)]["n_seeds"], by_window[(2, 8)]["n_images"]) == (4, 4)
+    assert by_window[(2, 8)]["score_std"] == pytest.approx(0.125 * (8 / 7) ** 0.5)
+    assert (by_window[(2, 8)]["n_seeds"], by_window[(2, 8)]["n_images"]) == (8, 8)
     assert {row["original_score"] for row in table} == {0.75}
     assert {row["target_score"] for row in table} == {0.25}
     assert [by_window[w]["normalized_drop"] for w in [(1, 7), (1, 8), (2, 7), (2, 8)]] == [0.0, 0.25, 0.5, 1.0]
-    assert sorted(w for w, row in by_window.items() if row["localizes"]) == [(2, 7), (2, 8), (2, 9)]
+    # 7-8 and 9-10 remove exactly half the gap in every seed: not more than the threshold 0.5, so they do not localize.
+    assert sorted(w for w, row in by_window.items() if row["localizes"]) == [(2, 8)]
 
 
 def test_minimal_window_is_the_smallest_size_then_the_largest_drop(tmp_path):
@@ -207,7 +208,7 @@ def test_a_case_scored_by_two_runs_counts_once(tmp_path):
 
     table = localization(Store(tmp_path).connect()).to_pylist()
 
-    assert {row["n_images"] for row in table} == {4}
+    assert {row["n_images"] for row in table} == {8}
     assert {row["original_score"] for row in table} == {0.75}
 
 

@@ -98,17 +98,18 @@ def drops(run_id: str | None, size: int, threshold: float, level: float) -> dict
     if run_id is None:
         return {}
     loc = data.query(snap, queries.localization_table, run_id, level)
-    mine = loc.filter(pc.and_(pc.and_(pc.equal(loc["scorer_id"], scorer), pc.equal(loc["family"], family)),
-                              pc.and_(pc.equal(loc["concept"], concept), pc.equal(loc["window_size"], size))))
+    judged = queries.judged(loc, scorer, threshold)  # adjusted over the concept's windows of every size
+    mine = judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], family), pc.equal(judged["concept"], concept)),
+                                 pc.equal(judged["window_size"], size)))
     found = {}
     for r in mine.to_pylist():
         if not r["measurable"]:
             found[r["window_start"]] = "not measurable"
             continue
         if r["normalized_drop"] is None or r["drop_low"] is None:
-            found[r["window_start"]] = verdict(r, threshold)
+            found[r["window_start"]] = verdict(r)
             continue
-        mark = " ●" if r["drop_low"] >= threshold else ""
+        mark = " ●" if r["localizes"] else ""
         found[r["window_start"]] = (f"drop {r['normalized_drop']:.3f} [{r['drop_low']:.3f}, {r['drop_high']:.3f}]"
                                     f"{mark}")
     return found

@@ -23,8 +23,10 @@ VIEWS = {"locogen": LOCOGEN, "tracing": TRACING, "contribution": CONTRIBUTION, "
 LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − reference) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
                    "gone as fully as in the reference, 0 = no effect. The reference is the target prompt, or on models "
-                   "whose text also enters outside cross-attention (SD-XL, IF) the all-layers swap. ● = the drop's "
-                   "bootstrap interval lies at or above the threshold; grey rows: the concept is not measurable (too "
+                   "whose text also enters outside cross-attention (SD-XL, IF) the all-layers swap. ● = a paired "
+                   "test over prompt × seed units shows the window removes more than the threshold, adjusted over the "
+                   "concept's windows (Holm); hover: the bootstrap interval, p-values and units; grey rows: the "
+                   "concept is not measurable (too "
                    "few prompt × seed units, or an original − reference gap not clearly above "
                    f"{MIN_REFERENCE_GAP:g}). docs/statistics.md explains every number.")
 LEVELS = (0.8, 0.9, 0.95, 0.99)
@@ -134,6 +136,7 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
                      "window": window if c["localizes"] else "none", "m": c["window_size"] if c["localizes"] else None,
                      "drop [interval]": _interval(c["normalized_drop"], c["drop_low"], c["drop_high"]),
                      "gap [interval]": _interval(c["gap"], c["gap_low"], c["gap_high"]), "units": c["n_units"],
+                     "prompts": c["n_prompts"], "adjusted over": c["adjusted_over"], "selection": c["selection"],
                      "verdict": c["verdict"]})
     return rows
 
@@ -162,7 +165,8 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
     clicked = st.session_state.pop("map_clicked", None)
     if clicked and clicked[0] < len(rows):
         open_gallery(model, scorer, *rows[clicked[0]], size, clicked[1])
-    st.subheader(f"Minimal localizing windows ({level:.0%} interval of the drop ≥ {threshold:g})")
+    st.subheader(f"Minimal localizing windows (paired test: drop > {threshold:g} at error {(1 - level) / 2:g}, "
+                 "Holm-adjusted over each concept's windows)")
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
@@ -177,7 +181,7 @@ def locogen_view(model: str, mine, size: int, threshold: float) -> None:
         st.session_state["map_concept"] = wanted_concept
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
     view.update(url_state.concept_params((family, concept)))
-    concept_rows = only(mine, family=family, concept=concept)
+    concept_rows = only(judge(mine, threshold), family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, scorer, family, concept)
     figure = line_view(concept_rows, seeds, size, threshold, layers, about(concept=(family, concept)))
     st.plotly_chart(figure, key="line_view", config=CHART)
@@ -489,7 +493,7 @@ trace_run = (pick_run(traces, "trace", trace_column, "trace_run", "Trace run")
 url_state.default("threshold", 0.5)
 url_state.seed_float("threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, step=0.05, key="threshold",
-                       help="LocoGen: of the original→reference gap, judged on the drop's interval; tracing: of the "
+                       help="LocoGen: of the original→reference gap, judged by a paired test; tracing: of the "
                             "corrupted→original gap.")
 url_state.default("map_level", DEFAULT_LEVEL)
 url_state.seed("map_level", wanted.get("level"), LEVELS)
