@@ -769,18 +769,88 @@ ORDER BY run_id, model, family, concept, scorer_id, method, component, noise, si
 """
 
 
-def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
+# Each traced unit's (prompt, seed) scores, for the intervals: one row per (summary, unit, kind, site).
+_TRACE_UNITS_SQL = f"""
+WITH chosen AS (SELECT unnest($runs) AS run_id, unnest($labels) AS run_set),
+c AS (SELECT run_id, case_id, prompt FROM cases WHERE list_contains($runs, run_id))
+SELECT ch.run_set AS run_id, s.model, s.family, s.concept, s.scorer_id, s.method, s.component, s.noise,
+       coalesce(c.prompt, '') AS prompt, s.seed, s.kind, coalesce(s.window_start, -1) AS site, avg(s.score) AS score
+FROM scores s JOIN chosen ch ON s.run_id = ch.run_id LEFT JOIN c ON c.run_id = s.run_id AND c.case_id = s.case_id
+WHERE {TRACE_ROWS.replace("method", "s.method")} AND s.kind IN ('original', 'corrupted', 'restored')
+GROUP BY ALL ORDER BY ALL
+"""
+_TRACE_GROUP = ("run_id", "model", "family", "concept", "scorer_id", "method", "component", "noise")
+
+
+def _trace_intervals(rows: list[dict], rule: Rule) -> dict[tuple, dict]:
+    """Per (trace group, site): units, recovery interval, corruption-gap interval. Recovery is one minus LocoGen's
+    drop with the corrupted image as the reference and the restored one as the window, so its interval is
+    ``drop_intervals``' reflected: units (prompt x seed) resampled the same way, prompts fixed or resampled."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in _TRACE_GROUP), []).append(row)
+    found = {}
+    for key, mine in groups.items():
+        units = sorted({(r["prompt"], r["seed"]) for r in mine})
+        sites = sorted({r["site"] for r in mine if r["kind"] == "restored"})
+        index, column = {u: i for i, u in enumerate(units)}, {s: j for j, s in enumerate(sites)}
+        prompts = sorted({u[0] for u in units})
+        prompt = np.array([prompts.index(u[0]) for u in units], dtype=np.int64)
+        original, corrupted = np.full(len(units), np.nan), np.full(len(units), np.nan)
+        restored = np.full((len(units), len(sites)), np.nan)
+        for r in mine:
+            i = index[r["prompt"], r["seed"]]
+            if r["kind"] == "restored":
+                restored[i, column[r["site"]]] = r["score"]
+            else:
+                (original if r["kind"] == "original" else corrupted)[i] = r["score"]
+        est = intervals.drop_intervals(original, corrupted, restored, rule.level, rule.resamples,
+                                       intervals.rng_for(rule.seed, *key), prompt, len(prompts) >= rule.cluster_prompts)
+        for j, site in enumerate(sites):
+            found[(*key, site)] = {"n_units": est.n_units, "recovery_low": 1 - est.drop_high[j],
+                                   "recovery_high": 1 - est.drop_low[j], "gap_low": est.gap_low,
+                                   "gap_high": est.gap_high}
+    return found
+
+
+def _partial(con: duckdb.DuckDBPyConnection, runs: dict[str, str], method: str) -> dict[str, bool]:
+    """Summary label -> whether any of its runs is unfinished (a shard still running, failed, or never recorded)."""
+    finished = {r["run_id"]: r["finished"] for r in run_settings(con, list(runs), method).to_pylist()}
+    partial: dict[str, bool] = {}
+    for run, label in runs.items():
+        partial[label] = partial.get(label, False) or not finished.get(run, False)
+    return partial
+
+
+def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None, level: float = DEFAULT_LEVEL,
+                  resamples: int = intervals.RESAMPLES, seed: int = intervals.SEED) -> pa.Table:
     """Causal tracing's analogue of ``localization``: per (run, model, family, concept, scorer_id, method, component,
     noise, site): the restored images' mean score, the original and corrupted reference scores, their difference
-    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``. Where the gap is below
-    ``MIN_CORRUPTION_GAP`` the noise did not remove the attribute and the recovery is a ratio of noise.
+    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``, with the units (prompt x seed)
+    and bootstrap intervals at ``level`` of the recovery and the gap (``recovery_low/high``, ``gap_low/high``, as
+    LocoGen's; docs/statistics.md), ``traceable`` (the gap's interval lies at or above ``MIN_CORRUPTION_GAP``: else
+    the noise did not clearly remove the attribute and the recovery is a ratio of noise), and ``partial`` (a run of
+    the summary has not finished: its sites may lack units).
 
     Args:
         con: a connection from ``Store.connect()``.
         run_ids: None: every trace run on its own. A list: those runs pooled, refused unless their settings match.
+        level, resamples, seed: the intervals' coverage and the bootstrap's resamples and seed.
     """
     runs = _run_sets(con, run_ids, TRACE)
-    return con.sql(_TRACE_SQL, params={"runs": list(runs), "labels": list(runs.values())}).to_arrow_table()
+    params = {"runs": list(runs), "labels": list(runs.values())}
+    table = con.sql(_TRACE_SQL, params=params).to_arrow_table()
+    rule = Rule(level=level, resamples=resamples, seed=seed)
+    found = _trace_intervals(con.sql(_TRACE_UNITS_SQL, params=params).to_arrow_table().to_pylist(), rule)
+    partial = _partial(con, runs, TRACE)
+    keys = zip(*(table[k].to_pylist() for k in (*_TRACE_GROUP, "site")))
+    extra = [found.get(key, {}) for key in keys]
+    for name in ("recovery_low", "recovery_high", "gap_low", "gap_high"):
+        table = table.append_column(name, _column([e.get(name, np.nan) for e in extra], pa.float64()))
+    table = table.append_column("n_units", pa.array([e.get("n_units", 0) for e in extra], pa.int64()))
+    traceable = [bool(e.get("gap_low", np.nan) >= MIN_CORRUPTION_GAP) for e in extra]
+    return (table.append_column("traceable", pa.array(traceable, pa.bool_()))
+            .append_column("partial", pa.array([partial[r] for r in table["run_id"].to_pylist()], pa.bool_())))
 
 
 def config_of(settings_row: dict) -> dict:
@@ -821,18 +891,34 @@ FROM sites ORDER BY model, family, concept, site
 
 
 def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None,
-                     case_ids: list[str] | None = None) -> pa.Table:
+                     case_ids: list[str] | None = None, level: float = DEFAULT_LEVEL) -> pa.Table:
     """Attention contribution's analogue of ``trace_effects``: per (model, family, concept, site): the mean
-    contribution over the concept's localization images, its spread, image and seed counts, its share of the
-    concept's total and its rank (1 = the dominant site).
+    contribution over the concept's localization images, its spread, image and seed counts, its t interval at
+    ``level`` over the images (``contribution_low``, ``contribution_high``; each image is one prompt x seed), its share
+    of the concept's total, its rank (1 = the dominant site) and ``partial`` (a contribution run of the model has
+    not finished: sites may rest on fewer images than it will have).
 
     Args:
         con: a connection from ``Store.connect()``.
         run_ids: restrict to these runs; all runs when None.
         case_ids: with ``run_ids``, also these localization cases, whichever run wrote them (``_run_filter``).
+        level: the intervals' coverage.
     """
     sql, params = _run_filter(_CONTRIBUTION_SQL, run_ids, case_ids)
-    return con.sql(sql, params=params).to_arrow_table()
+    table = con.sql(sql, params=params).to_arrow_table()
+    n = np.asarray(table["n_images"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    spread = np.asarray(table["contribution_std"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    quantiles = np.array([intervals.t_quantile(1 - (1 - level) / 2, int(k) - 1) if k > 1 else np.nan for k in n])
+    half = quantiles * spread / np.sqrt(n)
+    mean = np.asarray(table["contribution"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    unfinished = {model for (model,) in con.execute(
+        f"SELECT model FROM runs WHERE method = '{ATTENTION_CONTRIBUTION}' AND "
+        f"{'true' if run_ids is None else 'list_contains($runs, run_id)'} GROUP BY run_id, model "
+        "HAVING bool_or(status != 'finished') OR count(DISTINCT shard) < coalesce(max(num_shards), 1)",
+        {} if run_ids is None else {"runs": list(run_ids)}).fetchall()}
+    return (table.append_column("contribution_low", _column(mean - half, pa.float64()))
+            .append_column("contribution_high", _column(mean + half, pa.float64()))
+            .append_column("partial", pa.array([m in unfinished for m in table["model"].to_pylist()], pa.bool_())))
 
 
 # The top-k interventions, scored like LocoGen's windows against the same run's references.

@@ -98,10 +98,13 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
             return (f"{component} site {module_line(cell['site'], layers)}<br>untraceable: the noise moved the score "
                     f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
                     f"{_fmt(cell['corrupted_score'])})")
-        return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
-                f"restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
-                f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, corrupted "
-                f"{_fmt(cell['corrupted_score'])}")
+        interval = (f" [{_fmt(cell['recovery_low'])}, {_fmt(cell['recovery_high'])}] over {cell['n_units']} units"
+                    if cell.get("recovery_low") is not None else "")
+        partial = " (partial run: not every unit is in yet)" if cell.get("partial") else ""
+        return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}"
+                f"{interval}{partial}<br>restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} "
+                f"({cell['n_seeds']} seeds, {cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, "
+                f"corrupted {_fmt(cell['corrupted_score'])}")
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     marked = [dict(cell, strong=cell["recovery"] is not None and cell["recovery"] >= threshold)
@@ -132,8 +135,12 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
     contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
     intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
     def hover(cell):
+        interval = (f", interval [{_fmt(cell['contribution_low'])}, {_fmt(cell['contribution_high'])}]"
+                    if cell.get("contribution_low") is not None else "")
+        partial = " (partial run)" if cell.get("partial") else ""
         return (f"site {module_line(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
-                f"{_fmt(cell['contribution_std'])} ({cell['n_images']} images, {cell['n_seeds']} seeds)<br>"
+                f"{_fmt(cell['contribution_std'])}{interval} ({cell['n_images']} images, {cell['n_seeds']} seeds)"
+                f"{partial}<br>"
                 f"{cell['share']:.1%} of the concept's total · rank {cell['site_rank']}")
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))

@@ -235,6 +235,49 @@ def test_trace_effects_measure_recovery_and_stay_out_of_localization(tmp_path):
     assert localization(con).num_rows == 31
 
 
+def test_trace_effects_carry_intervals_a_noise_floor_and_whether_the_run_is_partial(tmp_path):
+    """Eight seeds, each moving its images together by +-0.05; site 1 restores half the gap in every seed (recovery
+    0.5 exactly, a point interval), site 2 half of it on average (0.25 or 0.75 of it in alternate seeds). The run's
+    record says it is still running."""
+    trace = dict(method="trace-unet", component="cross-attention", noise=3.0, run_id="trace1")
+    rows = []
+    for seed in range(8):
+        shift = 0.05 * (-1) ** seed
+        rows += [{**_score(f"o{seed}", "original", 0.75 + shift, seed), **trace},
+                 {**_score(f"c{seed}", "corrupted", 0.25 + shift, seed), **trace},
+                 {**_score(f"r1-{seed}", "restored", 0.5 + shift, seed, 1, 1), **trace},
+                 {**_score(f"r2-{seed}", "restored", 0.25 + (0.125 if seed % 2 else 0.375) + shift, seed, 2, 1),
+                  **trace}]
+    write_table("scores", rows, "trace1-0-0", root=tmp_path)
+    write_table("runs", [dict(run_id="trace1", model=MODEL, status="running", shard=0, num_shards=1,
+                              method="trace-unet")], "trace1-0", root=tmp_path)
+
+    effects = {row["site"]: row for row in summaries.trace_effects(Store(tmp_path).connect()).to_pylist()}
+
+    assert (effects[1]["recovery"], effects[1]["recovery_low"], effects[1]["recovery_high"]) == pytest.approx(
+        (0.5, 0.5, 0.5))
+    assert effects[2]["recovery"] == pytest.approx(0.5)
+    assert effects[2]["recovery_low"] < 0.5 < effects[2]["recovery_high"]
+    assert (effects[2]["n_units"], effects[2]["traceable"], effects[2]["partial"]) == (8, True, True)
+    assert effects[2]["gap_low"] == pytest.approx(0.5) == effects[2]["gap_high"]
+
+
+def test_contribution_sites_carry_t_intervals_and_whether_a_run_is_partial(tmp_path):
+    """Four images of one site contribute 1, 2, 3 and 4: mean 2.5, s.d. 1.29, 95% t interval 2.5 -+ 3.182 * 1.29 / 2."""
+    common = dict(method="attention-contribution", kind="contribution", run_id="c1", window_start=5)
+    write_table("scores", [{**_score(f"c{seed}", "contribution", 1.0 + seed, seed), **common} for seed in range(4)],
+                "c1-0-0", root=tmp_path)
+    write_table("runs", [dict(run_id="c1", model=MODEL, status="running", shard=0, num_shards=1,
+                              method="attention-contribution")], "c1-0", root=tmp_path)
+
+    (site,) = summaries.contribution_map(Store(tmp_path).connect()).to_pylist()
+
+    half = 3.182446 * (5 / 3) ** 0.5 / 2
+    assert (site["contribution"], site["contribution_low"], site["contribution_high"]) == pytest.approx(
+        (2.5, 2.5 - half, 2.5 + half), abs=1e-5)
+    assert site["partial"]
+
+
 def test_existing_case_ids_filter_by_scorer(tmp_path):
     write_table("scores", [_score("a", "original", 0.5), _score("b", "original", 0.5, scorer_id="other")],
                 "run1-0-0", root=tmp_path)

@@ -239,6 +239,13 @@ def untraceable_note(cells) -> None:
                    + ". Raise --noise, or lower the minimum gap.")
 
 
+def partial_note(cells, what: str) -> None:
+    """Say so when the map's run has not finished: its cells may rest on fewer units than the run will have."""
+    if "partial" in cells.column_names and any(cells["partial"].to_pylist()):
+        st.warning(f"Partial run: this {what} run has not finished, so some sites rest on fewer units than it will "
+                   "have (the hover gives each site's units and interval).")
+
+
 def trace_view(model: str, component: str, noise: float, threshold: float) -> None:
     """Causal tracing's heat map of one component, and one concept's original / corrupted / restored images."""
     cells = queries.trace_cells(trace, trace_run, scorer, component, noise, min_gap)
@@ -249,6 +256,7 @@ def trace_view(model: str, component: str, noise: float, threshold: float) -> No
                      f"{trace_run}-trace-{component}", "trace_map_download")
     st.caption(TRACE_CAPTION)
     untraceable_note(cells)
+    partial_note(cells, "trace")
     st.subheader("One concept")
     rows = list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     pick, where = st.columns([3, 1])
@@ -348,6 +356,7 @@ def contribution_view(model: str, k: int, threshold: float) -> None:
     downloads.figure(figure, figure_title("Attention contribution map", model, run=CONTRIBUTION_RUNS, k=k),
                      f"{model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
+    partial_note(cells, "attention-contribution")
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
     st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
                f"same run, scored by {scorer}; blank where the run has not intervened yet.")
