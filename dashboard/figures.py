@@ -46,7 +46,8 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     ``window_size`` layers starting there, coloured by its normalized drop on a 0–1 scale (▲ marks a drop above 1,
     ▼ one below 0: the colour alone would hide them).
 
-    A dot marks windows that localize at ``threshold`` (the drop's interval at or above it); a box spans each
+    A dot marks windows that localize at ``threshold`` (``contract.summaries.judge``: the paired test, adjusted over
+    the concept's windows); a box spans each
     concept's minimal localizing window when it is of this size (``minimal``'s other windows are not drawn: a box of
     another size would mean other cells). Concepts that are not measurable are grey, labelled so, and their hover says
     why. An invisible marker on every cell carries the hover text (modules with their block and resolution, point,
@@ -79,9 +80,9 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         if key in row_of and window["window_size"] == window_size:
             _box(figure, window["window_start"], window["window_size"], row_of[key])
     _mark_blocks(figure, layers, num_layers)
-    level = f"{data[0]['level']:.0%} " if data else ""
     figure.update_layout(title=_title(f"LocoGen normalized drop · window size m = {window_size}", about,
-                                      f"● {level}interval of the drop ≥ {threshold:g} · box: minimal localizing window "
+                                      f"● drop > {threshold:g} by the paired test, Holm-adjusted · box: minimal "
+                                      "localizing window "
                                       "(drawn where it has this m) · grey: not measurable · ▲ above 1, ▼ below 0"))
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
