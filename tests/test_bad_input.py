@@ -127,6 +127,9 @@ CASES = [
     (["sweep", "{w}/unknown-model.yaml", "--artifacts", "{w}/root"], "unknown model 'sd-9'"),
     (["sweep", "{w}/good.yaml", "--shard", "2/2"], "bad --shard '2/2': need 0 <= I < N"),
     (["generate", "--model", "tiny-sd1"], "the following arguments are required"),
+    (["summary", "--artifacts", "{w}/root", "--min-units", "1"], "argument --min-units: expected an integer from 2"),
+    (["summary", "--artifacts", "{w}/root", "--cluster-prompts", "1"], "argument --cluster-prompts: expected an"),
+    (["summary", "--artifacts", "{w}/root", "--adjust", "bonferroni"], "argument --adjust: invalid choice"),
 ]
 
 

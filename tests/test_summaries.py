@@ -313,3 +313,19 @@ def test_verdicts_say_whether_prompts_were_fixed_or_resampled(tmp_path, prompts,
     assert rows[1, 8]["clustered"] == (prompts >= summaries.CLUSTER_PROMPTS)
     assert rows[1, 8]["localizes"] and rows[1, 8]["verdict"].endswith(text)
     assert rows[1, 9]["verdict"].endswith(text)
+
+
+def test_the_summary_command_states_units_adjustment_and_selection(tmp_path, capsys):
+    from compute.cli import main
+
+    _store(tmp_path, _rows(windows={**{(1, s): 0.75 for s in range(16)}, (1, 8): 0.25}, jitter=0.01))
+
+    assert main(["summary", "--artifacts", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert ("a paired one-sided test over prompt x seed units shows it removes more than 0.5 of the gap at error "
+            "0.025, Holm-adjusted over the concept's windows") in out
+    (line,) = [line for line in out.splitlines() if "style / van gogh" in line]
+    assert line.split()[4] == "8"  # units
+    assert line.endswith("localizes at layers 8-8 (m=1), selected (optimistic): drop 1.00, 95% interval [1.00, "
+                         "1.00]; paired test at 0.5: p = 0, adjusted over 16 windows (Holm) p = 0, <= 0.025; 8 units")
