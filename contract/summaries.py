@@ -514,15 +514,16 @@ def verdict(row: dict) -> str:
     return f"does not localize: {interval}, below {row['threshold']:g}; {_test_text(row)}"
 
 
-def judge(estimates: pa.Table, threshold: float, adjust: str = ADJUSTMENTS[0]) -> pa.Table:
+def judge(estimates: pa.Table, threshold: float, adjust: str = ADJUSTMENTS[0], words: bool = True) -> pa.Table:
     """``estimates`` (``window_estimates``) with the threshold's columns: threshold, p_value (the paired one-sided
     test that the window removes more than ``threshold`` of the gap), adjustment, adjusted_over (the concept's windows
     the p-value is adjusted over; 1: unadjusted), p_adjusted, localizes (measurable and p_adjusted at most the
-    interval level's one-sided error) and verdict."""
-    columns = estimates.to_pydict()
+    interval level's one-sided error) and, with ``words``, verdict (``verdict`` of each row: the slow part, which a
+    view showing a few rows leaves to them)."""
+    columns = estimates.select([*_KEYS, *_STATS, "measurable", "level"]).to_pydict()
     k = estimates.num_rows
     p = decision.p_values(_stats(columns), threshold) if k else np.zeros(0)
-    names = [columns[name] for name in ("run_id", *_KEYS[1:])]
+    names = [columns[name] for name in _KEYS]
     _, families = np.unique(np.array(["\x1f".join(key) for key in zip(*names)], dtype=object), return_inverse=True)
     measurable = np.asarray(columns["measurable"], dtype=bool)
     adjusted, over = _adjusted(np.where(measurable, p, np.nan), families, adjust)
@@ -534,7 +535,15 @@ def judge(estimates: pa.Table, threshold: float, adjust: str = ADJUSTMENTS[0]) -
              .append_column("adjusted_over", pa.array(over, pa.int64()))
              .append_column("p_adjusted", _column(adjusted, pa.float64()))
              .append_column("localizes", pa.array(found, pa.bool_())))
-    return table.append_column("verdict", pa.array([verdict(r) for r in table.to_pylist()], pa.string()))
+    if not words:
+        return table
+    shown = table.select(_VERDICT_COLUMNS).to_pylist()  # what ``verdict`` reads: far fewer columns than the rows have
+    return table.append_column("verdict", pa.array([verdict(r) for r in shown], pa.string()))
+
+
+_VERDICT_COLUMNS = ["measurable", "not_measurable", "normalized_drop", "drop_low", "drop_high", "level", "threshold",
+                    "localizes", "p_value", "p_adjusted", "adjustment", "adjusted_over", "n_units", "n_prompts",
+                    "clustered"]
 
 
 def localization(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,

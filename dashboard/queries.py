@@ -101,8 +101,8 @@ def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
 
 def judged(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table:
     """One scorer's windows of ``loc`` judged at ``threshold`` (``contract.summaries.judge``: the paired test, adjusted
-    over each concept's windows, ``localizes`` and ``verdict``)."""
-    return judge(loc.filter(pc.equal(loc["scorer_id"], scorer_id)), threshold)
+    over each concept's windows, and ``localizes``; ``contract.summaries.verdict`` words a row)."""
+    return judge(loc.filter(pc.equal(loc["scorer_id"], scorer_id)), threshold, words=False)
 
 
 def _localization_rows() -> str:
