@@ -691,7 +691,7 @@ def concepts_of(table: pa.Table, selection: str = SELECTIONS[0], min_units: int 
         chosen = result["window"]
         shown = {k: chosen[k] if chosen else None for k in ("window_size", "window_start", "normalized_drop",
                                                               "drop_low", "drop_high", "p_adjusted")}
-        if chosen and result["confirm"]:
+        if chosen and result["confirm"] and result["held_out"][2]:  # a window was chosen: its held-out numbers
             shown.update(normalized_drop=chosen["confirm_drop"], drop_low=chosen["confirm_low"],
                          drop_high=chosen["confirm_high"], p_adjusted=result["held_out"][0])
         rows.append({
