@@ -41,7 +41,7 @@ DEFAULT_THRESHOLD = 0.5  # fraction of the original-to-reference gap a window mu
 DEFAULT_LEVEL = 0.95  # coverage of every interval
 MIN_REFERENCE_GAP = 0.02  # CLIP-score units: a smaller original-to-reference gap is not a measurable attribute
 # Prompt x seed units a concept needs before its noise can be measured: from 4 units a 95% bootstrap interval is about
-# their range and covers ~87% (tests/test_statistics_simulation.py); from 8, ~95%.
+# their range and covers ~87% (tests/test_statistics_simulation.py); from 8, ~94%.
 MIN_UNITS = 8
 # Prompts from which a concept's prompts are treated as a sample (resampled, the test over prompts); with fewer (the
 # paper's configs have 2-4) the spread between prompts has at most 3 degrees of freedom, so the prompts are fixed and
