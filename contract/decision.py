@@ -45,7 +45,8 @@ def paired_stats(original: np.ndarray, reference: np.ndarray, windows: np.ndarra
         prompt: (n,) the prompt index (0..P-1) of each unit.
         clustered: prompts resampled (cluster-robust variance) or fixed (pooled within-prompt variance).
     """
-    original, reference = (np.broadcast_to(x.reshape(len(x), -1), windows.shape) for x in (original, reference))
+    original, reference = (np.broadcast_to(x[:, None] if x.ndim == 1 else x, windows.shape)
+                           for x in (original, reference))
     present = (~np.isnan(windows) & ~np.isnan(original) & ~np.isnan(reference)).astype(np.float64)
     removed = np.where(present > 0, original - np.nan_to_num(windows), 0.0)
     gap = np.where(present > 0, original - reference, 0.0)

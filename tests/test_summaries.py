@@ -329,3 +329,12 @@ def test_the_summary_command_states_units_adjustment_and_selection(tmp_path, cap
     assert line.split()[4] == "8"  # units
     assert line.endswith("localizes at layers 8-8 (m=1), selected (optimistic): drop 1.00, 95% interval [1.00, "
                          "1.00]; paired test at 0.5: p = 0, adjusted over 16 windows (Holm) p = 0, <= 0.025; 8 units")
+
+
+def test_a_single_seed_leaves_nothing_to_test_or_to_hold_out(tmp_path):
+    con = _store(tmp_path, _rows(seeds=[0], windows={(1, 8): 0.25}))
+
+    row = _by_window(summaries.localization(con, min_units=1))[1, 8]
+
+    assert (row["test_units"], row["test_df"], row["confirm_test_units"], row["p_value"]) == (1, 0, 0, None)
+    assert not row["localizes"] and row["normalized_drop"] == 1.0
