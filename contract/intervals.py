@@ -79,6 +79,7 @@ def unit_counts(prompt: np.ndarray, clustered: bool, resamples: int, rng: np.ran
     return counts
 
 
+@functools.lru_cache(maxsize=4096)
 def design_tail(level: float, units: int, prompts: int, clustered: bool) -> float:
     """The tail at which an expanded percentile interval of ``units`` units in ``prompts`` prompts is read
     (``expanded_tail``): resampling whole prompts, the P prompts are the sample (P - 1 degrees of freedom); resampling

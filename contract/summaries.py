@@ -353,7 +353,7 @@ _WINDOW_SCHEMA = pa.schema([
     ("normalized_drop", pa.float64()), ("drop_low", pa.float64()), ("drop_high", pa.float64()),
     ("level", pa.float64()), ("clustered", pa.bool_()),
     # The paired test's sufficient statistics (contract.decision.PairedStats) on every unit and on each half of the
-    # seeds, and the drop on the confirming half (``concepts_of``).
+    # seeds, and the drop on the confirming half (``concepts_of``; NaN when the rule's selection reports no half).
     *[(f"{half}{name}", kind) for half in ("", "select_", "confirm_") for name, kind in
       (("test_units", pa.int64()), ("test_df", pa.int64()), ("removed", pa.float64()), ("unit_gap", pa.float64()),
        ("removed_var", pa.float64()), ("unit_gap_var", pa.float64()), ("removed_gap_cov", pa.float64()))],
@@ -412,12 +412,16 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
                                             stats.gap_var, stats.cov)):
                 columns[half + name] += list(value)
         mine = halves["confirm_"]
-        _, prompt_of = np.unique(unit_prompt[mine], return_inverse=True)
-        held_out = intervals.drop_intervals(refs[ORIGINAL][mine], refs[reference][mine], windows[mine], rule.level,
-                                            rule.resamples, rng, prompt_of, clustered)
-        columns["confirm_drop"] += list(held_out.drop)
-        columns["confirm_low"] += list(held_out.drop_low)
-        columns["confirm_high"] += list(held_out.drop_high)
+        smaller = min(int(mine.sum()), int((~mine).sum()))
+        if rule.selection == "confirm" or (rule.selection == "auto" and smaller >= rule.min_units):
+            _, prompt_of = np.unique(unit_prompt[mine], return_inverse=True)
+            held_out = intervals.drop_intervals(refs[ORIGINAL][mine], refs[reference][mine], windows[mine],
+                                                rule.level, rule.resamples, rng, prompt_of, clustered)
+            shown = (held_out.drop, held_out.drop_low, held_out.drop_high)
+        else:  # no held-out half is reported: spare its bootstrap
+            shown = (np.full(len(window_keys), np.nan),) * 3
+        for name, values in zip(("confirm_drop", "confirm_low", "confirm_high"), shown):
+            columns[name] += list(values)
         columns["clustered"] += [clustered] * len(window_keys)
         for half, values in (("select_", seed_values[0::2]), ("confirm_", seed_values[1::2])):
             columns[f"{half}seeds"] += [", ".join(str(v) for v in values)] * len(window_keys)
@@ -520,14 +524,14 @@ def judge(estimates: pa.Table, threshold: float, adjust: str = ADJUSTMENTS[0], w
     the p-value is adjusted over; 1: unadjusted), p_adjusted, localizes (measurable and p_adjusted at most the
     interval level's one-sided error) and, with ``words``, verdict (``verdict`` of each row: the slow part, which a
     view showing a few rows leaves to them)."""
-    columns = estimates.select([*_KEYS, *_STATS, "measurable", "level"]).to_pydict()
     k = estimates.num_rows
+    columns = {name: estimates[name].to_numpy() for name in (*_STATS, "measurable", "level")}
     p = decision.p_values(_stats(columns), threshold) if k else np.zeros(0)
-    names = [columns[name] for name in _KEYS]
-    _, families = np.unique(np.array(["\x1f".join(key) for key in zip(*names)], dtype=object), return_inverse=True)
-    measurable = np.asarray(columns["measurable"], dtype=bool)
+    families = pc.binary_join_element_wise(*(estimates[name] for name in _KEYS), "\x1f")
+    families = families.combine_chunks().dictionary_encode().indices.to_numpy() if k else np.zeros(0, np.int64)
+    measurable = columns["measurable"].astype(bool)
     adjusted, over = _adjusted(np.where(measurable, p, np.nan), families, adjust)
-    alpha = np.array([decision.alpha_of(level) for level in columns["level"]])
+    alpha = decision.alpha_of(columns["level"])
     found = measurable & (adjusted <= alpha)
     table = (estimates.append_column("threshold", pa.array([float(threshold)] * k, pa.float64()))
              .append_column("p_value", _column(p, pa.float64()))

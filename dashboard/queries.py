@@ -99,10 +99,21 @@ def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_JUDGED: dict = {}  # the last judgement: the map's cells and its minimal windows ask for the same one in turn
+
+
 def judged(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table:
     """One scorer's windows of ``loc`` judged at ``threshold`` (``contract.summaries.judge``: the paired test, adjusted
     over each concept's windows, and ``localizes``; ``contract.summaries.verdict`` words a row)."""
-    return judge(loc.filter(pc.equal(loc["scorer_id"], scorer_id)), threshold, words=False)
+    key = (id(loc), scorer_id, threshold)
+    with _MEMORY_LOCK:
+        last = _JUDGED.get("last")
+    if last is not None and last[0] == key and last[1] is loc:
+        return last[2]
+    table = judge(loc.filter(pc.equal(loc["scorer_id"], scorer_id)), threshold, words=False)
+    with _MEMORY_LOCK:
+        _JUDGED["last"] = (key, loc, table)
+    return table
 
 
 def _localization_rows() -> str:
