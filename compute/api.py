@@ -64,8 +64,8 @@ class Localization:
         concepts: one row per concept (``contract.summaries.concept_summary``): its gap, measurability, minimal
             localizing window (or the strongest window and why it falls short) and verdict.
         minimal: the minimal localizing window per concept (``contract.summaries.minimal_windows``); no row when no
-            window's interval clears ``threshold`` or the concept is not measurable.
-        threshold: the fraction of the gap a window's interval must clear to localize.
+            window localizes at ``threshold`` or the concept is not measurable.
+        threshold: the fraction of the gap a window must remove, by the paired test (docs/statistics.md).
         level: the intervals' coverage.
         layer_table: the model's layers (index -> path, block, resolution), for labels.
     """
@@ -132,7 +132,7 @@ def localize(model: Model, prompt: str | Sequence[str], target: str, *, score_te
              name: str = "notebook") -> Localization:
     """LocoGen: for every window of consecutive layers, generate ``prompt`` with the window fed ``target``, score the
     images against ``score_text``, and summarize which windows remove the attribute, with intervals over the prompt x
-    seed units (docs/statistics.md; a concept needs at least 4 units to be measurable). The study is a
+    seed units (docs/statistics.md; a concept needs at least 8 units to be measurable). The study is a
     ``contract.specs.StudySpec`` run by ``compute.runner.run``, as ``locolab sweep`` runs a config.
 
     Usage: ``result = localize(model, "a house in the style of van gogh", "a painting", score_text="style of van

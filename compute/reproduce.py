@@ -104,7 +104,7 @@ def paper_studies(model: str, families: tuple[str, ...] = PAPER_FAMILIES) -> lis
 
 def comparison(con, studies: list[Study], threshold: float = 0.5) -> list[dict]:
     """One row per (study, concept, scorer): its minimal localizing window (``contract.summaries.concept_summary``
-    over the study's run: the drop's 95% interval at or above ``threshold``; None where none localizes or the concept
+    over the study's run: the paired test at ``threshold``, Holm-adjusted; None where none localizes or the concept
     is not measurable), its drop and interval, the summary's verdict, and the paper's layers."""
     rows = []
     for study in studies:

@@ -125,4 +125,6 @@ PORT = Bound(integer=True, low=1, high=65535)
 # (CLIP cosines lie in [-1, 1], so their differences in [-2, 2]; a negative minimum accepts every gap).
 LEVEL = Bound(integer=False, above=0, high=0.999)
 RESAMPLES = Bound(integer=True, low=1, high=100_000)
+MIN_UNITS = Bound(integer=True, low=2, high=1_000_000)  # a spread needs two units
+CLUSTER_PROMPTS = Bound(integer=True, low=2, high=1_000_000)  # resampling one prompt has no spread
 SCORE_GAP = Bound(integer=False, low=-2, high=2)

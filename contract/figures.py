@@ -46,7 +46,8 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     ``window_size`` layers starting there, coloured by its normalized drop on a 0–1 scale (▲ marks a drop above 1,
     ▼ one below 0: the colour alone would hide them).
 
-    A dot marks windows that localize at ``threshold`` (the drop's interval at or above it); a box spans each
+    A dot marks windows that localize at ``threshold`` (``contract.summaries.judge``: the paired test, adjusted over
+    the concept's windows); a box spans each
     concept's minimal localizing window when it is of this size (``minimal``'s other windows are not drawn: a box of
     another size would mean other cells). Concepts that are not measurable are grey, labelled so, and their hover says
     why. An invisible marker on every cell carries the hover text (modules with their block and resolution, point,
@@ -61,7 +62,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         reference = "all-layers swap" if cell["reference"] == ALL_LAYERS else "target prompt"
         return (f"{window_label(start, window_size)}:<br>{spanned}<br>normalized drop {_fmt(cell['normalized_drop'])}, "
                 f"{cell['level']:.0%} interval [{_fmt(cell['drop_low'])}, {_fmt(cell['drop_high'])}]<br>"
-                f"{_text(verdict(cell, threshold))}<br>"
+                f"{_text(verdict(cell))}<br>"
                 f"score {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
                 f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, target "
                 f"{_fmt(cell['target_score'])}, all-layers {_fmt(cell['all_layers_score'])}; normalized by the "
@@ -79,9 +80,9 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         if key in row_of and window["window_size"] == window_size:
             _box(figure, window["window_start"], window["window_size"], row_of[key])
     _mark_blocks(figure, layers, num_layers)
-    level = f"{data[0]['level']:.0%} " if data else ""
     figure.update_layout(title=_title(f"LocoGen normalized drop · window size m = {window_size}", about,
-                                      f"● {level}interval of the drop ≥ {threshold:g} · box: minimal localizing window "
+                                      f"● drop > {threshold:g} by the paired test, Holm-adjusted · box: minimal "
+                                      "localizing window "
                                       "(drawn where it has this m) · grey: not measurable · ▲ above 1, ▼ below 0"))
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
@@ -98,10 +99,13 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
             return (f"{component} site {module_line(cell['site'], layers)}<br>untraceable: the noise moved the score "
                     f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
                     f"{_fmt(cell['corrupted_score'])})")
-        return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}<br>"
-                f"restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} ({cell['n_seeds']} seeds, "
-                f"{cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, corrupted "
-                f"{_fmt(cell['corrupted_score'])}")
+        interval = (f" [{_fmt(cell['recovery_low'])}, {_fmt(cell['recovery_high'])}] over {cell['n_units']} units"
+                    if cell.get("recovery_low") is not None else "")
+        partial = " (partial run: not every unit is in yet)" if cell.get("partial") else ""
+        return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}"
+                f"{interval}{partial}<br>restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} "
+                f"({cell['n_seeds']} seeds, {cell['n_images']} images)<br>original {_fmt(cell['original_score'])}, "
+                f"corrupted {_fmt(cell['corrupted_score'])}")
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
     marked = [dict(cell, strong=cell["recovery"] is not None and cell["recovery"] >= threshold)
@@ -132,8 +136,12 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
     contribution relative to the concept's dominant site; ● marks the k dominant sites (those its top-k
     intervention feeds the target). Hover and click markers as in ``heat_map`` (x = site)."""
     def hover(cell):
+        interval = (f", interval [{_fmt(cell['contribution_low'])}, {_fmt(cell['contribution_high'])}]"
+                    if cell.get("contribution_low") is not None else "")
+        partial = " (partial run)" if cell.get("partial") else ""
         return (f"site {module_line(cell['site'], layers)}<br>contribution {_fmt(cell['contribution'])} ± "
-                f"{_fmt(cell['contribution_std'])} ({cell['n_images']} images, {cell['n_seeds']} seeds)<br>"
+                f"{_fmt(cell['contribution_std'])}{interval} ({cell['n_images']} images, {cell['n_seeds']} seeds)"
+                f"{partial}<br>"
                 f"{cell['share']:.1%} of the concept's total · rank {cell['site_rank']}")
 
     rows = rows or list(dict.fromkeys(zip(cells["family"].to_pylist(), cells["concept"].to_pylist())))
@@ -258,7 +266,7 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
         customdata=[r["seed"] for r in seed_rows], hovertemplate="seed %{customdata}: %{y:.4f}<extra></extra>"))
     figure.add_trace(go.Scatter(
         x=starts, y=means, mode="lines+markers", name=f"window mean (m = {window_size})",
-        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r, threshold))}" for r in rows],
+        customdata=[f"{layer_label(r['window_start'], layers)}: {_text(verdict(r))}" for r in rows],
         hovertemplate="start %{customdata}<br>score %{y:.4f}<extra></extra>", line={"color": "#1f77b4"}))
     first = rows[0]
     original, reference = first["original_score"], first["reference_score"]

@@ -2,7 +2,9 @@
 
 - ``drop_intervals``: LocoGen's normalized drop ``(original - window) / (original - reference)`` of many windows at
   once, and the reference gap ``original - reference``, with percentile-bootstrap intervals over units (one unit =
-  one prompt x seed: its original, reference and window images share the seed, so they are resampled together).
+  one prompt x seed: its original, reference and window images share the seed, so they are resampled together);
+  with several prompts, seeds are resampled within each prompt (prompts fixed) or whole prompts are resampled
+  (prompts a sample, ``unit_counts``).
 - ``ratio_drop_interval``: an edit's normalized score drop ``(before - after) / (before - reference)``, before/after
   pairs resampled together and the reference images resampled on their own.
 - ``wilson``: the Wilson score interval of a rate (k of n).
@@ -59,26 +61,71 @@ def t_quantile(p: float, df: int) -> float:
     return (low + high) / 2
 
 
+def unit_counts(prompt: np.ndarray, clustered: bool, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, n) float counts of a bootstrap of n units grouped by ``prompt`` (indices 0..P-1): seeds resampled
+    within each prompt (``clustered`` False: the prompts are fixed), or whole prompts resampled, each drawn with all
+    its seeds (``clustered`` True: the prompts are a sample; resampling seeds again within drawn prompts would count
+    their noise twice). One prompt: ``resample_counts``."""
+    n = len(prompt)
+    prompts = int(prompt.max()) + 1 if n else 0
+    if prompts <= 1:
+        return resample_counts(n, resamples, rng)
+    if clustered:
+        return resample_counts(prompts, resamples, rng)[:, prompt]
+    counts = np.zeros((resamples, n))
+    for p in range(prompts):
+        units = np.flatnonzero(prompt == p)
+        counts[:, units] = resample_counts(len(units), resamples, rng)
+    return counts
+
+
+@functools.lru_cache(maxsize=4096)
+def design_tail(level: float, units: int, prompts: int, clustered: bool) -> float:
+    """The tail at which an expanded percentile interval of ``units`` units in ``prompts`` prompts is read
+    (``expanded_tail``): resampling whole prompts, the P prompts are the sample (P - 1 degrees of freedom); resampling
+    seeds within fixed prompts, each prompt's n/P units are (n - P degrees of freedom). NaN when there is no spread
+    to resample (a single unit per prompt, or a single prompt resampled)."""
+    size, df = (prompts, prompts - 1) if clustered else (units / max(prompts, 1), units - prompts)
+    if df < 1 or size <= 1:
+        return float("nan")
+    return expanded_tail(level, float(size), int(df))
+
+
 @functools.lru_cache(maxsize=1024)
-def expanded_tail(level: float, n: int) -> float:
-    """The tail probability at which an expanded percentile interval of ``n`` units is read (see the module
-    docstring); the plain ``(1 - level) / 2`` for large n, far smaller for a handful of units."""
-    if n < 2:
+def expanded_tail(level: float, n: float, df: int | None = None) -> float:
+    """The tail probability at which an expanded percentile interval of ``n`` resampled units is read (see the
+    module docstring; ``df``: the t quantile's degrees of freedom, n - 1 unless the units are grouped); the plain
+    ``(1 - level) / 2`` for large n, far smaller for a handful of units."""
+    if n < 2 and df is None:
         return (1.0 - level) / 2.0
-    z = math.sqrt(n / (n - 1)) * t_quantile(1.0 - (1.0 - level) / 2.0, n - 1)
+    z = math.sqrt(n / (n - 1)) * t_quantile(1.0 - (1.0 - level) / 2.0, int(n - 1) if df is None else df)
     return 1.0 - NormalDist().cdf(z)
 
 
-def _bounds(samples: np.ndarray, level: float, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expanded percentile bounds along axis 0 for statistics of ``n`` units. Resamples where the statistic is
-    undefined (a zero gap) are left out; a column with none defined gets NaN bounds."""
-    tail = expanded_tail(level, n)
+def _bounds(samples: np.ndarray, level: float, n: int | None = None,
+            tail: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Expanded percentile bounds along axis 0 for statistics of ``n`` units (or read at ``tail``). Resamples where
+    the statistic is undefined (a zero gap) are left out; a column with none defined gets NaN bounds."""
+    tail = expanded_tail(level, n) if tail is None else tail
     finite = np.isfinite(samples)
     if finite.all():
         return tuple(np.quantile(samples, [tail, 1.0 - tail], axis=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         return tuple(np.nanquantile(np.where(finite, samples, np.nan), [tail, 1.0 - tail], axis=0))
+
+
+def ratio_bounds(numerators: np.ndarray, denominators: np.ndarray, level: float,
+                 tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expanded percentile bounds of k ratios from their (resamples, k) resampled numerators and denominators, column
+    j read at ``tails[j]`` (``design_tail``; NaN: no bounds)."""
+    with np.errstate(all="ignore"):
+        ratios = numerators / denominators
+    low, high = np.full(ratios.shape[1], np.nan), np.full(ratios.shape[1], np.nan)
+    for tail in np.unique(tails[~np.isnan(tails)]):  # windows missing from some units read their own tail
+        columns = tails == tail
+        low[columns], high[columns] = _bounds(ratios[:, columns], level, tail=float(tail))
+    return low, high
 
 
 @dataclass
@@ -101,7 +148,8 @@ class DropEstimates:
 
 
 def drop_intervals(original: np.ndarray, reference: np.ndarray, windows: np.ndarray, level: float,
-                   resamples: int, rng: np.random.Generator) -> DropEstimates:
+                   resamples: int, rng: np.random.Generator, prompt: np.ndarray | None = None,
+                   clustered: bool = False) -> DropEstimates:
     """Normalized drops of k windows over n units, with percentile-bootstrap intervals.
 
     Each window's drop uses the units that have its image and both references: ``(sum original - sum window) /
@@ -115,6 +163,8 @@ def drop_intervals(original: np.ndarray, reference: np.ndarray, windows: np.ndar
         level: the interval's coverage, e.g. 0.95.
         resamples: bootstrap resamples.
         rng: the generator (``rng_for``).
+        prompt: (n,) each unit's prompt index (None: one prompt); ``clustered``: resample the prompts too
+            (``unit_counts``).
     """
     valid = ~np.isnan(original) & ~np.isnan(reference)
     present = ~np.isnan(windows) & valid[:, None]
@@ -140,16 +190,18 @@ def drop_intervals(original: np.ndarray, reference: np.ndarray, windows: np.ndar
     if n == 0 or n_units == 0:
         nan = np.full(k, np.nan)
         return DropEstimates(n_images, score_mean, score_std, drop, nan, nan, n_units, gap, gap_std, np.nan, np.nan)
-    counts = resample_counts(n, resamples, rng)
+    prompt = np.zeros(n, np.int64) if prompt is None else prompt
+    counts = unit_counts(prompt, clustered, resamples, rng)
+    groups = np.eye(int(prompt.max()) + 1)[prompt]
+    window_prompts = ((groups.T @ present) > 0).sum(axis=0)
+    tails = np.array([design_tail(level, int(u), int(p), clustered) for u, p in zip(n_images, window_prompts)])
+    # Differences of sums, not sums of differences: a window identical to the reference keeps drop exactly 1.
     boot = counts @ stacked
+    drop_low, drop_high = ratio_bounds(boot[:, :k] - boot[:, k:2 * k], boot[:, :k] - boot[:, 2 * k:], level, tails)
     with np.errstate(all="ignore"):
-        drops = (boot[:, :k] - boot[:, k:2 * k]) / (boot[:, :k] - boot[:, 2 * k:])
         gaps = (counts[:, valid] @ differences) / counts[:, valid].sum(axis=1)
-    drop_low, drop_high = np.full(k, np.nan), np.full(k, np.nan)
-    for count in np.unique(n_images[n_images > 0]):  # windows missing from some units read their own tail
-        columns = n_images == count
-        drop_low[columns], drop_high[columns] = _bounds(drops[:, columns], level, int(count))
-    gap_low, gap_high = _bounds(gaps[:, None], level, n_units)
+    gap_tail = design_tail(level, n_units, int((groups[valid].sum(axis=0) > 0).sum()), clustered)
+    gap_low, gap_high = _bounds(gaps[:, None], level, tail=gap_tail) if not math.isnan(gap_tail) else ([np.nan],) * 2
     return DropEstimates(n_images, score_mean, score_std, drop, drop_low, drop_high, n_units, gap, gap_std,
                          float(gap_low[0]), float(gap_high[0]))
 

@@ -17,6 +17,7 @@ from locolab.contract.summaries import (
     TRACE_ROWS,
     Rule,
     contribution_map,
+    judge,
     minimal_windows_sql,
     newest_finished,
     run_settings,
@@ -99,24 +100,38 @@ def _over(loc: pa.Table) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_JUDGED: dict = {}  # the last judgement: the map's cells and its minimal windows ask for the same one in turn
+
+
+def judged(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table:
+    """One scorer's windows of ``loc`` judged at ``threshold`` (``contract.summaries.judge``: the paired test, adjusted
+    over each concept's windows, and ``localizes``; ``contract.summaries.verdict`` words a row)."""
+    key = (id(loc), scorer_id, threshold)
+    with _MEMORY_LOCK:
+        last = _JUDGED.get("last")
+    if last is not None and last[0] == key and last[1] is loc:
+        return last[2]
+    table = judge(loc.filter(pc.equal(loc["scorer_id"], scorer_id)), threshold, words=False)
+    with _MEMORY_LOCK:
+        _JUDGED["last"] = (key, loc, table)
+    return table
+
+
 def _localization_rows() -> str:
-    # The rule of contract.summaries.localizes: measurable, and the drop's interval at or above the threshold.
-    return (f"SELECT *, {_family_rank()} AS family_rank, coalesce(measurable AND drop_low >= $t, false) AS localizes "
-            "FROM loc WHERE scorer_id = $scorer")
+    return f"SELECT *, {_family_rank()} AS family_rank FROM loc WHERE scorer_id = $scorer"
 
 
 def layer_cells(loc: pa.Table, scorer_id: str, window_size: int, threshold: float) -> pa.Table:
-    """The heat map's cells: every window of size m of one run's scorer, with ``localizes`` (measurable and the
-    drop's interval at or above the threshold), ordered by family (style, objects, facts, color, then others), concept
-    and window start.
+    """The heat map's cells: every window of size m of one run's scorer, judged at the threshold (``judged``), ordered
+    by family (style, objects, facts, color, then others), concept and window start.
 
     Args:
         loc: ``localization_table``.
     """
-    with _over(loc) as con:
+    with _over(judged(loc, scorer_id, threshold)) as con:
         return con.sql(f"SELECT * FROM ({_localization_rows()}) WHERE window_size = $size "
                        "ORDER BY family_rank, family, concept, window_start",
-                       params={"scorer": scorer_id, "size": window_size, "t": threshold}).to_arrow_table()
+                       params={"scorer": scorer_id, "size": window_size}).to_arrow_table()
 
 
 def minimal_windows(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table:
@@ -126,10 +141,9 @@ def minimal_windows(loc: pa.Table, scorer_id: str, threshold: float) -> pa.Table
     Args:
         loc: ``localization_table``.
     """
-    with _over(loc) as con:
+    with _over(judged(loc, scorer_id, threshold)) as con:
         return con.sql(f"{minimal_windows_sql(_localization_rows(), 'family, concept')} "
-                       "ORDER BY family_rank, family, concept",
-                       params={"scorer": scorer_id, "t": threshold}).to_arrow_table()
+                       "ORDER BY family_rank, family, concept", params={"scorer": scorer_id}).to_arrow_table()
 
 
 def trace_table(con: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from locolab.contract import intervals
+from locolab.contract import decision, intervals
 from locolab.contract.errors import UserError
 from locolab.contract.names import (
     ALL_LAYERS,
@@ -39,9 +39,15 @@ from locolab.contract.names import (
 DEFAULT_THRESHOLD = 0.5  # fraction of the original-to-reference gap a window must remove (the paper leaves it open)
 DEFAULT_LEVEL = 0.95  # coverage of every interval
 MIN_REFERENCE_GAP = 0.02  # CLIP-score units: a smaller original-to-reference gap is not a measurable attribute
-# Prompt x seed units a concept needs before its noise can be measured: from 2 or 3 units a bootstrap interval is just
-# their range, whatever the level.
-MIN_UNITS = 4
+# Prompt x seed units a concept needs before its noise can be measured: from 4 units a 95% bootstrap interval is about
+# their range and covers ~87% (tests/test_statistics_simulation.py); from 8, ~94%.
+MIN_UNITS = 8
+# Prompts from which a concept's prompts are treated as a sample (resampled, the test over prompts); with fewer (the
+# paper's configs have 2-4) the spread between prompts has at most 3 degrees of freedom, so the prompts are fixed and
+# the conclusion is about them (docs/statistics.md).
+CLUSTER_PROMPTS = 5
+ADJUSTMENTS = ("holm", "none")  # over a concept's windows: Holm's step-down, or each window on its own
+SELECTIONS = ("auto", "confirm", "all")  # how the minimal window is chosen and reported (docs/statistics.md)
 
 GROUP = "model, family, concept, scorer_id"  # what one localization summary is about, within a run (set)
 # LocoGen's rows of ``cases``/``scores`` (causal-tracing rows share those tables; older files have no method).
@@ -53,11 +59,13 @@ POOLED_SETTINGS = ("model", "steps", "guidance", "height", "width", "scheduler",
 
 @dataclass(frozen=True)
 class Rule:
-    """How windows are judged: ``threshold`` (fraction of the gap a window must remove, judged on the interval's
-    lower end), the interval ``level``, the minimum reference gap ``min_gap``, the fewest prompt x seed units
-    ``min_units``, the bootstrap's ``resamples`` and ``seed``, and the ``meaningless_scorers`` whose scores cannot
-    make a concept measurable (default: the random-weight ``tiny-clip``; tests that plant an answer clear it). The
-    defaults are the ones docs/statistics.md explains."""
+    """How windows are judged: ``threshold`` (fraction of the gap a window must remove, by the paired test at the
+    one-sided error of the interval ``level``), the minimum reference gap ``min_gap``, the fewest prompt x seed units
+    ``min_units``, the bootstrap's ``resamples`` and ``seed``, the ``meaningless_scorers`` whose scores cannot make a
+    concept measurable (default: the random-weight ``tiny-clip``; tests that plant an answer clear it), the
+    ``adjust``-ment over a concept's windows (``ADJUSTMENTS``), the ``selection`` of the minimal window
+    (``SELECTIONS``) and the prompts from which prompts are resampled (``cluster_prompts``). The defaults are the ones
+    docs/statistics.md explains."""
 
     threshold: float = DEFAULT_THRESHOLD
     level: float = DEFAULT_LEVEL
@@ -66,12 +74,26 @@ class Rule:
     seed: int = intervals.SEED
     min_units: int = MIN_UNITS
     meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)
+    adjust: str = ADJUSTMENTS[0]
+    selection: str = SELECTIONS[0]
+    cluster_prompts: int = CLUSTER_PROMPTS
 
     def __post_init__(self):
         if not 0 < self.level < 1:
             raise UserError(f"interval level must be between 0 and 1 (e.g. 0.95), got {self.level}")
         if self.resamples < 1:
             raise UserError(f"bootstrap resamples must be >= 1, got {self.resamples}")
+        if self.adjust not in ADJUSTMENTS:
+            raise UserError(f"adjustment must be one of {', '.join(ADJUSTMENTS)}, got {self.adjust!r}")
+        if self.selection not in SELECTIONS:
+            raise UserError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if self.cluster_prompts < 2:
+            raise UserError(f"prompts resampled from must be >= 2 (a single prompt has no spread), got "
+                            f"{self.cluster_prompts}")
+
+    def options(self) -> dict:
+        """The keyword options of ``localization`` and ``concept_summary`` that give this rule."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 # ---------------------------------------------------------------------------------------------------------- runs
@@ -279,7 +301,9 @@ def _cells(table: pa.Table) -> dict:
     group, unit = np.cumsum(group_starts) - 1, np.cumsum(unit_starts) - 1
     unit -= unit[np.flatnonzero(group_starts)][group]  # units count from 0 in each group
     prompt_starts = group_starts | _starts(table, ["prompt"])
-    return {"group": group[first], "unit": unit[first], "score": scores,
+    prompt = np.cumsum(prompt_starts) - 1
+    prompt -= prompt[np.flatnonzero(group_starts)][np.cumsum(group_starts) - 1]  # prompts count from 0 in each group
+    return {"group": group[first], "unit": unit[first], "score": scores, "prompt": prompt[first],
             "kind": table["kind"].to_numpy()[first], "seed": table["seed"].to_numpy()[first],
             "size": table["window_size"].to_numpy()[first], "start": table["window_start"].to_numpy()[first],
             "prompts": np.add.reduceat(prompt_starts, np.flatnonzero(group_starts)),
@@ -326,8 +350,16 @@ _WINDOW_SCHEMA = pa.schema([
     ("n_units", pa.int64()), ("gap", pa.float64()), ("gap_std", pa.float64()), ("gap_low", pa.float64()),
     ("gap_high", pa.float64()), ("measurable", pa.bool_()), ("not_measurable", pa.string()),
     ("normalized_drop", pa.float64()), ("drop_low", pa.float64()), ("drop_high", pa.float64()),
-    ("level", pa.float64()),
+    ("level", pa.float64()), ("clustered", pa.bool_()),
+    # The paired test's sufficient statistics (contract.decision.PairedStats) on every unit and on each half of the
+    # seeds, and the drop on the confirming half (``concepts_of``; NaN when the rule's selection reports no half).
+    *[(f"{half}{name}", kind) for half in ("", "select_", "confirm_") for name, kind in
+      (("test_units", pa.int64()), ("test_df", pa.int64()), ("removed", pa.float64()), ("unit_gap", pa.float64()),
+       ("removed_var", pa.float64()), ("unit_gap_var", pa.float64()), ("removed_gap_cov", pa.float64()))],
+    ("select_seeds", pa.string()), ("confirm_seeds", pa.string()),
+    ("confirm_drop", pa.float64()), ("confirm_low", pa.float64()), ("confirm_high", pa.float64()),
 ])
+_STATS = ("test_units", "test_df", "removed", "unit_gap", "removed_var", "unit_gap_var", "removed_gap_cov")
 
 
 def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None,
@@ -344,7 +376,7 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
     cells = _cells(table)
     bounds = np.concatenate([[0], np.flatnonzero(np.diff(cells["group"])) + 1, [len(cells["group"])]])
     kind, unit, seed, score = cells["kind"], cells["unit"], cells["seed"], cells["score"]
-    size, start, n_prompts = cells["size"], cells["start"], cells["prompts"]
+    size, start, n_prompts, prompt = cells["size"], cells["start"], cells["prompts"], cells["prompt"]
     columns: dict[str, list] = {name: [] for name in _WINDOW_SCHEMA.names}
     for index, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
         key = tuple(cells["names"][index].values())
@@ -363,10 +395,35 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
         windows = np.full((n, len(window_keys)), np.nan)
         windows[unit[rows][is_window], column] = score[rows][is_window]
         rng = intervals.rng_for(rule.seed, *key)
-        est = intervals.drop_intervals(refs[ORIGINAL], refs[reference], windows, rule.level, rule.resamples, rng)
-        unit_seed = np.empty(n, dtype=np.int64)
+        unit_seed, unit_prompt = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
         unit_seed[unit[rows]] = seed[rows]
+        unit_prompt[unit[rows]] = prompt[rows]
+        clustered = int(n_prompts[index]) >= rule.cluster_prompts
+        est = intervals.drop_intervals(refs[ORIGINAL], refs[reference], windows, rule.level, rule.resamples, rng,
+                                       unit_prompt, clustered)
         seed_values, seed_of_unit = np.unique(unit_seed, return_inverse=True)
+        halves = {"": np.ones(n, bool), "select_": seed_of_unit % 2 == 0, "confirm_": seed_of_unit % 2 == 1}
+        for half, mine in halves.items():
+            _, prompt_of = np.unique(unit_prompt[mine], return_inverse=True)
+            stats = decision.paired_stats(refs[ORIGINAL][mine], refs[reference][mine], windows[mine], prompt_of,
+                                          clustered)
+            for name, value in zip(_STATS, (stats.n, stats.df, stats.removed, stats.gap, stats.removed_var,
+                                            stats.gap_var, stats.cov)):
+                columns[half + name] += list(value)
+        mine = halves["confirm_"]
+        smaller = min(int(mine.sum()), int((~mine).sum()))
+        if rule.selection == "confirm" or (rule.selection == "auto" and smaller >= rule.min_units):
+            _, prompt_of = np.unique(unit_prompt[mine], return_inverse=True)
+            held_out = intervals.drop_intervals(refs[ORIGINAL][mine], refs[reference][mine], windows[mine],
+                                                rule.level, rule.resamples, rng, prompt_of, clustered)
+            shown = (held_out.drop, held_out.drop_low, held_out.drop_high)
+        else:  # no held-out half is reported: spare its bootstrap
+            shown = (np.full(len(window_keys), np.nan),) * 3
+        for name, values in zip(("confirm_drop", "confirm_low", "confirm_high"), shown):
+            columns[name] += list(values)
+        columns["clustered"] += [clustered] * len(window_keys)
+        for half, values in (("select_", seed_values[0::2]), ("confirm_", seed_values[1::2])):
+            columns[f"{half}seeds"] += [", ".join(str(v) for v in values)] * len(window_keys)
         has_window = ~np.isnan(windows) & ~np.isnan(refs[ORIGINAL])[:, None] & ~np.isnan(refs[reference])[:, None]
         n_seeds = ((has_window.T.astype(np.int64) @ np.eye(len(seed_values), dtype=np.int64)[seed_of_unit]) > 0).sum(1)
         problem = _not_measurable(key[4], est.n_units, est.gap, est.gap_low, est.gap_high, rule)
@@ -401,63 +458,131 @@ def window_estimates(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None =
     return pa.Table.from_arrays(arrays, schema=_WINDOW_SCHEMA)
 
 
-def verdict(row: dict, threshold: float) -> str:
-    """What a window row of ``localization`` (or ``window_estimates``) says at ``threshold``, in words: the point, the
-    interval and the rule."""
+def _stats(rows: dict, half: str = "") -> decision.PairedStats:
+    """The paired test's statistics of ``half`` ('', 'select_', 'confirm_') from a table's columns as arrays."""
+    return decision.PairedStats(*(np.asarray(rows[half + name], dtype=np.float64 if i > 1 else np.int64)
+                                  for i, name in enumerate(_STATS)))
+
+
+def _adjusted(p: np.ndarray, families: np.ndarray, adjust: str) -> tuple[np.ndarray, np.ndarray]:
+    """(adjusted p-values, windows adjusted over) with each of ``families``' p-values adjusted together."""
+    if adjust == "none":
+        return p, np.where(np.isnan(p), 0, 1)
+    adjusted, over = np.full(len(p), np.nan), np.zeros(len(p), np.int64)
+    for family in np.unique(families):
+        mine = families == family
+        adjusted[mine] = decision.holm(p[mine])
+        over[mine] = int((~np.isnan(p[mine])).sum())
+    return adjusted, over
+
+
+def _units_text(row: dict) -> str:
+    prompts = row["n_prompts"]
+    if prompts <= 1:
+        return f"{row['n_units']} units"
+    return (f"{row['n_units']} units of {prompts} prompts, "
+            + ("prompts resampled" if row["clustered"] else "prompts fixed"))
+
+
+def _test_text(row: dict) -> str:
+    """The decision in words: the test at the threshold, its adjustment and its units."""
+    alpha = decision.alpha_of(row["level"])
+    test = f"paired test at {row['threshold']:g}: p = {_p(row['p_value'])}"
+    if row["adjustment"] == "holm":
+        test += f", adjusted over {row['adjusted_over']} windows (Holm) p = {_p(row['p_adjusted'])}"
+    else:
+        test += ", unadjusted"
+    passed = row["p_adjusted"] is not None and row["p_adjusted"] <= alpha
+    return f"{test}, {'<=' if passed else '>'} {alpha:g}; {_units_text(row)}"
+
+
+def _p(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2g}" if value >= 0.001 or value == 0 else f"{value:.1e}"
+
+
+def verdict(row: dict) -> str:
+    """What a judged window row (``judge``) says, in words: the point, the interval, the test and its adjustment."""
     if not row["measurable"]:
         return f"not measurable: {row['not_measurable']}"
     drop, low, high = row["normalized_drop"], row["drop_low"], row["drop_high"]
     if drop is None:
         return "no drop: the original and the reference score the same"
     interval = f"drop {_num(drop, 2)}, {row['level']:.0%} interval [{_num(low, 2)}, {_num(high, 2)}]"
-    if low is not None and low >= threshold:
-        return f"localizes: {interval}, all of it at or above {threshold:g}"
-    if drop >= threshold:
-        return f"not shown to localize: {interval} reaches below {threshold:g}"
-    return f"does not localize: {interval}, below {threshold:g}"
+    if row["localizes"]:
+        return f"localizes: {interval}; {_test_text(row)}"
+    if drop >= row["threshold"]:
+        return f"not shown to localize: {interval}; {_test_text(row)}"
+    return f"does not localize: {interval}, below {row['threshold']:g}; {_test_text(row)}"
 
 
-def localizes(row: dict, threshold: float) -> bool:
-    """The rule: the concept is measurable and the drop's interval lies at or above ``threshold``."""
-    return bool(row["measurable"]) and row["drop_low"] is not None and row["drop_low"] >= threshold
+def judge(estimates: pa.Table, threshold: float, adjust: str = ADJUSTMENTS[0], words: bool = True) -> pa.Table:
+    """``estimates`` (``window_estimates``) with the threshold's columns: threshold, p_value (the paired one-sided
+    test that the window removes more than ``threshold`` of the gap), adjustment, adjusted_over (the concept's windows
+    the p-value is adjusted over; 1: unadjusted), p_adjusted, localizes (measurable and p_adjusted at most the
+    interval level's one-sided error) and, with ``words``, verdict (``verdict`` of each row: the slow part, which a
+    view showing a few rows leaves to them)."""
+    k = estimates.num_rows
+    columns = {name: estimates[name].to_numpy() for name in (*_STATS, "measurable", "level")}
+    p = decision.p_values(_stats(columns), threshold) if k else np.zeros(0)
+    families = pc.binary_join_element_wise(*(estimates[name] for name in _KEYS), "\x1f")
+    families = families.combine_chunks().dictionary_encode().indices.to_numpy() if k else np.zeros(0, np.int64)
+    measurable = columns["measurable"].astype(bool)
+    adjusted, over = _adjusted(np.where(measurable, p, np.nan), families, adjust)
+    alpha = decision.alpha_of(columns["level"])
+    found = measurable & (adjusted <= alpha)
+    table = (estimates.append_column("threshold", pa.array([float(threshold)] * k, pa.float64()))
+             .append_column("p_value", _column(p, pa.float64()))
+             .append_column("adjustment", pa.array([adjust] * k, pa.string()))
+             .append_column("adjusted_over", pa.array(over, pa.int64()))
+             .append_column("p_adjusted", _column(adjusted, pa.float64()))
+             .append_column("localizes", pa.array(found, pa.bool_())))
+    if not words:
+        return table
+    shown = table.select(_VERDICT_COLUMNS).to_pylist()  # what ``verdict`` reads: far fewer columns than the rows have
+    return table.append_column("verdict", pa.array([verdict(r) for r in shown], pa.string()))
 
 
-def judge(estimates: pa.Table, threshold: float) -> pa.Table:
-    """``estimates`` (``window_estimates``) with the threshold's columns: threshold, localizes, verdict."""
-    rows = estimates.to_pylist()
-    return (estimates.append_column("threshold", pa.array([float(threshold)] * len(rows), pa.float64()))
-            .append_column("localizes", pa.array([localizes(r, threshold) for r in rows], pa.bool_()))
-            .append_column("verdict", pa.array([verdict(r, threshold) for r in rows], pa.string())))
+_VERDICT_COLUMNS = ["measurable", "not_measurable", "normalized_drop", "drop_low", "drop_high", "level", "threshold",
+                    "localizes", "p_value", "p_adjusted", "adjustment", "adjusted_over", "n_units", "n_prompts",
+                    "clustered"]
 
 
 def localization(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
                  run_ids: list[str] | None = None, *, level: float = DEFAULT_LEVEL,
                  min_gap: float = MIN_REFERENCE_GAP, resamples: int = intervals.RESAMPLES,
                  seed: int = intervals.SEED, min_units: int = MIN_UNITS,
-                 meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,)) -> pa.Table:
+                 meaningless_scorers: tuple[str, ...] = (RANDOM_SCORER,), adjust: str = ADJUSTMENTS[0],
+                 selection: str = SELECTIONS[0], cluster_prompts: int = CLUSTER_PROMPTS) -> pa.Table:
     """Per (run, model, family, concept, scorer_id, window_size, window_start): the window's mean score over its
     images, the concept's references (original, target, all-layers; ``reference`` names the one that normalizes,
     ``reference_score`` its mean), the gap original - reference with its spread and interval, whether the concept is
     measurable (``not_measurable`` says why not), the normalized drop ``(original - window) / (original - reference)``
-    with its bootstrap interval (``drop_low``, ``drop_high`` at ``level``), and at ``threshold`` whether it localizes
-    (measurable and ``drop_low >= threshold``) and the ``verdict`` in words.
+    with its bootstrap interval (``drop_low``, ``drop_high`` at ``level``), and at ``threshold`` the paired test's
+    p-value, adjusted over the concept's windows, whether it localizes (measurable and the adjusted p-value at most
+    ``(1 - level) / 2``) and the ``verdict`` in words.
 
     Args:
         con: a connection from ``Store.connect()``.
-        threshold: fraction of the original-to-reference gap a window must remove, judged on the interval.
+        threshold: fraction of the original-to-reference gap a window must remove, by the paired test.
         run_ids: None: every run on its own (``run_id`` names it). A list: those runs pooled, refused with a
             ``UserError`` naming the differing setting unless their settings match (``run_id`` is 'a+b').
-        level: the intervals' coverage.
+        level: the intervals' coverage (and the test's one-sided error, ``(1 - level) / 2``).
         min_gap: the smallest original-to-reference gap (CLIP-score units) a concept must clearly exceed.
         resamples, seed: the bootstrap's resamples and seed (reproducible).
         min_units: the fewest prompt x seed units a measurable concept has.
         meaningless_scorers: scorers whose scores never make a concept measurable (the random-weight ``tiny-clip``).
+        adjust: 'holm' (a concept's windows adjusted together) or 'none'.
+        selection: how ``concept_summary`` chooses the minimal window (not used here; ``SELECTIONS``).
+        cluster_prompts: the prompts from which a concept's prompts are resampled (fewer: fixed).
 
     Returns:
         A pyarrow Table sorted by run_id, model, family, concept, scorer_id, window_size, window_start.
     """
-    rule = Rule(threshold, level, min_gap, resamples, seed, min_units, tuple(meaningless_scorers))
-    return judge(window_estimates(con, run_ids, rule), threshold)
+    rule = Rule(threshold, level, min_gap, resamples, seed, min_units, tuple(meaningless_scorers), adjust, selection,
+                cluster_prompts)
+    return judge(window_estimates(con, run_ids, rule), threshold, adjust)
 
 
 def minimal_windows_sql(localization_sql: str, partition: str) -> str:
@@ -479,11 +604,11 @@ def minimal_windows_of(table: pa.Table) -> pa.Table:
 def minimal_windows(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_THRESHOLD,
                     run_ids: list[str] | None = None, **rule) -> pa.Table:
     """Per (run, model, family, concept, scorer_id): the smallest window size with a localizing window, and at that
-    size the window with the largest normalized drop (ties: the earliest start). Concepts with no localizing window
-    (or not measurable) have no row: ``concept_summary`` says why.
+    size the window with the largest normalized drop (ties: the earliest start), judged on every unit (the
+    selection is optimistic: ``concept_summary`` confirms it on held-out seeds where it can). Concepts with no
+    localizing window (or not measurable) have no row: ``concept_summary`` says why.
 
-    Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
-    ``min_units``, ``meaningless_scorers``), one row per group with the same columns.
+    Args, Returns: as ``localization`` (its keyword options), one row per group with the same columns.
     """
     return minimal_windows_of(localization(con, threshold, run_ids, **rule))
 
@@ -492,37 +617,96 @@ def concept_summary(con: duckdb.DuckDBPyConnection, threshold: float = DEFAULT_T
                     run_ids: list[str] | None = None, **rule) -> pa.Table:
     """One row per (run, model, family, concept, scorer_id), every concept: its references and gap (with spread and
     interval), whether it is measurable, and its window: the minimal localizing window when one localizes, else the
-    window with the largest drop (``localizes`` false); no window when not measurable. ``verdict`` says it in
-    words.
+    window with the largest drop (``localizes`` false); no window when not measurable. ``localizing_windows`` lists
+    every localizing window of the minimal size; ``selection`` says whether the window was chosen on half the seeds
+    and its drop measured on the other half, or chosen and measured on the same units (optimistic). ``verdict`` says
+    it in words.
 
-    Args, Returns: as ``localization`` (keyword options ``level``, ``min_gap``, ``resamples``, ``seed``,
-    ``min_units``, ``meaningless_scorers``).
+    Args, Returns: as ``localization`` (its keyword options; ``selection``: ``SELECTIONS``).
     """
-    return concepts_of(localization(con, threshold, run_ids, **rule))
+    return concepts_of(localization(con, threshold, run_ids, **rule), rule.get("selection", SELECTIONS[0]),
+                       rule.get("min_units", MIN_UNITS))
 
 
-def concepts_of(table: pa.Table) -> pa.Table:
+CONFIRMED = "confirmed on held-out seeds"
+OPTIMISTIC = "selected (optimistic)"
+
+
+def _window_name(row: dict) -> str:
+    return f"{row['window_start']}-{row['window_start'] + row['window_size'] - 1}"
+
+
+def _minimal(rows: list[dict], found: np.ndarray, drops: np.ndarray) -> list[int]:
+    """Indices of the localizing windows of the smallest localizing size, the largest drop first."""
+    sizes = [rows[i]["window_size"] for i in np.flatnonzero(found)]
+    if not sizes:
+        return []
+    chosen = [i for i in np.flatnonzero(found) if rows[i]["window_size"] == min(sizes)]
+    return sorted(chosen, key=lambda i: (-drops[i], rows[i]["window_start"]))
+
+
+def _concept(rows: list[dict], selection: str, min_units: int) -> dict:
+    """One concept's summary from its judged window rows."""
+    first = rows[0]
+    threshold, adjust, level = first["threshold"], first["adjustment"], first["level"]
+    alpha = decision.alpha_of(level)
+    columns = {name: [r[name] for r in rows] for name in rows[0]}
+    halves = min(max(columns["select_test_units"]), max(columns["confirm_test_units"]))
+    confirm = first["measurable"] and (selection == "confirm" or (selection == "auto" and halves >= min_units))
+    drops = np.array([-math.inf if r["normalized_drop"] is None else r["normalized_drop"] for r in rows])
+    out = {"selection": None, "localizing_windows": [], "confirm_units": None}
+    if not first["measurable"]:
+        chosen, found = None, False
+    elif confirm:
+        p = decision.p_values(_stats(columns, "select_"), threshold)
+        picked, _ = _adjusted(p, np.zeros(len(rows)), adjust)
+        selected_drop = np.nan_to_num(np.asarray(columns["select_removed"], dtype=float)
+                                      / np.asarray(columns["select_unit_gap"], dtype=float), nan=-math.inf)
+        candidates = _minimal(rows, picked <= alpha, selected_drop)
+        held = decision.p_values(_stats({k: [columns[k][i] for i in candidates] for k in columns}, "confirm_"),
+                                 threshold)
+        held, over = _adjusted(held, np.zeros(len(candidates)), adjust)
+        confirmed = [i for i, q in zip(candidates, held) if q <= alpha]
+        found = bool(confirmed)
+        chosen = (confirmed or candidates or [int(np.argmax(drops))])[0]
+        out.update(selection=CONFIRMED, localizing_windows=[_window_name(rows[i]) for i in confirmed],
+                   confirm_units=rows[chosen]["confirm_test_units"])
+        out["held_out"] = (held[candidates.index(chosen)] if chosen in candidates else None,
+                           int(over[0]) if len(candidates) else 0, len(candidates))
+    else:
+        minimal = _minimal(rows, np.array(columns["localizes"]), drops)
+        found = bool(minimal)
+        chosen = minimal[0] if minimal else int(np.argmax(drops))
+        out.update(selection=OPTIMISTIC, localizing_windows=[_window_name(rows[i]) for i in minimal])
+    window = None if chosen is None or rows[chosen]["normalized_drop"] is None else rows[chosen]
+    return {**out, "window": window, "found": found, "confirm": confirm}
+
+
+def concepts_of(table: pa.Table, selection: str = SELECTIONS[0], min_units: int = MIN_UNITS) -> pa.Table:
     """``concept_summary`` from a ``localization`` table (or ``judge``'s output) already computed."""
-    minimal = {tuple(r[k] for k in _KEYS): r for r in minimal_windows_of(table).to_pylist()}
-    best: dict[tuple, tuple[float, dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for row in table.to_pylist():  # in window order: ties go to the smaller, earlier window
-        key = tuple(row[k] for k in _KEYS)
-        rank = -math.inf if row["normalized_drop"] is None else row["normalized_drop"]
-        if key not in best or rank > best[key][0]:
-            best[key] = (rank, row)
+        groups.setdefault(tuple(row[k] for k in _KEYS), []).append(row)
     rows = []
-    for key, (_, row) in best.items():
-        chosen = minimal.get(key, row)
-        window = row["measurable"] and chosen["normalized_drop"] is not None
+    for windows in groups.values():
+        row = windows[0]
+        result = _concept(windows, selection, min_units)
+        chosen = result["window"]
+        shown = {k: chosen[k] if chosen else None for k in ("window_size", "window_start", "normalized_drop",
+                                                              "drop_low", "drop_high", "p_adjusted")}
+        if chosen and result["confirm"] and result["held_out"][2]:  # a window was chosen: its held-out numbers
+            shown.update(normalized_drop=chosen["confirm_drop"], drop_low=chosen["confirm_low"],
+                         drop_high=chosen["confirm_high"], p_adjusted=result["held_out"][0])
         rows.append({
             **{k: row[k] for k in _KEYS}, "n_prompts": row["n_prompts"], "n_units": row["n_units"],
             **{k: row[k] for k in ("original_score", "target_score", "all_layers_score", "reference",
                                    "reference_score", "gap", "gap_std", "gap_low", "gap_high", "measurable",
                                    "not_measurable")},
-            **{k: chosen[k] if window else None for k in ("window_size", "window_start", "normalized_drop",
-                                                          "drop_low", "drop_high")},
-            "level": row["level"], "threshold": row["threshold"], "localizes": key in minimal,
-            "verdict": _concept_verdict(row, chosen if window else None, key in minimal, row["threshold"])})
+            **shown, "level": row["level"], "threshold": row["threshold"], "localizes": result["found"],
+            "adjustment": row["adjustment"], "adjusted_over": row["adjusted_over"],
+            "clustered": row["clustered"], "selection": result["selection"],
+            "localizing_windows": result["localizing_windows"], "confirm_units": result["confirm_units"],
+            "verdict": _concept_verdict(row, result)})
     return pa.Table.from_pylist(rows, schema=_CONCEPT_SCHEMA)
 
 
@@ -530,20 +714,42 @@ _CONCEPT_SCHEMA = pa.schema(
     [_WINDOW_SCHEMA.field(k) for k in (*_KEYS, "n_prompts", "n_units", "original_score", "target_score",
                                        "all_layers_score", "reference", "reference_score", "gap", "gap_std",
                                        "gap_low", "gap_high", "measurable", "not_measurable", "window_size",
-                                       "window_start", "normalized_drop", "drop_low", "drop_high", "level")]
-    + [pa.field("threshold", pa.float64()), pa.field("localizes", pa.bool_()), pa.field("verdict", pa.string())])
+                                       "window_start", "normalized_drop", "drop_low", "drop_high")]
+    + [pa.field("p_adjusted", pa.float64()), _WINDOW_SCHEMA.field("level"), pa.field("threshold", pa.float64()),
+       pa.field("localizes", pa.bool_()), pa.field("adjustment", pa.string()), pa.field("adjusted_over", pa.int64()),
+       _WINDOW_SCHEMA.field("clustered"), pa.field("selection", pa.string()),
+       pa.field("localizing_windows", pa.list_(pa.string())), pa.field("confirm_units", pa.int64()),
+       pa.field("verdict", pa.string())])
 
 
-def _concept_verdict(row: dict, window: dict | None, found: bool, threshold: float) -> str:
+def _concept_verdict(row: dict, result: dict) -> str:
     if not row["measurable"]:
         return f"not measurable: {row['not_measurable']}"
+    window = result["window"]
     if window is None:
         return "no window measured"
-    where = f"layers {window['window_start']}-{window['window_start'] + window['window_size'] - 1} " \
-            f"(m={window['window_size']})"
-    if found:
-        return f"localizes at {where}: {verdict(window, threshold).removeprefix('localizes: ')}"
-    return f"no window localizes; strongest {where}: {verdict(window, threshold)}"
+    where = f"layers {_window_name(window)} (m={window['window_size']})"
+    if result["confirm"]:
+        p, over, listed = result["held_out"]
+        half = (f"chosen on seeds {window['select_seeds']} ({window['select_test_units']} units), measured on "
+                f"seeds {window['confirm_seeds']} ({window['confirm_test_units']} units)")
+        interval = (f"drop {_num(window['confirm_drop'], 2)}, {row['level']:.0%} interval "
+                    f"[{_num(window['confirm_low'], 2)}, {_num(window['confirm_high'], 2)}]")
+        if not listed:
+            return (f"no window localizes on seeds {window['select_seeds']} (adjusted over "
+                    f"{window['adjusted_over']} windows); strongest {where}: {verdict(window)}")
+        test = f"held-out paired test p = {_p(p)} adjusted over {over} window{'s' if over != 1 else ''}"
+        if result["found"]:
+            others = [w for w in result["localizing_windows"] if w != _window_name(window)]
+            also = f" (also {', '.join(others)})" if others else ""
+            return f"localizes at {where}{also}, {CONFIRMED}: {interval}; {test}; {half}"
+        return f"not confirmed: {where} localizes on the choosing half but not on the held-out one: {interval}; " \
+               f"{test}; {half}"
+    if result["found"]:
+        others = [w for w in result["localizing_windows"] if w != _window_name(window)]
+        also = f" (also {', '.join(others)})" if others else ""
+        return f"localizes at {where}{also}, {OPTIMISTIC}: {verdict(window).removeprefix('localizes: ')}"
+    return f"no window localizes; strongest {where}: {verdict(window)}"
 
 
 # -------------------------------------------------------------------------------------------------- causal tracing
@@ -575,18 +781,88 @@ ORDER BY run_id, model, family, concept, scorer_id, method, component, noise, si
 """
 
 
-def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None) -> pa.Table:
+# Each traced unit's (prompt, seed) scores, for the intervals: one row per (summary, unit, kind, site).
+_TRACE_UNITS_SQL = f"""
+WITH chosen AS (SELECT unnest($runs) AS run_id, unnest($labels) AS run_set),
+c AS (SELECT run_id, case_id, prompt FROM cases WHERE list_contains($runs, run_id))
+SELECT ch.run_set AS run_id, s.model, s.family, s.concept, s.scorer_id, s.method, s.component, s.noise,
+       coalesce(c.prompt, '') AS prompt, s.seed, s.kind, coalesce(s.site, -1) AS site, avg(s.score) AS score
+FROM scores s JOIN chosen ch ON s.run_id = ch.run_id LEFT JOIN c ON c.run_id = s.run_id AND c.case_id = s.case_id
+WHERE {TRACE_ROWS.replace("method", "s.method")} AND s.kind IN ('original', 'corrupted', 'restored')
+GROUP BY ALL ORDER BY ALL
+"""
+_TRACE_GROUP = ("run_id", "model", "family", "concept", "scorer_id", "method", "component", "noise")
+
+
+def _trace_intervals(rows: list[dict], rule: Rule) -> dict[tuple, dict]:
+    """Per (trace group, site): units, recovery interval, corruption-gap interval. Recovery is one minus LocoGen's
+    drop with the corrupted image as the reference and the restored one as the window, so its interval is
+    ``drop_intervals``' reflected: units (prompt x seed) resampled the same way, prompts fixed or resampled."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in _TRACE_GROUP), []).append(row)
+    found = {}
+    for key, mine in groups.items():
+        units = sorted({(r["prompt"], r["seed"]) for r in mine})
+        sites = sorted({r["site"] for r in mine if r["kind"] == "restored"})
+        index, column = {u: i for i, u in enumerate(units)}, {s: j for j, s in enumerate(sites)}
+        prompts = sorted({u[0] for u in units})
+        prompt = np.array([prompts.index(u[0]) for u in units], dtype=np.int64)
+        original, corrupted = np.full(len(units), np.nan), np.full(len(units), np.nan)
+        restored = np.full((len(units), len(sites)), np.nan)
+        for r in mine:
+            i = index[r["prompt"], r["seed"]]
+            if r["kind"] == "restored":
+                restored[i, column[r["site"]]] = r["score"]
+            else:
+                (original if r["kind"] == "original" else corrupted)[i] = r["score"]
+        est = intervals.drop_intervals(original, corrupted, restored, rule.level, rule.resamples,
+                                       intervals.rng_for(rule.seed, *key), prompt, len(prompts) >= rule.cluster_prompts)
+        for j, site in enumerate(sites):
+            found[(*key, site)] = {"n_units": est.n_units, "recovery_low": 1 - est.drop_high[j],
+                                   "recovery_high": 1 - est.drop_low[j], "gap_low": est.gap_low,
+                                   "gap_high": est.gap_high}
+    return found
+
+
+def _partial(con: duckdb.DuckDBPyConnection, runs: dict[str, str], method: str) -> dict[str, bool]:
+    """Summary label -> whether any of its runs is unfinished (a shard still running, failed, or never recorded)."""
+    finished = {r["run_id"]: r["finished"] for r in run_settings(con, list(runs), method).to_pylist()}
+    partial: dict[str, bool] = {}
+    for run, label in runs.items():
+        partial[label] = partial.get(label, False) or not finished.get(run, False)
+    return partial
+
+
+def trace_effects(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None, level: float = DEFAULT_LEVEL,
+                  resamples: int = intervals.RESAMPLES, seed: int = intervals.SEED) -> pa.Table:
     """Causal tracing's analogue of ``localization``: per (run, model, family, concept, scorer_id, method, component,
     noise, site): the restored images' mean score, the original and corrupted reference scores, their difference
-    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``. Where the gap is below
-    ``MIN_CORRUPTION_GAP`` the noise did not remove the attribute and the recovery is a ratio of noise.
+    ``corruption_gap`` and the recovery ``(restored - corrupted) / corruption_gap``, with the units (prompt x seed)
+    and bootstrap intervals at ``level`` of the recovery and the gap (``recovery_low/high``, ``gap_low/high``, as
+    LocoGen's; docs/statistics.md), ``traceable`` (the gap's interval lies at or above ``MIN_CORRUPTION_GAP``: else
+    the noise did not clearly remove the attribute and the recovery is a ratio of noise), and ``partial`` (a run of
+    the summary has not finished: its sites may lack units).
 
     Args:
         con: a connection from ``Store.connect()``.
         run_ids: None: every trace run on its own. A list: those runs pooled, refused unless their settings match.
+        level, resamples, seed: the intervals' coverage and the bootstrap's resamples and seed.
     """
     runs = _run_sets(con, run_ids, TRACE)
-    return con.sql(_TRACE_SQL, params={"runs": list(runs), "labels": list(runs.values())}).to_arrow_table()
+    params = {"runs": list(runs), "labels": list(runs.values())}
+    table = con.sql(_TRACE_SQL, params=params).to_arrow_table()
+    rule = Rule(level=level, resamples=resamples, seed=seed)
+    found = _trace_intervals(con.sql(_TRACE_UNITS_SQL, params=params).to_arrow_table().to_pylist(), rule)
+    partial = _partial(con, runs, TRACE)
+    keys = zip(*(table[k].to_pylist() for k in (*_TRACE_GROUP, "site")))
+    extra = [found.get(key, {}) for key in keys]
+    for name in ("recovery_low", "recovery_high", "gap_low", "gap_high"):
+        table = table.append_column(name, _column([e.get(name, np.nan) for e in extra], pa.float64()))
+    table = table.append_column("n_units", pa.array([e.get("n_units", 0) for e in extra], pa.int64()))
+    traceable = [bool(e.get("gap_low", np.nan) >= MIN_CORRUPTION_GAP) for e in extra]
+    return (table.append_column("traceable", pa.array(traceable, pa.bool_()))
+            .append_column("partial", pa.array([partial[r] for r in table["run_id"].to_pylist()], pa.bool_())))
 
 
 def config_of(settings_row: dict) -> dict:
@@ -627,18 +903,34 @@ FROM sites ORDER BY model, family, concept, site
 
 
 def contribution_map(con: duckdb.DuckDBPyConnection, run_ids: list[str] | None = None,
-                     case_ids: list[str] | None = None) -> pa.Table:
+                     case_ids: list[str] | None = None, level: float = DEFAULT_LEVEL) -> pa.Table:
     """Attention contribution's analogue of ``trace_effects``: per (model, family, concept, site): the mean
-    contribution over the concept's localization images, its spread, image and seed counts, its share of the
-    concept's total and its rank (1 = the dominant site).
+    contribution over the concept's localization images, its spread, image and seed counts, its t interval at
+    ``level`` over the images (``contribution_low``, ``contribution_high``; each image is one prompt x seed), its share
+    of the concept's total, its rank (1 = the dominant site) and ``partial`` (a contribution run of the model has
+    not finished: sites may rest on fewer images than it will have).
 
     Args:
         con: a connection from ``Store.connect()``.
         run_ids: restrict to these runs; all runs when None.
         case_ids: with ``run_ids``, also these localization cases, whichever run wrote them (``_run_filter``).
+        level: the intervals' coverage.
     """
     sql, params = _run_filter(_CONTRIBUTION_SQL, run_ids, case_ids)
-    return con.sql(sql, params=params).to_arrow_table()
+    table = con.sql(sql, params=params).to_arrow_table()
+    n = np.asarray(table["n_images"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    spread = np.asarray(table["contribution_std"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    quantiles = np.array([intervals.t_quantile(1 - (1 - level) / 2, int(k) - 1) if k > 1 else np.nan for k in n])
+    half = quantiles * spread / np.sqrt(n)
+    mean = np.asarray(table["contribution"].to_numpy(zero_copy_only=False), dtype=np.float64)
+    unfinished = {model for (model,) in con.execute(
+        f"SELECT model FROM runs WHERE method = '{ATTENTION_CONTRIBUTION}' AND "
+        f"{'true' if run_ids is None else 'list_contains($runs, run_id)'} GROUP BY run_id, model "
+        "HAVING bool_or(status != 'finished') OR count(DISTINCT shard) < coalesce(max(num_shards), 1)",
+        {} if run_ids is None else {"runs": list(run_ids)}).fetchall()}
+    return (table.append_column("contribution_low", _column(mean - half, pa.float64()))
+            .append_column("contribution_high", _column(mean + half, pa.float64()))
+            .append_column("partial", pa.array([m in unfinished for m in table["model"].to_pylist()], pa.bool_())))
 
 
 # The top-k interventions, scored like LocoGen's windows against the same run's references.

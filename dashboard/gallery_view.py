@@ -118,19 +118,22 @@ def show_grid(columns: list[str], rows: list[Row], stat_heading: str) -> None:
 
 
 def drop_texts(loc, state: GalleryState, size: int, threshold: float) -> dict[int, str]:
-    """Window start -> its normalized drop with interval and verdict (● when the interval clears ``threshold``), from
-    a run's ``queries.localization_table`` ``loc``, for the state's concept and scorer at window size ``size``."""
-    mine = loc.filter(pc.and_(pc.and_(pc.equal(loc["scorer_id"], state.scorer), pc.equal(loc["family"], state.family)),
-                              pc.and_(pc.equal(loc["concept"], state.concept), pc.equal(loc["window_size"], size))))
+    """Window start -> its normalized drop with interval and verdict (● when the paired test, adjusted over the
+    concept's windows of every size, clears ``threshold``), from a run's ``queries.localization_table`` ``loc``, for
+    the state's concept and scorer at window size ``size``."""
+    judged = queries.judged(loc, state.scorer, threshold)
+    mine = judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], state.family),
+                                         pc.equal(judged["concept"], state.concept)),
+                                 pc.equal(judged["window_size"], size)))
     found = {}
     for r in mine.to_pylist():
         if not r["measurable"]:
             found[r["window_start"]] = "not measurable"
             continue
         if r["normalized_drop"] is None or r["drop_low"] is None:
-            found[r["window_start"]] = verdict(r, threshold)
+            found[r["window_start"]] = verdict(r)
             continue
-        mark = " ●" if r["drop_low"] >= threshold else ""
+        mark = " ●" if r["localizes"] else ""
         found[r["window_start"]] = (f"drop {r['normalized_drop']:.3f} [{r['drop_low']:.3f}, {r['drop_high']:.3f}]"
                                     f"{mark}")
     return found

@@ -24,10 +24,11 @@ VIEWS = {"locogen": LOCOGEN, "tracing": TRACING, "contribution": CONTRIBUTION, "
 LOCOGEN_CAPTION = ("**LocoGen** colour: normalized drop (original − window) / (original − reference) of the window of "
                    "m layers starting at that column, when those layers get the target prompt: 1 = the attribute is "
                    "gone as fully as in the reference, 0 = no effect. The reference is the target prompt, or on models "
-                   "whose text also enters outside cross-attention (SD-XL, IF) the all-layers swap. ● = the drop's "
-                   "bootstrap interval lies at or above the threshold; grey rows: the concept is not measurable (too "
-                   "few prompt × seed units, or an original − reference gap not clearly above "
-                   f"{MIN_REFERENCE_GAP:g}). docs/statistics.md explains every number.")
+                   "whose text also enters outside cross-attention (SD-XL, IF) the all-layers swap. ● = a paired "
+                   "test over prompt × seed units shows the window removes more than the threshold, adjusted over the "
+                   "concept's windows (Holm); hover: the bootstrap interval, p-values and units; grey rows: the "
+                   "concept is not measurable (too few prompt × seed units, or an original − reference gap not "
+                   f"clearly above {MIN_REFERENCE_GAP:g}). docs/statistics.md explains every number.")
 LEVELS = (0.8, 0.9, 0.95, 0.99)
 TRACE_CAPTION = ("**Causal tracing** colour: recovery (restored − corrupted) / (original − corrupted): with the "
                  "subject's word embedding corrupted by noise, restoring that one site from the clean run brings the "
@@ -176,6 +177,7 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
                      "window": window if c["localizes"] else "none", "m": c["window_size"] if c["localizes"] else None,
                      "drop [interval]": interval_text(c["normalized_drop"], c["drop_low"], c["drop_high"]),
                      "gap [interval]": interval_text(c["gap"], c["gap_low"], c["gap_high"]), "units": c["n_units"],
+                     "prompts": c["n_prompts"], "adjusted over": c["adjusted_over"], "selection": c["selection"],
                      "verdict": c["verdict"]})
     return rows
 
@@ -208,6 +210,15 @@ def untraceable_note(cells, min_gap: float) -> str | None:
     return (f"Blank rows: the noise moved the score by less than {min_gap:g}, so recovery would be a ratio of noise: "
             + ", ".join(f"{common.escape(row_label(*key))} ({gap:+.3f})" for key, gap in gaps.items())
             + ". Raise --noise, or lower the minimum gap." if gaps else None)
+
+
+def partial_note(cells, what: str) -> str | None:
+    """A warning when the map's run has not finished (its cells may rest on fewer units than it will have), or
+    None."""
+    if "partial" in cells.column_names and any(cells["partial"].to_pylist()):
+        return (f"Partial run: this {what} run has not finished, so some sites rest on fewer units than it will have "
+                "(the hover gives each site's units and interval).")
+    return None
 
 
 def shared_label(key: tuple[str, str], cells, traced=None) -> str:
@@ -369,7 +380,8 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     clicked = st.session_state.pop("map_clicked", None)
     if clicked and clicked[0] < len(rows):
         open_gallery(state, *rows[clicked[0]], size, clicked[1])
-    st.subheader(f"Minimal localizing windows ({state.level:.0%} interval of the drop ≥ {threshold:g})")
+    st.subheader(f"Minimal localizing windows (paired test: drop > {threshold:g} at error {(1 - state.level) / 2:g}, "
+                 "Holm-adjusted over each concept's windows)")
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
@@ -384,7 +396,7 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
         st.session_state["map_concept"] = state.wanted_concept
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
     shown_view = url_state.concept_params((family, concept))
-    concept_cells = only(mine, family=family, concept=concept)
+    concept_cells = only(judge(mine, threshold), family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, state.scorer, family, concept)
     figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)))
     st.plotly_chart(figure, key="line_view", config=CHART)
@@ -420,6 +432,9 @@ def trace_view(snap: data.Snapshot, state: MapState, trace, component: str, nois
     note = untraceable_note(cells, state.min_gap)
     if note:
         st.caption(note)
+    partial = partial_note(cells, "trace")
+    if partial:
+        st.warning(partial)
     st.subheader("One concept")
     rows = concept_rows(cells)
     pick, where = st.columns([3, 1])
@@ -482,6 +497,9 @@ def contribution_view(snap: data.Snapshot, state: MapState, contrib, top_k, k: i
     downloads.figure(figure, figure_title(state, "Attention contribution map", run=CONTRIBUTION_RUNS, k=k),
                      f"{state.model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
+    partial = partial_note(cells, "attention-contribution")
+    if partial:
+        st.warning(partial)
     st.subheader(f"Top-{k} interventions: the {k} dominant sites fed the target prompt")
     st.caption("Normalized drop (original − top-k) / (original − target), the original and target references of the "
                f"same run, scored by {state.scorer}; blank where the run has not intervened yet.")

@@ -41,7 +41,7 @@ def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     # Two seeds of one prompt are too few units to measure noise: the result says so instead of naming a window.
     (concept,) = result.concepts.to_pylist()
     assert not concept["measurable"] and result.minimal.num_rows == 0 and result.layers == []
-    assert "van gogh: not measurable: 2 prompt x seed units, at least 4" in repr(result)
+    assert "van gogh: not measurable: 2 prompt x seed units, at least 8" in repr(result)
     assert scope["edit"].meta["layers"] == [8, 9] and len(images) == 1 and images[0].size == (64, 64)
     assert len(scope["figure"].data) >= 1
 

@@ -150,6 +150,9 @@ CASES = [
     (["sweep", "{w}/alias-bomb.yaml", "--dry-run"], "aliases are not accepted, write the value out"),
     ([*GENERATE, "--window", "8:10", "--out", "{w}/out"], "--window 8:10 is given twice: give each window once"),
     (["--status-file", "{w}/root", "layers", "--model", "tiny-sd1"], "exists and is not a regular file"),
+    (["summary", "--artifacts", "{w}/root", "--min-units", "1"], "argument --min-units: expected an integer from 2"),
+    (["summary", "--artifacts", "{w}/root", "--cluster-prompts", "1"], "argument --cluster-prompts: expected an"),
+    (["summary", "--artifacts", "{w}/root", "--adjust", "bonferroni"], "argument --adjust: invalid choice"),
 ]
 
 

@@ -68,8 +68,8 @@ def test_the_verdict_table_gives_each_concepts_window_drop_and_gap_with_interval
     rows = map_view.verdict_table(map_view.only(loc, scorer_id=PLANTED_SCORER), 0.5)
 
     assert [(r["concept"], r["localizes"], r["window"], r["m"], r["drop [interval]"], r["gap [interval]"], r["units"])
-            for r in rows] == [("blue", False, "none", None, "–", "0.010 [0.010, 0.010]", 4),
-                               ("van gogh", True, "layers 8–9", 2, "1.000 [1.000, 1.000]", "0.500 [0.500, 0.500]", 4)]
+            for r in rows] == [("blue", False, "none", None, "–", "0.010 [0.010, 0.010]", 8),
+                               ("van gogh", True, "layers 8–9", 2, "1.000 [1.000, 1.000]", "0.500 [0.500, 0.500]", 8)]
     assert rows[0]["verdict"].startswith("not measurable: original - reference gap 0.0100 is below the minimum")
     assert map_view.interval_text(0.75, 0.0, 1.0) == "0.750 [0.000, 1.000]"
     assert (map_view.interval_text(None, None, None), map_view.interval_text(0.5, None, None)) == ("–", "0.500")
@@ -79,19 +79,19 @@ def test_the_settings_line_names_every_setting_of_the_run(run):
     rows = dict(map_view.settings_rows(run))
 
     assert (rows["run"], rows["seeds"], rows["window sizes"], rows["normalized by"]) == (
-        PLANTED, "0, 1, 2, 3", "1, 2", "target prompt")
+        PLANTED, "0, 1, 2, 3, 4, 5, 6, 7", "1, 2", "target prompt")
     assert map_view.settings_line(run).startswith(f"**run** {PLANTED} · **status** finished · **created** ")
 
 
 def test_titles_and_links_come_from_the_state_alone(run):
     shown = state(run)
 
-    assert map_view.about(shown) == f"tiny-sd1 · run {PLANTED} · scorer {PLANTED_SCORER} · seeds 0, 1, 2, 3"
+    assert map_view.about(shown) == f"tiny-sd1 · run {PLANTED} · scorer {PLANTED_SCORER} · seeds 0, 1, 2, 3, 4, 5, 6, 7"
     assert map_view.about(shown, VAN_GOGH, seeds=[0]) == (
         f"tiny-sd1 · run {PLANTED} · style · van gogh · scorer {PLANTED_SCORER} · seeds 0")
     assert map_view.figure_title(shown, "LocoGen heat map", m=2) == (
-        f"LocoGen heat map · model tiny-sd1 · run {PLANTED} · scorer {PLANTED_SCORER} · seeds 0, 1, 2, 3 · m 2 · "
-        "threshold 0.5 · interval 95%")
+        f"LocoGen heat map · model tiny-sd1 · run {PLANTED} · scorer {PLANTED_SCORER} · seeds 0, 1, 2, 3, 4, 5, 6, 7 · "
+        "m 2 · threshold 0.5 · interval 95%")
     # A tracing figure names the trace run and its seeds, and no interval level.
     traced = state(run, trace_run="t1", traced={"seeds": [7]}, threshold=0.25)
     assert map_view.figure_title(traced, "Causal tracing map", run="t1") == (
@@ -159,7 +159,7 @@ def test_the_gallery_marks_each_windows_drop_from_the_state(loc):
 
     assert drops[8] == "drop 1.000 [1.000, 1.000] ●" and drops[7] == "drop 0.000 [0.000, 0.000]" and len(drops) == 15
     ones = gallery_view.drop_texts(loc, gallery_view.GalleryState("tiny-sd1", *VAN_GOGH, PLANTED_SCORER), 1, 0.5)
-    assert ones[8] == "drop 0.750 [0.000, 1.000]"  # its interval reaches below the threshold: no mark
+    assert ones[8] == "drop 0.750 [0.375, 1.000]"  # the paired test does not carry it above the threshold: no mark
     blue = gallery_view.drop_texts(loc, gallery_view.GalleryState("tiny-sd1", *BLUE, PLANTED_SCORER), 1, 0.5)
     assert set(blue.values()) == {"not measurable"} and len(blue) == 16
     cases = [{"seed": 0, "score": 0.25}, {"seed": 1, "score": 0.5}, {"seed": 2, "score": None}]
@@ -185,7 +185,8 @@ def test_run_an_edit_prefills_the_layers_of_the_concepts_minimal_window(store, l
     assert job_view.localized_layers(loc, form, 16) == [8, 9]
     assert job_view.localized_layers(loc, form, 9) == [8]  # inside the model
     assert job_view.localized_layers(loc, job_view.FormState("tiny-sd1", *BLUE), 16) == []
-    assert job_view.localized_layers(loc, dataclasses.replace(form, threshold=1.0), 16) == [8, 9]
+    # A window that removes exactly the whole gap does not remove more than all of it: the paired test is strict.
+    assert job_view.localized_layers(loc, dataclasses.replace(form, threshold=1.0), 16) == []
     assert (job_view.layer_count("tiny-sd1", []), job_view.layer_count("unknown", [3, 7]),
             job_view.layer_count("unknown", [])) == (16, 8, job_view.DEFAULT_LAYERS)
 

@@ -82,8 +82,8 @@ def test_pooled_neuron_edit_holds_k_units_in_all(tmp_path):
 
 
 def _sweep_scores(root, concept="van gogh"):
-    """Four seeds (the fewest units a measurable concept has); the window 8-9 removes 90% of the gap in each."""
-    seeds = range(4)
+    """Eight seeds (the fewest units a measurable concept has); the window 8-9 removes 90% of the gap in each."""
+    seeds = range(8)
     rows = [dict(case_id=f"o{s}", kind="original", score=0.30, seed=s) for s in seeds]
     rows += [dict(case_id=f"t{s}", kind="target", score=0.10, seed=s) for s in seeds]
     rows += [dict(case_id=f"w1-{i}-{s}", kind="window", window_start=i, window_size=1, score=0.29, seed=s)
@@ -133,7 +133,8 @@ def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
     _sweep_scores(tmp_path)
     assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
     assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8-9 "
-            "(m=2): does not localize: drop 0.90, 95% interval [0.90, 0.90], below 0.95)") in capsys.readouterr().err
+            "(m=2): does not localize: drop 0.90, 95% interval [0.90, 0.90], below 0.95; paired test at 0.95: p = 1, "
+            "adjusted over 31 windows (Holm) p = 1, > 0.025; 8 units)") in capsys.readouterr().err
 
 
 def test_diffquickfix_keys_only_the_subject_token_on_request(tmp_path):

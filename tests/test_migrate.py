@@ -1,6 +1,6 @@
-"""Schema v3's method-neutral columns and the exact migration of older roots (``locolab.compute.migrate``): a root written
-before v3 with causal-tracing or attention-contribution rows is refused with one line naming the command, and that
-command rewrites it into what v3's writers write."""
+"""Schema v3's method-neutral columns and the exact migration of older roots (``locolab.compute.migrate``): a root
+written before v3 with causal-tracing or attention-contribution rows is refused with one line naming the command, and
+that command rewrites it into what v3's writers write."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,8 +82,8 @@ def _tables(root) -> dict:
 def test_an_older_root_with_trace_or_contribution_rows_is_refused_with_the_command_that_migrates_it(tmp_path):
     _write_v2(tmp_path, _as_v2(*_v3()))
     message = (f"artifact root {tmp_path} has 3 file(s) of causal tracing or attention contribution from before "
-               f"schema v3 (their sites are in other columns now): run `python -m locolab.compute.migrate {tmp_path}` to "
-               "rewrite them exactly, then open it again")
+               f"schema v3 (their sites are in other columns now): run `python -m locolab.compute.migrate {tmp_path}` "
+               "to rewrite them exactly, then open it again")
     with pytest.raises(UserError) as refused:
         store.Store(tmp_path).connect()
     assert str(refused.value) == message

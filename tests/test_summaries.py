@@ -5,11 +5,11 @@ interval arithmetic itself (t quantiles, Wilson intervals, exact identities)."""
 import numpy as np
 import pytest
 
-from locolab.contract import intervals, summaries
+from locolab.contract import decision, intervals, summaries
 from locolab.contract.errors import UserError
 from locolab.contract.store import Store, write_table
 
-SEEDS = range(4)
+SEEDS = range(8)
 SCORER = "openai/clip-vit-base-patch16"
 
 
@@ -64,7 +64,7 @@ def test_a_window_that_removes_the_gap_in_every_unit_localizes_with_its_interval
     assert (rows[1, 8]["localizes"], rows[1, 9]["localizes"], rows[1, 10]["localizes"]) == (True, False, False)
     assert rows[1, 9]["normalized_drop"] == pytest.approx(0.5)
     assert rows[1, 8]["verdict"].startswith("localizes: drop 1.00, 95% interval [")
-    assert (rows[1, 8]["n_units"], rows[1, 8]["n_seeds"], rows[1, 8]["n_images"]) == (4, 4, 4)
+    assert (rows[1, 8]["n_units"], rows[1, 8]["n_seeds"], rows[1, 8]["n_images"]) == (8, 8, 8)
     assert rows[1, 8]["gap"] == pytest.approx(0.5) and rows[1, 8]["measurable"]
 
 
@@ -88,10 +88,10 @@ def test_localizing_is_decided_on_the_interval_not_the_point(tmp_path):
 
 
 @pytest.mark.parametrize("changes, reason", [
-    ({"seeds": range(3)}, "3 prompt x seed units, at least 4 are needed to measure noise (add seeds or prompts)"),
+    ({"seeds": range(7)}, "7 prompt x seed units, at least 8 are needed to measure noise (add seeds or prompts)"),
     ({"original": 0.26}, "original - reference gap 0.0100 is below the minimum 0.02"),
     ({"original": 0.28, "jitter": 0.02},
-     "original - reference gap 0.0300 is not clearly above noise: its 95% interval [-0.0100, 0.0700] reaches below "
+     "original - reference gap 0.0300 is not clearly above noise: its 95% interval [0.0000, 0.0627] reaches below "
      "0.02"),
 ])
 def test_a_concept_without_a_clear_gap_is_not_measurable_and_says_why(tmp_path, changes, reason):
@@ -123,17 +123,17 @@ def test_the_random_weight_scorer_never_makes_a_concept_measurable(tmp_path):
 
 
 def test_runs_are_summarized_apart_and_pooled_only_when_their_settings_match(tmp_path):
-    write_table("scores", _rows("run1", seeds=[0, 1], windows={(1, 8): 0.25})[0], "a", root=tmp_path)
-    write_table("cases", _rows("run1", seeds=[0, 1], windows={(1, 8): 0.25})[1], "a", root=tmp_path)
-    write_table("scores", _rows("run2", seeds=[2, 3], windows={(1, 8): 0.25})[0], "b", root=tmp_path)
-    write_table("cases", _rows("run2", seeds=[2, 3], windows={(1, 8): 0.25})[1], "b", root=tmp_path)
+    write_table("scores", _rows("run1", seeds=range(4), windows={(1, 8): 0.25})[0], "a", root=tmp_path)
+    write_table("cases", _rows("run1", seeds=range(4), windows={(1, 8): 0.25})[1], "a", root=tmp_path)
+    write_table("scores", _rows("run2", seeds=range(4, 8), windows={(1, 8): 0.25})[0], "b", root=tmp_path)
+    write_table("cases", _rows("run2", seeds=range(4, 8), windows={(1, 8): 0.25})[1], "b", root=tmp_path)
     con = Store(tmp_path).connect()
 
     apart = summaries.concept_summary(con).to_pylist()
     pooled = summaries.concept_summary(con, run_ids=["run2", "run1"]).to_pylist()
 
-    assert [(r["run_id"], r["n_units"], r["localizes"]) for r in apart] == [("run1", 2, False), ("run2", 2, False)]
-    assert [(r["run_id"], r["n_units"], r["localizes"]) for r in pooled] == [("run1+run2", 4, True)]
+    assert [(r["run_id"], r["n_units"], r["localizes"]) for r in apart] == [("run1", 4, False), ("run2", 4, False)]
+    assert [(r["run_id"], r["n_units"], r["localizes"]) for r in pooled] == [("run1+run2", 8, True)]
 
 
 @pytest.mark.parametrize("other, difference", [
@@ -194,7 +194,7 @@ def test_the_run_settings_list_each_run_newest_first_with_what_pooling_compares(
 
     assert (run["run_id"], run["finished"], run["steps"], run["scheduler"], run["reference"], run["scorer_id"]) == (
         "run1", True, [4], ["PNDMScheduler"], ["target"], [SCORER])
-    assert (run["seeds"], run["prompts"], run["window_sizes"]) == ([0, 1, 2, 3], 1, [1])
+    assert (run["seeds"], run["prompts"], run["window_sizes"]) == ([0, 1, 2, 3, 4, 5, 6, 7], 1, [1])
     assert summaries.newest_finished_run(con, "tiny-sd1") == "run1"
 
 
@@ -235,3 +235,106 @@ def test_a_run_the_root_does_not_hold_is_named(tmp_path):
 
     with pytest.raises(UserError, match=r"^no locogen scores for run nope: use a run id of the root \(e\.g\. run1\)$"):
         summaries.concept_summary(con, run_ids=["nope"])
+
+
+def _removing(fractions, seeds=SEEDS, **rows):
+    """One concept whose window 8 removes ``fractions[i % len]`` of the gap 0.5 in seed i (the other 15 layers
+    nothing)."""
+    scores, cases = _rows(seeds=seeds, **rows)
+    for row in scores:
+        if row["kind"] == "window" and row["window_start"] == 8:
+            row["score"] = 0.75 - 0.5 * fractions[row["seed"] % len(fractions)]
+    return scores, cases
+
+
+@pytest.mark.parametrize("n, p", [(1, 0.0), (2, 1.0), (7, 0.0165), (30, 0.5)])
+def test_t_tail_probabilities_match_the_tables(n, p):
+    t = {1: 12.7062, 2: -1e9, 7: 2.6458, 30: 0.0}[n]  # t_(0.975, 1); far below; t of the marginal window below
+    expected = {1: 0.025}.get(n, p)
+    assert float(decision.t_sf(np.array([t]), np.array([n]))[0]) == pytest.approx(expected, abs=2e-4)
+
+
+def test_holm_adjusts_over_the_concepts_windows_and_says_so(tmp_path):
+    """Window 8 removes 0.8 and 0.5 of the gap in alternate seeds (drop 0.65): its paired test at 0.5 gives
+    p = 0.0165, below 0.025 alone but not once adjusted over the concept's 16 windows."""
+    con = _store(tmp_path, _removing([0.8, 0.5]))
+
+    adjusted = _by_window(summaries.localization(con))[1, 8]
+    alone = _by_window(summaries.localization(con, adjust="none"))[1, 8]
+
+    assert adjusted["p_value"] == pytest.approx(0.0165, abs=5e-4) and adjusted["adjusted_over"] == 16
+    assert adjusted["p_adjusted"] == pytest.approx(16 * adjusted["p_value"])
+    assert (adjusted["localizes"], alone["localizes"]) == (False, True)
+    assert adjusted["verdict"] == ("not shown to localize: drop 0.65, 95% interval [0.54, 0.77]; paired test at 0.5: "
+                                   "p = 0.017, adjusted over 16 windows (Holm) p = 0.27, > 0.025; 8 units")
+    assert alone["verdict"].endswith("paired test at 0.5: p = 0.017, unadjusted, <= 0.025; 8 units")
+
+
+def test_a_window_chosen_on_half_the_seeds_is_measured_on_the_other_half(tmp_path):
+    """16 seeds: 8 per half. Layers 8 and 9 both remove the whole gap: both are listed, the first reported."""
+    scores, cases = _rows(seeds=range(16), windows={**{(1, s): 0.75 for s in range(16)}, (1, 8): 0.25, (1, 9): 0.25},
+                          jitter=0.01)
+    con = _store(tmp_path, (scores, cases))
+
+    (confirmed,) = summaries.concept_summary(con).to_pylist()
+    (optimistic,) = summaries.concept_summary(con, selection="all").to_pylist()
+
+    assert (confirmed["selection"], confirmed["localizes"], confirmed["confirm_units"]) == (
+        "confirmed on held-out seeds", True, 8)
+    assert confirmed["localizing_windows"] == ["8-8", "9-9"] == optimistic["localizing_windows"]
+    assert confirmed["verdict"].startswith("localizes at layers 8-8 (m=1) (also 9-9), confirmed on held-out seeds: "
+                                           "drop 1.00, 95% interval [1.00, 1.00]; held-out paired test p = 0 "
+                                           "adjusted over 2 windows; chosen on seeds 0, 2, 4, 6, 8, 10, 12, 14 (8 "
+                                           "units), measured on seeds 1, 3, 5, 7, 9, 11, 13, 15 (8 units)")
+    assert optimistic["selection"] == "selected (optimistic)"
+    assert optimistic["verdict"].startswith("localizes at layers 8-8 (m=1) (also 9-9), selected (optimistic): drop "
+                                            "1.00")
+
+
+def test_a_window_that_localizes_only_on_the_choosing_half_is_not_confirmed(tmp_path):
+    """Layer 8 removes the whole gap in the even seeds (the choosing half) and nothing in the odd ones."""
+    con = _store(tmp_path, _removing([1.0, 0.0], seeds=range(16), jitter=0.01))
+
+    (concept,) = summaries.concept_summary(con).to_pylist()
+
+    assert (concept["localizes"], concept["localizing_windows"]) == (False, [])
+    assert concept["verdict"].startswith("not confirmed: layers 8-8 (m=1) localizes on the choosing half but not on "
+                                         "the held-out one: drop -0.02, 95% interval")
+
+
+@pytest.mark.parametrize("prompts, text", [(2, "16 units of 2 prompts, prompts fixed"),
+                                           (5, "40 units of 5 prompts, prompts resampled")])
+def test_verdicts_say_whether_prompts_were_fixed_or_resampled(tmp_path, prompts, text):
+    templates = tuple(f"a painting {i} in the style of {{}}" for i in range(prompts))
+    con = _store(tmp_path, _rows(windows={(1, 8): 0.25, (1, 9): 0.75}, prompts=templates, jitter=0.01))
+
+    rows = _by_window(summaries.localization(con))
+
+    assert rows[1, 8]["clustered"] == (prompts >= summaries.CLUSTER_PROMPTS)
+    assert rows[1, 8]["localizes"] and rows[1, 8]["verdict"].endswith(text)
+    assert rows[1, 9]["verdict"].endswith(text)
+
+
+def test_the_summary_command_states_units_adjustment_and_selection(tmp_path, capsys):
+    from locolab.compute.cli import main
+
+    _store(tmp_path, _rows(windows={**{(1, s): 0.75 for s in range(16)}, (1, 8): 0.25}, jitter=0.01))
+
+    assert main(["summary", "--artifacts", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert ("a paired one-sided test over prompt x seed units shows it removes more than 0.5 of the gap at error "
+            "0.025, Holm-adjusted over the concept's windows") in out
+    (line,) = [line for line in out.splitlines() if "style / van gogh" in line]
+    assert line.split()[4] == "8"  # units
+    assert line.endswith("localizes at layers 8-8 (m=1), selected (optimistic): drop 1.00, 95% interval [1.00, "
+                         "1.00]; paired test at 0.5: p = 0, adjusted over 16 windows (Holm) p = 0, <= 0.025; 8 units")
+
+
+def test_a_single_seed_leaves_nothing_to_test_or_to_hold_out(tmp_path):
+    con = _store(tmp_path, _rows(seeds=[0], windows={(1, 8): 0.25}))
+
+    row = _by_window(summaries.localization(con, min_units=1))[1, 8]
+
+    assert (row["test_units"], row["test_df"], row["confirm_test_units"], row["p_value"]) == (1, 0, 0, None)
+    assert not row["localizes"] and row["normalized_drop"] == 1.0

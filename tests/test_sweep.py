@@ -164,8 +164,8 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
     # stored image; with the random scorer's small original-to-target gap that moves a drop by up to ~1%.
     assert all(drops[key] == pytest.approx(1.0, abs=0.02) for key in holding)
     assert all(drop == pytest.approx(0.0, abs=0.02) for key, drop in drops.items() if key not in holding)
-    best = summaries.minimal_windows(con, **rule).to_pylist()
-    assert [(row["window_size"], row["window_start"]) for row in best] == [(1, 9)]
+    # One unit leaves the paired test no degrees of freedom: the identity is measured, nothing is decided.
+    assert summaries.minimal_windows(con, **rule).num_rows == 0
 
 
 def test_launcher_processes_split_the_plan(reference, tmp_path):
@@ -220,7 +220,7 @@ def test_the_tiny_sd1_summary_localizes_nothing_and_says_why(reference, capsys):
     assert main(["summary", "--artifacts", str(root)]) == 0
     out = capsys.readouterr().out
     assert "0 of 3 concepts localized; 3 not measurable" in out
-    assert out.count("not measurable: 1 prompt x seed unit, at least 4 are needed to measure noise") == 3
+    assert out.count("not measurable: 1 prompt x seed unit, at least 8 are needed to measure noise") == 3
     rows = summaries.localization(store.Store(root).connect()).to_pylist()
     assert rows and not any(row["localizes"] for row in rows)
 

@@ -96,17 +96,18 @@ def test_generated_colour_and_background_follow_the_prompt(toyworld):
     assert sum(f["background"] == b for f, (_, _, b) in zip(found, prompts)) >= 3
 
 
-@pytest.mark.slow  # a LocoGen sweep of one background: 4 seeds x 19 images at 10 steps
+@pytest.mark.slow  # a LocoGen sweep of one background: 8 seeds x 19 images at 10 steps
 def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(toyworld, tmp_path):
     import locolab.compute as loco
 
     result = loco.localize(toyworld, "a red square on checkers", "a red square on plain", score_text="checkers style",
-                           concept="checkers", family="style", window_sizes=[1], seeds=[0, 1, 2, 3],
+                           concept="checkers", family="style", window_sizes=[1], seeds=list(range(8)),
                            root=str(tmp_path), batch_size=32, progress=False)
 
     (concept,) = result.concepts.to_pylist()
     assert concept["measurable"] and concept["localizes"], concept["verdict"]
     assert (concept["window_start"], concept["window_size"]) == (12, 1) and concept["drop_low"] >= 0.5
+    assert concept["adjusted_over"] == 16 and concept["selection"] == "selected (optimistic)"
     assert result.layers == [12]
     # No other single layer removes the background.
     assert [row["window_start"] for row in result.windows.to_pylist() if row["localizes"]] == [12]

@@ -68,7 +68,7 @@ def test_the_refinement_is_planned_from_the_stored_first_pass(tmp_path):
     """Coarse sizes 2 and 6 on 16 layers; the concept needs layers 8-11 (m = 4): size 2 fails, 6 localizes, so the
     refinement sweeps sizes 3, 4 and 5, with the same cases an explicit sweep of those sizes would have."""
     # A trained scorer's name: scores written by hand under the random tiny-clip would measure nothing.
-    config = load_config(write_config(tmp_path / "c.yaml", seeds=[0, 1, 2, 3], drop="window_sizes",
+    config = load_config(write_config(tmp_path / "c.yaml", seeds=list(range(8)), drop="window_sizes",
                                       scorer="openai/clip-vit-base-patch16",
                                       window_search={"max_size": 6, "coarse": [2, 6]}, families={
                                           "style": {"target": "a painting", "templates": ["{concept} style"],

@@ -92,9 +92,10 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
         print("no scores in these runs")
         return
     stand_in = rows[0]["paper_model"] != model
-    print(f"\nminimal localizing windows on {model} (LocoGen; a window localizes when the 95% interval of its "
-          f"normalized drop (original - window) / (original - reference) lies at or above {threshold} and the concept "
-          "is measurable, docs/statistics.md; layers in forward order, both ends included)")
+    print(f"\nminimal localizing windows on {model} (LocoGen; a window localizes when a paired test shows its "
+          f"normalized drop (original - window) / (original - reference) is above {threshold}, Holm-adjusted over the "
+          "concept's windows, and the concept is measurable, docs/statistics.md; layers in forward order, both ends "
+          "included)")
     header = f"  {'family':<8} {'concept':<40} {'scorer':<30} {'window':<8} {'drop':>6}  {'interval':<18} paper"
     print(header)
     for row in rows:

@@ -35,10 +35,22 @@ def add_rule_options(parser) -> None:
     group.add_argument("--resamples", type=bounds.RESAMPLES.parse, default=RESAMPLES, help="bootstrap resamples")
     group.add_argument("--bootstrap-seed", type=bounds.SEED.parse, default=SEED,
                        help="seed of the bootstrap's resamples (not of any image)")
+    group.add_argument("--min-units", type=bounds.MIN_UNITS.parse, default=summaries.MIN_UNITS,
+                       help="fewest prompt x seed units a measurable concept has")
+    group.add_argument("--adjust", choices=summaries.ADJUSTMENTS, default=summaries.ADJUSTMENTS[0],
+                       help="adjust the p-values of a concept's windows together (holm) or judge each on its own")
+    group.add_argument("--selection", choices=summaries.SELECTIONS, default=summaries.SELECTIONS[0],
+                       help="confirm: choose the minimal window on half the seeds and measure it on the other half; "
+                            "all: choose and measure on every unit (optimistic); auto: confirm when each half has "
+                            "--min-units units")
+    group.add_argument("--cluster-prompts", type=bounds.CLUSTER_PROMPTS.parse, default=summaries.CLUSTER_PROMPTS,
+                       help="prompts from which a concept's prompts are resampled as a sample (fewer: fixed)")
 
 
 def rule_of(args) -> summaries.Rule:
-    return summaries.Rule(args.threshold, args.level, args.min_gap, args.resamples, args.bootstrap_seed)
+    return summaries.Rule(args.threshold, args.level, args.min_gap, args.resamples, args.bootstrap_seed,
+                          args.min_units, adjust=args.adjust, selection=args.selection,
+                          cluster_prompts=args.cluster_prompts)
 
 
 def _run_id(name: str) -> str:
@@ -60,7 +72,7 @@ def run(args) -> None:
         raise UserError(f"no LocoGen scores under {root}: run `locolab sweep CONFIG` first, or pass --artifacts")
     print_summaries(con, run_ids, rule)
     if args.csv:
-        windows = summaries.localization(con, run_ids=run_ids, **_options(rule))
+        windows = summaries.localization(con, run_ids=run_ids, **rule.options())
         buffer = io.BytesIO()
         pcsv.write_csv(windows, buffer)
         store.atomic_write(args.csv, lambda file: file.write(buffer.getvalue()))
@@ -69,14 +81,9 @@ def run(args) -> None:
 
 def print_summaries(con, run_ids: list[str] | None, rule: summaries.Rule) -> None:
     """Print the summary of each run (``run_ids`` None), or of ``run_ids`` pooled."""
-    table = summaries.concept_summary(con, run_ids=run_ids, **_options(rule)).to_pylist()
+    table = summaries.concept_summary(con, run_ids=run_ids, **rule.options()).to_pylist()
     for label in dict.fromkeys(row["run_id"] for row in table):
         print_summary(con, label, [row for row in table if row["run_id"] == label], rule)
-
-
-def _options(rule: summaries.Rule) -> dict:
-    return {"threshold": rule.threshold, "level": rule.level, "min_gap": rule.min_gap, "resamples": rule.resamples,
-            "seed": rule.seed}
 
 
 def _one(values) -> str:
@@ -104,15 +111,19 @@ def print_summary(con, label: str, rows: list[dict], rule: summaries.Rule) -> No
           f"{_one(first['height'])}, scheduler {_one(first['scheduler'])}, seeds {seeds}, window sizes {sizes}"
           + (f" (search up to m={search['max_size']}, coarse {search['coarse']})" if search else ""))
     print(f"  reference: {note}")
-    print(f"  rule: a window localizes when the {rule.level:.0%} interval of its normalized drop (bootstrap, "
-          f"{rule.resamples} resamples of prompt x seed units, seed {rule.seed}) lies at or above {rule.threshold:g}; "
-          f"a concept is measurable when it has at least {rule.min_units} units, its original - reference gap's "
-          f"interval lies at or above {rule.min_gap:g} and its scorer has trained weights")
+    adjusted = ("Holm-adjusted over the concept's windows" if rule.adjust == "holm" else
+                "each window on its own (unadjusted)")
+    print(f"  rule: a window localizes when a paired one-sided test over prompt x seed units shows it removes more "
+          f"than {rule.threshold:g} of the gap at error {(1 - rule.level) / 2:g}, {adjusted}; intervals: "
+          f"{rule.level:.0%} bootstrap ({rule.resamples} resamples, seed {rule.seed}; prompts resampled from "
+          f"{rule.cluster_prompts} prompts); a concept is measurable when it has at least {rule.min_units} units, its "
+          f"original - reference gap's interval lies at or above {rule.min_gap:g} and its scorer has trained weights")
     width = max([len(f"{r['family']} / {r['concept']}") for r in rows] + [16])
     print(f"  {'family / concept':<{width}}  {'units':>5}  {'gap ± s.d. over units [interval]':<35}  verdict")
     for row in rows:
         gap = f"{_n(row['gap'])} ± {_n(row['gap_std'])} [{_n(row['gap_low'])}, {_n(row['gap_high'])}]"
-        print(f"  {row['family'] + ' / ' + row['concept']:<{width}}  {row['n_units']:>5}  {gap:<35}  {row['verdict']}")
+        units = f"{row['n_units']}" + (f"/{row['n_prompts']}p" if row["n_prompts"] > 1 else "")
+        print(f"  {row['family'] + ' / ' + row['concept']:<{width}}  {units:>5}  {gap:<35}  {row['verdict']}")
     localized = sum(r["localizes"] for r in rows)
     unmeasurable = sum(not r["measurable"] for r in rows)
     print(f"  {localized} of {len(rows)} concepts localized; {unmeasurable} not measurable")

@@ -38,7 +38,8 @@ SPEC_KEY = "spec"  # an edit request's (and record's) copy of the spec it was re
 def window_from_run(root, run_id: str, model: str, family: str, concept: str, threshold: float) -> list[int]:
     """The layers of the minimal localizing window of ``concept`` in sweep run ``run_id`` (a run id, or the path of
     its YAML config; with several scorers, the first scorer id in sort order decides), judged by the summaries' rule
-    (docs/statistics.md): the window's drop interval at or above ``threshold``, the concept measurable."""
+    (docs/statistics.md): the paired test shows the window removes more than ``threshold`` of the gap, adjusted over
+    the concept's windows, the concept measurable."""
     if run_id.endswith((".yaml", ".yml")) and os.path.isfile(run_id):
         run_id = load_config(run_id).run_id
     store = Store(root)

@@ -72,7 +72,7 @@ trace_run = (pick_run(traces, model, wanted, "trace", trace_column, "trace_run",
 url_state.default("threshold", 0.5)
 url_state.seed_float("threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
 threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, step=0.05, key="threshold",
-                       help="LocoGen: of the original→reference gap, judged on the drop's interval; tracing: of the "
+                       help="LocoGen: of the original→reference gap, judged by a paired test; tracing: of the "
                             "corrupted→original gap.")
 url_state.default("map_level", DEFAULT_LEVEL)
 url_state.seed("map_level", wanted.get("level"), LEVELS)
