@@ -19,11 +19,10 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# Everything but the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip elsewhere anyway), in one
-# process: about 8 minutes on 2 cores. `-n 2` takes 4 min 47 s, but one of three such runs saw the second process of
-# test_launcher_processes_split_the_plan exit 1 (not reproduced alone); one process until that is understood.
+# Everything but the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip elsewhere anyway), on both
+# cores (pytest-xdist).
 test: setup
-	$(PY) -m pytest -q -m "not gpu" tests
+	$(PY) -m pytest -q -n 2 -m "not gpu" tests
 
 # The inner loop: unit tests only (no subprocess end-to-end runs, no browser), under a minute on 2 cores.
 test-fast: setup

@@ -169,7 +169,9 @@ def figure_title(state: MapState, what: str, concept: str | None = None, run: st
 
 
 def verdict_table(loc_run, threshold: float) -> list[dict]:
-    """Per concept: the verdict with the point, the interval and the rule's inputs (gap, its interval)."""
+    """Per concept: the verdict with the point, the interval and the rule's inputs (gap, its interval); the verdict
+    itself states the units, whether prompts were resampled, the adjustment and the selection (1280 px has no room for
+    them as columns)."""
     rows = []
     for c in concepts_of(judge(loc_run, threshold)).to_pylist():
         window = (window_label(c["window_start"], c["window_size"]) if c["window_start"] is not None else "–")
@@ -177,7 +179,6 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
                      "window": window if c["localizes"] else "none", "m": c["window_size"] if c["localizes"] else None,
                      "drop [interval]": interval_text(c["normalized_drop"], c["drop_low"], c["drop_high"]),
                      "gap [interval]": interval_text(c["gap"], c["gap_low"], c["gap_high"]), "units": c["n_units"],
-                     "prompts": c["n_prompts"], "adjusted over": c["adjusted_over"], "selection": c["selection"],
                      "verdict": c["verdict"]})
     return rows
 

@@ -131,7 +131,7 @@ def test_a_shared_link_opens_that_view(server, browser, tmp_path):
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
     wait.until(run_finished)
     titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
-    assert "window size m = 2" in titles[0] and "tiny-sd1" in titles[0] and "≥ 0.7" in titles[0]
+    assert "window size m = 2" in titles[0] and "tiny-sd1" in titles[0] and "drop > 0.7" in titles[0]
     assert "color · blue" in titles[1] and "m = 2" in titles[1]  # the one-concept plot
     # The page icon is served by the dashboard itself, not fetched from a font CDN.
     icon = browser.execute_script("return document.querySelector(\"link[rel~='icon']\").href")
