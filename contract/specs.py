@@ -38,7 +38,8 @@ from locolab.contract.names import (
 from locolab.contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-DEFAULT_LAMBDA = 0.01  # the ridge weight of the closed forms
+DEFAULT_LAMBDA = EDIT_METHODS["loco"].lam  # LocoEdit's ridge weight (each closed form's own: ``EditMethod.lam``)
+DEFAULT_SCALE = 1.0  # UCE's erase and preserve scales (its code's defaults)
 DEFAULT_TOPK = 50  # neuron edits: units held per key/value matrix, as the official code
 DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which sees the whole prompt
 
@@ -128,14 +129,17 @@ class EditSpec:
     concept: str = option(help='the concept to edit, e.g. "van gogh"', required=True)
     method: str = option("loco", "; ".join(f"{m.name}: {m.help}" for m in EDIT_METHODS.values()), choices=METHODS)
     target: str | None = option(help="what the concept should become (default: the family's target)")
-    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron)",
-                                            bound=bounds.LAYER)
+    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron; uce: "
+                                                 "default every layer)", bound=bounds.LAYER)
     from_run: str | None = option(help="instead of --layers, the minimal localizing window of a stored sweep (a run "
                                        "id, or its YAML config)", metavar="RUN_ID")
     threshold: float = option(DEFAULT_THRESHOLD, "with --from-run: fraction of the original-to-target gap a window "
                                                  "must remove", bounds.THRESHOLD)
-    lam: float = option(DEFAULT_LAMBDA, "ridge weight of the closed form (> 0)", bounds.LAMBDA, flag="--lambda",
-                       metavar="LAMBDA")
+    lam: float | None = option(help="ridge weight of the closed form (> 0; default: the method's paper's, " + ", ".join(
+        f"{m.name} {m.lam:g}" for m in EDIT_METHODS.values() if m.lam is not None) + ")", bound=bounds.LAMBDA,
+        flag="--lambda", metavar="LAMBDA")
+    erase_scale: float = option(DEFAULT_SCALE, "uce: weight of the erased concept's keys", bounds.LAMBDA)
+    preserve_scale: float = option(DEFAULT_SCALE, "uce: weight of the preserved concepts' keys", bounds.LAMBDA)
     prompts: tuple[str, ...] | None = option(
         help="source prompt containing the concept; repeatable (default: the family's edit templates; diffquickfix: "
              "the concept and 'a photo of / an image of / a picture of' it, each paired with the same phrase of the "
@@ -165,14 +169,23 @@ class EditSpec:
         if self.layers is not None and self.from_run is not None:
             raise UserError("give --layers or --from-run, not both")
         chosen = self.layers is not None or self.from_run is not None
-        if method.chosen_layers and not chosen:
+        if method.chosen_layers and not chosen and not method.all_by_default:
             raise UserError(f"--method {self.method} needs --layers (e.g. 8,9) or --from-run RUN_ID")
         if chosen and not method.chosen_layers:
             where = "text-encoder layer 0, not UNet layers" if method.text_encoder else "every layer"
             raise UserError(f"--method {self.method} edits {where}: drop --layers/--from-run")
-        if not method.closed_form and (self.positions or self.preserve_others):
-            raise UserError(f"--positions/--preserve-others are for the closed-form methods only, not --method "
-                            f"{self.method}")
+        if not method.closed_form and (self.positions or self.preserve_others or self.lam is not None):
+            raise UserError(f"--positions/--preserve-others/--lambda are for the closed-form methods only, not "
+                            f"--method {self.method}")
+        if self.method != "uce" and (self.erase_scale, self.preserve_scale) != (DEFAULT_SCALE, DEFAULT_SCALE):
+            raise UserError(f"--erase-scale/--preserve-scale are for --method uce only, not --method {self.method}")
+        if self.method == "uce" and self.preserve_others:
+            raise UserError("--method uce always preserves the family's other concepts: drop --preserve-others")
+
+    @property
+    def ridge(self) -> float | None:
+        """The closed form's λ: the given one, else the method's paper's (None: no closed form)."""
+        return self.lam if self.lam is not None else EDIT_METHODS[self.method].lam
 
     @property
     def key_positions(self) -> str | None:

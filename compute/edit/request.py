@@ -18,14 +18,14 @@ from collections.abc import Callable
 import torch
 
 from locolab.compute.edit import closed_form as loco
-from locolab.compute.edit import quickfix
+from locolab.compute.edit import quickfix, uce
 from locolab.compute.edit.neuron import rank_units
 from locolab.compute.edit.store import edit_dir, load_edit, save_edit
 from locolab.compute.models.architectures import SINGLE
 from locolab.compute.models.loading import Model, layer_count
 from locolab.compute.provenance import versions
 from locolab.compute.sweep.config import load_config
-from locolab.contract.catalog.attributes import attribute_family, prompt_set_for
+from locolab.contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
 from locolab.contract.errors import UserError
 from locolab.contract.names import EDIT_METHODS, SUBJECT_PADDING
 from locolab.contract.specs import EditSpec
@@ -96,8 +96,12 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         request["positions"] = spec.key_positions
         request["preserve_prompts"] = ([p for c in attributes.concepts if c != spec.concept
                                         for p in attributes.source_prompts(c)] if spec.preserve_others else [])
+    if spec.method == "uce":  # UCE's preservation: other concepts and the preservation set, one key each
+        request.update(erase_scale=spec.erase_scale, preserve_scale=spec.preserve_scale, preserve_prompts=list(
+            dict.fromkeys([c for c in attributes.concepts if c != spec.concept]
+                          + preservation_prompts(prompt_set, spec.concept))))
     if method.text_encoder:
-        request.update({"lambda": spec.lam}, target_prompts=quickfix.augmented(target) if published
+        request.update({"lambda": spec.ridge}, target_prompts=quickfix.augmented(target) if published
                        else [target] * len(request["source_prompts"]), bias_in_values=method.published)
     elif spec.from_run:
         request.update(from_run=spec.from_run, threshold=spec.threshold,
@@ -112,7 +116,7 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         request.update(topk=spec.topk, selection=spec.selection, position=spec.position,
                        concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
     elif not method.text_encoder:
-        request["lambda"] = spec.lam
+        request["lambda"] = spec.ridge
     request[SPEC_KEY] = spec.to_dict()
     return request
 
@@ -136,9 +140,14 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
                               meta["topk"], meta["selection"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
-    by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
-                                      padding=meta.get("positions") == SUBJECT_PADDING,
-                                      preserve=meta.get("preserve_prompts", ()))
+    padding = meta.get("positions") == SUBJECT_PADDING
+    if meta["method"] == "uce":
+        by_layer = uce.layer_keys_values(model, layers, [(meta["concept"], meta["source_prompts"])], meta["target"],
+                                         meta["preserve_prompts"], meta["erase_scale"], meta["preserve_scale"],
+                                         padding)
+    else:
+        by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
+                                          padding=padding, preserve=meta.get("preserve_prompts", ()))
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
     meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),
