@@ -85,6 +85,9 @@ EDIT_METHODS = {m.name: m for m in (
     EditMethod("uce", True, True, positions=SUBJECT, all_by_default=True, lam=0.5,
                help="UCE: erase (to the target) and preserve (the family's other concepts and the preservation set) "
                     "in one weighted closed form, on every layer or the chosen ones"),
+    EditMethod("time", True, True, all_by_default=True, lam=0.1,
+               help="TIME: every position of the concept's prompts (itself, 'a photo of / an image of / a picture of' "
+                    "it) to the same prompts of the target, on every layer or the chosen ones"),
     EditMethod("neuron", False, True, holds_units=True,
                help="hold the top-k key/value units of the chosen layers at their neutral means"),
     EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True, lam=0.01,

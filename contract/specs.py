@@ -153,7 +153,8 @@ class EditSpec:
     positions: str | None = option(
         help="closed-form methods: key positions, the last subject token alone or with every later (end-of-text, "
              "padding) position (default: the method's paper's: " + ", ".join(
-                 f"{m.name} {m.positions}" for m in EDIT_METHODS.values() if m.closed_form) + ")", choices=POSITIONS)
+                 f"{m.name} {m.positions}" for m in EDIT_METHODS.values() if m.positions) + "; time keys every "
+             "position)", choices=POSITIONS)
     preserve_others: bool = option(False, "closed-form methods: also key the family's other concepts' source "
                                           "prompts, at every position, mapped to themselves, so the edit leaves them "
                                           "alone (not in the paper)")
@@ -177,6 +178,8 @@ class EditSpec:
         if not method.closed_form and (self.positions or self.preserve_others or self.lam is not None):
             raise UserError(f"--positions/--preserve-others/--lambda are for the closed-form methods only, not "
                             f"--method {self.method}")
+        if self.method == "time" and self.positions:
+            raise UserError("--method time keys every position of its prompts: drop --positions")
         if self.method != "uce" and (self.erase_scale, self.preserve_scale) != (DEFAULT_SCALE, DEFAULT_SCALE):
             raise UserError(f"--erase-scale/--preserve-scale are for --method uce only, not --method {self.method}")
         if self.method == "uce" and self.preserve_others:

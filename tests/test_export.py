@@ -15,7 +15,8 @@ from locolab.compute.edit.request import build_edit, make_request
 from locolab.contract.errors import UserError
 from locolab.contract.specs import EditSpec
 
-SPECS = {"loco": {"method": "loco", "layers": (8, 9)}, "uce": {"method": "uce"}}
+SPECS = {"loco": {"method": "loco", "layers": (8, 9)}, "uce": {"method": "uce"}, "time": {"method": "time"}}
+RANKS = {"loco": 4, "uce": 4, "time": 31}  # one per erased key (four prompts); TIME: 31 of 32 directions (measured)
 
 
 def _images(pipe) -> np.ndarray:
@@ -38,7 +39,7 @@ def _edit(load, method: str):
                                                      "float32"))
 
 
-@pytest.mark.parametrize("method", ["loco", "uce"])
+@pytest.mark.parametrize("method", ["loco", "uce", "time"])
 def test_a_lora_export_loaded_by_plain_diffusers_reproduces_the_edited_images(load, plain, tmp_path, method):
     pytest.importorskip("peft", reason="diffusers' load_lora_weights needs peft (requirements.txt)")
     model, edit = load("tiny-sd1"), _edit(load, method)
@@ -56,7 +57,7 @@ def test_a_lora_export_loaded_by_plain_diffusers_reproduces_the_edited_images(lo
     moved = float(np.abs(expected - before).max())
     assert moved > 1e-3 and difference < moved / 100
     assert card["lora"]["max_error"] < 1e-6 and card["lora"]["truncated_to"] is None
-    assert card["lora"]["rank"] == 4  # one per erased key: the family's four source prompts
+    assert card["lora"]["rank"] == RANKS[method]
 
 
 def test_a_truncated_lora_states_its_error(load, tmp_path):

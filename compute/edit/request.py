@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from locolab.compute.edit import closed_form as loco
-from locolab.compute.edit import quickfix, uce
+from locolab.compute.edit import quickfix, time_edit, uce
 from locolab.compute.edit.neuron import rank_units
 from locolab.compute.edit.store import edit_dir, load_edit, save_edit
 from locolab.compute.models.architectures import SINGLE
@@ -88,9 +88,10 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
     attributes = attribute_family(spec.family, prompt_set)
     target = spec.target if spec.target is not None else attributes.target_for(spec.concept)
     published = method.published and not spec.prompts  # the published recipe's own prompts
+    augmented = published or spec.method == "time"  # TIME's augmentations are the same four phrases
     request = {"model": spec.model, "family": attributes.name, "prompt_set": prompt_set, "concept": spec.concept,
                "target": target, "method": spec.method, "dtype": dtype,
-               "source_prompts": list(spec.prompts or (quickfix.augmented(spec.concept) if published
+               "source_prompts": list(spec.prompts or (quickfix.augmented(spec.concept) if augmented
                                                        else attributes.source_prompts(spec.concept)))}
     if method.closed_form:
         request["positions"] = spec.key_positions
@@ -145,6 +146,9 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         by_layer = uce.layer_keys_values(model, layers, [(meta["concept"], meta["source_prompts"])], meta["target"],
                                          meta["preserve_prompts"], meta["erase_scale"], meta["preserve_scale"],
                                          padding)
+    elif meta["method"] == "time":
+        by_layer = time_edit.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
+                                               meta["preserve_prompts"])
     else:
         by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
                                           padding=padding, preserve=meta.get("preserve_prompts", ()))
