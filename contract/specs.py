@@ -39,21 +39,23 @@ from locolab.contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEFAULT_LAMBDA = EDIT_METHODS["loco"].lam  # LocoEdit's ridge weight (each closed form's own: ``EditMethod.lam``)
+MANY_CONCEPTS = ("loco", "all-layers", "uce")  # the methods that edit several concepts in one solve
 DEFAULT_SCALE = 1.0  # UCE's erase and preserve scales (its code's defaults)
 DEFAULT_TOPK = 50  # neuron edits: units held per key/value matrix, as the official code
 DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which sees the whole prompt
 
 
 def option(default=None, help: str = "", bound: bounds.Bound | None = None, *, flag: str | None = None,
-           choices: tuple | None = None, metavar: str | None = None, required: bool = False):
+           choices: tuple | None = None, metavar: str | None = None, required: bool = False, comma: bool = False):
     """A spec field with its one definition: default, bound (each item's, for a list) and help text.
 
     Args:
         flag: its command-line option (default ``--`` and the field's name with dashes).
         choices: the values accepted (text options).
         required: no default: every spec names it.
+        comma: a list of texts written comma-separated on the command line (else by repeating the option).
     """
-    metadata = {"help": help, "bound": bound, "flag": flag, "choices": choices, "metavar": metavar}
+    metadata = {"help": help, "bound": bound, "flag": flag, "choices": choices, "metavar": metavar, "comma": comma}
     return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
@@ -129,6 +131,9 @@ class EditSpec:
     concept: str = option(help='the concept to edit, e.g. "van gogh"', required=True)
     method: str = option("loco", "; ".join(f"{m.name}: {m.help}" for m in EDIT_METHODS.values()), choices=METHODS)
     target: str | None = option(help="what the concept should become (default: the family's target)")
+    concepts: tuple[str, ...] | None = option(
+        help="loco, all-layers, uce: more concepts of the family edited in the same solve, comma-separated (one key "
+             "set per concept; --concept, which names the edit, may be listed too)", comma=True, metavar="A,B,...")
     layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron; uce: "
                                                  "default every layer)", bound=bounds.LAYER)
     from_run: str | None = option(help="instead of --layers, the minimal localizing window of a stored sweep (a run "
@@ -178,12 +183,22 @@ class EditSpec:
         if not method.closed_form and (self.positions or self.preserve_others or self.lam is not None):
             raise UserError(f"--positions/--preserve-others/--lambda are for the closed-form methods only, not "
                             f"--method {self.method}")
+        if self.concepts is not None and self.method not in MANY_CONCEPTS:
+            raise UserError(f"--concepts is for --method {', '.join(MANY_CONCEPTS)}, not --method {self.method}")
+        if self.concepts and self.prompts:
+            raise UserError("--prompt names one concept's prompts: drop it with --concepts (each concept gets its "
+                            "family's prompts)")
         if self.method == "time" and self.positions:
             raise UserError("--method time keys every position of its prompts: drop --positions")
         if self.method != "uce" and (self.erase_scale, self.preserve_scale) != (DEFAULT_SCALE, DEFAULT_SCALE):
             raise UserError(f"--erase-scale/--preserve-scale are for --method uce only, not --method {self.method}")
         if self.method == "uce" and self.preserve_others:
             raise UserError("--method uce always preserves the family's other concepts: drop --preserve-others")
+
+    @property
+    def edited(self) -> list[str]:
+        """Every concept the edit changes: ``concept``, then ``concepts`` (each once)."""
+        return list(dict.fromkeys([self.concept, *(self.concepts or ())]))
 
     @property
     def ridge(self) -> float | None:

@@ -52,6 +52,8 @@ def specs(args) -> tuple[EditSpec, EvalSpec | None]:
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"--spec {args.spec}: cannot read it ({error}); give the spec file's path") from None
         return read_edit_job(text)
+    if args.concept is None and args.concepts:  # --concepts a,b,c alone: the edit is named after a
+        args.concept = args.concepts[0]
     missing = [flag_of(f) for f in options(EditSpec) if f.default is dataclasses.MISSING and getattr(args, f.name)
                is None]
     if missing:

@@ -97,10 +97,17 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         request["positions"] = spec.key_positions
         request["preserve_prompts"] = ([p for c in attributes.concepts if c != spec.concept
                                         for p in attributes.source_prompts(c)] if spec.preserve_others else [])
+    edited = spec.edited
+    if len(edited) > 1:  # one key set per concept, each from its family's prompts
+        request.update(concepts=edited, concept_prompts={c: attributes.source_prompts(c) for c in edited})
+        if request["preserve_prompts"]:
+            request["preserve_prompts"] = [p for c in attributes.concepts if c not in edited
+                                           for p in attributes.source_prompts(c)]
     if spec.method == "uce":  # UCE's preservation: other concepts and the preservation set, one key each
         request.update(erase_scale=spec.erase_scale, preserve_scale=spec.preserve_scale, preserve_prompts=list(
-            dict.fromkeys([c for c in attributes.concepts if c != spec.concept]
-                          + preservation_prompts(prompt_set, spec.concept))))
+            dict.fromkeys([c for c in attributes.concepts if c not in edited]
+                          + [p for p in preservation_prompts(prompt_set, spec.concept)
+                             if not any(c.lower() in p.lower() for c in edited)])))
     if method.text_encoder:
         request.update({"lambda": spec.ridge}, target_prompts=quickfix.augmented(target) if published
                        else [target] * len(request["source_prompts"]), bias_in_values=method.published)
@@ -142,16 +149,18 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
     padding = meta.get("positions") == SUBJECT_PADDING
+    concepts = list(meta.get("concept_prompts", {meta["concept"]: meta["source_prompts"]}).items())
     if meta["method"] == "uce":
-        by_layer = uce.layer_keys_values(model, layers, [(meta["concept"], meta["source_prompts"])], meta["target"],
-                                         meta["preserve_prompts"], meta["erase_scale"], meta["preserve_scale"],
-                                         padding)
+        by_layer = uce.layer_keys_values(model, layers, concepts, meta["target"], meta["preserve_prompts"],
+                                         meta["erase_scale"], meta["preserve_scale"], padding)
     elif meta["method"] == "time":
         by_layer = time_edit.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
                                                meta["preserve_prompts"])
     else:
-        by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
-                                          padding=padding, preserve=meta.get("preserve_prompts", ()))
+        by_layer = loco.joined([loco.layer_keys_values(model, layers, concept, meta["target"], prompts,
+                                                       padding=padding, preserve=meta.get("preserve_prompts", ())
+                                                       if i == 0 else ())
+                                for i, (concept, prompts) in enumerate(concepts)])
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
     meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),
