@@ -61,7 +61,7 @@ def test_one_edit_of_three_backgrounds_removes_each_and_keeps_colours_and_shapes
 def test_each_concept_is_keyed_and_evaluated_against_its_own_text(load):
     model = load("toyworld")
     request = _request("loco", model)
-    assert request["concepts"] == list(BACKGROUNDS) and list(request["concept_prompts"]) == list(BACKGROUNDS)
+    assert request["concepts"] == list(BACKGROUNDS) and list(request["prompts_by_concept"]) == list(BACKGROUNDS)
     single = build_edit(model, make_request(EditSpec("toyworld", "style", "stripes", layers=(12,),
                                                      positions="subject+padding"), dtype_name(model)))
     assert build_edit(model, request).meta["num_keys"] == 3 * single.meta["num_keys"]

@@ -84,7 +84,7 @@ def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int =
     prompt_set = meta.get("prompt_set", DEFAULT_PROMPT_SET)
     family = attribute_family(meta["family"], prompt_set)
     concept = meta["concept"]
-    edited = meta.get("concept_prompts", {concept: meta["source_prompts"]})  # a multi-concept edit: each concept's
+    edited = meta.get("prompts_by_concept", {concept: meta["source_prompts"]})  # a multi-concept edit: each concept's
     prompts = []
     for group, prompts_of in (("efficacy", edited.get), ("generalization", family.held_out_prompts),
                               ("robustness", lambda c: list(robustness_prompts(prompt_set, family.name, c).values()))):

@@ -99,7 +99,7 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
                                         for p in attributes.source_prompts(c)] if spec.preserve_others else [])
     edited = spec.edited
     if len(edited) > 1:  # one key set per concept, each from its family's prompts
-        request.update(concepts=edited, concept_prompts={c: attributes.source_prompts(c) for c in edited})
+        request.update(concepts=edited, prompts_by_concept={c: attributes.source_prompts(c) for c in edited})
         if request["preserve_prompts"]:
             request["preserve_prompts"] = [p for c in attributes.concepts if c not in edited
                                            for p in attributes.source_prompts(c)]
@@ -149,7 +149,7 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
     padding = meta.get("positions") == SUBJECT_PADDING
-    concepts = list(meta.get("concept_prompts", {meta["concept"]: meta["source_prompts"]}).items())
+    concepts = list(meta.get("prompts_by_concept", {meta["concept"]: meta["source_prompts"]}).items())
     if meta["method"] == "uce":
         by_layer = uce.layer_keys_values(model, layers, concepts, meta["target"], meta["preserve_prompts"],
                                          meta["erase_scale"], meta["preserve_scale"], padding)
