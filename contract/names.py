@@ -88,6 +88,9 @@ EDIT_METHODS = {m.name: m for m in (
     EditMethod("time", True, True, all_by_default=True, lam=0.1,
                help="TIME: every position of the concept's prompts (itself, 'a photo of / an image of / a picture of' "
                     "it) to the same prompts of the target, on every layer or the chosen ones"),
+    EditMethod("esd-x", False, True, all_by_default=True,
+               help="ESD-x: fine-tune to_k/to_v of every layer or the chosen ones with ESD's negative-guidance "
+                    "objective (SD-1.x/2.x)"),
     EditMethod("neuron", False, True, holds_units=True,
                help="hold the top-k key/value units of the chosen layers at their neutral means"),
     EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True, lam=0.01,

@@ -40,7 +40,9 @@ from locolab.contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEFAULT_LAMBDA = EDIT_METHODS["loco"].lam  # LocoEdit's ridge weight (each closed form's own: ``EditMethod.lam``)
 MANY_CONCEPTS = ("loco", "all-layers", "uce")  # the methods that edit several concepts in one solve
-DEFAULT_SCALE = 1.0  # UCE's erase and preserve scales (its code's defaults)
+DEFAULT_SCALE = 1.0
+DEFAULT_ITERATIONS = 1000  # ESD-x's training steps and learning rate (rohitgandikota/erasing)
+DEFAULT_LR = 1e-5  # UCE's erase and preserve scales (its code's defaults)
 DEFAULT_TOPK = 50  # neuron edits: units held per key/value matrix, as the official code
 DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which sees the whole prompt
 
@@ -163,6 +165,11 @@ class EditSpec:
     preserve_others: bool = option(False, "closed-form methods: also key the family's other concepts' source "
                                           "prompts, at every position, mapped to themselves, so the edit leaves them "
                                           "alone (not in the paper)")
+    iterations: int = option(DEFAULT_ITERATIONS, "esd-x: training steps (ESD's default)", bounds.POSITIVE_COUNT)
+    lr: float = option(DEFAULT_LR, "esd-x: Adam learning rate (ESD's default)", bounds.LAMBDA)
+    negative_guidance: float = option(1.0, "esd-x: η, how far past the unconditional noise the concept is pushed",
+                                      bounds.LAMBDA)
+    seed: int = option(0, "esd-x: the seed of every random draw of the training", bounds.SEED)
     prompt_set: str | None = option(help="prompt set of --family (default: the registered model's, else paper)")
     dtype: str = option("auto", "the weights' dtype, part of the edit's id (auto: float16 on accelerators, float32 "
                                 "on the CPU)", choices=DTYPES)
@@ -188,6 +195,10 @@ class EditSpec:
         if self.concepts and self.prompts:
             raise UserError("--prompt names one concept's prompts: drop it with --concepts (each concept gets its "
                             "family's prompts)")
+        esd = {"iterations": DEFAULT_ITERATIONS, "lr": DEFAULT_LR, "negative_guidance": 1.0, "seed": 0}
+        if self.method != "esd-x" and any(getattr(self, name) != value for name, value in esd.items()):
+            raise UserError(f"--iterations/--lr/--negative-guidance/--seed are for --method esd-x only, not --method "
+                            f"{self.method}")
         if self.method == "time" and self.positions:
             raise UserError("--method time keys every position of its prompts: drop --positions")
         if self.method != "uce" and (self.erase_scale, self.preserve_scale) != (DEFAULT_SCALE, DEFAULT_SCALE):

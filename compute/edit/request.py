@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from locolab.compute.edit import closed_form as loco
-from locolab.compute.edit import quickfix, time_edit, uce
+from locolab.compute.edit import esd, quickfix, time_edit, uce
 from locolab.compute.edit.neuron import rank_units
 from locolab.compute.edit.store import edit_dir, load_edit, save_edit
 from locolab.compute.models.architectures import SINGLE
@@ -123,8 +123,11 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         concept_prompts, neutral_prompts = attributes.contrast_prompts(spec.concept)
         request.update(topk=spec.topk, selection=spec.selection, position=spec.position,
                        concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
-    elif not method.text_encoder:
+    elif method.closed_form and not method.text_encoder:
         request["lambda"] = spec.ridge
+    if spec.method == "esd-x":
+        request.update(iterations=spec.iterations, lr=spec.lr, negative_guidance=spec.negative_guidance, seed=spec.seed,
+                       start_guidance=esd.START_GUIDANCE)
     request[SPEC_KEY] = spec.to_dict()
     return request
 
@@ -148,6 +151,9 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
                               meta["topk"], meta["selection"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
+    if meta["method"] == "esd-x":
+        return loco.Edit(meta, weights=esd.esd_x(model, layers, meta["concept"], meta["iterations"], meta["lr"],
+                                                 meta["negative_guidance"], meta["seed"]))
     padding = meta.get("positions") == SUBJECT_PADDING
     concepts = list(meta.get("prompts_by_concept", {meta["concept"]: meta["source_prompts"]}).items())
     if meta["method"] == "uce":
