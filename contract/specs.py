@@ -136,8 +136,8 @@ class EditSpec:
     concepts: tuple[str, ...] | None = option(
         help="loco, all-layers, uce: more concepts of the family edited in the same solve, comma-separated (one key "
              "set per concept; --concept, which names the edit, may be listed too)", comma=True, metavar="A,B,...")
-    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron; uce: "
-                                                 "default every layer)", bound=bounds.LAYER)
+    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron; uce, "
+                                                 "time, esd-x: default every layer)", bound=bounds.LAYER)
     from_run: str | None = option(help="instead of --layers, the minimal localizing window of a stored sweep (a run "
                                        "id, or its YAML config)", metavar="RUN_ID")
     threshold: float = option(DEFAULT_THRESHOLD, "with --from-run: fraction of the original-to-target gap a window "

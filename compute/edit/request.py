@@ -1,5 +1,6 @@
 """What an edit is asked to do, and doing it: the request record (the edit's id is a digest of it), the layers taken
-from a stored sweep, and the edit computed on a loaded model (LocoEdit, all layers, neurons or DiffQuickFix).
+from a stored sweep, and the edit computed on a loaded model (LocoEdit, all layers, UCE, TIME, ESD-x, neurons or
+DiffQuickFix).
 
 Usage::
 
