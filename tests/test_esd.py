@@ -14,6 +14,7 @@ def _edit(load, seed: int):
     return build_edit(load("tiny-sd1"), make_request(spec, "float32"))
 
 
+@pytest.mark.slow  # three trainings
 def test_esd_x_is_reproducible_from_its_seed_and_leaves_the_model_as_it_was(load):
     unet = load("tiny-sd1").pipe.unet
     before = {name: value.clone() for name, value in unet.state_dict().items()}

@@ -45,11 +45,9 @@ def test_uce_weights_equal_its_formula_solved_in_float64(load):
         assert (new.double() - expected).abs().max() < 1e-5 * expected.abs().max()
 
 
-def test_uce_edits_every_cross_attention_projection_by_default(load):
+def test_uce_edits_every_cross_attention_layer_by_default():
     request = make_request(EditSpec("tiny-sd1", "style", "van gogh", method="uce"), "float32")
-    assert request["layers"] == list(range(16))
-    edit = build_edit(load("tiny-sd1"), request)
-    assert len(edit.weights) == 32 and all(".attn2.to_" in name for name in edit.weights)
+    assert request["layers"] == list(range(16))  # tests/test_export.py builds it: 32 to_k/to_v matrices
 
 
 @pytest.mark.parametrize("kwargs, message", [
