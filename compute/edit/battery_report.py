@@ -80,7 +80,7 @@ def _layers(record: dict) -> str:
     """Where an edit acts: every layer, a window (first-last), or the text encoder."""
     layers = record.get("layers")
     if not layers:
-        return "text enc."
+        return "text enc." if "modules" in record else "-"
     if len(layers) == record.get("num_layers"):
         return "all"
     if layers == list(range(layers[0], layers[-1] + 1)):
