@@ -57,8 +57,9 @@ trace: setup
 	$(PY) -m compute trace $(CONFIG) --artifacts $(ARTIFACTS)
 
 # The paper's comparison for one concept on one model: LocoGen and causal tracing maps, then LocoEdit (on the
-# minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), each evaluated, then
-# every method's evaluation battery in one table (compute/edit/battery_report.py). Defaults: the toy world on a CPU
+# minimal localizing window), all layers, neurons and DiffQuickFix (the published recipe and ours), and the grid
+# localization x editor: UCE and TIME each on the localized window and on every layer; each evaluated, then
+# every method's evaluation battery in one table (compute/edit/battery_report.py, its layers column). Defaults: the toy world on a CPU
 # (3 min of CPU time on one thread). A real model: make compare COMPARE_CONFIG=compute/configs/style-sd-1.4.yaml \
 #     COMPARE_MODEL=sd-1.4 FAMILY=style CONCEPT="van gogh"  (a GPU and the checkpoint; see README).
 COMPARE_CONFIG ?= compute/configs/toyworld-style.yaml
@@ -70,10 +71,10 @@ EVAL_OPTS ?= --seeds 0,1 --unrelated 12
 compare: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute sweep $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
 	OMP_NUM_THREADS=1 $(PY) -m compute trace $(COMPARE_CONFIG) --artifacts $(ARTIFACTS)
-	set -e; for method in loco all-layers neuron diffquickfix diffquickfix-family; do \
-		case $$method in loco|neuron) where="--from-run $(COMPARE_CONFIG)";; *) where="";; esac; \
+	set -e; for method in loco all-layers neuron diffquickfix diffquickfix-family uce@window uce time@window time; do \
+		case $$method in loco|neuron|*@window) where="--from-run $(COMPARE_CONFIG)";; *) where="";; esac; \
 		OMP_NUM_THREADS=1 $(PY) -m compute edit --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
-			--method $$method $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
+			--method $${method%@window} $$where $(EDIT_OPTS) --eval $(EVAL_OPTS) --artifacts $(ARTIFACTS); \
 	done
 	$(PY) -m compute.edit.battery_report --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 		--artifacts $(ARTIFACTS)

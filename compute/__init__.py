@@ -30,6 +30,7 @@ _API = {
     "Edit": "locolab.compute.edit.closed_form",
     "evaluate": "locolab.compute.api",
     "load_edit": "locolab.compute.edit.store",
+    "export_edit": "locolab.compute.edit.export",
     "save_edit": "locolab.compute.edit.store",
     "memory_root": "locolab.compute.api",
     "attention_contribution": "locolab.compute.contribution.measure",

@@ -53,10 +53,12 @@ class EditMethod:
         name: as stored in an edit's record and given to ``--method``.
         closed_form: solves the ridge closed form (takes λ, key positions and preserve-others).
         chosen_layers: edits the UNet layers the user chooses (``--layers`` / ``--from-run``).
+        all_by_default: with ``chosen_layers``, edits every layer when none are chosen (UCE, TIME).
         text_encoder: edits text-encoder layer 0 instead of UNet layers (the DiffQuickFix recipes).
         holds_units: holds ranked key/value units at their neutral means instead of changing weights (neuron).
         positions: its paper's key positions (closed forms).
         published: DiffQuickFix's published recipe: its own augmented prompts, the bias counted in the values.
+        lam: its paper's ridge weight λ (closed forms; ``--lambda`` overrides it).
         help: what it does, in a phrase.
     """
 
@@ -67,20 +69,33 @@ class EditMethod:
     holds_units: bool = False
     positions: str | None = None
     published: bool = False
+    all_by_default: bool = False
+    lam: float | None = None
     help: str = ""
 
 
 # Edit methods. DiffQuickFix comes in two recipes: the published one (``diffquickfix``: the predecessor's notebook)
 # and ours (``diffquickfix-family``: the family's prompts to one target, the bias counted once); README says more.
+# UCE (Gandikota et al., WACV 2024; rohitgandikota/unified-concept-editing) weighs erased and preserved keys and
+# defaults to λ = 0.5 (its ``--lamb``); TIME (Orgad et al., ICCV 2023) to λ = 0.1 (docs/method.md §4.3).
 # A new method is one row here (and its computation in compute/edit/request.py).
 EDIT_METHODS = {m.name: m for m in (
-    EditMethod("loco", True, True, positions=SUBJECT, help="LocoEdit: the closed form on the chosen layers"),
-    EditMethod("all-layers", True, False, positions=SUBJECT, help="the closed form on every layer"),
+    EditMethod("loco", True, True, positions=SUBJECT, lam=0.01, help="LocoEdit: the closed form on the chosen layers"),
+    EditMethod("all-layers", True, False, positions=SUBJECT, lam=0.01, help="the closed form on every layer"),
+    EditMethod("uce", True, True, positions=SUBJECT, all_by_default=True, lam=0.5,
+               help="UCE: erase (to the target) and preserve (the family's other concepts and the preservation set) "
+                    "in one weighted closed form, on every layer or the chosen ones"),
+    EditMethod("time", True, True, all_by_default=True, lam=0.1,
+               help="TIME: every position of the concept's prompts (itself, 'a photo of / an image of / a picture of' "
+                    "it) to the same prompts of the target, on every layer or the chosen ones"),
+    EditMethod("esd-x", False, True, all_by_default=True,
+               help="ESD-x: fine-tune to_k/to_v of every layer or the chosen ones with ESD's negative-guidance "
+                    "objective (SD-1.x/2.x)"),
     EditMethod("neuron", False, True, holds_units=True,
                help="hold the top-k key/value units of the chosen layers at their neutral means"),
-    EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True,
+    EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True, lam=0.01,
                help="the closed form on text-encoder layer 0, the predecessor's published recipe"),
-    EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING,
+    EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING, lam=0.01,
                help="ours: the family's prompts to one target, the bias counted once"),
 )}
 METHODS = tuple(EDIT_METHODS)

@@ -39,21 +39,26 @@ from locolab.contract.names import (
 from locolab.contract.summaries import DEFAULT_LEVEL, DEFAULT_THRESHOLD
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-DEFAULT_LAMBDA = 0.01  # the ridge weight of the closed forms
+DEFAULT_LAMBDA = EDIT_METHODS["loco"].lam  # LocoEdit's ridge weight (each closed form's own: ``EditMethod.lam``)
+MANY_CONCEPTS = ("loco", "all-layers", "uce")  # the methods that edit several concepts in one solve
+DEFAULT_SCALE = 1.0
+DEFAULT_ITERATIONS = 1000  # ESD-x's training steps and learning rate (rohitgandikota/erasing)
+DEFAULT_LR = 1e-5  # UCE's erase and preserve scales (its code's defaults)
 DEFAULT_TOPK = 50  # neuron edits: units held per key/value matrix, as the official code
 DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which sees the whole prompt
 
 
 def option(default=None, help: str = "", bound: bounds.Bound | None = None, *, flag: str | None = None,
-           choices: tuple | None = None, metavar: str | None = None, required: bool = False):
+           choices: tuple | None = None, metavar: str | None = None, required: bool = False, comma: bool = False):
     """A spec field with its one definition: default, bound (each item's, for a list) and help text.
 
     Args:
         flag: its command-line option (default ``--`` and the field's name with dashes).
         choices: the values accepted (text options).
         required: no default: every spec names it.
+        comma: a list of texts written comma-separated on the command line (else by repeating the option).
     """
-    metadata = {"help": help, "bound": bound, "flag": flag, "choices": choices, "metavar": metavar}
+    metadata = {"help": help, "bound": bound, "flag": flag, "choices": choices, "metavar": metavar, "comma": comma}
     return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
@@ -129,14 +134,20 @@ class EditSpec:
     concept: str = option(help='the concept to edit, e.g. "van gogh"', required=True)
     method: str = option("loco", "; ".join(f"{m.name}: {m.help}" for m in EDIT_METHODS.values()), choices=METHODS)
     target: str | None = option(help="what the concept should become (default: the family's target)")
-    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron)",
-                                            bound=bounds.LAYER)
+    concepts: tuple[str, ...] | None = option(
+        help="loco, all-layers, uce: more concepts of the family edited in the same solve, comma-separated (one key "
+             "set per concept; --concept, which names the edit, may be listed too)", comma=True, metavar="A,B,...")
+    layers: tuple[int, ...] | None = option(help="comma-separated UNet layer indices, e.g. 8,9 (loco, neuron; uce, "
+                                                 "time, esd-x: default every layer)", bound=bounds.LAYER)
     from_run: str | None = option(help="instead of --layers, the minimal localizing window of a stored sweep (a run "
                                        "id, or its YAML config)", metavar="RUN_ID")
     threshold: float = option(DEFAULT_THRESHOLD, "with --from-run: fraction of the original-to-target gap a window "
                                                  "must remove", bounds.THRESHOLD)
-    lam: float = option(DEFAULT_LAMBDA, "ridge weight of the closed form (> 0)", bounds.LAMBDA, flag="--lambda",
-                       metavar="LAMBDA")
+    lam: float | None = option(help="ridge weight of the closed form (> 0; default: the method's paper's, " + ", ".join(
+        f"{m.name} {m.lam:g}" for m in EDIT_METHODS.values() if m.lam is not None) + ")", bound=bounds.LAMBDA,
+        flag="--lambda", metavar="LAMBDA")
+    erase_scale: float = option(DEFAULT_SCALE, "uce: weight of the erased concept's keys", bounds.LAMBDA)
+    preserve_scale: float = option(DEFAULT_SCALE, "uce: weight of the preserved concepts' keys", bounds.LAMBDA)
     prompts: tuple[str, ...] | None = option(
         help="source prompt containing the concept; repeatable (default: the family's edit templates; diffquickfix: "
              "the concept and 'a photo of / an image of / a picture of' it, each paired with the same phrase of the "
@@ -151,10 +162,16 @@ class EditSpec:
     positions: str | None = option(
         help="closed-form methods: key positions, the last subject token alone or with every later (end-of-text, "
              "padding) position (default: the method's paper's: " + ", ".join(
-                 f"{m.name} {m.positions}" for m in EDIT_METHODS.values() if m.closed_form) + ")", choices=POSITIONS)
+                 f"{m.name} {m.positions}" for m in EDIT_METHODS.values() if m.positions) + "; time keys every "
+             "position)", choices=POSITIONS)
     preserve_others: bool = option(False, "closed-form methods: also key the family's other concepts' source "
                                           "prompts, at every position, mapped to themselves, so the edit leaves them "
                                           "alone (not in the paper)")
+    iterations: int = option(DEFAULT_ITERATIONS, "esd-x: training steps (ESD's default)", bounds.POSITIVE_COUNT)
+    lr: float = option(DEFAULT_LR, "esd-x: Adam learning rate (ESD's default)", bounds.LAMBDA)
+    negative_guidance: float = option(1.0, "esd-x: η, how far past the unconditional noise the concept is pushed",
+                                      bounds.LAMBDA)
+    seed: int = option(0, "esd-x: the seed of every random draw of the training", bounds.SEED)
     prompt_set: str | None = option(help="prompt set of --family (default: the registered model's, else paper)")
     key_reading: str | None = option(
         help="LocoEdit on several joint-attention blocks (FLUX.1, SD3): read each block's keys through the earlier "
@@ -171,14 +188,39 @@ class EditSpec:
         if self.layers is not None and self.from_run is not None:
             raise UserError("give --layers or --from-run, not both")
         chosen = self.layers is not None or self.from_run is not None
-        if method.chosen_layers and not chosen:
+        if method.chosen_layers and not chosen and not method.all_by_default:
             raise UserError(f"--method {self.method} needs --layers (e.g. 8,9) or --from-run RUN_ID")
         if chosen and not method.chosen_layers:
             where = "text-encoder layer 0, not UNet layers" if method.text_encoder else "every layer"
             raise UserError(f"--method {self.method} edits {where}: drop --layers/--from-run")
-        if not method.closed_form and (self.positions or self.preserve_others):
-            raise UserError(f"--positions/--preserve-others are for the closed-form methods only, not --method "
+        if not method.closed_form and (self.positions or self.preserve_others or self.lam is not None):
+            raise UserError(f"--positions/--preserve-others/--lambda are for the closed-form methods only, not "
+                            f"--method {self.method}")
+        if self.concepts is not None and self.method not in MANY_CONCEPTS:
+            raise UserError(f"--concepts is for --method {', '.join(MANY_CONCEPTS)}, not --method {self.method}")
+        if self.concepts and self.prompts:
+            raise UserError("--prompt names one concept's prompts: drop it with --concepts (each concept gets its "
+                            "family's prompts)")
+        esd = {"iterations": DEFAULT_ITERATIONS, "lr": DEFAULT_LR, "negative_guidance": 1.0, "seed": 0}
+        if self.method != "esd-x" and any(getattr(self, name) != value for name, value in esd.items()):
+            raise UserError(f"--iterations/--lr/--negative-guidance/--seed are for --method esd-x only, not --method "
                             f"{self.method}")
+        if self.method == "time" and self.positions:
+            raise UserError("--method time keys every position of its prompts: drop --positions")
+        if self.method != "uce" and (self.erase_scale, self.preserve_scale) != (DEFAULT_SCALE, DEFAULT_SCALE):
+            raise UserError(f"--erase-scale/--preserve-scale are for --method uce only, not --method {self.method}")
+        if self.method == "uce" and self.preserve_others:
+            raise UserError("--method uce always preserves the family's other concepts: drop --preserve-others")
+
+    @property
+    def edited(self) -> list[str]:
+        """Every concept the edit changes: ``concept``, then ``concepts`` (each once)."""
+        return list(dict.fromkeys([self.concept, *(self.concepts or ())]))
+
+    @property
+    def ridge(self) -> float | None:
+        """The closed form's λ: the given one, else the method's paper's (None: no closed form)."""
+        return self.lam if self.lam is not None else EDIT_METHODS[self.method].lam
 
     @property
     def key_positions(self) -> str | None:

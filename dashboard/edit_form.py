@@ -76,7 +76,8 @@ class EditRequest:
             raise UserError(f"{len(self.seeds)} seeds: give at most {bounds.MAX_SEEDS}")
         method = EDIT_METHODS.get(self.method)
         edit = EditSpec(self.model, self.family, self.concept, self.method, target=self.target,
-                        layers=tuple(sorted(self.layers)) if method and method.chosen_layers else None,
+                        layers=tuple(sorted(self.layers)) if method and method.chosen_layers and (
+                            self.layers or not method.all_by_default) else None,
                         lam=self.lam, topk=self.topk, positions=self.positions, preserve_others=self.preserve_others)
         if num_layers is not None:
             edit.check_layers(num_layers)

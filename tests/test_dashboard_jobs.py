@@ -60,7 +60,7 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     app = open_page(monkeypatch, mine)
     app.selectbox(key="run_model").set_value("tiny-sd1").run()
     app.multiselect(key="run_layers_tiny-sd1_style_van gogh").set_value([4, 5])
-    app.number_input(key="run_lambda").set_value(0.1)
+    app.number_input(key="run_lambda_loco").set_value(0.1)
     app.text_input(key="run_seeds").set_value("0")
     app.number_input(key="run_steps").set_value(2)
     app.number_input(key="run_size").set_value(32)
@@ -270,3 +270,9 @@ def test_the_seeds_box_is_bounded(monkeypatch, tmp_path):
     assert len(app.text_input(key="run_seeds").value) <= 2000  # the box itself takes no more
     assert app.error[0].value.endswith(" seeds\\: give at most 64")
     assert not jobs.list_jobs(str(tmp_path))
+
+
+def test_the_edit_form_leaves_uce_on_every_layer_when_none_are_chosen():
+    request = EditRequest("tiny-sd1", "style", "van gogh", None, (), method="uce")
+    edit, _ = request.specs({"tiny-sd1"}, 16)
+    assert edit.layers is None and edit.ridge == 0.5

@@ -50,6 +50,10 @@ EDIT_VALUES = {
     "positions": ("subject+padding", {"layers": (8, 9)}), "preserve_others": (True, {"layers": (8, 9)}),
     "prompt_set": ("toyworld", {"layers": (8, 9)}), "dtype": ("float16", {"layers": (8, 9)}),
     "key_reading": ("parallel", {"layers": (8, 9)}),
+    "concepts": (("monet", "salvador dali"), {"layers": (8, 9)}),
+    "iterations": (5, {"method": "esd-x"}), "lr": (1e-4, {"method": "esd-x"}),
+    "negative_guidance": (2.0, {"method": "esd-x"}), "seed": (3, {"method": "esd-x"}),
+    "erase_scale": (2.0, {"method": "uce"}), "preserve_scale": (0.5, {"method": "uce"}),
 }
 EVAL_VALUES = {"seeds": (3, 4), "steps": 2, "guidance": 1.5, "size": 32, "scorer": "toyworld-clip", "unrelated": 5,
                "other_concepts": 0, "batch_size": 2}
@@ -67,7 +71,7 @@ def argv(spec_type, values: dict) -> list[str]:
         value = values[f.name]
         if value is True:
             out.append(flag_of(f))
-        elif isinstance(value, tuple) and isinstance(value[0], str):
+        elif isinstance(value, tuple) and isinstance(value[0], str) and not f.metadata["comma"]:
             out += [f"{flag_of(f)}={item}" for item in value]
         elif isinstance(value, tuple):
             out.append(f"{flag_of(f)}={','.join(map(str, value))}")
@@ -203,7 +207,8 @@ def test_edit_specs_round_trip_and_refuse_unknown_keys_with_one_line():
     ({"method": "neuron"}, "--method neuron needs --layers (e.g. 8,9) or --from-run RUN_ID"),
     ({"method": "all-layers", "layers": (1,)}, "--method all-layers edits every layer: drop --layers/--from-run"),
     ({"method": "neuron", "layers": (1,), "positions": "subject"}, "closed-form methods only, not --method neuron"),
-    ({"method": "loco!", "layers": (1,)}, "--method: expected one of loco, all-layers, neuron, diffquickfix"),
+    ({"method": "loco!", "layers": (1,)},
+     "--method: expected one of loco, all-layers, uce, time, esd-x, neuron, diffquickfix"),
 ])
 def test_an_edit_spec_checks_itself_once_with_the_flag_of_the_value(values, message):
     with pytest.raises(UserError) as refused:

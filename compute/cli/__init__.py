@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         dashboard,
         edit,
         eval_edit,
+        export_edit,
         generate,
         layers,
         reproduce,
@@ -43,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", metavar="PATH",
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, verify,
-                    dashboard):
+    for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, export_edit,
+                    verify, dashboard):
         command.add_parser(subparsers)
     return parser
 

@@ -1,8 +1,8 @@
-"""``locolab edit``: make a LocoEdit (closed form on chosen layers), all-layers, neuron or DiffQuickFix (closed form
-on text-encoder layer 0: the published recipe or ours) edit, save it under ``<artifacts>/edits/<edit_id>/`` and
-optionally evaluate it. The edit's options are generated from ``contract.specs.EditSpec`` (the evaluation's from
-``EvalSpec``); ``--spec FILE`` gives both as one JSON file instead (``contract.specs.edit_job_json``: how the
-dashboard launches an edit)."""
+"""``locolab edit``: make a LocoEdit (closed form on chosen layers), all-layers, UCE, TIME, ESD-x, neuron or
+DiffQuickFix (closed form on text-encoder layer 0: the published recipe or ours) edit, save it under
+``<artifacts>/edits/<edit_id>/`` and optionally evaluate it. The edit's options are generated from
+``contract.specs.EditSpec`` (the evaluation's from ``EvalSpec``); ``--spec FILE`` gives both as one JSON file instead
+(``contract.specs.edit_job_json``: how the dashboard launches an edit)."""
 
 import dataclasses
 from pathlib import Path
@@ -25,8 +25,8 @@ from locolab.contract.store import Store, resolve_root
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("edit", help="edit a concept out of a model (LocoEdit, all layers, neurons or "
-                                                "DiffQuickFix)")
+    parser = subparsers.add_parser("edit", help="edit a concept out of a model (LocoEdit, all layers, UCE, TIME, "
+                                                "ESD-x, neurons or DiffQuickFix)")
     parser.add_argument("--spec", metavar="FILE", help="the edit (and its evaluation) as one JSON file "
                         '({"edit": {...}, "eval": {...} or null}, contract.specs.edit_job_json), instead of the edit '
                         "and evaluation options")
@@ -52,6 +52,8 @@ def specs(args) -> tuple[EditSpec, EvalSpec | None]:
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"--spec {args.spec}: cannot read it ({error}); give the spec file's path") from None
         return read_edit_job(text)
+    if args.concept is None and args.concepts:  # --concepts a,b,c alone: the edit is named after a
+        args.concept = args.concepts[0]
     missing = [flag_of(f) for f in options(EditSpec) if f.default is dataclasses.MISSING and getattr(args, f.name)
                is None]
     if missing:

@@ -175,6 +175,8 @@ def add_spec_options(parser, spec_type, only: tuple[str, ...] | None = None, ski
         elif many and choices:
             kwargs["type"] = _texts
             text += f" (comma-separated: {', '.join(choices)}, or none)"
+        elif many and f.metadata.get("comma"):
+            kwargs["type"] = _texts
         elif many:
             kwargs.update(action="append", default=None)
         else:

@@ -65,13 +65,16 @@ def intended_labels(meta: dict, detector: Detector, image: Image) -> str | None:
     """What ``detector`` should read in an image of ``image.prompt`` (None: the prompt does not say): the toy world's
     attributes from the caption; for the family's CLIP zero-shot detector, the concept a prompt is about (the target
     for the target prompt, nothing for unrelated prompts)."""
+    family = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET))
+    # The edited concept an image is about (a multi-concept edit's: the one whose score text it was scored against).
+    concept = next((c for c in meta.get("concepts", ()) if family.score_text_for(c) == image.score_text),
+                   meta["concept"])
     if image.group == "robustness":  # only the concept is judged on its rephrasings
-        return meta["concept"] if detector.attribute in edited_attributes(meta) else None
+        return concept if detector.attribute in edited_attributes(meta) else None
     if detector.attribute in ("shape", "colour", "background"):
         return world.caption_attributes(image.prompt).get(detector.attribute)
-    family = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET))
     if image.group in EFFICACY_GROUPS:
-        return meta["concept"]
+        return concept
     if image.group == "target":
         return family.target
     if image.group == "other_concepts":

@@ -76,6 +76,18 @@ def _evaluations(root: str, model: str, family: str, concept: str) -> list[tuple
     return sorted(found, key=lambda pair: (order.get(pair[0]["method"], len(order)), pair[0]["edit_id"]))
 
 
+def _layers(record: dict) -> str:
+    """Where an edit acts: every layer, a window (first-last), or the text encoder."""
+    layers = record.get("layers")
+    if not layers:
+        return "text enc." if "modules" in record else "-"
+    if len(layers) == record.get("num_layers"):
+        return "all"
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
 def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]:
     """One line per evaluated edit of the concept: the edited rate before -> after on the concept's prompts, the
     flags, the worst specificity change, paired preservation and CMMD."""
@@ -83,7 +95,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
     if not found:
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
-    lines = [f"{'method':<20}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
+    lines = [f"{'method':<20}{'layers':<10}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
              f"{'worst other change':<46}{'1 - SSIM':<10}{'changed':<9}CMMD (p)"]
     for record, summary in found:
         battery = summary["battery"]
@@ -96,7 +108,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
         kept = battery.get("preservation") or {}
         shift = battery.get("cmmd") or {}
         lines.append(
-            f"{record['method']:<20}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
+            f"{record['method']:<20}{_layers(record):<10}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
             f"{ {True: 'yes', False: 'no', None: 'n/a'}[battery['effective']]:<9}{rate:<14}"
             f"{len(battery['flags']):>5}  {worst_text:<46}"
             f"{kept['ssim_distance']['mean'] if kept else float('nan'):<10.3f}"

@@ -221,6 +221,21 @@ def layer_keys_values(model: Model, layers: Sequence[int], concept: str, target:
     return {layer: read(layer) for layer in layers}
 
 
+def joined(parts: list[dict[int, KeysValues]]) -> dict[int, KeysValues]:
+    """Per layer, the keys and values of several concepts stacked (one solve edits them all); layers that share one
+    object in every part share the joined one too. Positions are the first concept's."""
+    if len(parts) == 1:
+        return parts[0]
+    made = {}
+    for layer in parts[0]:
+        kvs = [part[layer] for part in parts]
+        key = tuple(id(kv) for kv in kvs)
+        if key not in made:
+            made[key] = KeysValues(torch.cat([kv.keys for kv in kvs]), torch.cat([kv.values for kv in kvs]),
+                                   [p for kv in kvs for p in kv.prompts], kvs[0].positions, kvs[0].target_position)
+    return {layer: made[tuple(id(part[layer]) for part in parts)] for layer in parts[0]}
+
+
 def solve_factors(keys_values: dict[int, KeysValues], lam: float = DEFAULT_LAMBDA) -> dict[int, Factor]:
     """Per layer, the factor of its keys and values, solved once per distinct ``KeysValues``."""
     solved = {}

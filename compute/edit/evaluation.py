@@ -88,15 +88,16 @@ def eval_prompts(meta: dict, unrelated: int | None = None, other_concepts: int =
     prompt_set = meta.get("prompt_set", DEFAULT_PROMPT_SET)
     family = attribute_family(meta["family"], prompt_set)
     concept = meta["concept"]
-    text = family.score_text_for(concept)
-    prompts = [EvalPrompt("efficacy", p, text) for p in meta["source_prompts"]]
-    prompts += [EvalPrompt("generalization", p, text) for p in family.held_out_prompts(concept)]
-    prompts += [EvalPrompt("robustness", p, text)
-                for p in robustness_prompts(prompt_set, family.name, concept).values()]
-    others = [c for c in family.concepts if c != concept][:other_concepts]
+    edited = meta.get("prompts_by_concept", {concept: meta["source_prompts"]})  # a multi-concept edit: each concept's
+    prompts = []
+    for group, prompts_of in (("efficacy", edited.get), ("generalization", family.held_out_prompts),
+                              ("robustness", lambda c: list(robustness_prompts(prompt_set, family.name, c).values()))):
+        prompts += [EvalPrompt(group, p, family.score_text_for(c)) for c in edited for p in prompts_of(c)]
+    others = [c for c in family.concepts if c not in edited][:other_concepts]
     prompts += [EvalPrompt("other_concepts", family.held_out_prompts(c)[0], family.score_text_for(c)) for c in others]
-    prompts += [EvalPrompt("unrelated", p, p) for p in preservation_prompts(prompt_set, concept, unrelated)]
-    prompts.append(EvalPrompt("target", meta["target"], text))
+    prompts += [EvalPrompt("unrelated", p, p) for p in preservation_prompts(prompt_set, concept, unrelated)
+                if not any(c.lower() in p.lower() for c in edited)]
+    prompts += [EvalPrompt("target", meta["target"], family.score_text_for(c)) for c in edited]
     return prompts
 
 
@@ -219,6 +220,14 @@ def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = R
         summary[f"{group}_score_before"], summary[f"{group}_score_after"] = float(before), float(after)
         summary[name] = float(after / before)
     return summary
+
+
+def concept_rows(rows: list[dict], meta: dict, concept: str) -> list[dict]:
+    """The score rows of one concept of a multi-concept edit: its efficacy, generalization and target-reference rows
+    (each scored against its score text)."""
+    text = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET)).score_text_for(concept)
+    return [row for row in rows
+            if row["group"] in ("efficacy", "generalization", "target") and row["score_text"] == text]
 
 
 def eval_settings(scorer_id: str, settings: Settings, seeds, unrelated: int, other_concepts: int) -> dict:
@@ -344,6 +353,8 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
                **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),
                "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                **summarize(rows), **summarize_new_fact(rows), "battery": battery}
+    if "concepts" in meta:  # a multi-concept edit: each concept's efficacy, its rows against its own target reference
+        summary["by_concept"] = {concept: summarize(concept_rows(rows, meta, concept)) for concept in meta["concepts"]}
     atomic_write(join(root, f"{folder}/{EDIT_SUMMARY}"),
                  lambda file: file.write(json.dumps(summary, indent=2).encode()))
     return {**summary, "reused": False}

@@ -1,5 +1,6 @@
 """What an edit is asked to do, and doing it: the request record (the edit's id is a digest of it), the layers taken
-from a stored sweep, and the edit computed on a loaded model (LocoEdit, all layers, neurons or DiffQuickFix).
+from a stored sweep, and the edit computed on a loaded model (LocoEdit, all layers, UCE, TIME, ESD-x, neurons or
+DiffQuickFix).
 
 Usage::
 
@@ -18,14 +19,14 @@ from collections.abc import Callable
 import torch
 
 from locolab.compute.edit import closed_form as loco
-from locolab.compute.edit import quickfix
+from locolab.compute.edit import esd, quickfix, time_edit, uce
 from locolab.compute.edit.neuron import rank_units
 from locolab.compute.edit.store import edit_dir, load_edit, save_edit
 from locolab.compute.models.architectures import ARCHITECTURES, SINGLE
 from locolab.compute.models.loading import Model, layer_count, resolve
 from locolab.compute.provenance import versions
 from locolab.compute.sweep.config import load_config
-from locolab.contract.catalog.attributes import attribute_family, prompt_set_for
+from locolab.contract.catalog.attributes import attribute_family, preservation_prompts, prompt_set_for
 from locolab.contract.errors import UserError
 from locolab.contract.names import EDIT_METHODS, KEY_READINGS, SUBJECT_PADDING
 from locolab.contract.specs import EditSpec
@@ -95,16 +96,28 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         target = attributes.target_for(spec.concept)
         target = quickfix.notebook_target(target) if method.published else target
     published = method.published and not spec.prompts  # the published recipe's own prompts
+    augmented = published or spec.method == "time"  # TIME's augmentations are the same four phrases
     request = {"model": spec.model, "family": attributes.name, "prompt_set": prompt_set, "concept": spec.concept,
                "target": target, "method": spec.method, "dtype": dtype,
-               "source_prompts": list(spec.prompts or (quickfix.augmented(spec.concept) if published
+               "source_prompts": list(spec.prompts or (quickfix.augmented(spec.concept) if augmented
                                                        else attributes.source_prompts(spec.concept)))}
     if method.closed_form:
         request["positions"] = spec.key_positions
         request["preserve_prompts"] = ([p for c in attributes.concepts if c != spec.concept
                                         for p in attributes.source_prompts(c)] if spec.preserve_others else [])
+    edited = spec.edited
+    if len(edited) > 1:  # one key set per concept, each from its family's prompts
+        request.update(concepts=edited, prompts_by_concept={c: attributes.source_prompts(c) for c in edited})
+        if request["preserve_prompts"]:
+            request["preserve_prompts"] = [p for c in attributes.concepts if c not in edited
+                                           for p in attributes.source_prompts(c)]
+    if spec.method == "uce":  # UCE's preservation: other concepts and the preservation set, one key each
+        request.update(erase_scale=spec.erase_scale, preserve_scale=spec.preserve_scale, preserve_prompts=list(
+            dict.fromkeys([c for c in attributes.concepts if c not in edited]
+                          + [p for p in preservation_prompts(prompt_set, spec.concept)
+                             if not any(c.lower() in p.lower() for c in edited)])))
     if method.text_encoder:
-        request.update({"lambda": spec.lam}, target_prompts=quickfix.augmented(target) if published
+        request.update({"lambda": spec.ridge}, target_prompts=quickfix.augmented(target) if published
                        else [target] * len(request["source_prompts"]), bias_in_values=method.published)
     elif spec.from_run:
         request.update(from_run=spec.from_run, threshold=spec.threshold,
@@ -118,14 +131,17 @@ def make_request(spec: EditSpec, dtype: str, root=None, num_layers: int | None =
         concept_prompts, neutral_prompts = attributes.contrast_prompts(spec.concept)
         request.update(topk=spec.topk, selection=spec.selection, position=spec.position,
                        concept_prompts=concept_prompts, neutral_prompts=neutral_prompts)
-    elif not method.text_encoder:
-        request["lambda"] = spec.lam
+    elif method.closed_form and not method.text_encoder:
+        request["lambda"] = spec.ridge
         stream = ARCHITECTURES[resolve(spec.model).arch].stream if stream is None else stream
         if spec.key_reading and not stream:
             raise UserError("--key-reading is for joint-attention models (FLUX.1, SD3), whose blocks read a text "
                             "stream: drop it")
         if stream:
             request["key_reading"] = spec.key_reading or KEY_READINGS[0]
+    if spec.method == "esd-x":
+        request.update(iterations=spec.iterations, lr=spec.lr, negative_guidance=spec.negative_guidance, seed=spec.seed,
+                       start_guidance=esd.START_GUIDANCE)
     request[SPEC_KEY] = spec.to_dict()
     return request
 
@@ -146,10 +162,24 @@ def _unet_edit(model: Model, meta: dict) -> loco.Edit:
                               meta["topk"], meta["selection"])
         meta["units"] = {name: indices.tolist() for name, (indices, _) in units.items()}
         return loco.Edit(meta, units=units)
-    by_layer = loco.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
-                                      padding=meta.get("positions") == SUBJECT_PADDING,
-                                      preserve=meta.get("preserve_prompts", ()),
-                                      sequential=meta.get("key_reading") == KEY_READINGS[0], lam=meta["lambda"])
+    if meta["method"] == "esd-x":
+        return loco.Edit(meta, weights=esd.esd_x(model, layers, meta["concept"], meta["iterations"], meta["lr"],
+                                                 meta["negative_guidance"], meta["seed"]))
+    padding = meta.get("positions") == SUBJECT_PADDING
+    concepts = list(meta.get("prompts_by_concept", {meta["concept"]: meta["source_prompts"]}).items())
+    if meta["method"] == "uce":
+        by_layer = uce.layer_keys_values(model, layers, concepts, meta["target"], meta["preserve_prompts"],
+                                         meta["erase_scale"], meta["preserve_scale"], padding)
+    elif meta["method"] == "time":
+        by_layer = time_edit.layer_keys_values(model, layers, meta["concept"], meta["target"], meta["source_prompts"],
+                                               meta["preserve_prompts"])
+    else:
+        by_layer = loco.joined([loco.layer_keys_values(model, layers, concept, meta["target"], prompts,
+                                                       padding=padding, preserve=meta.get("preserve_prompts", ())
+                                                       if i == 0 else (),
+                                                       sequential=meta.get("key_reading") == KEY_READINGS[0],
+                                                       lam=meta["lambda"])
+                                for i, (concept, prompts) in enumerate(concepts)])
     kv = by_layer[layers[0]]  # positions and counts are the same for every layer
     distinct = {id(k): k for k in by_layer.values()}.values()
     meta.update(token_positions=kv.positions, target_position=kv.target_position, num_keys=len(kv.keys),

@@ -8,7 +8,7 @@ import streamlit as st
 from locolab.contract import bounds, queries
 from locolab.contract.errors import UserError
 from locolab.contract.figures import row_label
-from locolab.contract.names import CHOSEN_LAYERS, CLOSED_FORM, FAMILIES, METHODS, POSITIONS
+from locolab.contract.names import CHOSEN_LAYERS, CLOSED_FORM, EDIT_METHODS, FAMILIES, METHODS, POSITIONS
 from locolab.contract.store import is_url
 from locolab.contract.summaries import DEFAULT_LEVEL
 from locolab.dashboard import common, data, downloads, edit_view, jobs
@@ -98,7 +98,8 @@ if method == "neuron":
     lam = EditRequest.lam
 else:
     topk = EditRequest.topk
-    lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=EditRequest.lam, format="%.4g", key="run_lambda")
+    lam = st.number_input("λ (ridge weight)", min_value=1e-6, value=EDIT_METHODS[method].lam, format="%.4g",
+                          key=f"run_lambda_{method}")
 positions, preserve = None, False
 if method in CLOSED_FORM:
     suggested = suggested_keys(model)
