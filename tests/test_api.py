@@ -47,6 +47,7 @@ def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.slow
 def test_a_pipeline_in_memory_wraps_into_the_registry_model(load, name):
     arch, count = LAYERS[name]
     wrapped = Model.from_pipeline(build_tiny(name), name=f"my-{name}")
@@ -70,6 +71,7 @@ def test_an_unsupported_pipeline_is_refused_by_name():
 
 
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
+@pytest.mark.slow
 def test_swap_text_in_a_plain_pipeline_call_equals_the_batched_swap(load, guidance):
     model = load("tiny-sd1")
     with loco.swap_text(model, (8, 10), TARGET):
@@ -84,6 +86,7 @@ def test_swap_text_in_a_plain_pipeline_call_equals_the_batched_swap(load, guidan
 
 
 @pytest.mark.parametrize(("name", "guidance"), [(name, 4.5) for name in CROSS] + [("tiny-pixart", 1.0)])
+@pytest.mark.slow
 def test_swap_text_equals_generate_with_the_same_window_on_every_cross_attention_architecture(load, name, guidance):
     model = load(name)
     window = (1, 3)
@@ -98,6 +101,7 @@ def test_swap_text_equals_generate_with_the_same_window_on_every_cross_attention
 
 
 @pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
+@pytest.mark.slow
 def test_swap_text_refuses_joint_attention_by_name(load, name):
     with pytest.raises(ValueError, match="joint attention reads a text stream"), \
             loco.swap_text(load(name), (1, 3), TARGET):
@@ -109,6 +113,7 @@ def test_swap_text_rejects_a_window_outside_the_layers(load):
         pass
 
 
+@pytest.mark.slow
 def test_generate_makes_prompt_major_images_with_the_model_defaults(load):
     model = load("tiny-sd1")
     images = loco.generate(model, ["a red car", "a blue car"], seeds=[0, 1], steps=2)

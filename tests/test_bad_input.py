@@ -172,6 +172,7 @@ def assert_refused(code: int, err: str, fragment: str) -> None:
 
 
 @pytest.mark.parametrize("argv, fragment", CASES)
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, argv, fragment):
     fill = {"w": str(world), "edit": _edit_id(world)}
     before = files(world)
@@ -220,6 +221,7 @@ def test_a_status_file_that_is_a_named_pipe_is_refused_and_kept(tmp_path):
     assert fifo.is_fifo()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_sweep_is_one_line_exit_130_and_the_status_says_so(tmp_path, monkeypatch):
     from sweep_helpers import write_config
 
@@ -330,6 +332,7 @@ PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 @PROPERTY
 @given(option=st.sampled_from(sorted(OPTIONS)), value=VALUES)
+@pytest.mark.slow
 def test_random_option_values_are_refused_by_name_or_pass_the_boundary(world, option, value):
     argv, accepts = OPTIONS[option]
     before = files(world / "root")
@@ -363,6 +366,7 @@ CONFIG_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(10**22), 10**2
 @PROPERTY
 @given(field=st.sampled_from(["steps", "guidance", "resolution", "batch_size", "seeds", "window_sizes",
                               "trace.noise"]), value=CONFIG_VALUES)
+@pytest.mark.slow
 def test_random_config_values_are_refused_by_key_or_planned(world, tmp_path, field, value):
     config = dict(SMALL)
     if field == "trace.noise":

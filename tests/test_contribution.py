@@ -63,6 +63,7 @@ def _joint_probs(attn, q, k):
     return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
 
 
+@pytest.mark.slow
 def test_flux_double_stream_contribution_matches_explicit_joint_attention(load):
     model = load("tiny-flux")
     attn, text_len = model.attentions[7], 77
@@ -83,6 +84,7 @@ def test_flux_double_stream_contribution_matches_explicit_joint_attention(load):
     assert torch.allclose(found[1], out[1].norm(dim=-1).mean().double(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_flux_single_stream_contribution_has_no_output_projection(load):
     model = load("tiny-flux")
     attn, text_len = model.attentions[40], 77
@@ -180,6 +182,7 @@ def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     assert mine["normalized_drop"] is not None
 
 
+@pytest.mark.slow
 def test_the_notebook_function_averages_the_recorded_contributions(load):
     from locolab import compute
 

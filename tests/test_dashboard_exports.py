@@ -225,6 +225,7 @@ def roots(tmp_path):
     return local, to_memory(local)
 
 
+@pytest.mark.slow
 def test_an_object_store_root_gives_the_same_summaries_edits_and_images(roots):
     local, remote = roots
     here, there = data.snapshot(local), data.snapshot(remote)

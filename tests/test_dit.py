@@ -35,6 +35,7 @@ def plain(model, prompt, seed, **kwargs):
                       **extra, **kwargs).images[0]
 
 
+@pytest.mark.slow
 def test_pixart_has_28_cross_attention_blocks_in_forward_order(load):
     for name in ("tiny-pixart", "tiny-pixart-sigma"):
         layers = load(name).layers
@@ -45,6 +46,7 @@ def test_pixart_has_28_cross_attention_blocks_in_forward_order(load):
         assert {(layer.resolution, layer.text_dim) for layer in layers} == {(8, 16)}
 
 
+@pytest.mark.slow
 def test_flux_lists_19_double_then_38_single_stream_blocks(load, capsys):
     assert main(["layers", "--model", "tiny-flux", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -56,6 +58,7 @@ def test_flux_lists_19_double_then_38_single_stream_blocks(load, capsys):
     assert [layer.path for layer in load("tiny-flux").layers] == [row["path"] for row in listed["layers"]]
 
 
+@pytest.mark.slow
 def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
     from locolab.compute.contribution.measure import concept_positions
 
@@ -66,6 +69,7 @@ def test_sd3_has_24_joint_blocks_and_reads_the_concept_in_both_text_parts(load):
     assert concept_positions(model, PROMPT, "van gogh") == [8, 9, 77 + 7, 77 + 8]
 
 
+@pytest.mark.slow
 def test_sd3_locoedit_keys_the_concept_in_the_clip_part_and_the_t5_part_against_an_own_float64_solve(load):
     """Keys: block 3's text input (own hook, conditional row) at "gogh" in CLIP's part (8) and in T5's (77 + 7) at
     every step of the prompt's own generation, mapped to the target's last token in each part (2, 77 + 1); the
@@ -98,6 +102,7 @@ def test_sd3_locoedit_keys_the_concept_in_the_clip_part_and_the_t5_part_against_
         assert (mine - w0).abs().max() > 1e-3  # the edit changes the weight
 
 
+@pytest.mark.slow
 def test_sana_has_20_cross_attention_blocks_reading_its_normed_caption(load, capsys):
     model = load("tiny-sana")
     assert [layer.path for layer in model.layers] == [f"transformer_blocks.{i}.attn2" for i in range(20)]
@@ -106,6 +111,7 @@ def test_sana_has_20_cross_attention_blocks_reading_its_normed_caption(load, cap
     assert "transformer_blocks.19.attn2" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sana_positions_index_the_caption_behind_its_system_instruction(load):
     """The pipeline's own Gemma input (recorded at the text encoder), cut as its encode_prompt cuts it: the positions
     LocoLab finds hold the concept's last token and the target's last token."""
@@ -128,12 +134,14 @@ def test_sana_positions_index_the_caption_behind_its_system_instruction(load):
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-pixart-sigma", "tiny-flux", "tiny-sd3", "tiny-sana"])
+@pytest.mark.slow
 def test_empty_swap_is_bit_identical_to_plain_pipeline(load, name):
     model = load(name)
     assert np.array_equal(generate_batch(model, [Case(PROMPT, 7)], settings(model))[0], plain(model, PROMPT, 7))
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+@pytest.mark.slow
 def test_cross_attention_dit_all_blocks_swapped_is_bit_identical_to_plain_pipeline_on_target(load, name):
     model = load(name)
     ours = generate_batch(model, [Case(PROMPT, 7, (0, len(model.layers)), TARGET)], settings(model))[0]
@@ -142,6 +150,7 @@ def test_cross_attention_dit_all_blocks_swapped_is_bit_identical_to_plain_pipeli
 
 
 @pytest.mark.parametrize("name", ["tiny-flux", "tiny-sd3"])
+@pytest.mark.slow
 def test_joint_all_blocks_and_pooled_swapped_is_the_target_generation(load, name):
     model = load(name)
     every = (0, len(model.layers))
@@ -155,6 +164,7 @@ def test_joint_all_blocks_and_pooled_swapped_is_the_target_generation(load, name
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
+@pytest.mark.slow
 def test_middle_window_changes_the_image_and_batches_are_invariant(load, name):
     model = load(name)
     middle = len(model.layers) // 2
@@ -194,6 +204,7 @@ def _overwrite(values: dict, rows: slice):
 
 
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-sana"])
+@pytest.mark.slow
 def test_cross_attention_dit_swap_equals_overwriting_the_key_and_value_projections(load, name):
     """The official LocoGen code's view: overwrite to_k/to_v outputs of the conditional row with projections of the
     target's caption (SANA: after its caption RMS norm); the padding mask is given to those attentions by a wrapped
@@ -238,6 +249,7 @@ def test_cross_attention_dit_swap_equals_overwriting_the_key_and_value_projectio
 
 
 @pytest.mark.parametrize("name, chosen", [("tiny-flux", [4, 5, 6, 30, 31]), ("tiny-sd3", [3, 4, 20, 23])])
+@pytest.mark.slow
 def test_joint_swap_equals_a_second_pass_that_overwrites_the_text_projections(load, name, chosen):
     """The DiT paper's code, two passes: generate the target alone, recording what each chosen block's attention reads
     at every step (FLUX: double- and single-stream blocks; SD3: joint blocks, the last one reading text without
@@ -290,6 +302,7 @@ def test_companions_are_reused_or_added():
     assert source == [1, 1, 4, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_stream_swap_whose_source_is_swapped_too_is_rejected(load):
     model = load("tiny-flux")
     swapped = torch.zeros(57, 2, dtype=torch.bool)
@@ -316,6 +329,7 @@ def test_pixart_keys_are_the_projected_caption_at_the_last_subject_token(load):
     assert (after - goal).norm() < 0.05 * (before - goal).norm()
 
 
+@pytest.mark.slow
 def test_flux_keys_are_each_blocks_text_input_at_every_step(load):
     model = load("tiny-flux")
     by_layer = layer_keys_values(model, [5, 6], "van gogh", TARGET, STYLE_PROMPTS)
@@ -362,6 +376,7 @@ def test_flux_single_stream_blocks_cannot_be_edited(load, layers):
         layer_keys_values(load("tiny-flux"), layers, "van gogh", TARGET, STYLE_PROMPTS)
 
 
+@pytest.mark.slow
 def test_offloaded_model_generates_the_same_images(load):
     """accelerate's model CPU offload (``--offload``), on the CPU as its device: the same images, bit for bit."""
     from locolab.compute.models.loading import load_model
@@ -374,6 +389,7 @@ def test_offloaded_model_generates_the_same_images(load):
                           generate_batch(load("tiny-pixart"), case, settings(model)))
 
 
+@pytest.mark.slow
 def test_group_offloaded_model_generates_the_same_images(load):
     """diffusers' block-level group offload (``--offload group``), on the CPU as its device: the same images."""
     from locolab.compute.models.loading import load_model
@@ -385,6 +401,7 @@ def test_group_offloaded_model_generates_the_same_images(load):
                           generate_batch(load("tiny-pixart"), case, settings(model)))
 
 
+@pytest.mark.slow
 def test_fp8_layerwise_casting_stores_the_denoiser_in_float8_and_generates_nearly_the_same(load):
     from locolab.compute.models.loading import load_model
 
@@ -421,6 +438,7 @@ def test_the_batch_size_probe_runs_a_denoising_step_at_the_sweeps_size(load, nam
 
 
 @pytest.mark.parametrize("name, rows", [("tiny-pixart", 2), ("tiny-flux", 1)])
+@pytest.mark.slow
 def test_the_batch_size_measures_one_image_as_two_minus_one_at_the_sweeps_size(load, name, rows):
     """``batching._transformer_peak``'s plumbing on the CPU, with a stand-in for CUDA's peak memory: the rows of
     each call (two per image with classifier-free guidance, FLUX one), so the difference is one image's rows."""
@@ -501,6 +519,7 @@ def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
         assert record["num_keys"] == 4 * 10 * 2 and record["key_reading"] == "sequential"
 
 
+@pytest.mark.slow
 def test_t5_spreads_a_concept_before_it_where_no_locoedit_key_reaches(load):
     """The LocoGen paper's reason for LocoEdit failing on DeepFloyd IF, measured: CLIP (causal) changes nothing
     before a one-token concept, so the subject and later positions hold all of it; T5 (bidirectional: PixArt, FLUX)

@@ -114,6 +114,7 @@ def test_subject_tokens_split_differently_are_rejected(load):
         subject_keys_values(load("tiny-sd1"), "van gogh", "a painting", ["a painting by van goghs"])
 
 
+@pytest.mark.slow
 def test_sdxl_keys_are_the_concatenated_embedding(load):
     model = load("tiny-sdxl")
     kv = subject_keys_values(model, "van gogh", "a painting", STYLE_PROMPTS)
@@ -190,6 +191,7 @@ def _wide_sd1(width: int = 160) -> Model:
     return Model("wide-sd1", MODELS["tiny-sd1"], ARCHITECTURES["sd1"], pipe, *find_layers(pipe.unet, 16))
 
 
+@pytest.mark.slow
 def test_editing_every_layer_on_every_token_turns_the_concept_into_the_target():
     model = _wide_sd1()
     concept, target = "a painting in the style of van gogh", "a painting"

@@ -46,6 +46,7 @@ def _weight(model, index, projection):
     return getattr(model.attentions[index], projection).weight
 
 
+@pytest.mark.slow
 def test_each_layer_keys_what_its_add_k_proj_reads_at_the_last_subject_token(model, by_layer):
     kv = by_layer[9]
     assert (kv.positions, kv.target_position) == ([1, 7, 7, 7], 1)  # T5: no start token, "gogh" before </s>
@@ -117,6 +118,7 @@ def test_padding_keys_every_later_position_and_preserved_prompts_map_to_themselv
     assert torch.equal(kv.keys[-77:], kv.values[-77:])
 
 
+@pytest.mark.slow
 def test_neuron_edit_ranks_and_clamps_add_k_and_add_v_units(model):
     concept_prompts, neutral_prompts = attribute_family("style").contrast_prompts("van gogh")
     units, t = rank_units(model, LAYERS, concept_prompts, neutral_prompts, 76, 20)

@@ -49,6 +49,7 @@ def _edit(load, method: str):
 
 
 @pytest.mark.parametrize("method", ["loco", "uce", "time"])
+@pytest.mark.slow
 def test_a_lora_export_loaded_by_plain_diffusers_reproduces_the_edited_images(load, plain, tmp_path, method):
     pytest.importorskip("peft", reason="diffusers' load_lora_weights needs peft (requirements.txt)")
     model, edit = load("tiny-sd1"), _edit(load, method)
@@ -69,6 +70,7 @@ def test_a_lora_export_loaded_by_plain_diffusers_reproduces_the_edited_images(lo
     assert card["lora"]["rank"] == RANKS[method] and len(card["lora"]["ranks"]) == (4 if method == "loco" else 32)
 
 
+@pytest.mark.slow
 def test_a_truncated_lora_states_its_error(load, tmp_path):
     model, edit = load("tiny-sd1"), _edit(load, "uce")
     _, card = export_edit(model, edit, tmp_path / "lora", "lora", rank=1)
@@ -78,6 +80,7 @@ def test_a_truncated_lora_states_its_error(load, tmp_path):
     assert "truncated to: 1" in (tmp_path / "lora" / CARD_README).read_text()
 
 
+@pytest.mark.slow
 def test_a_diffusers_export_is_the_edited_pipeline(load, tmp_path):
     model, edit = load("tiny-sd1"), _edit(load, "loco")
     out, _ = export_edit(model, edit, tmp_path / "pipe", "diffusers")

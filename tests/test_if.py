@@ -54,6 +54,7 @@ def test_empty_window_is_bit_identical_to_plain_pipeline(model):
 
 
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
+@pytest.mark.slow
 def test_all_layers_swapped_is_plain_pipeline_on_target_with_original_pooled_text(model, guidance):
     original, target = model.arch.encode(model.pipe, PROMPT), model.arch.encode(model.pipe, TARGET)
     uncond = model.arch.encode_negative(model.pipe)
@@ -65,6 +66,7 @@ def test_all_layers_swapped_is_plain_pipeline_on_target_with_original_pooled_tex
     assert np.abs(ours - plain(model, TARGET, 7, guidance)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_single_layer_windows_each_change_the_image_and_are_batch_invariant(model):
     # Two steps: the random tiny UNet amplifies float rounding 10-40x per step (batch vs alone: 1e-7 after one step,
     # ~5e-6 after two, up to 7e-5 after three), which no trained model needs; leakage between samples would be >1e-3.
@@ -118,6 +120,7 @@ def test_tokenizer_is_t5_style_and_covers_the_prompts(model):
     assert len(words) > 100 and not unknown
 
 
+@pytest.mark.slow
 def test_saved_tiny_if_loads_by_path_as_family_if(model, tmp_path):
     model.pipe.save_pretrained(tmp_path / "pipe", safe_serialization=True)
     assert layer_count(str(tmp_path / "pipe")) == 22

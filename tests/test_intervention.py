@@ -25,6 +25,7 @@ def plain(model, prompt, seed, **kwargs):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_empty_window_is_bit_identical_to_plain_pipeline(load, name):
     model = load(name)
     ours = generate_batch(model, [Case(PROMPT, 7)], settings(model))[0]
@@ -32,6 +33,7 @@ def test_empty_window_is_bit_identical_to_plain_pipeline(load, name):
 
 
 @pytest.mark.parametrize("name", ["tiny-sd1", "tiny-sd2"])
+@pytest.mark.slow
 def test_all_layers_swapped_is_bit_identical_to_plain_pipeline_on_target(load, name):
     model = load(name)
     ours = generate_batch(model, [Case(PROMPT, 7, (0, len(model.layers)), TARGET)], settings(model))[0]
@@ -39,6 +41,7 @@ def test_all_layers_swapped_is_bit_identical_to_plain_pipeline_on_target(load, n
     assert np.abs(ours - plain(model, PROMPT, 7)).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_sdxl_all_layers_keeps_the_original_pooled_embedding(load):
     model = load("tiny-sdxl")
     ours = generate_batch(model, [Case(PROMPT, 7, (0, 70), TARGET)], settings(model))[0]

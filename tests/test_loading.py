@@ -51,6 +51,7 @@ def test_registered_real_model_while_offline_fails_clearly(capsys):
     assert "offline" in err
 
 
+@pytest.mark.slow
 def test_saved_pipeline_directory_loads_and_generates_identically(load, tmp_path):
     original = load("tiny-sd1")
     original.pipe.save_pretrained(tmp_path / "pipe", safe_serialization=True)
@@ -75,6 +76,7 @@ def test_layer_count_of_a_directory_reads_only_the_config(load, tmp_path):
     assert layer_count(str(tmp_path)) == 70
 
 
+@pytest.mark.slow
 def test_prompt_errors_write_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run_cli(capsys, "generate", "--model", "tiny-sd1", "--prompt", " ", "--target", "a painting",
@@ -89,6 +91,7 @@ def test_prompt_errors_write_nothing(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_generate_writes_images_grid_and_settings(tmp_path, capsys):
     out = tmp_path / "out"
     long_prompt = "a painting of a house " * 20

@@ -58,6 +58,7 @@ def test_one_edit_of_three_backgrounds_removes_each_and_keeps_colours_and_shapes
         assert change["before"] == 1.0 and change["change_high"] >= 0 and change["after"] >= 0.95
 
 
+@pytest.mark.slow
 def test_each_concept_is_keyed_and_evaluated_against_its_own_text(load):
     model = load("toyworld")
     request = _request("loco", model)

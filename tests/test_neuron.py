@@ -139,12 +139,14 @@ def _plain_and_edited(model, k: int):
     return units, plain, edited
 
 
+@pytest.mark.slow
 def test_neuron_edit_with_k_zero_is_bit_identical_to_no_edit(load):
     units, plain, edited = _plain_and_edited(load("tiny-sd1"), 0)
     assert units == {}
     assert np.array_equal(edited, plain)
 
 
+@pytest.mark.slow
 def test_neuron_edit_changes_generation(load):
     model = load("tiny-sd1")
     _, plain, edited = _plain_and_edited(model, 40)

@@ -128,6 +128,7 @@ def test_apply_then_remove_restores_every_parameter_bit_for_bit_after_a_round_tr
     assert all(torch.equal(after[name], value) for name, value in before.items())
 
 
+@pytest.mark.slow
 def test_generation_reads_the_edited_text_encoder(load):
     model = load("tiny-sd1")
     edit = Edit({}, weights=edited_weights(model, keys_values(model, "van gogh", ONE_TARGET, PROMPTS), 0.01))

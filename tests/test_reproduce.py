@@ -37,6 +37,7 @@ def test_sd_2_1_runs_at_the_papers_512_not_its_default_768():
 
 
 @pytest.mark.parametrize("name", REAL)
+@pytest.mark.slow
 def test_every_registered_real_model_has_a_dry_run_plan(name, tmp_path, capsys):
     studies = paper_studies(name)
     assert [s.family for s in studies] == list(PAPER_FAMILIES)

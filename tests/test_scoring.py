@@ -100,6 +100,7 @@ def test_mismatched_lengths_are_rejected(scorer, images):
         scorer.score(images, TEXTS[:2])
 
 
+@pytest.mark.slow
 def test_local_directory_loads_the_same_scorer(tmp_path, scorer, images):
     tiny_clip().save_pretrained(tmp_path)
     clip_tokenizer().save_pretrained(tmp_path)

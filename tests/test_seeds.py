@@ -38,6 +38,7 @@ def _expected(model: Model, seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", ["tiny-sd1", "tiny-sd2", "tiny-sdxl", "tiny-if"])
+@pytest.mark.slow
 def test_initial_noise_of_seed_n_is_the_cpu_draw_of_seed_n(load, name):
     model = load(name)
     first = _first_unet_input(model, [Case("a house in the style of van gogh", seed) for seed in SEEDS])
@@ -55,6 +56,7 @@ def test_generators_are_cpu_generators_seeded_per_case():
     assert [g.initial_seed() for g in generators] == [5, 5, 6]
 
 
+@pytest.mark.slow
 def test_noise_does_not_depend_on_the_model_device(load):
     """A model whose weights live on another device type (here ``meta``, which holds no values) gets the very
     same noise as the CPU model: the draw never touches the model's device."""

@@ -228,6 +228,7 @@ def test_the_edit_id_holds_the_dtype_and_the_record_keeps_the_spec(load, tmp_pat
         api.make_edit(load("tiny-sd1"), "van gogh", layers=[8, 9], lamda=0.2)
 
 
+@pytest.mark.slow
 def test_an_edit_runs_from_a_spec_file_as_the_dashboard_launches_it(tmp_path):
     spec = EditSpec(**REQUIRED, layers=(8, 9), lam=0.2, dtype="float32")
     path = tmp_path / "spec.json"

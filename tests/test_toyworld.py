@@ -32,6 +32,7 @@ def test_entities_have_their_fixed_looks():
             assert (scene.shape, scene.colour, scene.background) == world.ENTITIES[scene.entity]
 
 
+@pytest.mark.slow
 def test_checker_is_exact_on_rendered_images():
     for seed in range(1000):
         scene = world.sample_scene(seed)
@@ -83,6 +84,7 @@ def test_short_generation_makes_32px_images(toyworld):
     assert np.isfinite(images).all() and 0.0 <= images.min() and images.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_generated_colour_and_background_follow_the_prompt(toyworld):
     from locolab.compute.generation import Case, generate
     from locolab.compute.settings import Settings

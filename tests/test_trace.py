@@ -71,6 +71,7 @@ def test_restoring_every_cross_attention_layer_restores_the_clean_image(model):
 
 
 @pytest.mark.parametrize("name", ["tiny-sdxl", "tiny-if"])
+@pytest.mark.slow
 def test_pooled_text_also_needs_restoring_the_text_time_embedding(load, name):
     """SD-XL and IF also feed the (corrupted) text to the time embedding (``add_embedding``): restoring every
     cross-attention layer leaves the image off the clean one; restoring ``add_embedding`` too makes it the clean one."""
@@ -105,6 +106,7 @@ def test_if_traces_t5_blocks_and_corrupts_the_embedding_t5_calls(load):
     assert (corrupted(model, 3.0).cond - model.arch.encode(model.pipe, PROMPT).cond).abs().max() > 1.0
 
 
+@pytest.mark.slow
 def test_restoring_one_cross_attention_layer_moves_part_way(model):
     cases, render = trace_cases(model, noise=3.0)
     images = render(cases)

@@ -17,6 +17,7 @@ def _last_token(pipe, text: str) -> torch.Tensor:
     return embedding[int(mask.sum()) - 2].double()
 
 
+@pytest.mark.slow
 def test_uce_weights_equal_its_formula_solved_in_float64(load):
     model = load("tiny-sd1")
     spec = EditSpec("tiny-sd1", "style", "van gogh", method="uce", layers=(8, 9), erase_scale=2.0,

@@ -64,6 +64,7 @@ def _store_first_pass(root, config, units, localizing_start: int, localizing_siz
             write_png_atomic(store.join(root, store.image_relpath(config.model, case.image_key)), PIXEL)
 
 
+@pytest.mark.slow
 def test_the_refinement_is_planned_from_the_stored_first_pass(tmp_path):
     """Coarse sizes 2 and 6 on 16 layers; the concept needs layers 8-11 (m = 4): size 2 fails, 6 localizes, so the
     refinement sweeps sizes 3, 4 and 5, with the same cases an explicit sweep of those sizes would have."""
