@@ -79,9 +79,11 @@ class EditMethod:
 # UCE (Gandikota et al., WACV 2024; rohitgandikota/unified-concept-editing) weighs erased and preserved keys and
 # defaults to λ = 0.5 (its ``--lamb``); TIME (Orgad et al., ICCV 2023) to λ = 0.1 (docs/method.md §4.3).
 # A new method is one row here (and its computation in compute/edit/request.py).
+PAPER_LAMBDA = 0.01  # the ridge weight of LocoEdit's and DiffQuickFix's official code
 EDIT_METHODS = {m.name: m for m in (
-    EditMethod("loco", True, True, positions=SUBJECT, lam=0.01, help="LocoEdit: the closed form on the chosen layers"),
-    EditMethod("all-layers", True, False, positions=SUBJECT, lam=0.01, help="the closed form on every layer"),
+    EditMethod("loco", True, True, positions=SUBJECT, lam=PAPER_LAMBDA,
+               help="LocoEdit: the closed form on the chosen layers"),
+    EditMethod("all-layers", True, False, positions=SUBJECT, lam=PAPER_LAMBDA, help="the closed form on every layer"),
     EditMethod("uce", True, True, positions=SUBJECT, all_by_default=True, lam=0.5,
                help="UCE: erase (to the target) and preserve (the family's other concepts and the preservation set) "
                     "in one weighted closed form, on every layer or the chosen ones"),
@@ -93,9 +95,10 @@ EDIT_METHODS = {m.name: m for m in (
                     "objective (SD-1.x/2.x)"),
     EditMethod("neuron", False, True, holds_units=True,
                help="hold the top-k key/value units of the chosen layers at their neutral means"),
-    EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True, lam=0.01,
+    EditMethod("diffquickfix", True, False, text_encoder=True, positions=SUBJECT_PADDING, published=True,
+               lam=PAPER_LAMBDA,
                help="the closed form on text-encoder layer 0, the predecessor's published recipe"),
-    EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING, lam=0.01,
+    EditMethod("diffquickfix-family", True, False, text_encoder=True, positions=SUBJECT_PADDING, lam=PAPER_LAMBDA,
                help="ours: the family's prompts to one target, the bias counted once"),
 )}
 METHODS = tuple(EDIT_METHODS)
