@@ -69,8 +69,13 @@ def _cell(cell: Cell | None) -> str:
     if cell.png is None:
         return f'<td style="font-size:11px;color:#888">{html.escape(cell.note)}{caption}</td>'
     source = "data:image/png;base64," + base64.b64encode(cell.png).decode()
-    return (f'<td><img src="{source}" alt="{html.escape(cell.caption)}" '
-            f'style="width:{THUMB}px;height:auto;image-rendering:pixelated;display:block">{caption}</td>')
+    with Image.open(io.BytesIO(cell.png)) as image:  # reads the header only
+        width, height = image.size
+    # The displayed size is written out, so the table has its final layout before any image is decoded and the
+    # focused row scrolled into view stays there.
+    shown = round(THUMB * height / width)
+    return (f'<td><img src="{source}" alt="{html.escape(cell.caption)}" width="{THUMB}" height="{shown}" '
+            f'style="width:{THUMB}px;height:{shown}px;image-rendering:pixelated;display:block">{caption}</td>')
 
 
 def grid_html(columns: list[str], rows: list[Row], stat_heading: str) -> str:
@@ -90,6 +95,9 @@ def grid_html(columns: list[str], rows: list[Row], stat_heading: str) -> str:
             f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
-# Runs in the page (st.html with JavaScript allowed); it holds no stored text.
+# Runs in the page (st.html with JavaScript allowed); it holds no stored text. It scrolls once at once and once more
+# when the table's images are decoded, in case anything above the row changed height meanwhile.
 SCROLL_SCRIPT = (f'<script>const row = document.getElementById("{FOCUS_ID}"); '
-                 'if (row) { row.scrollIntoView({block: "center"}); }</script>')
+                 'if (row) { const show = () => row.scrollIntoView({block: "center"}); show(); '
+                 'Promise.all([...row.closest("table").querySelectorAll("img")].map(i => i.decode().catch(() => null)))'
+                 '.then(show); }</script>')

@@ -3,6 +3,7 @@ boxes drawn for the map's own m, values beyond the colour scale marked, module p
 window selector starting on the minimal window, the compact gallery, one timestamp format, and the view in the URL
 (a link reproduces it, an older URL restores the older view)."""
 
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -91,7 +92,6 @@ def test_thumbnails_enlarge_small_images_with_whole_pixels_and_shrink_large_ones
     small.save(tmp_path / "small.png")
     Image.new("RGB", (512, 256), (0, 128, 0)).save(tmp_path / "large.png")
 
-    import io
     big = Image.open(io.BytesIO(thumbnail(tmp_path / "small.png")))
     assert big.size == (96, 96)
     assert {big.getpixel((x, y)) for x in range(3) for y in range(3)} == {(255, 0, 0)}  # one pixel, 3 x 3
@@ -100,7 +100,9 @@ def test_thumbnails_enlarge_small_images_with_whole_pixels_and_shrink_large_ones
 
 
 def test_the_grid_highlights_the_focused_row_and_escapes_text():
-    rows = [Row("layer 0", [Cell(b"png", "seed 0 · 0.2"), None], "drop 0.100"),
+    wide = io.BytesIO()
+    Image.new("RGB", (64, 32)).save(wide, format="PNG")
+    rows = [Row("layer 0", [Cell(wide.getvalue(), "seed 0 · 0.2"), None], "drop 0.100"),
             Row("<b>layer 1</b>", [Cell(None, "seed 0", "image missing or unreadable"), None], "drop 0.9", True)]
 
     page = grid_html(["seed 0", "seed 1"], rows, "normalized drop")
@@ -108,6 +110,8 @@ def test_the_grid_highlights_the_focused_row_and_escapes_text():
     assert page.count(f'id="{FOCUS_ID}"') == 1
     assert re.search(f'<tr id="{FOCUS_ID}"[^>]*><th[^>]*>&lt;b&gt;layer 1&lt;/b&gt; ◀</th>', page)
     assert page.count("<img") == 1 and page.count("not generated") == 2 and "<b>" not in page
+    # The displayed size is in the markup, so the layout is final before the image is decoded.
+    assert 'width="96" height="48"' in page and "height:48px" in page
 
 
 def test_every_timestamp_has_one_format():
