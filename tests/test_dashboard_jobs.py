@@ -81,7 +81,7 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     assert job.status in ("starting", "running")
     assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
     # The log box wraps: the command line is longer than the box and was cut.
-    assert app.code[0].value.startswith("$ python -m compute edit") or app.code[0].value == "(no output yet)"
+    assert app.code[0].value.startswith("$ python -m locolab edit") or app.code[0].value == "(no output yet)"
     assert app.code[0].proto.wrap_lines
     # Every poll is a new session: the job's state lives in its files, not in the page that launched it.
     done = wait_for(lambda: (page := open_page(monkeypatch, mine)).markdown[0].value.endswith("**succeeded**")

@@ -4,8 +4,12 @@ edit, and a localization request built into its study spec and costed as the swe
 
 import json
 import shlex
+import time
 
 import pytest
+from dashboard_fixtures import MAIN
+from streamlit import config
+from streamlit.testing.v1 import AppTest
 
 from locolab.contract.errors import UserError
 from locolab.contract.names import JOB_STATUS
@@ -14,6 +18,8 @@ from locolab.dashboard import job_progress, jobs
 from locolab.dashboard.edit_form import eval_job, unevaluated
 from locolab.dashboard.job_view import job_rows, result_links
 from locolab.dashboard.localize_form import LocalizeRequest, catalog_prompts, cost, parse_prompts, parse_sizes
+
+config.set_option("client.showErrorDetails", "full")
 
 # Recorded: the `samples` of `locolab --status-file=... edit --model=tiny-sd1 --family=style --concept="van gogh"
 # --layers=8,9 --eval --seeds=0,1,2,3 --steps=6 --size=32 --unrelated=12` (232 before/after images in batches of 8)
@@ -264,3 +270,63 @@ def test_sweep_runs_a_spec_file_and_refuses_a_config_beside_it(tmp_path, capsys)
     spec.write_text(json.dumps({**json.loads(spec.read_text()), "scorer": "no/such/scorer/x"}))
     code, _, err = sweep(f"--spec={spec}", "--dry-run")
     assert code == 2 and "unknown scorer 'no/such/scorer/x'" in err
+
+
+def open_page(monkeypatch, root, page: str) -> AppTest:
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    app.switch_page(page).run()
+    assert not app.exception, app.exception[0].value if app.exception else None
+    return app
+
+
+@pytest.mark.slow  # a real page, and a real sweep job started and cancelled
+def test_the_localize_page_shows_the_cost_and_launches_a_sweep_job(monkeypatch, tmp_path):
+    app = open_page(monkeypatch, tmp_path, "views/localize.py")
+    app.selectbox(key="loc_model").set_value("tiny-sd1").run()
+    assert app.text_area(key="loc_prompts_tiny-sd1_style").value.startswith("a painting in the style of {concept}\n")
+    assert app.button(key="loc_launch").disabled  # no concept yet: the page says what is missing
+    assert app.info[0].value == "Not ready to launch\\: concept\\: name the concept to localize, e.g. van gogh."
+    app.text_input(key="loc_concept").set_value("mondrian")
+    app.text_area(key="loc_prompts_tiny-sd1_style").set_value("a {concept} tree\na house by {concept} -> a house")
+    app.text_input(key="loc_sizes").set_value("1,2")
+    app.text_input(key="loc_seeds").set_value("0")
+    app.number_input(key="loc_steps").set_value(2)
+    app.number_input(key="loc_size").set_value(32).run()
+
+    # Per prompt and seed: 3 references and 16 + 15 windows (the prompts have different targets: nothing shared).
+    dry_run = next(m.value for m in app.markdown if m.value.startswith("Dry run"))
+    assert "2 prompt(s) × 1 seed(s)\\: 68 cases, 68 images" in dry_run
+    app.button(key="loc_launch").click().run()
+
+    job = jobs.list_jobs(str(tmp_path))[0]
+    try:
+        spec_file = job.path.resolve() / jobs.SPEC_FILE
+        assert job.spec["args"] == ["sweep", f"--artifacts={tmp_path}", f"--spec={spec_file}"]
+        study = StudySpec.from_json(spec_file.read_text())
+        assert (study.name, study.window_sizes, study.seeds, study.steps, study.resolution) == (
+            "localize-mondrian", (1, 2), (0,), 2, 32)
+        assert cost(study, 16)["images"] == 68
+        # The progress sits beside the Launch button, in the same row.
+        assert app.get("progress") and app.button(key=f"cancel_{job.job_id}")
+        assert job.spec["user"] == jobs.launched_by()
+    finally:
+        jobs.cancel(job)
+    wait = time.monotonic() + 60
+    while jobs.load(job.path).active and time.monotonic() < wait:
+        time.sleep(0.5)
+    assert jobs.load(job.path).status == "cancelled"
+
+
+@pytest.mark.slow  # a real page
+def test_the_localize_page_refuses_a_root_it_may_not_write(monkeypatch, tmp_path):
+    (tmp_path / "launch").mkdir()
+    (tmp_path / "plain").mkdir()
+    app = open_page(monkeypatch, tmp_path / "launch", "views/localize.py")
+    app.text_input(key="loc_concept").set_value("mondrian").run()
+    assert not app.button(key="loc_launch").disabled
+
+    app.sidebar.text_input(key="root_input").set_value(str(tmp_path / "plain")).run()
+
+    assert "is not a LocoLab artifact root" in app.warning[0].value
+    assert app.button(key="loc_launch").disabled

@@ -82,7 +82,7 @@ except UserError as error:
 if study:
     count = cost(study, num_layers)
     st.markdown(common.escape(
-        f"Dry run: run {study.run_id}, {count['units']} prompts × {len(study.seeds)} seeds: {count['cases']:,} cases, "
+        f"Dry run: run {study.run_id}, {count['units']} prompt(s) × {len(study.seeds)} seed(s): {count['cases']:,} cases, "
         f"{count['images']:,} images ({len(study.window_sizes)} window sizes over {num_layers} layers, with the "
         f"original, target and all-layers references), scored by {study.scorers[0]}."))
 
