@@ -82,9 +82,10 @@ except UserError as error:
 if study:
     count = cost(study, num_layers)
     st.markdown(common.escape(
-        f"Dry run: run {study.run_id}, {count['units']} prompt(s) × {len(study.seeds)} seed(s): {count['cases']:,} cases, "
-        f"{count['images']:,} images ({len(study.window_sizes)} window sizes over {num_layers} layers, with the "
-        f"original, target and all-layers references), scored by {study.scorers[0]}."))
+        f"Dry run: run {study.run_id}, {count['units']} prompt(s) × {len(study.seeds)} seed(s): "
+        f"{count['cases']:,} cases, {count['images']:,} images ({len(study.window_sizes)} window sizes over "
+        f"{num_layers} layers, with the original, target and all-layers references), scored by "
+        f"{study.scorers[0]}."))
 
 not_here = job_root_problem(snap.root, options)
 if not_here:
