@@ -82,7 +82,7 @@ def progress(report: dict, now: float | None = None) -> tuple[float, str]:
     stage, done, total = report.get("stage"), _count(report, "done"), _count(report, "total")
     if stage == "finished":
         return 1.0, "finished"
-    what = STAGES.get(stage, str(stage or "starting"))
+    what = STAGES.get(stage or "starting", str(stage))
     started = _moment(report, "stage_started_at") or _moment(report, "started_at")
     so_far = f" · {duration(max(now - started, 0.0))} so far" if started is not None else ""
     if not total:

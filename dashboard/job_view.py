@@ -108,8 +108,9 @@ JOB_COLUMNS = {"edit": st.column_config.LinkColumn("edit", display_text=r"edit=(
                "run": st.column_config.LinkColumn("run", display_text=r"run=(.*)$")}
 
 
-def show_jobs(history: list[jobs.Job]) -> None:
-    """Every job of the root, for everyone working on it."""
+def show_jobs(root: str) -> None:
+    """Every job of the root, for everyone working on it (a fragment of its own: refreshed while one runs)."""
+    history = jobs.list_jobs(root)
     st.subheader("Jobs on this root")
     if not history:
         st.caption("No jobs yet.")

@@ -95,6 +95,7 @@ def test_the_caption_says_what_the_job_does_now_and_how_long_it_has_left():
     assert job_progress.progress({"stage": "evaluating", "done": 8, "total": 8}, now=0)[1] == (
         "edit saved; before/after images 8 of 8, scoring and saving")
     assert job_progress.progress({"stage": "finished"}) == (1.0, "finished")
+    assert job_progress.progress({}, now=0) == (0.05, "starting Python and loading the libraries")
     assert job_progress.duration(6000) == "1 h 40 min"
 
 

@@ -83,7 +83,7 @@ if study:
     count = cost(study, num_layers)
     st.markdown(common.escape(
         f"Dry run: run {study.run_id}, {count['units']} prompt(s) × {len(study.seeds)} seed(s): "
-        f"{count['cases']:,} cases, {count['images']:,} images ({len(study.window_sizes)} window sizes over "
+        f"{count['cases']:,} cases, {count['images']:,} images ({len(study.window_sizes)} window size(s) over "
         f"{num_layers} layers, with the original, target and all-layers references), scored by "
         f"{study.scorers[0]}."))
 
@@ -110,4 +110,4 @@ with monitor:
         st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
     else:
         st.caption("No job on this root yet: the launched sweep's progress shows here.")
-show_jobs(history)
+st.fragment(show_jobs, run_every=REFRESH_S if latest and latest.active else None)(snap.root)

@@ -189,4 +189,4 @@ if waiting:
             st.session_state["watching"] = job.job_id
             st.rerun()
 
-show_jobs(history)
+st.fragment(show_jobs, run_every=REFRESH_S if latest and latest.active else None)(snap.root)
