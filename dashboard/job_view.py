@@ -10,6 +10,7 @@ import streamlit as st
 from locolab.contract import bounds, queries
 from locolab.contract.catalog.registry import MODELS
 from locolab.contract.errors import UserError
+from locolab.contract.names import LOCOGEN  # the Layer map's URL name of its LocoGen view
 from locolab.contract.summaries import DEFAULT_LEVEL
 from locolab.dashboard import common, data, job_progress, jobs
 
@@ -91,7 +92,7 @@ def result_links(job: jobs.Job) -> dict[str, str | None]:
     result, request = job.result(), job.spec.get("request") or {}
     edit_id, run_id, model = result.get("edit_id"), result.get("run_id"), request.get("model")
     edit = f"/edits?{urlencode({'edit': edit_id})}" if isinstance(edit_id, str) else None
-    run = (f"/layer_map?{urlencode({'view': 'locogen', 'model': model, 'run': run_id})}"
+    run = (f"/layer_map?{urlencode({'view': LOCOGEN, 'model': model, 'run': run_id})}"
            if isinstance(run_id, str) and isinstance(model, str) else None)
     return {"edit": edit, "run": run}
 

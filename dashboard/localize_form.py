@@ -5,7 +5,6 @@ its cost counted as the sweep's dry run counts it (``compute.runner.plan``), wit
 The Prompts box holds one prompt per line: a template with ``{concept}`` or a literal prompt, optionally followed by
 `` -> `` and that prompt's own target (``a {concept} car -> a car``); lines without a target use the Target box."""
 
-import re
 from dataclasses import asdict, dataclass
 
 from locolab.contract import bounds
@@ -104,7 +103,8 @@ def templates_checked(templates: tuple[Template, ...]) -> tuple[Template, ...]:
 def run_name(concept: str) -> str:
     """The study's name (its run id is ``<name>-<digest>``): ``localize-`` and the concept in letters, digits, '.',
     '_' and '-'."""
-    slug = re.sub(r"[^\w.-]+", "-", concept.strip().lower()).strip("-") or "concept"
+    kept = "".join(c if c.isascii() and (c.isalnum() or c in "._") else "-" for c in concept.strip().lower())
+    slug = "-".join(part for part in kept.split("-") if part) or "concept"
     return f"localize-{slug}"[:100]
 
 

@@ -331,3 +331,11 @@ def test_the_localize_page_refuses_a_root_it_may_not_write(monkeypatch, tmp_path
 
     assert "is not a LocoLab artifact root" in app.warning[0].value
     assert app.button(key="loc_launch").disabled
+
+
+def test_the_run_is_named_after_the_concept_in_characters_a_run_id_may_hold():
+    from locolab.dashboard.localize_form import run_name
+
+    assert [run_name(c) for c in ("Van Gogh", " ¿qué? ", "a/b..c", "日本")] == [
+        "localize-van-gogh", "localize-qu", "localize-a-b..c", "localize-concept"]
+    assert len(run_name("x" * 200)) == 100
