@@ -339,3 +339,45 @@ def test_the_run_is_named_after_the_concept_in_characters_a_run_id_may_hold():
     assert [run_name(c) for c in ("Van Gogh", " ¿qué? ", "a/b..c", "日本")] == [
         "localize-van-gogh", "localize-qu", "localize-a-b..c", "localize-concept"]
     assert len(run_name("x" * 200)) == 100
+
+
+@pytest.mark.slow  # an edit job cancelled while it evaluates, then its evaluation launched from the page (~2 min)
+def test_a_cancelled_edit_is_evaluated_from_the_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs inherit it
+    edit = jobs.launch(str(tmp_path), ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh",
+                                       "--layers=8,9", "--eval", "--seeds=0,1,2,3", "--steps=50",
+                                       f"--artifacts={tmp_path}"], "slow edit")
+    try:
+        deadline = time.monotonic() + 240
+        while jobs.load(edit.path).report().get("stage") != "evaluating" and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        jobs.cancel(edit)
+    while jobs.load(edit.path).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    cancelled = jobs.load(edit.path)
+    edit_id = cancelled.result()["edit_id"]
+    assert cancelled.status == "cancelled" and result_links(cancelled)["edit"] == f"/edits?edit={edit_id}"
+
+    app = open_page(monkeypatch, tmp_path, "views/run_edit.py")
+    assert app.selectbox(key="eval_edit").options == [edit_id]
+    # The evaluation takes the form's Evaluation settings.
+    app.selectbox(key="run_model").set_value("tiny-sd1").run()
+    app.text_input(key="run_concept_text_style").set_value("van gogh").run()
+    app.text_input(key="run_seeds").set_value("0")
+    app.number_input(key="run_steps").set_value(2)
+    app.number_input(key="run_size").set_value(32)
+    app.number_input(key="run_unrelated_tiny-sd1_van gogh").set_value(2)
+    app.button(key="evaluate").click().run()
+
+    job = jobs.list_jobs(str(tmp_path))[0]
+    assert job.spec["args"] == ["eval-edit", f"--artifacts={tmp_path}", "--seeds=0", "--steps=2", "--size=32",
+                                "--unrelated=2", "--", edit_id]
+    deadline = time.monotonic() + 240
+    while jobs.load(job.path).active and time.monotonic() < deadline:
+        time.sleep(1)
+    assert jobs.load(job.path).status == "succeeded", jobs.load(job.path).log()
+    assert len(list((tmp_path / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
+    done = open_page(monkeypatch, tmp_path, "views/run_edit.py")
+    assert f"Result: {edit_id}" in [s.value for s in done.subheader]
+    assert not done.get("selectbox") or "eval_edit" not in [s.key for s in done.selectbox]
