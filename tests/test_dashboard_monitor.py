@@ -18,6 +18,7 @@ from locolab.dashboard import job_progress, jobs
 from locolab.dashboard.edit_form import eval_job, unevaluated
 from locolab.dashboard.job_view import job_rows, result_links
 from locolab.dashboard.localize_form import LocalizeRequest, catalog_prompts, cost, parse_prompts, parse_sizes
+from locolab.dashboard.root import WRITES_ENV
 
 config.set_option("client.showErrorDetails", "full")
 
@@ -381,3 +382,19 @@ def test_a_cancelled_edit_is_evaluated_from_the_page(monkeypatch, tmp_path):
     done = open_page(monkeypatch, tmp_path, "views/run_edit.py")
     assert f"Result: {edit_id}" in [s.value for s in done.subheader]
     assert not done.get("selectbox") or "eval_edit" not in [s.key for s in done.selectbox]
+
+
+@pytest.mark.slow  # real pages
+def test_the_localize_page_refuses_an_object_store_served_read_only(monkeypatch, tmp_path):
+    from test_dashboard_exports import make_root, to_memory
+
+    remote = to_memory(make_root(tmp_path / "root"))
+    app = open_page(monkeypatch, remote, "views/localize.py")
+    app.text_input(key="loc_concept").set_value("mondrian").run()
+
+    assert "is an object store served read-only\\: jobs are disabled" in app.warning[0].value
+    assert app.button(key="loc_launch").disabled
+    monkeypatch.setenv(WRITES_ENV, "1")  # the operator's --allow-writes
+    app = open_page(monkeypatch, remote, "views/localize.py")
+    app.text_input(key="loc_concept").set_value("mondrian").run()
+    assert not app.warning and not app.button(key="loc_launch").disabled
