@@ -398,3 +398,27 @@ def test_the_localize_page_refuses_an_object_store_served_read_only(monkeypatch,
     app = open_page(monkeypatch, remote, "views/localize.py")
     app.text_input(key="loc_concept").set_value("mondrian").run()
     assert not app.warning and not app.button(key="loc_launch").disabled
+
+
+def test_the_status_file_records_a_sample_at_each_advance(tmp_path, monkeypatch):
+    from locolab.compute.cli import status
+
+    monkeypatch.setattr(status, "MAX_SAMPLES", 5)
+    path = tmp_path / "status.json"
+    status.report_to(str(path), "sweep")
+    try:
+        status.report(stage="sweeping")
+        status.report(done=8, total=16)
+        status.report(done=8)  # no advance: no sample
+        status.report(done=16)
+        written = json.loads(path.read_text())
+        assert [done for _, done in written["samples"]] == [0, 8, 16]
+        times = [t for t, _ in written["samples"]]
+        assert times == sorted(times) and times[0] == written["stage_started_at"]
+        for done in range(17, 17 + status.MAX_SAMPLES):
+            status.report(done=done)
+        assert len(json.loads(path.read_text())["samples"]) == status.MAX_SAMPLES
+        status.report(stage="finished")  # a new stage starts its own samples
+        assert [done for _, done in json.loads(path.read_text())["samples"]] == [0]
+    finally:
+        status.report_to(None, "sweep")
