@@ -420,5 +420,8 @@ def test_the_status_file_records_a_sample_at_each_advance(tmp_path, monkeypatch)
         assert len(json.loads(path.read_text())["samples"]) == status.MAX_SAMPLES
         status.report(stage="finished")  # a new stage starts its own samples
         assert [done for _, done in json.loads(path.read_text())["samples"]] == [0]
+        status.baseline(40, 100)  # a resumed sweep: its 40 finished images were not rendered just now
+        status.report(done=48)
+        assert [done for _, done in json.loads(path.read_text())["samples"]] == [40, 48]
     finally:
         status.report_to(None, "sweep")

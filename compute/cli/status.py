@@ -46,6 +46,13 @@ def report(stage: str | None = None, done: int | None = None, total: int | None 
     _write()
 
 
+def baseline(done: int, total: int) -> None:
+    """Start counting from ``done`` of ``total`` (e.g. a resumed sweep's finished images): the samples restart
+    there, so work done before this process is not taken for work done at once."""
+    _state.update(done=done, total=total, samples=[[time.time(), done]])
+    _write()
+
+
 def _write() -> None:
     if _path:
         atomic_write(_path, lambda file: file.write(json.dumps(_state).encode()))

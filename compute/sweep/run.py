@@ -267,7 +267,7 @@ def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit
             bar.update(count)
             status.report(done=bar.n, total=total)  # a launcher's progress (``--status-file``)
 
-        status.report(done=done_images, total=total)
+        status.baseline(done_images, total)
         for unit in todo:
             bar.set_postfix_str(f"{unit.family}/{unit.concept}")
             _generate_unit(model, unit, root, batch_size, render, stats, advance)
