@@ -100,6 +100,19 @@ def test_the_caption_says_what_the_job_does_now_and_how_long_it_has_left():
     assert job_progress.duration(6000) == "1 h 40 min"
 
 
+def test_an_edit_jobs_caption_counts_images_and_estimates_the_time_left():
+    report = {"stage": "evaluating", "done": 50, "total": 100, "stage_started_at": 1000.0,
+              "samples": [[1000.0, 0], [1020.0, 50]]}
+
+    fraction, text = job_progress.progress(report, now=1020.0)
+
+    assert fraction == pytest.approx(0.55)
+    assert text == "edit saved; before/after images 50 of 100 · 20 s so far, about 20 s left"
+    assert job_progress.progress({**report, "done": 100}, now=1030.0)[1].endswith("30 s so far, scoring and saving")
+    assert job_progress.progress({"stage": "editing", "started_at": 1000.0}, now=1003.0) == (
+        0.05, "loading the model and computing the edit · 3 s so far")
+
+
 def test_the_logged_command_is_shell_quoted():
     args = ["edit", "--concept=van gogh", "--target=it's a painting", "--spec=/root with space/spec.json"]
 
