@@ -257,7 +257,6 @@ def test_a_job_dated_in_the_future_is_lost_and_does_not_disable_launch(monkeypat
 
     assert app.markdown[0].value.endswith("— **lost**")
     assert not app.button(key="launch").disabled
-    assert not [c for c in app.caption if c.value.startswith("One job at a time")]
 
 
 def test_the_seeds_box_is_bounded(monkeypatch, tmp_path):
