@@ -25,7 +25,8 @@ from locolab.dashboard.edit_form import EditRequest
 pytestmark = pytest.mark.slow  # real background jobs (subprocesses) launched from the page
 
 config.set_option("client.showErrorDetails", "full")
-# An edit whose evaluation takes minutes: long enough to be cancelled while running.
+# An edit whose evaluation takes minutes: long enough to be cancelled while running (with --artifacts: the runner
+# works in the repository, whose artifacts/ would otherwise be the root).
 SLOW = ["edit", "--model=tiny-sd1", "--family=style", "--concept=monet", "--layers=8,9", "--eval", "--seeds=0,1,2,3",
         "--steps=50"]
 
@@ -95,10 +96,10 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
 
 
 def test_only_one_job_runs_at_a_time(tmp_path):
-    job = jobs.launch(str(tmp_path), SLOW, "slow")
+    job = jobs.launch(str(tmp_path), [*SLOW, f"--artifacts={tmp_path}"], "slow")
     try:
         with pytest.raises(UserError, match=f"job {job.job_id} is still (starting|running)"):
-            jobs.launch(str(tmp_path), SLOW, "another")
+            jobs.launch(str(tmp_path), [*SLOW, f"--artifacts={tmp_path}"], "another")
     finally:
         jobs.cancel(job)
     wait_for(lambda: not jobs.load(job.path).active, timeout=30)
@@ -106,7 +107,7 @@ def test_only_one_job_runs_at_a_time(tmp_path):
 
 
 def test_the_cancel_button_stops_the_job(monkeypatch, tmp_path):
-    job = jobs.launch(str(tmp_path), SLOW, "slow")
+    job = jobs.launch(str(tmp_path), [*SLOW, f"--artifacts={tmp_path}"], "slow")
     wait_for(lambda: jobs.load(job.path).status == "running", timeout=30)
     app = open_page(monkeypatch, tmp_path)
 
