@@ -1,10 +1,9 @@
-"""The notebook API: the README's snippet runs as written, pipelines held in memory wrap into models that generate
-exactly what the registry's do, and the swap works inside a notebook's own pipeline calls."""
+"""The notebook API: pipelines held in memory wrap into models that generate exactly what the registry's do, and the
+swap works inside a notebook's own pipeline calls. (The README's snippet runs against the installed package in
+test_packaging.py.)"""
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,34 +15,10 @@ from locolab.compute.models.tiny import build_tiny
 from locolab.compute.settings import Settings
 from locolab.contract.errors import UserError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 PROMPT, TARGET = "a house in the style of van gogh", "a painting"
 # swap_text's models: those that read a fixed text embedding
 CROSS = ["tiny-sd1", "tiny-sd2", "tiny-sdxl", "tiny-if", "tiny-pixart", "tiny-pixart-sigma", "tiny-sana"]
 LAYERS = {"tiny-sd1": ("sd1", 16), "tiny-sd2": ("sd2", 16), "tiny-sdxl": ("sdxl", 70), "tiny-if": ("if", 22)}
-
-
-def readme_snippet() -> str:
-    """The README's notebook snippet: the python block that follows the marker comment."""
-    found = re.search(r"<!-- notebook-snippet -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert found, "README.md lost its notebook snippet marker"
-    return found.group(1)
-
-
-@pytest.mark.slow  # a small sweep, an edit and a generation
-def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    scope = {}
-    exec(compile(readme_snippet(), "README.md", "exec"), scope)
-    result, images = scope["result"], scope["images"]
-    assert result.windows.num_rows == 16 + 15  # every window of sizes 1 and 2 over 16 layers
-    assert set(result.windows["n_seeds"].to_pylist()) == {2}
-    # Two seeds of one prompt are too few units to measure noise: the result says so instead of naming a window.
-    (concept,) = result.concepts.to_pylist()
-    assert not concept["measurable"] and result.minimal.num_rows == 0 and result.layers == []
-    assert "van gogh: not measurable: 2 prompt x seed units, at least 8" in repr(result)
-    assert scope["edit"].meta["layers"] == [8, 9] and len(images) == 1 and images[0].size == (64, 64)
-    assert len(scope["figure"].data) >= 1
 
 
 @pytest.mark.parametrize("name", list(LAYERS))

@@ -3,6 +3,7 @@ CLIP vocabulary, the toy world, configs and prompt sets), and the README's noteb
 directory that has no LocoLab files."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,10 +11,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_api import readme_snippet
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # builds and installs a wheel
+
+
+def readme_snippet() -> str:
+    """The README's notebook snippet: the python block that follows the marker comment."""
+    found = re.search(r"<!-- notebook-snippet -->\s*```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert found, "README.md lost its notebook snippet marker"
+    return found.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +73,22 @@ def test_a_shipped_config_is_found_by_name_outside_the_repository(installed, tmp
     assert "scorer toyworld-clip" in done.stdout
 
 
-def test_the_readme_snippet_runs_against_the_installed_package(installed, tmp_path):
+# What the snippet's names hold afterwards, checked in the same process (one run of the snippet in the suite).
+SNIPPET_CHECKS = """
+assert result.windows.num_rows == 16 + 15  # every window of sizes 1 and 2 over 16 layers
+assert set(result.windows["n_seeds"].to_pylist()) == {2}
+# Two seeds of one prompt are too few units to measure noise: the result says so instead of naming a window.
+(concept,) = result.concepts.to_pylist()
+assert not concept["measurable"] and result.minimal.num_rows == 0 and result.layers == []
+assert "van gogh: not measurable: 2 prompt x seed units, at least 8" in repr(result)
+assert edit.meta["layers"] == [8, 9] and len(images) == 1 and images[0].size == (64, 64)
+assert len(figure.data) >= 1
+"""
+
+
+def test_the_readme_snippet_runs_as_written_against_the_installed_package(installed, tmp_path):
     _, site = installed
-    script = f"import locolab\nassert locolab.__file__.startswith({str(site)!r})\n" + readme_snippet()
+    script = f"import locolab\nassert locolab.__file__.startswith({str(site)!r})\n" + readme_snippet() + SNIPPET_CHECKS
     done = _run(site, tmp_path, sys.executable, "-c", script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Localization(run notebook-" in done.stdout
