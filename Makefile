@@ -20,9 +20,10 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	touch $@
 
 # Everything but the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip elsewhere anyway), on both
-# cores (pytest-xdist).
+# cores (pytest-xdist). loadgroup keeps a module marked xdist_group on one worker, so its costly module fixture (the
+# S3 server and the sweeps of tests/test_s3.py) runs once.
 test: setup
-	$(PY) -m pytest -q -n 2 -m "not gpu" tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not gpu" tests
 
 # The inner loop: unit tests only (no subprocess end-to-end runs, no browser), 41 s on 2 idle cores.
 test-fast: setup

@@ -13,14 +13,16 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
 
 ``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
 which is derived from the unit's cases, so a rerun of a unit replaces its files and shards never write the same
-one. Partition values are URL-quoted. Every file is written under a ``.tmp-`` name and renamed into place, so
-readers never see half a file; readers skip ``.tmp-`` names.
+one. Partition values are URL-quoted. Every file appears whole or not at all: on a filesystem it is written under a
+``.tmp-`` name and renamed into place (readers skip ``.tmp-`` names); on an object store, which cannot rename, it is
+written as the final object in one request (``atomic_write``).
 
 This module must not import torch: the dashboard imports it. The summaries over these tables (localization,
 minimal windows, tracing effects) live in ``contract.summaries``.
 """
 
 import contextlib
+import io
 import os
 import socket
 import tempfile
@@ -113,11 +115,20 @@ def image_relpath(model: str, image_key: str) -> str:
     return f"images/{urllib.parse.quote(model, safe='')}/{image_key}.png"
 
 
-def _fsspec(url: str):
-    """(filesystem, path) for an fsspec URL, or a UserError naming the package to install."""
+# fsspec protocols of object stores: no rename (a "move" is a copy and a delete), but a single PUT, or a multipart
+# upload, makes the whole object appear at once.
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+
+
+def url_fs(url: str):
+    """(filesystem, path) for an fsspec URL, or a UserError naming the package to install.
+
+    Directory listings are not cached: other processes (another shard, a dashboard's job) write the same root, and
+    a cached listing would hide their files from this one (s3fs caches ``ls`` and ``exists`` answers otherwise).
+    """
     try:
         import fsspec
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, use_listings_cache=False)
     except ImportError as error:
         package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(url.split("://")[0], "fsspec")
         raise UserError(f"artifact root {url} needs the {package} package: pip install {package}") from error
@@ -128,11 +139,21 @@ def is_url(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def is_object_store(fs) -> bool:
+    """Whether an fsspec filesystem is an object store (``OBJECT_STORES``), which has no atomic rename."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return bool(OBJECT_STORES.intersection(protocols))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that it appears whole or not at all.
 
-    ``write`` fills a temporary file ``.tmp-<host>-<pid>-<uuid>-<name>`` in the same directory, which is fsynced
-    and then renamed over ``path``. If ``write`` raises, the temporary file is removed and ``path`` is untouched.
+    On a filesystem (a local path, or a URL of one that renames, such as ``memory://``) ``write`` fills a temporary
+    file ``.tmp-<host>-<pid>-<uuid>-<name>`` in the same directory, which is fsynced and then renamed over ``path``.
+    On an object store (``is_object_store``: S3, GCS, Azure) ``write`` fills a buffer in memory that is then stored
+    as the final object in one request (a PUT, or above 100 MiB an S3 multipart upload, which shows nothing until it
+    completes): the store replaces an object whole, readers see the old object or the new one, and no temporary
+    object is ever listed. If ``write`` raises, nothing is stored and ``path`` is untouched.
 
     Args:
         path: local path or fsspec URL.
@@ -142,8 +163,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
     tmp = f"{directory}/{TMP_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex}-{name}"
     if is_url(path):
-        fs, fs_tmp = _fsspec(tmp)
-        fs_path = fs._strip_protocol(path)
+        fs, fs_path = url_fs(path)
+        if is_object_store(fs):
+            buffer = io.BytesIO()
+            write(buffer)
+            fs.pipe_file(fs_path, buffer.getvalue())
+            return
+        fs_tmp = fs._strip_protocol(tmp)
         try:
             with fs.open(fs_tmp, "wb") as file:
                 write(file)
@@ -199,10 +225,20 @@ def check_writable_folder(path: str | os.PathLike, what: str) -> None:
                         "you can write") from None
 
 
+def object_version(info: dict) -> str:
+    """What changes when an object (an fsspec ``info``) is replaced: its ETag where the store gives one (S3's
+    modification times have one-second steps, so a part rewritten within a second at the same size would otherwise
+    look unchanged), else its modification or creation time."""
+    for key in ("ETag", "etag", "mtime", "LastModified", "updated", "created"):
+        if info.get(key) is not None:
+            return f"{key}:{info[key]}"
+    return ""
+
+
 def exists(path: str) -> bool:
     """Whether a file exists at a local path or fsspec URL."""
     if is_url(path):
-        fs, fs_path = _fsspec(path)
+        fs, fs_path = url_fs(path)
         return fs.exists(fs_path)
     return os.path.exists(path)
 
@@ -210,7 +246,7 @@ def exists(path: str) -> bool:
 def list_names(directory: str) -> set[str]:
     """The names of the files directly in a local folder or fsspec URL (empty when it does not exist)."""
     if is_url(directory):
-        fs, fs_path = _fsspec(directory)
+        fs, fs_path = url_fs(directory)
         try:
             return {entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(fs_path, detail=False)}
         except FileNotFoundError:
@@ -224,7 +260,7 @@ def list_names(directory: str) -> set[str]:
 def remove(path: str) -> None:
     """Delete a file at a local path or fsspec URL."""
     if is_url(path):
-        fs, fs_path = _fsspec(path)
+        fs, fs_path = url_fs(path)
         fs.rm(fs_path)
     else:
         os.remove(path)
@@ -233,7 +269,7 @@ def remove(path: str) -> None:
 def read_bytes(path: str) -> bytes:
     """The contents of a file at a local path or fsspec URL."""
     if is_url(path):
-        fs, fs_path = _fsspec(path)
+        fs, fs_path = url_fs(path)
         return fs.cat_file(fs_path)
     with open(path, "rb") as file:
         return file.read()
@@ -286,7 +322,7 @@ def png_ends(path: str) -> bool:
     small read, that catches a truncated file; ``locolab verify`` checks every chunk."""
     try:
         if is_url(path):
-            fs, fs_path = _fsspec(path)
+            fs, fs_path = url_fs(path)
             return fs.cat_file(fs_path, start=max(0, fs.size(fs_path) - len(PNG_END))) == PNG_END
         with open(path, "rb") as file:
             file.seek(max(0, file.seek(0, os.SEEK_END) - len(PNG_END)))
@@ -399,6 +435,10 @@ def file_problem(table: str, data: pa.Table) -> str | None:
 # page behind a valid footer fails only when read), and a dashboard reconnecting every few seconds re-reads only
 # changed files. A verdict is (problem or None, newest schema_version in the file, whether it is ``outdated``).
 _VERDICTS: dict[tuple, tuple[str | None, int | None, bool]] = {}
+# An object store's readable parts, by URL: (the cache key it was listed with, its contents from one whole GET).
+# DuckDB would read a part in several requests (footer, then column chunks), and a part replaced in between (a run's
+# row rewritten when it finishes) would mix two versions ("Invalid data"); a single GET returns one version whole.
+_WHOLE: dict[str, tuple[tuple, pa.Table]] = {}
 MIGRATE = "python -m locolab.compute.migrate"  # the command that rewrites ``outdated`` files as the current version
 
 
@@ -429,7 +469,8 @@ class Store:
         self.skipped: list[tuple[str, str]] = []
         self.newest_version: int | None = None
         self.outdated: list[str] = []
-        self._fs = _fsspec(self.root)[0] if is_url(self.root) else None
+        self._keys: dict[str, tuple] = {}  # each readable file's cache key as last listed
+        self._fs = url_fs(self.root)[0] if is_url(self.root) else None
 
     def path(self, relpath: str) -> str:
         """The full path or URL of a root-relative path such as ``cases.image_path``."""
@@ -441,10 +482,11 @@ class Store:
         readable = []
         for path, key in self._list(self.path(f"tables/{table}")):
             if key not in _VERDICTS:
-                _VERDICTS[key] = self._verdict(path, table)
+                _VERDICTS[key] = self._verdict(path, table, key)
             problem, version, old = _VERDICTS[key]
             if problem is None:
                 readable.append(path)
+                self._keys[path] = key
                 if old:
                     self.outdated.append(path)
                 if version is not None and (self.newest_version is None or version > self.newest_version):
@@ -471,18 +513,17 @@ class Store:
                 name = path.rsplit("/", 1)[-1]
                 if name.endswith(".parquet") and not name.startswith(TMP_PREFIX):
                     url = self._fs.unstrip_protocol(path)
-                    changed = info.get("mtime") or info.get("LastModified") or info.get("created")
-                    found.append((url, (url, str(changed), info.get("size"))))
+                    found.append((url, (url, object_version(info), info.get("size"))))
         return sorted(found)
 
     def read(self, path: str) -> pa.Table:
-        """A whole Parquet file of this root (local path or URL)."""
+        """A whole Parquet file of this root (local path or URL; an object is read in one request, so one version
+        of it)."""
         if self._fs is None:
             return pq.read_table(path)
-        with self._fs.open(path, "rb") as file:
-            return pq.read_table(file)
+        return pq.read_table(pa.BufferReader(self._fs.cat_file(path)))
 
-    def _verdict(self, path: str, table: str) -> tuple[str | None, int | None, bool]:
+    def _verdict(self, path: str, table: str, key: tuple) -> tuple[str | None, int | None, bool]:
         try:
             data = self.read(path)
         except Exception as error:  # whatever a damaged file raises (Arrow, thrift, OS), it is unreadable
@@ -491,10 +532,20 @@ class Store:
         problem = file_problem(table, data)
         if problem is not None:
             return problem, None, False
+        if self._fs is not None:
+            _WHOLE[path] = (key, data)
         return None, pc.max(data["schema_version"]).as_py(), outdated(table, data)
 
+    def _whole(self, path: str) -> pa.Table:
+        """A readable part of an object-store root as listed (``_WHOLE``), read again only once replaced."""
+        key = self._keys[path]
+        if path not in _WHOLE or _WHOLE[path][0] != key:
+            _WHOLE[path] = (key, self.read(path))
+        return _WHOLE[path][1]
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB connection with one view per table over the files present now.
+        """A fresh in-memory DuckDB connection with one view per table over the files present now (an object
+        store's as read whole when listed, so each view shows one version of each part).
 
         A table without files is an empty view with the current schema's columns; columns added since a file was
         written read as NULL.
@@ -502,16 +553,18 @@ class Store:
         Raises:
             UserError: a file was written with a newer schema version than this LocoLab knows, or is ``outdated``.
         """
-        self.skipped, self.newest_version, self.outdated = [], None, []
+        self.skipped, self.newest_version, self.outdated, self._keys = [], None, [], {}
         files = {table: self.files(table) for table in SCHEMAS}
         self.check_version()
         con = duckdb.connect()
-        if self._fs is not None:
-            con.register_filesystem(self._fs)
         for table, schema in SCHEMAS.items():
             con.register(f"_empty_{table}", schema.empty_table())
             query = f"SELECT * FROM _empty_{table}"
-            if files[table]:
+            if files[table] and self._fs is not None:  # the parts as read whole (``_WHOLE``), one version each
+                parts = [self._whole(path) for path in files[table]]
+                con.register(f"_parts_{table}", pa.concat_tables(parts, promote_options="permissive"))
+                query += f" UNION ALL BY NAME SELECT * FROM _parts_{table}"
+            elif files[table]:
                 paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files[table])
                 # Directory names are for people and file pruning tools; the columns inside the files are the truth.
                 query += (f" UNION ALL BY NAME SELECT * FROM read_parquet([{paths}], union_by_name=true, "

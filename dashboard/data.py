@@ -2,8 +2,8 @@
 cached per state, so new Parquet parts (or edits) show up on the next rerun and nothing unchanged is read twice.
 
 A state is a fingerprint of the file names, sizes and modification times under ``tables/`` and ``edits/``. The root
-is a local folder or an object store (an fsspec URL: DuckDB reads its Parquet through the registered filesystem,
-images are read through fsspec and cached here).
+is a local folder or an object store (an fsspec URL: each Parquet part is read whole through fsspec once per version
+and handed to DuckDB, ``contract.store.Store``; images are read through fsspec and cached here).
 """
 
 import threading

@@ -21,6 +21,8 @@ def read_edits(root: str) -> tuple[list[dict], list[tuple[str, str]]]:
     for name in where.folders(EDITS_DIR):
         if name.startswith("."):  # an edit being written
             continue
+        if where.url and EDIT_RECORD not in where.names(f"{EDITS_DIR}/{name}"):
+            continue  # on an object store, an edit being written: its record is stored last
         record = _read_json(where, f"{EDITS_DIR}/{name}/{EDIT_RECORD}", skipped)
         if record is None:
             continue

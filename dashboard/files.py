@@ -9,7 +9,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from locolab.contract.errors import UserError
-from locolab.contract.store import TMP_PREFIX, is_url
+from locolab.contract.store import TMP_PREFIX, is_url, object_version, url_fs
 
 PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 
@@ -52,9 +52,7 @@ class RootFiles:
             problem = url_problem(self.root)
             if problem:
                 raise UserError(problem)
-            import fsspec
-
-            self.fs, path = fsspec.core.url_to_fs(self.root)
+            self.fs, path = url_fs(self.root)  # listings not cached: other processes write the root
             self.base = path.rstrip("/")
         else:
             self.fs, self.base = None, str(Path(self.root).resolve())
@@ -152,9 +150,7 @@ class RootFiles:
                     info = infos[name]
                     if name.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                         continue
-                    changed = info.get("mtime") or info.get("LastModified") or info.get("updated") or \
-                        info.get("created")
-                    digest.update(f"{name}:{info.get('size')}:{changed}\n".encode())
+                    digest.update(f"{name}:{info.get('size')}:{object_version(info)}\n".encode())
                 continue
             for parent, directories, names in os.walk(os.path.join(self.base, top)):
                 directories.sort()

@@ -74,7 +74,7 @@ def lora_factors(model: Model, edit: Edit, rank: int | None = None) -> tuple[dic
 
 def evaluations(root, edit_id: str) -> list[dict]:
     """The stored evaluation summaries of an edit (``eval.json`` of each evaluation, oldest layout included)."""
-    folder = edit_dir(root, edit_id)
+    folder = Path(edit_dir(root, edit_id))
     paths = sorted(folder.glob(f"{EDIT_EVALS}/*/{EDIT_SUMMARY}")) + sorted(folder.glob(EDIT_SUMMARY))
     found = []
     for path in paths:
@@ -157,7 +157,7 @@ def export_edit(model: Model | None, edit: Edit, out: str | os.PathLike, fmt: st
         raise UserError(f"edit {edit.edit_id} is a neuron edit: it clamps activations during generation rather than "
                         "changing weights, so no LoRA or pipeline folder holds it; use --format safetensors (the "
                         "edit's own format, applied by locolab.compute.applied)")
-    evals = evaluations(root, edit.edit_id) if root is not None and edit_dir(root, edit.edit_id).is_dir() else []
+    evals = evaluations(root, edit.edit_id) if root is not None and Path(edit_dir(root, edit.edit_id)).is_dir() else []
     lora = None
     with atomic_dir(out) as tmp:
         if fmt == "lora":

@@ -21,7 +21,7 @@ import torch
 from locolab.compute.edit import closed_form as loco
 from locolab.compute.edit import esd, quickfix, time_edit, uce
 from locolab.compute.edit.neuron import rank_units
-from locolab.compute.edit.store import edit_dir, load_edit, save_edit
+from locolab.compute.edit.store import edit_exists, load_edit, save_edit
 from locolab.compute.models.architectures import ARCHITECTURES, SINGLE
 from locolab.compute.models.loading import Model, layer_count, resolve
 from locolab.compute.provenance import versions
@@ -227,7 +227,7 @@ def stored_or_built(root, request: dict, get_model: Callable[[], Model]) -> tupl
         (edit, built): ``built`` is False when the stored edit was reused.
     """
     name = edit_id(request)
-    if edit_dir(root, name).exists():
+    if edit_exists(root, name):
         return load_edit(root, name), False
     edit = build_edit(get_model(), request)
     save_edit(root, edit)
