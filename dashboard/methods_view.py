@@ -46,7 +46,13 @@ def grid_table(rows: list[dict], measure: str) -> list[dict]:
     return grid(rows, measure)
 
 
-def settings_text(summary: dict) -> str:
-    """One evaluation's settings in a line: scorer, seeds, steps, size, preservation set."""
-    return (f"{summary.get('scorer_id')}, seeds {summary.get('seeds')}, {summary.get('steps')} steps, "
+def concept_label(key: tuple[str, str, str]) -> str:
+    """(model, family, concept) as the concept picker shows it."""
+    return f"{key[2]} ({key[1]}, {key[0]})"
+
+
+def settings_label(summaries: dict, eval_id: str) -> str:
+    """An evaluation id with its settings in a line: scorer, seeds, steps, size, preservation set."""
+    summary = summaries[eval_id]
+    return (f"{eval_id}: {summary.get('scorer_id')}, seeds {summary.get('seeds')}, {summary.get('steps')} steps, "
             f"{summary.get('width')}x{summary.get('height')} px, {summary.get('unrelated') or 'all'} unrelated prompts")

@@ -1,6 +1,8 @@
 """Methods compared: every editor of one concept on the localized window and on all layers (localization x editor,
 what ``make compare`` runs), each cell the evaluation battery's headline numbers with their intervals."""
 
+import functools
+
 import streamlit as st
 
 from locolab.contract import queries
@@ -16,11 +18,11 @@ if not choices:
     st.code(f"make compare ARTIFACTS={snap.root}", language="bash")
     st.stop()
 model, family, concept = st.selectbox("Concept", common.bounded(choices, "concepts"), key="methods_concept",
-                                      format_func=lambda key: f"{key[2]} ({key[1]}, {key[0]})")
+                                      format_func=methods_view.concept_label)
 found = stored_evaluations(snap.edits, data.query(snap, queries.battery_evaluations, model, family, concept))
 summaries = {summary.get("eval_id"): summary for _, summary in found}
 eval_id = st.selectbox("Evaluation settings", methods_view.settings_choices(found), key="methods_eval",
-                       format_func=lambda key: f"{key}: {methods_view.settings_text(summaries[key])}",
+                       format_func=functools.partial(methods_view.settings_label, summaries),
                        help="Edits compare under one set of evaluation settings (the same prompts, seeds and "
                             "sampling); an evaluation's id is a digest of its settings.")
 rows = methods_view.concept_cells(found, eval_id)
