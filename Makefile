@@ -81,13 +81,14 @@ compare: setup
 	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
 
 # Efficacy and preservation as the number of concepts in one edit grows: the first 1, 2, 4, ... concepts of the
-# family (all of them last) in one LocoEdit solve each, each evaluated with the battery, then one table
-# (locolab many-concepts). Default: the toy world's three backgrounds on its localized layer 12. A real model (a GPU
-# and the checkpoint): make many-concepts MANY_MODEL=sd-1.4 MANY_FAMILY=style MANY_OPTS="--from-run \
-#     compute/configs/style-sd-1.4.yaml --concepts A,B,...  --counts 1,5,10,50"
+# family (all of them last) in one LocoEdit solve each, the family's other concepts preserved, each evaluated with the
+# battery, then one table (locolab many-concepts). Default: the toy world's three backgrounds on its localized layer
+# 12 (11 min on a loaded 2-core machine). A real model (a GPU and the checkpoint; 50 names need --concepts, the
+# catalog's style family holds 8): make many-concepts MANY_MODEL=sd-1.4 MANY_FAMILY=style \
+#     MANY_OPTS="--from-run compute/configs/style-sd-1.4.yaml --preserve-others --concepts A,B,... --counts 1,5,10,50"
 MANY_MODEL ?= toyworld
 MANY_FAMILY ?= style
-MANY_OPTS ?= --layers 12 --positions subject+padding
+MANY_OPTS ?= --layers 12 --positions subject+padding --preserve-others
 many-concepts: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute many-concepts --model $(MANY_MODEL) --family $(MANY_FAMILY) $(MANY_OPTS) \
 		$(EVAL_OPTS) --artifacts $(ARTIFACTS)

@@ -64,11 +64,11 @@ def _efficacy(battery: dict, concept: str) -> tuple[str, str]:
 
 
 def _worst(battery: dict, group: str) -> str:
-    """The specificity row of ``group`` whose change interval reaches lowest, with its interval."""
+    """The specificity row of ``group`` that fell most (ties: the interval reaching lowest), with its interval."""
     rows = [r for r in battery["detection"] if r["group"] == group and r["role"] == "specificity" and r["units"]]
     if not rows:
         return "none left"
-    row = min(rows, key=lambda r: r["change_high"])
+    row = min(rows, key=lambda r: (r["change"], r["change_high"]))
     return (f"{row['attribute']} {row['before']:.2f} -> {row['after']:.2f}, "
             + interval(row["change"], row["change_low"], row["change_high"], signed=True) + f" ({row['units']})")
 
