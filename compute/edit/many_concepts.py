@@ -92,9 +92,9 @@ def table_lines(found: list[dict], concepts: list[str]) -> list[str]:
                                     drop.get("efficacy_score_drop_high")))
         lines.append(f"  preserved  other concepts: worst {_worst(battery, 'other_concepts')}; unrelated: worst "
                      f"{_worst(battery, 'unrelated')}")
-        if kept:
-            lines.append(f"  preserved  {kept['units']} images: 1 - SSIM "
-                         + interval(ssim["mean"], ssim["low"], ssim["high"], digits=3) + ", changed "
-                         + interval(changed["share"], changed["low"], changed["high"])
-                         + f"; flags {len(battery['flags'])}")
+        lines.append((f"  preserved  {kept['units']} images: 1 - SSIM "
+                      + interval(ssim["mean"], ssim["low"], ssim["high"], digits=3) + ", changed "
+                      + interval(changed["share"], changed["low"], changed["high"]) if kept
+                      else "  preserved  no preservation images left (every one names an edited concept)")
+                     + f"; flags {len(battery['flags'])}")
     return lines
