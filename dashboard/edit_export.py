@@ -88,7 +88,8 @@ def offer(root: str, record: dict, key: str) -> None:
     edit_id = record["edit_id"]
     refused = unavailable(record)
     shown = [fmt for fmt in FORMATS if fmt not in refused]
-    with st.popover("Export for diffusers (LoRA, pipeline, safetensors)", icon=":material/ios_share:"):
+    with st.expander("Export for diffusers (LoRA, pipeline folder or safetensors, with the edit card)",
+                     icon=":material/ios_share:"):
         fmt = st.radio("Format", shown, key=f"{key}_format", format_func=FORMATS.get)
         for name, why in refused.items():
             st.caption(common.escape(f"No {name}: {why}."))

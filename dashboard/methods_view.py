@@ -18,6 +18,9 @@ MEASURES = {
     "changed": "share of preservation images with SSIM < 0.8",
     "CMMD (p)": "distribution shift of the preservation images, with its permutation p-value",
 }
+# The columns of the every-cell table on a 1280-pixel screen (the CSV has them all).
+SHOWN = ("editor", "scope", "layers", "removed", "efficacy", "flags", "worst other change", "1 - SSIM", "changed",
+         "CMMD (p)")
 
 
 def evaluated(records: list[dict]) -> list[tuple[str, str, str]]:

@@ -35,5 +35,6 @@ st.caption("localized window: the layers a stored sweep localized (`--from-run`)
            "every cross-attention layer; text encoder: DiffQuickFix. Intervals are the battery's "
            f"{summaries[eval_id]['battery']['level']:.0%} paired intervals (docs/method.md §4.2).")
 st.subheader("Every cell's headline numbers")
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe(rows, hide_index=True, width="stretch", column_order=methods_view.SHOWN)
 downloads.table(rows, f"{concept}-methods-grid-{eval_id}", "methods_grid_csv")
+st.caption("The CSV also has each cell's method, edit and evaluation ids, the concept's rate and the CLIP distance.")
