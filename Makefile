@@ -78,7 +78,7 @@ compare: setup
 	done
 	$(PY) -m compute.edit.battery_report --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 		--artifacts $(ARTIFACTS)
-	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
+	@echo "Compare the maps and edits in the dashboard (its Methods compared page: this grid): make dashboard ARTIFACTS=$(ARTIFACTS)"
 
 # Efficacy and preservation as the number of concepts in one edit grows: the first 1, 2, 4, ... concepts of the
 # family (all of them last) in one LocoEdit solve each, the family's other concepts preserved, each evaluated with the
