@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test test-fast lint demo demo-compute sweep trace compare reproduce bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test test-fast lint demo demo-compute sweep trace compare many-concepts reproduce bench dashboard toyworld eval-toyworld clean
 
 setup: $(VENV)/.installed
 
@@ -79,7 +79,20 @@ compare: setup
 	done
 	$(PY) -m compute.edit.battery_report --model $(COMPARE_MODEL) --family $(FAMILY) --concept "$(CONCEPT)" \
 		--artifacts $(ARTIFACTS)
-	@echo "Compare the maps and edits in the dashboard: make dashboard ARTIFACTS=$(ARTIFACTS)"
+	@echo "Compare the maps and edits in the dashboard (its Methods compared page: this grid): make dashboard ARTIFACTS=$(ARTIFACTS)"
+
+# Efficacy and preservation as the number of concepts in one edit grows: the first 1, 2, 4, ... concepts of the
+# family (all of them last) in one LocoEdit solve each, the family's other concepts preserved, each evaluated with the
+# battery, then one table (locolab many-concepts). Default: the toy world's three backgrounds on its localized layer
+# 12 (11 min on a loaded 2-core machine). A real model (a GPU and the checkpoint; 50 names need --concepts, the
+# catalog's style family holds 8): make many-concepts MANY_MODEL=sd-1.4 MANY_FAMILY=style \
+#     MANY_OPTS="--from-run compute/configs/style-sd-1.4.yaml --preserve-others --concepts A,B,... --counts 1,5,10,50"
+MANY_MODEL ?= toyworld
+MANY_FAMILY ?= style
+MANY_OPTS ?= --layers 12 --positions subject+padding --preserve-others
+many-concepts: setup
+	OMP_NUM_THREADS=1 $(PY) -m compute many-concepts --model $(MANY_MODEL) --family $(MANY_FAMILY) $(MANY_OPTS) \
+		$(EVAL_OPTS) --artifacts $(ARTIFACTS)
 
 # The paper's LocoGen studies (style, objects, facts) on one registered model with the paper's settings, into one root,
 # then the table to compare with the paper. A real model needs a GPU and its checkpoint (README); a built-in tiny

@@ -301,6 +301,13 @@ def edit_group_means(con: duckdb.DuckDBPyConnection, model: str, family: str, co
                    params={"model": model, "family": family, "concept": concept, "eval": eval_id}).to_arrow_table()
 
 
+def battery_evaluations(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: str) -> list[tuple[str, str]]:
+    """(edit_id, eval_id) of every evaluation with an id of the concept's edits, sorted: the cells of the
+    localization x editor grid (``contract.method_grid``)."""
+    return con.execute("SELECT DISTINCT edit_id, eval_id FROM edit_scores WHERE model = ? AND family = ? AND "
+                       "concept = ? AND eval_id IS NOT NULL ORDER BY 1, 2", [model, family, concept]).fetchall()
+
+
 def scorers(con: duckdb.DuckDBPyConnection, model: str) -> list[str]:
     """Scorers with scores for ``model``, sorted."""
     return sorted(s for (s,) in con.execute("SELECT DISTINCT scorer_id FROM scores WHERE model = ?", [model]).fetchall()

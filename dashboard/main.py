@@ -35,6 +35,7 @@ pages = st.navigation([
     st.Page("views/layer_map.py", title="Layer map", icon=":material/grid_on:"),
     st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
     st.Page("views/edits.py", title="Edits", icon=":material/content_cut:"),
+    st.Page("views/methods.py", title="Methods compared", icon=":material/compare:"),
     st.Page("views/run_edit.py", title="Run an edit", icon=":material/play_arrow:"),
     st.Page("views/localize.py", title="Localize", icon=":material/travel_explore:"),
 ], position="top")

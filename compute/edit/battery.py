@@ -108,6 +108,22 @@ def detection(meta: dict, detectors: list[Detector], images: list[Image], labels
     return rows
 
 
+def concept_efficacy(meta: dict, detectors: list[Detector], images: list[Image], labels: dict,
+                     level: float) -> dict[str, list[dict]]:
+    """A multi-concept edit's efficacy per concept: ``detection``'s efficacy rows of ``CONCEPT`` over only the images
+    of each concept's prompts (those scored against its score text)."""
+    family = attribute_family(meta["family"], meta.get("prompt_set", DEFAULT_PROMPT_SET))
+    found = {}
+    for concept in meta["concepts"]:
+        own = [i for i, image in enumerate(images)
+               if image.group in EFFICACY_GROUPS and image.score_text == family.score_text_for(concept)]
+        mine = {phase: {d: [values[i] for i in own] for d, values in by_detector.items()}
+                for phase, by_detector in labels.items()}
+        found[concept] = [row for row in detection(meta, detectors, [images[i] for i in own], mine, level)
+                          if row["group"] == CONCEPT and row["role"] == "efficacy" and row["units"]]
+    return found
+
+
 def preservation(images: list[Image], distances: dict, paths: dict, level: float, rng_key: tuple) -> dict:
     """Paired distances of the preservation set (``PRESERVATION_GROUPS``) summarized; {} when it is empty."""
     members = [i for i, image in enumerate(images) if image.group in PRESERVATION_GROUPS]
@@ -199,6 +215,8 @@ def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, pat
                "flags": flags, "warnings": warnings, "detection": rows,
                "preservation": preservation(images, distances, paths, level, ("preservation", edit_id)),
                "cmmd": shift}
+    if meta.get("concepts"):
+        summary["by_concept"] = concept_efficacy(meta, detectors, images, labels, level)
     columns = {phase: [{"detected": json.dumps({d.attribute: labels[phase][d.detector_id][i] for d in detectors}),
                         **({"clip_distance": distances["clip_distance"][i], "ssim": distances["ssim"][i],
                             "psnr": distances["psnr"][i]} if phase == "after" else {})}

@@ -2,11 +2,11 @@
 concept side by side (``python -m compute.edit.battery_report``, which ``make compare`` runs last)."""
 
 import argparse
-import json
 
 from locolab.contract.errors import UserError
-from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, METHODS, eval_folder
-from locolab.contract.store import Store, exists, join, read_bytes, resolve_root
+from locolab.contract.method_grid import cells, read_evaluations
+from locolab.contract.queries import battery_evaluations
+from locolab.contract.store import Store, resolve_root
 
 
 def _rate(row: dict, key: str) -> str:
@@ -61,59 +61,21 @@ def _mean(stat: dict) -> str:
     return f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
 
 
-def _evaluations(root: str, model: str, family: str, concept: str) -> list[tuple[dict, dict]]:
-    """(edit record, evaluation summary) of every evaluation with a battery of the concept's edits, by method."""
-    con = Store(root).connect()
-    pairs = con.execute("SELECT DISTINCT edit_id, eval_id FROM edit_scores WHERE model = ? AND family = ? AND "
-                        "concept = ? AND eval_id IS NOT NULL ORDER BY 1, 2", [model, family, concept]).fetchall()
-    found = []
-    for edit_id, eval_id in pairs:
-        path = join(root, f"{eval_folder(edit_id, eval_id)}/{EDIT_SUMMARY}")
-        summary = json.loads(read_bytes(path)) if exists(path) else {}
-        if "battery" in summary:
-            found.append((json.loads(read_bytes(join(root, f"{EDITS_DIR}/{edit_id}/{EDIT_RECORD}"))), summary))
-    order = {method: i for i, method in enumerate(METHODS)}
-    return sorted(found, key=lambda pair: (order.get(pair[0]["method"], len(order)), pair[0]["edit_id"]))
-
-
-def _layers(record: dict) -> str:
-    """Where an edit acts: every layer, a window (first-last), or the text encoder."""
-    layers = record.get("layers")
-    if not layers:
-        return "text enc." if "modules" in record else "-"
-    if len(layers) == record.get("num_layers"):
-        return "all"
-    if layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(map(str, layers))
-
-
 def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]:
-    """One line per evaluated edit of the concept: the edited rate before -> after on the concept's prompts, the
-    flags, the worst specificity change, paired preservation and CMMD."""
-    found = _evaluations(root, model, family, concept)
-    if not found:
+    """One line per evaluated edit of the concept (``contract.method_grid.cells``): editor, where it acts, whether
+    the concept was removed, its rate before -> after, the flags, the worst other change, paired preservation and
+    CMMD."""
+    con = Store(root).connect()
+    rows = cells(read_evaluations(root, battery_evaluations(con, model, family, concept)))
+    if not rows:
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
     lines = [f"{'method':<20}{'layers':<10}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
-             f"{'worst other change':<46}{'1 - SSIM':<10}{'changed':<9}CMMD (p)"]
-    for record, summary in found:
-        battery = summary["battery"]
-        edited = [r for r in battery["detection"] if r["group"] == "concept" and r["role"] == "efficacy"
-                  and r["units"]]
-        rate = f"{edited[0]['before']:.2f} -> {edited[0]['after']:.2f}" if edited else "n/a"
-        others = [r for r in battery["detection"] if r["role"] == "specificity" and r["units"]]
-        worst = min(others, key=lambda r: r["change_high"], default=None)
-        worst_text = (f"{worst['group']} {worst['attribute']} {_change(worst)}" if worst else "n/a")
-        kept = battery.get("preservation") or {}
-        shift = battery.get("cmmd") or {}
-        lines.append(
-            f"{record['method']:<20}{_layers(record):<10}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
-            f"{ {True: 'yes', False: 'no', None: 'n/a'}[battery['effective']]:<9}{rate:<14}"
-            f"{len(battery['flags']):>5}  {worst_text:<46}"
-            f"{kept['ssim_distance']['mean'] if kept else float('nan'):<10.3f}"
-            f"{kept['changed']['share'] if kept else float('nan'):<9.2f}"
-            + (f"{shift['value']:.3g} ({shift['p_value']:.3f})" if shift else "n/a"))
+             f"{'worst other change':<46}{'1 - SSIM':<24}{'changed':<20}CMMD (p)"]
+    for row in rows:
+        lines.append(f"{row['method']:<20}{row['layers']:<10}{row['edit'][:33]:<34}{row['eval']:<11}"
+                     f"{row['removed']:<9}{row['concept rate']:<14}{row['flags']:>5}  {row['worst other change']:<46}"
+                     f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']}")
     return lines
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 from locolab.contract import bounds, queries
 from locolab.contract.figures import method_comparison
 from locolab.contract.names import EVAL_GROUPS
-from locolab.dashboard import battery_view, common, data, downloads, edit_view, exports, url_state
+from locolab.dashboard import battery_view, common, data, downloads, edit_export, edit_view, exports, url_state
 from locolab.dashboard.edit_tables import (
     SHOWN_METRICS,
     EditsState,
@@ -53,6 +53,7 @@ edit_view.summary(record, evaluation)
 eval_id = state.eval_id
 pairs = data.query(snap, queries.edit_pairs, edit_id, eval_id).to_pylist()
 downloads.edit(snap.root, record, evaluation, pairs, key="edit_zip")
+edit_export.offer(snap.root, record, key="edit_export")
 st.subheader("Settings")
 edit_view.settings(record)
 st.subheader("Before / after")
