@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from locolab.compute.cli import (
+        benchmark,
         contribution,
         dashboard,
         edit,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, export_edit,
-                    verify, dashboard):
+                    verify, benchmark, dashboard):
         command.add_parser(subparsers)
     return parser
 
