@@ -93,23 +93,26 @@ def _layers(layers: list[int]) -> str:
     return ",".join(map(str, layers))
 
 
-def render(table: pa.Table) -> str:
-    """The benchmark table as fixed-width text (what ``locolab benchmark-localization`` prints)."""
-    header = ("model", "method", "family", "planted", "exact hits [interval]", "precision [interval]",
-              "recall [interval]", "named per concept")
-    lines = []
-    for r in table.to_pylist():
-        named = json.loads(r["named_json"])
-        lines.append((r["model"], r["method"], r["family"], _layers(r["planted"]),
-                      f"{r['exact_hits']}/{r['concepts']} [{r['exact_low']:.2f}, {r['exact_high']:.2f}]",
-                      _triple(r, "precision"), _triple(r, "recall"),
-                      "; ".join(f"{c}: {_layers(v)}" for c, v in named.items())))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in [header, *lines])
-
-
 def _triple(row: dict, name: str) -> str:
     if row[name] is None or math.isnan(row[name]):
         return "undefined"
     return f"{row[name]:.2f} [{row[name + '_low']:.2f}, {row[name + '_high']:.2f}]"
+
+
+def display_rows(table: pa.Table) -> list[dict]:
+    """The benchmark table in words, one dict per row (the command's printout and the dashboard's page)."""
+    return [{"model": r["model"], "method": r["method"], "family": r["family"], "planted": _layers(r["planted"]),
+             "exact hits [interval]": f"{r['exact_hits']}/{r['concepts']} [{r['exact_low']:.2f}, "
+                                      f"{r['exact_high']:.2f}]",
+             "precision [interval]": _triple(r, "precision"), "recall [interval]": _triple(r, "recall"),
+             "named per concept": "; ".join(f"{c}: {_layers(v)}" for c, v in json.loads(r["named_json"]).items())}
+            for r in table.to_pylist()]
+
+
+def render(table: pa.Table) -> str:
+    """The benchmark table as fixed-width text (what ``locolab benchmark-localization`` prints)."""
+    rows = display_rows(table)
+    header = list(rows[0]) if rows else ["model", "method", "family"]
+    widths = [max(len(h), *(len(r[h]) for r in rows)) for h in header]
+    lines = [header] + [[r[h] for h in header] for r in rows]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)

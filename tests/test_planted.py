@@ -104,3 +104,26 @@ def test_drawn_captions_are_true_of_their_scene():
         stated = world.caption_attributes(draw_caption(scene, rng).text())
         truth = {"shape": scene.shape, "colour": scene.colour, "background": scene.background}
         assert all(truth[k] == v for k, v in stated.items())
+
+
+@pytest.mark.slow  # imports the compute stage: 0.4 s or more
+def test_benchmark_refuses_a_model_without_a_plan_and_unknown_methods(tmp_path, capsys):
+    from locolab.compute.cli import main
+
+    assert main(["benchmark-localization", "--models", "toyworld", "--artifacts", str(tmp_path)]) == 2
+    assert "'toyworld' has no planted plan: use a planted model" in capsys.readouterr().err
+    assert main(["benchmark-localization", "--methods", "locogen,probe", "--artifacts", str(tmp_path)]) == 2
+    assert "unknown method 'probe': use locogen, trace, contribution" in capsys.readouterr().err
+    assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.slow
+def test_layers_shows_the_plan(capsys):
+    from locolab.compute.cli import main
+
+    assert main(["layers", "--model", "toyworld-planted-a", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["plan"] == {"color": [3], "objects": [7, 8], "style": [12], "facts": [14]}
+    assert [row["planted"] for row in shown["layers"][6:9]] == [[], ["objects"], ["objects"]]
+    assert main(["layers", "--model", "toyworld-planted-b"]) == 0
+    assert "planted: color -> 10, 11; objects -> 4; style -> 14; facts -> 1, 2" in capsys.readouterr().out

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                         help=f"methods, comma-separated (default {','.join(METHODS)})")
     parser.add_argument("--seeds", type=seeds, default=[0, 1], help="seeds (default 0,1: eight units per concept)")
     parser.add_argument("--families", type=_names, help="only these families (default: all four)")
-    parser.add_argument("--window-sizes", type=_sizes, help="LocoGen's window sizes (default the config's, 1,2,3)")
+    parser.add_argument("--window-sizes", type=_sizes, help="LocoGen's window sizes (default the config's, 1,2)")
     parser.add_argument("--concepts", type=bounds.POSITIVE_COUNT.parse,
                         help="only the first N concepts of each family (default: all)")
     parser.add_argument("--shard", default="0/1",
