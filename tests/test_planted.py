@@ -127,3 +127,20 @@ def test_layers_shows_the_plan(capsys):
     assert [row["planted"] for row in shown["layers"][6:9]] == [[], ["objects"], ["objects"]]
     assert main(["layers", "--model", "toyworld-planted-b"]) == 0
     assert "planted: color -> 10, 11; objects -> 4; style -> 14; facts -> 1, 2" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
+    """The benchmark's reduced setting: one planted model, two seeds, two families of two concepts, windows of one
+    layer. LocoGen must name exactly the planted layer for every concept of at least one family."""
+    from locolab.compute.benchmark import benchmark
+    from locolab.contract.store import Store
+
+    table = benchmark(str(tmp_path), models=("toyworld-planted-a",), methods=("locogen",), seeds=(0, 1),
+                      families=("color", "style"), window_sizes=(1,), concepts=2, device="cpu", log=lambda _: None)
+
+    rows = {r["family"]: r for r in table.to_pylist()}
+    assert set(rows) == {"color", "style"} and rows["color"]["planted"] == [3] and rows["style"]["planted"] == [12]
+    assert any(r["exact_hits"] == r["concepts"] == 2 for r in rows.values()), rows
+    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits FROM localization_benchmark ORDER BY family")
+    assert stored.fetchall() == [(f, rows[f]["exact_hits"]) for f in ("color", "style")]
