@@ -31,6 +31,7 @@ from locolab.compute.paths import PACKAGE_DIR
 from locolab.compute.toyworld import world
 from locolab.compute.toyworld.common import CLIP_DIR, PIPELINE_DIR, Log, scenes
 from locolab.compute.toyworld.train_unet import DROP_CAPTION, MIN_SNR, TextCache, encode_scenes, text_encoder_of
+from locolab.contract import bounds
 from locolab.contract.errors import UserError
 
 FAMILIES = ("color", "objects", "style", "facts")
@@ -204,13 +205,11 @@ def main(argv=None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", default="a", help=f"which plan: {', '.join(PLANS)}")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variant", default="a", choices=list(PLANS), help="which plan")
+    parser.add_argument("--steps", type=bounds.POSITIVE_COUNT.parse, default=300)
+    parser.add_argument("--threads", type=bounds.POSITIVE_COUNT.parse, default=1)
     parser.add_argument("--out", help="output folder (default: compute/checkpoints/toyworld-planted-VARIANT)")
     args = parser.parse_args(argv)
-    if args.variant not in PLANS:
-        raise SystemExit(f"unknown variant {args.variant!r}: use one of {', '.join(PLANS)}")
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     train(args.variant, steps=args.steps, out=args.out)
