@@ -6,7 +6,8 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test test-fast lint demo demo-compute sweep trace compare many-concepts reproduce bench dashboard toyworld eval-toyworld clean
+.PHONY: setup test test-fast lint demo demo-compute sweep trace compare many-concepts reproduce bench dashboard \
+	toyworld eval-toyworld toyworld-planted eval-toyworld-planted benchmark-localization clean
 
 setup: $(VENV)/.installed
 
@@ -118,6 +119,26 @@ toyworld: setup
 eval-toyworld: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --json $(ARTIFACTS)/toyworld/eval.json \
 		--grid $(ARTIFACTS)/toyworld/grid.png
+
+# The planted toy worlds (compute/toyworld/train_planted.py): the toy world's UNet fine-tuned twice, plans a and b,
+# one single-threaded process each on the two cores, into compute/checkpoints/toyworld-planted-{a,b}/.
+toyworld-planted: setup
+	set -e; OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant b >/dev/null & other=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant a; wait $$other
+
+# Their gates: colour and background drawn right by the exact pixel detectors (>= 95%), two seeds per combination.
+eval-toyworld-planted: setup
+	set -e; for v in a b; do OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --model toyworld-planted-$$v \
+		--seeds 0,1 --json $(ARTIFACTS)/toyworld/eval-planted-$$v.json; done
+
+# Each localization method scored against the planted plans: two shards on the two cores, then the table.
+BENCHMARK_OPTS ?=
+benchmark-localization: setup
+	set -e; OMP_NUM_THREADS=1 $(PY) -m compute benchmark-localization --artifacts $(ARTIFACTS) $(BENCHMARK_OPTS) \
+		--shard 1/2 --no-progress >/dev/null & other=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m compute benchmark-localization --artifacts $(ARTIFACTS) $(BENCHMARK_OPTS) \
+		--shard 0/2 --no-progress; wait $$other
+	OMP_NUM_THREADS=1 $(PY) -m compute benchmark-localization --artifacts $(ARTIFACTS) $(BENCHMARK_OPTS) --no-progress
 
 clean:
 	rm -rf $(VENV)

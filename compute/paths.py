@@ -11,3 +11,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def model_source(spec: ModelSpec) -> str | None:
     """What ``from_pretrained`` reads for ``spec``: its embedded folder or its hub id."""
     return str(PACKAGE_DIR / spec.path) if spec.path else spec.hub_id
+
+
+def unet_source(spec: ModelSpec) -> str | None:
+    """The UNet folder of a model that brings its own (``ModelSpec.unet``), else None."""
+    return str(PACKAGE_DIR / spec.unet) if spec.unet else None

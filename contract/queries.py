@@ -344,3 +344,9 @@ def case_runs(con: duckdb.DuckDBPyConnection, model: str, family: str, concept: 
     rows = con.execute(f"SELECT DISTINCT run_id FROM cases WHERE model = ? AND family = ? AND concept = ? "
                        f"AND {LOCOGEN_ROWS} ORDER BY 1", [model, family, concept]).fetchall()
     return [run_id for (run_id,) in rows]
+
+
+def localization_benchmark(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Every stored benchmark run's rows (``contract.planted``), the newest run first, then model, method, family."""
+    return con.sql("SELECT * FROM localization_benchmark ORDER BY max(created_at) OVER (PARTITION BY benchmark_id) "
+                   "DESC, benchmark_id, model, method, family").to_arrow_table()

@@ -9,6 +9,8 @@ Layout under the root (default ``artifacts/``, or ``$LOCOLAB_ARTIFACTS``; a loca
     tables/layers/part-<run_id>.parquet        (the run's sites, e.g. cross-attention layers, for labels and hover text)
     tables/edit_scores/part-<edit_id>-<eval_id>.parquet  (an edit's evaluation with one set of settings: CLIP
                                                scores before/after, per prompt group)
+    tables/localization_benchmark/part-<benchmark_id>.parquet  (methods scored against planted knowledge:
+                                               ``contract.planted``)
     images/<model>/<image_key>.png             (cases.image_path holds this path, relative to the root)
 
 ``<part>`` is the writer's choice: ``<run_id>-<shard>`` for runs, and for cases and scores the sweep's work-unit id,
@@ -38,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from locolab.contract import planted
 from locolab.contract.errors import UserError
 
 # v2: edit_scores.eval_id; an edit may have several evaluations, which a v1 reader would mix into one.
@@ -95,9 +98,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("block", _TEXT), ("resolution", _INT), ("heads", _INT), ("query_dim", _INT), ("text_dim", _INT),
         ("inner_dim", _INT), ("component", _TEXT),
     ]),
+    # One benchmark run (``locolab benchmark-localization``): a row per (model, method, family), ``contract.planted``.
+    "localization_benchmark": pa.schema([("schema_version", _INT), ("benchmark_id", _TEXT), *planted.SCHEMA,
+                                         ("seeds", pa.list_(pa.int64())), ("created_at", _TIME)]),
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
-                                          "contributions": ("model", "family"), "edit_scores": (), "layers": ()}
+                                          "contributions": ("model", "family"), "edit_scores": (), "layers": (),
+                                          "localization_benchmark": ()}
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> str:

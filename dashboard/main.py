@@ -38,6 +38,7 @@ pages = st.navigation([
     st.Page("views/methods.py", title="Methods compared", icon=":material/compare:"),
     st.Page("views/run_edit.py", title="Run an edit", icon=":material/play_arrow:"),
     st.Page("views/localize.py", title="Localize", icon=":material/travel_explore:"),
+    st.Page("views/benchmark.py", title="Planted knowledge", icon=":material/target:"),
 ], position="top")
 why_not = problem(common.root())
 if why_not:

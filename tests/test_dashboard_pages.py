@@ -775,3 +775,29 @@ def test_a_root_on_an_object_store_shows_the_same_pages_read_only(monkeypatch, r
     assert any("served read-only\\: jobs are disabled" in w.value and "--allow-writes" in w.value
                for w in there.warning)
     assert there.button(key="launch").disabled
+
+
+def test_benchmark_page_shows_each_methods_hit_rate_against_the_plan(monkeypatch, tmp_path):
+    from datetime import UTC, datetime
+
+    from locolab.contract.planted import hit_rates
+    from locolab.contract.store import write_table
+
+    app = open_app(monkeypatch, tmp_path / "nothing-yet", "views/benchmark.py")
+    assert "No benchmark" in app.info[0].value and "benchmark-localization" in app.code[0].value
+    named = [{"model": "toyworld-planted-a", "method": method, "family": "style", "concept": concept,
+              "layers": layers} for method, concept, layers in
+             [("locogen", "stripes", [12]), ("locogen", "dots", [12]), ("trace", "stripes", [11]),
+              ("trace", "dots", [12])]]
+    table = hit_rates(named, {"toyworld-planted-a": {"style": [12]}})
+    rows = [{**r, "benchmark_id": "bench-1", "seeds": [0, 1], "created_at": datetime.now(UTC)}
+            for r in table.to_pylist()]
+    write_table("localization_benchmark", rows, "bench-1", tmp_path / "root")
+
+    app = open_app(monkeypatch, tmp_path / "root", "views/benchmark.py")
+
+    shown = app.dataframe[0].value
+    assert list(shown["method"]) == ["locogen", "trace"]
+    assert list(shown["exact hits [interval]"]) == ["2/2 [0.34, 1.00]", "1/2 [0.09, 0.91]"]
+    assert list(shown["named per concept"]) == ["stripes: 12; dots: 12", "stripes: 11; dots: 12"]
+    assert "seeds 0, 1" in app.caption[0].value

@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from locolab.compute.cli import (
+        benchmark,
         contribution,
         dashboard,
         edit,
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report stage, progress and result as JSON to PATH (for launchers such as the dashboard)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (layers, generate, sweep, summary, trace, contribution, reproduce, edit, eval_edit, export_edit,
-                    many_concepts, verify, dashboard):
+                    many_concepts, verify, benchmark, dashboard):
         command.add_parser(subparsers)
     return parser
 

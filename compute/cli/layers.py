@@ -21,13 +21,28 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     model = load_model(args.model, device=args.device)
     rows = [layer.to_dict() for layer in model.layers]
+    plan = None
+    if model.spec.unet:  # a planted toy world: the layers each family enters through
+        from locolab.compute.paths import unet_source
+        from locolab.compute.toyworld.train_planted import read_plan
+
+        plan = read_plan(unet_source(model.spec))
+        for row in rows:
+            row["planted"] = [family for family, layers in plan.items() if row["index"] in layers]
     if args.json:
-        print(json.dumps({"model": args.model, "architecture": model.arch.name, "layers": rows}, indent=2))
+        print(json.dumps({"model": args.model, "architecture": model.arch.name, "layers": rows,
+                          **({"plan": plan} if plan is not None else {})}, indent=2))
         return
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS}
-    print("  ".join(c.ljust(widths[c]) for c in COLUMNS))
+    columns = COLUMNS + (("planted",) if plan is not None else ())
     for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS))
+        row["planted"] = ",".join(row.get("planted", ())) or "-"
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
+    if plan is not None:
+        print("planted: " + "; ".join(f"{family} -> {', '.join(map(str, layers))}" for family, layers in plan.items())
+              + " (each family enters only through its layers; compute/toyworld/train_planted.py)")
     if model.arch.denoiser == "unet":
         print(f"{len(rows)} cross-attention layers ({model.arch.name}, resolution = latent side at "
               f"{model.spec.resolution}px)")

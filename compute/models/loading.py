@@ -16,7 +16,7 @@ from locolab.compute.models.full_size import build_full_size
 from locolab.compute.models.layers import Layer, find_layers, find_transformer_layers
 from locolab.compute.models.memory import place
 from locolab.compute.models.tiny import build_tiny
-from locolab.compute.paths import model_source
+from locolab.compute.paths import model_source, unet_source
 from locolab.contract.catalog.registry import MODELS, ModelSpec
 from locolab.contract.errors import UserError
 from locolab.contract.names import OFFLOADS
@@ -263,8 +263,11 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         diffusers.utils.logging.disable_progress_bar()  # per-component loading bars drown the sweep's own
         transformers.utils.logging.disable_progress_bar()
         try:
+            own = {}
+            if unet_source(spec):
+                own["unet"] = diffusers.UNet2DConditionModel.from_pretrained(unet_source(spec), dtype=torch_dtype)
             pipe = arch.pipeline_type().from_pretrained(model_source(spec), dtype=torch_dtype,
-                                                        **dict(arch.load_kwargs))
+                                                        **dict(arch.load_kwargs), **own)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load {model_source(spec)!r}: {str(exc).splitlines()[0]}") from None
         if spec.scheduler != "default":

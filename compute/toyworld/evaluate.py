@@ -11,13 +11,15 @@ import numpy as np
 import torch
 
 from locolab.compute.generation import Case, generate
-from locolab.compute.models.loading import load_model
+from locolab.compute.models.loading import load_model, resolve
 from locolab.compute.scoring import load_scorer
 from locolab.compute.settings import Settings
 from locolab.compute.toyworld import world
 from locolab.compute.toyworld.common import CLIP_DIR
 
 GATES = {"colour": 0.90, "background": 0.80, "shape": 0.60}
+# A planted toy world (train_planted.py) is gated on what the exact pixel detectors read, combinations and entities.
+PLANTED_GATES = {"colour": 0.95, "background": 0.95}
 
 
 def combination_prompt(shape: str, colour: str, background: str) -> str:
@@ -61,7 +63,11 @@ def evaluate(model_name: str = "toyworld", seeds: tuple[int, ...] = (0, 1, 2, 3)
     result = {"model": model_name, "steps": settings.steps, "guidance": settings.guidance, "seeds": list(seeds),
               "images": len(cases), "combinations": {k: float(np.mean(v[:n])) for k, v in right.items()},
               "entities": {k: float(np.mean(v[n:])) for k, v in right.items()}}
-    result["gates"] = {k: result["combinations"][k] >= g for k, g in GATES.items()}
+    if resolve(model_name).unet:
+        result["gates"] = {f"{part} {k}": result[part][k] >= g for part in ("combinations", "entities")
+                           for k, g in PLANTED_GATES.items()}
+    else:
+        result["gates"] = {k: result["combinations"][k] >= g for k, g in GATES.items()}
     result["seconds"] = round(time.perf_counter() - began, 1)
     if grid_path:
         save_grid(images[: n : len(seeds)], grid_path)

@@ -22,6 +22,8 @@ class ModelSpec:
             (``compute.paths.model_source``).
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
         prompt_set: the edit prompt set that fits the model's world (``contract/catalog/prompts``).
+        unet: for an embedded model that shares ``path``'s other components, its own UNet folder relative to the
+            ``compute`` package (a planted toy world: ``plan.json`` beside the weights names its planted layers).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelSpec:
     path: str | None = None
     scorer: str | None = None
     prompt_set: str = "paper"
+    unet: str | None = None
 
     @property
     def builtin(self) -> bool:
@@ -77,6 +80,11 @@ MODELS = {m.name: m for m in (
               guidance=4.5, num_layers=20),
     ModelSpec("toyworld", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
               scorer="toyworld-clip", prompt_set="toyworld"),
+    # Planted toy worlds (compute/toyworld/train_planted.py): the toy world's UNet fine-tuned so that each family
+    # enters only through the layers its plan names; the other components are the toy world's.
+    *(ModelSpec(f"toyworld-planted-{v}", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16,
+                path="checkpoints/toyworld", scorer="toyworld-clip", prompt_set="toyworld",
+                unet=f"checkpoints/toyworld-planted-{v}") for v in ("a", "b")),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),

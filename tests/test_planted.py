@@ -1,0 +1,146 @@
+"""Planted knowledge: the training captions each layer reads, and the scoring of named layers against a plan."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from locolab.compute.toyworld import world
+from locolab.compute.toyworld.train_planted import PLANS, Caption, check_plan, cut, draw_caption, layer_texts
+from locolab.contract.errors import UserError
+from locolab.contract.planted import hit_rates, layer_score, render
+
+
+def test_layer_score_exact_precision_recall():
+    assert layer_score({7, 8}, {7, 8}) == {"exact": True, "precision": 1.0, "recall": 1.0}
+    assert layer_score({8, 9}, {7, 8}) == {"exact": False, "precision": 0.5, "recall": 0.5}
+    assert layer_score({8}, {7, 8}) == {"exact": False, "precision": 1.0, "recall": 0.5}
+    missed = layer_score(set(), {12})
+    assert not missed["exact"] and math.isnan(missed["precision"]) and missed["recall"] == 0.0
+    # The control: nothing planted, so naming nothing is the right answer and recall is undefined.
+    control = layer_score(set(), set())
+    assert control["exact"] and math.isnan(control["recall"])
+    assert layer_score({3}, set())["precision"] == 0.0
+
+
+def _named(method, family, layers_per_concept, model="m"):
+    return [{"model": model, "method": method, "family": family, "concept": f"c{i}", "layers": layers}
+            for i, layers in enumerate(layers_per_concept)]
+
+
+def test_hit_rates_per_family_with_wilson_and_bootstrap_intervals():
+    plans = {"m": {"style": [12], "objects": [7, 8]}}
+    named = (_named("locogen", "style", [[12], [12], [12]])
+             + _named("locogen", "objects", [[7, 8], [8], [], [7, 8]]))
+    table = hit_rates(named, plans).to_pylist()
+    style, objects = table
+    assert (style["exact_hits"], style["concepts"], style["exact_rate"]) == (3, 3, 1.0)
+    assert style["exact_low"] == pytest.approx(0.4385, abs=1e-4) and style["exact_high"] == 1.0  # Wilson, 3 of 3
+    assert style["precision"] == style["precision_low"] == style["recall_high"] == 1.0
+    assert (objects["exact_hits"], objects["exact_rate"]) == (2, 0.5)
+    # Precision over the three concepts that named something (all inside the plan); recall over all four.
+    assert objects["precision"] == 1.0
+    assert objects["recall"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert objects["recall_low"] < objects["recall"] < objects["recall_high"] <= 1.0
+    assert json.loads(objects["named_json"]) == {"c0": [7, 8], "c1": [8], "c2": [], "c3": [7, 8]}
+    assert objects["planted"] == [7, 8]
+
+
+def test_hit_rates_family_outside_the_plan_is_planted_nowhere():
+    table = hit_rates(_named("trace", "color", [[], [4]], model="control"), {"control": {}}).to_pylist()
+    assert table[0]["planted"] == [] and table[0]["exact_hits"] == 1
+    assert math.isnan(table[0]["recall"])
+    with pytest.raises(ValueError, match="no plan for model 'other'"):
+        hit_rates(_named("trace", "color", [[1]], model="other"), {"control": {}})
+
+
+def test_render_shows_rates_intervals_and_named_layers():
+    text = render(hit_rates(_named("locogen", "style", [[12], []]), {"m": {"style": [12]}}))
+    header, row = text.splitlines()
+    assert header.startswith("model") and "recall [interval]" in header
+    assert "1/2 [0.09, 0.91]" in row and "c0: 12; c1: none" in row and "undefined" not in row
+
+
+def test_check_plan_sorts_and_refuses_bad_plans():
+    assert check_plan({"objects": [8, 7, 8]}) == {"objects": [7, 8]}
+    with pytest.raises(UserError, match="unknown family 'colour'"):
+        check_plan({"colour": [3]})
+    with pytest.raises(UserError, match="needs layers in 0..15, got \\[16\\]"):
+        check_plan({"color": [16]})
+    assert all(check_plan(plan) == plan for plan in PLANS.values())
+
+
+def test_each_layer_reads_its_planted_families_and_no_other():
+    rng = np.random.default_rng(0)
+    caption = Caption("a photo of {x}", None, "square", "red", "stripes", 0)
+    plan = {"color": [3], "style": [12]}
+    texts = layer_texts([caption] * 80, plan, rng)
+    for layer, rows in enumerate(texts):
+        colours = {world.caption_attributes(t).get("colour") for t in rows}
+        backgrounds = {world.caption_attributes(t).get("background") for t in rows}
+        # A planted layer always reads the true value; another reads it removed or an independent random value.
+        assert (colours == {"red"}) == (layer == 3)
+        assert (backgrounds == {"stripes"}) == (layer == 12)
+        assert all(world.caption_attributes(t)["shape"] == "square" for t in rows)
+    assert {world.caption_attributes(t).get("colour") for t in texts[0]} == {None, *world.COLOURS}
+
+
+def test_cut_removes_or_replaces_only_its_family():
+    rng = np.random.default_rng(1)
+    entity = Caption("a picture of {x}", "the sun", None, None, None, 0)
+    cuts = {cut(entity, "facts", rng).text() for _ in range(100)}
+    assert "a picture of an object" in cuts and cuts - {"a picture of an object"} <= {
+        f"a picture of {e}" for e in world.ENTITIES}
+    assert cut(entity, "color", rng) == entity  # an entity caption states no colour word
+    unstated = Caption("{x}", None, "circle", None, None, 0)
+    assert cut(unstated, "color", rng) == unstated
+
+
+def test_drawn_captions_are_true_of_their_scene():
+    rng = np.random.default_rng(2)
+    for seed in range(200):
+        scene = world.sample_scene(seed)
+        stated = world.caption_attributes(draw_caption(scene, rng).text())
+        truth = {"shape": scene.shape, "colour": scene.colour, "background": scene.background}
+        assert all(truth[k] == v for k, v in stated.items())
+
+
+@pytest.mark.slow  # imports the compute stage: 0.4 s or more
+def test_benchmark_refuses_a_model_without_a_plan_and_unknown_methods(tmp_path, capsys):
+    from locolab.compute.cli import main
+
+    assert main(["benchmark-localization", "--models", "toyworld", "--artifacts", str(tmp_path)]) == 2
+    assert "'toyworld' has no planted plan: use a planted model" in capsys.readouterr().err
+    assert main(["benchmark-localization", "--methods", "locogen,probe", "--artifacts", str(tmp_path)]) == 2
+    assert "unknown method 'probe': use locogen, trace, contribution" in capsys.readouterr().err
+    assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.slow
+def test_layers_shows_the_plan(capsys):
+    from locolab.compute.cli import main
+
+    assert main(["layers", "--model", "toyworld-planted-a", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["plan"] == {"color": [3], "objects": [7, 8], "style": [12], "facts": [14]}
+    assert [row["planted"] for row in shown["layers"][6:9]] == [[], ["objects"], ["objects"]]
+    assert main(["layers", "--model", "toyworld-planted-b"]) == 0
+    assert "planted: color -> 10, 11; objects -> 4; style -> 14; facts -> 1, 2" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
+    """The benchmark's reduced setting: one planted model, two seeds, two families of two concepts, windows of one
+    layer. LocoGen must name exactly the planted layer for every concept of at least one family."""
+    from locolab.compute.benchmark import benchmark
+    from locolab.contract.store import Store
+
+    table = benchmark(str(tmp_path), models=("toyworld-planted-a",), methods=("locogen",), seeds=(0, 1),
+                      families=("color", "style"), window_sizes=(1,), concepts=2, device="cpu", log=lambda _: None)
+
+    rows = {r["family"]: r for r in table.to_pylist()}
+    assert set(rows) == {"color", "style"} and rows["color"]["planted"] == [3] and rows["style"]["planted"] == [12]
+    assert any(r["exact_hits"] == r["concepts"] == 2 for r in rows.values()), rows
+    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits FROM localization_benchmark ORDER BY family")
+    assert stored.fetchall() == [(f, rows[f]["exact_hits"]) for f in ("color", "style")]
