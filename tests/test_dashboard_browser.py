@@ -100,9 +100,9 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
     wait.until(lambda driver: "/gallery?" in driver.current_url and "window=10" in driver.current_url)
     assert "concept=blue" in browser.current_url and "m=2" in browser.current_url
     focus = wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
-    assert focus.find_element(By.TAG_NAME, "th").text == "layers 10–11 ◀"
+    assert focus.find_element(By.CLASS_NAME, "gallery-label").text == "layers 10–11 ◀"
     # Every window of m = 2 on one screen: 15 rows of windows plus original and target, two seeds each.
-    thumbs = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stHtml'] table img")
+    thumbs = browser.find_elements(By.CSS_SELECTOR, ".gallery-block img")
     assert len(thumbs) == (15 + 2) * 2
     # Thumbnails of the 32-pixel images are enlarged three times with nearest-neighbour sampling.
     wait.until(lambda driver: driver.execute_script("return arguments[0].complete", thumbs[0]))

@@ -77,8 +77,8 @@ def run_settings(app: AppTest) -> dict[str, str]:
 
 
 def grid(app: AppTest) -> str:
-    """The Gallery's compact grid (one HTML table)."""
-    return app.get("html")[0].proto.body
+    """The Gallery's compact grid (one HTML element)."""
+    return next(html.proto.body for html in app.get("html") if "gallery-block" in html.proto.body)
 
 
 def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, root):
@@ -240,7 +240,7 @@ def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
     assert app.title[0].value == "Gallery"
     assert app.selectbox(key="gal_concept").value == ("color", "blue") and app.selectbox(key="gal_focus").value == 9
     # Every window on one screen, window 9 highlighted, and its images at full size below.
-    assert re.findall(r'<tr id="gallery-focus"[^>]*><th[^>]*>([^<]*)<', grid(app)) == ["layer 9 ◀"]
+    assert re.findall(r'id="gallery-focus"[^>]*><div class="gallery-label"[^>]*>([^<]*)<', grid(app)) == ["layer 9 ◀"]
     assert grid(app).count('data-row="') == 16
     assert "**layer 9** at full size" in [m.value for m in app.markdown]
 
@@ -396,7 +396,7 @@ def test_gallery_shows_every_restored_site_of_a_trace(monkeypatch, root):
     app.radio(key="gal_images").set_value("Causal tracing").run()
 
     assert app.selectbox(key="gal_trace").value == "cross-attention · noise 3"
-    rows = re.findall(r'<tr[^>]*><th[^>]*>([^<]*)</th>', grid(app))[1:]  # after the header
+    rows = re.findall(r'class="gallery-label"[^>]*>([^<]*)</div>', grid(app))
     assert rows == ["original", "corrupted", "site 0 restored ◀", *(f"site {i} restored" for i in range(1, 16))]
     expected = traced(root, "cross-attention")[("style", "van gogh")]
     assert f"recovery {expected[0]:.3f}" in grid(app)

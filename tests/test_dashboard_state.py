@@ -14,7 +14,7 @@ from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
 from locolab.contract import bounds, queries
 from locolab.contract.errors import UserError
 from locolab.contract.store import Store
-from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view
+from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view, url_state
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 VAN_GOGH, BLUE = ("style", "van gogh"), ("color", "blue")
@@ -234,3 +234,24 @@ def test_a_stored_group_name_is_shown_literally_in_its_tab_label():
     assert edit_view.group_label("efficacy") == "efficacy (the edit's own prompts)"
     assert edit_view.group_label("[click](http://evil.example) **bold**") == (
         "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*")
+
+
+def test_a_page_arrived_at_shows_the_urls_view_completed_with_what_the_other_pages_showed():
+    shared = {"model": "tiny-sd1", "run": "r1", "family": "style", "concept": "van gogh", "m": "2", "threshold": "0.7"}
+
+    # The top navigation's link holds no query string: everything is carried.
+    assert url_state.carried(shared, {}) == shared
+    # The URL's own values come first; a concept travels as family and name together.
+    assert url_state.carried(shared, {"m": "1", "concept": "blue", "family": "color"}) == {
+        **shared, "m": "1", "family": "color", "concept": "blue"}
+    assert url_state.carried(shared, {"concept": "blue"}) == {
+        "model": "tiny-sd1", "run": "r1", "m": "2", "threshold": "0.7", "concept": "blue"}
+    assert set(url_state.SHARED) >= {"model", "run", "family", "concept", "m", "threshold"}
+
+
+def test_the_gallerys_seeds_travel_as_text_and_only_available_seeds_are_taken():
+    assert gallery_view.seeds_text([0, 2, 3]) == "0,2,3"
+    assert gallery_view.wanted_seeds("0,2,3", [0, 1, 2, 3]) == [0, 2, 3]
+    assert gallery_view.wanted_seeds("2,0", [0, 1, 2]) == [2, 0]
+    for text in ("0,9", "a,1", "", None, ","):
+        assert gallery_view.wanted_seeds(text, [0, 1, 2]) is None
