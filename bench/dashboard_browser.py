@@ -39,13 +39,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(root: str) -> tuple[subprocess.Popen, str]:
-    """The dashboard on ``root``, started and healthy, and its URL."""
+def serve(root: str, checkout: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """The dashboard of ``checkout`` on ``root``, started and healthy, and its URL."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/main.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--", "--artifacts", root],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -93,8 +93,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("root", help="the artifact root (e.g. make demo's artifacts/)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of every page (default 5)")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES), help="pages to time")
+    parser.add_argument("--checkout", type=Path, default=REPO,
+                        help="the LocoLab checkout whose dashboard to serve (default this one; run with that "
+                             "checkout's Python to compare versions)")
     args = parser.parse_args(argv)
-    process, url = serve(args.root)
+    if not Path(args.root, "tables").is_dir() or not Path(CHROMEDRIVER).exists():
+        print(f"not timed: {args.root} holds no results (make demo-compute writes them) or {CHROMEDRIVER} is missing "
+              "(apt-get install chromium chromium-driver)")
+        return {}
+    process, url = serve(args.root, args.checkout)
     times: dict[str, list[float]] = {page: [] for page in args.pages}
     tops: dict[str, list[float]] = {page: [] for page in args.pages}
     try:
@@ -106,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         process.terminate()
         process.wait(30)
-    print(f"First meaningful render in a fresh headless Chromium at 1280×800, {args.root}: {args.repeats} "
-          "interleaved rounds, median [min, max] in s")
+    print(f"First meaningful render in a fresh headless Chromium at 1280×800, {args.root} ({args.checkout}): "
+          f"{args.repeats} interleaved rounds, median [min, max] in s")
     print(f"  first request after the server started ({args.pages[0]}): {cold:.2f} s")
     for page in args.pages:
         goal = f"  (goal < {GOAL_S[page]:g} s)" if page in GOAL_S else ""

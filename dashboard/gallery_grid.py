@@ -127,7 +127,7 @@ def grid_html(columns: list[str], rows: list[Row], legend: str) -> str:
         anchor = f' data-row="{html.escape(row.anchor)}"' if row.anchor else ""
         cells = "".join(_cell(cell, column, side) for cell, column in zip(row.cells, columns))
         blocks.append(f'<div class="gallery-block"{attributes}{anchor}>'
-                      f'<div class="gallery-label" style="font-weight:600;font-size:13px;white-space:nowrap">'
+                      f'<div class="gallery-label" style="font-weight:600;font-size:13px;overflow-wrap:anywhere">'
                       f'{html.escape(row.label)}{" ◀" if row.focus else ""}</div>'
                       f'<div style="display:flex;gap:3px">{cells}</div>'
                       f'<div style="font-size:11px;color:#333">{html.escape(row.stat)}</div></div>')

@@ -82,6 +82,11 @@ def carried(shared: dict[str, str], query: dict[str, str]) -> dict[str, str]:
     return {**shared, **query}
 
 
+def last(name: str) -> str | None:
+    """The ``SHARED`` value ``name`` the pages published last (None: none yet)."""
+    return st.session_state.get(_CARRIED, {}).get(name)
+
+
 def unknown(wanted: dict[str, str], name: str, known, what: str) -> None:
     """A visible notice when the URL itself (not a value carried from another page) names a ``what`` (run, edit,
     concept) that the root does not have, so that a stale link does not fall back silently."""

@@ -432,8 +432,12 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
                                           "robustness (paraphrases, misspellings, indirect references)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
-    # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
-    assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
+    # First tab: the 4 efficacy prompts x seed 0, each a before/after pair in one compact grid, and the group's rows
+    # of the evaluation battery beside it.
+    (pairs,) = [html.proto.body for html in app.tabs[0].get("html")]
+    assert re.findall(r'alt="(before|after) ', pairs) == ["before", "after"] * 4
+    assert pairs.count('class="gallery-block"') == 4 and "image-rendering:pixelated" in pairs
+    assert set(app.tabs[0].get("arrow_data_frame")[0].value["group"]) == {"efficacy"}
 
 
 def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
@@ -459,6 +463,23 @@ def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):
     loco = next(path.name for path in (root / "edits").iterdir() if "-loco-" in path.name)
     app.selectbox(key="edit_choice").set_value(loco).run()
     assert app.query_params["edit"] == loco
+
+
+def test_a_link_naming_what_the_root_lacks_says_so_and_shows_another(monkeypatch, root):
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    for page, name, what, key in (("views/edits.py", "edit", "edit", "edit_choice"),
+                                  ("views/layer_map.py", "run", "run", None),
+                                  ("views/gallery.py", "concept", "concept", "gal_concept")):
+        app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+        app.query_params.update({name: "gone", "family": "style"})
+
+        app.switch_page(page).run()
+
+        assert not app.exception
+        assert [w.value for w in app.warning] == [
+            f"This link names the {what} “gone”, which this artifact root does not have: showing another instead."]
+        if key:
+            assert app.selectbox(key=key).value not in ("gone", ("style", "gone"))
 
 
 def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch, root):

@@ -14,7 +14,7 @@ from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
 from locolab.contract import bounds, queries
 from locolab.contract.errors import UserError
 from locolab.contract.store import Store
-from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view, url_state
+from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view, overview_view, url_state
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 VAN_GOGH, BLUE = ("style", "van gogh"), ("color", "blue")
@@ -255,3 +255,22 @@ def test_the_gallerys_seeds_travel_as_text_and_only_available_seeds_are_taken():
     assert gallery_view.wanted_seeds("2,0", [0, 1, 2]) == [2, 0]
     for text in ("0,9", "a,1", "", None, ","):
         assert gallery_view.wanted_seeds(text, [0, 1, 2]) is None
+
+
+def test_the_overview_headline_counts_the_concepts_that_localize(loc):
+    # Van gogh's window 8-9 removes the whole gap in every seed; blue's gap is too small to measure.
+    assert overview_view.localized(loc, 0.5) == (1, 2, PLANTED_SCORER)
+    assert overview_view.localized(loc.slice(0, 0), 0.5) == (0, 0, None)
+    # The researcher's last threshold and level when the Layer map offers them, else its defaults.
+    assert overview_view.judged_at("0.7", "0.9") == (0.7, 0.9)
+    assert overview_view.judged_at(None, None) == overview_view.judged_at("7", "0.5") == (0.5, 0.95)
+
+
+def test_overview_rows_link_to_the_page_that_shows_them():
+    sweep = {"method": "locogen", "model": "tiny-sd1", "run_id": "r 1"}
+    assert overview_view.run_link(sweep) == "layer_map?view=locogen&model=tiny-sd1&run=r+1"
+    assert overview_view.run_link({**sweep, "method": "trace"}) == \
+        "layer_map?view=tracing&model=tiny-sd1&trace_run=r+1"
+    assert overview_view.run_link({**sweep, "method": "attention-contribution"}) == \
+        "layer_map?view=contribution&model=tiny-sd1"
+    assert overview_view.edit_link("van gogh-loco-1") == "edits?edit=van+gogh-loco-1"

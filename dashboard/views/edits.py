@@ -58,7 +58,7 @@ downloads.edit(snap.root, record, evaluation, pairs, key="edit_zip")
 st.subheader("Settings")
 edit_view.settings(record)
 st.subheader("Before / after")
-edit_view.pairs(snap, edit_id, eval_id)
+edit_view.pairs(snap, edit_id, eval_id, (evaluation or {}).get("battery"))
 
 st.subheader(f"Methods compared on “{common.escape(record.get('concept'))}”")
 same = compared_edits(state, shown_edits)
