@@ -143,16 +143,30 @@ def show_grid(columns: list[str], rows: list[Row], legend: str) -> None:
     st.html(SCROLL_SCRIPT, unsafe_allow_javascript=True)
 
 
+def _judged_windows(loc, state: GalleryState, size: int, threshold: float) -> list[dict]:
+    """The state's concept's windows of size ``size`` in ``loc``, judged at ``threshold``."""
+    judged = queries.judged(loc, state.scorer, threshold)
+    return judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], state.family),
+                                         pc.equal(judged["concept"], state.concept)),
+                                 pc.equal(judged["window_size"], size))).to_pylist()
+
+
+def strongest_window(loc, state: GalleryState, size: int, threshold: float) -> int | None:
+    """The window the Gallery focuses on first: of the concept's windows of size ``size``, the localizing one with
+    the largest normalized drop (the minimal localizing window, when it has this size), else the largest drop (ties:
+    the earliest); None when no window was measured."""
+    rows = [r for r in _judged_windows(loc, state, size, threshold) if r["normalized_drop"] is not None]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: (bool(r["localizes"]), r["normalized_drop"], -r["window_start"]))["window_start"]
+
+
 def drop_texts(loc, state: GalleryState, size: int, threshold: float) -> dict[int, str]:
     """Window start -> its normalized drop with interval and verdict (● when the paired test, adjusted over the
     concept's windows of every size, clears ``threshold``), from a run's ``queries.localization_table`` ``loc``, for
     the state's concept and scorer at window size ``size``."""
-    judged = queries.judged(loc, state.scorer, threshold)
-    mine = judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], state.family),
-                                         pc.equal(judged["concept"], state.concept)),
-                                 pc.equal(judged["window_size"], size)))
     found = {}
-    for r in mine.to_pylist():
+    for r in _judged_windows(loc, state, size, threshold):
         if not r["measurable"]:
             found[r["window_start"]] = "not measurable"
             continue
@@ -197,18 +211,20 @@ def windows_view(snap: data.Snapshot, state: GalleryState, size: int) -> dict:
     url_state.seed_float("gal_threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
     level = st.session_state.setdefault("gal_level", DEFAULT_LEVEL)
     threshold = st.session_state.setdefault("gal_threshold", 0.5)
-    measured = (drop_texts(data.query(snap, queries.localization_table, run_id, level), state, size, threshold)
-                if run_id is not None else {})
+    loc = data.query(snap, queries.localization_table, run_id, level) if run_id is not None else None
+    measured = drop_texts(loc, state, size, threshold) if loc is not None else {}
     starts = sorted({case["window_start"] for case in cases
                      if case["kind"] == "window" and 0 <= case["window_start"] < bounds.MAX_LAYERS})
     if not starts:
         st.info(f"No window images for {common.escape(row_label(family, concept))} at m = {size}.")
         return {}
     if st.session_state.get("gal_focus") not in starts:
-        st.session_state["gal_focus"] = starts[0]
+        strongest = strongest_window(loc, state, size, threshold) if loc is not None else None
+        st.session_state["gal_focus"] = strongest if strongest in starts else starts[0]
     url_state.seed("gal_focus", wanted.get("window"), starts)
     focus = pickers[2].selectbox("Focused window", starts, format_func=lambda s: window_label(s, size), key="gal_focus",
-                         help="Highlighted in the grid and shown at full size below it.")
+                         help="Highlighted in the grid and shown at full size below it. Default: the localizing "
+                              "window of largest drop at this m (the minimal window), else the largest drop.")
     st.caption(common.escape(
         f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer} · drop: normalized "
         f"drop of the window over all prompts and seeds of run {run_id} with its {level:.0%} interval (● interval ≥ "

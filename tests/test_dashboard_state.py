@@ -162,6 +162,10 @@ def test_the_gallery_marks_each_windows_drop_from_the_state(loc):
     assert ones[8] == "drop 0.750 [0.375, 1.000]"  # the paired test does not carry it above the threshold: no mark
     blue = gallery_view.drop_texts(loc, gallery_view.GalleryState("tiny-sd1", *BLUE, PLANTED_SCORER), 1, 0.5)
     assert set(blue.values()) == {"not measurable"} and len(blue) == 16
+    # The Gallery opens on the minimal window (8-9 at m = 2), at m = 1 on the largest drop (layer 8, not localizing).
+    van_gogh = gallery_view.GalleryState("tiny-sd1", *VAN_GOGH, PLANTED_SCORER)
+    assert [gallery_view.strongest_window(loc, van_gogh, m, 0.5) for m in (2, 1)] == [8, 8]
+    assert gallery_view.strongest_window(loc, van_gogh, 3, 0.5) is None
     cases = [{"seed": 0, "score": 0.25}, {"seed": 1, "score": 0.5}, {"seed": 2, "score": None}]
     assert gallery_view.row_stat(cases, [0, 1, 2], "drop 1.000") == "drop 1.000 · mean score 0.3750"
     assert gallery_view.row_stat(cases, [2]) == ""
