@@ -437,14 +437,16 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
     (pairs,) = [html.proto.body for html in app.tabs[0].get("html")]
     assert re.findall(r'alt="(before|after) ', pairs) == ["before", "after"] * 4
     assert pairs.count('class="gallery-block"') == 4 and "image-rendering:pixelated" in pairs
-    assert set(app.tabs[0].get("arrow_data_frame")[0].value["group"]) == {"efficacy"}
+    assert set(app.tabs[0].dataframe[0].value["group"]) == {"efficacy"}
 
 
 def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/edits.py")
 
     assert any(s.value.startswith("Evaluation battery of ") for s in app.subheader)
-    (table,) = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    # Each prompt group's rows beside its pairs, and the whole table with the battery.
+    *groups, table = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    assert [set(rows["group"]) for rows in groups] == [{group} for group in table["group"].unique()]
     assert set(table["group"]) >= {"concept", "efficacy", "generalization", "robustness", "target"}
     assert set(table["attribute"]) == {"style"}  # CLIP zero-shot over the family: the only detector without weights
     verdicts = [e.value for e in [*app.info, *app.success, *app.error] if "on its prompts" in e.value]
@@ -491,14 +493,16 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
     assert "layers" not in settings and settings["positions"] == "subject+padding"
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
-    compared = app.dataframe[3].value
+    compared = next(d.value for d in app.dataframe if "efficacy_score_drop" in d.value.columns and
+                    "method" in d.value.columns and "key positions" in d.value.columns)
     assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
     (summary,) = (root / "edits" / quickfix / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
     row = compared[compared["edit"] == quickfix].iloc[0]
     assert row["efficacy_score_drop"] == pytest.approx(stored["efficacy_score_drop"])
     assert row["generalization_score_drop"] == pytest.approx(stored["generalization_score_drop"])
-    assert sorted(set(app.dataframe[4].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
+    means = next(d.value for d in app.dataframe if "delta" in d.value.columns and "method" in d.value.columns)
+    assert sorted(set(means["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
 
 
 def test_methods_compared_show_the_settings_that_matter_warn_when_they_differ_and_show_the_images(monkeypatch, root):
