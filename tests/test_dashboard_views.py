@@ -187,8 +187,8 @@ def test_the_window_selector_starts_on_the_minimal_window_and_opens_it_in_the_ga
 
     assert app.title[0].value == "Gallery" and app.selectbox(key="gal_focus").value == 8
     assert (app.query_params["m"], app.query_params["window"], app.query_params["concept"]) == ("2", "8", "van gogh")
-    grid = app.get("html")[0].proto.body
-    focus = re.search(f'<tr id="{FOCUS_ID}"[^>]*><th[^>]*>([^<]*)</th>(.*?)</tr>', grid)
+    grid = next(html.proto.body for html in app.get("html") if "gallery-block" in html.proto.body)
+    focus = re.search(f'id="{FOCUS_ID}"[^>]*><div class="gallery-label"[^>]*>([^<]*)</div>(.*?)</div></div>', grid)
     assert focus.group(1) == "layers 8–9 ◀" and "drop 1.000 [1.000, 1.000] ●" in focus.group(2)
     # All 15 windows of m = 2 on one screen (the planted run has no images: each cell says so).
     assert grid.count('data-row="') == 15 and grid.count("no image") == (2 + 15) * 4
