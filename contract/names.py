@@ -166,7 +166,7 @@ EVAL_RENAMED = {"efficacy": "efficacy_prompt_rate", "efficacy_before": "efficacy
 # A dashboard job's folder ``<root>/jobs/<job_id>/``: the command's ``--status-file`` and its keys.
 JOBS_DIR = "jobs"
 JOB_STATUS = "status.json"
-JOB_STATUS_KEYS = ("command", "stage", "done", "total", "result", "error")
+JOB_STATUS_KEYS = ("command", "stage", "done", "total", "samples", "result", "error")
 
 
 def eval_folder(edit_id: str, eval_id: str | None) -> str:

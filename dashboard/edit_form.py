@@ -1,5 +1,5 @@
 """An edit asked for on the Run-an-edit page, built into its specs (``contract.specs``) and launched as ``python -m
-compute edit --spec FILE``, and the models such a job may name."""
+compute edit --spec FILE``; the evaluation of a stored edit (``eval-edit``); and the models such a job may name."""
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,7 +9,7 @@ from locolab.contract.catalog.attributes import attribute_family, preservation_p
 from locolab.contract.catalog.registry import MODELS
 from locolab.contract.errors import UserError
 from locolab.contract.names import EDIT_METHODS, SUBJECT_PADDING
-from locolab.contract.specs import EditSpec, EvalSpec, edit_job_json
+from locolab.contract.specs import EditSpec, EvalSpec, edit_job_json, flag_of, options
 
 
 def runnable_models(root: str, stored: list[str], allowed: tuple[str, ...] = ()) -> list[str]:
@@ -92,6 +92,24 @@ class EditRequest:
         """
         edit, evaluation = self.specs(allowed_models, num_layers)
         return ["edit", f"--artifacts={root}"], edit_job_json(edit, evaluation)
+
+
+def eval_job(root: str, edit_id: str, evaluation: EvalSpec) -> list[str]:
+    """The arguments after ``python -m compute`` that evaluate the stored edit ``edit_id`` under ``root`` with
+    ``evaluation`` (each setting that differs from its default as its flag; ``--`` before the id, which stays a value
+    whatever it starts with)."""
+    flags = []
+    for f in options(EvalSpec):
+        value = getattr(evaluation, f.name)
+        if value != f.default:
+            flags.append(f"{flag_of(f)}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
+    return ["eval-edit", f"--artifacts={root}", *flags, "--", edit_id]
+
+
+def unevaluated(records: list[dict]) -> list[dict]:
+    """The stored edits without any evaluation (e.g. an edit job cancelled while evaluating: its edit is saved
+    whole, weights and record, before the evaluation starts), newest first as the records are."""
+    return [record for record in records if not record.get("evals")]
 
 
 # Key options the project suggests per model where the paper's defaults fail on it (README, "The toy world"): the

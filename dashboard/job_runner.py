@@ -16,7 +16,19 @@ import threading
 from pathlib import Path
 
 from locolab.contract.names import JOB_STATUS
-from locolab.dashboard.jobs import CANCELLED, EXIT, LOG, PID, REPO, SPEC, now, process_identity, read_file, write_json
+from locolab.dashboard.jobs import (
+    CANCELLED,
+    EXIT,
+    LOG,
+    PID,
+    REPO,
+    SPEC,
+    command_line,
+    now,
+    process_identity,
+    read_file,
+    write_json,
+)
 
 KILL_AFTER_S = 10
 
@@ -24,7 +36,7 @@ KILL_AFTER_S = 10
 def run_command(path: Path, args: list[str], stop: threading.Event) -> int:
     """Run ``python -m compute ARGS`` with output to the log until it ends or ``stop`` is set; its exit status."""
     with open(path / LOG, "ab", buffering=0) as log:
-        log.write(f"$ python -m compute {' '.join(args)}\n".encode())
+        log.write(f"$ {command_line(args)}\n".encode())
         command = [sys.executable, "-m", "locolab", f"--status-file={path / JOB_STATUS}", *args]
         process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         while process.poll() is None:

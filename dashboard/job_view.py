@@ -1,16 +1,18 @@
-"""The Run-an-edit page's parts (``views/run_edit.py``): a job followed through its files, the Seeds box, and what
-the form pre-fills for the concept it is about (a ``FormState``: the form's model, family and concept, and what the
-Layer map handed over)."""
+"""The job pages' parts (``views/run_edit.py``, ``views/localize.py``): a job followed through its files, the jobs of
+the root, the Seeds box, and what the edit form pre-fills for the concept it is about (a ``FormState``: the form's
+model, family and concept, and what the Layer map handed over)."""
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.catalog.registry import MODELS
 from locolab.contract.errors import UserError
+from locolab.contract.names import LOCOGEN  # the Layer map's URL name of its LocoGen view
 from locolab.contract.summaries import DEFAULT_LEVEL
-from locolab.dashboard import common, data, jobs
+from locolab.dashboard import common, data, job_progress, jobs
 
 DEFAULT_LAYERS = 16  # the Layers picker's width for a model neither registered nor with a layer table
 
@@ -84,29 +86,63 @@ def prefill(snap: data.Snapshot, state: FormState, num_layers: int) -> tuple[str
                                     num_layers)
 
 
-def earlier_rows(history: list[jobs.Job]) -> list[dict]:
-    """The Earlier jobs table: every job but the newest."""
-    return [{"job": job.job_id, "what": job.label, "status": job.status, "exit": job.returncode,
-             "created_at": str(job.spec.get("created_at"))} for job in history[1:]]
+def result_links(job: jobs.Job) -> dict[str, str | None]:
+    """Links to what a job produced, from its report: the edit (Edits page) and the run (Layer map); None where it
+    produced none (yet). A cancelled edit job that got as far as saving its edit links to it."""
+    result, request = job.result(), job.spec.get("request") or {}
+    edit_id, run_id, model = result.get("edit_id"), result.get("run_id"), request.get("model")
+    edit = f"/edits?{urlencode({'edit': edit_id})}" if isinstance(edit_id, str) else None
+    run = (f"/layer_map?{urlencode({'view': LOCOGEN, 'model': model, 'run': run_id})}"
+           if isinstance(run_id, str) and isinstance(model, str) else None)
+    return {"edit": edit, "run": run}
+
+
+def job_rows(history: list[jobs.Job]) -> list[dict]:
+    """The Jobs table: every job of the root, newest first, whoever launched it, with what it produced and the
+    command it runs (shell-quoted)."""
+    return [{"job": job.job_id, "launched by": job.user, "launched": common.when(job.spec.get("created_at")),
+             "what": job.label, "state": job.status, "exit": job.returncode, **result_links(job),
+             "command": job.command} for job in history]
+
+
+JOB_COLUMNS = {"edit": st.column_config.LinkColumn("edit", display_text=r"edit=(.*)$"),
+               "run": st.column_config.LinkColumn("run", display_text=r"run=(.*)$")}
+
+
+def show_jobs(root: str) -> None:
+    """Every job of the root, for everyone working on it (a fragment of its own: refreshed while one runs)."""
+    history = jobs.list_jobs(root)
+    st.subheader("Jobs on this root")
+    if not history:
+        st.caption("No jobs yet.")
+        return
+    common.table(job_rows(history), key="jobs_page", column_config=JOB_COLUMNS)
 
 
 def show_job(root: str, job_id: str) -> None:
-    """The job's status, progress, cancel button and log; when it ends, rerun the page to show its results."""
+    """The job's state, a progress bar with what it is doing now and the time left, its results' links, a cancel
+    button and its log; when it ends, rerun the page to show its results."""
     try:
         job = jobs.load(jobs.jobs_dir(root) / job_id)
     except (OSError, ValueError):
         st.warning(common.escape(f"Job {job_id} no longer reads back (its job.json is gone or damaged)."))
         return
-    log = job.log()
-    st.markdown(f"**Job {common.escape(job.job_id)}**: {common.escape(job.label)} — **{job.status}**")
+    st.markdown(f"**Job {common.escape(job.job_id)}** ({common.escape(job.user)}): {common.escape(job.label)} — "
+                f"**{job.status}**")
     if job.active:
-        fraction, text = jobs.progress(job.report())
-        st.progress(fraction, text=text)
-        if st.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
+        fraction, text = job_progress.progress(job.report())
+        bar, cancel = st.columns([5, 1], vertical_alignment="bottom")
+        bar.progress(fraction, text=common.escape(text))
+        if cancel.button("Cancel job", key=f"cancel_{job.job_id}", disabled=job.status == "cancelling"):
             jobs.cancel(job)
             st.rerun()
-    # Wrapped: the command's line is longer than the box, and a cut command cannot be rerun from it.
-    st.code(log[-6000:] or "(no output yet)", language=None, wrap_lines=True)
+    links = [f"[{name} {common.escape(url.rsplit('=', 1)[-1])}]({url})"
+             for name, url in result_links(job).items() if url]
+    if links:
+        st.markdown("Produced: " + " · ".join(links))
+    with st.expander("Command and log", expanded=job.status == "failed"):
+        # Wrapped: the command's line is longer than the box, and a cut command cannot be rerun from it.
+        st.code(job.log()[-6000:] or "(no output yet)", language=None, wrap_lines=True)
     if not job.active and st.session_state.get("watching") == job.job_id:
         st.session_state.pop("watching")
         st.rerun(scope="app")

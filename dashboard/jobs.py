@@ -17,9 +17,11 @@ the page for ever), and a ``job.json`` dated in the future does not keep its job
 
 import datetime
 import fcntl
+import getpass
 import hashlib
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -86,6 +88,17 @@ class Job:
     def label(self) -> str:
         return str(self.spec.get("label", "(no label)"))
 
+    @property
+    def user(self) -> str:
+        """Who launched it (``launched_by`` at launch; jobs from before the record: "–")."""
+        return str(self.spec.get("user") or "–")
+
+    @property
+    def command(self) -> str:
+        """The command it runs, shell-quoted: pasted into a shell it runs the same (``command_line``)."""
+        args = self.spec.get("args")
+        return command_line([str(a) for a in args]) if isinstance(args, list) else "–"
+
     def log(self, limit: int = 20_000) -> str:
         """The last ``limit`` characters of the log, progress-bar redraws collapsed to their last state."""
         try:
@@ -99,48 +112,18 @@ class Job:
         return "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.0f} s" if value < 90 else f"{value / 60:.0f} min"
+def command_line(args: list[str]) -> str:
+    """``python -m locolab ARGS`` as one shell-quoted line (a concept with a space or a quote stays one word)."""
+    return shlex.join(["python", "-m", "locolab", *args])
 
 
-def progress(report: dict, now: float | None = None) -> tuple[float, str]:
-    """How far an edit job has come, from the command's own report (``--status-file``): the edit is the first
-    tenth, the before/after images of its evaluation the rest; the text counts the images and, once some are done,
-    estimates the time left from the stage's pace so far.
-
-    Args:
-        report: ``Job.report()``.
-        now: the current ``time.time()`` (default: now).
-
-    Returns:
-        (fraction for a progress bar, one line saying what is happening).
-    """
-    def count(key: str) -> int:  # the report is a file in the root: read numbers defensively
-        value = report.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-    def moment(key: str) -> float | None:
-        value = report.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    now = time.time() if now is None else now
-    stage, done, total = report.get("stage"), count("done"), count("total")
-    started = moment("stage_started_at") or moment("started_at")
-    elapsed = max(now - started, 0.0) if started is not None else None
-    if stage == "finished":
-        return 1.0, "evaluated"
-    if stage == "evaluating":
-        fraction = min(done / total, 1.0) if total else 0.0
-        text = f"edit saved; before/after images {done} of {total or '?'}"
-        if elapsed is not None:
-            text += f" · {_seconds(elapsed)} so far"
-            if 0 < done < total:
-                text += f", about {_seconds(elapsed * (total - done) / done)} left"
-            elif done >= total > 0:
-                text += ", scoring and saving"
-        return 0.1 + 0.9 * fraction, text
-    text = "loading the model and computing the edit"
-    return 0.05, text + (f" · {_seconds(elapsed)} so far" if elapsed is not None else "")
+def launched_by() -> str:
+    """The dashboard's user, from the environment (``LOGNAME``, ``USER``, ..., else the account's name): everyone
+    working on a root sees who launched each job."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def jobs_dir(root: str) -> Path:
@@ -322,7 +305,8 @@ def launch(root: str, args: list[str], label: str, request: dict | None = None, 
             (path / SPEC_FILE).write_text(spec, encoding="utf-8")
             args = [*args, f"--spec={path.resolve() / SPEC_FILE}"]
         write_json(path / SPEC, {"job_id": job_id, "args": list(args), "label": label, "request": request or {},
-                                  "root": root if is_url(root) else str(Path(root).resolve()), "created_at": now()})
+                                  "root": root if is_url(root) else str(Path(root).resolve()), "created_at": now(),
+                                  "user": launched_by()})
         process = subprocess.Popen([sys.executable, "-m", "locolab.dashboard.job_runner", str(path)], cwd=REPO,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -40,6 +40,7 @@ pages = st.navigation([
     st.Page("views/gallery.py", title="Gallery", icon=":material/photo_library:"),
     st.Page("views/edits.py", title="Edits", icon=":material/content_cut:"),
     st.Page("views/run_edit.py", title="Run an edit", icon=":material/play_arrow:"),
+    st.Page("views/localize.py", title="Localize", icon=":material/travel_explore:"),
 ], position="top")
 why_not = problem(common.root())
 if why_not:

@@ -105,6 +105,8 @@ CASES = [
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ([*GENERATE, "--out", "{w}/out", "--batch-size", "0"], "argument --batch-size: expected an integer from 1"),
     (["eval-edit", "{edit}", "--artifacts", "{w}/root", "--batch-size", "0"], "argument --batch-size"),
+    (["eval-edit", "{edit}", "--artifacts", "{w}/root", "--dtype", "bfloat16"],
+     "was made in float32 weights and is evaluated in them: drop --dtype or pass --dtype float32"),
     ([*GENERATE, "--out", "{w}/out", "--size", "60"], "argument --size: expected a multiple of 8"),
     ([*GENERATE, "--out", "{w}/out", "--size", "-64"], "argument --size: expected a multiple of 8"),
     (["sweep", "{w}/resolution-60.yaml", "--artifacts", "{w}/root"], "resolution: expected a multiple of 8"),

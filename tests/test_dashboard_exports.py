@@ -15,7 +15,7 @@ from PIL import Image
 
 from locolab.contract import queries
 from locolab.contract.store import write_table
-from locolab.dashboard import data, edit_view, exports, jobs
+from locolab.dashboard import data, edit_view, exports
 from locolab.dashboard.downloads import edit_archive
 from locolab.dashboard.edit_form import family_target, preservation_size, suggested_keys
 from locolab.dashboard.files import OutsideRoot, RootFiles
@@ -143,18 +143,6 @@ def test_compared_edits_name_every_setting_they_differ_in():
     assert edit_view.differing(rows) == ["key positions", "preserve others", "λ / top-k"]
     neuron = edit_view.compared_settings({"method": "neuron", "topk": 50, "target": "a painting"}, None)
     assert neuron["λ / top-k"] == "top-k 50" and neuron["seeds"] == "–"
-
-
-def test_progress_counts_images_and_estimates_the_time_left():
-    report = {"stage": "evaluating", "done": 50, "total": 100, "stage_started_at": 1000.0}
-
-    fraction, text = jobs.progress(report, now=1020.0)
-
-    assert fraction == pytest.approx(0.55)
-    assert text == "edit saved; before/after images 50 of 100 · 20 s so far, about 20 s left"
-    assert jobs.progress({**report, "done": 100}, now=1030.0)[1].endswith("30 s so far, scoring and saving")
-    assert jobs.progress({"stage": "editing", "started_at": 1000.0}, now=1003.0) == (
-        0.05, "loading the model and computing the edit · 3 s so far")
 
 
 def test_run_an_edit_suggests_the_family_target_and_the_toy_worlds_key_options():

@@ -19,6 +19,7 @@ from locolab.compute.edit.store import RECORD_KEYS, load_edit
 from locolab.compute.models.loading import load_model, resolve
 from locolab.compute.scoring import ClipScorer, default_scorer, load_scorer
 from locolab.compute.settings import Settings
+from locolab.contract.errors import UserError
 from locolab.contract.specs import EvalSpec
 from locolab.contract.store import Store, resolve_root
 
@@ -119,7 +120,18 @@ def run(args) -> None:
     Store(root).check_writable()
     edit = load_edit(root, args.edit_id, RECORD_KEYS)
     evaluation = EvalSpec(**spec_values(EvalSpec, args))
+    dtype = edit_dtype(edit.meta, args.dtype)
     plan = plan_eval(edit.meta["model"], edit.meta, evaluation, args.allow_many_images)
-    run_eval(load_model(edit.meta["model"], device=args.device, dtype=args.dtype, offload=args.offload,
-                        fp8=args.fp8), edit, plan,
-             evaluation, root)
+    run_eval(load_model(edit.meta["model"], device=args.device, dtype=dtype, offload=args.offload, fp8=args.fp8),
+             edit, plan, evaluation, root)
+
+
+def edit_dtype(meta: dict, asked: str) -> str:
+    """The dtype to evaluate an edit in: the one it was made in (part of its id; an evaluation's id does not name a
+    dtype, so evaluating in another would store numbers of another model under the same id). ``asked`` is
+    ``--dtype``: ``auto`` or the edit's own dtype; any other is refused."""
+    made = meta.get("dtype")
+    if made is None or asked in ("auto", made):
+        return asked if made is None else made
+    raise UserError(f"edit {meta['edit_id']} was made in {made} weights and is evaluated in them: drop --dtype or "
+                    f"pass --dtype {made} (to evaluate in {asked}, make the edit with --dtype {asked})")

@@ -98,6 +98,8 @@ def check_image_count(count: int, allowed: bool, cap: int = bounds.MAX_IMAGES) -
     if count > cap and not allowed:
         raise UserError(f"this would generate {count:,} images, more than the cap of {cap:,}: use fewer seeds (or "
                         f"prompts, windows, concepts), or pass {bounds.ALLOW_MANY}")
+
+
 def add_offload_option(parser) -> None:
     """``--offload [MODE]`` and ``--fp8``: where the model's weights wait (``load_model(offload=..., fp8=...)``)."""
     parser.add_argument("--offload", nargs="?", const="model", default="auto", choices=OFFLOADS,

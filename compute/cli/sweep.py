@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from locolab.compute.cli.options import add_run_options, check_image_count, run_options
 from locolab.compute.cli.summary import add_rule_options, print_summaries, rule_of
@@ -9,14 +10,19 @@ from locolab.compute.models.architectures import ARCHITECTURES
 from locolab.compute.models.loading import layer_count, resolve
 from locolab.compute.plan import shard_units
 from locolab.compute.runner import Context, plan
-from locolab.compute.sweep.config import load_config
+from locolab.compute.sweep.config import check_scorer, load_config
 from locolab.compute.sweep.window_search import search_cost
 from locolab.contract import bounds, store
+from locolab.contract.errors import UserError
+from locolab.contract.specs import StudySpec
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sweep", help="run a LocoGen sweep from a YAML config (resumable, shardable)")
-    parser.add_argument("config", help="YAML sweep config: a path, or the name of a shipped one (e.g. tiny-sd1)")
+    parser.add_argument("config", nargs="?",
+                        help="YAML sweep config: a path, or the name of a shipped one (e.g. tiny-sd1)")
+    parser.add_argument("--spec", metavar="FILE", help="the study as one JSON file (contract.specs.StudySpec.to_json, "
+                                                       "as the dashboard's Localize page writes it), instead of CONFIG")
     add_run_options(parser, "windows", "print the plan and its image cost, and exit")
     add_rule_options(parser)
     parser.set_defaults(func=run)
@@ -27,10 +33,29 @@ def run_context(args, root: str, shard: int, num_shards: int, details: dict | No
     return Context(root, shard, num_shards, args.limit, args.batch_size, not args.no_progress, details=details or {})
 
 
+def study_of(args) -> StudySpec:
+    """The study: a YAML config, or a ``--spec`` JSON file (checked as a config is, scorer included).
+
+    Raises:
+        UserError: both or neither given, or the file does not read back as a study.
+    """
+    if (args.config is None) == (args.spec is None):
+        raise UserError("give a sweep config or --spec FILE, not both or neither (see sweep --help)")
+    if args.config is not None:
+        return load_config(args.config)
+    try:
+        study = StudySpec.from_json(Path(args.spec).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"--spec {args.spec}: cannot read it ({error}); give the spec file's path") from None
+    for scorer in study.scorers:
+        check_scorer(scorer, f"--spec {args.spec}: scorer")
+    return study
+
+
 def run(args) -> None:
     from locolab.compute.cli import status
 
-    config = load_config(args.config)
+    config = study_of(args)
     shard, num_shards, device = run_options(args)
     root = store.resolve_root(args.artifacts)
     context = run_context(args, root, shard, num_shards)

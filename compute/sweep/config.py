@@ -238,13 +238,22 @@ def _prompt_set(check: _Checker, raw) -> str:
     return prompt_set_for(str(raw["model"]), raw.get("prompt_set"))
 
 
-def _check_scorer(check: _Checker, path: str, scorer: str) -> None:
+def check_scorer(scorer: str, where: str) -> None:
+    """Refuse a scorer that is neither named, a local directory nor a hub id.
+
+    Raises:
+        UserError: naming ``where`` (e.g. the config's key path) and the fix.
+    """
     from locolab.compute.scoring import NAMED_SCORERS, TINY_SCORER
 
     if scorer in NAMED_SCORERS or os.path.isdir(scorer) or (_HUB_ID.match(scorer) and not os.path.exists(scorer)):
         return
-    check.fail(path, f"unknown scorer {scorer!r}",
-               f"use {TINY_SCORER}, a CLIP hub id such as openai/clip-vit-large-patch14, or a local CLIP directory")
+    raise ConfigError(f"{where}: unknown scorer {scorer!r}; use {TINY_SCORER}, a CLIP hub id such as "
+                      "openai/clip-vit-large-patch14, or a local CLIP directory")
+
+
+def _check_scorer(check: _Checker, path: str, scorer: str) -> None:
+    check_scorer(scorer, f"{check.source}: {path}")
 
 
 def _scorers(check: _Checker, raw) -> str | tuple[str, ...]:

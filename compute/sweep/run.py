@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from locolab.compute.cli import status
 from locolab.compute.generation import NOISE_SOURCE, Case, generate_batch, make_encoder
 from locolab.compute.grid import to_pil
 from locolab.compute.models.layers import resolution_at
@@ -262,9 +263,14 @@ def run_units(config: SweepConfig, model: Model, scorers: list, units: list[Unit
     render = render or locogen_renderer(model, settings)
     with tqdm(total=total, initial=done_images, unit="img", disable=not show_progress, dynamic_ncols=True,
               desc=config.name) as bar:
+        def advance(count: int) -> None:
+            bar.update(count)
+            status.report(done=bar.n, total=total)  # a launcher's progress (``--status-file``)
+
+        status.baseline(done_images, total)
         for unit in todo:
             bar.set_postfix_str(f"{unit.family}/{unit.concept}")
-            _generate_unit(model, unit, root, batch_size, render, stats, bar.update)
+            _generate_unit(model, unit, root, batch_size, render, stats, advance)
             for scorer in scorers:
                 part = score_part(unit, scorer.scorer_id, ids)
                 if part_problem(root, "scores", part, config.model, unit) is None:

@@ -1,4 +1,5 @@
-"""Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it, then see its results.
+"""Run an edit: launch ``python -m compute edit ... --eval`` as a background job, follow it beside the Launch button,
+see its results, evaluate stored edits that have none, and see every job of the root.
 What the form is about makes a ``job_view.FormState``, from which ``dashboard.job_view`` pre-fills the form."""
 
 import os
@@ -9,18 +10,21 @@ from locolab.contract import bounds, queries
 from locolab.contract.errors import UserError
 from locolab.contract.figures import row_label
 from locolab.contract.names import CHOSEN_LAYERS, CLOSED_FORM, EDIT_METHODS, FAMILIES, METHODS, POSITIONS
+from locolab.contract.specs import EvalSpec
 from locolab.contract.store import is_url
 from locolab.contract.summaries import DEFAULT_LEVEL
 from locolab.dashboard import common, data, downloads, edit_view, jobs
 from locolab.dashboard.edit_form import (
     DEFAULT_UNRELATED,
     EditRequest,
+    eval_job,
     family_target,
     preservation_size,
     runnable_models,
     suggested_keys,
+    unevaluated,
 )
-from locolab.dashboard.job_view import FormState, earlier_rows, layer_count, parse_seeds, prefill, show_job
+from locolab.dashboard.job_view import FormState, layer_count, parse_seeds, prefill, show_job, show_jobs
 from locolab.dashboard.root import job_root_problem
 
 REFRESH_S = 1.5
@@ -30,25 +34,10 @@ MAX_UNRELATED = 1000  # the box's limit where the preservation set's size is unk
 snap = common.snapshot()
 options = st.session_state[common.OPTIONS_KEY]
 st.title("Run an edit")
+job_root = snap.root if is_url(snap.root) else os.path.abspath(snap.root)
 history = jobs.list_jobs(snap.root)
 active = [job for job in history if job.active]
 latest = history[0] if history else None
-if latest:
-    if latest.active:
-        st.session_state["watching"] = latest.job_id
-    st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
-    result = latest.result() if latest.status == "succeeded" else {}
-    record = next((r for r in snap.edits if r["edit_id"] == result.get("edit_id")), None)
-    if record:
-        st.subheader(f"Result: {common.escape(record['edit_id'])}")
-        evaluation = edit_view.choose_evaluation(record, result.get("eval_id"))
-        edit_view.summary(record, evaluation)
-        eval_id = evaluation.get("eval_id") if evaluation else None
-        downloads.edit(snap.root, record, evaluation,
-                       data.query(snap, queries.edit_pairs, record["edit_id"], eval_id).to_pylist(), key="result_zip")
-        edit_view.pairs(snap, record["edit_id"], eval_id)
-    st.divider()
-
 st.subheader("New edit")
 store_models = data.query(snap, queries.models)
 allowed = common.bounded(runnable_models(snap.root, store_models, options.models), "models")
@@ -138,14 +127,15 @@ with st.expander("Evaluation settings"):
 not_here = job_root_problem(snap.root, options)
 if not_here:
     st.warning(common.escape(not_here))
-if st.button("Launch edit", type="primary", key="launch",
-             disabled=len(active) >= options.max_jobs or bool(not_here)):
+# The job's progress beside the button that launched it: after a click it is where the eye is.
+button, monitor = st.columns([1, 4])
+if button.button("Launch edit", type="primary", key="launch",
+                 disabled=len(active) >= options.max_jobs or bool(not_here)):
     try:
         request = EditRequest(model, family, concept, target.strip() or None, tuple(layers), float(lam), method,
                               int(topk), parse_seeds(seeds_text), int(steps) or None, int(size) or None,
                               int(unrelated), positions, preserve)
-        args, spec = request.job(snap.root if is_url(snap.root) else os.path.abspath(snap.root), set(allowed),
-                                 num_layers)
+        args, spec = request.job(job_root, set(allowed), num_layers)
         job = jobs.launch(snap.root, args, f"{method} edit of {concept} on {model}", request.to_dict(),
                           options.max_jobs, spec)
     except UserError as error:
@@ -153,9 +143,50 @@ if st.button("Launch edit", type="primary", key="launch",
     else:
         st.session_state["watching"] = job.job_id
         st.rerun()
-if active:
-    st.caption(common.escape(f"One job at a time: {active[0].job_id} is {active[0].status}."))
+with monitor:
+    if latest:
+        if latest.active:
+            st.session_state["watching"] = latest.job_id
+        st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
+    else:
+        st.caption("No job on this root yet: the launched job's progress shows here.")
 
-if len(history) > 1:
-    st.subheader("Earlier jobs")
-    st.dataframe(earlier_rows(history), hide_index=True, width="stretch")
+result = latest.result() if latest and latest.status in ("succeeded", "cancelled", "failed") else {}
+record = next((r for r in snap.edits if r["edit_id"] == result.get("edit_id")), None)
+if record and record.get("evals"):
+    st.subheader(f"Result: {common.escape(record['edit_id'])}")
+    chosen = edit_view.choose_evaluation(record, result.get("eval_id"))
+    edit_view.summary(record, chosen)
+    eval_id = chosen.get("eval_id") if chosen else None
+    downloads.edit(snap.root, record, chosen,
+                   data.query(snap, queries.edit_pairs, record["edit_id"], eval_id).to_pylist(), key="result_zip")
+    edit_view.pairs(snap, record["edit_id"], eval_id)
+
+waiting = unevaluated(snap.edits)
+if waiting:
+    st.subheader("Edits without an evaluation")
+    ids = [r["edit_id"] for r in waiting]
+    pick, go = st.columns([4, 1], vertical_alignment="bottom")
+    first = ids.index(record["edit_id"]) if record and record["edit_id"] in ids else 0
+    edit_id = pick.selectbox("Edit", ids, index=first, key="eval_edit",
+                             help="Stored edits with no evaluation, e.g. from a job cancelled while it evaluated (the "
+                                  "edit was saved whole, weights and record, before its evaluation began). The "
+                                  "evaluation uses the Evaluation settings above.")
+    chosen_record = waiting[ids.index(edit_id)]
+    why_not = not_here or (None if chosen_record.get("model") in allowed else
+                           f"its model {chosen_record.get('model')!r} is not one a job may name here")
+    if go.button("Evaluate", key="evaluate", disabled=len(active) >= options.max_jobs or bool(why_not),
+                 help=common.escape(why_not) if why_not else None):
+        try:
+            evaluation = EvalSpec(seeds=parse_seeds(seeds_text), steps=int(steps) or None, size=int(size) or None,
+                                  unrelated=int(unrelated))
+            job = jobs.launch(snap.root, eval_job(job_root, edit_id, evaluation), f"evaluation of {edit_id}",
+                              {"model": chosen_record.get("model"), "edit_id": edit_id, **evaluation.to_dict()},
+                              options.max_jobs)
+        except UserError as error:
+            st.error(common.escape(error))
+        else:
+            st.session_state["watching"] = job.job_id
+            st.rerun()
+
+st.fragment(show_jobs, run_every=REFRESH_S if latest and latest.active else None)(snap.root)

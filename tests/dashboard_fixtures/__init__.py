@@ -39,19 +39,32 @@ def real_root(tmp_path_factory) -> Path:
     """The session's root with a real tiny sweep (tiny-sd1, style/van gogh and color/blue, m = 1 and 2, seeds 0
     and 1), a causal trace of the same prompts (cross-attention and self-attention sites, text-encoder layers), an
     attention-contribution study of them (top-2 interventions) and four evaluated edits of van gogh: loco on layers
-    8-9, all-layers, neuron on 8-9 and diffquickfix."""
+    8-9, all-layers, neuron on 8-9 and diffquickfix.
+
+    Made once per test session: under pytest-xdist the first worker to ask makes it in the folder all workers
+    share while the others wait on a lock (each worker making its own copy doubled the suite's heaviest fixture).
+    Tests only read it; those that write take a ``copy_root``."""
     if "real" not in _roots:
-        root = tmp_path_factory.mktemp("real-root")
-        processes = [_compute(["sweep", str(SWEEP_CONFIG), "--no-progress"], root),
-                     _compute(TRACE, root),
-                     _compute(CONTRIBUTION, root),
-                     _compute([*EDIT, "--method=loco", "--layers=8,9"], root),
-                     _compute([*EDIT, "--method=all-layers"], root),
-                     _compute([*EDIT, "--method=neuron", "--layers=8,9"], root),
-                     _compute([*EDIT, "--method=diffquickfix"], root)]
-        for process in processes:
-            output = process.communicate(timeout=600)[0]
-            assert process.returncode == 0, f"{process.args} failed:\n{output}"
+        from filelock import FileLock
+
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        root, done = shared / "real-root", shared / "real-root.done"
+        with FileLock(str(shared / "real-root.lock")):
+            if not done.exists():
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir()
+                processes = [_compute(["sweep", str(SWEEP_CONFIG), "--no-progress"], root),
+                             _compute(TRACE, root),
+                             _compute(CONTRIBUTION, root),
+                             _compute([*EDIT, "--method=loco", "--layers=8,9"], root),
+                             _compute([*EDIT, "--method=all-layers"], root),
+                             _compute([*EDIT, "--method=neuron", "--layers=8,9"], root),
+                             _compute([*EDIT, "--method=diffquickfix"], root)]
+                for process in processes:
+                    output = process.communicate(timeout=600)[0]
+                    assert process.returncode == 0, f"{process.args} failed:\n{output}"
+                done.touch()
         _roots["real"] = root
     return _roots["real"]
 
