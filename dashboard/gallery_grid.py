@@ -1,6 +1,6 @@
 """The compact gallery: every window of one m on one screen, as one HTML grid of blocks (one per window: its label, one
 small thumbnail per seed, its normalized drop and interval) that wrap to fill the page's width, at 1280 as at 1920
-pixels; the focused block highlighted and scrolled into view when it is not already in view.
+pixels; the focused block highlighted and scrolled into view without scrolling the controls above away.
 
 One HTML element instead of a Streamlit image per cell: a 70-layer model's windows times four seeds are hundreds of
 images, which as separate elements take seconds to lay out; as one element they are one message of small PNGs. Every
@@ -132,14 +132,20 @@ def grid_html(columns: list[str], rows: list[Row], legend: str) -> str:
                       f'<div style="display:flex;gap:3px">{cells}</div>'
                       f'<div style="font-size:11px;color:#333">{html.escape(row.stat)}</div></div>')
     return (f'<div style="font-size:12px;color:#555;margin-bottom:2px">{html.escape(legend)}</div>'
-            f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({width}px,1fr));gap:4px 6px">'
+            f'<div style="position:relative;display:grid;grid-template-columns:repeat(auto-fill,minmax({width}px,1fr));'
+            'gap:4px 6px">'
             f'{"".join(blocks)}</div>')
 
 
-# Runs in the page (st.html with JavaScript allowed); it holds no stored text. It scrolls only as far as the focused
-# block needs to be in view (not at all when the grid fits the screen, so the controls stay), once at once and once
-# more when the grid's images are decoded, in case anything above it changed height meanwhile.
+# Runs in the page (st.html with JavaScript allowed); it holds no stored text. When the grid is taller than the room
+# left under the controls, it becomes a scroll area of that height (at least 320 px) scrolled to the focused block,
+# so that the controls stay in view; the page itself scrolls only if the block is still out of view. Once at once and
+# once more when the grid's images are decoded, in case anything above it changed height meanwhile.
 SCROLL_SCRIPT = (f'<script>const row = document.getElementById("{FOCUS_ID}"); '
-                 'if (row) { const show = () => row.scrollIntoView({block: "nearest"}); show(); '
-                 'Promise.all([...row.parentElement.querySelectorAll("img")].map(i => i.decode().catch(() => null)))'
-                 '.then(show); }</script>')
+                 'if (row) { const grid = row.parentElement; const fit = () => { '
+                 'const room = Math.max(320, window.innerHeight - grid.getBoundingClientRect().top - 8); '
+                 'if (grid.scrollHeight > room) { grid.style.maxHeight = room + "px"; grid.style.overflowY = "auto"; } '
+                 'grid.scrollTop = row.offsetTop - (grid.clientHeight - row.offsetHeight) / 2; '
+                 'row.scrollIntoView({block: "nearest"}); }; fit(); '
+                 'Promise.all([...grid.querySelectorAll("img")].map(i => i.decode().catch(() => null))).then(fit); }'
+                 '</script>')

@@ -229,7 +229,6 @@ def windows_view(snap: data.Snapshot, state: GalleryState, size: int) -> dict:
         f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer} · drop: normalized "
         f"drop of the window over all prompts and seeds of run {run_id} with its {level:.0%} interval (● interval ≥ "
         f"{threshold:g})"))
-    downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
     side = thumb_side((len(starts) + 2) * len(seeds))
     by_kind = {kind: [case for case in cases if case["kind"] == kind] for kind in ("original", "target")}
     rows = [grid_row(snap, "Original", by_kind["original"], seeds, side=side),
@@ -241,6 +240,7 @@ def windows_view(snap: data.Snapshot, state: GalleryState, size: int) -> dict:
     show_grid([f"seed {seed}" for seed in seeds], rows, f"Windows of m = {size}: {len(starts)} windows × {len(seeds)} "
               "seeds; under each window its normalized drop [interval] and the mean score of the seeds shown")
     full_size(windows[focus], seeds, window_label(focus, size))
+    downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
     return {"run": run_id, "level": level, "threshold": threshold, "m": size, "window": focus, "prompt": prompt,
             "seeds": seeds_text(seeds)}
 
