@@ -186,7 +186,7 @@ def test_a_shared_gallery_link_opens_the_same_prompt_and_seeds(server, browser):
 
     browser.get(f"{server}/gallery?model=tiny-sd1&family=color&concept=blue&m=2&window=3&seeds=1")
     wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
-    wait.until(run_finished)
+    wait.until(lambda driver: "prompt=" in driver.current_url and run_finished(driver))
     link = browser.current_url
     shown = seeds_shown(browser)
     assert query(browser)["seeds"] == "1" and query(browser)["prompt"] == "a blue car"
@@ -195,7 +195,7 @@ def test_a_shared_gallery_link_opens_the_same_prompt_and_seeds(server, browser):
     browser.get("about:blank")
     browser.get(link)  # a new session: nothing but the link
     wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
-    wait.until(run_finished)
+    wait.until(lambda driver: run_finished(driver) and len(seeds_shown(driver)) == len(shown))
     assert seeds_shown(browser) == shown and browser.current_url == link
     assert browser.find_element(By.ID, "gallery-focus").find_element(By.CLASS_NAME, "gallery-label").text == \
         "layers 3–4 ◀"
