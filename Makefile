@@ -108,6 +108,7 @@ bench: setup
 	$(PY) -m bench.generation
 	$(PY) -m bench.edit_solve
 	$(PY) -m bench.dashboard_queries --demo $(ARTIFACTS)
+	$(PY) -m bench.dashboard_browser $(ARTIFACTS)
 
 dashboard: setup
 	$(PY) -m streamlit run dashboard/main.py -- --artifacts $(ARTIFACTS)

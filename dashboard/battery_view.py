@@ -5,6 +5,8 @@ pairs side by side; and one row per method for the comparison."""
 import streamlit as st
 
 from locolab.dashboard import common
+from locolab.dashboard.gallery_grid import Row, grid_html, thumb_side
+from locolab.dashboard.gallery_view import cell
 
 BATTERY_HELP = ("Every detector reads every image before and after the edit (the same prompt and seed). A rate is "
                 "the share of images showing what their prompt asks for; its change has Tango's paired interval "
@@ -81,15 +83,13 @@ def show(result: dict | None) -> None:
     kept = battery.get("preservation") or {}
     if kept:
         st.dataframe(preservation_rows(battery), hide_index=True, width="stretch")
-        st.markdown("**Most-changed pairs** (preservation set, lowest SSIM first)")
-        for pair in kept["most_changed"]:
-            text, before, after = st.columns([2, 1, 1])
-            text.markdown(f"“{common.escape(pair['prompt'])}” · seed {pair['seed']} · {pair['group']}")
-            text.caption(f"SSIM {pair['ssim']:.3f} · CLIP distance {pair['clip_distance']:.3f}")
-            with before:
-                common.image(pair["before_image"], "before")
-            with after:
-                common.image(pair["after_image"], "after")
+        snap, pairs = common.snapshot(), kept["most_changed"]
+        side = thumb_side(2 * len(pairs))
+        st.html(grid_html(["before", "after"], [
+            Row(f"“{pair['prompt']}” · seed {pair['seed']} · {pair['group']}",
+                [cell(snap, {"image_path": pair[f"{when}_image"]}, when, side) for when in ("before", "after")],
+                f"SSIM {pair['ssim']:.3f} · CLIP distance {pair['clip_distance']:.3f}") for pair in pairs],
+            "Most-changed pairs (preservation set, lowest SSIM first)"))
     with st.expander("Detectors, skipped detectors and warnings"):
         st.json({"detectors": battery["detectors"], "skipped": battery["skipped_detectors"],
                  "skipped metrics": battery.get("skipped_metrics", []),

@@ -10,6 +10,7 @@ from locolab.contract import bounds, queries
 from locolab.contract.store import is_url
 from locolab.dashboard import data
 from locolab.dashboard.files import OutsideRoot
+from locolab.dashboard.gallery_grid import enlarged
 
 ROOT_KEY, SOURCE_KEY, OPTIONS_KEY = "artifact_root", "artifact_root_source", "launch_options"
 MAX_NAMED = 20  # skipped files named in the warning
@@ -107,11 +108,17 @@ def image(relpath: str | None, caption: str) -> None:
         st.caption(f"{escape(caption)}\n\n(no image)")
         return
     try:
-        st.image(data.image_bytes(snapshot(), relpath), caption=caption, width="stretch")
+        st.image(_sharp(data.image_bytes(snapshot(), relpath)), caption=caption, width="stretch")
     except OutsideRoot:
         st.caption(f"{escape(caption)}\n\n(no image: path leaves the artifact root)")
     except OSError:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
         st.caption(f"{escape(caption)}\n\n(image missing or unreadable)")
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _sharp(image: bytes) -> bytes:
+    # A small image enlarged with whole pixels (gallery_grid.enlarged), so the browser never blurs it.
+    return enlarged(image)
 
 
 def score_text(value) -> str:

@@ -5,9 +5,11 @@ import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.names import EVAL_GROUPS, EVAL_METRICS
-from locolab.dashboard import common, data
+from locolab.dashboard import battery_view, common, data
+from locolab.dashboard.gallery_grid import Row, grid_html, thumb_side
+from locolab.dashboard.gallery_view import cell
 
-PAIRS_PER_PAGE = 6
+PAIRS_PER_PAGE = 48
 SETTINGS = ("edit_id", "model", "family", "concept", "target", "method", "layers", "layer_paths", "modules", "lambda",
             "topk", "selection", "position", "positions", "preserve_prompts", "prompt_set", "source_prompts",
             "target_prompts", "bias_in_values", "created_at")
@@ -160,33 +162,45 @@ def group_label(group: str) -> str:
     return common.escape(EVAL_GROUPS.get(group, group))
 
 
-def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None) -> None:
-    """Before/after image pairs of one evaluation, one tab per prompt group, paged, each with both scores and their
-    delta."""
+def pair_rows(snap: data.Snapshot, rows: list[dict]) -> list[Row]:
+    """One grid block per before/after pair: the prompt and seed, both images at pixel size, both scores and their
+    change."""
+    side = thumb_side(2 * len(rows))
+    blocks = []
+    for row in rows:
+        delta = "–" if row["delta"] is None else f"{row['delta']:+.4f}"
+        cells = [cell(snap, {"image_path": row[f"{when}_image"]}, f"{when} {common.score_text(row[when])}", side)
+                 for when in ("before", "after")]
+        blocks.append(Row(f"“{row['prompt']}” · seed {row['seed']}", cells, f"score change {delta}"))
+    return blocks
+
+
+def pairs(snap: data.Snapshot, edit_id: str, eval_id: str | None, battery: dict | None = None) -> None:
+    """Before/after image pairs of one evaluation, one tab per prompt group: a compact grid of the group's pairs
+    (images at pixel size, both scores and their change) and, beside it, the group's rows of the evaluation battery
+    (each detector's rate before and after, with intervals)."""
     table = data.query(snap, queries.edit_pairs, edit_id, eval_id).to_pylist()
     if not table:
         st.caption("No evaluation images stored for this edit.")
         return
     groups = [g for g in EVAL_GROUPS if any(r["group"] == g for r in table)]
     groups += sorted({r["group"] for r in table} - set(groups))
+    detection = battery_view.detection_rows(battery) if battery else []
     for tab, group in zip(st.tabs([group_label(g) for g in groups]), groups):
         with tab:
             rows = [r for r in table if r["group"] == group]
             deltas = [r["delta"] for r in rows if r["delta"] is not None]
-            if deltas:
-                st.caption(f"{len(rows)} pairs · mean score change {sum(deltas) / len(deltas):+.4f}")
             pages = max(1, -(-len(rows) // PAIRS_PER_PAGE))
             page = st.pagination(pages, key=f"pairs_{edit_id}_{eval_id}_{group}") if pages > 1 else 1
-            for row in rows[(page - 1) * PAIRS_PER_PAGE:page * PAIRS_PER_PAGE]:
-                text, before, after = st.columns([2, 1, 1])
-                text.markdown(f"“{common.escape(row['prompt'])}” · seed {row['seed']}")
-                delta = "–" if row["delta"] is None else f"{row['delta']:+.4f}"
-                text.caption(f"before {common.score_text(row['before'])} → after {common.score_text(row['after'])}"
-                             f" (Δ {delta})")
-                with before:
-                    common.image(row["before_image"], "before")
-                with after:
-                    common.image(row["after_image"], "after")
+            mean = f" · mean score change {sum(deltas) / len(deltas):+.4f}" if deltas else ""
+            st.html(grid_html(["before", "after"], pair_rows(snap, rows[(page - 1) * PAIRS_PER_PAGE:
+                                                                         page * PAIRS_PER_PAGE]),
+                              f"{len(rows)} pairs (the same prompt and seed before and after the edit){mean}"))
+            found = [r for r in detection if r["group"] == group]
+            if found:
+                st.dataframe(found, hide_index=True, width="stretch",
+                             column_config={"change": st.column_config.TextColumn("change",
+                                                                                  help=battery_view.BATTERY_HELP)})
 
 
 # What must match for a comparison of methods to be fair (besides the evaluation's settings, which the page matches).

@@ -16,7 +16,7 @@ from locolab.contract.store import is_url
 from locolab.contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
 from locolab.dashboard import common, data, downloads, url_state
 from locolab.dashboard.files import OutsideRoot, RootFiles
-from locolab.dashboard.gallery_grid import SCROLL_SCRIPT, Cell, Row, grid_html, thumbnail
+from locolab.dashboard.gallery_grid import SCROLL_SCRIPT, THUMB, Cell, Row, grid_html, thumb_side, thumbnail
 
 PAGE = "gallery"
 MAX_SEEDS = 4
@@ -43,11 +43,11 @@ class GalleryState:
 
 @st.cache_data(max_entries=4096, show_spinner=False)
 def _thumbnail(_snap: data.Snapshot, root: str, fingerprint: str, relpath: str,
-               stamp: tuple[int, int] | None) -> bytes:
+               stamp: tuple[int, int] | None, side: int) -> bytes:
     # Cached by the root, its fingerprint, the path and stamp: a local image's (size, mtime), so that a rewritten file
     # is redone; an object store's images are written once under content-derived names, and its state is in
     # ``fingerprint``.
-    return thumbnail(io.BytesIO(data.image_bytes(_snap, relpath)))
+    return thumbnail(io.BytesIO(data.image_bytes(_snap, relpath)), side)
 
 
 def _stamp(root: str, relpath: str) -> tuple[int, int] | None:
@@ -60,15 +60,16 @@ def _stamp(root: str, relpath: str) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def cell(snap: data.Snapshot, case: dict | None, caption: str) -> Cell | None:
-    """A grid cell of one case's image (a note when it is missing, unreadable or outside the root)."""
+def cell(snap: data.Snapshot, case: dict | None, caption: str, side: int = THUMB) -> Cell | None:
+    """A grid cell of one case's image, a thumbnail of longest side ``side`` (a note when it is missing, unreadable
+    or outside the root)."""
     if case is None:
         return None
     if not case["image_path"]:
         return Cell(None, caption, "no image")
     try:
         return Cell(_thumbnail(snap, snap.root, snap.fingerprint, case["image_path"],
-                               _stamp(snap.root, case["image_path"])), caption)
+                               _stamp(snap.root, case["image_path"]), side), caption)
     except OutsideRoot:
         return Cell(None, caption, "no image: path leaves the artifact root")
     except OSError:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
@@ -83,10 +84,10 @@ def row_stat(row_cases: list[dict], seeds: list[int], stat: str = "") -> str:
 
 
 def grid_row(snap: data.Snapshot, label: str, row_cases: list[dict], seeds: list[int], stat: str = "",
-             focus: bool = False, anchor: str = "") -> Row:
+             focus: bool = False, anchor: str = "", side: int = THUMB) -> Row:
     """One row: a cell per chosen seed, captioned with the seed and its score."""
     by_seed = {case["seed"]: case for case in row_cases}
-    cells = [cell(snap, by_seed.get(seed), f"seed {seed} · {common.score_text(by_seed[seed]['score'])}")
+    cells = [cell(snap, by_seed.get(seed), f"seed {seed} · {common.score_text(by_seed[seed]['score'])}", side)
              if seed in by_seed else None for seed in seeds]
     return Row(label, cells, row_stat(row_cases, seeds, stat), focus, anchor)
 
@@ -103,30 +104,69 @@ def full_size(row_cases: list[dict], seeds: list[int], name: str) -> None:
                 st.caption(f"seed {seed}: not generated")
 
 
-def pick_prompt_and_seeds(cases: list[dict]) -> tuple[str, list[dict], list[int]]:
+def seeds_text(seeds: list[int]) -> str:
+    """Seeds as the URL writes them: '0,1,3'."""
+    return ",".join(str(seed) for seed in seeds)
+
+
+def wanted_seeds(text: str | None, available: list[int]) -> list[int] | None:
+    """The seeds a URL names ('0,1,3'), when it names some and all of them are available; else None."""
+    try:
+        seeds = [int(part) for part in (text or "").split(",") if part.strip()]
+    except ValueError:
+        return None
+    return seeds if seeds and all(seed in available for seed in seeds) else None
+
+
+def pick_prompt_and_seeds(cases: list[dict], wanted: dict, columns) -> tuple[str, list[dict], list[int]]:
+    """The prompt and seeds shown (from the URL's ``prompt`` and ``seeds`` when it names them; pickers in the two
+    ``columns``), and the cases of that prompt."""
     prompts = common.bounded(list(dict.fromkeys(case["prompt"] for case in cases)), "prompts")
-    prompt = st.selectbox("Prompt", prompts, key="gal_prompt") if len(prompts) > 1 else prompts[0]
+    url_state.unknown(wanted, "prompt", prompts, "the prompt")
+    if st.session_state.get("gal_prompt") not in prompts:
+        st.session_state["gal_prompt"] = prompts[0]
+    url_state.seed("gal_prompt", wanted.get("prompt"), prompts)
+    prompt = columns[0].selectbox("Prompt", prompts, key="gal_prompt", disabled=len(prompts) == 1)
     cases = [case for case in cases if case["prompt"] == prompt]
     all_seeds = common.bounded(sorted({case["seed"] for case in cases}), "seeds")
-    seeds = st.multiselect("Seeds", all_seeds, default=all_seeds[:MAX_SEEDS], key=f"gal_seeds_{len(all_seeds)}")
+    key = f"gal_seeds_{seeds_text(all_seeds)}"
+    named = wanted_seeds(wanted.get("seeds"), all_seeds)
+    if named is not None:
+        st.session_state[key] = named
+    url_state.default(key, all_seeds[:MAX_SEEDS])
+    seeds = columns[1].multiselect("Seeds", all_seeds, key=key)
     return prompt, cases, seeds
 
 
-def show_grid(columns: list[str], rows: list[Row], stat_heading: str) -> None:
-    st.html(grid_html(columns, rows, stat_heading))
+def show_grid(columns: list[str], rows: list[Row], legend: str) -> None:
+    st.html(grid_html(columns, rows, legend))
     st.html(SCROLL_SCRIPT, unsafe_allow_javascript=True)
+
+
+def _judged_windows(loc, state: GalleryState, size: int, threshold: float) -> list[dict]:
+    """The state's concept's windows of size ``size`` in ``loc``, judged at ``threshold``."""
+    judged = queries.judged(loc, state.scorer, threshold)
+    return judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], state.family),
+                                         pc.equal(judged["concept"], state.concept)),
+                                 pc.equal(judged["window_size"], size))).to_pylist()
+
+
+def strongest_window(loc, state: GalleryState, size: int, threshold: float) -> int | None:
+    """The window the Gallery focuses on first: of the concept's windows of size ``size``, the localizing one with
+    the largest normalized drop (the minimal localizing window, when it has this size), else the largest drop (ties:
+    the earliest); None when no window was measured."""
+    rows = [r for r in _judged_windows(loc, state, size, threshold) if r["normalized_drop"] is not None]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: (bool(r["localizes"]), r["normalized_drop"], -r["window_start"]))["window_start"]
 
 
 def drop_texts(loc, state: GalleryState, size: int, threshold: float) -> dict[int, str]:
     """Window start -> its normalized drop with interval and verdict (● when the paired test, adjusted over the
     concept's windows of every size, clears ``threshold``), from a run's ``queries.localization_table`` ``loc``, for
     the state's concept and scorer at window size ``size``."""
-    judged = queries.judged(loc, state.scorer, threshold)
-    mine = judged.filter(pc.and_(pc.and_(pc.equal(judged["family"], state.family),
-                                         pc.equal(judged["concept"], state.concept)),
-                                 pc.equal(judged["window_size"], size)))
     found = {}
-    for r in mine.to_pylist():
+    for r in _judged_windows(loc, state, size, threshold):
         if not r["measurable"]:
             found[r["window_start"]] = "not measurable"
             continue
@@ -159,7 +199,8 @@ def windows_view(snap: data.Snapshot, state: GalleryState, size: int) -> dict:
     if not cases:
         st.info(f"No cases for {common.escape(row_label(family, concept))} at m = {size}.")
         return {}
-    prompt, cases, seeds = pick_prompt_and_seeds(cases)
+    pickers = st.columns([3, 3, 2])
+    prompt, cases, seeds = pick_prompt_and_seeds(cases, wanted, pickers)
     runs = data.query(snap, queries.run_list)
     model_runs = [r["run_id"] for r in runs.to_pylist() if r["model"] == model]
     run_id = wanted.get("run") if wanted.get("run") in model_runs else st.session_state.get("gal_run")
@@ -170,44 +211,50 @@ def windows_view(snap: data.Snapshot, state: GalleryState, size: int) -> dict:
     url_state.seed_float("gal_threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
     level = st.session_state.setdefault("gal_level", DEFAULT_LEVEL)
     threshold = st.session_state.setdefault("gal_threshold", 0.5)
-    measured = (drop_texts(data.query(snap, queries.localization_table, run_id, level), state, size, threshold)
-                if run_id is not None else {})
+    loc = data.query(snap, queries.localization_table, run_id, level) if run_id is not None else None
+    measured = drop_texts(loc, state, size, threshold) if loc is not None else {}
     starts = sorted({case["window_start"] for case in cases
                      if case["kind"] == "window" and 0 <= case["window_start"] < bounds.MAX_LAYERS})
     if not starts:
         st.info(f"No window images for {common.escape(row_label(family, concept))} at m = {size}.")
         return {}
     if st.session_state.get("gal_focus") not in starts:
-        st.session_state["gal_focus"] = starts[0]
+        strongest = strongest_window(loc, state, size, threshold) if loc is not None else None
+        st.session_state["gal_focus"] = strongest if strongest in starts else starts[0]
     url_state.seed("gal_focus", wanted.get("window"), starts)
-    focus = st.selectbox("Focused window", starts, format_func=lambda s: window_label(s, size), key="gal_focus",
-                         help="Highlighted in the grid and shown at full size below it.")
+    focus = pickers[2].selectbox("Focused window", starts, format_func=lambda s: window_label(s, size), key="gal_focus",
+                         help="Highlighted in the grid and shown at full size below it. Default: the localizing "
+                              "window of largest drop at this m (the minimal window), else the largest drop.")
     st.caption(common.escape(
         f"Original prompt: “{prompt}” · target prompt: “{cases[0]['target']}” · scorer {scorer} · drop: normalized "
         f"drop of the window over all prompts and seeds of run {run_id} with its {level:.0%} interval (● interval ≥ "
         f"{threshold:g})"))
-    downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
+    side = thumb_side((len(starts) + 2) * len(seeds))
     by_kind = {kind: [case for case in cases if case["kind"] == kind] for kind in ("original", "target")}
-    rows = [grid_row(snap, "Original", by_kind["original"], seeds), grid_row(snap, "Target", by_kind["target"], seeds)]
+    rows = [grid_row(snap, "Original", by_kind["original"], seeds, side=side),
+            grid_row(snap, "Target", by_kind["target"], seeds, side=side)]
     windows = {start: [case for case in cases if case["kind"] == "window" and case["window_start"] == start]
                for start in starts}
     rows += [grid_row(snap, window_label(start, size), windows[start], seeds, measured.get(start, "–"),
-                      start == focus, str(start)) for start in starts]
-    st.markdown(f"**Windows of m = {size}** ({len(starts)} windows × {len(seeds)} seeds)")
-    show_grid([f"seed {seed}" for seed in seeds], rows, "normalized drop [interval]")
+                      start == focus, str(start), side) for start in starts]
+    show_grid([f"seed {seed}" for seed in seeds], rows, f"Windows of m = {size}: {len(starts)} windows × {len(seeds)} "
+              "seeds; under each window its normalized drop [interval] and the mean score of the seeds shown")
     full_size(windows[focus], seeds, window_label(focus, size))
-    return {"run": run_id, "level": level, "threshold": threshold, "m": size, "window": focus}
+    downloads.concept_sheet(snap, cases, model, scorer, family, concept, size, prompt)
+    return {"run": run_id, "level": level, "threshold": threshold, "m": size, "window": focus, "prompt": prompt,
+            "seeds": seeds_text(seeds)}
 
 
 def trace_view(snap: data.Snapshot, state: GalleryState, component: str, noise: float) -> dict:
     """The compact grid of causal tracing's images: original, corrupted, and every restored site of one component,
     with each site's recovery. Returns what it adds to the URL."""
-    model, scorer, family, concept = state.model, state.scorer, state.family, state.concept
+    model, scorer, family, concept, wanted = state.model, state.scorer, state.family, state.concept, state.wanted
     cases = data.query(snap, queries.trace_gallery, model, scorer, family, concept, component, noise, None).to_pylist()
     if not cases:
         st.info(f"No traced images for {common.escape(row_label(family, concept))} scored by {common.escape(scorer)}.")
         return {}
-    prompt, cases, seeds = pick_prompt_and_seeds(cases)
+    pickers = st.columns([3, 3, 2])
+    prompt, cases, seeds = pick_prompt_and_seeds(cases, wanted, pickers)
     trace_run = queries.default_run(data.query(snap, queries.run_list, TRACE), model)
     recovery = recovery_texts(queries.trace_cells(data.query(snap, queries.trace_table), trace_run, scorer, component,
                                                   noise), state) if trace_run else {}
@@ -219,18 +266,20 @@ def trace_view(snap: data.Snapshot, state: GalleryState, component: str, noise: 
     if st.session_state.get("gal_site") not in sites:
         st.session_state["gal_site"] = sites[0]
     url_state.seed("gal_site", state.wanted.get("site"), sites)
-    focus = st.selectbox("Focused site", sites, key="gal_site", format_func=lambda s: f"site {s} restored",
+    focus = pickers[2].selectbox("Focused site", sites, key="gal_site", format_func=lambda s: f"site {s} restored",
                          help="Highlighted in the grid and shown at full size below it.")
     st.caption(common.escape(f"Original prompt: “{prompt}” · scorer {scorer} · recovery (restored − corrupted) / "
                              f"(original − corrupted) over all prompts and seeds of trace run {trace_run}, noise "
                              f"{noise:g} × embedding std"))
-    rows = [grid_row(snap, kind, [case for case in cases if case["kind"] == kind], seeds)
+    side = thumb_side((len(sites) + 2) * len(seeds))
+    rows = [grid_row(snap, kind, [case for case in cases if case["kind"] == kind], seeds, side=side)
             for kind in ("original", "corrupted")]
     restored = {site: [case for case in cases if case["kind"] == "restored" and case["site"] == site]
                 for site in sites}
     rows += [grid_row(snap, f"site {site} restored", restored[site], seeds, recovery.get(site, "–"), site == focus,
-                      str(site)) for site in sites]
-    st.markdown(f"**{common.escape(component)}: {len(sites)} sites × {len(seeds)} seeds**")
-    show_grid([f"seed {seed}" for seed in seeds], rows, "recovery")
+                      str(site), side) for site in sites]
+    show_grid([f"seed {seed}" for seed in seeds], rows, f"{component}: {len(sites)} sites × {len(seeds)} seeds; under "
+              "each site its recovery and the mean score of the seeds shown")
     full_size(restored[focus], seeds, f"site {focus} restored")
-    return {"trace_run": trace_run, "component": component, "noise": noise, "site": focus}
+    return {"trace_run": trace_run, "component": component, "noise": noise, "site": focus, "prompt": prompt,
+            "seeds": seeds_text(seeds)}

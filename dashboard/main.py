@@ -14,6 +14,10 @@ FAVICON = Path(__file__).with_name("assets") / "favicon.png"
 # The pages' navigation at the top and the sidebar (only the root box) closed: on a 1280-pixel screen an open sidebar
 # takes a quarter of the width, which the maps and tables need.
 st.set_page_config(page_title="LocoLab", page_icon=str(FAVICON), layout="wide", initial_sidebar_state="collapsed")
+# Before anything writes the URL: one browser history entry per user action (url_state.HISTORY_SCRIPT).
+st.sidebar.html(url_state.HISTORY_SCRIPT, unsafe_allow_javascript=True)
+# Streamlit leaves 128 px above a page under the top navigation; 72 px clear it, and the charts start higher.
+st.html('<style>[data-testid="stMainBlockContainer"] {padding-top: 4.5rem}</style>')
 options = launch_options()
 st.session_state[common.OPTIONS_KEY] = options
 if options.lock_root:

@@ -332,6 +332,7 @@ def pick_run(runs_table, model: str, wanted: dict, method: str, column, key: str
     options = common.bounded(list(runs), "runs")
     options = options if default in options else [default, *options[:-1]]
     url_state.default(f"{key}_{model}", default)
+    url_state.unknown(wanted, "run" if key == "map_run" else key, runs, "the run")
     url_state.seed(f"{key}_{model}", wanted.get("run" if key == "map_run" else key), options)
     return column.selectbox(label, options, key=f"{key}_{model}",
                             format_func=functools.partial(run_label, runs),
@@ -364,13 +365,13 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
-    if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
-    st.markdown(settings_line(state.run))
     figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state))
     st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
                     selection_mode="points", config=CHART)
+    st.markdown(settings_line(state.run))
+    if not layers:
+        st.caption("This store records no layer table for the model: hover shows layer indices only.")
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{run_id}-heat-map-m{size}",
                      "heat_map_download")
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
@@ -393,6 +394,7 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
                        file_name=f"{run_id}-localization.csv", mime="text/csv", key="map_csv")
 
     st.subheader("One concept")
+    url_state.unknown(url_state.concept_params(state.wanted_concept), "concept", [c for _, c in rows], "the concept")
     if state.wanted_concept in rows:
         st.session_state["map_concept"] = state.wanted_concept
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")
@@ -439,6 +441,7 @@ def trace_view(snap: data.Snapshot, state: MapState, trace, component: str, nois
     st.subheader("One concept")
     rows = concept_rows(cells)
     pick, where = st.columns([3, 1])
+    url_state.unknown(url_state.concept_params(state.wanted_concept), "concept", [c for _, c in rows], "the concept")
     if state.wanted_concept in rows:
         st.session_state["trace_concept"] = state.wanted_concept
     family, concept = pick.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="trace_concept")

@@ -75,6 +75,10 @@ def run_finished(driver) -> bool:
         By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
 
 
+def history_length(driver) -> int:
+    return driver.execute_script("return history.length")
+
+
 def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, tmp_path):
     wait = WebDriverWait(browser, 60)
     started = time.monotonic()
@@ -85,6 +89,9 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
     browser.get(f"{server}/layer_map?m=2")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
     wait.until(lambda driver: "m=2" in driver.current_url and "concept=" in driver.current_url)
+    wait.until(run_finished)
+    # The page's defaults written into the URL replace its entry: Back would leave the page, not redraw it.
+    entries = history_length(browser)
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
     # The tiny sweep's two seeds are too few units to measure noise: both rows are grey and say so.
     assert labels[:2] == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
@@ -98,11 +105,14 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
 
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Gallery"))
     wait.until(lambda driver: "/gallery?" in driver.current_url and "window=10" in driver.current_url)
+    wait.until(run_finished)
+    # One click, one history entry (Streamlit pushes one for the page and one for its view).
+    assert history_length(browser) == entries + 1
     assert "concept=blue" in browser.current_url and "m=2" in browser.current_url
     focus = wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
-    assert focus.find_element(By.TAG_NAME, "th").text == "layers 10–11 ◀"
+    assert focus.find_element(By.CLASS_NAME, "gallery-label").text == "layers 10–11 ◀"
     # Every window of m = 2 on one screen: 15 rows of windows plus original and target, two seeds each.
-    thumbs = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stHtml'] table img")
+    thumbs = browser.find_elements(By.CSS_SELECTOR, ".gallery-block img")
     assert len(thumbs) == (15 + 2) * 2
     # Thumbnails of the 32-pixel images are enlarged three times with nearest-neighbour sampling.
     wait.until(lambda driver: driver.execute_script("return arguments[0].complete", thumbs[0]))
@@ -112,15 +122,83 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
         "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight", focus))
     browser.save_screenshot(str(tmp_path / "gallery.png"))
 
-    # Back: the Layer map at the same run, m and threshold (the clicked concept and window chosen under the map).
+    # One Back: the Layer map as it was left (same run and m, the concept chosen under the map unchanged).
     browser.back()
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Layer map"))
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
     wait.until(run_finished)
     assert "/layer_map?" in browser.current_url and "m=2" in browser.current_url
     titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
-    assert "window size m = 2" in titles[0] and "color · blue" in titles[1]
+    assert "window size m = 2" in titles[0] and "style · van gogh" in titles[1]
+    assert history_length(browser) == entries + 1  # Back moves within the history; it adds no entry
     print(f"screenshots in {tmp_path}")
+
+
+def nav(driver, wait, page: str) -> None:
+    """Open ``page`` by the top navigation's link and wait for its run to finish."""
+    driver.find_element(By.XPATH, f"//header//a[.//*[text()='{page}']]").click()
+    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), page))
+    wait.until(run_finished)
+
+
+def query(driver) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(driver.current_url).query))
+
+
+def test_the_top_navigation_keeps_run_m_concept_and_threshold(server, browser):
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{server}/layer_map?m=2&family=color&concept=blue&threshold=0.7")
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(run_finished)
+    shown = query(browser)
+    assert (shown["m"], shown["concept"], shown["threshold"]) == ("2", "blue", "0.7") and shown["run"]
+    entries = history_length(browser)
+
+    nav(browser, wait, "Gallery")
+    wait.until(lambda driver: "concept=" in driver.current_url and run_finished(driver))
+    there = query(browser)
+    assert {k: there.get(k) for k in ("model", "run", "family", "concept", "m", "threshold")} == {
+        k: shown[k] for k in ("model", "run", "family", "concept", "m", "threshold")}
+
+    nav(browser, wait, "Layer map")
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(lambda driver: "concept=" in driver.current_url and run_finished(driver))
+    back = query(browser)
+    assert {k: back.get(k) for k in ("run", "concept", "m", "threshold")} == {
+        k: shown[k] for k in ("run", "concept", "m", "threshold")}
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    assert "window size m = 2" in titles[0] and "drop > 0.7" in titles[0] and "color · blue" in titles[1]
+    # One entry per click of the navigation; Back returns to the Gallery as it was.
+    assert history_length(browser) == entries + 2
+    browser.back()
+    wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Gallery"))
+    wait.until(run_finished)
+    assert query(browser) == there
+
+
+def test_a_shared_gallery_link_opens_the_same_prompt_and_seeds(server, browser):
+    wait = WebDriverWait(browser, 60)
+
+    def seeds_shown(driver) -> list[str]:
+        return [image.get_attribute("alt") for image in driver.find_elements(By.CSS_SELECTOR, ".gallery-block img")]
+
+    browser.get(f"{server}/gallery?model=tiny-sd1&family=color&concept=blue&m=2&window=3&seeds=1")
+    wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
+    wait.until(lambda driver: "prompt=" in driver.current_url and run_finished(driver))
+    link = browser.current_url
+    shown = seeds_shown(browser)
+    assert query(browser)["seeds"] == "1" and query(browser)["prompt"] == "a blue car"
+    assert len(shown) == 2 + 15 and all(alt.startswith("seed 1 · ") for alt in shown)
+
+    browser.get("about:blank")
+    browser.get(link)  # a new session: nothing but the link
+    wait.until(seen.presence_of_element_located((By.ID, "gallery-focus")))
+    wait.until(lambda driver: run_finished(driver) and len(seeds_shown(driver)) == len(shown))
+    assert seeds_shown(browser) == shown and browser.current_url == link
+    assert browser.find_element(By.ID, "gallery-focus").find_element(By.CLASS_NAME, "gallery-label").text == \
+        "layers 3–4 ◀"
 
 
 def test_a_shared_link_opens_that_view(server, browser, tmp_path):

@@ -76,9 +76,14 @@ def run_settings(app: AppTest) -> dict[str, str]:
     return dict(re.findall(r"\*\*([^*]+)\*\* (.*?)(?= · \*\*|$)", line))
 
 
+def compared_table(app: AppTest):
+    """The Edits page's table of the compared methods (with the settings that matter)."""
+    return next(d.value for d in app.dataframe if "key positions" in d.value.columns)
+
+
 def grid(app: AppTest) -> str:
-    """The Gallery's compact grid (one HTML table)."""
-    return app.get("html")[0].proto.body
+    """The Gallery's compact grid (one HTML element)."""
+    return next(html.proto.body for html in app.get("html") if "gallery-block" in html.proto.body)
 
 
 def test_overview_lists_the_runs_with_their_methods_and_the_edits(monkeypatch, root):
@@ -240,7 +245,7 @@ def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
     assert app.title[0].value == "Gallery"
     assert app.selectbox(key="gal_concept").value == ("color", "blue") and app.selectbox(key="gal_focus").value == 9
     # Every window on one screen, window 9 highlighted, and its images at full size below.
-    assert re.findall(r'<tr id="gallery-focus"[^>]*><th[^>]*>([^<]*)<', grid(app)) == ["layer 9 ◀"]
+    assert re.findall(r'id="gallery-focus"[^>]*><div class="gallery-label"[^>]*>([^<]*)<', grid(app)) == ["layer 9 ◀"]
     assert grid(app).count('data-row="') == 16
     assert "**layer 9** at full size" in [m.value for m in app.markdown]
 
@@ -396,7 +401,7 @@ def test_gallery_shows_every_restored_site_of_a_trace(monkeypatch, root):
     app.radio(key="gal_images").set_value("Causal tracing").run()
 
     assert app.selectbox(key="gal_trace").value == "cross-attention · noise 3"
-    rows = re.findall(r'<tr[^>]*><th[^>]*>([^<]*)</th>', grid(app))[1:]  # after the header
+    rows = re.findall(r'class="gallery-label"[^>]*>([^<]*)</div>', grid(app))
     assert rows == ["original", "corrupted", "site 0 restored ◀", *(f"site {i} restored" for i in range(1, 16))]
     expected = traced(root, "cross-attention")[("style", "van gogh")]
     assert f"recovery {expected[0]:.3f}" in grid(app)
@@ -432,15 +437,23 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
                                           "robustness (paraphrases, misspellings, indirect references)",
                                           "specificity (unrelated prompts)",
                                           "specificity (the family's other concepts)", "target reference"]
-    # First tab: the 4 efficacy prompts x seed 0, each a before/after pair.
-    assert [img.captions[0] for img in app.tabs[0].get("image")] == ["before", "after"] * 4
+    # First tab: the 4 efficacy prompts x seed 0, each a before/after pair in one compact grid, and the group's rows
+    # of the evaluation battery beside it.
+    (pairs,) = [html.proto.body for html in app.tabs[0].get("html")]
+    assert re.findall(r'alt="(before|after) ', pairs) == ["before", "after"] * 4
+    assert pairs.count('class="gallery-block"') == 4 and "image-rendering:pixelated" in pairs
+    assert set(app.tabs[0].dataframe[0].value["group"]) == {"efficacy"}
 
 
 def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/edits.py")
 
     assert any(s.value.startswith("Evaluation battery of ") for s in app.subheader)
-    (table,) = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    # Each prompt group's rows beside its pairs, and the whole table with the battery.
+    *groups, table = [d.value for d in app.dataframe if "attribute" in d.value.columns]
+    for rows in groups:
+        (group,) = set(rows["group"])
+        assert len(rows) == (table["group"] == group).sum()
     assert set(table["group"]) >= {"concept", "efficacy", "generalization", "robustness", "target"}
     assert set(table["attribute"]) == {"style"}  # CLIP zero-shot over the family: the only detector without weights
     verdicts = [e.value for e in [*app.info, *app.success, *app.error] if "on its prompts" in e.value]
@@ -461,6 +474,23 @@ def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):
     assert app.query_params["edit"] == loco
 
 
+def test_a_link_naming_what_the_root_lacks_says_so_and_shows_another(monkeypatch, root):
+    monkeypatch.setenv("LOCOLAB_ARTIFACTS", str(root))
+    for page, name, what, key in (("views/edits.py", "edit", "edit", "edit_choice"),
+                                  ("views/layer_map.py", "run", "run", None),
+                                  ("views/gallery.py", "concept", "concept", "gal_concept")):
+        app = AppTest.from_file(str(MAIN), default_timeout=60).run()
+        app.query_params.update({name: "gone", "family": "style"})
+
+        app.switch_page(page).run()
+
+        assert not app.exception
+        assert [w.value for w in app.warning if w.value.startswith("This link")] == [
+            f"This link names the {what} “gone”, which this artifact root does not have: showing another instead."]
+        if key:
+            assert app.selectbox(key=key).value not in ("gone", ("style", "gone"))
+
+
 def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/edits.py")
     quickfix = next(edit_id for edit_id in app.dataframe[0].value["edit"] if "-diffquickfix-" in edit_id)
@@ -470,20 +500,21 @@ def test_edits_page_compares_all_four_methods_including_diffquickfix(monkeypatch
     settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
     assert "layers" not in settings and settings["positions"] == "subject+padding"
     assert settings["modules"] == "['text_encoder.encoder.layers.0.self_attn.out_proj']"
-    compared = app.dataframe[3].value
+    compared = compared_table(app)
     assert list(compared["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
     (summary,) = (root / "edits" / quickfix / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
     row = compared[compared["edit"] == quickfix].iloc[0]
     assert row["efficacy_score_drop"] == pytest.approx(stored["efficacy_score_drop"])
     assert row["generalization_score_drop"] == pytest.approx(stored["generalization_score_drop"])
-    assert sorted(set(app.dataframe[4].value["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
+    means = next(d.value for d in app.dataframe if "delta" in d.value.columns and "method" in d.value.columns)
+    assert sorted(set(means["method"])) == ["all-layers", "diffquickfix", "loco", "neuron"]
 
 
 def test_methods_compared_show_the_settings_that_matter_warn_when_they_differ_and_show_the_images(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/edits.py")
 
-    compared = app.dataframe[3].value.set_index("method")
+    compared = compared_table(app).set_index("method")
     assert list(compared.columns[:6]) == ["target", "key positions", "preserve others", "λ / top-k", "seeds",
                                            "preservation set"]
     assert set(compared["target"]) == {"a painting"} and set(compared["seeds"]) == {"0"}
@@ -671,7 +702,7 @@ def test_each_evaluation_shows_its_settings_and_methods_compare_under_the_same_s
     picker.set_value(first.split(" · ")[0]).run()
     assert any(c.value.startswith(f"evaluation {first.split(' · ')[0]}") and "2 steps" in c.value
                for c in app.caption)
-    assert list(app.dataframe[3].value["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
+    assert list(compared_table(app)["method"]) == ["loco", "all-layers", "neuron", "diffquickfix"]
 
 
 def test_stored_text_is_shown_literally(monkeypatch, tmp_path, root):

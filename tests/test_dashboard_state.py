@@ -14,7 +14,7 @@ from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
 from locolab.contract import bounds, queries
 from locolab.contract.errors import UserError
 from locolab.contract.store import Store
-from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view
+from locolab.dashboard import edit_tables, edit_view, gallery_view, job_view, map_view, overview_view, url_state
 
 VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 VAN_GOGH, BLUE = ("style", "van gogh"), ("color", "blue")
@@ -162,6 +162,10 @@ def test_the_gallery_marks_each_windows_drop_from_the_state(loc):
     assert ones[8] == "drop 0.750 [0.375, 1.000]"  # the paired test does not carry it above the threshold: no mark
     blue = gallery_view.drop_texts(loc, gallery_view.GalleryState("tiny-sd1", *BLUE, PLANTED_SCORER), 1, 0.5)
     assert set(blue.values()) == {"not measurable"} and len(blue) == 16
+    # The Gallery opens on the minimal window (8-9 at m = 2), at m = 1 on the largest drop (layer 8, not localizing).
+    van_gogh = gallery_view.GalleryState("tiny-sd1", *VAN_GOGH, PLANTED_SCORER)
+    assert [gallery_view.strongest_window(loc, van_gogh, m, 0.5) for m in (2, 1)] == [8, 8]
+    assert gallery_view.strongest_window(loc, van_gogh, 3, 0.5) is None
     cases = [{"seed": 0, "score": 0.25}, {"seed": 1, "score": 0.5}, {"seed": 2, "score": None}]
     assert gallery_view.row_stat(cases, [0, 1, 2], "drop 1.000") == "drop 1.000 · mean score 0.3750"
     assert gallery_view.row_stat(cases, [2]) == ""
@@ -234,3 +238,43 @@ def test_a_stored_group_name_is_shown_literally_in_its_tab_label():
     assert edit_view.group_label("efficacy") == "efficacy (the edit's own prompts)"
     assert edit_view.group_label("[click](http://evil.example) **bold**") == (
         "\\[click\\](http\\://evil.example) \\*\\*bold\\*\\*")
+
+
+def test_a_page_arrived_at_shows_the_urls_view_completed_with_what_the_other_pages_showed():
+    shared = {"model": "tiny-sd1", "run": "r1", "family": "style", "concept": "van gogh", "m": "2", "threshold": "0.7"}
+
+    # The top navigation's link holds no query string: everything is carried.
+    assert url_state.carried(shared, {}) == shared
+    # The URL's own values come first; a concept travels as family and name together.
+    assert url_state.carried(shared, {"m": "1", "concept": "blue", "family": "color"}) == {
+        **shared, "m": "1", "family": "color", "concept": "blue"}
+    assert url_state.carried(shared, {"concept": "blue"}) == {
+        "model": "tiny-sd1", "run": "r1", "m": "2", "threshold": "0.7", "concept": "blue"}
+    assert set(url_state.SHARED) >= {"model", "run", "family", "concept", "m", "threshold"}
+
+
+def test_the_gallerys_seeds_travel_as_text_and_only_available_seeds_are_taken():
+    assert gallery_view.seeds_text([0, 2, 3]) == "0,2,3"
+    assert gallery_view.wanted_seeds("0,2,3", [0, 1, 2, 3]) == [0, 2, 3]
+    assert gallery_view.wanted_seeds("2,0", [0, 1, 2]) == [2, 0]
+    for text in ("0,9", "a,1", "", None, ","):
+        assert gallery_view.wanted_seeds(text, [0, 1, 2]) is None
+
+
+def test_the_overview_headline_counts_the_concepts_that_localize(loc):
+    # Van gogh's window 8-9 removes the whole gap in every seed; blue's gap is too small to measure.
+    assert overview_view.localized(loc, 0.5) == (1, 2, PLANTED_SCORER)
+    assert overview_view.localized(loc.slice(0, 0), 0.5) == (0, 0, None)
+    # The researcher's last threshold and level when the Layer map offers them, else its defaults.
+    assert overview_view.judged_at("0.7", "0.9") == (0.7, 0.9)
+    assert overview_view.judged_at(None, None) == overview_view.judged_at("7", "0.5") == (0.5, 0.95)
+
+
+def test_overview_rows_link_to_the_page_that_shows_them():
+    sweep = {"method": "locogen", "model": "tiny-sd1", "run_id": "r 1"}
+    assert overview_view.run_link(sweep) == "layer_map?view=locogen&model=tiny-sd1&run=r+1"
+    assert overview_view.run_link({**sweep, "method": "trace"}) == \
+        "layer_map?view=tracing&model=tiny-sd1&trace_run=r+1"
+    assert overview_view.run_link({**sweep, "method": "attention-contribution"}) == \
+        "layer_map?view=contribution&model=tiny-sd1"
+    assert overview_view.edit_link("van gogh-loco-1") == "edits?edit=van+gogh-loco-1"

@@ -19,7 +19,7 @@ from locolab.contract import queries
 from locolab.contract.figures import heat_map
 from locolab.contract.store import Store, write_table
 from locolab.dashboard import common
-from locolab.dashboard.gallery_grid import FOCUS_ID, Cell, Row, grid_html, thumbnail
+from locolab.dashboard.gallery_grid import FOCUS_ID, Cell, Row, enlarged, grid_html, thumb_side, thumbnail
 
 config.set_option("client.showErrorDetails", "full")
 LAYERS = {i: {"path": f"unet.block{i}.attn2", "block": "down" if i < 6 else "up", "resolution": 4} for i in range(16)}
@@ -99,6 +99,26 @@ def test_thumbnails_enlarge_small_images_with_whole_pixels_and_shrink_large_ones
     assert Image.open(io.BytesIO(thumbnail(tmp_path / "large.png"))).size == (96, 48)
 
 
+def test_images_shown_at_a_columns_width_are_enlarged_with_whole_pixels_first():
+    small = Image.new("RGB", (32, 16))
+    small.putpixel((0, 0), (255, 0, 0))
+    encoded = io.BytesIO()
+    small.save(encoded, format="PNG")
+    large = io.BytesIO()
+    Image.new("RGB", (600, 300)).save(large, format="PNG")
+
+    big = Image.open(io.BytesIO(enlarged(encoded.getvalue())))
+
+    assert big.size == (512, 256)  # 16 x: the smallest whole factor reaching 512
+    assert {big.getpixel((x, y)) for x in range(16) for y in range(16)} == {(255, 0, 0)}
+    assert big.getpixel((16, 0)) == (0, 0, 0)
+    assert enlarged(large.getvalue()) == large.getvalue()  # large enough: left as it is
+
+
+def test_dense_grids_get_smaller_thumbnails():
+    assert [thumb_side(n) for n in (34, 48, 49, 68)] == [96, 96, 64, 64]
+
+
 def test_the_grid_highlights_the_focused_row_and_escapes_text():
     wide = io.BytesIO()
     Image.new("RGB", (64, 32)).save(wide, format="PNG")
@@ -108,10 +128,12 @@ def test_the_grid_highlights_the_focused_row_and_escapes_text():
     page = grid_html(["seed 0", "seed 1"], rows, "normalized drop")
 
     assert page.count(f'id="{FOCUS_ID}"') == 1
-    assert re.search(f'<tr id="{FOCUS_ID}"[^>]*><th[^>]*>&lt;b&gt;layer 1&lt;/b&gt; ◀</th>', page)
-    assert page.count("<img") == 1 and page.count("not generated") == 2 and "<b>" not in page
-    # The displayed size is in the markup, so the layout is final before the image is decoded.
-    assert 'width="96" height="48"' in page and "height:48px" in page
+    assert re.search(f'id="{FOCUS_ID}"[^>]*><div class="gallery-label"[^>]*>&lt;b&gt;layer 1&lt;/b&gt; ◀</div>', page)
+    assert page.count("<img") == 1 and page.count("seed 1: not generated") == 2 and "<b>" not in page
+    # Shown at its own pixel size, written in the markup, so the layout is final before the image is decoded.
+    assert 'width="64" height="32"' in page and "height:32px" in page
+    # Blocks of two 64-pixel seeds wrap to fill the width.
+    assert "repeat(auto-fill,minmax(144px,1fr))" in page
 
 
 def test_every_timestamp_has_one_format():
@@ -165,8 +187,8 @@ def test_the_window_selector_starts_on_the_minimal_window_and_opens_it_in_the_ga
 
     assert app.title[0].value == "Gallery" and app.selectbox(key="gal_focus").value == 8
     assert (app.query_params["m"], app.query_params["window"], app.query_params["concept"]) == ("2", "8", "van gogh")
-    grid = app.get("html")[0].proto.body
-    focus = re.search(f'<tr id="{FOCUS_ID}"[^>]*><th[^>]*>([^<]*)</th>(.*?)</tr>', grid)
+    grid = next(html.proto.body for html in app.get("html") if "gallery-block" in html.proto.body)
+    focus = re.search(f'id="{FOCUS_ID}"[^>]*><div class="gallery-label"[^>]*>([^<]*)</div>(.*?)</div></div>', grid)
     assert focus.group(1) == "layers 8–9 ◀" and "drop 1.000 [1.000, 1.000] ●" in focus.group(2)
     # All 15 windows of m = 2 on one screen (the planted run has no images: each cell says so).
     assert grid.count('data-row="') == 15 and grid.count("no image") == (2 + 15) * 4

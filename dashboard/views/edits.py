@@ -40,7 +40,9 @@ st.caption("Metrics of each edit's newest evaluation (hover a column for its def
 by_id = {record["edit_id"]: record for record in shown_edits}
 if st.session_state.get("edit_choice") not in by_id:
     st.session_state["edit_choice"] = shown_edits[0]["edit_id"]
-url_state.seed("edit_choice", url_state.incoming("edits").get("edit"), by_id)
+wanted = url_state.incoming("edits")
+url_state.unknown(wanted, "edit", by_id, "the edit")
+url_state.seed("edit_choice", wanted.get("edit"), by_id)
 edit_id = st.selectbox("Edit", list(by_id), key="edit_choice",
                        format_func=functools.partial(edit_label, by_id))
 url_state.publish("edits", {"edit": edit_id})
@@ -57,7 +59,7 @@ edit_export.offer(snap.root, record, key="edit_export")
 st.subheader("Settings")
 edit_view.settings(record)
 st.subheader("Before / after")
-edit_view.pairs(snap, edit_id, eval_id)
+edit_view.pairs(snap, edit_id, eval_id, (evaluation or {}).get("battery"))
 
 st.subheader(f"Methods compared on “{common.escape(record.get('concept'))}”")
 same = compared_edits(state, shown_edits)

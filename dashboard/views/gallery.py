@@ -19,6 +19,7 @@ view: dict = {}
 
 top = st.columns([3, 3, 2, 2])
 models = common.bounded(data.query(snap, queries.models), "models")
+url_state.unknown(wanted, "model", models, "the model")
 url_state.seed("gal_model", wanted.get("model"), models)
 model = top[0].selectbox("Model", models, key="gal_model")
 view["model"] = model
@@ -27,6 +28,7 @@ if not concepts:
     st.info(f"No cases for {common.escape(model)} yet.")
     url_state.publish(PAGE, view)
     st.stop()
+url_state.unknown(wanted, "concept", [c for _, c in concepts], "the concept")
 if url_state.wanted_concept(wanted) in concepts:
     st.session_state["gal_concept"] = url_state.wanted_concept(wanted)
 elif st.session_state.get("gal_concept") not in concepts:

@@ -32,7 +32,10 @@ from locolab.dashboard.map_view import (
 
 snap = common.snapshot()
 common.require_results(snap)
-st.title("Layer map")
+# The title, the method and one row of controls, so that the map starts high on a 1280×800 screen; the run's
+# settings are under the map.
+heading, methods = st.columns([1, 3], vertical_alignment="bottom")
+heading.title("Layer map")
 wanted = url_state.incoming(PAGE)  # a shared link, Back or Forward: the view to restore
 view: dict = {}  # what this run shows, published to the URL once at the end (or where it stops)
 sweeps = data.query(snap, queries.run_list)
@@ -48,12 +51,14 @@ if not models:
 url_state.default("map_method", LOCOGEN if sweeps.num_rows else TRACING if traces.num_rows else CONTRIBUTION)
 if wanted.get("view") in VIEWS:
     st.session_state["map_method"] = VIEWS[wanted["view"]]
-method = st.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH), horizontal=True, key="map_method",
+method = methods.radio("Method", (LOCOGEN, TRACING, CONTRIBUTION, BOTH), horizontal=True, key="map_method",
                   help="LocoGen: swap the prompt in a window of cross-attention layers. Causal "
                   "tracing: corrupt the subject's embedding, restore one site. Attention contribution: how much each "
                   "site's attention output owes to the concept's tokens. Side by side: LocoGen beside another.")
-# One row of controls, so that the map starts above the fold of a 1280×800 screen.
-left, middle, right, far, farther = st.columns([3, 2, 2, 2, 2])
+left, run_column, right, far, middle, farther = st.columns([2, 4, 1.4, 2, 2, 1.3])
+# Side by side's own choices on a second row.
+beside_column, trace_column, gap_column = st.columns(3) if method == BOTH else (None, run_column, farther)
+url_state.unknown(wanted, "model", models, "the model")
 url_state.seed("map_model", wanted.get("model"), models)
 model = left.selectbox("Model", models, key="map_model")
 view.update(view=next(name for name, shown in VIEWS.items() if shown == method), model=model)
@@ -62,24 +67,23 @@ if method == BOTH and only(contrib, model=model).num_rows:
     url_state.default("map_beside", TRACING if model in traces["model"].to_pylist() else CONTRIBUTION)
     if wanted.get("beside") in VIEWS:
         url_state.seed("map_beside", VIEWS[wanted["beside"]], (TRACING, CONTRIBUTION))
-    beside = middle.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), key="map_beside")
+    beside = beside_column.selectbox("Beside LocoGen", (TRACING, CONTRIBUTION), key="map_beside")
     view["beside"] = next(name for name, shown in VIEWS.items() if shown == beside)
-run_column, trace_column = st.columns(2)
 run_id = (pick_run(sweeps, model, wanted, "LocoGen", run_column, "map_run", "Run") if method in (LOCOGEN, BOTH)
           else None)
 trace_run = (pick_run(traces, model, wanted, "trace", trace_column, "trace_run", "Trace run")
              if method == TRACING or (method == BOTH and beside == TRACING) else None)
 url_state.default("threshold", 0.5)
 url_state.seed_float("threshold", wanted.get("threshold"), 0.05, 1.0, 0.05)
-threshold = far.slider("Threshold (fraction of the gap)", 0.05, 1.0, step=0.05, key="threshold",
-                       help="LocoGen: of the original→reference gap, judged by a paired test; tracing: of the "
-                            "corrupted→original gap.")
+threshold = far.slider("Threshold", 0.05, 1.0, step=0.05, key="threshold",
+                       help="A fraction of the gap. LocoGen: of the original→reference gap, judged by a paired test; "
+                            "tracing: of the corrupted→original gap.")
 url_state.default("map_level", DEFAULT_LEVEL)
 url_state.seed("map_level", wanted.get("level"), LEVELS)
 level = (farther.selectbox("Interval level", LEVELS, key="map_level", format_func=lambda value: f"{value:.0%}",
                            help="Coverage of the drop's and the gap's bootstrap intervals (docs/statistics.md).")
          if method != TRACING else st.session_state["map_level"])
-min_gap = (farther.number_input("Minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
+min_gap = (gap_column.number_input("Minimum corruption gap", -1.0, 1.0, MIN_CORRUPTION_GAP, 0.01, key="min_gap",
                                 help="Causal tracing: concepts whose corrupted score is not at least this below the "
                                 "original are left blank: the noise did not remove the attribute. -1 shows all.")
            if trace_run else MIN_CORRUPTION_GAP)
