@@ -7,8 +7,9 @@ import functools
 import streamlit as st
 
 from locolab.contract import bounds, queries
-from locolab.contract.figures import row_label, window_label
+from locolab.contract.figures import row_label
 from locolab.contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
+from locolab.contract.notation import window_label
 from locolab.dashboard import common, data, exports
 from locolab.dashboard.files import RootFiles
 

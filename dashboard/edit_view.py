@@ -5,6 +5,7 @@ import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.names import EVAL_GROUPS, EVAL_METRICS
+from locolab.contract.notation import layers_text
 from locolab.dashboard import common, data
 
 PAIRS_PER_PAGE = 6
@@ -17,14 +18,7 @@ def edited(record: dict) -> str:
     """What an edit changed: its layers as runs ("layers 0–15", "layers 8–9, 12"), else the modules it names
     (DiffQuickFix: a text-encoder layer)."""
     if record.get("layers") is not None:
-        runs: list[list[int]] = []
-        for layer in sorted(record["layers"]):
-            if runs and layer == runs[-1][-1] + 1:
-                runs[-1].append(layer)
-            else:
-                runs.append([layer])
-        spans = [str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs]
-        return f"layer{'s' if len(record['layers']) > 1 else ''} {', '.join(spans)}"
+        return layers_text(record["layers"])
     return ", ".join(_short_module(name) for name in record.get("modules") or []) or "–"
 
 
@@ -39,7 +33,8 @@ def _short_module(name: str) -> str:
 
 def settings(record: dict) -> None:
     """The edit's sidecar (``edit.json``): the main settings, and everything in an expander."""
-    st.dataframe([{"setting": key, "value": str(record[key])} for key in SETTINGS if key in record],
+    shown = {**record, "layers": edited(record)} if record.get("layers") is not None else record
+    st.dataframe([{"setting": key, "value": str(shown[key])} for key in SETTINGS if key in shown],
                  hide_index=True, width="stretch")
     with st.expander("Full record (edit.json)"):
         st.json({key: value for key, value in record.items() if key not in ("eval", "evals")}, expanded=False)

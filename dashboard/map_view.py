@@ -13,8 +13,9 @@ import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.catalog.registry import MODELS
-from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
+from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map
 from locolab.contract.names import CROSS_ATTENTION, TARGET
+from locolab.contract.notation import window_label
 from locolab.contract.summaries import MIN_REFERENCE_GAP, concepts_of, config_of, judge
 from locolab.dashboard import common, data, downloads, exports, url_state
 

@@ -410,7 +410,7 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
     app.selectbox(key="edit_choice").set_value(loco).run()
 
     settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
-    assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
+    assert (settings["layers"], settings["lambda"], settings["method"]) == ("layers 8–9", "0.01", "loco")
     (summary,) = (root / "edits" / loco / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
     # Each row of cards is headed by its group, so the labels are short (they were cut at 1280 px: "generaliza…"

@@ -132,7 +132,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ex
 def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
     _sweep_scores(tmp_path)
     assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
-    assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8-9 "
+    assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8–9 "
             "(m=2): does not localize: drop 0.90, 95% interval [0.90, 0.90], below 0.95; paired test at 0.95: p = 1, "
             "adjusted over 31 windows (Holm) p = 1, > 0.025; 8 units)") in capsys.readouterr().err
 

@@ -6,6 +6,7 @@ import json
 
 from locolab.contract.errors import UserError
 from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, METHODS, eval_folder
+from locolab.contract.notation import layers_text
 from locolab.contract.store import Store, exists, join, read_bytes, resolve_root
 
 
@@ -77,15 +78,13 @@ def _evaluations(root: str, model: str, family: str, concept: str) -> list[tuple
 
 
 def _layers(record: dict) -> str:
-    """Where an edit acts: every layer, a window (first-last), or the text encoder."""
+    """Where an edit acts: every layer, its layers ("layers 8–9"), or the text encoder."""
     layers = record.get("layers")
     if not layers:
         return "text enc." if "modules" in record else "-"
     if len(layers) == record.get("num_layers"):
         return "all"
-    if layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(map(str, layers))
+    return layers_text(layers)
 
 
 def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]:
@@ -95,7 +94,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
     if not found:
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
-    lines = [f"{'method':<20}{'layers':<10}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
+    lines = [f"{'method':<20}{'layers':<12}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
              f"{'worst other change':<46}{'1 - SSIM':<10}{'changed':<9}CMMD (p)"]
     for record, summary in found:
         battery = summary["battery"]
@@ -108,7 +107,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
         kept = battery.get("preservation") or {}
         shift = battery.get("cmmd") or {}
         lines.append(
-            f"{record['method']:<20}{_layers(record):<10}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
+            f"{record['method']:<20}{_layers(record):<12}{record['edit_id'][:33]:<34}{summary['eval_id']:<11}"
             f"{ {True: 'yes', False: 'no', None: 'n/a'}[battery['effective']]:<9}{rate:<14}"
             f"{len(battery['flags']):>5}  {worst_text:<46}"
             f"{kept['ssim_distance']['mean'] if kept else float('nan'):<10.3f}"
