@@ -1,0 +1,163 @@
+"""Exported figures look as on screen and stand on their own: every label inside the canvas (read back from the
+SVG, and no ink at the PNG's edges) even in the dashboard's process, whose default Plotly template is Streamlit's;
+no zero lines or tick stubs; the metadata once, in one title; the figure sheets' font draws "–"."""
+
+import io
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import plotly.io as pio
+import pytest
+from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
+from PIL import Image, ImageFont
+
+from locolab.contract import queries
+from locolab.contract.figures import heat_map, line_view
+from locolab.contract.store import Store, write_table
+from locolab.dashboard import exports
+from locolab.dashboard.map_view import only
+
+LAYERS = {i: {"path": f"unet.block{i}.attn2", "block": "down" if i < 6 else "up", "resolution": 4} for i in range(16)}
+ABOUT = "tiny-sd1 · run planted · scorer clip · seeds 0, 1"
+TITLE = exports.title_text("LocoGen heat map", model="tiny-sd1", run=PLANTED, scorer=PLANTED_SCORER, seeds=[0, 1],
+                           m=2, threshold="0.5", interval="95%")
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    """The planted run's heat map (m = 2) and van gogh's line view, as the Layer map draws them."""
+    root = tmp_path_factory.mktemp("planted-exports")
+    add_planted_run(root)
+    write_table("layers", [dict(run_id=PLANTED, model="tiny-sd1", index=i, component="cross-attention", **info)
+                           for i, info in LAYERS.items()], PLANTED, root=root)
+    con = Store(root).connect()
+    loc = queries.localization_table(con, PLANTED, 0.95)
+    cells = queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5)
+    seeds = queries.seed_scores(con, PLANTED, PLANTED_SCORER, "style", "van gogh")
+    from locolab.contract.summaries import judge
+    return (heat_map(cells, queries.minimal_windows(loc, PLANTED_SCORER, 0.5), LAYERS, 16, 2, 0.5, about=ABOUT),
+            line_view(only(judge(loc, 0.5), family="style", concept="van gogh"), seeds, 2, 0.5, LAYERS, ABOUT))
+
+
+def _translate(transform: str | None) -> tuple[float, float]:
+    found = re.search(r"translate\(\s*([-\d.e]+)[ ,]*([-\d.e]*)\s*\)", transform or "")
+    return (float(found[1]), float(found[2] or 0)) if found else (0.0, 0.0)
+
+
+def _rotated(transform: str | None) -> bool:
+    found = re.search(r"rotate\(\s*([-\d.e]+)", transform or "")
+    return bool(found) and float(found[1]) != 0
+
+
+def drawn_font() -> str:
+    """The font file Chromium draws the exports' Arial with (fontconfig's match), else the figure sheets' font."""
+    try:
+        found = subprocess.run(["fc-match", "-f", "%{file}", "Arial"], capture_output=True, text=True).stdout
+    except OSError:
+        found = ""
+    return found if found.endswith((".ttf", ".otf")) else str(exports.FONT)
+
+
+def text_boxes(svg: bytes) -> tuple[tuple[float, float], list[tuple[str, float, float]]]:
+    """The canvas's (width, height) and every horizontal text line of an SVG as (text, left, right): its position
+    from its own and its ancestors' translations, its width measured in the font Chromium drew it with."""
+    drawn = drawn_font()
+    root = ET.fromstring(svg)
+    lines = []
+
+    def walk(node, dx, dy, rotated):
+        tx, ty = _translate(node.get("transform"))
+        dx, dy, rotated = dx + tx, dy + ty, rotated or _rotated(node.get("transform"))
+        if node.tag == f"{SVG}text" and not rotated:
+            size = float(re.search(r"font-size:\s*([\d.]+)px", node.get("style", ""))[1])
+            font = ImageFont.truetype(drawn, round(size))
+            anchor = node.get("text-anchor", "start")
+            parts = node.findall(f"{SVG}tspan") or [node]
+            for part in parts:
+                text = "".join(part.itertext()) if part is not node else (node.text or "")
+                if not text.strip():
+                    continue
+                width = font.getlength(text)
+                x = dx + float(part.get("x", node.get("x", 0)))
+                left = x - {"start": 0, "middle": width / 2, "end": width}[anchor]
+                lines.append((text, left, left + width))
+        for child in node:
+            walk(child, dx, dy, rotated)
+
+    walk(root, 0.0, 0.0, False)
+    return (float(root.get("width")), float(root.get("height"))), lines
+
+
+@pytest.fixture
+def streamlit_template():
+    """The dashboard's process: importing Streamlit makes its theme Plotly's default template."""
+    before = pio.templates.default
+    import streamlit.elements.plotly_chart  # noqa: F401  (registers the template)
+    pio.templates.default = "streamlit"
+    yield
+    pio.templates.default = before
+
+
+def test_an_export_has_its_own_template_automatic_margins_and_one_title(figures, streamlit_template):
+    heat, line = figures
+    out = exports.titled(heat, TITLE)
+
+    assert out.layout.template.layout.xaxis.zeroline is False and out.layout.template.layout.yaxis.ticks == ""
+    assert out.layout.yaxis.automargin is True and out.layout.xaxis.automargin is True
+    assert out.layout.title.text == html_text(TITLE)
+    # The figure's own title repeated model, run, scorer and seeds: under the export's title only the legend stays.
+    assert out.layout.title.subtitle.text.startswith("● drop &gt; 0.5 by the paired test") and "seeds" not in \
+        out.layout.title.subtitle.text
+    page = exports.figure_bytes(line, "html", TITLE).decode()
+    assert page.count("seeds 0, 1") == 2  # the HTML page's <title> and the figure's title: no third copy
+    assert page.count(ABOUT) == 0
+
+
+def html_text(text: str) -> str:
+    return "<br>".join(line.replace(">", "&gt;").replace("<", "&lt;") for line in exports.title_lines(text))
+
+
+def test_a_long_title_breaks_at_its_separators():
+    title = " · ".join(["LocoGen heat map", *(f"part {i} " + "x" * 30 for i in range(8))])
+    lines = exports.title_lines(title, 100)
+    assert " · ".join(lines) == title and all(len(line) <= 100 for line in lines) and len(lines) == 4
+
+
+@pytest.mark.slow  # starts Chromium (kaleido): ~10 s
+def test_exported_svg_and_png_keep_every_label_inside_the_canvas(figures, streamlit_template):
+    problem = exports.static_export_problem()
+    if problem:
+        pytest.skip(problem)
+    heat, line = figures
+    for figure, names in ((heat, ["style · van gogh", "color · blue (not measurable)", "0", "15", "down", "up"]),
+                          (line, ["0.5", "0.4"])):
+        svg = exports.figure_bytes(figure, "svg", TITLE)
+        (width, height), boxes = text_boxes(svg)
+        shown = {text for text, _, _ in boxes}
+        assert set(names) <= shown, sorted(shown)
+        outside = [(text, round(left), round(right)) for text, left, right in boxes if left < 0 or right > width]
+        assert outside == [], (width, outside)
+        assert sum(TITLE.split(" · ")[0] in text for text in shown) == 1  # one title
+        document = svg.decode()
+        assert 'class="zl' not in document  # no zero lines
+        assert not re.search(r'class="[xy]tick"[^>]*d="M0,0[hv]', document)  # no tick stubs
+
+    png = np.asarray(Image.open(io.BytesIO(exports.figure_bytes(heat, "png", TITLE))).convert("L"))
+    edge = 6  # px at scale 2: a label cut at the figure's edge leaves ink here
+    assert png.shape[1] == exports.EXPORT_WIDTH * exports.PNG_SCALE
+    assert png[:, :edge].min() == 255 and png[:, -edge:].min() == 255 and png[:edge].min() == 255
+
+
+def test_the_figure_sheet_font_draws_dashes_and_marks_not_boxes():
+    def caption(text: str) -> bytes:
+        return exports.figure_sheet("", ["layers 8–9"], [("seed 0", [exports.SheetCell(None, text)])])
+
+    missing = caption("\uffff")  # a character no font here has: the missing-glyph box
+    assert all(caption(text) != missing for text in ("–", "≈", "▲", "●", "…"))
+    # The dash is a dash: far less ink than the box.
+    ink = [int((np.asarray(Image.open(io.BytesIO(caption(text))).convert("L")) < 128).sum()) for text in ("", "–")]
+    box = int((np.asarray(Image.open(io.BytesIO(missing)).convert("L")) < 128).sum()) - ink[0]
+    assert 0 < ink[1] - ink[0] < box / 2
