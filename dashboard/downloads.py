@@ -45,10 +45,14 @@ def figure(figure, title: str, name: str, key: str) -> None:
                                f"Interactive, opens offline. Titled: {shown}{note}")
 
 
-def table(rows, name: str, key: str, label: str = "Download table (CSV)") -> None:
-    """A CSV download of a table (a pyarrow Table or row dicts) exactly as shown."""
-    st.download_button(label, functools.partial(exports.table_csv, rows), file_name=f"{exports.file_stem(name)}.csv",
-                       mime=exports.MIME["csv"], key=key, on_click="ignore", icon=":material/download:")
+def table(rows, name: str, key: str, label: str = "Download table (CSV)", meta: dict | None = None) -> None:
+    """A CSV download of a table (a pyarrow Table or row dicts) exactly as shown, headed by ``meta`` (what its numbers
+    are about: run, scorer, threshold, level, adjustment; ``exports.csv_header``)."""
+    st.download_button(label, functools.partial(exports.table_csv, rows, meta),
+                       file_name=f"{exports.file_stem(name)}.csv", mime=exports.MIME["csv"], key=key,
+                       on_click="ignore", icon=":material/download:",
+                       help="The first lines (starting with #) say what the numbers are about and how many lines to "
+                            "skip to read the table." if meta else None)
 
 
 def _sheet(root: str, title: str, note: str, columns: list[str], rows: list[tuple[str, list[tuple[str | None, str]]]]

@@ -141,19 +141,31 @@ def figure_bytes(figure: go.Figure, fmt: str, title: str) -> bytes:
     return figure.to_image(format=fmt, scale=PNG_SCALE if fmt == "png" else 1)
 
 
-def table_csv(table) -> bytes:
-    """A table (a pyarrow Table, or a list of row dicts) as CSV with a header row."""
+def csv_header(meta: dict) -> bytes:
+    """The lines before an exported table's CSV: what it is about (``meta``: run, scorer, threshold, level,
+    adjustment, ...), each line starting with '# ', the first saying how many lines to skip to read the table."""
+    shown = {name: " ".join(str(value).split()) for name, value in meta.items() if value not in (None, "")}
+    count = len(shown) + 1
+    lines = [f"# LocoLab table: {count} lines of metadata, then the CSV "
+             f"(pandas.read_csv(path, skiprows={count}))", *(f"# {name}: {value}" for name, value in shown.items())]
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def table_csv(table, meta: dict | None = None) -> bytes:
+    """A table (a pyarrow Table, or a list of row dicts) as CSV with a header row; with ``meta``, the ``csv_header``
+    of what the numbers are about first."""
+    head = csv_header(meta) if meta else b""
     if isinstance(table, pa.Table):
         buffer = io.BytesIO()
         pcsv.write_csv(table, buffer)
-        return buffer.getvalue()
+        return head + buffer.getvalue()
     rows = list(table)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, columns)
     writer.writeheader()
     writer.writerows(rows)
-    return text.getvalue().encode()
+    return head + text.getvalue().encode()
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,10 @@ labels and titles it shows, computed from the state and the tables they are give
 method's map with them."""
 
 import functools
-import io
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import streamlit as st
 
 from locolab.contract import bounds, queries
@@ -16,7 +14,7 @@ from locolab.contract.catalog.registry import MODELS
 from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map
 from locolab.contract.names import CROSS_ATTENTION, TARGET
 from locolab.contract.notation import window_label
-from locolab.contract.summaries import MIN_REFERENCE_GAP, concepts_of, config_of, judge
+from locolab.contract.summaries import ADJUSTMENTS, MIN_REFERENCE_GAP, SELECTIONS, concepts_of, config_of, judge
 from locolab.dashboard import common, data, downloads, exports, url_state
 
 PAGE, GALLERY = "layer_map", "views/gallery.py"
@@ -167,6 +165,17 @@ def figure_title(state: MapState, what: str, concept: str | None = None, run: st
     return exports.title_text(what, model=state.model, run=state.run_id if locogen else run, concept=concept,
                               scorer=state.scorer, seeds=(shown or {}).get("seeds"), **more,
                               threshold=f"{state.threshold:g}", interval=f"{state.level:.0%}" if locogen else None)
+
+
+def csv_meta(state: MapState, size: int | None = None) -> dict:
+    """What the Layer map's CSVs are about (``exports.csv_header``): model, run, scorer, seeds, threshold, interval
+    level, the test's adjustment and selection, and the window size shown."""
+    seeds = (state.run or {}).get("seeds") or []
+    return {"model": state.model, "run": state.run_id, "scorer": state.scorer,
+            "seeds": ", ".join(str(s) for s in seeds), "threshold": f"{state.threshold:g}",
+            "level": f"{state.level:.0%}", "adjustment": f"{ADJUSTMENTS[0]} (over each concept's windows)",
+            "selection": f"{SELECTIONS[0]} (the verdict says whether the window was confirmed on held-out seeds)",
+            "window size shown": size}
 
 
 def verdict_table(loc_run, threshold: float) -> list[dict]:
@@ -387,11 +396,10 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
-    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)")
-    buffer = io.BytesIO()
-    pcsv.write_csv(judge(mine, threshold), buffer)
-    st.download_button("Download every window (CSV: point, interval, verdict)", buffer.getvalue(),
-                       file_name=f"{run_id}-localization.csv", mime="text/csv", key="map_csv")
+    meta = csv_meta(state, size)
+    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)", meta)
+    downloads.table(judge(mine, threshold), f"{run_id}-localization", "map_csv",
+                    "Download every window (CSV: point, interval, verdict)", meta)
 
     st.subheader("One concept")
     if state.wanted_concept in rows:

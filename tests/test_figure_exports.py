@@ -161,3 +161,22 @@ def test_the_figure_sheet_font_draws_dashes_and_marks_not_boxes():
     ink = [int((np.asarray(Image.open(io.BytesIO(caption(text))).convert("L")) < 128).sum()) for text in ("", "–")]
     box = int((np.asarray(Image.open(io.BytesIO(missing)).convert("L")) < 128).sum()) - ink[0]
     assert 0 < ink[1] - ink[0] < box / 2
+
+
+def test_a_csv_says_what_its_numbers_are_about_and_how_many_lines_to_skip():
+    from locolab.dashboard.map_view import MapState, csv_meta
+
+    state = MapState(model="tiny-sd1", method="LocoGen", run_id=PLANTED, scorer=PLANTED_SCORER, threshold=0.4,
+                     level=0.9, run={"seeds": [0, 1]})
+    rows = [{"concept": "van gogh", "window": "layers 8–9", "drop": 0.91}]
+    text = exports.table_csv(rows, csv_meta(state, 2)).decode()
+    skip = int(re.search(r"skiprows=(\d+)", text.splitlines()[0])[1])
+    head, body = text.splitlines()[:skip], text.splitlines()[skip:]
+
+    assert body == exports.table_csv(rows).decode().splitlines() == ["concept,window,drop", "van gogh,layers 8–9,0.91"]
+    assert all(line.startswith("# ") for line in head)
+    assert dict(line[2:].split(": ", 1) for line in head[1:]) == {
+        "model": "tiny-sd1", "run": PLANTED, "scorer": PLANTED_SCORER, "seeds": "0, 1", "threshold": "0.4",
+        "level": "90%", "adjustment": "holm (over each concept's windows)",
+        "selection": "auto (the verdict says whether the window was confirmed on held-out seeds)",
+        "window size shown": "2"}

@@ -74,7 +74,9 @@ else:
                    "methods.")
     st.dataframe(compared, hide_index=True, width="stretch", column_config=metric_columns(),
                  column_order=("method", *settings_rows[0], *SHOWN_METRICS))
-    downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
+    downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv",
+                    meta={"model": record.get("model"), "concept": f"{record.get('family')} · {record.get('concept')}",
+                          "evaluation": eval_id, "settings": edit_view.settings_text(evaluation)})
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
                              "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
