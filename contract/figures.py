@@ -38,7 +38,7 @@ def row_label(family: str, concept: str) -> str:
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
              window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None,
-             labels: dict[tuple[str, str], str] | None = None, about: str = "") -> go.Figure:
+             labels: dict[tuple[str, str], str] | None = None, about: str = "", partial: str = "") -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
     ``window_size`` layers starting there, coloured by its normalized drop on a 0–1 scale (▲ marks a drop above 1,
     ▼ one below 0: the colour alone would hide them).
@@ -51,7 +51,8 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     interval, verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window
     start, its y the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels``
     replaces the rows' tick labels (maps drawn one above the other need the same labels to line up). ``about`` (model,
-    run, scorer, seeds) goes into the title, so that an exported figure says what it shows.
+    run, scorer, seeds) goes into the title, so that an exported figure says what it shows; ``partial`` (e.g. "status
+    running, shards 1/2") marks a run that has not finished.
     """
     def hover(cell):
         start = cell["window_start"]
@@ -79,7 +80,7 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     _mark_blocks(figure, layers, num_layers)
     _title(figure, f"LocoGen normalized drop · window size m = {window_size}", about,
            f"● drop > {threshold:g} by the paired test, Holm-adjusted · box: minimal localizing window (drawn where it "
-           "has this m) · grey: not measurable · ▲ above 1, ▼ below 0")
+           "has this m) · grey: not measurable · ▲ above 1, ▼ below 0", partial)
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
 
@@ -119,7 +120,7 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
             _box(figure, strongest[key]["site"], 1, i)
     _mark_blocks(figure, layers, num_sites)
     _title(figure, f"Causal tracing recovery · {component}, one site restored", about,
-           f"● recovery ≥ {threshold:g} · box: strongest site · ▲ above 1, ▼ below 0")
+           f"● recovery ≥ {threshold:g} · box: strongest site · ▲ above 1, ▼ below 0", _partial(marked))
     figure.update_xaxes(title=f"{'text-encoder layer' if component == 'text-encoder' else component + ' site'} "
                               "(forward order)")
     return figure
@@ -146,7 +147,7 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
                    labels=labels)
     _mark_blocks(figure, layers, num_sites)
     _title(figure, "Attention contribution, relative to the concept's dominant site", about,
-           f"● the {k} dominant sites")
+           f"● the {k} dominant sites", _partial(marked))
     figure.update_xaxes(title="text-reading attention site (forward order)")
     return figure
 
@@ -209,15 +210,22 @@ def _beyond(value, high=None) -> str:
     return "▲" if value > 1 else "▼" if high is None or high < 0 else ""
 
 
-def _title(figure: go.Figure, what: str, about: str, legend: str) -> None:
+def _title(figure: go.Figure, what: str, about: str, legend: str, partial: str = "") -> None:
     """A figure title that describes the figure on its own: what is drawn, for which model, run, scorer and seeds,
-    and how to read the marks. The legend is also kept apart (``layout.meta["legend"]``): an export replaces the
-    title with its own one-line description and keeps only the legend under it (``dashboard.exports.titled``)."""
+    and how to read the marks, led by ``partial`` (why the run is not complete yet), if any. The legend is also kept
+    apart (``layout.meta["legend"]``): an export replaces the title with its own one-line description and keeps only
+    the legend under it (``dashboard.exports.titled``)."""
+    legend = f"PARTIAL RUN ({partial}) · {legend}" if partial else legend
     head = f"{_text(what)}<br><sub>{_text(about)}</sub>" if about else _text(what)
     # Anchored to the top of the figure, so its lines stay clear of the block labels above the plot.
     figure.update_layout(title={"text": f"{head}<br><sub>{_text(legend)}</sub>", "font": {"size": 14},
                                 "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 8}},
                          meta={"legend": _text(legend)})
+
+
+def _partial(cells: list[dict]) -> str:
+    """Why a map's run is partial (its cells' ``partial`` flag: not every unit is in yet), or ""."""
+    return "still running: not every unit is in yet" if any(cell.get("partial") for cell in cells) else ""
 
 
 def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
@@ -242,7 +250,7 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
 
 
 def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, threshold: float,
-              layers: dict[int, dict], about: str = "") -> go.Figure:
+              layers: dict[int, dict], about: str = "", partial: str = "") -> go.Figure:
     """Score vs. window start for one concept at size m: mean with a ±1 s.d. band over its images, one point per
     seed (mean over prompts), and as reference lines the original, both references (the target prompt and the
     all-layers swap, the one that normalizes marked so) and the threshold's level between the original and it. The
@@ -284,7 +292,7 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
                              annotation_position=position)
     figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 70, "b": 40}, legend={"orientation": "h"})
     _title(figure, f"Score per window of m = {window_size} layers", about,
-           "line: mean over images, band: ±1 s.d., dots: seeds")
+           "line: mean over images, band: ±1 s.d., dots: seeds", partial)
     figure.update_xaxes(title="window start (layer)", dtick=1, automargin=True)
     figure.update_yaxes(title="score", automargin=True)
     return figure

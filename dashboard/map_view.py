@@ -223,6 +223,12 @@ def untraceable_note(cells, min_gap: float) -> str | None:
             + ". Raise --noise, or lower the minimum gap." if gaps else None)
 
 
+def run_partial(run: dict | None) -> str:
+    """Why a LocoGen run is not complete ("status running": a shard has not finished), or "" (the figures' titles
+    and their exports say so)."""
+    return "" if run is None or run.get("finished", True) else f"status {run['status']}: not every shard has finished"
+
+
 def partial_note(cells, what: str) -> str | None:
     """A warning when the map's run has not finished (its cells may rest on fewer units than it will have), or
     None."""
@@ -378,7 +384,11 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
         st.caption("This store records no layer table for the model: hover shows layer indices only.")
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
     st.markdown(settings_line(state.run))
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state))
+    if run_partial(state.run):
+        st.warning(f"Partial run ({run_partial(state.run)}): the map, the verdicts and their units are those of the "
+                   "windows scored so far.")
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state),
+                      partial=run_partial(state.run))
     st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
                     selection_mode="points", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{run_id}-heat-map-m{size}",
@@ -408,7 +418,8 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     shown_view = url_state.concept_params((family, concept))
     concept_cells = only(judge(mine, threshold), family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, state.scorer, family, concept)
-    figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)))
+    figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)),
+                       run_partial(state.run))
     st.plotly_chart(figure, key="line_view", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen score per window", row_label(family, concept), m=size),
                      f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
@@ -478,7 +489,8 @@ def side_by_side(snap: data.Snapshot, state: MapState, loc, trace, mine, size: i
         st.caption("This store records no layer table for the model: hover shows layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state))
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
+                      run_partial(state.run))
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")
@@ -530,7 +542,8 @@ def beside_contribution(snap: data.Snapshot, state: MapState, loc, contrib, top_
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state))
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
+                      run_partial(state.run))
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import plotly.io as pio
+import pyarrow as pa
 import pytest
 from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
 from PIL import Image, ImageFont
@@ -180,3 +181,39 @@ def test_a_csv_says_what_its_numbers_are_about_and_how_many_lines_to_skip():
         "level": "90%", "adjustment": "holm (over each concept's windows)",
         "selection": "auto (the verdict says whether the window was confirmed on held-out seeds)",
         "window size shown": "2"}
+
+
+def test_a_running_run_is_drawn_and_exported_as_partial(tmp_path):
+    from locolab.contract.summaries import run_settings
+    from locolab.dashboard.map_view import run_partial
+
+    add_planted_run(tmp_path, status="running")
+    con = Store(tmp_path).connect()
+    (run,) = run_settings(con).to_pylist()
+    assert run_partial(run) == "status running: not every shard has finished"
+    loc = queries.localization_table(con, PLANTED, 0.95)
+    figure = heat_map(queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5), queries.minimal_windows(loc, PLANTED_SCORER,
+                      0.5), LAYERS, 16, 2, 0.5, about=ABOUT, partial=run_partial(run))
+
+    legend = exports.titled(figure, TITLE).layout.title.subtitle.text
+    assert legend.startswith("PARTIAL RUN (status running: not every shard has finished) · ● drop")
+    assert "PARTIAL RUN" in figure.layout.title.text
+    finished = dict(run, finished=True, status="finished")
+    assert run_partial(finished) == "" and run_partial(None) == ""
+
+
+def test_a_still_running_trace_is_drawn_as_partial():
+    from locolab.contract.figures import trace_map
+
+    def cells(partial: bool):
+        return pa.Table.from_pylist([
+            {"family": "style", "concept": "van gogh", "site": site, "recovery": 0.2 * site, "recovery_low": 0.0,
+             "recovery_high": 1.0, "n_units": 4, "partial": partial, "untraceable": False, "corruption_gap": 0.1,
+             "score_mean": 0.3, "score_std": 0.01, "n_seeds": 2, "n_images": 4, "original_score": 0.4,
+             "corrupted_score": 0.2} for site in range(3)])
+
+    running = trace_map(cells(True), {}, 3, "cross-attention", 0.5)
+    done = trace_map(cells(False), {}, 3, "cross-attention", 0.5)
+
+    assert running.layout.meta["legend"].startswith("PARTIAL RUN (still running: not every unit is in yet) · ")
+    assert "PARTIAL" not in done.layout.meta["legend"] and "PARTIAL" not in done.layout.title.text
