@@ -291,7 +291,23 @@ def test_summary_names_the_score_drop_and_the_rates_of_prompts_and_images_with_i
     assert summary["efficacy_score_drop_low"] < summary["efficacy_score_drop"] < summary["efficacy_score_drop_high"]
     assert summarize(rows) == summary  # seeded: the same rows give the same intervals
     assert summary["specificity"] == pytest.approx(0.75)
+    # One unrelated prompt has no spread to resample: the ratio, its count, no interval.
+    assert (summary["specificity_low"], summary["specificity_high"], summary["unrelated_prompts"]) == (None, None, 1)
     assert "other_concepts_retained" not in summary and "efficacy" not in summary
+
+
+def test_specificity_has_a_paired_bootstrap_interval_over_the_unrelated_prompts():
+    rows = [dict(group="target", phase="before", prompt="a painting", seed=0, score=0.2)]
+    before, after = (0.30, 0.32, 0.28, 0.31), (0.25, 0.30, 0.20, 0.27)
+    for phase, values in (("before", before), ("after", after)):
+        rows += [dict(group="unrelated", phase=phase, prompt=f"p{i}", seed=s, score=v + 0.01 * s)
+                 for i, v in enumerate(values) for s in (0, 1)]
+    summary = summarize(rows)
+
+    assert summary["specificity"] == pytest.approx((sum(after) + 0.02) / (sum(before) + 0.02))
+    assert summary["unrelated_prompts"] == 4
+    # Four prompts, each kept 0.71-0.94 of its score: the interval lies below 1 (scores fell) and spans them.
+    assert 0.70 < summary["specificity_low"] < summary["specificity"] < summary["specificity_high"] < 0.95
 
 
 IF_EDIT = ["edit", "--model", "tiny-if", "--family", "style", "--concept", "van gogh", "--target", "a painting"]
