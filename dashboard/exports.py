@@ -89,11 +89,12 @@ def titled(figure: go.Figure, title: str) -> go.Figure:
     meta = copy.layout.meta if isinstance(copy.layout.meta, dict) else {}
     legend = meta.get("legend") or (copy.layout.title.text if copy.layout.title else None)
     lines = title_lines(title)
-    top = 12 + len(lines) * (TITLE_SIZE_PT + 6) + (SUBTITLE_SIZE_PT + 10 if legend else 0) + BLOCK_LABELS
+    top = 22 + len(lines) * (TITLE_SIZE_PT + 6) + (SUBTITLE_SIZE_PT + 10 if legend else 0) + BLOCK_LABELS
     margin = copy.layout.margin
     plot = max((copy.layout.height or MIN_HEIGHT) - (margin.t or 0), MIN_HEIGHT - top)
     title_layout = {"text": "<br>".join(html.escape(line, quote=False) for line in lines), "x": 0.01,
-                    "xanchor": "left", "xref": "container", "yref": "container", "y": 0.995, "yanchor": "top",
+                    "xanchor": "left", "xref": "container", "yref": "container", "y": 1, "yanchor": "top",
+                    "pad": {"t": 10},
                     "font": {"size": TITLE_SIZE_PT}}
     if legend:
         title_layout["subtitle"] = {"text": legend, "font": {"size": SUBTITLE_SIZE_PT, "color": "#555"}}
@@ -255,7 +256,7 @@ def figure_sheet(title: str, columns: list[str], rows: list[tuple[str, list[Shee
                   font=text_font)
         for j, item in enumerate(cells[:len(columns)]):
             x = left + j * (cell + GAP)
-            picture = _picture(item.image, cell)
+            picture = scaled_picture(item.image, cell)
             if picture is None:
                 draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=MISSING)
                 draw.text((x + 4, y + cell // 2 - TEXT // 2), "missing", fill=(110, 110, 110), font=text_font)
@@ -274,7 +275,7 @@ def figure_sheet(title: str, columns: list[str], rows: list[tuple[str, list[Shee
     return buffer.getvalue()
 
 
-def _picture(data: bytes | None, side: int) -> Image.Image | None:
+def scaled_picture(data: bytes | None, side: int) -> Image.Image | None:
     """An image scaled into a ``side`` square (nearest-neighbour when enlarged), or None if it does not decode."""
     if not data:
         return None

@@ -193,6 +193,19 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
     return rows
 
 
+def family_heat_map(state: MapState, cells, minimal, layers: dict, num_layers: int, size: int, family: str):
+    """The heat map of one family's concepts (the paper figure's top)."""
+    rows = [key for key in concept_rows(cells) if key[0] == family]
+    return heat_map(cells, minimal, layers, num_layers, size, state.threshold, rows, about=about(state),
+                    partial=run_partial(state.run))
+
+
+def verdict_list(rows: list[dict]) -> str:
+    """Every concept's full verdict as a Markdown list (``verdict_table`` rows): wrapped, never cut."""
+    return "\n".join(f"- **{common.escape(row_label(row['family'], row['concept']))}**: {common.escape(row['verdict'])}"
+                     for row in rows)
+
+
 def interval_text(point, low, high) -> str:
     """'0.750 [0.000, 1.000]' (the CSV below the table keeps the numbers as numbers)."""
     return "–" if point is None else f"{point:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{point:.3f}"
@@ -405,7 +418,13 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
                  "Holm-adjusted over each concept's windows)")
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
-    common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
+    # The numbers in the table; each verdict in full below it, wrapped (a table cell cuts it even at 1920 px).
+    common.table([{k: v for k, v in row.items() if k != "verdict"} for row in verdicts], "map_verdicts")
+    st.markdown(verdict_list(verdicts))
+    downloads.paper(snap, state.model, state.scorer, functools.partial(family_heat_map, state, cells, minimal, layers,
+                                                                       num_layers, size), minimal, verdicts,
+                    lambda family: figure_title(state, f"LocoGen paper figure of {family}", m=size),
+                    f"{run_id}-m{size}")
     meta = csv_meta(state, size)
     downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)", meta)
     downloads.table(judge(mine, threshold), f"{run_id}-localization", "map_csv",

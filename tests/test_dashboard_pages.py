@@ -34,7 +34,7 @@ from locolab.contract.summaries import (
     top_k_interventions,
     trace_effects,
 )
-from locolab.dashboard import exports
+from locolab.dashboard import common, exports
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
 
@@ -154,7 +154,12 @@ def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypat
         f"; color · blue ({reason[16:]}") in grey
     verdicts = app.dataframe[0].value
     assert list(verdicts["concept"]) == ["van gogh", "blue"] and not verdicts["localizes"].any()
-    assert all(v.startswith(f"{reason} (add seeds or prompts)") for v in verdicts["verdict"])
+    # Each verdict in full in a wrapped list under the table (a table cell cut them).
+    (listed,) = [m.value for m in app.markdown if m.value.startswith("- **style · van gogh**: ")]
+    lines = listed.splitlines()
+    assert [line.split("**")[1] for line in lines] == ["style · van gogh", "color · blue"]
+    said = common.escape(f"{reason} (add seeds or prompts)")
+    assert all(line.split("**: ", 1)[1].startswith(said) for line in lines)
 
 
 def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):

@@ -37,8 +37,8 @@ def test_few_units_and_a_specificity_below_one_are_flagged():
                                          "were recorded (evaluate the edit again)."]
     assert edit_view.unit_notes({"specificity": 0.79, "unrelated_prompts": 1}) == [
         "Few units: specificity from 1. An interval from fewer than 8 units covers less than its level (a 95% one "
-        "about 87% from 4): evaluate with more seeds or prompts.", "specificity 0.79 has no interval: one prompt has no "
-        "spread."]
+        "about 87% from 4): evaluate with more seeds or prompts.",
+        "specificity 0.79 has no interval: one prompt has no spread."]
 
 
 def test_the_edit_tables_show_every_metric_with_its_interval_and_keep_the_numbers_for_the_csv():

@@ -217,3 +217,85 @@ def test_a_still_running_trace_is_drawn_as_partial():
 
     assert running.layout.meta["legend"].startswith("PARTIAL RUN (still running: not every unit is in yet) · ")
     assert "PARTIAL" not in done.layout.meta["legend"] and "PARTIAL" not in done.layout.title.text
+
+
+def _png(color, size=32) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+VERDICTS = [{"family": "style", "concept": "van gogh", "window": "layers 8–9", "drop [interval]": "0.91 [0.80, 1.00]",
+             "units": 8, "verdict": "localizes at layers 8–9 (m=2), selected (optimistic): " + "drop 0.91, " * 40},
+            {"family": "color", "concept": "blue <b>", "window": "none", "units": 2, "verdict": "not measurable"}]
+
+
+def paper(heat):
+    from locolab.dashboard.paper_figure import paper_figure
+
+    strips = [("style · van gogh<br>layers 8–9", [exports.SheetCell(_png((200, 40, 10)), "score 0.750"),
+                                                  exports.SheetCell(_png((10, 40, 200)), "score 0.250"),
+                                                  exports.SheetCell(None)])]
+    return paper_figure(heat, ["original", "target", "minimal window"], strips, VERDICTS)
+
+
+def test_the_paper_figure_stacks_heat_map_images_and_full_verdicts_without_overlap(figures):
+    heat, _ = figures
+    figure = paper(heat)
+
+    heat_bottom = figure.layout.yaxis.domain[0]
+    table = next(trace for trace in figure.data if trace.type == "table")
+    images = figure.layout.images
+    assert len(images) == 2 and all(image.source.startswith("data:image/png;base64,") for image in images)
+    # Top to bottom: the heat map, the images (under its axis), the table; the colour bar spans the heat map only.
+    assert all(table.domain.y[1] < image.y - image.sizey < image.y < heat_bottom for image in images)
+    assert figure.data[0].colorbar.len == pytest.approx(1 - heat_bottom)
+    # Every verdict in full (the table wraps them), stored text escaped.
+    assert list(table.cells.values[4]) == [VERDICTS[0]["verdict"], "not measurable"]
+    assert list(table.cells.values[0]) == ["van gogh", "blue &lt;b&gt;"]
+    missing = [a.text for a in figure.layout.annotations if a.text == "missing"]
+    assert missing == ["missing"]
+    # A 32-px image is enlarged nearest-neighbour: two colours only, no blend.
+    data = images[0].source.split(",", 1)[1]
+    picture = Image.open(io.BytesIO(__import__("base64").b64decode(data))).convert("RGB")
+    assert picture.size == (128, 128) and len(set(picture.getdata())) == 1
+
+
+@pytest.mark.slow  # starts Chromium (kaleido)
+def test_the_paper_figure_exports_as_one_pdf_and_one_svg_with_every_label_inside(figures, streamlit_template):
+    problem = exports.static_export_problem()
+    if problem:
+        pytest.skip(problem)
+    figure = paper(figures[0])
+    svg = exports.figure_bytes(figure, "svg", TITLE)
+    (width, _), boxes = text_boxes(svg)
+
+    assert all(image.source in svg.decode() for image in figure.layout.images)  # embedded in the file
+    shown = " ".join(text for text, _, _ in boxes)
+    assert "style · van gogh" in shown and "minimal window" in shown and "localizes at layers 8–9" in shown
+    assert [(text, round(left)) for text, left, right in boxes if left < 0 or right > width] == []
+    assert exports.figure_bytes(figure, "pdf", TITLE).startswith(b"%PDF")
+
+
+def test_a_concept_row_of_the_paper_figure_shows_its_first_prompt_and_seed_at_its_minimal_window(tmp_path):
+    from locolab.dashboard.downloads import minimal_strip
+    from locolab.dashboard.files import RootFiles
+
+    for name, color in (("o.png", (1, 1, 1)), ("t.png", (2, 2, 2)), ("w8.png", (3, 3, 3)), ("w9.png", (4, 4, 4))):
+        (tmp_path / name).write_bytes(_png(color))
+
+    def case(kind, path, seed=0, start=None, prompt="a painting by van gogh", score=0.5):
+        return {"kind": kind, "image_path": path, "seed": seed, "window_start": start, "prompt": prompt,
+                "score": score}
+
+    cases = [case("original", "o.png"), case("target", "t.png", score=None), case("window", "w8.png", start=8),
+             case("window", "w9.png", start=9), case("window", "w9.png", seed=1, start=8),
+             case("original", "w9.png", prompt="z prompt")]
+    window = {"family": "style", "concept": "van <gogh>", "window_start": 8, "window_size": 2}
+
+    label, cells = minimal_strip(cases, window, RootFiles(str(tmp_path)))
+
+    assert label == "style · van &lt;gogh&gt;<br>layers 8–9"
+    assert [cell.image == (tmp_path / name).read_bytes() for cell, name in zip(cells, ("o.png", "t.png", "w8.png"))] \
+        == [True, True, True]
+    assert [cell.caption for cell in cells] == ["score 0.500", "–", "score 0.500"]
