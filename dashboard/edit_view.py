@@ -57,7 +57,7 @@ METRIC_ROWS = (
     ("Generalization: held-out prompts", (("generalization_score_drop", "score drop"),
                                           ("generalization_prompt_rate", "prompt rate"),
                                           ("generalization_image_rate", "image rate"))),
-    ("Specificity: after / before, 1 = kept", (("specificity", "unrelated prompts"),
+    ("Specificity: after / before, 1 = kept", (("specificity", "unrelated"),
                                                ("other_concepts_retained", "other concepts"),
                                                ("new_fact_gain", "new fact gain"))),
 )

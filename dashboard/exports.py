@@ -64,7 +64,7 @@ TEMPLATE.layout.update(
     font={"family": "Arial, Helvetica, sans-serif", "color": "#222"}, paper_bgcolor="white", plot_bgcolor="white",
     xaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""},
     yaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""})
-TITLE_SIZE_PT, SUBTITLE_SIZE_PT, TITLE_CHARS = 15, 11, 150
+TITLE_FONT, SUBTITLE_FONT, TITLE_CHARS = 15, 11, 150  # px, px, characters per title line
 BLOCK_LABELS = 28  # room above the plot for the labels of the model's blocks (``figures._mark_blocks``)
 
 
@@ -89,15 +89,14 @@ def titled(figure: go.Figure, title: str) -> go.Figure:
     meta = copy.layout.meta if isinstance(copy.layout.meta, dict) else {}
     legend = meta.get("legend") or (copy.layout.title.text if copy.layout.title else None)
     lines = title_lines(title)
-    top = 22 + len(lines) * (TITLE_SIZE_PT + 6) + (SUBTITLE_SIZE_PT + 10 if legend else 0) + BLOCK_LABELS
+    top = 22 + len(lines) * (TITLE_FONT + 6) + (SUBTITLE_FONT + 10 if legend else 0) + BLOCK_LABELS
     margin = copy.layout.margin
     plot = max((copy.layout.height or MIN_HEIGHT) - (margin.t or 0), MIN_HEIGHT - top)
     title_layout = {"text": "<br>".join(html.escape(line, quote=False) for line in lines), "x": 0.01,
                     "xanchor": "left", "xref": "container", "yref": "container", "y": 1, "yanchor": "top",
-                    "pad": {"t": 10},
-                    "font": {"size": TITLE_SIZE_PT}}
+                    "pad": {"t": 10}, "font": {"size": TITLE_FONT}}
     if legend:
-        title_layout["subtitle"] = {"text": legend, "font": {"size": SUBTITLE_SIZE_PT, "color": "#555"}}
+        title_layout["subtitle"] = {"text": legend, "font": {"size": SUBTITLE_FONT, "color": "#555"}}
     copy.update_layout(template=TEMPLATE, title=title_layout, height=plot + top, width=EXPORT_WIDTH,
                        margin={"t": top, "l": max(margin.l or 0, 20), "r": max(margin.r or 0, 20),
                                "b": max(margin.b or 0, 30)})

@@ -424,7 +424,7 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
         "**Efficacy: the edit's own prompts**", "**Generalization: held-out prompts**",
         "**Specificity: after / before, 1 = kept**"]
     assert [m.label.split(" [")[0] for m in app.metric] == ["score drop", "prompt rate", "image rate"] * 2 + [
-        "unrelated prompts", "other concepts"]
+        "unrelated", "other concepts"]
     assert all(len(m.label) <= 28 and len(m.value) <= 6 for m in app.metric)
     assert app.metric[0].label == ("score drop [" f"{stored['efficacy_score_drop_low']:.2f}, "
                                    f"{stored['efficacy_score_drop_high']:.2f}]")

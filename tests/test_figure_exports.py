@@ -102,6 +102,7 @@ def streamlit_template():
     pio.templates.default = before
 
 
+@pytest.mark.slow  # the planted run's localization: ~1 s
 def test_an_export_has_its_own_template_automatic_margins_and_one_title(figures, streamlit_template):
     heat, line = figures
     out = exports.titled(heat, TITLE)
@@ -183,6 +184,7 @@ def test_a_csv_says_what_its_numbers_are_about_and_how_many_lines_to_skip():
         "window size shown": "2"}
 
 
+@pytest.mark.slow  # the planted run's localization: ~1 s
 def test_a_running_run_is_drawn_and_exported_as_partial(tmp_path):
     from locolab.contract.summaries import run_settings
     from locolab.dashboard.map_view import run_partial
@@ -239,6 +241,7 @@ def paper(heat):
     return paper_figure(heat, ["original", "target", "minimal window"], strips, VERDICTS)
 
 
+@pytest.mark.slow  # the planted run's localization: ~1 s
 def test_the_paper_figure_stacks_heat_map_images_and_full_verdicts_without_overlap(figures):
     heat, _ = figures
     figure = paper(heat)
