@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from locolab.contract.names import ALL_LAYERS, TARGET
 from locolab.contract.notation import window_label
-from locolab.contract.summaries import verdict
+from locolab.contract.summaries import MIN_UNITS, verdict
 
 DROP_SCALE = "YlOrRd"
 GREY = "#d9d9d9"  # rows of concepts whose data cannot speak (not measurable, untraceable)
@@ -96,8 +96,10 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
             return (f"{component} site {module_line(cell['site'], layers)}<br>untraceable: the noise moved the score "
                     f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
                     f"{_fmt(cell['corrupted_score'])})")
+        few = (f" ⚠ fewer than {MIN_UNITS}: the interval covers less than its level"
+               if (cell.get("n_units") or MIN_UNITS) < MIN_UNITS else "")
         interval = (f" [{_fmt(cell['recovery_low'])}, {_fmt(cell['recovery_high'])}] over {cell['n_units']} units"
-                    if cell.get("recovery_low") is not None else "")
+                    f"{few}" if cell.get("recovery_low") is not None else "")
         partial = " (partial run: not every unit is in yet)" if cell.get("partial") else ""
         return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}"
                 f"{interval}{partial}<br>restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} "

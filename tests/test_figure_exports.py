@@ -219,6 +219,9 @@ def test_a_still_running_trace_is_drawn_as_partial():
 
     assert running.layout.meta["legend"].startswith("PARTIAL RUN (still running: not every unit is in yet) · ")
     assert "PARTIAL" not in done.layout.meta["legend"] and "PARTIAL" not in done.layout.title.text
+    # Its intervals rest on 4 units: the hover says they cover less than their level.
+    assert "[0.000, 1.000] over 4 units ⚠ fewer than 8: the interval covers less than its level" in \
+        done.data[1].customdata[0]
 
 
 def _png(color, size=32) -> bytes:
