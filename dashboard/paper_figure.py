@@ -42,11 +42,12 @@ def paper_figure(heat: go.Figure, columns: list[str], strips: list[tuple[str, li
     ``verdicts`` (``map_view.verdict_table`` rows) with every verdict wrapped in full.
 
     Positions are in pixels turned into fractions of the plot's height, so the parts never overlap whatever the
-    number of concepts; the heat map's colour bar spans the heat map only.
+    number of concepts; the heat map's colour bar spans the heat map only. Without strips a line says that no concept
+    localizes.
     """
     figure = go.Figure(heat)
     heat_height = (heat.layout.height or 300) - (heat.layout.margin.t or 0) - (heat.layout.margin.b or 0)
-    strips_height = (HEADER + len(strips) * (IMAGE + CAPTION + ROW_GAP)) if strips else 0
+    strips_height = HEADER + len(strips) * (IMAGE + CAPTION + ROW_GAP)
     table_height = _table_height(verdicts)
     total = heat_height + AXIS_ROOM + strips_height + ROW_GAP + table_height
     top_of_table = table_height / total
@@ -56,7 +57,10 @@ def paper_figure(heat: go.Figure, columns: list[str], strips: list[tuple[str, li
     width = EXPORT_WIDTH - 340  # the plot area's width, less the margins the labels and the colour bar take
     label_room = 0.22
     top = 1 - (heat_height + AXIS_ROOM) / total
-    for j, name in enumerate(columns):
+    if not strips:
+        figure.add_annotation(x=0, y=top, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+                              text="No concept of this family localizes: no minimal-window images.", font={"size": 12})
+    for j, name in enumerate(columns if strips else []):
         figure.add_annotation(x=label_room + j * (IMAGE + ROW_GAP) / width, y=top, xref="paper", yref="paper",
                               xanchor="left", yanchor="top", showarrow=False, text=f"<b>{name}</b>",
                               font={"size": 12})

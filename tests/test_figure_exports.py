@@ -264,7 +264,12 @@ def test_the_paper_figure_stacks_heat_map_images_and_full_verdicts_without_overl
     # A 32-px image is enlarged nearest-neighbour: two colours only, no blend.
     data = images[0].source.split(",", 1)[1]
     picture = Image.open(io.BytesIO(__import__("base64").b64decode(data))).convert("RGB")
-    assert picture.size == (128, 128) and len(set(picture.getdata())) == 1
+    assert picture.size == (128, 128) and len(picture.getcolors()) == 1
+    from locolab.dashboard.paper_figure import paper_figure
+    empty = paper_figure(heat, ["original"], [], VERDICTS)
+    assert [a.text for a in empty.layout.annotations if "localizes" in a.text] == [
+        "No concept of this family localizes: no minimal-window images."]
+    assert not empty.layout.images and "<b>original</b>" not in [a.text for a in empty.layout.annotations]
 
 
 @pytest.mark.slow  # starts Chromium (kaleido)
