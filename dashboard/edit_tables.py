@@ -15,10 +15,12 @@ SHORT_METRICS = {"efficacy_score_drop": "eff. drop", "efficacy_prompt_rate": "ef
                  "efficacy_image_rate": "eff. images", "generalization_score_drop": "gen. drop",
                  "generalization_prompt_rate": "gen. prompts", "generalization_image_rate": "gen. images",
                  "specificity": "unrel. kept", "other_concepts_retained": "others kept", "new_fact_gain": "new fact"}
-# On screen each table shows what fits 1280 px, each metric with its interval (``SHOWN_COLUMNS``: text such as
-# "0.91 [0.80, 1.00]"); its CSV download has every column (every metric with its bounds, ids, dates).
+# On screen each table shows what fits 1280 px: the score drops (their intervals are on the cards) and the
+# specificities with their interval (text such as "0.79 [0.70, 0.88]", under the short label); its CSV download has
+# every column (every metric with its bounds, ids, dates).
 SHOWN_METRICS = ("efficacy_score_drop", "generalization_score_drop", "specificity", "other_concepts_retained")
-SHOWN_COLUMNS = tuple(f"{SHORT_METRICS[name]} [interval]" for name in SHOWN_METRICS)
+WITH_INTERVAL = ("specificity", "other_concepts_retained")
+SHOWN_COLUMNS = tuple(SHORT_METRICS[name] if name in WITH_INTERVAL else name for name in SHOWN_METRICS)
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ def with_interval(result: dict, name: str) -> str | None:
 
 
 def metrics(result: dict) -> dict:
-    """An evaluation's metrics for a table row: each number with its bounds (the CSV), and the shown ones as text with
-    their interval (``SHOWN_COLUMNS``)."""
-    return {**{column: with_interval(result, name) for column, name in zip(SHOWN_COLUMNS, SHOWN_METRICS)},
+    """An evaluation's metrics for a table row: each number with its bounds (the CSV), and the specificities as text
+    with their interval (``WITH_INTERVAL``, under their short labels)."""
+    return {**{SHORT_METRICS[name]: with_interval(result, name) for name in WITH_INTERVAL},
             **{f"{name}{end}": result.get(f"{name}{end}") for name in EVAL_METRICS for end in ("", "_low", "_high")}}
 
 
@@ -71,9 +73,9 @@ def metric_columns() -> dict:
     """Column settings of the edit tables: metrics under short labels with two decimals, the full name as help."""
     columns = {name: st.column_config.NumberColumn(SHORT_METRICS.get(name, name), help=EVAL_METRICS[name],
                                                    format="%.2f", width="small") for name in EVAL_METRICS}
-    columns.update({column: st.column_config.TextColumn(
-        column, help=f"{EVAL_METRICS[name]}; the interval at the evaluation's level (⚠: from fewer than {MIN_UNITS} "
-                     "units)") for column, name in zip(SHOWN_COLUMNS, SHOWN_METRICS)})
+    columns.update({SHORT_METRICS[name]: st.column_config.TextColumn(
+        SHORT_METRICS[name], help=f"{EVAL_METRICS[name]}; the interval at the evaluation's level (⚠: from fewer than "
+                                  f"{MIN_UNITS} units)") for name in WITH_INTERVAL})
     return {**columns, "evals": st.column_config.NumberColumn("evals", help="evaluations stored (one per settings)",
                                                               width="small")}
 
