@@ -41,15 +41,13 @@ def edit_label(by_id: dict[str, dict], edit_id: str) -> str:
 
 
 def with_interval(result: dict, name: str) -> str | None:
-    """'0.91 [0.80, 1.00]', '0.91 (no interval)', or None when the evaluation lacks the metric; ' ⚠' marks an
-    interval from fewer than ``MIN_UNITS`` units (``edit_view.unit_notes`` says why)."""
+    """'0.91 [0.80, 1.00]', '0.91 (none)' (no interval), or None when the evaluation lacks the metric (the page's
+    warnings say when an interval rests on few units: 1280 px has no room for a mark here)."""
     value = result.get(name)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
     span = edit_view.interval(result, name)
-    units = edit_view.metric_units(result, name)
-    few = " ⚠" if units is not None and units < MIN_UNITS else ""
-    return f"{value:.2f} {span}{few}" if span != "–" else f"{value:.2f} (no interval)"
+    return f"{value:.2f} {span}" if span != "–" else f"{value:.2f} (none)"
 
 
 def metrics(result: dict) -> dict:
@@ -74,8 +72,9 @@ def metric_columns() -> dict:
     columns = {name: st.column_config.NumberColumn(SHORT_METRICS.get(name, name), help=EVAL_METRICS[name],
                                                    format="%.2f", width="small") for name in EVAL_METRICS}
     columns.update({SHORT_METRICS[name]: st.column_config.TextColumn(
-        SHORT_METRICS[name], help=f"{EVAL_METRICS[name]}; the interval at the evaluation's level (⚠: from fewer than "
-                                  f"{MIN_UNITS} units)") for name in WITH_INTERVAL})
+        SHORT_METRICS[name], help=f"{EVAL_METRICS[name]}; the interval at the evaluation's level ('none': not "
+                                  f"recorded; fewer than {MIN_UNITS} units: see the warnings above the cards)")
+        for name in WITH_INTERVAL})
     return {**columns, "evals": st.column_config.NumberColumn("evals", help="evaluations stored (one per settings)",
                                                               width="small")}
 

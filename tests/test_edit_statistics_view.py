@@ -45,10 +45,10 @@ def test_the_edit_tables_show_every_metric_with_its_interval_and_keep_the_number
     record = {"edit_id": "a-loco", "method": "loco", "layers": [8, 9], "evals": [SMALL], "eval": SMALL}
     row = edit_tables.summary_row(record)
 
-    assert [row[column] for column in edit_tables.SHOWN_COLUMNS] == [0.91, None, "0.79 [0.70, 0.88] ⚠", None]
+    assert [row[column] for column in edit_tables.SHOWN_COLUMNS] == [0.91, None, "0.79 [0.70, 0.88]", None]
     assert (row["specificity"], row["specificity_low"], row["specificity_high"]) == (0.79, 0.70, 0.88)
     settings, rows = edit_tables.compared_rows([(record, {"specificity": 0.8, "unrelated_prompts": 12})])
-    assert rows[0]["unrel. kept"] == "0.80 (no interval)"
+    assert rows[0]["unrel. kept"] == "0.80 (none)"
 
 
 def test_detection_rows_from_few_images_are_flagged():
