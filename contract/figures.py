@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import pyarrow as pa
 
 from locolab.contract.names import ALL_LAYERS, TARGET
-from locolab.contract.summaries import verdict
+from locolab.contract.notation import window_label
+from locolab.contract.summaries import MIN_UNITS, verdict
 
 DROP_SCALE = "YlOrRd"
 GREY = "#d9d9d9"  # rows of concepts whose data cannot speak (not measurable, untraceable)
@@ -31,17 +32,13 @@ def module_line(index: int, layers: dict[int, dict]) -> str:
     return layer_label(index, layers) + (f" {_text(info['path'])}" if info.get("path") else "")
 
 
-def window_label(start: int, size: int) -> str:
-    return f"layer {start}" if size == 1 else f"layers {start}–{start + size - 1}"
-
-
 def row_label(family: str, concept: str) -> str:
     return f"{family} · {concept}"
 
 
 def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_layers: int,
              window_size: int, threshold: float, rows: list[tuple[str, str]] | None = None,
-             labels: dict[tuple[str, str], str] | None = None, about: str = "") -> go.Figure:
+             labels: dict[tuple[str, str], str] | None = None, about: str = "", partial: str = "") -> go.Figure:
     """Rows = concepts grouped by family, columns = layers in forward order; a cell is the window of
     ``window_size`` layers starting there, coloured by its normalized drop on a 0–1 scale (▲ marks a drop above 1,
     ▼ one below 0: the colour alone would hide them).
@@ -54,7 +51,8 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
     interval, verdict) and makes cells clickable (Plotly heat maps send no selection events): its x is the window
     start, its y the row (the order of ``rows``, by default the order of first appearance in ``cells``). ``labels``
     replaces the rows' tick labels (maps drawn one above the other need the same labels to line up). ``about`` (model,
-    run, scorer, seeds) goes into the title, so that an exported figure says what it shows.
+    run, scorer, seeds) goes into the title, so that an exported figure says what it shows; ``partial`` (e.g. "status
+    running, shards 1/2") marks a run that has not finished.
     """
     def hover(cell):
         start = cell["window_start"]
@@ -80,10 +78,9 @@ def heat_map(cells: pa.Table, minimal: pa.Table, layers: dict[int, dict], num_la
         if key in row_of and window["window_size"] == window_size:
             _box(figure, window["window_start"], window["window_size"], row_of[key])
     _mark_blocks(figure, layers, num_layers)
-    figure.update_layout(title=_title(f"LocoGen normalized drop · window size m = {window_size}", about,
-                                      f"● drop > {threshold:g} by the paired test, Holm-adjusted · box: minimal "
-                                      "localizing window "
-                                      "(drawn where it has this m) · grey: not measurable · ▲ above 1, ▼ below 0"))
+    _title(figure, f"LocoGen normalized drop · window size m = {window_size}", about,
+           f"● drop > {threshold:g} by the paired test, Holm-adjusted · box: minimal localizing window (drawn where it "
+           "has this m) · grey: not measurable · ▲ above 1, ▼ below 0", partial)
     figure.update_xaxes(title="cross-attention layer (forward order) = window start")
     return figure
 
@@ -99,8 +96,10 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
             return (f"{component} site {module_line(cell['site'], layers)}<br>untraceable: the noise moved the score "
                     f"by only {_fmt(cell['corruption_gap'])} (original {_fmt(cell['original_score'])}, corrupted "
                     f"{_fmt(cell['corrupted_score'])})")
+        few = (f" ⚠ fewer than {MIN_UNITS}: the interval covers less than its level"
+               if (cell.get("n_units") or MIN_UNITS) < MIN_UNITS else "")
         interval = (f" [{_fmt(cell['recovery_low'])}, {_fmt(cell['recovery_high'])}] over {cell['n_units']} units"
-                    if cell.get("recovery_low") is not None else "")
+                    f"{few}" if cell.get("recovery_low") is not None else "")
         partial = " (partial run: not every unit is in yet)" if cell.get("partial") else ""
         return (f"{component} site {module_line(cell['site'], layers)}<br>recovery {_fmt(cell['recovery'])}"
                 f"{interval}{partial}<br>restored {_fmt(cell['score_mean'])} ± {_fmt(cell['score_std'])} "
@@ -122,8 +121,8 @@ def trace_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, componen
         if key in strongest:
             _box(figure, strongest[key]["site"], 1, i)
     _mark_blocks(figure, layers, num_sites)
-    figure.update_layout(title=_title(f"Causal tracing recovery · {component}, one site restored", about,
-                                      f"● recovery ≥ {threshold:g} · box: strongest site · ▲ above 1, ▼ below 0"))
+    _title(figure, f"Causal tracing recovery · {component}, one site restored", about,
+           f"● recovery ≥ {threshold:g} · box: strongest site · ▲ above 1, ▼ below 0", _partial(marked))
     figure.update_xaxes(title=f"{'text-encoder layer' if component == 'text-encoder' else component + ' site'} "
                               "(forward order)")
     return figure
@@ -149,8 +148,8 @@ def contribution_map(cells: pa.Table, layers: dict[int, dict], num_sites: int, k
     figure = _grid(marked, rows, "site", "relative", "dominant", hover, num_sites, "contribution / dominant",
                    labels=labels)
     _mark_blocks(figure, layers, num_sites)
-    figure.update_layout(title=_title("Attention contribution, relative to the concept's dominant site", about,
-                                      f"● the {k} dominant sites"))
+    _title(figure, "Attention contribution, relative to the concept's dominant site", about,
+           f"● the {k} dominant sites", _partial(marked))
     figure.update_xaxes(title="text-reading attention site (forward order)")
     return figure
 
@@ -189,7 +188,8 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
     # A right margin wider than either colour bar keeps both maps' plot areas equally wide: their columns line up.
     figure.update_layout(height=210 + 34 * len(rows), margin={"l": 10, "r": 140, "t": 110, "b": 40},
                          clickmode="event+select", dragmode=False)
-    figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5])
+    figure.update_xaxes(tickmode="array", tickvals=list(range(num_columns)), range=[-0.5, num_columns - 0.5],
+                        automargin=True)
     if grey:
         # After the other traces so their indices stay put; it only fills rows whose own cells are empty.
         figure.add_trace(go.Heatmap(
@@ -197,7 +197,8 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
             y=list(range(len(rows))), colorscale=[[0, GREY], [1, GREY]], showscale=False, hoverinfo="skip",
             xgap=1, ygap=1))
     labels = labels or {key: row_label(*key) + (f" ({grey_label})" if key in grey else "") for key in rows}
-    figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed",
+    # Automatic margins: the concept names push the plot right instead of being cut at the figure's edge.
+    figure.update_yaxes(tickmode="array", tickvals=list(range(len(rows))), autorange="reversed", automargin=True,
                         ticktext=[_text(labels[key]) for key in rows])
     return figure
 
@@ -211,13 +212,22 @@ def _beyond(value, high=None) -> str:
     return "▲" if value > 1 else "▼" if high is None or high < 0 else ""
 
 
-def _title(what: str, about: str, legend: str) -> dict:
-    """A figure title that describes the figure on its own (exports carry it): what is drawn, for which model, run,
-    scorer and seeds, and how to read the marks."""
+def _title(figure: go.Figure, what: str, about: str, legend: str, partial: str = "") -> None:
+    """A figure title that describes the figure on its own: what is drawn, for which model, run, scorer and seeds,
+    and how to read the marks, led by ``partial`` (why the run is not complete yet), if any. The legend is also kept
+    apart (``layout.meta["legend"]``): an export replaces the title with its own one-line description and keeps only
+    the legend under it (``dashboard.exports.titled``)."""
+    legend = f"PARTIAL RUN ({partial}) · {legend}" if partial else legend
     head = f"{_text(what)}<br><sub>{_text(about)}</sub>" if about else _text(what)
     # Anchored to the top of the figure, so its lines stay clear of the block labels above the plot.
-    return {"text": f"{head}<br><sub>{_text(legend)}</sub>", "font": {"size": 14}, "yref": "container", "y": 1,
-            "yanchor": "top", "pad": {"t": 8}}
+    figure.update_layout(title={"text": f"{head}<br><sub>{_text(legend)}</sub>", "font": {"size": 14},
+                                "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 8}},
+                         meta={"legend": _text(legend)})
+
+
+def _partial(cells: list[dict]) -> str:
+    """Why a map's run is partial (its cells' ``partial`` flag: not every unit is in yet), or ""."""
+    return "still running: not every unit is in yet" if any(cell.get("partial") for cell in cells) else ""
 
 
 def _box(figure: go.Figure, start: int, size: int, row: int) -> None:
@@ -242,7 +252,7 @@ def _mark_blocks(figure: go.Figure, layers: dict[int, dict], num_layers: int) ->
 
 
 def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, threshold: float,
-              layers: dict[int, dict], about: str = "") -> go.Figure:
+              layers: dict[int, dict], about: str = "", partial: str = "") -> go.Figure:
     """Score vs. window start for one concept at size m: mean with a ±1 s.d. band over its images, one point per
     seed (mean over prompts), and as reference lines the original, both references (the target prompt and the
     all-layers swap, the one that normalizes marked so) and the threshold's level between the original and it. The
@@ -290,11 +300,11 @@ def line_view(concept_rows: pa.Table, seeds: pa.Table, window_size: int, thresho
              "xanchor": "left" if "left" in position else "right", "yref": "y", "y": level,
              "yanchor": "bottom" if "top" in position else "top", "showarrow": False}
             for name, level, _, _, position in drawn)])
-    figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 70, "b": 40}, legend={"orientation": "h"},
-                         title=_title(f"Score per window of m = {window_size} layers", about,
-                                      "line: mean over images, band: ±1 s.d., dots: seeds"))
-    figure.update_xaxes(title="window start (layer)", dtick=1)
-    figure.update_yaxes(title="score")
+    figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 70, "b": 40}, legend={"orientation": "h"})
+    _title(figure, f"Score per window of m = {window_size} layers", about,
+           "line: mean over images, band: ±1 s.d., dots: seeds", partial)
+    figure.update_xaxes(title="window start (layer)", dtick=1, automargin=True)
+    figure.update_yaxes(title="score", automargin=True)
     return figure
 
 
@@ -308,6 +318,8 @@ def method_comparison(means: pa.Table, labels: dict[str, str]) -> go.Figure:
                                 y=[r["delta"] for r in mine], name=_text(f"{mine[0]['method']} ({edit_id})")))
     figure.update_layout(barmode="group", height=360, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                          legend={"orientation": "h"}, yaxis_title="mean score after − before")
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
     return figure
 
 

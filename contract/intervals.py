@@ -224,6 +224,25 @@ def ratio_drop_interval(before: np.ndarray, after: np.ndarray, reference: np.nda
     return drop, float(low[0]), float(high[0])
 
 
+def ratio_interval(before: np.ndarray, after: np.ndarray, level: float, resamples: int,
+                   rng: np.random.Generator) -> tuple[float, float, float]:
+    """The ratio of means ``mean(after) / mean(before)`` of paired units (e.g. an unrelated prompt's mean score after
+    and before an edit) and its percentile-bootstrap interval, the pairs resampled together (expanded for few units,
+    as every interval here). Returns (ratio, low, high); NaN where nothing was measured or the mean before is 0, and
+    NaN bounds from a single unit (no spread to resample)."""
+    if not len(before):
+        return float("nan"), float("nan"), float("nan")
+    with np.errstate(all="ignore"):
+        ratio = float(after.mean() / before.mean())
+    if len(before) < 2:
+        return ratio, float("nan"), float("nan")
+    with np.errstate(all="ignore"):
+        counts = resample_counts(len(before), resamples, rng)
+        ratios = (counts @ after) / (counts @ before)
+    low, high = _bounds(ratios[:, None], level, len(before))
+    return ratio, float(low[0]), float(high[0])
+
+
 def wilson(successes: int, n: int, level: float) -> tuple[float, float]:
     """The Wilson score interval of the rate ``successes / n`` at ``level``; (NaN, NaN) when n is 0.
 

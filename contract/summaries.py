@@ -35,6 +35,7 @@ from locolab.contract.names import (
     TRACE,
     WINDOW,
 )
+from locolab.contract.notation import window_label
 
 DEFAULT_THRESHOLD = 0.5  # fraction of the original-to-reference gap a window must remove (the paper leaves it open)
 DEFAULT_LEVEL = 0.95  # coverage of every interval
@@ -633,7 +634,7 @@ OPTIMISTIC = "selected (optimistic)"
 
 
 def _window_name(row: dict) -> str:
-    return f"{row['window_start']}-{row['window_start'] + row['window_size'] - 1}"
+    return window_label(row["window_start"], row["window_size"])
 
 
 def _minimal(rows: list[dict], found: np.ndarray, drops: np.ndarray) -> list[int]:
@@ -728,7 +729,7 @@ def _concept_verdict(row: dict, result: dict) -> str:
     window = result["window"]
     if window is None:
         return "no window measured"
-    where = f"layers {_window_name(window)} (m={window['window_size']})"
+    where = f"{_window_name(window)} (m={window['window_size']})"
     if result["confirm"]:
         p, over, listed = result["held_out"]
         half = (f"chosen on seeds {window['select_seeds']} ({window['select_test_units']} units), measured on "

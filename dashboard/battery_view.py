@@ -4,6 +4,7 @@ pairs side by side; and one row per method for the comparison."""
 
 import streamlit as st
 
+from locolab.contract.summaries import MIN_UNITS
 from locolab.dashboard import common
 from locolab.dashboard.gallery_grid import Row, grid_html, thumb_side
 from locolab.dashboard.gallery_view import cell
@@ -28,6 +29,17 @@ def detection_rows(battery: dict) -> list[dict]:
              "flag": "⚠" if row["role"] == "specificity" and row["change_high"] < -1e-9 else "",
              "detector": row["detector"]}
             for row in battery["detection"] if row["units"]]
+
+
+def few_units(battery: dict) -> str | None:
+    """A warning when detection rows rest on fewer than ``MIN_UNITS`` images (their intervals cover less than their
+    level), else None."""
+    few = [f"{row['group']} {row['attribute']} ({row['units']})" for row in battery["detection"]
+           if 0 < row["units"] < MIN_UNITS]
+    if not few:
+        return None
+    return (f"Few images: {', '.join(few)}. A rate's interval from fewer than {MIN_UNITS} images covers less than "
+            "its level: evaluate with more seeds or prompts before reading a change as real.")
 
 
 def verdict(battery: dict) -> tuple[str, str]:
@@ -80,6 +92,9 @@ def show(result: dict | None) -> None:
     st.dataframe(detection_rows(battery), hide_index=True, width="stretch", column_config={
         "change": st.column_config.TextColumn("change", help=BATTERY_HELP),
         "kept": st.column_config.NumberColumn("kept", help="share of images whose label the edit left as it was")})
+    warning = few_units(battery)
+    if warning:
+        st.warning(common.escape(warning))
     kept = battery.get("preservation") or {}
     if kept:
         st.dataframe(preservation_rows(battery), hide_index=True, width="stretch")

@@ -3,12 +3,14 @@ files). Files are made only when a button is clicked (Streamlit runs the callabl
 with the buttons as without."""
 
 import functools
+import html
 
 import streamlit as st
 
 from locolab.contract import bounds, queries
-from locolab.contract.figures import row_label, window_label
+from locolab.contract.figures import row_label
 from locolab.contract.names import EDIT_EVALS, EDITS_DIR, eval_folder
+from locolab.contract.notation import window_label
 from locolab.dashboard import common, data, exports
 from locolab.dashboard.files import RootFiles
 
@@ -44,10 +46,14 @@ def figure(figure, title: str, name: str, key: str) -> None:
                                f"Interactive, opens offline. Titled: {shown}{note}")
 
 
-def table(rows, name: str, key: str, label: str = "Download table (CSV)") -> None:
-    """A CSV download of a table (a pyarrow Table or row dicts) exactly as shown."""
-    st.download_button(label, functools.partial(exports.table_csv, rows), file_name=f"{exports.file_stem(name)}.csv",
-                       mime=exports.MIME["csv"], key=key, on_click="ignore", icon=":material/download:")
+def table(rows, name: str, key: str, label: str = "Download table (CSV)", meta: dict | None = None) -> None:
+    """A CSV download of a table (a pyarrow Table or row dicts) exactly as shown, headed by ``meta`` (what its numbers
+    are about: run, scorer, threshold, level, adjustment; ``exports.csv_header``)."""
+    st.download_button(label, functools.partial(exports.table_csv, rows, meta),
+                       file_name=f"{exports.file_stem(name)}.csv", mime=exports.MIME["csv"], key=key,
+                       on_click="ignore", icon=":material/download:",
+                       help="The first lines (starting with #) say what the numbers are about and how many lines to "
+                            "skip to read the table." if meta else None)
 
 
 def _sheet(root: str, title: str, note: str, columns: list[str], rows: list[tuple[str, list[tuple[str | None, str]]]]
@@ -130,3 +136,65 @@ def concept_sheet(snap, cases: list[dict], model: str, scorer: str | None, famil
     note = f"prompt “{prompt}” · target prompt “{target}” · under each image its score ({scorer})"
     sheet(snap.root, title, note, [name for name, _ in columns], rows,
           f"{model}-{family}-{concept}-m{size}-sheet", key="gallery_sheet")
+
+
+PAPER_COLUMNS = ["original", "target", "minimal window"]
+
+
+def minimal_strip(cases: list[dict], window: dict, files: RootFiles) -> tuple[str, list[exports.SheetCell]]:
+    """One concept's row of the paper figure: its original, target and minimal-window images for its first prompt
+    and seed (``cases``: the gallery's rows at the window's size; ``window``: its ``minimal_windows`` row), each with
+    its score."""
+    label = "<br>".join(html.escape(text, quote=False) for text in (
+        row_label(window["family"], window["concept"]), window_label(window["window_start"], window["window_size"])))
+    chosen = [case for case in cases if case["kind"] == "window" and case["window_start"] == window["window_start"]]
+    if not chosen:
+        return label, [exports.SheetCell(None) for _ in PAPER_COLUMNS]
+    prompt, seed = min((case["prompt"], case["seed"]) for case in chosen)
+    by_kind = {case["kind"]: case for case in cases if (case["prompt"], case["seed"]) == (prompt, seed)
+               and (case["kind"] != "window" or case["window_start"] == window["window_start"])}
+
+    def cell(kind: str) -> exports.SheetCell:
+        case = by_kind.get(kind)
+        if case is None:
+            return exports.SheetCell(None)
+        try:
+            image = files.read(case["image_path"]) if case["image_path"] else None
+        except OSError:
+            image = None
+        return exports.SheetCell(image, "–" if case["score"] is None else f"score {case['score']:.3f}")
+
+    return label, [cell("original"), cell("target"), cell("window")]
+
+
+def paper_bytes(snap, model: str, scorer: str, heat, minimal, verdicts: list[dict], family: str, title: str,
+                fmt: str) -> bytes:
+    """The paper figure of ``family`` (``paper_figure.paper_figure``) as ``fmt``: ``heat(family)`` draws its heat map,
+    ``minimal`` (``queries.minimal_windows``) gives each concept's window whose images it shows."""
+    from locolab.dashboard.paper_figure import paper_figure
+
+    files = RootFiles(snap.root)
+    strips = [minimal_strip(data.query(snap, queries.gallery, model, scorer, family, window["concept"],
+                                       window["window_size"]).to_pylist(), window, files)
+              for window in minimal.to_pylist() if window["family"] == family]
+    figure = paper_figure(heat(family), PAPER_COLUMNS, strips, [row for row in verdicts if row["family"] == family])
+    return exports.figure_bytes(figure, fmt, title)
+
+
+def paper(snap, model: str, scorer: str, heat, minimal, verdicts: list[dict], title, name: str) -> None:
+    """The paper-figure download of one concept family (PDF or SVG): its heat map, each concept's images at its
+    minimal localizing window and the verdict table (``title(family)``: the export's title)."""
+    families = list(dict.fromkeys(row["family"] for row in verdicts))
+    problem = _static_problem()
+    with st.popover("Paper figure (PDF, SVG)", icon=":material/download:",
+                    help="One concept family in one file: its heat map, each concept's original, target and minimal-"
+                         "window images (first prompt and seed) and the verdicts in full."):
+        if problem:
+            st.caption(f"Not available on this server: {common.escape(problem)}.")
+            return
+        family = st.selectbox("Family", families, key="paper_family")
+        for fmt in ("pdf", "svg"):
+            st.download_button(fmt.upper(), functools.partial(paper_bytes, snap, model, scorer, heat, minimal, verdicts,
+                                                              family, title(family), fmt),
+                               file_name=f"{exports.file_stem(name, family, 'paper')}.{fmt}", mime=exports.MIME[fmt],
+                               key=f"paper_{fmt}", on_click="ignore")

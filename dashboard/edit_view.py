@@ -5,6 +5,8 @@ import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.names import EVAL_GROUPS, EVAL_METRICS
+from locolab.contract.notation import layers_text
+from locolab.contract.summaries import MIN_UNITS
 from locolab.dashboard import battery_view, common, data
 from locolab.dashboard.gallery_grid import Row, grid_html, thumb_side
 from locolab.dashboard.gallery_view import cell
@@ -19,14 +21,7 @@ def edited(record: dict) -> str:
     """What an edit changed: its layers as runs ("layers 0–15", "layers 8–9, 12"), else the modules it names
     (DiffQuickFix: a text-encoder layer)."""
     if record.get("layers") is not None:
-        runs: list[list[int]] = []
-        for layer in sorted(record["layers"]):
-            if runs and layer == runs[-1][-1] + 1:
-                runs[-1].append(layer)
-            else:
-                runs.append([layer])
-        spans = [str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs]
-        return f"layer{'s' if len(record['layers']) > 1 else ''} {', '.join(spans)}"
+        return layers_text(record["layers"])
     return ", ".join(_short_module(name) for name in record.get("modules") or []) or "–"
 
 
@@ -41,7 +36,8 @@ def _short_module(name: str) -> str:
 
 def settings(record: dict) -> None:
     """The edit's sidecar (``edit.json``): the main settings, and everything in an expander."""
-    st.dataframe([{"setting": key, "value": str(record[key])} for key in SETTINGS if key in record],
+    shown = {**record, "layers": edited(record)} if record.get("layers") is not None else record
+    st.dataframe([{"setting": key, "value": str(shown[key])} for key in SETTINGS if key in shown],
                  hide_index=True, width="stretch")
     with st.expander("Full record (edit.json)"):
         st.json({key: value for key, value in record.items() if key not in ("eval", "evals")}, expanded=False)
@@ -63,17 +59,22 @@ METRIC_ROWS = (
     ("Generalization: held-out prompts", (("generalization_score_drop", "score drop"),
                                           ("generalization_prompt_rate", "prompt rate"),
                                           ("generalization_image_rate", "image rate"))),
-    ("Specificity: after / before, 1 = kept", (("specificity", "unrelated prompts"),
+    ("Specificity: after / before, 1 = kept", (("specificity", "unrelated"),
                                                ("other_concepts_retained", "other concepts"),
                                                ("new_fact_gain", "new fact gain"))),
 )
+
+
+# A rate of prompts or images below the target reference: about 0.5 is what a complete edit reaches (the images
+# scatter around the target prompt's mean), so a rising rate is not coloured as an improvement past that.
+RATE_NOTE = "; about 0.5 is the most a complete edit is expected to reach, so its change is not coloured"
 
 
 def metric_cards(result: dict) -> list[tuple[str, list[dict]]]:
     """The summary's metric cards per row (``METRIC_ROWS``, metrics the evaluation lacks left out): each with a
     short ``label`` holding the interval, the ``value`` to two decimals, the change from before the edit as
     ``delta`` (None when not recorded), and ``color``/``arrow`` that stay neutral ("off") when the change rounds to
-    zero."""
+    zero; a rate's change is never coloured (``RATE_NOTE``)."""
     rows = []
     for heading, metrics in METRIC_ROWS:
         cards = []
@@ -85,13 +86,51 @@ def metric_cards(result: dict) -> list[tuple[str, list[dict]]]:
             before = result.get(f"{name}_before")
             change = value - before if isinstance(before, (int, float)) and not isinstance(before, bool) else None
             moved = change is not None and round(change, 2) != 0
+            rate = name.endswith("_rate")
+            units = metric_units(result, name)
             cards.append({"name": name, "label": short if span == "–" else f"{short} {span}",
                           "value": f"{value:.2f}", "delta": None if change is None else f"{change:+.2f} vs before",
-                          "color": "normal" if moved else "off", "arrow": "auto" if moved else "off",
-                          "help": EVAL_METRICS[name]})
+                          "color": "normal" if moved and not rate else "off", "arrow": "auto" if moved else "off",
+                          "help": EVAL_METRICS[name] + (RATE_NOTE if rate else "")
+                          + (f" ({units} units)" if units is not None else "")})
         if cards:
             rows.append((heading, cards))
     return rows
+
+
+def metric_units(result: dict, name: str) -> int | None:
+    """The units a metric (and its interval) rests on: prompts for a prompt rate and specificity, images (prompt ×
+    seed) for an image rate and a score drop; None when the evaluation does not record them."""
+    group, _, kind = name.partition("_")
+    key = {"prompt_rate": f"{group}_prompts", "image_rate": f"{group}_images", "score_drop": f"{group}_images"}.get(
+        kind, {"specificity": "unrelated_prompts", "other_concepts_retained": "other_concepts_prompts"}.get(name))
+    units = result.get(key) if key else None
+    return units if isinstance(units, int) and not isinstance(units, bool) else None
+
+
+def unit_notes(result: dict) -> list[str]:
+    """Warnings about the evaluation's numbers: intervals from fewer than ``MIN_UNITS`` units (they cover less than
+    their level), a specificity whose interval lies below 1 (the scores fell), and one with no interval."""
+    notes = []
+    few = [(metric_label(name), units) for name in EVAL_METRICS if isinstance(result.get(name), (int, float))
+           and (units := metric_units(result, name)) is not None and units < MIN_UNITS]
+    if few:
+        notes.append("Few units: " + ", ".join(f"{label} from {units}" for label, units in few) + f". An interval "
+                     f"from fewer than {MIN_UNITS} units covers less than its level (a 95% one about 87% from 4): "
+                     "evaluate with more seeds or prompts.")
+    for name, what in (("specificity", "unrelated prompts"), ("other_concepts_retained", "family's other concepts")):
+        value, high = result.get(name), result.get(f"{name}_high")
+        if not isinstance(value, (int, float)):
+            continue
+        if isinstance(high, (int, float)) and high < 1:
+            notes.append(f"Flagged: {metric_label(name)} {value:.2f} {interval(result, name)}: the {what}' scores "
+                         "fell (the interval lies below 1).")
+        elif high is None:
+            units = metric_units(result, name)
+            notes.append(f"{metric_label(name)} {value:.2f} has no interval: "
+                         + ("one prompt has no spread." if units == 1 else
+                            "evaluated before specificity intervals were recorded (evaluate the edit again)."))
+    return notes
 
 
 def interval(result: dict, name: str) -> str:
@@ -145,9 +184,11 @@ def summary(record: dict, result: dict | None) -> None:
         for column, card in zip(st.columns(3), cards):
             column.metric(card["label"], card["value"], card["delta"], delta_color=card["color"],
                           delta_arrow=card["arrow"], help=card["help"])
+    for note in unit_notes(result):
+        st.warning(common.escape(note))
     shown = [name for name in EVAL_METRICS if isinstance(result.get(name), (int, float))]
     st.dataframe([{"metric": metric_label(name), "value": result[name], "interval": interval(result, name),
-                   "before": result.get(f"{name}_before"), "of": result.get(f"{name.rsplit('_', 1)[0]}s"),
+                   "before": result.get(f"{name}_before"), "of": metric_units(result, name),
                    "what": EVAL_METRICS[name]} for name in shown], hide_index=True, width="stretch")
     which = f"evaluation {result['eval_id']}" if result.get("eval_id") else "evaluation"
     level = result.get("level")

@@ -9,13 +9,16 @@ Usage: ``figure_bytes(figure, "svg", title_text("LocoGen heat map", model="toywo
 """
 
 import csv
+import functools
 import html
 import io
 import json
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
@@ -54,19 +57,49 @@ def file_stem(*parts) -> str:
     return "".join(char if char.isalnum() or char in "._-" else "-" for char in text).strip("-")[:150] or "export"
 
 
+# An explicit template: an export must not take the template of the process it runs in (the dashboard's is
+# Streamlit's, whose placeholder colours only its front end replaces: black zero lines, tick stubs, no margins).
+TEMPLATE = go.layout.Template(pio.templates["plotly_white"])
+TEMPLATE.layout.update(
+    font={"family": "Arial, Helvetica, sans-serif", "color": "#222"}, paper_bgcolor="white", plot_bgcolor="white",
+    xaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""},
+    yaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""})
+TITLE_FONT, SUBTITLE_FONT, TITLE_CHARS = 15, 11, 150  # px, px, characters per title line
+BLOCK_LABELS = 28  # room above the plot for the labels of the model's blocks (``figures._mark_blocks``)
+
+
+def title_lines(title: str, width: int = TITLE_CHARS) -> list[str]:
+    """``title`` broken at its ' · ' separators into lines of at most ``width`` characters (a longer part keeps its
+    own line)."""
+    lines: list[str] = []
+    for part in title.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += f" · {part}"
+        else:
+            lines.append(part)
+    return lines
+
+
 def titled(figure: go.Figure, title: str) -> go.Figure:
-    """A copy of ``figure`` for export: ``title`` on top, the figure's own title (what its marks mean) under it as
-    a subtitle, and a fixed width so the export does not depend on the browser's window."""
+    """A copy of ``figure`` for export, laid out as on screen but on its own: the explicit ``TEMPLATE``, automatic
+    margins, ``title`` (what the export shows: model, run, concept, scorer, seeds) as its one title, and under it only
+    how to read the marks (the figure's ``meta["legend"]``; else its own title), at a fixed width so the export does
+    not depend on the browser's window."""
     copy = go.Figure(figure)
-    own = copy.layout.title.text if copy.layout.title and copy.layout.title.text else None
-    title_layout = {"text": html.escape(title, quote=False), "x": 0.0, "xanchor": "left", "font": {"size": 15}}
-    if own:
-        title_layout["subtitle"] = {"text": own, "font": {"size": 12}}
+    meta = copy.layout.meta if isinstance(copy.layout.meta, dict) else {}
+    legend = meta.get("legend") or (copy.layout.title.text if copy.layout.title else None)
+    lines = title_lines(title)
+    top = 22 + len(lines) * (TITLE_FONT + 6) + (SUBTITLE_FONT + 10 if legend else 0) + BLOCK_LABELS
     margin = copy.layout.margin
-    top = max(margin.t or 0, 40) + (70 if own else 45)
-    height = max(copy.layout.height or MIN_HEIGHT, MIN_HEIGHT) + top - (margin.t or 0)
-    copy.update_layout(title=title_layout, margin={"t": top}, height=height, width=EXPORT_WIDTH,
-                       paper_bgcolor="white")
+    plot = max((copy.layout.height or MIN_HEIGHT) - (margin.t or 0), MIN_HEIGHT - top)
+    title_layout = {"text": "<br>".join(html.escape(line, quote=False) for line in lines), "x": 0.01,
+                    "xanchor": "left", "xref": "container", "yref": "container", "y": 1, "yanchor": "top",
+                    "pad": {"t": 10}, "font": {"size": TITLE_FONT}}
+    if legend:
+        title_layout["subtitle"] = {"text": legend, "font": {"size": SUBTITLE_FONT, "color": "#555"}}
+    copy.update_layout(template=TEMPLATE, title=title_layout, height=plot + top, width=EXPORT_WIDTH,
+                       margin={"t": top, "l": max(margin.l or 0, 20), "r": max(margin.r or 0, 20),
+                               "b": max(margin.b or 0, 30)})
     return copy
 
 
@@ -108,19 +141,31 @@ def figure_bytes(figure: go.Figure, fmt: str, title: str) -> bytes:
     return figure.to_image(format=fmt, scale=PNG_SCALE if fmt == "png" else 1)
 
 
-def table_csv(table) -> bytes:
-    """A table (a pyarrow Table, or a list of row dicts) as CSV with a header row."""
+def csv_header(meta: dict) -> bytes:
+    """The lines before an exported table's CSV: what it is about (``meta``: run, scorer, threshold, level,
+    adjustment, ...), each line starting with '# ', the first saying how many lines to skip to read the table."""
+    shown = {name: " ".join(str(value).split()) for name, value in meta.items() if value not in (None, "")}
+    count = len(shown) + 1
+    lines = [f"# LocoLab table: {count} lines of metadata, then the CSV "
+             f"(pandas.read_csv(path, skiprows={count}))", *(f"# {name}: {value}" for name, value in shown.items())]
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def table_csv(table, meta: dict | None = None) -> bytes:
+    """A table (a pyarrow Table, or a list of row dicts) as CSV with a header row; with ``meta``, the ``csv_header``
+    of what the numbers are about first."""
+    head = csv_header(meta) if meta else b""
     if isinstance(table, pa.Table):
         buffer = io.BytesIO()
         pcsv.write_csv(table, buffer)
-        return buffer.getvalue()
+        return head + buffer.getvalue()
     rows = list(table)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     text = io.StringIO()
     writer = csv.DictWriter(text, columns)
     writer.writeheader()
     writer.writerows(rows)
-    return text.getvalue().encode()
+    return head + text.getvalue().encode()
 
 
 @dataclass(frozen=True)
@@ -135,8 +180,14 @@ CELL, GAP, PAD, TEXT, TITLE_SIZE = 96, 6, 12, 13, 18
 INK, PAPER, MISSING = (20, 20, 20), (255, 255, 255), (225, 225, 225)
 
 
+# PIL's own default font (Aileron) has no "–", "≈", "▲" or "●": it draws a box for them. A subset of DejaVu Sans
+# ships beside the dashboard (assets/DejaVuSans-LICENSE.txt says what it holds and under which licence).
+FONT = Path(__file__).with_name("assets") / "DejaVuSans-subset.ttf"
+
+
+@functools.cache
 def _font(size: int):
-    return ImageFont.load_default(size=size)
+    return ImageFont.truetype(str(FONT), size)
 
 
 def _wrapped(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
@@ -204,7 +255,7 @@ def figure_sheet(title: str, columns: list[str], rows: list[tuple[str, list[Shee
                   font=text_font)
         for j, item in enumerate(cells[:len(columns)]):
             x = left + j * (cell + GAP)
-            picture = _picture(item.image, cell)
+            picture = scaled_picture(item.image, cell)
             if picture is None:
                 draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=MISSING)
                 draw.text((x + 4, y + cell // 2 - TEXT // 2), "missing", fill=(110, 110, 110), font=text_font)
@@ -223,7 +274,7 @@ def figure_sheet(title: str, columns: list[str], rows: list[tuple[str, list[Shee
     return buffer.getvalue()
 
 
-def _picture(data: bytes | None, side: int) -> Image.Image | None:
+def scaled_picture(data: bytes | None, side: int) -> Image.Image | None:
     """An image scaled into a ``side`` square (nearest-neighbour when enlarged), or None if it does not decode."""
     if not data:
         return None

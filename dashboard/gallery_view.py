@@ -10,8 +10,9 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from locolab.contract import bounds, queries
-from locolab.contract.figures import row_label, window_label
+from locolab.contract.figures import row_label
 from locolab.contract.names import TRACE
+from locolab.contract.notation import window_label
 from locolab.contract.store import is_url
 from locolab.contract.summaries import DEFAULT_LEVEL, MIN_CORRUPTION_GAP, verdict
 from locolab.dashboard import common, data, downloads, url_state

@@ -3,19 +3,18 @@ labels and titles it shows, computed from the state and the tables they are give
 method's map with them."""
 
 import functools
-import io
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.catalog.registry import MODELS
-from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map, window_label
+from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map
 from locolab.contract.names import CROSS_ATTENTION, TARGET
-from locolab.contract.summaries import MIN_REFERENCE_GAP, concepts_of, config_of, judge
+from locolab.contract.notation import window_label
+from locolab.contract.summaries import ADJUSTMENTS, MIN_REFERENCE_GAP, SELECTIONS, concepts_of, config_of, judge
 from locolab.dashboard import common, data, downloads, exports, url_state
 
 PAGE, GALLERY = "layer_map", "views/gallery.py"
@@ -168,6 +167,17 @@ def figure_title(state: MapState, what: str, concept: str | None = None, run: st
                               threshold=f"{state.threshold:g}", interval=f"{state.level:.0%}" if locogen else None)
 
 
+def csv_meta(state: MapState, size: int | None = None) -> dict:
+    """What the Layer map's CSVs are about (``exports.csv_header``): model, run, scorer, seeds, threshold, interval
+    level, the test's adjustment and selection, and the window size shown."""
+    seeds = (state.run or {}).get("seeds") or []
+    return {"model": state.model, "run": state.run_id, "scorer": state.scorer,
+            "seeds": ", ".join(str(s) for s in seeds), "threshold": f"{state.threshold:g}",
+            "level": f"{state.level:.0%}", "adjustment": f"{ADJUSTMENTS[0]} (over each concept's windows)",
+            "selection": f"{SELECTIONS[0]} (the verdict says whether the window was confirmed on held-out seeds)",
+            "window size shown": size}
+
+
 def verdict_table(loc_run, threshold: float) -> list[dict]:
     """Per concept: the verdict with the point, the interval and the rule's inputs (gap, its interval); the verdict
     itself states the units, whether prompts were resampled, the adjustment and the selection (1280 px has no room for
@@ -181,6 +191,19 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
                      "gap [interval]": interval_text(c["gap"], c["gap_low"], c["gap_high"]), "units": c["n_units"],
                      "verdict": c["verdict"]})
     return rows
+
+
+def family_heat_map(state: MapState, cells, minimal, layers: dict, num_layers: int, size: int, family: str):
+    """The heat map of one family's concepts (the paper figure's top)."""
+    rows = [key for key in concept_rows(cells) if key[0] == family]
+    return heat_map(cells, minimal, layers, num_layers, size, state.threshold, rows, about=about(state),
+                    partial=run_partial(state.run))
+
+
+def verdict_list(rows: list[dict]) -> str:
+    """Every concept's full verdict as a Markdown list (``verdict_table`` rows): wrapped, never cut."""
+    return "\n".join(f"- **{common.escape(row_label(row['family'], row['concept']))}**: {common.escape(row['verdict'])}"
+                     for row in rows)
 
 
 def interval_text(point, low, high) -> str:
@@ -211,6 +234,12 @@ def untraceable_note(cells, min_gap: float) -> str | None:
     return (f"Blank rows: the noise moved the score by less than {min_gap:g}, so recovery would be a ratio of noise: "
             + ", ".join(f"{common.escape(row_label(*key))} ({gap:+.3f})" for key, gap in gaps.items())
             + ". Raise --noise, or lower the minimum gap." if gaps else None)
+
+
+def run_partial(run: dict | None) -> str:
+    """Why a LocoGen run is not complete ("status running": a shard has not finished), or "" (the figures' titles
+    and their exports say so)."""
+    return "" if run is None or run.get("finished", True) else f"status {run['status']}: not every shard has finished"
 
 
 def partial_note(cells, what: str) -> str | None:
@@ -366,7 +395,11 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
     chart_key = f"heat_map_{st.session_state.get('map_clicks', 0)}"
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state))
+    if run_partial(state.run):
+        st.warning(f"Partial run ({run_partial(state.run)}): the map, the verdicts and their units are those of the "
+                   "windows scored so far.")
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state),
+                      partial=run_partial(state.run))
     st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
                     selection_mode="points", config=CHART)
     st.markdown(settings_line(state.run))
@@ -386,12 +419,17 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
                  "Holm-adjusted over each concept's windows)")
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
-    common.table(verdicts, "map_verdicts", {"verdict": st.column_config.Column(width="large")})
-    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)")
-    buffer = io.BytesIO()
-    pcsv.write_csv(judge(mine, threshold), buffer)
-    st.download_button("Download every window (CSV: point, interval, verdict)", buffer.getvalue(),
-                       file_name=f"{run_id}-localization.csv", mime="text/csv", key="map_csv")
+    # The numbers in the table; each verdict in full below it, wrapped (a table cell cuts it even at 1920 px).
+    common.table([{k: v for k, v in row.items() if k != "verdict"} for row in verdicts], "map_verdicts")
+    st.markdown(verdict_list(verdicts))
+    downloads.paper(snap, state.model, state.scorer, functools.partial(family_heat_map, state, cells, minimal, layers,
+                                                                       num_layers, size), minimal, verdicts,
+                    lambda family: figure_title(state, f"LocoGen paper figure of {family}", m=size),
+                    f"{run_id}-m{size}")
+    meta = csv_meta(state, size)
+    downloads.table(verdicts, f"{run_id}-minimal-windows", "verdicts_csv", "Download this table (CSV)", meta)
+    downloads.table(judge(mine, threshold), f"{run_id}-localization", "map_csv",
+                    "Download every window (CSV: point, interval, verdict)", meta)
 
     st.subheader("One concept")
     url_state.unknown(url_state.concept_params(state.wanted_concept), "concept", [c for _, c in rows], "the concept")
@@ -401,7 +439,8 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     shown_view = url_state.concept_params((family, concept))
     concept_cells = only(judge(mine, threshold), family=family, concept=concept)
     seeds = data.query(snap, queries.seed_scores, run_id, state.scorer, family, concept)
-    figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)))
+    figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)),
+                       run_partial(state.run))
     st.plotly_chart(figure, key="line_view", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen score per window", row_label(family, concept), m=size),
                      f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
@@ -472,7 +511,8 @@ def side_by_side(snap: data.Snapshot, state: MapState, loc, trace, mine, size: i
         st.caption("This store records no layer table for the model: hover shows layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state))
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
+                      run_partial(state.run))
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")
@@ -524,7 +564,8 @@ def beside_contribution(snap: data.Snapshot, state: MapState, loc, contrib, top_
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
-    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state))
+    figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
+                      run_partial(state.run))
     st.plotly_chart(figure, key="both_locogen", config=CHART)
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")

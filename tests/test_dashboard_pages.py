@@ -34,7 +34,7 @@ from locolab.contract.summaries import (
     top_k_interventions,
     trace_effects,
 )
-from locolab.dashboard import exports
+from locolab.dashboard import common, exports
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
 
@@ -159,7 +159,12 @@ def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypat
         f"; color · blue ({reason[16:]}") in grey
     verdicts = app.dataframe[0].value
     assert list(verdicts["concept"]) == ["van gogh", "blue"] and not verdicts["localizes"].any()
-    assert all(v.startswith(f"{reason} (add seeds or prompts)") for v in verdicts["verdict"])
+    # Each verdict in full in a wrapped list under the table (a table cell cut them).
+    (listed,) = [m.value for m in app.markdown if m.value.startswith("- **style · van gogh**: ")]
+    lines = listed.splitlines()
+    assert [line.split("**")[1] for line in lines] == ["style · van gogh", "color · blue"]
+    said = common.escape(f"{reason} (add seeds or prompts)")
+    assert all(line.split("**: ", 1)[1].startswith(said) for line in lines)
 
 
 def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
@@ -415,7 +420,7 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
     app.selectbox(key="edit_choice").set_value(loco).run()
 
     settings = dict(zip(app.dataframe[2].value["setting"], app.dataframe[2].value["value"]))
-    assert (settings["layers"], settings["lambda"], settings["method"]) == ("[8, 9]", "0.01", "loco")
+    assert (settings["layers"], settings["lambda"], settings["method"]) == ("layers 8–9", "0.01", "loco")
     (summary,) = (root / "edits" / loco / "evals").glob("*/eval.json")
     stored = json.loads(summary.read_text())
     # Each row of cards is headed by its group, so the labels are short (they were cut at 1280 px: "generaliza…"
@@ -424,7 +429,7 @@ def test_edits_page_shows_settings_pairs_and_methods(monkeypatch, root):
         "**Efficacy: the edit's own prompts**", "**Generalization: held-out prompts**",
         "**Specificity: after / before, 1 = kept**"]
     assert [m.label.split(" [")[0] for m in app.metric] == ["score drop", "prompt rate", "image rate"] * 2 + [
-        "unrelated prompts", "other concepts"]
+        "unrelated", "other concepts"]
     assert all(len(m.label) <= 28 and len(m.value) <= 6 for m in app.metric)
     assert app.metric[0].label == ("score drop [" f"{stored['efficacy_score_drop_low']:.2f}, "
                                    f"{stored['efficacy_score_drop_high']:.2f}]")

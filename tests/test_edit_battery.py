@@ -190,8 +190,8 @@ def test_the_comparison_lists_every_evaluated_method_of_the_concept_in_method_or
         write_table("edit_scores", [dict(edit_id=edit_id, model="toyworld", family="style", concept="stripes",
                                          eval_id="e1", method=method)], part=f"{edit_id}-e1", root=tmp_path)
     lines = compare_lines(str(tmp_path), "toyworld", "style", "stripes")
-    assert [line.split()[:3] for line in lines[1:]] == [["loco", "12-12", "stripes-loco-0"],
-                                                        ["all-layers", "all", "stripes-all-layers-0"]]
+    assert [line.split()[:4] for line in lines[1:]] == [["loco", "layer", "12", "stripes-loco-0"],
+                                                        ["all-layers", "all", "stripes-all-layers-0", "e1"]]
     assert lines[1].split()[-2:] == ["0", "(1.000)"]  # CMMD of an identity edit and its p-value
     with pytest.raises(UserError, match="no evaluated edit of style / 'dots' on toyworld"):
         compare_lines(str(tmp_path), "toyworld", "style", "dots")

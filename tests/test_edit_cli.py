@@ -132,7 +132,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ex
 def test_from_run_without_a_localizing_window_is_rejected(tmp_path, capsys):
     _sweep_scores(tmp_path)
     assert main(EDIT + ["--from-run", "run1", "--threshold", "0.95", "--artifacts", str(tmp_path)]) == 2
-    assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8-9 "
+    assert ("run 'run1' does not localize 'van gogh' at threshold 0.95 (no window localizes; strongest layers 8–9 "
             "(m=2): does not localize: drop 0.90, 95% interval [0.90, 0.90], below 0.95; paired test at 0.95: p = 1, "
             "adjusted over 31 windows (Holm) p = 1, > 0.025; 8 units)") in capsys.readouterr().err
 
@@ -291,7 +291,23 @@ def test_summary_names_the_score_drop_and_the_rates_of_prompts_and_images_with_i
     assert summary["efficacy_score_drop_low"] < summary["efficacy_score_drop"] < summary["efficacy_score_drop_high"]
     assert summarize(rows) == summary  # seeded: the same rows give the same intervals
     assert summary["specificity"] == pytest.approx(0.75)
+    # One unrelated prompt has no spread to resample: the ratio, its count, no interval.
+    assert (summary["specificity_low"], summary["specificity_high"], summary["unrelated_prompts"]) == (None, None, 1)
     assert "other_concepts_retained" not in summary and "efficacy" not in summary
+
+
+def test_specificity_has_a_paired_bootstrap_interval_over_the_unrelated_prompts():
+    rows = [dict(group="target", phase="before", prompt="a painting", seed=0, score=0.2)]
+    before, after = (0.30, 0.32, 0.28, 0.31), (0.25, 0.30, 0.20, 0.27)
+    for phase, values in (("before", before), ("after", after)):
+        rows += [dict(group="unrelated", phase=phase, prompt=f"p{i}", seed=s, score=v + 0.01 * s)
+                 for i, v in enumerate(values) for s in (0, 1)]
+    summary = summarize(rows)
+
+    assert summary["specificity"] == pytest.approx((sum(after) + 0.02) / (sum(before) + 0.02))
+    assert summary["unrelated_prompts"] == 4
+    # Four prompts, each kept 0.71-0.94 of its score: the interval lies below 1 (scores fell) and spans them.
+    assert 0.70 < summary["specificity_low"] < summary["specificity"] < summary["specificity_high"] < 0.95
 
 
 IF_EDIT = ["edit", "--model", "tiny-if", "--family", "style", "--concept", "van gogh", "--target", "a painting"]

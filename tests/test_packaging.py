@@ -51,7 +51,8 @@ def test_the_wheel_ships_the_data_a_run_needs(installed):
                    "compute/checkpoints/toyworld-clip/model.safetensors", "compute/configs/toyworld.yaml",
                    "compute/configs/style-sd-1.4.yaml", "contract/catalog/prompts/style.yaml",
                    "contract/catalog/prompts/toyworld/style.yaml", "contract/store.py", "dashboard/main.py",
-                   "dashboard/views/layer_map.py", "dashboard/assets/favicon.png"):
+                   "dashboard/views/layer_map.py", "dashboard/assets/favicon.png",
+                   "dashboard/assets/DejaVuSans-subset.ttf", "dashboard/assets/DejaVuSans-LICENSE.txt"):
         assert f"locolab/{needed}" in names, needed
     # One import name in site-packages: nothing generic (compute, contract, dashboard) beside it.
     assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"locolab"}

@@ -12,6 +12,7 @@ from locolab.compute.reproduce import PAPER_FAMILIES, STAND_IN_SCORERS, family_s
 from locolab.compute.sweep.config import CONFIGS_DIR, load_config
 from locolab.contract import store, summaries
 from locolab.contract.catalog.registry import MODELS
+from locolab.contract.notation import window_label
 
 PAPER_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024, "if": 64}  # the official code's 512 for SD-1.x and SD-2.1
 PAPER_SCORERS = ("openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14")
@@ -97,11 +98,11 @@ def test_reproduce_with_the_tiny_stand_in_runs_end_to_end_and_prints_the_stores_
     assert {r["resolution"] for r in table(root, "layers") if r["index"] == 0} == {8}  # 32 px / 4 (VAE): 8
     best = summaries.minimal_windows(store.Store(root).connect(), 0.5).to_pylist()
     for row in best:
-        end = row["window_start"] + row["window_size"] - 1
-        paper = "8-9 (sd-1.4)" if row["family"] == "style" else "not reported"
+        window = window_label(row["window_start"], row["window_size"])
+        paper = "layers 8–9 (sd-1.4)" if row["family"] == "style" else "not reported"
         interval = re.escape(f"[{row['drop_low']:.2f}, {row['drop_high']:.2f}]")
-        assert re.search(rf"{row['family']} +{row['concept']} +{row['scorer_id']} +{row['window_start']}-{end} "
+        assert re.search(rf"{row['family']} +{row['concept']} +{row['scorer_id']} +{window} "
                          rf"+{row['normalized_drop']:.2f} +{interval} +{re.escape(paper)}", out)
     printed = re.findall(r"^  (style|facts) {2,}\S", out, re.M)
     assert len(printed) == 2 * 2  # one concept per family, two scorers
-    assert "paper (sd-1.4): layers 8-9" in out and "not expected to match the paper" in out
+    assert "paper (sd-1.4): layers 8–9" in out and "not expected to match the paper" in out

@@ -84,7 +84,7 @@ def test_localizing_is_decided_on_the_interval_not_the_point(tmp_path):
     assert row["verdict"].startswith("not shown to localize: drop 0.50, 95% interval [")
     assert summaries.minimal_windows(con).num_rows == 0
     (concept,) = summaries.concept_summary(con).to_pylist()
-    assert concept["verdict"].startswith("no window localizes; strongest layers 8-8 (m=1): not shown to localize")
+    assert concept["verdict"].startswith("no window localizes; strongest layer 8 (m=1): not shown to localize")
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -281,13 +281,13 @@ def test_a_window_chosen_on_half_the_seeds_is_measured_on_the_other_half(tmp_pat
 
     assert (confirmed["selection"], confirmed["localizes"], confirmed["confirm_units"]) == (
         "confirmed on held-out seeds", True, 8)
-    assert confirmed["localizing_windows"] == ["8-8", "9-9"] == optimistic["localizing_windows"]
-    assert confirmed["verdict"].startswith("localizes at layers 8-8 (m=1) (also 9-9), confirmed on held-out seeds: "
+    assert confirmed["localizing_windows"] == ["layer 8", "layer 9"] == optimistic["localizing_windows"]
+    assert confirmed["verdict"].startswith("localizes at layer 8 (m=1) (also layer 9), confirmed on held-out seeds: "
                                            "drop 1.00, 95% interval [1.00, 1.00]; held-out paired test p = 0 "
                                            "adjusted over 2 windows; chosen on seeds 0, 2, 4, 6, 8, 10, 12, 14 (8 "
                                            "units), measured on seeds 1, 3, 5, 7, 9, 11, 13, 15 (8 units)")
     assert optimistic["selection"] == "selected (optimistic)"
-    assert optimistic["verdict"].startswith("localizes at layers 8-8 (m=1) (also 9-9), selected (optimistic): drop "
+    assert optimistic["verdict"].startswith("localizes at layer 8 (m=1) (also layer 9), selected (optimistic): drop "
                                             "1.00")
 
 
@@ -298,7 +298,7 @@ def test_a_window_that_localizes_only_on_the_choosing_half_is_not_confirmed(tmp_
     (concept,) = summaries.concept_summary(con).to_pylist()
 
     assert (concept["localizes"], concept["localizing_windows"]) == (False, [])
-    assert concept["verdict"].startswith("not confirmed: layers 8-8 (m=1) localizes on the choosing half but not on "
+    assert concept["verdict"].startswith("not confirmed: layer 8 (m=1) localizes on the choosing half but not on "
                                          "the held-out one: drop -0.02, 95% interval")
 
 
@@ -327,7 +327,7 @@ def test_the_summary_command_states_units_adjustment_and_selection(tmp_path, cap
             "0.025, Holm-adjusted over the concept's windows") in out
     (line,) = [line for line in out.splitlines() if "style / van gogh" in line]
     assert line.split()[4] == "8"  # units
-    assert line.endswith("localizes at layers 8-8 (m=1), selected (optimistic): drop 1.00, 95% interval [1.00, "
+    assert line.endswith("localizes at layer 8 (m=1), selected (optimistic): drop 1.00, 95% interval [1.00, "
                          "1.00]; paired test at 0.5: p = 0, adjusted over 16 windows (Holm) p = 0, <= 0.025; 8 units")
 
 

@@ -20,6 +20,7 @@ from locolab.compute.edit.request import make_request, stored_or_built
 from locolab.compute.edit.store import edit_dir
 from locolab.compute.models.loading import load_model, pick_device, pick_dtype
 from locolab.contract.errors import UserError
+from locolab.contract.notation import layers_text
 from locolab.contract.specs import EditSpec, EvalSpec, flag_of, options, read_edit_job
 from locolab.contract.store import Store, resolve_root
 
@@ -65,9 +66,7 @@ def specs(args) -> tuple[EditSpec, EvalSpec | None]:
 def _edited(meta: dict) -> str:
     if "modules" in meta:
         return ", ".join(meta["modules"])
-    layers = meta["layers"]
-    shown = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else layers
-    return f"layers {shown}"
+    return layers_text(meta["layers"])
 
 
 def run(args) -> None:

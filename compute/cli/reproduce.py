@@ -12,6 +12,7 @@ from locolab.compute.runner import plan
 from locolab.contract import bounds, store
 from locolab.contract.errors import UserError
 from locolab.contract.names import FAMILIES
+from locolab.contract.notation import window_span
 
 
 def add_parser(subparsers) -> None:
@@ -83,7 +84,7 @@ def run(args) -> None:
 
 
 def _layers(window: tuple[int, int] | None) -> str:
-    return "none" if window is None else f"{window[0]}-{window[1] - 1}"
+    return "none" if window is None else window_span(*window)
 
 
 def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
@@ -96,7 +97,7 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
           f"normalized drop (original - window) / (original - reference) is above {threshold}, Holm-adjusted over the "
           "concept's windows, and the concept is measurable, docs/statistics.md; layers in forward order, both ends "
           "included)")
-    header = f"  {'family':<8} {'concept':<40} {'scorer':<30} {'window':<8} {'drop':>6}  {'interval':<18} paper"
+    header = f"  {'family':<8} {'concept':<40} {'scorer':<30} {'window':<11} {'drop':>6}  {'interval':<18} paper"
     print(header)
     for row in rows:
         drop = "-" if row["drop"] is None else f"{row['drop']:.2f}"
@@ -105,14 +106,14 @@ def print_comparison(rows: list[dict], threshold: float, model: str) -> None:
                  else f"{_layers(row['paper_window'])} ({row['paper_model']})")
         why = "" if row["window"] else f"  ({row['verdict']})"
         print(f"  {row['family']:<8} {row['concept'][:40]:<40} {row['scorer_id'][-30:]:<30} "
-              f"{_layers(row['window']):<8} {drop:>6}  {interval:<18} {paper}{why}")
+              f"{_layers(row['window']):<11} {drop:>6}  {interval:<18} {paper}{why}")
     print("per family and scorer:")
     for summary in family_summary(rows):
         sharing = f"{summary['sharing']} concept{'s' if summary['sharing'] != 1 else ''}"
         common = (f"most common window {_layers(summary['common_window'])} ({sharing}, mean drop "
                   f"{summary['common_drop']:.2f})" if summary["common_window"] else "no localizing window")
         paper = ("the paper reports none for this model" if summary["paper_window"] is None else
-                 f"paper ({summary['paper_model']}): layers {_layers(summary['paper_window'])}")
+                 f"paper ({summary['paper_model']}): {_layers(summary['paper_window'])}")
         print(f"  {summary['family']} / {summary['scorer_id']}: {summary['localized']} of {summary['concepts']} "
               f"concepts localized; {common}; {paper}")
     if stand_in:

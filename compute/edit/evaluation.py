@@ -45,7 +45,7 @@ from locolab.contract.catalog.attributes import (
     preservation_prompts,
     robustness_prompts,
 )
-from locolab.contract.intervals import RESAMPLES, SEED, ratio_drop_interval, rng_for, wilson
+from locolab.contract.intervals import RESAMPLES, SEED, ratio_drop_interval, ratio_interval, rng_for, wilson
 from locolab.contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
 from locolab.contract.store import (
     Store,
@@ -166,8 +166,10 @@ def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = R
     images whose score fell below the target reference (the target prompt's mean score on the original model), after
     the edit, with a Wilson interval; ``..._before`` the same before it. An edit that makes images as unlike the
     concept as the target prompt's puts about half of them below that mean: read the rates next to the drop.
-    specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained); the same ratio for
-    the family's other concepts (``other_concepts_retained``). Groups without prompts are left out.
+    specificity: mean score of unrelated prompts after the edit / before it (1 = fully retained), with a bootstrap
+    interval over the prompts (each prompt's seed-mean after and before resampled together) and their count
+    (``unrelated_prompts``); the same for the family's other concepts (``other_concepts_retained``). Groups without
+    prompts are left out.
 
     Args:
         rows: score rows with ``group``, ``phase``, ``prompt``, ``seed`` and ``score``.
@@ -178,11 +180,14 @@ def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = R
         return {(row["prompt"], row["seed"]): row["score"] for row in rows
                 if row["group"] == group and row["phase"] == phase}
 
-    def mean_by_prompt(by_image):
+    def prompt_means(by_image) -> dict[str, float]:
         by_prompt = {}
         for (prompt, _), score in by_image.items():
             by_prompt.setdefault(prompt, []).append(score)
-        return np.array([np.mean(values) for values in by_prompt.values()])
+        return {prompt: float(np.mean(values)) for prompt, values in by_prompt.items()}
+
+    def mean_by_prompt(by_image):
+        return np.array(list(prompt_means(by_image).values()))
 
     present = {row["group"] for row in rows}
     target = np.array(list(scores("target", "before").values()))
@@ -215,10 +220,13 @@ def summarize(rows: list[dict], level: float = DEFAULT_LEVEL, resamples: int = R
     for group, name in (("unrelated", "specificity"), ("other_concepts", "other_concepts_retained")):
         if group not in present:
             continue
-        before = mean_by_prompt(scores(group, "before")).mean()
-        after = mean_by_prompt(scores(group, "after")).mean()
-        summary[f"{group}_score_before"], summary[f"{group}_score_after"] = float(before), float(after)
-        summary[name] = float(after / before)
+        before, after = prompt_means(scores(group, "before")), prompt_means(scores(group, "after"))
+        paired = sorted(before.keys() & after.keys())
+        b, a = np.array([before[p] for p in paired]), np.array([after[p] for p in paired])
+        summary[f"{group}_score_before"], summary[f"{group}_score_after"] = float(b.mean()), float(a.mean())
+        ratio, low, high = ratio_interval(b, a, level, resamples, rng_for(seed, "edit", group))
+        summary.update({name: ratio, f"{name}_low": None if np.isnan(low) else low,
+                        f"{name}_high": None if np.isnan(high) else high, f"{group}_prompts": len(paired)})
     return summary
 
 

@@ -11,7 +11,7 @@ from locolab.contract.figures import method_comparison
 from locolab.contract.names import EVAL_GROUPS
 from locolab.dashboard import battery_view, common, data, downloads, edit_export, edit_view, exports, url_state
 from locolab.dashboard.edit_tables import (
-    SHOWN_METRICS,
+    SHOWN_COLUMNS,
     EditsState,
     compared_edits,
     compared_rows,
@@ -32,7 +32,7 @@ if len(snap.edits) > len(shown_edits):
     st.caption(f"Showing the newest {len(shown_edits)} of {len(snap.edits)} edits.")
 summaries = [summary_row(record) for record in shown_edits]
 st.dataframe(summaries, hide_index=True, width="stretch", column_config=metric_columns(),
-             column_order=("edit", "concept", "method", "edited", "λ / top-k", *SHOWN_METRICS, "evals"))
+             column_order=("edit", "concept", "method", "edited", "λ / top-k", *SHOWN_COLUMNS, "evals"))
 downloads.table(summaries, "edits-summary", "edits_csv")
 st.caption("Metrics of each edit's newest evaluation (hover a column for its definition; the CSV has every metric, "
            "the targets and the evaluation ids); an edit evaluated with other settings has one evaluation per set of "
@@ -76,8 +76,10 @@ else:
                    "with those settings, not the methods alone. Make the edits with the same settings to compare "
                    "methods.")
     st.dataframe(compared, hide_index=True, width="stretch", column_config=metric_columns(),
-                 column_order=("method", *settings_rows[0], *SHOWN_METRICS))
-    downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv")
+                 column_order=("method", *settings_rows[0], *SHOWN_COLUMNS))
+    downloads.table(compared, f"{record.get('concept')}-methods-{eval_id}", key="methods_csv",
+                    meta={"model": record.get("model"), "concept": f"{record.get('family')} · {record.get('concept')}",
+                          "evaluation": eval_id, "settings": edit_view.settings_text(evaluation)})
     st.caption(common.escape(f"Summary metrics per edit, all evaluated with {edit_view.settings_text(evaluation)} "
                              "(hover a metric above for its meaning): *_score_drop = normalized drop of the mean "
                              "score, 1 = as far from the concept as the target prompt; *_prompt_rate / *_image_rate "
