@@ -6,6 +6,7 @@ from here."""
 import json
 
 from locolab.contract.names import EDIT_METHODS, EDIT_RECORD, EDIT_SUMMARY, EDITS_DIR, METHODS, eval_folder
+from locolab.contract.notation import layers_text
 from locolab.contract.store import exists, join, read_bytes
 
 LOCALIZED, ALL_LAYERS, TEXT_ENCODER = "localized window", "all layers", "text encoder"
@@ -37,16 +38,15 @@ def stored_evaluations(records: list[dict], pairs: list[tuple[str, str]]) -> lis
     return found
 
 
-def layers_text(record: dict) -> str:
-    """Where an edit acts: every layer, a window (first-last), chosen layers, or the text encoder."""
+def where(record: dict) -> str:
+    """Where an edit acts: "all" layers, its layers in the one window notation ("layers 8–9"), or the text
+    encoder."""
     layers = record.get("layers")
     if not layers:
         return "text enc." if "modules" in record else "-"
     if len(layers) == record.get("num_layers"):
         return "all"
-    if layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(map(str, layers))
+    return layers_text(layers)
 
 
 def scope(record: dict) -> str:
@@ -54,7 +54,7 @@ def scope(record: dict) -> str:
     method = EDIT_METHODS.get(record.get("method"))
     if (method is not None and method.text_encoder) or (not record.get("layers") and "modules" in record):
         return TEXT_ENCODER
-    return ALL_LAYERS if layers_text(record) == "all" else LOCALIZED
+    return ALL_LAYERS if where(record) == "all" else LOCALIZED
 
 
 def interval(value: float | None, low: float | None, high: float | None, signed: bool = False,
@@ -84,7 +84,7 @@ def cell(record: dict, summary: dict) -> dict:
     changed = kept.get("changed") or {}
     return {
         "editor": EDITOR_OF.get(record["method"], record["method"]), "scope": scope(record),
-        "method": record["method"], "layers": layers_text(record), "edit": record["edit_id"],
+        "method": record["method"], "layers": where(record), "edit": record["edit_id"],
         "eval": summary.get("eval_id"), "removed": {True: "yes", False: "no", None: "n/a"}[battery["effective"]],
         "concept rate": f"{edited[0]['before']:.2f} -> {edited[0]['after']:.2f}" if edited else "n/a",
         "efficacy": interval(*(edited[0][k] for k in ("change", "change_low", "change_high")), signed=True)

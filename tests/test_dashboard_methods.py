@@ -1,5 +1,5 @@
 """The "Methods compared" page and ``make compare``'s table read one grid (``contract.method_grid``) from a real root:
-the dashboard fixtures' tiny-sd1 edits of van gogh (LocoEdit on layers 8-9 and on every layer, neurons on 8-9,
+the dashboard fixtures' tiny-sd1 edits of van gogh (LocoEdit on layers 8–9 and on every layer, neurons on 8–9,
 DiffQuickFix on the text encoder), each evaluated with the battery."""
 
 import json
@@ -46,11 +46,12 @@ def test_the_cli_table_and_the_dashboard_read_the_same_cells_from_the_store(root
         [(r, s) for r in records for s in r["evals"] if (r["edit_id"], s["eval_id"]) in pairs], pairs[0][1])
     assert from_files == from_records
     assert [(c["editor"], c["method"], c["scope"], c["layers"]) for c in from_files] == [
-        ("loco", "loco", LOCALIZED, "8-9"), ("loco", "all-layers", ALL_LAYERS, "all"),
-        ("neuron", "neuron", LOCALIZED, "8-9"), ("diffquickfix", "diffquickfix", TEXT_ENCODER, "text enc.")]
+        ("loco", "loco", LOCALIZED, "layers 8–9"), ("loco", "all-layers", ALL_LAYERS, "all"),
+        ("neuron", "neuron", LOCALIZED, "layers 8–9"), ("diffquickfix", "diffquickfix", TEXT_ENCODER, "text enc.")]
     lines = compare_lines(str(root), "tiny-sd1", "style", "van gogh")
-    assert [line.split()[:2] for line in lines[1:]] == [["loco", "8-9"], ["all-layers", "all"], ["neuron", "8-9"],
-                                                        ["diffquickfix", "text"]]
+    # The method and layers columns (20 and 12 characters wide).
+    assert [(line[:20].strip(), line[20:32].strip()) for line in lines[1:]] == [
+        ("loco", "layers 8–9"), ("all-layers", "all"), ("neuron", "layers 8–9"), ("diffquickfix", "text enc.")]
     for cell, line in zip(from_files, lines[1:]):
         assert cell["1 - SSIM"] in line and cell["changed"] in line and line.endswith(cell["CMMD (p)"])
 

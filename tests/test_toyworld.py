@@ -129,8 +129,15 @@ def test_committed_scorer_reads_shapes_of_ground_truth_images():
 
 
 def test_committed_checkpoints_are_small():
-    files = [f for f in CHECKPOINTS.glob("toyworld*/**/*") if f.is_file()]
-    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+    def size(folder: Path) -> int:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    assert size(CHECKPOINTS / "toyworld") + size(CHECKPOINTS / "toyworld-clip") <= 25 * 2**20
+    # A planted variant ships its UNet and plan only; text encoder, VAE and tokenizer are the toy world's.
+    planted = sorted(CHECKPOINTS.glob("toyworld-planted-*"))
+    assert planted and all(size(folder) <= 8 * 2**20 for folder in planted)
+    shipped = {"diffusion_pytorch_model.safetensors", "config.json", "plan.json"}
+    assert all({f.name for f in folder.rglob("*") if f.is_file()} == shipped for folder in planted)
 
 
 def test_the_toy_world_is_scored_by_its_own_mini_clip_everywhere():

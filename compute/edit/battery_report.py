@@ -70,10 +70,10 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
     if not rows:
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
-    lines = [f"{'method':<20}{'layers':<10}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
+    lines = [f"{'method':<20}{'layers':<12}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
              f"{'worst other change':<46}{'1 - SSIM':<24}{'changed':<20}CMMD (p)"]
     for row in rows:
-        lines.append(f"{row['method']:<20}{row['layers']:<10}{row['edit'][:33]:<34}{row['eval']:<11}"
+        lines.append(f"{row['method']:<20}{row['layers']:<12}{row['edit'][:33]:<34}{row['eval']:<11}"
                      f"{row['removed']:<9}{row['concept rate']:<14}{row['flags']:>5}  {row['worst other change']:<46}"
                      f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']}")
     return lines
