@@ -4,6 +4,7 @@ cancellable; and the checks on what a request may name."""
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -92,7 +93,9 @@ def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch,
     assert len(list((mine / "edits" / edit_id / "evals").glob("*/eval.json"))) == 1
     assert [m.label.split(" [")[0] for m in done.metric][:3] == ["score drop", "prompt rate", "image rate"]
     assert [b.key for b in done.get("download_button")] == ["result_zip"]
-    assert [img.captions[0] for img in done.tabs[0].get("image")] == ["before", "after"] * 4
+    # The first tab's before/after pairs, one compact grid: the 4 efficacy prompts x seed 0.
+    (pairs,) = [html.proto.body for html in done.tabs[0].get("html")]
+    assert re.findall(r'alt="(before|after) ', pairs) == ["before", "after"] * 4
 
 
 def test_only_one_job_runs_at_a_time(tmp_path):
