@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
-.PHONY: setup test test-fast lint demo demo-compute sweep trace compare many-concepts reproduce bench dashboard \
+.PHONY: setup test test-heavy test-fast lint demo demo-compute sweep trace compare many-concepts reproduce bench dashboard \
 	toyworld eval-toyworld toyworld-planted eval-toyworld-planted benchmark-localization clean
 
 setup: $(VENV)/.installed
@@ -20,11 +20,16 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# Everything but the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip elsewhere anyway), on both
-# cores (pytest-xdist). loadgroup keeps a module marked xdist_group on one worker, so its costly module fixture (the
-# S3 server and the sweeps of tests/test_s3.py) runs once.
+# Everything but the slow tier and the GPU tier (gpu tests need a CUDA device and real checkpoints; they skip
+# elsewhere anyway), on both cores (pytest-xdist).
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not gpu" tests
+	$(PY) -m pytest -q -n 2 -m "not heavy and not gpu" tests
+
+# The slow tier: tests of 15 s or more each on 2 idle cores (the wheel, the S3 server, whole sweeps, jobs launched
+# from pages, the planted benchmark); CI runs it after make test. loadgroup keeps a module marked xdist_group on one
+# worker, so its costly module fixture (the S3 server and the sweeps of tests/test_s3.py) runs once.
+test-heavy: setup
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "heavy and not gpu" tests
 
 # The inner loop: unit tests only (no subprocess end-to-end runs, no browser), 41 s on 2 idle cores.
 test-fast: setup

@@ -26,6 +26,7 @@ def test_the_benchmark_prints_medians_and_ranges_of_interleaved_rounds(capsys):
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromedriver"), reason="chromium-driver missing")
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_the_browser_bench_times_each_page_and_the_heat_map_comes_first(tmp_path_factory, capsys):
     from dashboard_fixtures import real_root
 

@@ -117,6 +117,7 @@ def test_contributions_average_over_steps_and_read_only_conditional_rows(load):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_study_localizes_intervenes_shards_and_resumes(tmp_path, capsys):
     config = write_config(tmp_path / "c.yaml", name="contrib", model="tiny-pixart", steps=2, guidance=4.5,
                           families={"style": {"target": "a painting", "score_text": "style of {concept}",

@@ -14,7 +14,7 @@ from locolab.compute.edit.store import load_edit
 from locolab.dashboard import edit_export
 from locolab.dashboard.edit_records import read_edits
 
-pytestmark = pytest.mark.slow  # real exports of real tiny-sd1 edits
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # real exports of real tiny-sd1 edits, each a subprocess
 
 
 @pytest.fixture(scope="module")

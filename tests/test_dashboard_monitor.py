@@ -356,6 +356,7 @@ def test_the_run_is_named_after_the_concept_in_characters_a_run_id_may_hold():
 
 
 @pytest.mark.slow  # an edit job cancelled while it evaluates, then its evaluation launched from the page (~2 min)
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_a_cancelled_edit_is_evaluated_from_the_page(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs inherit it
     edit = jobs.launch(str(tmp_path), ["edit", "--model=tiny-sd1", "--family=style", "--concept=van gogh",

@@ -475,6 +475,7 @@ def test_full_size_transformers_have_the_released_parameter_counts():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 @pytest.mark.parametrize("name", ["tiny-pixart", "tiny-flux", "tiny-sd3", "tiny-sana"])
 def test_sweep_and_edit_run_end_to_end(tmp_path, capsys, name):
     from sweep_helpers import table, write_config

@@ -17,7 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from test_dashboard_browser import CHROMEDRIVER, free_port, run_finished
 from test_dashboard_browser import browser as browser  # the fixture
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
+pytestmark = [pytest.mark.browser, pytest.mark.heavy, pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
                                                       reason=f"{CHROMEDRIVER} missing")]
 
 

@@ -28,6 +28,7 @@ def _request(method: str, model) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 @pytest.mark.parametrize("method", ["loco", "uce"])
 def test_one_edit_of_three_backgrounds_removes_each_and_keeps_colours_and_shapes(load, method):
     model = load("toyworld")

@@ -34,6 +34,7 @@ def test_bad_counts_and_methods_are_one_line(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_each_concepts_efficacy_adds_up_to_the_pooled_rows_and_the_table_names_every_count(tmp_path, capsys):
     import json
 

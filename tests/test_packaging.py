@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow  # builds and installs a wheel
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # builds and installs a wheel
 
 
 def readme_snippet() -> str:

@@ -130,6 +130,7 @@ def test_layers_shows_the_plan(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
     """The benchmark's reduced setting: one planted model, two seeds, two families of two concepts, windows of one
     layer. LocoGen must name exactly the planted layer for every concept of at least one family."""

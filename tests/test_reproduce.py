@@ -85,6 +85,7 @@ def test_family_summary_names_the_most_common_window():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_reproduce_with_the_tiny_stand_in_runs_end_to_end_and_prints_the_stores_windows(tmp_path, capsys):
     root = tmp_path / "root"
     assert main(["reproduce", "--model", "tiny-sd1", "--families", "style,facts", "--artifacts", str(root),

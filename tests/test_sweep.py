@@ -97,6 +97,7 @@ def test_rerun_skips_finished_units(reference, capsys):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_resume_after_kill_9_gives_the_same_tables(reference, tmp_path):
     config, expected = reference
     root = tmp_path / "root"
@@ -168,6 +169,7 @@ def test_localization_finds_the_only_layer_that_reads_text(tmp_path):
     assert summaries.minimal_windows(con, **rule).num_rows == 0
 
 
+@pytest.mark.heavy  # the slow tier: make test-heavy
 def test_launcher_processes_split_the_plan(reference, tmp_path):
     """``accelerate launch`` / ``torchrun`` start one process per GPU with RANK and WORLD_SIZE set; each runs its
     own part of the plan and together they equal one run."""
