@@ -34,8 +34,8 @@ from locolab.dashboard import data, edit_records, jobs  # noqa: E402
 from locolab.dashboard.files import RootFiles  # noqa: E402
 from locolab.dashboard.root import WRITES_ENV  # noqa: E402
 
-# An S3 server, whole sweeps in subprocesses and an edit job; the tests share them, so the slow tier (`make test-heavy`) keeps
-# them on one xdist worker (--dist loadgroup).
+# An S3 server, whole sweeps in subprocesses and an edit job; the tests share them, so the slow tier
+# (`make test-heavy`) keeps them on one xdist worker (--dist loadgroup).
 pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.xdist_group("s3")]
 
 REPO = Path(__file__).resolve().parent.parent
