@@ -14,11 +14,12 @@ from locolab.compute.cli.options import (
     add_eval_options,
     add_offload_option,
     add_spec_options,
+    model_loader,
     spec_values,
 )
 from locolab.compute.edit.request import make_request, stored_or_built
 from locolab.compute.edit.store import edit_dir
-from locolab.compute.models.loading import load_model, pick_device, pick_dtype
+from locolab.compute.models.loading import pick_device, pick_dtype
 from locolab.contract.errors import UserError
 from locolab.contract.notation import layers_text
 from locolab.contract.specs import EditSpec, EvalSpec, flag_of, options, read_edit_job
@@ -77,13 +78,7 @@ def run(args) -> None:
     Store(root).check_writable()
     # Every evaluation option is checked before the edit is written (a bad one must not leave an edit behind).
     plan = plan_eval(spec.model, request, evaluation, args.allow_many_images) if evaluation else None
-    loaded = []
-
-    def model():
-        if not loaded:
-            loaded.append(load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload,
-                                     fp8=args.fp8))
-        return loaded[0]
+    model = model_loader(spec, args)
 
     status.report(stage="editing")
     edit, built = stored_or_built(root, request, model)

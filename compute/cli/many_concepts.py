@@ -10,13 +10,14 @@ from locolab.compute.cli.options import (
     add_eval_options,
     add_offload_option,
     add_spec_options,
+    model_loader,
     parse_ints,
     spec_values,
 )
 from locolab.compute.edit.many_concepts import check_counts, default_counts, table_lines
 from locolab.compute.edit.many_concepts import run as run_counts
 from locolab.compute.edit.request import make_request
-from locolab.compute.models.loading import load_model, pick_device, pick_dtype
+from locolab.compute.models.loading import pick_device, pick_dtype
 from locolab.contract import bounds
 from locolab.contract.catalog.attributes import attribute_family, prompt_set_for
 from locolab.contract.errors import UserError
@@ -61,13 +62,7 @@ def run(args) -> None:
     dtype = str(pick_dtype(pick_device(args.device), spec.dtype)).removeprefix("torch.")
     # The largest edit's evaluation has the most images: checked (and the scorer loaded) before anything is written.
     plan = plan_eval(spec.model, make_request(spec, dtype, root=root), evaluation, args.allow_many_images)
-    loaded = []
-
-    def model():
-        if not loaded:
-            loaded.append(load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload,
-                                     fp8=args.fp8))
-        return loaded[0]
+    model = model_loader(spec, args)
 
     found = run_counts(spec, evaluation, concepts, counts, root, dtype, model, plan)
     print(f"{spec.method} on {spec.model}, {spec.family}, evaluated with seeds {list(evaluation.seeds)}:")

@@ -5,6 +5,7 @@ fails before any model loads or anything is written."""
 
 import argparse
 import dataclasses
+import functools
 import typing
 from collections import Counter
 
@@ -212,3 +213,15 @@ def add_eval_options(parser) -> None:
     group = parser.add_argument_group("evaluation")
     add_spec_options(group, EvalSpec)
     add_allow_many(group)
+
+
+def model_loader(spec, args):
+    """A function that loads ``spec.model`` with the command's device options on its first call and returns the
+    same model on every later one (commands that may not need a model at all load none)."""
+    from locolab.compute.models.loading import load_model  # torch: only when a command loads a model
+
+    @functools.cache
+    def model():
+        return load_model(spec.model, device=args.device, dtype=spec.dtype, offload=args.offload, fp8=args.fp8)
+
+    return model
