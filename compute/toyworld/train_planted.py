@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPModel
 
@@ -30,7 +29,7 @@ from locolab.compute.models.tiny import SD_SCHEDULER
 from locolab.compute.paths import PACKAGE_DIR
 from locolab.compute.toyworld import world
 from locolab.compute.toyworld.common import CLIP_DIR, PIPELINE_DIR, Log, scenes
-from locolab.compute.toyworld.train_unet import DROP_CAPTION, MIN_SNR, TextCache, encode_scenes, text_encoder_of
+from locolab.compute.toyworld.train_unet import DROP_CAPTION, TextCache, encode_scenes, text_encoder_of, update
 from locolab.contract import bounds
 from locolab.contract.errors import UserError
 
@@ -170,18 +169,8 @@ def train(variant: str = "a", plan: dict | None = None, steps: int = 300, batch:
             for attention, layer in zip(attentions, texts):
                 hooks.before(attention, _feed(text(layer)), with_kwargs=True)
             predicted = unet(noise_schedule.add_noise(clean, noise, t), t, text(texts[0])).sample
-        weight = snr[t].clamp(max=MIN_SNR) / snr[t]
-        loss = (weight * F.mse_loss(predicted, noise, reduction="none").mean((1, 2, 3))).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), unet.parameters()):
-                e.lerp_(p, 1 - decay)
-        log(step, loss.item())
+        loss = update(unet, ema, optimizer, schedule, predicted, noise, snr[t], step, ema_decay)
+        log(step, loss)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             save(ema, plan, out, {"variant": variant, "steps": step + 1, "of": steps, "batch": batch, "lr": lr,
                                   "seed": SEED, "seconds": round(log.seconds)})

@@ -98,6 +98,23 @@ def save(pipe: StableDiffusionPipeline, out) -> None:
     save_tokenizer(Path(out) / "tokenizer")
 
 
+def update(unet, ema, optimizer, schedule, predicted, noise, snr, step: int, ema_decay: float) -> float:
+    """One training step from a batch's noise prediction: the min-SNR-weighted epsilon loss, a clipped optimizer
+    step, the schedule's step and the moving average's update (warmed up over the first steps). Returns the loss."""
+    weight = snr.clamp(max=MIN_SNR) / snr
+    loss = (weight * F.mse_loss(predicted, noise, reduction="none").mean((1, 2, 3))).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), unet.parameters()):
+            e.lerp_(p, 1 - decay)
+    return loss.item()
+
+
 def train(steps: int = 2500, batch: int = 32, lr: float = 1e-3, dataset: int = 16384, ema_decay: float = 0.999,
           out=PIPELINE_DIR, save_every: int = 500) -> StableDiffusionPipeline:
     """Train the UNet and save the whole pipeline to ``out`` (every ``save_every`` steps and at the end)."""
@@ -122,18 +139,8 @@ def train(steps: int = 2500, batch: int = 32, lr: float = 1e-3, dataset: int = 1
         noise = torch.randn_like(clean)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,))
         predicted = unet(noise_schedule.add_noise(clean, noise, t), t, text(texts)).sample
-        weight = snr[t].clamp(max=MIN_SNR) / snr[t]
-        loss = (weight * F.mse_loss(predicted, noise, reduction="none").mean((1, 2, 3))).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), unet.parameters()):
-                e.lerp_(p, 1 - decay)
-        log(step, loss.item())
+        loss = update(unet, ema, optimizer, schedule, predicted, noise, snr[t], step, ema_decay)
+        log(step, loss)
         if (step + 1) % save_every == 0 and step + 1 < steps:
             save(assemble(ema, vae, encoder), out)
     pipe = assemble(ema, vae, encoder)
