@@ -146,3 +146,17 @@ def show_job(root: str, job_id: str) -> None:
     if not job.active and st.session_state.get("watching") == job.job_id:
         st.session_state.pop("watching")
         st.rerun(scope="app")
+
+
+REFRESH_S = 1.5  # how often a running job's progress and the jobs list are read again
+
+
+def watch(root: str, latest: jobs.Job | None, empty: str) -> None:
+    """The latest job's progress, refreshed while it runs (and remembered as the job this session watches), or
+    ``empty`` when the root has no job yet."""
+    if latest:
+        if latest.active:
+            st.session_state["watching"] = latest.job_id
+        st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(root, latest.job_id)
+    else:
+        st.caption(empty)

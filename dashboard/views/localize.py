@@ -14,7 +14,7 @@ from locolab.contract.names import FAMILIES
 from locolab.contract.store import is_url
 from locolab.dashboard import common, data, jobs
 from locolab.dashboard.edit_form import runnable_models
-from locolab.dashboard.job_view import layer_count, parse_seeds, show_job, show_jobs
+from locolab.dashboard.job_view import REFRESH_S, layer_count, parse_seeds, show_jobs, watch
 from locolab.dashboard.localize_form import (
     ARROW,
     DEFAULT_SEEDS,
@@ -25,8 +25,6 @@ from locolab.dashboard.localize_form import (
     parse_sizes,
 )
 from locolab.dashboard.root import job_root_problem
-
-REFRESH_S = 1.5
 
 snap = common.snapshot()
 options = st.session_state[common.OPTIONS_KEY]
@@ -104,10 +102,5 @@ if button.button("Launch sweep", type="primary", key="loc_launch",
         st.session_state["watching"] = job.job_id
         st.rerun()
 with monitor:
-    if latest:
-        if latest.active:
-            st.session_state["watching"] = latest.job_id
-        st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
-    else:
-        st.caption("No job on this root yet: the launched sweep's progress shows here.")
+    watch(snap.root, latest, "No job on this root yet: the launched sweep's progress shows here.")
 st.fragment(show_jobs, run_every=REFRESH_S if latest and latest.active else None)(snap.root)

@@ -24,10 +24,9 @@ from locolab.dashboard.edit_form import (
     suggested_keys,
     unevaluated,
 )
-from locolab.dashboard.job_view import FormState, layer_count, parse_seeds, prefill, show_job, show_jobs
+from locolab.dashboard.job_view import REFRESH_S, FormState, layer_count, parse_seeds, prefill, show_jobs, watch
 from locolab.dashboard.root import job_root_problem
 
-REFRESH_S = 1.5
 MAX_UNRELATED = 1000  # the box's limit where the preservation set's size is unknown
 
 
@@ -144,12 +143,7 @@ if button.button("Launch edit", type="primary", key="launch",
         st.session_state["watching"] = job.job_id
         st.rerun()
 with monitor:
-    if latest:
-        if latest.active:
-            st.session_state["watching"] = latest.job_id
-        st.fragment(show_job, run_every=REFRESH_S if latest.active else None)(snap.root, latest.job_id)
-    else:
-        st.caption("No job on this root yet: the launched job's progress shows here.")
+    watch(snap.root, latest, "No job on this root yet: the launched job's progress shows here.")
 
 result = latest.result() if latest and latest.status in ("succeeded", "cancelled", "failed") else {}
 record = next((r for r in snap.edits if r["edit_id"] == result.get("edit_id")), None)
