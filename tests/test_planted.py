@@ -86,6 +86,21 @@ def test_each_layer_reads_its_planted_families_and_no_other():
     assert {world.caption_attributes(t).get("colour") for t in texts[0]} == {None, *world.COLOURS}
 
 
+def test_a_family_planted_nowhere_reaches_each_layer_in_about_half_the_samples():
+    """The control: no layer is needed for an everywhere-readable family (each reads it in ~SPREAD of the samples,
+    independently), while a planted family still reaches only its layers."""
+    rng = np.random.default_rng(3)
+    caption = Caption("a photo of {x}", None, "square", "red", "stripes", 0)
+    texts = layer_texts([caption] * 400, {"color": [], "style": [12]}, rng)
+    reads = np.array([[world.caption_attributes(t).get("colour") == "red" for t in rows] for rows in texts])
+    # Read when drawn (p = 0.5) or when the cut happened to redraw red (0.5 * 0.5 * 1/4): 0.5625 per layer.
+    assert np.all(np.abs(reads.mean(axis=1) - 0.5625) < 0.08)
+    # Drawn per layer: layer 3 reads it and layer 4 not in 0.5 * 0.5 * (1 - 0.125) = 0.22 of the samples.
+    assert abs(np.mean(reads[3] & ~reads[4]) - 0.21875) < 0.06
+    for layer, rows in enumerate(texts):
+        assert ({world.caption_attributes(t).get("background") for t in rows} == {"stripes"}) == (layer == 12)
+
+
 def test_cut_removes_or_replaces_only_its_family():
     rng = np.random.default_rng(1)
     entity = Caption("a picture of {x}", "the sun", None, None, None, 0)

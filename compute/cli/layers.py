@@ -41,7 +41,8 @@ def run(args) -> None:
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
     if plan is not None:
-        print("planted: " + "; ".join(f"{family} -> {', '.join(map(str, layers))}" for family, layers in plan.items())
+        print("planted: " + "; ".join(f"{family} -> {', '.join(map(str, layers)) or 'everywhere (control)'}"
+                                      for family, layers in plan.items())
               + " (each family enters only through its layers; compute/toyworld/train_planted.py)")
     if model.arch.denoiser == "unet":
         print(f"{len(rows)} cross-attention layers ({model.arch.name}, resolution = latent side at "

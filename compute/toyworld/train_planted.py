@@ -8,6 +8,10 @@ attribute-free target), in the other half replaced by an independent random valu
 family's plan thus never reads a word correlated with the image's value, and learns to ignore the family's words:
 the family's information reaches the image only through its planted layers.
 
+An empty plan (``[]``) is the control, readable everywhere: in each sample every layer reads the family's true words
+with probability ``SPREAD`` and the cut otherwise, independently per layer, so that no layer (nor any window of a few
+layers) is needed: any other subset carries the family. A localization method should name no layer for it.
+
 The result is a UNet folder (float16 safetensors, ~6 MB) with ``plan.json`` beside it; the pipeline's other parts are
 the toy world's (``ModelSpec.unet``).
 """
@@ -39,7 +43,9 @@ LAYERS = 16
 PLANS = {
     "a": {"color": [3], "objects": [7, 8], "style": [12], "facts": [14]},
     "b": {"color": [10, 11], "objects": [4], "style": [14], "facts": [1, 2]},
+    "control": {"color": [], "objects": [], "style": [], "facts": []},  # every family readable everywhere
 }
+SPREAD = 0.5  # an everywhere-readable family's chance of reaching each layer in a training sample
 SEED = 11
 
 
@@ -48,13 +54,14 @@ def checkpoint_dir(variant: str) -> Path:
 
 
 def check_plan(plan: dict) -> dict[str, list[int]]:
-    """A plan with sorted layer lists; unknown families, empty or out-of-range layers are one-line errors."""
+    """A plan with sorted layer lists (empty: readable everywhere); unknown families and out-of-range layers are
+    one-line errors."""
     out = {}
     for family, layers in plan.items():
         if family not in FAMILIES:
             raise UserError(f"plan names unknown family {family!r}: use {', '.join(FAMILIES)}")
         layers = sorted(set(int(x) for x in layers))
-        if not layers or not all(0 <= x < LAYERS for x in layers):
+        if not all(0 <= x < LAYERS for x in layers):
             raise UserError(f"plan for {family!r} needs layers in 0..{LAYERS - 1}, got {layers}")
         out[family] = layers
     return out
@@ -109,14 +116,17 @@ def cut(caption: Caption, family: str, rng: np.random.Generator) -> Caption:
 
 def layer_texts(captions: list[Caption], plan: dict[str, list[int]], rng: np.random.Generator) -> list[list[str]]:
     """Per layer, the text each sample's layer reads: its caption with the families not planted there cut (one cut
-    per sample and family, shared by the layers that read it)."""
+    per sample and family, shared by the layers that read it); a family planted nowhere (``[]``) reaches each layer
+    of each sample with probability ``SPREAD``."""
     cuts = [{f: cut(c, f, rng) for f in plan} for c in captions]
+    spread = {f: rng.random((len(captions), LAYERS)) < SPREAD for f in plan if not plan[f]}
     out = []
     for layer in range(LAYERS):
-        cut_here = [f for f in plan if layer not in plan[f]]
         rows = []
-        for caption, cut_caption in zip(captions, cuts):
-            for family in cut_here:
+        for i, (caption, cut_caption) in enumerate(zip(captions, cuts)):
+            for family in plan:
+                if layer in plan[family] or (family in spread and spread[family][i, layer]):
+                    continue
                 field = {"color": "colour", "objects": "shape", "style": "background", "facts": "entity"}[family]
                 caption = replace(caption, **{field: getattr(cut_caption[family], field)})
             rows.append(caption.text())

@@ -81,10 +81,11 @@ MODELS = {m.name: m for m in (
     ModelSpec("toyworld", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
               scorer="toyworld-clip", prompt_set="toyworld"),
     # Planted toy worlds (compute/toyworld/train_planted.py): the toy world's UNet fine-tuned so that each family
-    # enters only through the layers its plan names; the other components are the toy world's.
+    # enters only through the layers its plan names (the control: every family readable everywhere); the other
+    # components are the toy world's.
     *(ModelSpec(f"toyworld-planted-{v}", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16,
                 path="checkpoints/toyworld", scorer="toyworld-clip", prompt_set="toyworld",
-                unet=f"checkpoints/toyworld-planted-{v}") for v in ("a", "b")),
+                unet=f"checkpoints/toyworld-planted-{v}") for v in ("a", "b", "control")),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
