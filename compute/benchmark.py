@@ -24,24 +24,25 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from locolab.compute.models.loading import load_model, resolve
-from locolab.compute.paths import unet_source
 from locolab.compute.runner import Context, run
 from locolab.compute.sweep.config import load_config, with_contribution, with_trace
-from locolab.compute.toyworld.train_planted import read_plan
+from locolab.compute.toyworld.train_planted import plan_for
 from locolab.contract import planted, store, summaries
 from locolab.contract.errors import UserError
 
 CONFIG = "toyworld-planted"
 METHODS = ("locogen", "trace", "contribution")
-PLANTED_MODELS = ("toyworld-planted-a", "toyworld-planted-b")
+# The planted toy worlds and the two controls: every family readable everywhere (LocoGen should name no layer), and
+# random weights (nothing drawn: LocoGen should find every concept not measurable).
+PLANTED_MODELS = ("toyworld-planted-a", "toyworld-planted-b", "toyworld-planted-control", "toyworld-random")
 
 
 def plan_of(model: str) -> dict[str, list[int]]:
     """The plan of a registered planted model (``plan.json`` beside its UNet)."""
-    spec = resolve(model)
-    if not spec.unet:
+    plan = plan_for(resolve(model))
+    if plan is None:
         raise UserError(f"{model!r} has no planted plan: use a planted model ({', '.join(PLANTED_MODELS)})")
-    return read_plan(unet_source(spec))
+    return plan
 
 
 def study(model: str, seeds: tuple[int, ...], families: tuple[str, ...] | None = None,
@@ -70,7 +71,7 @@ def named_layers(method: str, con, run_id: str, plan: dict, rule: summaries.Rule
     """Per (family, concept) of a finished run: the layers ``method`` names."""
     if method == "locogen":
         rows = summaries.concept_summary(con, run_ids=[run_id], **rule.options()).to_pylist()
-        return [{"family": r["family"], "concept": r["concept"],
+        return [{"family": r["family"], "concept": r["concept"], "measurable": r["measurable"],
                  "layers": list(range(r["window_start"], r["window_start"] + r["window_size"]))
                  if r["localizes"] else []} for r in rows]
     groups: dict[tuple, list[dict]] = {}
@@ -108,7 +109,7 @@ def benchmark(root: str, models=PLANTED_MODELS, methods=METHODS, seeds=(0, 1), f
     named = []
     for name in models:
         locogen = study(name, seeds, families, window_sizes, concepts)
-        k = max([len(v) for v in plans[name].values()] or [1])
+        k = max([len(v) for v in plans[name].values()] + [1])
         specs = {"locogen": locogen, "trace": with_trace(locogen),
                  "contribution": with_contribution(locogen, top_k=(k,))}
         model = load_model(name, device=device)

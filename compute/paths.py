@@ -3,7 +3,7 @@ the sweep configs."""
 
 from pathlib import Path
 
-from locolab.contract.catalog.registry import ModelSpec
+from locolab.contract.catalog.registry import RANDOM_UNET, ModelSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -14,5 +14,5 @@ def model_source(spec: ModelSpec) -> str | None:
 
 
 def unet_source(spec: ModelSpec) -> str | None:
-    """The UNet folder of a model that brings its own (``ModelSpec.unet``), else None."""
-    return str(PACKAGE_DIR / spec.unet) if spec.unet else None
+    """The UNet folder of a model that brings its own (``ModelSpec.unet``), else None (also for a random UNet)."""
+    return str(PACKAGE_DIR / spec.unet) if spec.unet and spec.unet != RANDOM_UNET else None

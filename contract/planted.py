@@ -47,6 +47,7 @@ SCHEMA = pa.schema([
     ("exact_high", pa.float64()), ("precision", pa.float64()), ("precision_low", pa.float64()),
     ("precision_high", pa.float64()), ("recall", pa.float64()), ("recall_low", pa.float64()),
     ("recall_high", pa.float64()), ("named_json", pa.string()), ("level", pa.float64()),
+    ("unmeasurable", pa.int32()),
 ])
 
 
@@ -55,8 +56,9 @@ def hit_rates(named: list[dict], plans: dict[str, dict[str, list[int]]], level: 
     """The benchmark table, one row per (model, method, family), in the order first met.
 
     Args:
-        named: one dict per (model, method, family, concept): those keys and ``layers`` (the layers the method
-            names for the concept; empty when it names none).
+        named: one dict per (model, method, family, concept): those keys, ``layers`` (the layers the method
+            names for the concept; empty when it names none) and optionally ``measurable`` (False: the method found
+            the concept not measurable, so it names no layer; shown as such and counted in ``unmeasurable``).
         plans: model -> family -> planted layers (a family missing from a model's plan: planted nowhere).
         level: the intervals' coverage.
         seed: the bootstrap's seed (with the row's key: reproducible).
@@ -82,12 +84,15 @@ def hit_rates(named: list[dict], plans: dict[str, dict[str, list[int]]], level: 
                     "exact_hits": hits, "exact_rate": hits / len(rows), "exact_low": low, "exact_high": high,
                     "precision": precision[0], "precision_low": precision[1], "precision_high": precision[2],
                     "recall": recall[0], "recall_low": recall[1], "recall_high": recall[2],
-                    "named_json": json.dumps({r["concept"]: sorted(r["layers"]) for r in rows}),
-                    "level": level})
+                    "named_json": json.dumps({r["concept"]: sorted(r["layers"]) if r.get("measurable", True)
+                                              else None for r in rows}),
+                    "level": level, "unmeasurable": sum(not r.get("measurable", True) for r in rows)})
     return pa.Table.from_pylist(out, schema=SCHEMA)
 
 
-def _layers(layers: list[int]) -> str:
+def _layers(layers: list[int] | None) -> str:
+    if layers is None:
+        return "not measurable"
     if not layers:
         return "none"
     return ",".join(map(str, layers))
@@ -101,7 +106,8 @@ def _triple(row: dict, name: str) -> str:
 
 def display_rows(table: pa.Table) -> list[dict]:
     """The benchmark table in words, one dict per row (the command's printout and the dashboard's page)."""
-    return [{"model": r["model"], "method": r["method"], "family": r["family"], "planted": _layers(r["planted"]),
+    return [{"model": r["model"], "method": r["method"], "family": r["family"],
+             "planted": _layers(r["planted"]) if r["planted"] else "none (control)",
              "exact hits [interval]": f"{r['exact_hits']}/{r['concepts']} [{r['exact_low']:.2f}, "
                                       f"{r['exact_high']:.2f}]",
              "precision [interval]": _triple(r, "precision"), "recall [interval]": _triple(r, "recall"),

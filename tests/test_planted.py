@@ -5,11 +5,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from locolab.compute.toyworld import world
 from locolab.compute.toyworld.train_planted import PLANS, Caption, check_plan, cut, draw_caption, layer_texts
 from locolab.contract.errors import UserError
-from locolab.contract.planted import hit_rates, layer_score, render
+from locolab.contract.planted import display_rows, hit_rates, layer_score, render
 
 
 def test_layer_score_exact_precision_recall():
@@ -53,6 +54,17 @@ def test_hit_rates_family_outside_the_plan_is_planted_nowhere():
     assert math.isnan(table[0]["recall"])
     with pytest.raises(ValueError, match="no plan for model 'other'"):
         hit_rates(_named("trace", "color", [[1]], model="other"), {"control": {}})
+
+
+def test_a_concept_found_not_measurable_names_nothing_and_is_counted_and_shown_as_such():
+    named = _named("locogen", "color", [[], [], [3]], model="random")
+    named[0]["measurable"] = named[1]["measurable"] = False
+    row = hit_rates(named, {"random": {}}).to_pylist()[0]
+    assert (row["unmeasurable"], row["exact_hits"]) == (2, 2)  # naming nothing is right for a control
+    assert json.loads(row["named_json"]) == {"c0": None, "c1": None, "c2": [3]}
+    shown = display_rows(hit_rates(named, {"random": {}}))[0]
+    assert shown["planted"] == "none (control)"
+    assert shown["named per concept"] == "c0: not measurable; c1: not measurable; c2: 3"
 
 
 def test_render_shows_rates_intervals_and_named_layers():
@@ -142,6 +154,21 @@ def test_layers_shows_the_plan(capsys):
     assert [row["planted"] for row in shown["layers"][6:9]] == [[], ["objects"], ["objects"]]
     assert main(["layers", "--model", "toyworld-planted-b"]) == 0
     assert "planted: color -> 10, 11; objects -> 4; style -> 14; facts -> 1, 2" in capsys.readouterr().out
+    assert main(["layers", "--model", "toyworld-random"]) == 0
+    assert "planted: nothing (random weights" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_random_control_is_seeded_random_weights_of_the_toy_worlds_unet():
+    from locolab.compute.models.loading import load_model
+
+    random, again, trained = (load_model(name, device="cpu") for name in ("toyworld-random", "toyworld-random",
+                                                                           "toyworld"))
+    weights = [dict(m.pipe.unet.named_parameters()) for m in (random, again, trained)]
+    assert weights[0].keys() == weights[2].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert sum(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) > len(weights[0]) // 2
+    assert random.pipe.text_encoder is not trained.pipe.text_encoder  # its own pipeline, the toy world's parts
 
 
 @pytest.mark.slow
@@ -160,3 +187,14 @@ def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
     assert any(r["exact_hits"] == r["concepts"] == 2 for r in rows.values()), rows
     stored = Store(tmp_path).connect().sql("SELECT family, exact_hits FROM localization_benchmark ORDER BY family")
     assert stored.fetchall() == [(f, rows[f]["exact_hits"]) for f in ("color", "style")]
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
+def test_on_the_random_weight_control_locogen_finds_nothing_measurable(tmp_path):
+    from locolab.compute.benchmark import benchmark
+
+    table = benchmark(str(tmp_path), models=("toyworld-random",), methods=("locogen",), seeds=(0, 1),
+                      families=("style",), window_sizes=(1,), concepts=1, device="cpu", log=lambda _: None)
+    (row,) = table.to_pylist()
+    assert (row["unmeasurable"], row["concepts"], row["planted"]) == (1, 1, [])

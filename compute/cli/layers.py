@@ -6,6 +6,7 @@ import json
 
 from locolab.compute.cli.options import add_device_options
 from locolab.compute.models.loading import load_model
+from locolab.contract.catalog.registry import RANDOM_UNET
 
 COLUMNS = ("index", "block", "resolution", "heads", "query_dim", "text_dim", "path")
 
@@ -23,10 +24,9 @@ def run(args) -> None:
     rows = [layer.to_dict() for layer in model.layers]
     plan = None
     if model.spec.unet:  # a planted toy world: the layers each family enters through
-        from locolab.compute.paths import unet_source
-        from locolab.compute.toyworld.train_planted import read_plan
+        from locolab.compute.toyworld.train_planted import plan_for
 
-        plan = read_plan(unet_source(model.spec))
+        plan = plan_for(model.spec)
         for row in rows:
             row["planted"] = [family for family, layers in plan.items() if row["index"] in layers]
     if args.json:
@@ -40,7 +40,9 @@ def run(args) -> None:
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
-    if plan is not None:
+    if plan is not None and model.spec.unet == RANDOM_UNET:
+        print("planted: nothing (random weights: the planted benchmark's control, where no concept is measurable)")
+    elif plan is not None:
         print("planted: " + "; ".join(f"{family} -> {', '.join(map(str, layers)) or 'everywhere (control)'}"
                                       for family, layers in plan.items())
               + " (each family enters only through its layers; compute/toyworld/train_planted.py)")

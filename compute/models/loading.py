@@ -15,9 +15,9 @@ from locolab.compute.models.full_size import BUILDERS as FULL_SIZE
 from locolab.compute.models.full_size import build_full_size
 from locolab.compute.models.layers import Layer, find_layers, find_transformer_layers
 from locolab.compute.models.memory import place
-from locolab.compute.models.tiny import build_tiny
+from locolab.compute.models.tiny import build_tiny, random_unet
 from locolab.compute.paths import model_source, unet_source
-from locolab.contract.catalog.registry import MODELS, ModelSpec
+from locolab.contract.catalog.registry import MODELS, RANDOM_UNET, ModelSpec
 from locolab.contract.errors import UserError
 from locolab.contract.names import OFFLOADS
 
@@ -240,7 +240,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
         name: registry name, local directory written by ``save_pretrained``, or hub id.
         device: ``auto`` (cuda > mps > cpu) or a torch device string.
         dtype: ``auto`` (float16 on accelerators, float32 on CPU), ``float32``, ``float16`` or ``bfloat16``.
-        seed: weight seed of built-in tiny models.
+        seed: weight seed of built-in tiny models and of a random-weight UNet (``registry.RANDOM_UNET``).
         offload: where the weights wait (``memory.OFFLOADS``): ``auto`` (default: all on the device where they fit,
             else model, else group offload), ``none``, ``model`` (accelerate's model CPU offload: a 12B FLUX.1 in
             bf16 on a 24 GB GPU; True says the same) or ``group`` (diffusers' block-level group offload).
@@ -266,6 +266,10 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", seed: int =
             own = {}
             if unet_source(spec):
                 own["unet"] = diffusers.UNet2DConditionModel.from_pretrained(unet_source(spec), dtype=torch_dtype)
+            elif spec.unet == RANDOM_UNET:
+                own["unet"] = random_unet(Path(model_source(spec)) / "unet", seed)
+                if torch_dtype != torch.float32:
+                    own["unet"] = own["unet"].to(torch_dtype)
             pipe = arch.pipeline_type().from_pretrained(model_source(spec), dtype=torch_dtype,
                                                         **dict(arch.load_kwargs), **own)
         except (OSError, ValueError) as exc:

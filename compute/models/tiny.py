@@ -298,6 +298,14 @@ BUILDERS = {"tiny-sd1": tiny_sd1, "tiny-sd2": tiny_sd2, "tiny-sdxl": tiny_sdxl, 
             "tiny-sd3": tiny_sd3, "tiny-sana": tiny_sana}
 
 
+def random_unet(folder, seed: int = 0):
+    """A UNet of the config in ``folder`` (its weights are not read) with weights drawn from ``seed``, leaving the
+    global RNG as it was: the toy world's random-weight control (``registry.RANDOM_UNET``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder))
+
+
 def build_tiny(name: str, seed: int = 0):
     """Build the named tiny pipeline with weights drawn from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):

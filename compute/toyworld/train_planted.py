@@ -30,11 +30,12 @@ from transformers import CLIPModel
 from locolab.compute.hooks import Hooks
 from locolab.compute.models.layers import find_layers
 from locolab.compute.models.tiny import SD_SCHEDULER
-from locolab.compute.paths import PACKAGE_DIR
+from locolab.compute.paths import PACKAGE_DIR, unet_source
 from locolab.compute.toyworld import world
 from locolab.compute.toyworld.common import CLIP_DIR, PIPELINE_DIR, Log, scenes
 from locolab.compute.toyworld.train_unet import DROP_CAPTION, TextCache, encode_scenes, text_encoder_of, update
 from locolab.contract import bounds
+from locolab.contract.catalog.registry import RANDOM_UNET, ModelSpec
 from locolab.contract.errors import UserError
 
 FAMILIES = ("color", "objects", "style", "facts")
@@ -70,6 +71,14 @@ def check_plan(plan: dict) -> dict[str, list[int]]:
 def read_plan(directory) -> dict[str, list[int]]:
     """The plan stored beside a planted UNet (``plan.json``)."""
     return check_plan(json.loads((Path(directory) / "plan.json").read_text())["plan"])
+
+
+def plan_for(spec: ModelSpec) -> dict[str, list[int]] | None:
+    """A registered model's plan: a planted toy world's ``plan.json``; for the random-weight control every family
+    planted nowhere; None for a model that brings no UNet of its own."""
+    if spec.unet == RANDOM_UNET:
+        return {family: [] for family in FAMILIES}
+    return read_plan(unet_source(spec)) if spec.unet else None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ test models and full-size random-weight models for benchmarks."""
 
 from dataclasses import asdict, dataclass
 
+RANDOM_UNET = "random"  # ModelSpec.unet: a seeded random-weight UNet built from the pipeline's own UNet config
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -23,7 +25,8 @@ class ModelSpec:
         scorer: the CLIP scorer that fits the model's world (None: the default for its kind).
         prompt_set: the edit prompt set that fits the model's world (``contract/catalog/prompts``).
         unet: for an embedded model that shares ``path``'s other components, its own UNet folder relative to the
-            ``compute`` package (a planted toy world: ``plan.json`` beside the weights names its planted layers).
+            ``compute`` package (a planted toy world: ``plan.json`` beside the weights names its planted layers), or
+            ``RANDOM_UNET``: a seeded random-weight UNet of the same config (the planted benchmark's control).
     """
 
     name: str
@@ -86,6 +89,9 @@ MODELS = {m.name: m for m in (
     *(ModelSpec(f"toyworld-planted-{v}", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16,
                 path="checkpoints/toyworld", scorer="toyworld-clip", prompt_set="toyworld",
                 unet=f"checkpoints/toyworld-planted-{v}") for v in ("a", "b", "control")),
+    # The toy world with a random-weight UNet (its config, seeded): nothing is drawn, so nothing is measurable.
+    ModelSpec("toyworld-random", "sd1", None, 32, steps=10, guidance=5.0, num_layers=16, path="checkpoints/toyworld",
+              scorer="toyworld-clip", prompt_set="toyworld", unet=RANDOM_UNET),
     ModelSpec("tiny-sd1", "sd1", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sd2", "sd2", None, 64, steps=10, num_layers=16),
     ModelSpec("tiny-sdxl", "sdxl", None, 64, steps=10, num_layers=70),
