@@ -126,15 +126,17 @@ eval-toyworld: setup
 	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --json $(ARTIFACTS)/toyworld/eval.json \
 		--grid $(ARTIFACTS)/toyworld/grid.png
 
-# The planted toy worlds (compute/toyworld/train_planted.py): the toy world's UNet fine-tuned twice, plans a and b,
-# one single-threaded process each on the two cores, into compute/checkpoints/toyworld-planted-{a,b}/.
+# The planted toy worlds (compute/toyworld/train_planted.py): the toy world's UNet fine-tuned three times, plans a
+# and b and the control (every family readable everywhere), one single-threaded process each, a and the control one
+# after the other beside b, into compute/checkpoints/toyworld-planted-{a,b,control}/.
 toyworld-planted: setup
 	set -e; OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant b >/dev/null & other=$$!; \
-	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant a; wait $$other
+	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant a; \
+	OMP_NUM_THREADS=1 $(PY) -m compute.toyworld.train_planted --variant control; wait $$other
 
 # Their gates: colour and background drawn right by the exact pixel detectors (>= 95%), two seeds per combination.
 eval-toyworld-planted: setup
-	set -e; for v in a b; do OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --model toyworld-planted-$$v \
+	set -e; for v in a b control; do OMP_NUM_THREADS=1 $(PY) -m compute.toyworld eval --model toyworld-planted-$$v \
 		--seeds 0,1 --json $(ARTIFACTS)/toyworld/eval-planted-$$v.json; done
 
 # Each localization method scored against the planted plans: two shards on the two cores, then the table.

@@ -48,6 +48,7 @@ PLANS = {
 }
 SPREAD = 0.5  # an everywhere-readable family's chance of reaching each layer in a training sample
 SEED = 11
+STEPS, BATCH = 2000, 32  # the shipped models' schedule (one-cycle learning rate over all steps)
 
 
 def checkpoint_dir(variant: str) -> Path:
@@ -150,7 +151,7 @@ def _feed(texts: torch.Tensor):
     return hook
 
 
-def train(variant: str = "a", plan: dict | None = None, steps: int = 300, batch: int = 32, lr: float = 5e-4,
+def train(variant: str = "a", plan: dict | None = None, steps: int = STEPS, batch: int = BATCH, lr: float = 5e-4,
           dataset: int = 8192, ema_decay: float = 0.995, out=None, save_every: int = 100) -> Path:
     """Fine-tune the toy world's UNet under ``plan`` (default: ``PLANS[variant]``); write it and its plan (every
     ``save_every`` steps and at the end)."""
@@ -214,7 +215,8 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", default="a", choices=list(PLANS), help="which plan")
-    parser.add_argument("--steps", type=bounds.POSITIVE_COUNT.parse, default=300)
+    parser.add_argument("--steps", type=bounds.POSITIVE_COUNT.parse, default=STEPS,
+                        help=f"fine-tuning steps of {BATCH} samples (default {STEPS})")
     parser.add_argument("--threads", type=bounds.POSITIVE_COUNT.parse, default=1)
     parser.add_argument("--out", help="output folder (default: compute/checkpoints/toyworld-planted-VARIANT)")
     args = parser.parse_args(argv)
