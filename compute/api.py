@@ -270,4 +270,5 @@ def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = EvalSpec.seeds, *,
             bar.update(done - bar.n)
 
         return evaluate_edit(model, edit, scorer, settings, list(spec.seeds), root or memory_root(), spec.batch_size,
-                             spec.unrelated, spec.other_concepts, progress=count)
+                             spec.unrelated, spec.other_concepts, progress=count,
+                             attack_steps=spec.attack_steps if spec.attack else None, attack_tokens=spec.attack_tokens)
