@@ -160,7 +160,7 @@ def test_an_attacked_evaluation_records_its_settings_rows_and_verdict(load, tmp_
 
 
 ATTACK = {"version": 1, "steps": 50, "tokens": 1, "learning_rate": 0.01, "seed": 0, "training_images": 8,
-          "seconds": 12.3, "loss_before": 0.0093, "loss_after": 0.0041, "losses": [],
+          "seconds": 12.3, "cpu_seconds": 7.6, "loss_before": 0.0093, "loss_after": 0.0041, "losses": [],
           "rows": [{"detector": "toyworld-background", "attribute": "background", "units": 20,
                     "before": 1.0, "before_low": 0.84, "before_high": 1.0, "after": 0.55, "after_low": 0.34,
                     "after_high": 0.74, "attacked": 0.9, "attacked_low": 0.7, "attacked_high": 0.97,
@@ -170,8 +170,8 @@ ATTACK = {"version": 1, "steps": 50, "tokens": 1, "learning_rate": 0.01, "seed":
 
 def test_the_attack_is_reported_in_the_table_the_comparison_and_the_dashboard():
     lines = attack_lines(ATTACK)
-    assert lines[0] == ("recovery attack (50 steps, 1 soft token(s), lr 0.01, 8 training images, 12 s): loss 0.0093 "
-                        "-> 0.0041")
+    assert lines[0] == ("recovery attack (50 steps, 1 soft token(s), lr 0.01, 8 training images, 12 s, 8 s of CPU): "
+                        "loss 0.0093 -> 0.0041")
     assert "before 1.00 [0.84, 1.00] -> after 0.55 [0.34, 0.74] -> under attack 0.90 [0.70, 0.97], raised by "\
            "+0.35 [+0.13, +0.57]" in lines[1]
     assert lines[2].endswith("recovered under attack: yes (its rate under attack is not below its rate before the "

@@ -64,7 +64,8 @@ def attack_lines(attack: dict | None) -> list[str]:
     if not attack:
         return []
     lines = [f"recovery attack ({attack['steps']} steps, {attack['tokens']} soft token(s), lr "
-             f"{attack['learning_rate']:g}, {attack['training_images']} training images, {attack['seconds']:.0f} s): "
+             f"{attack['learning_rate']:g}, {attack['training_images']} training images, {attack['seconds']:.0f} s, "
+             f"{attack['cpu_seconds']:.0f} s of CPU): "
              f"loss {attack['loss_before']:.4g} -> {attack['loss_after']:.4g}"]
     for row in attack["rows"]:
         lines.append(f"  {row['attribute']:<11} ({row['units']} images) before {_rate(row, 'before')} -> after "
@@ -94,7 +95,7 @@ def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]
     for row in rows:
         lines.append(f"{row['method']:<20}{row['layers']:<12}{row['edit'][:33]:<34}{row['eval']:<11}"
                      f"{row['removed']:<9}{row['concept rate']:<14}{row['flags']:>5}  {row['worst other change']:<46}"
-                     f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']:<16}{row['under attack']}")
+                     f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']:<18}{row['under attack']}")
     return lines
 
 
