@@ -15,7 +15,7 @@ from locolab.compute.cli.options import (
 )
 from locolab.compute.edit.attack import refusal
 from locolab.compute.edit.battery_report import table_lines
-from locolab.compute.edit.evaluation import eval_prompts, evaluate
+from locolab.compute.edit.evaluation import CONCEPT_GROUPS, eval_prompts, evaluate
 from locolab.compute.edit.store import RECORD_KEYS, load_edit
 from locolab.compute.models.loading import load_model, resolve
 from locolab.compute.scoring import ClipScorer, default_scorer, load_scorer
@@ -57,7 +57,8 @@ def plan_eval(model_name: str, meta: dict, evaluation: EvalSpec, allow_many: boo
         raise UserError(problem)
     settings = Settings.defaults(spec, evaluation.steps, evaluation.guidance, evaluation.size)
     prompts = eval_prompts(meta, evaluation.unrelated, evaluation.other_concepts)
-    check_image_count(2 * len(prompts) * len(evaluation.seeds), allow_many)
+    attacked = sum(p.group in CONCEPT_GROUPS for p in prompts) if evaluation.attack else 0  # its own images
+    check_image_count((2 * len(prompts) + attacked) * len(evaluation.seeds), allow_many)
     return EvalPlan(settings, load_scorer(evaluation.scorer or default_scorer(spec)))
 
 
