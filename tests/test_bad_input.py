@@ -330,6 +330,8 @@ OPTIONS = {  # option: (command line that fails after parsing, what a valid valu
     "--batch-size": (EVAL_EDIT, _int_in(1, 4096)),
     "--unrelated": (EVAL_EDIT, _int_in(0, MILLION)),
     "--other-concepts": (EVAL_EDIT, _int_in(0, MILLION)),
+    "--attack-steps": ([*EVAL_EDIT, "--attack"], _int_in(0, 100_000)),
+    "--attack-tokens": ([*EVAL_EDIT, "--attack"], _int_in(1, 16)),
     "--lambda": (EDIT_UNKNOWN, _float(0)),
     "--threshold": (EDIT_UNKNOWN, _float(0)),
     "--topk": (EDIT_UNKNOWN, _int_in(1, MILLION)),
