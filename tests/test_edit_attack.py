@@ -60,12 +60,13 @@ def test_the_concepts_own_tokens_encode_to_the_prompts_embedding_bit_for_bit(loa
 
 def test_soft_tokens_take_the_concepts_place_or_go_in_front():
     model = _Tokenizing()
-    ids, start = edit_attack._tokens(model, "a painting in the style of van gogh", "van gogh", 3)
+    ids, mask, start = edit_attack._tokens(model, "a painting in the style of van gogh", "van gogh", 3)
     plain = model.pipe.tokenizer("a painting in the style of van gogh").input_ids
     word = model.pipe.tokenizer("van gogh", add_special_tokens=False).input_ids
     assert len(word) == 2 and start == len(plain) - 3
     assert ids[0, :start].tolist() == plain[:start] and ids[0, start + 3] == plain[-1]  # end of text after the slots
-    ids, start = edit_attack._tokens(model, "a house", "van gogh", 2)  # no concept: in front, as UnlearnDiffAtk
+    assert mask.sum() == len(plain) + 1  # 3 slots for 2 tokens; padding masked
+    ids, mask, start = edit_attack._tokens(model, "a house", "van gogh", 2)  # no concept: in front, as UnlearnDiffAtk
     assert start == 1 and ids[0, 3:6].tolist() == model.pipe.tokenizer("a house").input_ids[1:]
 
 

@@ -52,9 +52,10 @@ def refusal(arch: str, model: str, meta: dict) -> str | None:
     return None
 
 
-def _tokens(model: Model, prompt: str, concept: str, count: int) -> tuple[torch.Tensor, int]:
-    """(input ids (1, max length) of ``prompt`` with ``concept``'s first occurrence replaced by ``count`` slots, the
-    first slot's position); a prompt without the concept gets the slots in front (UnlearnDiffAtk's prefix)."""
+def _tokens(model: Model, prompt: str, concept: str, count: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(input ids (1, max length) of ``prompt`` with ``concept``'s first occurrence replaced by ``count`` slots, their
+    attention mask as the tokenizer gives it, the first slot's position); a prompt without the concept gets the slots
+    in front (UnlearnDiffAtk's prefix)."""
     tokenizer = model.pipe.tokenizer
     ids = tokenizer(prompt).input_ids
     word = tokenizer(concept, add_special_tokens=False).input_ids
@@ -65,15 +66,16 @@ def _tokens(model: Model, prompt: str, concept: str, count: int) -> tuple[torch.
     if len(ids) > tokenizer.model_max_length:
         raise UserError(f"prompt {prompt[:60]!r} with {count} soft tokens is longer than the text encoder reads "
                         f"({tokenizer.model_max_length} tokens): use fewer --attack-tokens")
-    ids += [tokenizer.pad_token_id] * (tokenizer.model_max_length - len(ids))
-    return torch.tensor([ids]), start
+    padding = tokenizer.model_max_length - len(ids)
+    mask = [1] * len(ids) + [0] * padding
+    return torch.tensor([ids + [tokenizer.pad_token_id] * padding]), torch.tensor([mask]), start
 
 
 def encode(model: Model, prompt: str, concept: str, vectors: torch.Tensor) -> torch.Tensor:
     """The prompt embedding (1, T, D) of ``prompt`` with ``concept`` replaced by ``vectors`` (K, D), computed as the
     pipeline's ``encode_prompt`` computes it (differentiable in ``vectors``)."""
     encoder = model.pipe.text_encoder
-    ids, start = _tokens(model, prompt, concept, len(vectors))
+    ids, mask, start = _tokens(model, prompt, concept, len(vectors))
 
     def put(module, inputs, output):
         soft = vectors.to(output.device, output.dtype)[None]
@@ -81,9 +83,8 @@ def encode(model: Model, prompt: str, concept: str, vectors: torch.Tensor) -> to
 
     handle = encoder.get_input_embeddings().register_forward_hook(put)
     try:
-        mask = (ids != model.pipe.tokenizer.pad_token_id).long() if getattr(encoder.config, "use_attention_mask",
-                                                                             False) else None
-        hidden = encoder(ids.to(encoder.device), attention_mask=None if mask is None else mask.to(encoder.device))[0]
+        masked = getattr(encoder.config, "use_attention_mask", False)  # as the pipeline's encode_prompt
+        hidden = encoder(ids.to(encoder.device), attention_mask=mask.to(encoder.device) if masked else None)[0]
     finally:
         handle.remove()
     return hidden.to(dtype=encoder.dtype)
