@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from locolab.compute.edit import attack as edit_attack
-from locolab.compute.edit.battery_report import attack_lines
+from locolab.compute.edit.battery_report import attack_lines, table_lines
 from locolab.compute.edit.closed_form import Edit, applied
 from locolab.compute.edit.evaluation import eval_prompts, evaluate
 from locolab.compute.edit.request import build_edit, dtype_name, make_request
@@ -177,6 +177,12 @@ def test_the_attack_is_reported_in_the_table_the_comparison_and_the_dashboard():
            "+0.35 [+0.13, +0.57]" in lines[1]
     assert lines[2].endswith("recovered under attack: yes (its rate under attack is not below its rate before the "
                              "edit)")
+    battery = {"version": 1, "level": 0.95, "detectors": [], "detection": [], "effective": True, "flags": [],
+               "edited": {"attribute": "background", "label": "stripes"}, "skipped_detectors": [], "warnings": []}
+    verdict = next(line for line in table_lines({**battery, "attack": ATTACK}) if line.startswith("verdict"))
+    assert verdict.endswith("no collateral damage detected; BROUGHT BACK by the recovery attack")
+    verdict = next(line for line in table_lines(battery) if line.startswith("verdict"))
+    assert verdict.endswith("no collateral damage detected")
     assert attack_lines(None) == [] and under_attack(None) == "-" and under_attack(ATTACK) == "0.90 back"
     assert under_attack({**ATTACK, "recovered": False}) == "0.90 kept"
     assert battery_view.attack_rows({"attack": ATTACK})[0]["under attack"] == "0.90 [0.70, 0.97]"

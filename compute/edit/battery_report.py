@@ -19,8 +19,8 @@ def _change(row: dict) -> str:
 
 def table_lines(battery: dict) -> list[str]:
     """One evaluation's battery: the detection table (group, attribute, role, images, rate before -> after, the
-    change with its interval, ``!`` where a specificity rate fell), then preservation, CMMD, verdict, skipped
-    detectors and warnings."""
+    change with its interval, ``!`` where a specificity rate fell), then preservation, CMMD, the verdict (with the
+    recovery attack's, where it ran), the attack's lines, skipped detectors and warnings."""
     level = f"{battery['level']:.0%}"
     detectors = ", ".join(f"{d['id']} v{d['version']}" for d in battery["detectors"])
     lines = [f"battery v{battery['version']} ({level} intervals; detectors {detectors}):",
@@ -50,7 +50,9 @@ def table_lines(battery: dict) -> list[str]:
     edited = battery["edited"]
     lines.append(f"verdict: {edited['label']} removed ({edited['attribute']} rate fell on its prompts): {effective}; "
                  + (f"FLAGGED, {len(battery['flags'])} rate(s) fell elsewhere (!)" if battery["flags"]
-                    else "no collateral damage detected"))
+                    else "no collateral damage detected")
+                 + ({True: "; BROUGHT BACK by the recovery attack", False: "; stays removed under the recovery attack",
+                     None: ""}[battery["attack"]["recovered"]] if battery.get("attack") else ""))
     lines += attack_lines(battery.get("attack"))
     lines += [f"skipped detector {s['id']}: {s['reason']}" for s in battery["skipped_detectors"]]
     lines += [f"skipped metric {s['id']}: {s['reason']}" for s in battery.get("skipped_metrics", [])]
