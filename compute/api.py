@@ -257,7 +257,8 @@ def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = EvalSpec.seeds, *,
     and seeds before and after it, scored with CLIP (``edit_eval.evaluate``); images and scores go to ``root``
     (default: in memory). ``options`` are the fields of ``contract.specs.EvalSpec`` (``scorer``, ``steps``,
     ``guidance``, ``size``, ``batch_size``, ``unrelated``: a random subset of that many preservation prompts (default:
-    all, as the paper), ``other_concepts``). Returns the summary.
+    all, as the paper), ``other_concepts``, ``attack`` with ``attack_steps`` and ``attack_tokens``: the recovery
+    attack). Returns the summary.
 
     Usage: ``summary = evaluate(model, edit, seeds=[0, 1])``
     """
@@ -270,4 +271,5 @@ def evaluate(model: Model, edit: Edit, seeds: Sequence[int] = EvalSpec.seeds, *,
             bar.update(done - bar.n)
 
         return evaluate_edit(model, edit, scorer, settings, list(spec.seeds), root or memory_root(), spec.batch_size,
-                             spec.unrelated, spec.other_concepts, progress=count)
+                             spec.unrelated, spec.other_concepts, progress=count,
+                             attack_steps=spec.attack_steps if spec.attack else None, attack_tokens=spec.attack_tokens)

@@ -121,6 +121,8 @@ LAMBDA = Bound(integer=False, above=0)
 NOISE = Bound(integer=False, low=0)
 THRESHOLD = Bound(integer=False, above=0)
 PORT = Bound(integer=True, low=1, high=65535)
+ATTACK_STEPS = Bound(integer=True, low=0, high=100_000)  # the recovery attack's budget (0: its starting point)
+ATTACK_TOKENS = Bound(integer=True, low=1, high=16)  # its soft tokens
 # The summaries' statistics (docs/statistics.md): an interval's coverage, the bootstrap's resamples, and a score gap
 # (CLIP cosines lie in [-1, 1], so their differences in [-2, 2]; a negative minimum accepts every gap).
 LEVEL = Bound(integer=False, above=0, high=0.999)

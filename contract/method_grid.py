@@ -69,7 +69,8 @@ def interval(value: float | None, low: float | None, high: float | None, signed:
 def cell(record: dict, summary: dict) -> dict:
     """One evaluated edit's headline numbers: whether the concept was removed, its rate before -> after with the
     change's interval (efficacy), the flags and the worst other rate change (specificity), paired preservation
-    (1 - SSIM, CLIP distance, share changed, each with its interval) and CMMD with its p-value."""
+    (1 - SSIM, CLIP distance, share changed, each with its interval), CMMD with its p-value and the recovery attack
+    (``under_attack``)."""
     battery = summary["battery"]
     measured = [row for row in battery["detection"] if row["units"]]
     edited = [row for row in measured if row["group"] == "concept" and row["role"] == "efficacy"]
@@ -96,7 +97,17 @@ def cell(record: dict, summary: dict) -> dict:
         "1 - SSIM": mean("ssim_distance"), "CLIP distance": mean("clip_distance"),
         "changed": interval(changed.get("share"), changed.get("low"), changed.get("high")),
         "CMMD (p)": f"{shift['value']:.3g} ({shift['p_value']:.3f})" if shift else "n/a",
+        "under attack": under_attack(battery.get("attack")),
     }
+
+
+def under_attack(attack: dict | None) -> str:
+    """The recovery attack in a cell: the concept's first detector's rate under attack and whether the concept came
+    back (``back``), ``kept`` or ``n/a`` (the edit removed nothing); ``-`` where no attack ran."""
+    if not attack:
+        return "-"
+    rate = f"{attack['rows'][0]['attacked']:.2f} " if attack["rows"] else ""
+    return rate + {True: "back", False: "kept", None: "n/a"}[attack["recovered"]]
 
 
 def cells(found: list[tuple[dict, dict]]) -> list[dict]:

@@ -125,12 +125,14 @@ EDIT_SUMMARY = "eval.json"
 EDIT_EVALS = "evals"
 # The settings that identify an evaluation (its ``eval_id`` is a digest of them), in display order.
 EVAL_SETTINGS = ("scorer_id", "seeds", "steps", "guidance", "height", "width", "unrelated", "other_concepts")
+# (The recovery attack's settings, ``attack``, join the digest only where an attack ran: compute/edit/evaluation.py.)
 
 # Prompt groups of an edit's evaluation (``edit_scores.group``), in display order, with what each measures.
 EVAL_GROUPS = {
     "efficacy": "efficacy (the edit's own prompts)",
     "generalization": "generalization (held-out prompts)",
     "robustness": "robustness (paraphrases, misspellings, indirect references)",
+    "attack": "recovery attack (the concept's prompts with learned soft tokens, after the edit)",
     "unrelated": "specificity (unrelated prompts)",
     "other_concepts": "specificity (the family's other concepts)",
     "target": "target reference",

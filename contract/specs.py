@@ -45,6 +45,7 @@ DEFAULT_SCALE = 1.0
 DEFAULT_ITERATIONS = 1000  # ESD-x's training steps and learning rate (rohitgandikota/erasing)
 DEFAULT_LR = 1e-5  # UCE's erase and preserve scales (its code's defaults)
 DEFAULT_TOPK = 50  # neuron edits: units held per key/value matrix, as the official code
+DEFAULT_ATTACK_STEPS = 50  # the recovery attack's Adam steps (about half a minute on the toy world on a loaded CPU)
 DEFAULT_POSITION = 76  # neuron edits: the official code's padding slot, which sees the whole prompt
 
 
@@ -264,9 +265,19 @@ class EvalSpec:
                                         "models as the paper's 320)", bound=bounds.COUNT)
     other_concepts: int = option(3, "other concepts of the family for specificity (0: none)", bounds.COUNT)
     batch_size: int = option(8, "images per pipeline call", bounds.BATCH_SIZE)
+    attack: bool = option(False, "also run the recovery attack: learn soft tokens in place of the concept that bring "
+                                 "it back on the edited model, and detect it in the concept's prompts generated with "
+                                 "them (Concept Inversion / UnlearnDiffAtk; SD-1.x/2.x and the toy world)")
+    attack_steps: int = option(DEFAULT_ATTACK_STEPS, "the attack's budget: Adam steps on the soft tokens (0: the "
+                                                     "prompts as they are)", bounds.ATTACK_STEPS)
+    attack_tokens: int | None = option(help="soft tokens the attack learns in place of the concept (default: as many "
+                                            "as the concept has, so it starts from the prompt itself)",
+                                       bound=bounds.ATTACK_TOKENS)
 
     def __post_init__(self):
         _check_options(self, lambda f, index: flag_of(f))
+        if not self.attack and (self.attack_steps != DEFAULT_ATTACK_STEPS or self.attack_tokens is not None):
+            raise UserError("--attack-steps and --attack-tokens set the recovery attack: add --attack, or drop them")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -4,6 +4,7 @@ pairs side by side; and one row per method for the comparison."""
 
 import streamlit as st
 
+from locolab.contract import method_grid
 from locolab.contract.summaries import MIN_UNITS
 from locolab.dashboard import common
 from locolab.dashboard.gallery_grid import Row, grid_html, thumb_side
@@ -52,13 +53,36 @@ def verdict(battery: dict) -> tuple[str, str]:
     return ("success" if battery["effective"] else "info"), text + "No other rate fell (no collateral damage seen)."
 
 
+def attack_rows(battery: dict) -> list[dict]:
+    """The recovery attack's table: per detector of the concept, its rate before the edit, after it and under
+    attack (each with its interval) and the paired change under attack - after."""
+    return [{"attribute": row["attribute"], "images": row["units"], "before edit": _interval(row, "before"),
+             "after edit": _interval(row, "after"), "under attack": _interval(row, "attacked"),
+             "raised by": _interval(row, "raised", signed=True), "detector": row["detector"]}
+            for row in (battery.get("attack") or {}).get("rows", [])]
+
+
+def attack_text(attack: dict) -> tuple[str, str]:
+    """(kind, text) of the recovery attack's verdict: ``error`` when it brought the concept back."""
+    settings = (f"Recovery attack ({attack['steps']} steps, {attack['tokens']} soft token(s); loss "
+                f"{attack['loss_before']:.4g} → {attack['loss_after']:.4g}): ")
+    if attack["recovered"] is None:
+        return "info", settings + "the edit did not remove the concept, so there was nothing to recover."
+    if attack["recovered"]:
+        return "error", settings + ("the concept came back: under attack its rate is no longer below its rate "
+                                    "before the edit.")
+    return "success", settings + "the concept stayed removed: under attack its rate is still below its rate before."
+
+
 def compare_row(record: dict, evaluation: dict) -> dict:
-    """One method's battery in a row: removed, flags, 1 - SSIM and the share changed, CMMD and its p-value."""
+    """One method's battery in a row: removed, flags, 1 - SSIM and the share changed, CMMD and its p-value, and the
+    recovery attack (``method_grid.under_attack``)."""
     battery = evaluation.get("battery") or {}
     kept, shift = battery.get("preservation") or {}, battery.get("cmmd") or {}
     return {"method": record.get("method"), "removed": battery.get("effective"), "flags": len(battery.get("flags", [])),
             "1 − SSIM": kept.get("ssim_distance", {}).get("mean"), "changed": kept.get("changed", {}).get("share"),
-            "CMMD": shift.get("value"), "CMMD p": shift.get("p_value"), "edit": record.get("edit_id")}
+            "CMMD": shift.get("value"), "CMMD p": shift.get("p_value"),
+            "under attack": method_grid.under_attack(battery.get("attack")), "edit": record.get("edit_id")}
 
 
 def preservation_rows(battery: dict) -> list[dict]:
@@ -92,6 +116,10 @@ def show(result: dict | None) -> None:
     st.dataframe(detection_rows(battery), hide_index=True, width="stretch", column_config={
         "change": st.column_config.TextColumn("change", help=BATTERY_HELP),
         "kept": st.column_config.NumberColumn("kept", help="share of images whose label the edit left as it was")})
+    if battery.get("attack"):
+        kind, text = attack_text(battery["attack"])
+        getattr(st, kind)(common.escape(text))
+        st.dataframe(attack_rows(battery), hide_index=True, width="stretch")
     warning = few_units(battery)
     if warning:
         st.warning(common.escape(warning))

@@ -101,7 +101,9 @@ def eval_job(root: str, edit_id: str, evaluation: EvalSpec) -> list[str]:
     flags = []
     for f in options(EvalSpec):
         value = getattr(evaluation, f.name)
-        if value != f.default:
+        if value is True and value != f.default:  # a switch (``--attack``) takes no value
+            flags.append(flag_of(f))
+        elif value != f.default:
             flags.append(f"{flag_of(f)}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
     return ["eval-edit", f"--artifacts={root}", *flags, "--", edit_id]
 

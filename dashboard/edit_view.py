@@ -149,8 +149,11 @@ def settings_text(result: dict) -> str:
     unrelated = f"{counts.get('unrelated', 0)}{' (all)' if result.get('unrelated') is None else ''}"
     others = (f", {unrelated} unrelated prompts, {number('other_concepts')} other concepts"
               if "unrelated" in result else "")
+    attack = result.get("attack")
+    attacked = (f", recovery attack of {attack['steps']} steps and {attack['tokens']} soft token(s)"
+                if isinstance(attack, dict) else "")
     return (f"scorer {result.get('scorer_id')}, seeds {result.get('seeds')}, {number('steps')} steps, guidance "
-            f"{number('guidance')}, {number('width')}×{number('height')} px{others}")
+            f"{number('guidance')}, {number('width')}×{number('height')} px{others}{attacked}")
 
 
 def choose_evaluation(record: dict, eval_id: str | None = None) -> dict | None:

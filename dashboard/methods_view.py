@@ -17,6 +17,7 @@ MEASURES = {
     "CLIP distance": "paired 1 - cosine of the preservation images' CLIP embeddings",
     "changed": "share of preservation images with SSIM < 0.8",
     "CMMD (p)": "distribution shift of the preservation images, with its permutation p-value",
+    "under attack": "the concept's rate under the recovery attack and whether it came back (--attack; - without it)",
 }
 # The columns of the every-cell table on a 1280-pixel screen (the CSV has them all).
 SHOWN = ("editor", "scope", "layers", "removed", "efficacy", "flags", "worst other change", "1 - SSIM", "changed",

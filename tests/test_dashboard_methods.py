@@ -53,7 +53,8 @@ def test_the_cli_table_and_the_dashboard_read_the_same_cells_from_the_store(root
     assert [(line[:20].strip(), line[20:32].strip()) for line in lines[1:]] == [
         ("loco", "layers 8–9"), ("all-layers", "all"), ("neuron", "layers 8–9"), ("diffquickfix", "text enc.")]
     for cell, line in zip(from_files, lines[1:]):
-        assert cell["1 - SSIM"] in line and cell["changed"] in line and line.endswith(cell["CMMD (p)"])
+        assert cell["1 - SSIM"] in line and cell["changed"] in line and f"{cell['CMMD (p)']}  " in line
+        assert line.endswith(cell["under attack"]) and cell["under attack"] == "-"  # evaluated without --attack
 
 
 def test_each_cell_is_the_batterys_headline_numbers_with_their_intervals(root):

@@ -11,6 +11,8 @@ from dashboard_fixtures import MAIN
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from locolab.compute.cli import build_parser
+from locolab.compute.cli.options import spec_values
 from locolab.contract.errors import UserError
 from locolab.contract.names import JOB_STATUS
 from locolab.contract.specs import Concept, EvalSpec, FamilySpec, StudySpec, Template
@@ -177,6 +179,10 @@ def test_evaluate_runs_eval_edit_on_the_stored_edit_with_the_forms_settings():
     assert args == ["eval-edit", "--artifacts=/root", "--seeds=0,3", "--steps=2", "--size=32", "--unrelated=4", "--",
                     "-odd-id"]
     assert eval_job("/root", "e", EvalSpec()) == ["eval-edit", "--artifacts=/root", "--", "e"]
+    attacked = EvalSpec(attack=True, attack_steps=3)
+    assert eval_job("/root", "e", attacked) == ["eval-edit", "--artifacts=/root", "--attack", "--attack-steps=3", "--",
+                                                "e"]
+    assert EvalSpec(**spec_values(EvalSpec, build_parser().parse_args(eval_job("/root", "e", attacked)))) == attacked
     assert [r["edit_id"] for r in unevaluated([{"edit_id": "a", "evals": []}, {"edit_id": "b", "evals": [{}]},
                                                {"edit_id": "c"}])] == ["a", "c"]
 

@@ -11,6 +11,7 @@ import pytest
 from dashboard_fixtures import (
     MAIN,
     PLANTED,
+    add_attacked_evaluation,
     add_corrupt_part,
     add_damaged_summary,
     add_foreign_part,
@@ -463,6 +464,28 @@ def test_edits_page_shows_the_evaluation_battery(monkeypatch, root):
     assert set(table["attribute"]) == {"style"}  # CLIP zero-shot over the family: the only detector without weights
     verdicts = [e.value for e in [*app.info, *app.success, *app.error] if "on its prompts" in e.value]
     assert len(verdicts) == 1 and "'van gogh'" in verdicts[0]
+
+
+@pytest.mark.heavy  # a real evaluation with the recovery attack
+def test_an_attacked_evaluation_shows_the_attacks_verdict_table_and_images(monkeypatch, tmp_path, root):
+    attacked = copy_root(root, tmp_path / "root")
+    edit_id = add_attacked_evaluation(attacked)
+    app = open_app(monkeypatch, attacked, "views/edits.py")
+
+    app.selectbox(key="edit_choice").set_value(edit_id).run()
+
+    (summary,) = [json.loads(p.read_text()) for p in (attacked / "edits" / edit_id / "evals").glob("*/eval.json")
+                  if json.loads(p.read_text())["attack"]]
+    assert app.selectbox(key=f"eval_choice_{edit_id}").value == summary["eval_id"]  # the newest first
+    assert any("recovery attack of 2 steps and 2 soft token(s)" in c.value for c in app.caption)  # "van gogh": 2
+    verdicts = [e.value for e in [*app.info, *app.success, *app.error] if e.value.startswith("Recovery attack (2 ")]
+    assert len(verdicts) == 1
+    (table,) = [d.value for d in app.dataframe if "under attack" in d.value.columns]
+    row = summary["battery"]["attack"]["rows"][0]
+    assert list(table["attribute"]) == ["style"] and table["images"][0] == row["units"]
+    assert table["under attack"][0] == f"{row['attacked']:.2f} [{row['attacked_low']:.2f}, {row['attacked_high']:.2f}]"
+    assert "recovery attack (the concept's prompts with learned soft tokens, after the edit)" in [
+        t.label for t in app.tabs]
 
 
 def test_edits_page_opens_the_edit_a_link_names(monkeypatch, root):

@@ -192,6 +192,6 @@ def test_the_comparison_lists_every_evaluated_method_of_the_concept_in_method_or
     lines = compare_lines(str(tmp_path), "toyworld", "style", "stripes")
     assert [line.split()[:4] for line in lines[1:]] == [["loco", "layer", "12", "stripes-loco-0"],
                                                         ["all-layers", "all", "stripes-all-layers-0", "e1"]]
-    assert lines[1].split()[-2:] == ["0", "(1.000)"]  # CMMD of an identity edit and its p-value
+    assert lines[1].split()[-3:] == ["0", "(1.000)", "-"]  # CMMD of an identity edit, its p-value, no attack
     with pytest.raises(UserError, match="no evaluated edit of style / 'dots' on toyworld"):
         compare_lines(str(tmp_path), "toyworld", "style", "dots")

@@ -56,7 +56,8 @@ EDIT_VALUES = {
     "erase_scale": (2.0, {"method": "uce"}), "preserve_scale": (0.5, {"method": "uce"}),
 }
 EVAL_VALUES = {"seeds": (3, 4), "steps": 2, "guidance": 1.5, "size": 32, "scorer": "toyworld-clip", "unrelated": 5,
-               "other_concepts": 0, "batch_size": 2}
+               "other_concepts": 0, "batch_size": 2, "attack": True, "attack_steps": 3, "attack_tokens": 2}
+EVAL_NEEDS = {"attack_steps": {"attack": True}, "attack_tokens": {"attack": True}}  # what an option needs beside it
 # The dashboard form's fields, by spec field (the rest of its values are the model, family and concept).
 FORM_EDIT = ("target", "layers", "lam", "method", "topk", "positions", "preserve_others")
 FORM_EVAL = ("seeds", "steps", "size", "unrelated")
@@ -110,10 +111,11 @@ def test_each_edit_option_reaches_its_field_from_the_command_line_the_api_and_th
 
 @pytest.mark.parametrize("name", sorted(EVAL_VALUES))
 def test_each_evaluation_option_reaches_its_field_from_the_command_line_and_the_form(name):
-    expected = EvalSpec(**{name: EVAL_VALUES[name]})
+    values = {**EVAL_NEEDS.get(name, {}), name: EVAL_VALUES[name]}
+    expected = EvalSpec(**values)
 
     for command in (["eval-edit", "some-edit"], ["edit", *argv(EditSpec, {**REQUIRED, "layers": (8, 9)}), "--eval"]):
-        args = build_parser().parse_args([*command, *argv(EvalSpec, {name: EVAL_VALUES[name]})])
+        args = build_parser().parse_args([*command, *argv(EvalSpec, values)])
         assert EvalSpec(**spec_values(EvalSpec, args)) == expected
     if name in FORM_EVAL:
         form = EditRequest(**REQUIRED, target=None, layers=(8, 9), **{name: EVAL_VALUES[name]})

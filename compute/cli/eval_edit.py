@@ -13,8 +13,9 @@ from locolab.compute.cli.options import (
     check_image_count,
     spec_values,
 )
+from locolab.compute.edit.attack import refusal
 from locolab.compute.edit.battery_report import table_lines
-from locolab.compute.edit.evaluation import eval_prompts, evaluate
+from locolab.compute.edit.evaluation import CONCEPT_GROUPS, eval_prompts, evaluate
 from locolab.compute.edit.store import RECORD_KEYS, load_edit
 from locolab.compute.models.loading import load_model, resolve
 from locolab.compute.scoring import ClipScorer, default_scorer, load_scorer
@@ -51,9 +52,13 @@ def plan_eval(model_name: str, meta: dict, evaluation: EvalSpec, allow_many: boo
         meta: the edit's record or request (its prompts are counted).
     """
     spec = resolve(model_name)
+    problem = evaluation.attack and refusal(spec.arch, model_name, meta)
+    if problem:
+        raise UserError(problem)
     settings = Settings.defaults(spec, evaluation.steps, evaluation.guidance, evaluation.size)
     prompts = eval_prompts(meta, evaluation.unrelated, evaluation.other_concepts)
-    check_image_count(2 * len(prompts) * len(evaluation.seeds), allow_many)
+    attacked = sum(p.group in CONCEPT_GROUPS for p in prompts) if evaluation.attack else 0  # its own images
+    check_image_count((2 * len(prompts) + attacked) * len(evaluation.seeds), allow_many)
     return EvalPlan(settings, load_scorer(evaluation.scorer or default_scorer(spec)))
 
 
@@ -62,7 +67,9 @@ def run_eval(model, edit, plan: EvalPlan, evaluation: EvalSpec, root: str) -> di
     status.report(stage="evaluating", edit_id=edit.edit_id)
     summary = evaluate(model, edit, plan.scorer, plan.settings, list(evaluation.seeds), root, evaluation.batch_size,
                        evaluation.unrelated, evaluation.other_concepts,
-                       progress=lambda done, total: status.report(done=done, total=total))
+                       progress=lambda done, total: status.report(done=done, total=total),
+                       attack_steps=evaluation.attack_steps if evaluation.attack else None,
+                       attack_tokens=evaluation.attack_tokens)
     status.report(stage="finished", evaluated=True, eval_id=summary["eval_id"])
 
     settings = (f"{summary['scorer_id']}, seeds {summary['seeds']}, {summary['steps']} steps, guidance "

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--artifacts", help="artifact root (default $LOCOLAB_ARTIFACTS or artifacts/)")
     add_device_options(parser, dtype=False)
     add_offload_option(parser)
-    add_eval_options(parser)
+    add_eval_options(parser, attack=False)  # the recovery attack attacks one concept
     parser.set_defaults(func=run)
 
 

@@ -208,10 +208,14 @@ def add_sampling_options(parser) -> None:
     add_spec_options(parser, EvalSpec, only=("steps", "guidance", "size"))
 
 
-def add_eval_options(parser) -> None:
-    """The evaluation options shared by ``edit --eval`` and ``eval-edit`` (``contract.specs.EvalSpec``)."""
+ATTACK_OPTIONS = ("attack", "attack_steps", "attack_tokens")  # the recovery attack's: one concept's evaluations only
+
+
+def add_eval_options(parser, attack: bool = True) -> None:
+    """The evaluation options shared by ``edit --eval`` and ``eval-edit`` (``contract.specs.EvalSpec``; without the
+    recovery attack's unless ``attack``)."""
     group = parser.add_argument_group("evaluation")
-    add_spec_options(group, EvalSpec)
+    add_spec_options(group, EvalSpec, skip=() if attack else ATTACK_OPTIONS)
     add_allow_many(group)
 
 

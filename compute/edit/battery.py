@@ -9,7 +9,10 @@
 - paired preservation: per unrelated and other-concept image, its distance to the same seed's image before the edit
   (CLIP image-embedding cosine distance, 1 - SSIM, PSNR), means with intervals, the share changed beyond
   ``CHANGED_SSIM`` and the most-changed pairs;
-- distribution shift: CMMD between the preservation set's images before and after, with a permutation p-value.
+- distribution shift: CMMD between the preservation set's images before and after, with a permutation p-value;
+- recovery attack (optional, ``compute.edit.attack``): the concept's prompts with learned soft tokens after the edit
+  (group ``attack``), each against the same prompt and seed before the edit; the concept is recovered when the edit
+  was effective and under attack its rate is no longer below the before-edit rate by some detector of it.
 """
 
 import json
@@ -35,7 +38,8 @@ VERSION = 1
 PRESERVATION_GROUPS = ("other_concepts", "unrelated")
 EFFICACY_GROUPS = ("efficacy", "generalization")
 CONCEPT = "concept"  # the edit's own and held-out prompts together: the rows that judge the edit
-GROUPS = (CONCEPT, "efficacy", "generalization", "robustness", "other_concepts", "unrelated", "target")
+ATTACK = "attack"  # the concept's prompts with the recovery attack's soft tokens, after the edit
+GROUPS = (CONCEPT, "efficacy", "generalization", "robustness", ATTACK, "other_concepts", "unrelated", "target")
 CHANGED_SSIM = 0.8  # a pair whose SSIM is below this is counted as changed
 MOST_CHANGED = 6
 TOLERANCE = 1e-9  # an interval bound within this of 0 counts as 0 (bisection's rounding)
@@ -69,7 +73,7 @@ def intended_labels(meta: dict, detector: Detector, image: Image) -> str | None:
     # The edited concept an image is about (a multi-concept edit's: the one whose score text it was scored against).
     concept = next((c for c in meta.get("concepts", ()) if family.score_text_for(c) == image.score_text),
                    meta["concept"])
-    if image.group == "robustness":  # only the concept is judged on its rephrasings
+    if image.group in ("robustness", ATTACK):  # only the concept is judged on its rephrasings and under attack
         return concept if detector.attribute in edited_attributes(meta) else None
     if detector.attribute in ("shape", "colour", "background"):
         return world.caption_attributes(image.prompt).get(detector.attribute)
@@ -95,7 +99,8 @@ def detection(meta: dict, detectors: list[Detector], images: list[Image], labels
             before, after = labels["before"][detector.detector_id], labels["after"][detector.detector_id]
             intended = {i: intended_labels(meta, detector, images[i]) for i in members}
             asked = [i for i in members if intended[i] is not None]
-            role = "efficacy" if detector.attribute in edited and group in (CONCEPT, *EFFICACY_GROUPS, "robustness") \
+            role = "efficacy" if detector.attribute in edited and group in (CONCEPT, *EFFICACY_GROUPS, "robustness",
+                                                                          ATTACK) \
                 else "specificity"
             kept = sum(before[i] == after[i] for i in members)
             kept_low, kept_high = wilson(kept, len(members), level)
@@ -163,6 +168,35 @@ def verdict(rows: list[dict]) -> tuple[bool | None, list[str]]:
                        if row["role"] == "specificity" and row["change_high"] < -TOLERANCE]
 
 
+def attack_summary(meta: dict, detectors: list[Detector], images: list[Image], labels: dict, rows: list[dict],
+                   effective: bool | None, record: dict, level: float) -> dict:
+    """The recovery attack judged: per detector of the concept, its rate before the edit, after it, and after it under
+    attack (``ATTACK`` rows: the same prompts and seeds), with the paired changes under attack - before (``change``)
+    and under attack - after (``raised``); ``recovered``: the edit was effective and some detector's rate under attack
+    is no longer below its rate before the edit (None when the edit was not effective: nothing to recover)."""
+    plain = {(image.prompt, image.seed): i for i, image in enumerate(images) if image.group in EFFICACY_GROUPS}
+    attacked = [i for i, image in enumerate(images) if image.group == ATTACK]
+    source = [plain[images[i].prompt, images[i].seed] for i in attacked]
+    found = []
+    for row in rows:
+        if row["group"] != ATTACK or not row["units"]:
+            continue
+        detector = next(d for d in detectors if d.detector_id == row["detector"])
+        intended = [intended_labels(meta, detector, images[i]) for i in attacked]
+        after, under = (np.array([labels["after"][detector.detector_id][i] == label
+                                  for i, label in zip(indices, intended)]) for indices in (source, attacked))
+        raised = paired_rate_change(after, under, level)
+        found.append({"detector": row["detector"], "attribute": row["attribute"], "units": row["units"],
+                      **{f"before{end}": row[f"before{end}"] for end in ("", "_low", "_high")},
+                      **{f"after{end}": raised[f"before{end}"] for end in ("", "_low", "_high")},
+                      **{f"attacked{end}": row[f"after{end}"] for end in ("", "_low", "_high")},
+                      **{f"change{end}": row[f"change{end}"] for end in ("", "_low", "_high")},
+                      **{f"raised{end}": raised[f"change{end}"] for end in ("", "_low", "_high")}})
+    holds = all(row["change_high"] < -TOLERANCE for row in found) if found else None
+    return {**record, "rows": found,
+            "recovered": None if not effective or holds is None else not holds}
+
+
 def skipped_metrics() -> list[dict]:
     """The metrics this battery does not compute, each with the reason (their weights are never downloaded)."""
     import importlib.util
@@ -174,7 +208,7 @@ def skipped_metrics() -> list[dict]:
 
 
 def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, paths: dict,
-        level: float) -> tuple[dict, dict]:
+        level: float, attack: dict | None = None) -> tuple[dict, dict]:
     """The battery of one evaluation.
 
     Args:
@@ -182,6 +216,7 @@ def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, pat
         images: one per evaluated (prompt, seed), in the order of ``pixels`` and ``paths`` rows.
         pixels: {"before"|"after": (N, H, W, 3) floats in [0, 1]}.
         paths: {"before"|"after": N image paths, relative to the root}.
+        attack: the recovery attack's record (``compute.edit.attack.learn``), when ``images`` has ``ATTACK`` rows.
 
     Returns:
         (summary for ``eval.json``, per-image columns {phase: [{column: value}]} for ``edit_scores``).
@@ -215,6 +250,8 @@ def run(meta: dict, edit_id: str, scorer, images: list[Image], pixels: dict, pat
                "flags": flags, "warnings": warnings, "detection": rows,
                "preservation": preservation(images, distances, paths, level, ("preservation", edit_id)),
                "cmmd": shift}
+    if attack is not None:
+        summary["attack"] = attack_summary(meta, detectors, images, labels, rows, effective, attack, level)
     if meta.get("concepts"):
         summary["by_concept"] = concept_efficacy(meta, detectors, images, labels, level)
     columns = {phase: [{"detected": json.dumps({d.attribute: labels[phase][d.detector_id][i] for d in detectors}),

@@ -19,8 +19,8 @@ def _change(row: dict) -> str:
 
 def table_lines(battery: dict) -> list[str]:
     """One evaluation's battery: the detection table (group, attribute, role, images, rate before -> after, the
-    change with its interval, ``!`` where a specificity rate fell), then preservation, CMMD, verdict, skipped
-    detectors and warnings."""
+    change with its interval, ``!`` where a specificity rate fell), then preservation, CMMD, the verdict (with the
+    recovery attack's, where it ran), the attack's lines, skipped detectors and warnings."""
     level = f"{battery['level']:.0%}"
     detectors = ", ".join(f"{d['id']} v{d['version']}" for d in battery["detectors"])
     lines = [f"battery v{battery['version']} ({level} intervals; detectors {detectors}):",
@@ -50,10 +50,32 @@ def table_lines(battery: dict) -> list[str]:
     edited = battery["edited"]
     lines.append(f"verdict: {edited['label']} removed ({edited['attribute']} rate fell on its prompts): {effective}; "
                  + (f"FLAGGED, {len(battery['flags'])} rate(s) fell elsewhere (!)" if battery["flags"]
-                    else "no collateral damage detected"))
+                    else "no collateral damage detected")
+                 + ({True: "; BROUGHT BACK by the recovery attack", False: "; stays removed under the recovery attack",
+                     None: ""}[battery["attack"]["recovered"]] if battery.get("attack") else ""))
+    lines += attack_lines(battery.get("attack"))
     lines += [f"skipped detector {s['id']}: {s['reason']}" for s in battery["skipped_detectors"]]
     lines += [f"skipped metric {s['id']}: {s['reason']}" for s in battery.get("skipped_metrics", [])]
     lines += [f"warning: {w}" for w in battery["warnings"]]
+    return lines
+
+
+def attack_lines(attack: dict | None) -> list[str]:
+    """The recovery attack: its settings and loss, each detector's concept rate before the edit -> after it -> under
+    attack (with the paired change under attack - after), and whether it brought the concept back."""
+    if not attack:
+        return []
+    lines = [f"recovery attack ({attack['steps']} steps, {attack['tokens']} soft token(s), lr "
+             f"{attack['learning_rate']:g}, {attack['training_images']} training images, {attack['seconds']:.0f} s, "
+             f"{attack['cpu_seconds']:.0f} s of CPU): "
+             f"loss {attack['loss_before']:.4g} -> {attack['loss_after']:.4g}"]
+    for row in attack["rows"]:
+        lines.append(f"  {row['attribute']:<11} ({row['units']} images) before {_rate(row, 'before')} -> after "
+                     f"{_rate(row, 'after')} -> under attack {_rate(row, 'attacked')}, raised by "
+                     f"{row['raised']:+.2f} [{row['raised_low']:+.2f}, {row['raised_high']:+.2f}]")
+    back = {True: "yes (its rate under attack is not below its rate before the edit)",
+            False: "no (still below its rate before the edit)", None: "n/a (the edit did not remove it)"}
+    lines.append(f"  concept recovered under attack: {back[attack['recovered']]}")
     return lines
 
 
@@ -63,19 +85,19 @@ def _mean(stat: dict) -> str:
 
 def compare_lines(root: str, model: str, family: str, concept: str) -> list[str]:
     """One line per evaluated edit of the concept (``contract.method_grid.cells``): editor, where it acts, whether
-    the concept was removed, its rate before -> after, the flags, the worst other change, paired preservation and
-    CMMD."""
+    the concept was removed, its rate before -> after, the flags, the worst other change, paired preservation,
+    CMMD and the recovery attack's rate and verdict (where it ran)."""
     con = Store(root).connect()
     rows = cells(read_evaluations(root, battery_evaluations(con, model, family, concept)))
     if not rows:
         raise UserError(f"no evaluated edit of {family} / {concept!r} on {model} under {root}: run `locolab edit "
                         "... --eval` first")
     lines = [f"{'method':<20}{'layers':<12}{'edit':<34}{'eval':<11}{'removed':<9}{'concept rate':<14}{'flags':>5}  "
-             f"{'worst other change':<46}{'1 - SSIM':<24}{'changed':<20}CMMD (p)"]
+             f"{'worst other change':<46}{'1 - SSIM':<24}{'changed':<20}{'CMMD (p)':<16}under attack"]
     for row in rows:
         lines.append(f"{row['method']:<20}{row['layers']:<12}{row['edit'][:33]:<34}{row['eval']:<11}"
                      f"{row['removed']:<9}{row['concept rate']:<14}{row['flags']:>5}  {row['worst other change']:<46}"
-                     f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']}")
+                     f"{row['1 - SSIM']:<24}{row['changed']:<20}{row['CMMD (p)']:<18}{row['under attack']}")
     return lines
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from locolab.compute.edit import attack as edit_attack
 from locolab.compute.edit import battery as edit_battery
 from locolab.compute.edit.closed_form import Edit, applied
 from locolab.compute.generation import NOISE_SOURCE, Case, generate
@@ -45,6 +46,7 @@ from locolab.contract.catalog.attributes import (
     preservation_prompts,
     robustness_prompts,
 )
+from locolab.contract.errors import UserError
 from locolab.contract.intervals import RESAMPLES, SEED, ratio_drop_interval, ratio_interval, rng_for, wilson
 from locolab.contract.names import EDIT_SUMMARY, EVAL_SETTINGS, eval_folder, renamed_metrics
 from locolab.contract.store import (
@@ -65,6 +67,7 @@ from locolab.contract.store import (
 from locolab.contract.summaries import DEFAULT_LEVEL
 
 PHASES = ("before", "after")
+CONCEPT_GROUPS = ("efficacy", "generalization")  # the concept's prompts: the battery's ``concept`` rows
 
 
 @dataclass(frozen=True)
@@ -238,15 +241,19 @@ def concept_rows(rows: list[dict], meta: dict, concept: str) -> list[dict]:
             if row["group"] in ("efficacy", "generalization", "target") and row["score_text"] == text]
 
 
-def eval_settings(scorer_id: str, settings: Settings, seeds, unrelated: int, other_concepts: int) -> dict:
-    """The settings that identify an evaluation (``contract.names.EVAL_SETTINGS``)."""
+def eval_settings(scorer_id: str, settings: Settings, seeds, unrelated: int, other_concepts: int,
+                  attack: dict | None = None) -> dict:
+    """The settings that identify an evaluation (``contract.names.EVAL_SETTINGS``, and the recovery attack's
+    ``attack``: None without one)."""
     return {"scorer_id": scorer_id, "seeds": list(seeds), **settings.to_dict(), "unrelated": unrelated,
-            "other_concepts": other_concepts}
+            "other_concepts": other_concepts, "attack": attack}
 
 
 def eval_id(identity: dict) -> str:
-    """The id of an evaluation: a digest of its settings (``eval_settings``), the same for every edit."""
-    return hashlib.sha256(json.dumps([identity[k] for k in EVAL_SETTINGS]).encode()).hexdigest()[:10]
+    """The id of an evaluation: a digest of its settings (``eval_settings``), the same for every edit; an attack's
+    settings join the digest (an evaluation without one keeps the id it had before attacks existed)."""
+    values = [identity[k] for k in EVAL_SETTINGS] + ([identity["attack"]] if identity.get("attack") else [])
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:10]
 
 
 def scores_part(edit_id: str, evaluation: str) -> str:
@@ -289,7 +296,8 @@ def eval_problem(root, edit_id: str, evaluation: str, rows: int) -> str | None:
 
 def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[int], root=None,
              batch_size: int = 8, unrelated: int | None = None, other_concepts: int = 3,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             progress: Callable[[int, int], None] | None = None, attack_steps: int | None = None,
+             attack_tokens: int | None = None) -> dict:
     """Generate, score and store an edit's evaluation; returns the summary (also written to ``eval.json``). An
     evaluation with the same settings already stored whole is returned as it is (``summary["reused"]`` True).
 
@@ -303,6 +311,10 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
         batch_size: images per pipeline call.
         unrelated, other_concepts: as ``eval_prompts`` (``unrelated_count``: asking for the whole set or more is all).
         progress: called with (images generated, images in all) after each batch.
+        attack_steps: run the recovery attack (``compute.edit.attack``) with this budget (None: no attack); its
+            images (group ``attack``: the efficacy and generalization prompts with the learned tokens, after the edit)
+            are judged against the same prompts' and seeds' images before the edit.
+        attack_tokens: the attack's soft tokens (default: as many as the concept has).
     """
     root = resolve_root(root)
     meta = edit.meta
@@ -314,10 +326,18 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
     # A fact edit's images of these groups are scored once more, against the new fact (same images, same paths).
     new_text = new_fact_text(meta)
     rescored = [i for i, group in enumerate(groups) if new_text and group in NEW_FACT_GROUPS]
-    identity = eval_settings(scorer.scorer_id, settings, seeds, unrelated, other_concepts)
+    attacked = []  # (index of the plain case, prompt) of each attacked image
+    if attack_steps is not None:
+        problem = edit_attack.refusal(model.arch.name, model.name, meta)
+        if problem:
+            raise UserError(problem)
+        attack_tokens = attack_tokens or edit_attack.concept_tokens(model.pipe.tokenizer, meta["concept"])
+        attacked = [(i, prompts[i // len(seeds)]) for i, group in enumerate(groups) if group in CONCEPT_GROUPS]
+    attack = None if attack_steps is None else edit_attack.settings(attack_steps, attack_tokens)
+    identity = eval_settings(scorer.scorer_id, settings, seeds, unrelated, other_concepts, attack)
     evaluation = eval_id(identity)
     folder = eval_folder(edit.edit_id, evaluation)
-    if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored))) is None:
+    if eval_problem(root, edit.edit_id, evaluation, 2 * (len(cases) + len(rescored) + len(attacked))) is None:
         return {**renamed_metrics(json.loads(read_bytes(join(root, f"{folder}/{EDIT_SUMMARY}")))), "reused": True}
     if not is_url(root) and os.path.isdir(join(root, folder)):  # a killed evaluation's half-written images
         remove_stale_temps(join(root, folder))
@@ -327,22 +347,41 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
         nonlocal done
         done += images
         if progress:
-            progress(done, 2 * len(cases))
+            progress(done, 2 * len(cases) + len(attacked))
 
     images = {"before": _generate(model, cases, settings, batch_size, count)}
     with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
         images["after"] = _generate(model, cases, settings, batch_size, count)
     paths = {phase: [f"{folder}/{phase}-{i // len(seeds):03d}-seed{case.seed}.png" for i, case in enumerate(cases)]
              for phase in PHASES}
-    battery, columns = edit_battery.run(
-        meta, edit.edit_id, scorer, [edit_battery.Image(p.group, p.prompt, p.score_text, seed)
-                                     for p in prompts for seed in seeds], images, paths, DEFAULT_LEVEL)
+    battery_images = [edit_battery.Image(p.group, p.prompt, p.score_text, seed) for p in prompts for seed in seeds]
+    learned = None
+    if attacked:  # appended rows: before = the plain case's image before the edit, after = the attacked image
+        training = [i for i, group in enumerate(groups) if group == "efficacy"]
+        learned = edit_attack.learn(model, edit, [cases[i].prompt for i in training], images["before"][training],
+                                    attack_steps, attack_tokens, batch_size)
+        conditions = edit_attack.conditionings(model, learned, [p.prompt for _, p in attacked])
+        with applied(model, edit, cfg=model.arch.cfg and settings.guidance > 1):
+            found = _generate(model, [Case(c, cases[i].seed) for c, (i, _) in zip(conditions, attacked)], settings,
+                              batch_size, count)
+        source = [i for i, _ in attacked]
+        images = {"before": np.concatenate([images["before"], images["before"][source]]),
+                  "after": np.concatenate([images["after"], found])}
+        paths["before"] += [paths["before"][i] for i in source]
+        paths["after"] += [f"{folder}/attack-{i // len(seeds):03d}-seed{cases[i].seed}.png" for i in source]
+        battery_images += [edit_battery.Image("attack", p.prompt, p.score_text, cases[i].seed) for i, p in attacked]
+        cases += [cases[i] for i in source]
+        texts += [p.score_text for _, p in attacked]
+        groups += ["attack"] * len(attacked)
+    battery, columns = edit_battery.run(meta, edit.edit_id, scorer, battery_images, images, paths, DEFAULT_LEVEL,
+                                        None if learned is None else learned.record)
     rows = []
     for phase in PHASES:
         scores = scorer.score(images[phase], texts)
         new_scores = scorer.score(images[phase][rescored], [new_text] * len(rescored)) if rescored else []
         for i in range(len(cases)):
-            write_png_atomic(join(root, paths[phase][i]), to_pil(images[phase][i]))
+            if phase == "after" or i < len(cases) - len(attacked):  # an attacked row's before image is stored once
+                write_png_atomic(join(root, paths[phase][i]), to_pil(images[phase][i]))
 
         def row(i: int, group: str, text: str, score: float, phase=phase) -> dict:
             return {"edit_id": edit.edit_id, "model": meta["model"], "family": meta["family"],
@@ -355,7 +394,8 @@ def evaluate(model: Model, edit: Edit, scorer, settings: Settings, seeds: list[i
         rows += [row(i, NEW_FACT_GROUPS[groups[i]], new_text, score) for i, score in zip(rescored, new_scores)]
     write_table("edit_scores", rows, part=scores_part(edit.edit_id, evaluation), root=root)
     summary = {"edit_id": edit.edit_id, "eval_id": evaluation, **identity,
-               "num_prompts": {g: sum(p.group == g for p in prompts) for g in dict.fromkeys(groups)},
+               "num_prompts": {g: sum(p.group == g for p in prompts) if g != "attack" else len(attacked) // len(seeds)
+                               for g in dict.fromkeys(groups)},
                "unrelated_subset": None if unrelated is None else {"count": unrelated, "seed": SUBSET_SEED},
                "noise": NOISE_SOURCE,
                **({"old_fact_text": texts[groups.index("efficacy")], "new_fact_text": new_text} if new_text else {}),

@@ -147,6 +147,17 @@ def add_scrambled_part(root: Path) -> Path:
     return scramble_pages(sorted((root / "tables" / "scores" / "model=tiny-sd1" / "family=style").glob("*.parquet"))[0])
 
 
+def add_attacked_evaluation(root: Path) -> str:
+    """A second, real evaluation of the loco edit with the recovery attack (2 steps), through ``eval-edit``.
+    Returns the edit's id."""
+    (summary_path,) = (root / "edits").glob("*-loco-*/evals/*/eval.json")
+    edit_id = summary_path.parts[-4]
+    process = _compute(["eval-edit", edit_id, *SMALL_EVAL, "--attack", "--attack-steps=2"], root)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    return edit_id
+
+
 def add_damaged_summary(root: Path) -> Path:
     """One evaluation summary cut off mid-way."""
     path = sorted((root / "edits").glob("*-loco-*/evals/*/eval.json"))[0]
