@@ -193,3 +193,21 @@ def cell_grid(spec: dict, field: str = "value") -> dict[tuple[int, int], object]
 def boxes(spec: dict) -> list[tuple[float, float, str]]:
     """A heat map's boxes: (left, right, row label) in the x scale's units (a window start ± 0.5)."""
     return [(box["x0"], box["x1"], box["label"]) for box in rows_of(spec, "boxes")]
+
+
+def row_labels(spec: dict) -> list[str]:
+    """A heat map's row labels, top to bottom."""
+    return layer(spec, "cells")["encoding"]["y"]["sort"]
+
+
+def heat_grid(spec: dict, field: str = "value") -> list[list]:
+    """A heat map as rows × columns of ``field`` (None where it has no cell), as Plotly's ``z`` was."""
+    columns = layer(spec, "cells")["encoding"]["x"]["axis"]["values"]
+    cells = cell_grid(spec, field)
+    return [[cells.get((i, j)) for j in columns] for i in range(len(row_labels(spec)))]
+
+
+def tooltips(spec: dict) -> list[str]:
+    """Each cell's tooltip as one text ("name: value" lines), in the cells' order."""
+    fields = [item["field"] for item in layer(spec, "cells")["encoding"]["tooltip"]]
+    return ["\n".join(f"{name}: {cell[name]}" for name in fields) for cell in rows_of(spec)]
