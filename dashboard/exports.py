@@ -81,11 +81,13 @@ def title_lines(title: str, width: int = TITLE_CHARS) -> list[str]:
 def titled(spec: dict, title: str) -> dict:
     """A copy of ``spec`` for export, laid out as on screen but on its own: ``title`` (what the export shows: model,
     run, concept, scorer, seeds) as its one title, under it only how to read the marks (the last line of the
-    figure's subtitle, ``contract.figures._title``), the shipped font, and the plot ``EXPORT_WIDTH`` wide so the
-    export does not depend on the browser's window. (Vega sizes the canvas to hold every label.)"""
+    figure's subtitle, ``contract.figures._title``; else its own title), the shipped font, and the plot
+    ``EXPORT_WIDTH`` wide so the export does not depend on the browser's window. (Vega sizes the canvas to hold every
+    label.)"""
     out = copy.deepcopy(spec)
-    subtitle = (out.get("title") or {}).get("subtitle") if isinstance(out.get("title"), dict) else None
-    legend = subtitle[-1] if subtitle else None
+    own = out.get("title") if isinstance(out.get("title"), dict) else {"text": out.get("title")}
+    subtitle = own.get("subtitle")
+    legend = (subtitle if isinstance(subtitle, str) else subtitle[-1]) if subtitle else own.get("text")
     out["title"] = {"text": title_lines(title), "anchor": "start", "fontSize": TITLE_FONT, "offset": 22,
                     **({"subtitle": legend, "subtitleFontSize": SUBTITLE_FONT, "subtitleColor": "#555"}
                        if legend else {})}
