@@ -197,8 +197,10 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
                      "color": {"condition": {"test": "datum.value === null", "value": "transparent"},
                                "field": "value", "type": "quantitative",
                                "scale": {"domain": [0, 1], "scheme": DROP_SCALE, "clamp": True},
+                               # Under the plot, so that maps drawn one above the other have plots equally wide.
                                "legend": {"title": [scale_name, "(scale 0–1;", "▲ > 1, ▼ < 0)"],
-                                          "gradientLength": 160}},
+                                          "orient": "bottom", "direction": "horizontal", "titleOrient": "left",
+                                          "gradientLength": 240}},
                      "tooltip": [{"field": name, "type": "nominal"} for name in fields]}})
     plot.append({"name": "marks", "data": {"values": [v for v in values if v["mark"]]},
                  "mark": {"type": "text", "fontSize": 13, "color": "#111"},

@@ -102,7 +102,8 @@ def open_gallery(state: MapState, family: str, concept: str, size: int, start: i
 def on_cell_click(key: str) -> None:
     """Keeps the clicked cell (row, column) of the heat map under ``key`` for the page to open its window. A callback
     runs only when the selection changes, so returning to this page does not bounce to the gallery."""
-    points = st.session_state[key].selection.get(SELECTION) or []
+    points = [point for point in st.session_state[key].selection.get(SELECTION) or []
+              if point.get("row") is not None and point.get("column") is not None]  # a cell, not a block's label
     if points:
         st.session_state["map_clicked"] = (int(points[0]["row"]), int(points[0]["column"]))
 
