@@ -106,7 +106,7 @@ class Localization:
         minimal = queries.minimal_windows(loc, scorer, self.threshold)
         num_layers = max([*self.layer_table, *(s + size - 1 for s in cells["window_start"].to_pylist())]) + 1
         spec = figures.heat_map(cells, minimal, self.layer_table, num_layers, size, self.threshold)
-        return altair.Chart.from_dict({**spec, "width": figures.ROW_HEIGHT * num_layers})
+        return altair.Chart.from_dict({**spec, "width": figures.ROW_HEIGHT * num_layers})  # square cells
 
     def images(self, window: tuple[int, int] | None = None, kind: str = WINDOW) -> list[Image.Image]:
         """The run's stored images of one kind (``original``, ``target``, ``all-layers``) or of one window (start,

@@ -405,7 +405,7 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
                        selection_mode=SELECTION, width="stretch")
     st.markdown(settings_line(state.run))
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{run_id}-heat-map-m{size}",
                      "heat_map_download")
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
@@ -509,7 +509,7 @@ def side_by_side(snap: data.Snapshot, state: MapState, loc, trace, mine, size: i
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
     figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
@@ -561,7 +561,7 @@ def beside_contribution(snap: data.Snapshot, state: MapState, loc, contrib, top_
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
