@@ -171,6 +171,7 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
                        **details(cell)})
     fields = list(dict.fromkeys(name for v in values for name in v if name not in (
         "row", "column", "label", "x0", "x1", "value", "mark")))
+    tooltip = [{"field": name, "type": "nominal"} for name in fields]
     y = {"field": "label", "type": "nominal", "sort": order, "title": None,
          "axis": {"labelLimit": LABEL_LIMIT, "ticks": False, "domain": False}}
 
@@ -201,10 +202,11 @@ def _grid(cells: list[dict], rows: list[tuple[str, str]], column: str, value: st
                                "legend": {"title": [scale_name, "(scale 0–1;", "▲ > 1, ▼ < 0)"],
                                           "orient": "bottom", "direction": "horizontal", "titleOrient": "left",
                                           "gradientLength": 240}},
-                     "tooltip": [{"field": name, "type": "nominal"} for name in fields]}})
+                     "tooltip": tooltip}})
+    # The marks carry their cell's row, column and tooltip: hovering or clicking a ● is hovering or clicking its cell.
     plot.append({"name": "marks", "data": {"values": [v for v in values if v["mark"]]},
-                 "mark": {"type": "text", "fontSize": 13, "color": "#111"},
-                 "encoding": {**x("column"), "y": y, "text": {"field": "mark"}}})
+                 "mark": {"type": "text", "fontSize": 13, "color": "#111", "cursor": "pointer"},
+                 "encoding": {**x("column"), "y": y, "text": {"field": "mark"}, "tooltip": tooltip}})
     if boxes:
         drawn = [{"label": order[row], "x0": start - 0.5, "x1": start + size - 0.5} for start, size, row in boxes]
         plot.append({"name": "boxes", "data": {"values": drawn},
