@@ -25,7 +25,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[1]
 # Page path -> the CSS selector of its first meaningful element.
 PAGES = {"Overview": ("", "[data-testid='stDataFrame']"),
-         "Layer map": ("layer_map", ".js-plotly-plot .heatmaplayer image"),
+         "Layer map": ("layer_map", ".vega-embed svg .cells_marks path"),  # a drawn cell of the heat map
          "Gallery": ("gallery", ".gallery-block img"),
          "Edits": ("edits", "[data-testid='stDataFrame']")}
 GOAL_S = {"Layer map": 3.0}

@@ -93,7 +93,10 @@ class Localization:
         return self.windows.to_pandas()
 
     def heat_map(self, window_size: int | None = None):
-        """The dashboard's heat map (a Plotly figure) of windows of ``window_size`` layers (default: the smallest)."""
+        """The dashboard's heat map of windows of ``window_size`` layers (default: the smallest), as an Altair chart
+        (a notebook draws it; ``.to_dict()`` is its Vega-Lite specification, ``.save("map.svg")`` exports it)."""
+        import altair
+
         from locolab.contract import figures, queries
 
         loc = self.windows.drop_columns(["threshold", "localizes", "verdict"])
@@ -102,7 +105,8 @@ class Localization:
         cells = queries.layer_cells(loc, scorer, size, self.threshold)
         minimal = queries.minimal_windows(loc, scorer, self.threshold)
         num_layers = max([*self.layer_table, *(s + size - 1 for s in cells["window_start"].to_pylist())]) + 1
-        return figures.heat_map(cells, minimal, self.layer_table, num_layers, size, self.threshold)
+        spec = figures.heat_map(cells, minimal, self.layer_table, num_layers, size, self.threshold)
+        return altair.Chart.from_dict({**spec, "width": figures.ROW_HEIGHT * num_layers})  # square cells
 
     def images(self, window: tuple[int, int] | None = None, kind: str = WINDOW) -> list[Image.Image]:
         """The run's stored images of one kind (``original``, ``target``, ``all-layers``) or of one window (start,

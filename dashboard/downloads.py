@@ -3,7 +3,6 @@ files). Files are made only when a button is clicked (Streamlit runs the callabl
 with the buttons as without."""
 
 import functools
-import html
 
 import streamlit as st
 
@@ -15,14 +14,9 @@ from locolab.dashboard import common, data, exports
 from locolab.dashboard.files import RootFiles
 
 
-@functools.cache
-def _static_problem() -> str | None:
-    return exports.static_export_problem()
-
-
-def figure(figure, title: str, name: str, key: str) -> None:
-    """Download buttons for one Plotly figure, titled ``title``: SVG, PNG and PDF where static export works on this
-    host (else a line saying why), and interactive HTML always.
+def figure(figure: dict, title: str, name: str, key: str) -> None:
+    """Download buttons for one figure (a Vega-Lite specification, ``contract.figures``), titled ``title``: SVG, PNG
+    and PDF (vl-convert, on any host) and interactive HTML that opens offline.
 
     Args:
         figure: the figure as the page draws it.
@@ -30,20 +24,15 @@ def figure(figure, title: str, name: str, key: str) -> None:
         name: the file name stem.
         key: a key unique on the page.
     """
-    problem = _static_problem()
-    formats = ("html",) if problem else (*exports.STATIC, "html")
-    # The title and any reason are in the popover's help, not in captions, so the page's own captions keep their
-    # places.
-    note = f"\n\nSVG, PNG and PDF are not available on this server: {common.escape(problem)}." if problem else ""
+    # The title is in the popover's help, not in a caption, so the page's own captions keep their places.
     shown = common.escape(title)  # store text (concepts, runs) shown literally
-    with st.popover("Download figure (HTML only)" if problem else "Download figure", icon=":material/download:",
-                    help=f"Titled: {shown}{note}"):
-        for fmt in formats:
+    with st.popover("Download figure", icon=":material/download:", help=f"Titled: {shown}"):
+        for fmt in (*exports.STATIC, "html"):
             st.download_button(fmt.upper(), functools.partial(exports.figure_bytes, figure, fmt, title),
                                file_name=f"{exports.file_stem(name)}.{fmt}", mime=exports.MIME[fmt],
                                key=f"{key}_{fmt}", on_click="ignore",
-                               help=f"Titled: {shown}" if fmt != "html" else
-                               f"Interactive, opens offline. Titled: {shown}{note}")
+                               help=f"Titled: {shown}" if fmt != "html" else f"Interactive, opens offline. Titled: "
+                                                                             f"{shown}")
 
 
 def table(rows, name: str, key: str, label: str = "Download table (CSV)", meta: dict | None = None) -> None:
@@ -145,8 +134,8 @@ def minimal_strip(cases: list[dict], window: dict, files: RootFiles) -> tuple[st
     """One concept's row of the paper figure: its original, target and minimal-window images for its first prompt
     and seed (``cases``: the gallery's rows at the window's size; ``window``: its ``minimal_windows`` row), each with
     its score."""
-    label = "<br>".join(html.escape(text, quote=False) for text in (
-        row_label(window["family"], window["concept"]), window_label(window["window_start"], window["window_size"])))
+    label = "\n".join((row_label(window["family"], window["concept"]),
+                       window_label(window["window_start"], window["window_size"])))
     chosen = [case for case in cases if case["kind"] == "window" and case["window_start"] == window["window_start"]]
     if not chosen:
         return label, [exports.SheetCell(None) for _ in PAPER_COLUMNS]
@@ -185,13 +174,9 @@ def paper(snap, model: str, scorer: str, heat, minimal, verdicts: list[dict], ti
     """The paper-figure download of one concept family (PDF or SVG): its heat map, each concept's images at its
     minimal localizing window and the verdict table (``title(family)``: the export's title)."""
     families = list(dict.fromkeys(row["family"] for row in verdicts))
-    problem = _static_problem()
     with st.popover("Paper figure (PDF, SVG)", icon=":material/download:",
                     help="One concept family in one file: its heat map, each concept's original, target and minimal-"
                          "window images (first prompt and seed) and the verdicts in full."):
-        if problem:
-            st.caption(f"Not available on this server: {common.escape(problem)}.")
-            return
         family = st.selectbox("Family", families, key="paper_family")
         for fmt in ("pdf", "svg"):
             st.download_button(fmt.upper(), functools.partial(paper_bytes, snap, model, scorer, heat, minimal, verdicts,

@@ -1,13 +1,14 @@
-"""What the dashboard lets a researcher take away, each self-describing: figures as SVG, PNG or PDF (Plotly's static
-export through kaleido, which drives a Chromium the host provides) or as interactive HTML (always available), the
-figure sheet of one concept's images (PIL), tables as CSV, and an edit as a zip.
+"""What the dashboard lets a researcher take away, each self-describing: figures (Vega-Lite specifications,
+``contract.figures``) as SVG, PNG or PDF through vl-convert (no browser needed) or as interactive HTML that opens
+offline, the figure sheet of one concept's images (PIL), tables as CSV, and an edit as a zip.
 
 Every export carries a title naming what it shows: the model, the run, the concept, the scorer and the seeds.
 Torch-free and Streamlit-free; the pages' buttons are in ``dashboard.downloads``.
 
-Usage: ``figure_bytes(figure, "svg", title_text("LocoGen heat map", model="toyworld", run="r1", scorer="clip"))``
+Usage: ``figure_bytes(spec, "svg", title_text("LocoGen heat map", model="toyworld", run="r1", scorer="clip"))``
 """
 
+import copy
 import csv
 import functools
 import html
@@ -17,10 +18,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import plotly.graph_objects as go
-import plotly.io as pio
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import vl_convert
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY
@@ -28,9 +28,15 @@ from locolab.contract.names import EDIT_RECORD, EDIT_SUMMARY
 STATIC = ("svg", "png", "pdf")
 MIME = {"svg": "image/svg+xml", "png": "image/png", "pdf": "application/pdf", "html": "text/html",
         "csv": "text/csv", "zip": "application/zip"}
-# The size of a static export (Plotly's pixels; PNG at twice that for print).
-EXPORT_WIDTH, MIN_HEIGHT, PNG_SCALE = 1400, 420, 2
+# The plot area's width in a static export (the labels, the colour legend and the title add to it; PNG at twice the
+# pixels for print).
+EXPORT_WIDTH, PNG_SCALE = 900, 2
 TITLE_KEY = "Title"  # the PNG text chunk that carries a figure sheet's title
+# PIL's own default font (Aileron) has no "–", "≈", "▲" or "●": it draws a box for them. A subset of DejaVu Sans
+# ships beside the dashboard (assets/DejaVuSans-LICENSE.txt says what it holds and under which licence); the figure
+# sheets draw with it and vl-convert's exports name it.
+FONT = Path(__file__).with_name("assets") / "DejaVuSans-subset.ttf"
+FONT_FAMILY = "DejaVu Sans"
 
 
 def title_text(what: str, *, model: str | None = None, run: str | None = None, concept: str | None = None,
@@ -57,15 +63,7 @@ def file_stem(*parts) -> str:
     return "".join(char if char.isalnum() or char in "._-" else "-" for char in text).strip("-")[:150] or "export"
 
 
-# An explicit template: an export must not take the template of the process it runs in (the dashboard's is
-# Streamlit's, whose placeholder colours only its front end replaces: black zero lines, tick stubs, no margins).
-TEMPLATE = go.layout.Template(pio.templates["plotly_white"])
-TEMPLATE.layout.update(
-    font={"family": "Arial, Helvetica, sans-serif", "color": "#222"}, paper_bgcolor="white", plot_bgcolor="white",
-    xaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""},
-    yaxis={"automargin": True, "showgrid": False, "zeroline": False, "showline": False, "ticks": ""})
 TITLE_FONT, SUBTITLE_FONT, TITLE_CHARS = 15, 11, 150  # px, px, characters per title line
-BLOCK_LABELS = 28  # room above the plot for the labels of the model's blocks (``figures._mark_blocks``)
 
 
 def title_lines(title: str, width: int = TITLE_CHARS) -> list[str]:
@@ -80,65 +78,52 @@ def title_lines(title: str, width: int = TITLE_CHARS) -> list[str]:
     return lines
 
 
-def titled(figure: go.Figure, title: str) -> go.Figure:
-    """A copy of ``figure`` for export, laid out as on screen but on its own: the explicit ``TEMPLATE``, automatic
-    margins, ``title`` (what the export shows: model, run, concept, scorer, seeds) as its one title, and under it only
-    how to read the marks (the figure's ``meta["legend"]``; else its own title), at a fixed width so the export does
-    not depend on the browser's window."""
-    copy = go.Figure(figure)
-    meta = copy.layout.meta if isinstance(copy.layout.meta, dict) else {}
-    legend = meta.get("legend") or (copy.layout.title.text if copy.layout.title else None)
-    lines = title_lines(title)
-    top = 22 + len(lines) * (TITLE_FONT + 6) + (SUBTITLE_FONT + 10 if legend else 0) + BLOCK_LABELS
-    margin = copy.layout.margin
-    plot = max((copy.layout.height or MIN_HEIGHT) - (margin.t or 0), MIN_HEIGHT - top)
-    title_layout = {"text": "<br>".join(html.escape(line, quote=False) for line in lines), "x": 0.01,
-                    "xanchor": "left", "xref": "container", "yref": "container", "y": 1, "yanchor": "top",
-                    "pad": {"t": 10}, "font": {"size": TITLE_FONT}}
-    if legend:
-        title_layout["subtitle"] = {"text": legend, "font": {"size": SUBTITLE_FONT, "color": "#555"}}
-    copy.update_layout(template=TEMPLATE, title=title_layout, height=plot + top, width=EXPORT_WIDTH,
-                       margin={"t": top, "l": max(margin.l or 0, 20), "r": max(margin.r or 0, 20),
-                               "b": max(margin.b or 0, 30)})
-    return copy
+def titled(spec: dict, title: str) -> dict:
+    """A copy of ``spec`` for export, laid out as on screen but on its own: ``title`` (what the export shows: model,
+    run, concept, scorer, seeds) as its one title, under it only how to read the marks (the last line of the
+    figure's subtitle, ``contract.figures._title``; else its own title), the shipped font, and the plot
+    ``EXPORT_WIDTH`` wide so the export does not depend on the browser's window. (Vega sizes the canvas to hold every
+    label.)"""
+    out = copy.deepcopy(spec)
+    own = out.get("title") if isinstance(out.get("title"), dict) else {"text": out.get("title")}
+    subtitle = own.get("subtitle")
+    legend = (subtitle if isinstance(subtitle, str) else subtitle[-1]) if subtitle else own.get("text")
+    out["title"] = {"text": title_lines(title), "anchor": "start", "fontSize": TITLE_FONT, "offset": 22,
+                    **({"subtitle": legend, "subtitleFontSize": SUBTITLE_FONT, "subtitleColor": "#555"}
+                       if legend else {})}
+    if "vconcat" not in out:
+        out["width"] = EXPORT_WIDTH
+    out["background"] = "white"
+    out["padding"] = 12
+    out.setdefault("config", {})["font"] = FONT_FAMILY
+    return out
 
 
-def static_export_problem() -> str | None:
-    """Why figures cannot be exported as SVG, PNG or PDF on this host (kaleido missing, or no Chromium for it to
-    drive), or None. HTML export needs neither."""
-    try:
-        import kaleido  # noqa: F401  (Plotly's static export engine)
-        from choreographer.browsers.chromium import Chromium
-    except ImportError:
-        return "static export needs the kaleido package (pip install kaleido)"
-    try:
-        found = Chromium.find_browser(skip_local=False)
-    except Exception:  # noqa: BLE001 - a best-effort search; any failure means none was found
-        found = None
-    if not found:
-        return ("static export needs a Chromium or Chrome browser for kaleido (e.g. apt-get install chromium, or set "
-                "BROWSER_PATH)")
-    return None
+@functools.cache
+def _fonts() -> None:
+    """Registers the shipped font with vl-convert, once per process."""
+    vl_convert.register_font_directory(str(FONT.parent))
 
 
-def figure_bytes(figure: go.Figure, fmt: str, title: str) -> bytes:
-    """``figure`` with ``title`` as a file: ``svg``, ``png`` or ``pdf`` (kaleido, ``static_export_problem`` must
-    be None) or ``html`` (self-contained: plotly.js inside, opens offline).
+def figure_bytes(spec: dict, fmt: str, title: str) -> bytes:
+    """``spec`` (a Vega-Lite figure) with ``title`` as a file: ``svg``, ``png`` or ``pdf`` (vl-convert) or ``html``
+    (self-contained: Vega's JavaScript inside, opens offline).
 
     Raises:
         ValueError: an unknown format.
-        RuntimeError: static export is not possible here (the reason).
     """
-    figure = titled(figure, title)
-    if fmt == "html":
-        page = figure.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
-        return page.replace("<head>", f"<head>\n    <title>{html.escape(title)}</title>", 1).encode()
-    if fmt not in STATIC:
+    if fmt not in (*STATIC, "html"):
         raise ValueError(f"unknown figure format {fmt!r}: one of {', '.join((*STATIC, 'html'))}")
-    problem = static_export_problem()
-    if problem:
-        raise RuntimeError(problem)
-    return figure.to_image(format=fmt, scale=PNG_SCALE if fmt == "png" else 1)
+    _fonts()
+    spec = titled(spec, title)
+    if fmt == "html":
+        page = vl_convert.vegalite_to_html(spec, bundle=True)
+        return page.replace("<head>", f"<head>\n    <title>{html.escape(title)}</title>", 1).encode()
+    if fmt == "svg":
+        return vl_convert.vegalite_to_svg(spec).encode()
+    if fmt == "png":
+        return vl_convert.vegalite_to_png(spec, scale=PNG_SCALE)
+    return vl_convert.vegalite_to_pdf(spec)
 
 
 def csv_header(meta: dict) -> bytes:
@@ -179,10 +164,6 @@ class SheetCell:
 CELL, GAP, PAD, TEXT, TITLE_SIZE = 96, 6, 12, 13, 18
 INK, PAPER, MISSING = (20, 20, 20), (255, 255, 255), (225, 225, 225)
 
-
-# PIL's own default font (Aileron) has no "–", "≈", "▲" or "●": it draws a box for them. A subset of DejaVu Sans
-# ships beside the dashboard (assets/DejaVuSans-LICENSE.txt says what it holds and under which licence).
-FONT = Path(__file__).with_name("assets") / "DejaVuSans-subset.ttf"
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import streamlit as st
 
 from locolab.contract import bounds, queries
 from locolab.contract.catalog.registry import MODELS
-from locolab.contract.figures import contribution_map, heat_map, line_view, row_label, trace_map
+from locolab.contract.figures import SELECTION, contribution_map, heat_map, line_view, row_label, trace_map
 from locolab.contract.names import CROSS_ATTENTION, TARGET
 from locolab.contract.notation import window_label
 from locolab.contract.summaries import ADJUSTMENTS, MIN_REFERENCE_GAP, SELECTIONS, concepts_of, config_of, judge
@@ -38,7 +38,6 @@ CONTRIBUTION_CAPTION = ("**Attention contribution** colour: the site's mean cont
                         "marks the k dominant sites, which the top-k intervention feeds the target prompt. It pools "
                         "every attention-contribution run of the model in the root (no run picker yet).")
 CONTRIBUTION_RUNS = "every attention-contribution run, pooled"  # what the exported contribution figures are over
-CHART = {"displaylogo": False}
 
 
 @dataclass(frozen=True)
@@ -101,10 +100,12 @@ def open_gallery(state: MapState, family: str, concept: str, size: int, start: i
 
 
 def on_cell_click(key: str) -> None:
-    # A callback runs only when the selection changes, so returning to this page does not bounce to the gallery.
-    points = st.session_state[key].selection.points
+    """Keeps the clicked cell (row, column) of the heat map under ``key`` for the page to open its window. A callback
+    runs only when the selection changes, so returning to this page does not bounce to the gallery."""
+    points = [point for point in st.session_state[key].selection.get(SELECTION) or []
+              if point.get("row") is not None and point.get("column") is not None]  # a cell, not a block's label
     if points:
-        st.session_state["map_clicked"] = (int(points[0]["y"]), int(points[0]["x"]))
+        st.session_state["map_clicked"] = (int(points[0]["row"]), int(points[0]["column"]))
 
 
 def bounded_layers(layers: dict) -> dict:
@@ -400,11 +401,11 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
                    "windows scored so far.")
     figure = heat_map(cells, minimal, layers, num_layers, size, threshold, about=about(state),
                       partial=run_partial(state.run))
-    st.plotly_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
-                    selection_mode="points", config=CHART)
+    st.vega_lite_chart(figure, key=chart_key, on_select=functools.partial(on_cell_click, chart_key),
+                       selection_mode=SELECTION, width="stretch")
     st.markdown(settings_line(state.run))
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{run_id}-heat-map-m{size}",
                      "heat_map_download")
     st.caption(LOCOGEN_CAPTION + " Click a cell to open its images.")
@@ -441,7 +442,7 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     seeds = data.query(snap, queries.seed_scores, run_id, state.scorer, family, concept)
     figure = line_view(concept_cells, seeds, size, threshold, layers, about(state, (family, concept)),
                        run_partial(state.run))
-    st.plotly_chart(figure, key="line_view", config=CHART)
+    st.vega_lite_chart(figure, key="line_view", width="stretch")
     downloads.figure(figure, figure_title(state, "LocoGen score per window", row_label(family, concept), m=size),
                      f"{run_id}-{family}-{concept}-m{size}", "line_view_download")
     starts = sorted(only(concept_cells, window_size=size)["window_start"].to_pylist())
@@ -467,7 +468,7 @@ def trace_view(snap: data.Snapshot, state: MapState, trace, component: str, nois
     layers = layer_table(snap, state.model, component)
     num_sites = site_columns(layers, cells)
     figure = trace_map(cells, layers, num_sites, component, state.threshold, about=about(state))
-    st.plotly_chart(figure, key="trace_map", config=CHART)
+    st.vega_lite_chart(figure, key="trace_map", width="stretch")
     downloads.figure(figure, figure_title(state, "Causal tracing map", run=state.trace_run, component=component,
                                           noise=noise), f"{state.trace_run}-trace-{component}", "trace_map_download")
     st.caption(TRACE_CAPTION)
@@ -508,18 +509,18 @@ def side_by_side(snap: data.Snapshot, state: MapState, loc, trace, mine, size: i
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     labels = {key: shared_label(key, cells, traced) for key in rows}
     figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
                       run_partial(state.run))
-    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    st.vega_lite_chart(figure, key="both_locogen", width="stretch")
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
     figure = trace_map(traced, layers, num_layers, CROSS_ATTENTION, threshold, rows, labels,
                        f"{state.model} · trace run {state.trace_run} · scorer {state.scorer}")
-    st.plotly_chart(figure, key="both_trace", config=CHART)
+    st.vega_lite_chart(figure, key="both_trace", width="stretch")
     downloads.figure(figure, figure_title(state, "Causal tracing map", run=state.trace_run, component=CROSS_ATTENTION,
                                           noise=noise), f"{state.trace_run}-trace", "both_trace_download")
     st.caption(TRACE_CAPTION)
@@ -537,7 +538,7 @@ def contribution_view(snap: data.Snapshot, state: MapState, contrib, top_k, k: i
     num_sites = site_columns(layers, cells)
     rows = concept_rows(cells)
     figure = contribution_map(cells, layers, num_sites, k, rows, about=state.model)
-    st.plotly_chart(figure, key="contribution_map", config=CHART)
+    st.vega_lite_chart(figure, key="contribution_map", width="stretch")
     downloads.figure(figure, figure_title(state, "Attention contribution map", run=CONTRIBUTION_RUNS, k=k),
                      f"{state.model}-contribution", "contribution_map_download")
     st.caption(CONTRIBUTION_CAPTION)
@@ -560,18 +561,18 @@ def beside_contribution(snap: data.Snapshot, state: MapState, loc, contrib, top_
     layers = layer_table(snap, state.model)
     num_layers = locogen_columns(state.model, layers, mine)
     if not layers:
-        st.caption("This store records no layer table for the model: hover shows layer indices only.")
+        st.caption("This store records no layer table for the model: tooltips show layer indices only.")
     minimal = queries.minimal_windows(loc, state.scorer, threshold)
     # One label per row for both maps, so their columns line up.
     labels = {key: shared_label(key, cells) for key in rows}
     figure = heat_map(cells, minimal, layers, num_layers, size, threshold, rows, labels, about(state),
                       run_partial(state.run))
-    st.plotly_chart(figure, key="both_locogen", config=CHART)
+    st.vega_lite_chart(figure, key="both_locogen", width="stretch")
     downloads.figure(figure, figure_title(state, "LocoGen heat map", m=size), f"{state.run_id}-heat-map-m{size}",
                      "both_locogen_download")
     st.caption(LOCOGEN_CAPTION)
     figure = contribution_map(found, layers, num_layers, k, rows, labels, state.model)
-    st.plotly_chart(figure, key="both_contribution", config=CHART)
+    st.vega_lite_chart(figure, key="both_contribution", width="stretch")
     downloads.figure(figure, figure_title(state, "Attention contribution map", run=CONTRIBUTION_RUNS, k=k),
                      f"{state.model}-contribution", "both_contribution_download")
     st.caption(CONTRIBUTION_CAPTION)

@@ -108,3 +108,28 @@ def test_importing_compute_loads_no_torch_until_an_api_name_is_used():
 def test_an_unknown_api_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'localise'"):
         loco.localise  # noqa: B018
+
+
+@pytest.mark.slow  # the planted run's localization and altair's schema check: ~2 s
+def test_a_localization_heat_map_is_the_dashboards_chart_for_a_notebook(tmp_path):
+    import altair
+    from dashboard_fixtures import PLANTED, add_planted_run
+
+    from locolab.compute.api import Localization
+    from locolab.contract import store, summaries
+
+    add_planted_run(tmp_path)
+    windows = summaries.localization(store.Store(tmp_path).connect(), 0.5, [PLANTED])
+    result = Localization(str(tmp_path), PLANTED, "tiny-sd1", windows, summaries.concepts_of(windows),
+                          summaries.minimal_windows_of(windows), 0.5, 0.95, {})
+
+    chart = result.heat_map(2)
+
+    assert isinstance(chart, altair.LayerChart)  # a notebook draws it
+    spec = chart.to_dict()
+    cells = next(part for part in spec["layer"] if part.get("name") == "cells")["data"]["values"]
+    # Van gogh's minimal window 8-9 boxed and marked ●; 15 windows of m = 2 per concept.
+    assert {cell["column"] for cell in cells} == set(range(15)) and len(cells) == 2 * 15
+    assert [(box["x0"], box["x1"]) for part in spec["layer"] if part.get("name") == "boxes"
+            for box in part["data"]["values"]] == [(7.5, 9.5)]
+    assert [cell["column"] for cell in cells if cell["mark"] == "●"] == [8]

@@ -20,6 +20,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
                                  reason=f"{CHROMEDRIVER} missing: apt-get install chromium chromium-driver")]
+# A drawn cell of a Vega-Lite heat map (``contract.figures.CELLS``: Vega draws each cell as an SVG path).
+HEAT_MAP_CELL = ".vega-embed svg .cells_marks path"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,1600")
 
@@ -79,6 +81,17 @@ def history_length(driver) -> int:
     return driver.execute_script("return history.length")
 
 
+def chart_titles(driver) -> list[str]:
+    """Each drawn chart's title and sub-lines, as one text per chart, top to bottom."""
+    return [" ".join(t.text for t in chart.find_elements(By.CSS_SELECTOR, ".role-title text"))
+            for chart in driver.find_elements(By.CSS_SELECTOR, ".vega-embed")]
+
+
+def axis_labels(chart, axis: str) -> list:
+    """The label elements of a chart's ``axis`` ("X" or "Y")."""
+    return chart.find_elements(By.CSS_SELECTOR, f"g[aria-label^='{axis}-axis'] .role-axis-label text")
+
+
 def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, tmp_path):
     wait = WebDriverWait(browser, 60)
     started = time.monotonic()
@@ -87,21 +100,24 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
     print(f"Overview rendered in {time.monotonic() - started:.2f} s")
 
     browser.get(f"{server}/layer_map?m=2")
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(lambda driver: "m=2" in driver.current_url and "concept=" in driver.current_url)
     wait.until(run_finished)
     # The page's defaults written into the URL replace its entry: Back would leave the page, not redraw it.
     entries = history_length(browser)
-    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
+    labels = [t.text for t in axis_labels(browser.find_element(By.CSS_SELECTOR, ".vega-embed"), "Y")]
     # The tiny sweep's two seeds are too few units to measure noise: both rows are grey and say so.
     assert labels[:2] == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
     browser.save_screenshot(str(tmp_path / "layer_map.png"))
 
-    # Click the cell of color · blue (row 1 of 2) at window 10-11 (column 10 of 16); offsets from the plot centre.
-    area = browser.find_element(By.CSS_SELECTOR, ".js-plotly-plot .nsewdrag")
-    width, height = area.size["width"], area.size["height"]
-    ActionChains(browser).move_to_element_with_offset(
-        area, int((10.5 / 16 - 0.5) * width), int((1.5 / 2 - 0.5) * height)).click().perform()
+    # Click the cell of color · blue (row 1 of 2) at window 10-11: under the x axis's "10", beside the row's label.
+    chart = browser.find_element(By.CSS_SELECTOR, ".vega-embed")
+    column = next(t for t in axis_labels(chart, "X") if t.text == "10").rect
+    row = next(t for t in axis_labels(chart, "Y") if t.text.startswith("color · blue")).rect
+    x, y = column["x"] + column["width"] / 2, row["y"] + row["height"] / 2
+    cell = browser.execute_script("return document.elementFromPoint(arguments[0], arguments[1])", x, y)
+    assert "window: layers 10–11;" in cell.get_attribute("aria-label")  # the cell itself, with its tooltip's text
+    ActionChains(browser).move_to_element(cell).click().perform()
 
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Gallery"))
     wait.until(lambda driver: "/gallery?" in driver.current_url and "window=10" in driver.current_url)
@@ -125,10 +141,10 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
     # One Back: the Layer map as it was left (same run and m, the concept chosen under the map unchanged).
     browser.back()
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Layer map"))
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
     assert "/layer_map?" in browser.current_url and "m=2" in browser.current_url
-    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    titles = chart_titles(browser)
     assert "window size m = 2" in titles[0] and "style · van gogh" in titles[1]
     assert history_length(browser) == entries + 1  # Back moves within the history; it adds no entry
     print(f"screenshots in {tmp_path}")
@@ -150,7 +166,7 @@ def query(driver) -> dict[str, str]:
 def test_the_top_navigation_keeps_run_m_concept_and_threshold(server, browser):
     wait = WebDriverWait(browser, 60)
     browser.get(f"{server}/layer_map?m=2&family=color&concept=blue&threshold=0.7")
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
     shown = query(browser)
     assert (shown["m"], shown["concept"], shown["threshold"]) == ("2", "blue", "0.7") and shown["run"]
@@ -163,12 +179,12 @@ def test_the_top_navigation_keeps_run_m_concept_and_threshold(server, browser):
         k: shown[k] for k in ("model", "run", "family", "concept", "m", "threshold")}
 
     nav(browser, wait, "Layer map")
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(lambda driver: "concept=" in driver.current_url and run_finished(driver))
     back = query(browser)
     assert {k: back.get(k) for k in ("run", "concept", "m", "threshold")} == {
         k: shown[k] for k in ("run", "concept", "m", "threshold")}
-    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    titles = chart_titles(browser)
     assert "window size m = 2" in titles[0] and "drop > 0.7" in titles[0] and "color · blue" in titles[1]
     # One entry per click of the navigation; Back returns to the Gallery as it was.
     assert history_length(browser) == entries + 2
@@ -206,9 +222,9 @@ def test_a_shared_link_opens_that_view(server, browser, tmp_path):
 
     browser.get(f"{server}/layer_map?view=locogen&model=tiny-sd1&m=2&family=color&concept=blue&threshold=0.7")
 
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
-    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    titles = chart_titles(browser)
     assert "window size m = 2" in titles[0] and "tiny-sd1" in titles[0] and "drop > 0.7" in titles[0]
     assert "color · blue" in titles[1] and "m = 2" in titles[1]  # the one-concept plot
     # The page icon is served by the dashboard itself, not fetched from a font CDN.
@@ -227,7 +243,7 @@ def test_pages_fit_1280_by_800_without_cut_labels(server, browser, tmp_path, pag
 
     wait.until(seen.presence_of_element_located((By.TAG_NAME, "h1")))
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stDataFrame'], [data-testid='stHtml']"
-                                                 if page != "layer_map" else ".js-plotly-plot .heatmaplayer image")))
+                                                 if page != "layer_map" else HEAT_MAP_CELL)))
     wait.until(run_finished)
     time.sleep(1)  # let the data grids measure their columns
     browser.save_screenshot(str(tmp_path / f"{page or 'overview'}-1280.png"))
@@ -246,15 +262,15 @@ def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, brows
 
     wait = WebDriverWait(browser, 60)
     browser.get(f"{server}/layer_map")
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
 
     browser.find_element(By.XPATH, "//label[.//p[text()='Side by side']]").click()
 
     # Two drawn maps (the tracing map's cells may all be blank: the tiny model's corruption gaps are below the
     # default minimum), each with its concept rows labelled.
     def labels(driver):
-        plots = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-        return [[t.text for t in plot.find_elements(By.CSS_SELECTOR, ".ytick text")] for plot in plots]
+        plots = driver.find_elements(By.CSS_SELECTOR, ".vega-embed")[:2]
+        return [[t.text for t in axis_labels(plot, "Y")] for plot in plots]
 
     rerendering = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
     def settled(driver):
@@ -265,8 +281,9 @@ def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, brows
     # The same concept rows with the same labels, which say what either method cannot speak to.
     rows = [[label.split(" (")[0] for label in plot] for plot in rerendering.until(settled)]
     assert rows == [["style · van gogh", "color · blue"]] * 2 and len(set(map(tuple, labels(browser)))) == 1
-    plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+    plots = browser.find_elements(By.CSS_SELECTOR, ".vega-embed")[:2]
     # Equally wide plot areas: column i of one map lies above column i of the other.
-    areas = [plot.find_element(By.CSS_SELECTOR, ".nsewdrag").rect for plot in plots]
-    assert abs(areas[0]["x"] - areas[1]["x"]) < 1 and abs(areas[0]["width"] - areas[1]["width"]) < 1
+    columns = [{t.text: t.rect["x"] + t.rect["width"] / 2 for t in axis_labels(plot, "X")} for plot in plots]
+    assert set(columns[0]) == set(columns[1]) == {str(i) for i in range(16)}
+    assert all(abs(columns[0][i] - columns[1][i]) < 1 for i in columns[0])
     browser.save_screenshot(str(tmp_path / "side_by_side.png"))

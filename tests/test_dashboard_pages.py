@@ -20,7 +20,12 @@ from dashboard_fixtures import (
     add_scrambled_part,
     add_second_evaluation,
     copy_root,
+    heat_grid,
+    layer,
     real_root,
+    row_labels,
+    rows_of,
+    tooltips,
 )
 from streamlit import config
 from streamlit.testing.v1 import AppTest
@@ -35,7 +40,7 @@ from locolab.contract.summaries import (
     top_k_interventions,
     trace_effects,
 )
-from locolab.dashboard import common, exports
+from locolab.dashboard import common
 
 pytestmark = pytest.mark.slow  # every page rendered (AppTest) over a real sweep, trace and edits
 
@@ -68,7 +73,7 @@ def open_app(monkeypatch, root, page: str | None = None) -> AppTest:
 
 
 def heat_map_spec(app: AppTest) -> dict:
-    return json.loads(app.get("plotly_chart")[0].proto.spec)
+    return json.loads(app.get("vega_lite_chart")[0].proto.spec)
 
 
 def run_settings(app: AppTest) -> dict[str, str]:
@@ -139,22 +144,23 @@ def test_a_locked_root_cannot_be_switched_from_the_page(monkeypatch, root):
 def test_layer_map_has_one_row_per_concept_and_one_column_per_layer(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/layer_map.py")
 
-    heat = heat_map_spec(app)["data"][0]
-    assert heat["type"] == "heatmap"
-    assert [len(row) for row in heat["z"]] == [16, 16]
+    spec = heat_map_spec(app)
+    assert layer(spec, "cells")["mark"]["type"] == "rect"
+    assert [len(row) for row in heat_grid(spec)] == [16, 16] and len(rows_of(spec)) == 2 * 16
     # Two seeds of one prompt are too few units to measure noise: both rows are grey and say so.
-    assert heat_map_spec(app)["layout"]["yaxis"]["ticktext"] == ["style · van gogh (not measurable)",
-                                                                "color · blue (not measurable)"]
+    assert row_labels(spec) == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
 
 
 def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/layer_map.py")
 
     spec = heat_map_spec(app)
-    assert all(z is None for row in spec["data"][0]["z"] for z in row)  # no colour for a ratio of noise
-    assert spec["data"][2]["z"] == [[1] * 16, [1] * 16] and spec["data"][2]["colorscale"][0][1] == "#d9d9d9"
+    assert all(z is None for row in heat_grid(spec) for z in row)  # no colour for a ratio of noise
+    assert layer(spec, "grey")["mark"]["fill"] == "#d9d9d9" and [
+        (row["label"], row["x0"], row["x1"]) for row in rows_of(spec, "grey")] == [
+        (label, -0.5, 15.5) for label in row_labels(spec)]
     reason = "not measurable: 2 prompt x seed units, at least 8 are needed to measure noise"
-    assert all(reason in hover for hover in spec["data"][1]["customdata"])
+    assert all(reason in hover for hover in tooltips(spec))
     (grey,) = [c.value for c in app.caption if c.value.startswith("Grey rows")]
     assert grey.startswith(f"Grey rows, not measurable: style · van gogh ({reason[16:]}") and (
         f"; color · blue ({reason[16:]}") in grey
@@ -172,11 +178,11 @@ def test_layer_map_hover_names_block_and_resolution(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/layer_map.py")
     app.selectbox(key="map_size").set_value(2).run()
 
-    hover = heat_map_spec(app)["data"][1]["customdata"]
+    hover = tooltips(heat_map_spec(app))
     # Window 8-9 of tiny-sd1, run at 32 px (8x8 latents, halved three times): up block at 2x2, the side at the run's
     # size, not at the model's default 64 px (docs/method.md §1 order).
-    assert ("layers 8–9:<br>· 8 (up, 2²) up_blocks.1.attentions.1.transformer_blocks.0.attn2<br>"
-            "· 9 (up, 2²) up_blocks.1.attentions.2.transformer_blocks.0.attn2<br>") in hover[8]
+    assert ("window: layers 8–9\nmodules: 8 (up, 2²) up_blocks.1.attentions.1.transformer_blocks.0.attn2; "
+            "9 (up, 2²) up_blocks.1.attentions.2.transformer_blocks.0.attn2\n") in hover[8]
     assert len(hover) == 2 * 15
 
 
@@ -203,8 +209,7 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
         app.selectbox(key="map_size").set_value(size).run()
         app.slider(key="threshold").set_value(threshold).run()
 
-        heat = heat_map_spec(app)["data"][0]
-        marked = [[mark == "●" for mark in row] for row in heat["text"]]
+        marked = [[mark == "●" for mark in row] for row in heat_grid(heat_map_spec(app), "mark")]
         stored = {(r["concept"], r["window_start"]): r["localizes"]
                   for r in localization(con, threshold, [PLANTED]).to_pylist() if r["window_size"] == size}
         assert marked == [[stored.get((concept, x), False) for x in range(16)] for concept in ("van gogh", "blue")]
@@ -218,10 +223,10 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
     # above 0.5.
     app.selectbox(key="map_size").set_value(1).run()
     app.slider(key="threshold").set_value(0.5).run()
-    hover = heat_map_spec(app)["data"][1]["customdata"][8]
-    assert "normalized drop 0.750, 95% interval [" in hover and "not shown to localize" in hover
+    hover = tooltips(heat_map_spec(app))[8]
+    assert "normalized drop: 0.750\ninterval: 95% [" in hover and "not shown to localize" in hover
     assert "adjusted over 31 windows (Holm)" in hover
-    assert heat_map_spec(app)["data"][0]["text"][0][8] == ""
+    assert heat_grid(heat_map_spec(app), "mark")[0][8] == ""
 
 
 def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, planted):
@@ -234,11 +239,14 @@ def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, pla
 def test_the_one_concept_plot_draws_both_references(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/layer_map.py")
 
-    line = json.loads(app.get("plotly_chart")[1].proto.spec)
-    labels = [a["text"] for a in line["layout"]["annotations"]]
-    assert labels[:3] == ["original prompt", "target prompt (normalizes)", "all-layers swap"]
-    levels = [shape["y0"] for shape in line["layout"]["shapes"]]
-    assert levels == pytest.approx([0.75, 0.25, 0.25, 0.5])  # the last: the threshold, half way to the reference
+    line = json.loads(app.get("vega_lite_chart")[1].proto.spec)
+    (rules,) = [part for part in line["layer"] if part["mark"]["type"] == "rule"]
+    drawn = rules["data"]["values"]
+    assert [r["name"] for r in drawn][:3] == ["original prompt", "target prompt (normalizes)", "all-layers swap"]
+    # The last: the threshold, half way to the reference.
+    assert [r["level"] for r in drawn] == pytest.approx([0.75, 0.25, 0.25, 0.5])
+    labelled = [r["name"] for part in line["layer"] if part["mark"]["type"] == "text" for r in part["data"]["values"]]
+    assert sorted(labelled) == sorted(r["name"] for r in drawn)
 
 
 def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
@@ -272,9 +280,9 @@ def test_layer_map_tracing_shows_the_stored_recovery_of_every_site(monkeypatch, 
     app.number_input(key="min_gap").set_value(-1.0).run()
 
     spec = heat_map_spec(app)
-    assert spec["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+    assert row_labels(spec) == ["style · van gogh", "color · blue"]
     expected = traced(root, "cross-attention")
-    shown = spec["data"][0]["z"]
+    shown = heat_grid(spec)
     assert [len(row) for row in shown] == [16, 16]
     for row, key in zip(shown, [("style", "van gogh"), ("color", "blue")]):
         assert row == pytest.approx([expected[key][site] for site in range(16)])
@@ -291,10 +299,10 @@ def test_layer_map_tracing_offers_each_component_with_its_own_axis(monkeypatch, 
 
     spec = heat_map_spec(app)
     # tiny-sd1's text encoder has 2 layers.
-    assert [len(row) for row in spec["data"][0]["z"]] == [2, 2]
-    assert spec["layout"]["xaxis"]["title"]["text"] == "text-encoder layer (forward order)"
+    assert [len(row) for row in heat_grid(spec)] == [2, 2]
+    assert layer(spec, "cells")["encoding"]["x"]["title"] == "text-encoder layer (forward order)"
     expected = traced(root, "text-encoder")[("color", "blue")]
-    assert spec["data"][0]["z"][1] == pytest.approx([expected[0], expected[1]])
+    assert heat_grid(spec)[1] == pytest.approx([expected[0], expected[1]])
 
 
 def test_layer_map_tracing_blanks_concepts_the_noise_did_not_corrupt(monkeypatch, root):
@@ -306,7 +314,7 @@ def test_layer_map_tracing_blanks_concepts_the_noise_did_not_corrupt(monkeypatch
 
     app.number_input(key="min_gap").set_value(round(between, 6)).run()
 
-    rows = heat_map_spec(app)["data"][0]["z"]
+    rows = heat_grid(heat_map_spec(app))
     blank = [all(v is None for v in row) for row in rows]
     assert blank == [gaps[key] < between for key in [("style", "van gogh"), ("color", "blue")]]
     assert sum(blank) == 1
@@ -331,16 +339,17 @@ def test_layer_map_side_by_side_puts_both_methods_on_the_same_rows_and_scale(mon
     app.radio(key="map_method").set_value("Side by side").run()
     app.number_input(key="min_gap").set_value(-1.0).run()
 
-    locogen, tracing = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    locogen, tracing = (json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart"))
     assert app.selectbox(key="map_size").value == 1
-    assert locogen["layout"]["title"]["text"].startswith("LocoGen normalized drop · window size m = 1")
-    assert tracing["layout"]["title"]["text"].startswith("Causal tracing recovery · cross-attention")
+    assert locogen["title"]["text"].startswith("LocoGen normalized drop · window size m = 1")
+    assert tracing["title"]["text"].startswith("Causal tracing recovery · cross-attention")
     # One label per row on both maps (their columns line up), saying what either method cannot speak to.
-    assert locogen["layout"]["yaxis"]["ticktext"] == tracing["layout"]["yaxis"]["ticktext"] == [
+    assert row_labels(locogen) == row_labels(tracing) == [
         "style · van gogh (LocoGen: not measurable)", "color · blue (LocoGen: not measurable)"]
-    for heat in (locogen["data"][0], tracing["data"][0]):
-        assert (heat["zmin"], heat["zmax"], len(heat["z"][0])) == (0, 1, 16)
-    assert locogen["data"][0]["colorscale"] == tracing["data"][0]["colorscale"]
+    for heat in (locogen, tracing):
+        assert len(heat_grid(heat)[0]) == 16
+    colours = [layer(heat, "cells")["encoding"]["color"]["scale"] for heat in (locogen, tracing)]
+    assert colours[0] == colours[1] and colours[0]["domain"] == [0, 1]
     captions = [caption.value for caption in app.caption]
     assert any(c.startswith("**LocoGen** colour: normalized drop") for c in captions)
     assert any(c.startswith("**Causal tracing** colour: recovery") for c in captions)
@@ -354,13 +363,12 @@ def test_layer_map_attention_contribution_shows_the_stored_map_and_interventions
     app.radio(key="map_method").set_value("Attention contribution").run()
 
     spec = heat_map_spec(app)
-    assert spec["layout"]["yaxis"]["ticktext"] == ["style · van gogh", "color · blue"]
+    assert row_labels(spec) == ["style · van gogh", "color · blue"]
     con = Store(root).connect()
     stored = {}
     for row in contribution_map(con).to_pylist():
         stored.setdefault((row["family"], row["concept"]), {})[row["site"]] = row
-    heat = spec["data"][0]
-    for z, marks, key in zip(heat["z"], heat["text"], [("style", "van gogh"), ("color", "blue")]):
+    for z, marks, key in zip(heat_grid(spec), heat_grid(spec, "mark"), [("style", "van gogh"), ("color", "blue")]):
         sites = stored[key]
         top = max(site["contribution"] for site in sites.values())
         assert z == pytest.approx([sites[i]["contribution"] / top for i in range(16)])
@@ -379,10 +387,10 @@ def test_layer_map_side_by_side_puts_contribution_under_locogen_on_the_same_axis
     app.radio(key="map_method").set_value("Side by side").run()
     app.selectbox(key="map_beside").set_value("Attention contribution").run()
 
-    locogen, contribution = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
-    assert contribution["layout"]["title"]["text"].startswith("Attention contribution")
-    assert locogen["layout"]["yaxis"]["ticktext"] == contribution["layout"]["yaxis"]["ticktext"]
-    assert len(locogen["data"][0]["z"][0]) == len(contribution["data"][0]["z"][0]) == 16
+    locogen, contribution = (json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart"))
+    assert contribution["title"]["text"].startswith("Attention contribution")
+    assert row_labels(locogen) == row_labels(contribution)
+    assert len(heat_grid(locogen)[0]) == len(heat_grid(contribution)[0]) == 16
     assert list(app.dataframe[0].value.columns) == ["concept", "LocoGen strongest window", "top-2 sites",
                                                     "top-2 drop"]
 
@@ -567,11 +575,9 @@ def test_edits_and_figures_offer_their_downloads(monkeypatch, root):
 
     buttons = [b.proto.label for b in app.get("download_button")]
     assert "Download edit (zip: record, weights, evaluation images and scores)" in buttons
-    if exports.static_export_problem() is None:  # CI installs Chromium: SVG, PNG and PDF besides HTML
-        assert {"SVG", "PNG", "PDF", "HTML"} <= set(buttons)
-    else:
-        assert "HTML" in buttons and "SVG" not in buttons
-        assert [p.proto.popover.label for p in app.get("popover")] == ["Download figure (HTML only)"]
+    # vl-convert draws SVG, PNG and PDF on any host (no browser), and the HTML opens offline.
+    assert {"SVG", "PNG", "PDF", "HTML"} <= set(buttons)
+    assert [p.proto.popover.label for p in app.get("popover")] == ["Download figure"]
     # The file's title names what it shows.
     (methods,) = [p.proto.popover.help for p in app.get("popover")]
     assert methods.startswith("Titled: Methods compared\\: mean score change per prompt group · model tiny-sd1 · "
@@ -807,7 +813,7 @@ def test_crafted_stored_values_do_not_widen_pickers_or_name_outside_models(monke
     assert app.selectbox(key="run_model").options == sorted([*MODELS, str(inside)])
 
     app = open_app(monkeypatch, odd, "views/layer_map.py")
-    assert [len(row) for row in heat_map_spec(app)["data"][0]["z"]] == [16, 16]
+    assert [len(row) for row in heat_grid(heat_map_spec(app))] == [16, 16]
     app.radio(key="map_method").set_value("Causal tracing").run()
     assert len(app.selectbox(key="trace_site_cross-attention_style_van gogh").options) == 16
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
-from dashboard_fixtures import MAIN, PLANTED, PLANTED_SCORER, add_planted_run
+from dashboard_fixtures import MAIN, PLANTED, PLANTED_SCORER, add_planted_run, boxes, cell_grid, layer
 from PIL import Image
 from streamlit import config
 from streamlit.testing.v1 import AppTest
@@ -41,20 +41,16 @@ def loc(planted):
     return queries.localization_table(Store(planted).connect(), PLANTED, 0.95)
 
 
-def rectangles(figure) -> list[tuple[float, float, float, float]]:
-    return [(s.x0, s.x1, s.y0, s.y1) for s in figure.layout.shapes if s.type == "rect"]
-
-
 def test_the_map_boxes_only_minimal_windows_of_its_own_m(loc):
     minimal = queries.minimal_windows(loc, PLANTED_SCORER, 0.5)
     assert [(w["concept"], w["window_start"], w["window_size"]) for w in minimal.to_pylist()] == [("van gogh", 8, 2)]
 
-    for size, boxes in ((1, []), (2, [(7.5, 9.5, -0.5, 0.5)])):
+    for size, drawn in ((1, []), (2, [(7.5, 9.5, "style · van gogh")])):
         cells = queries.layer_cells(loc, PLANTED_SCORER, size, 0.5)
-        assert rectangles(heat_map(cells, minimal, LAYERS, 16, size, 0.5)) == boxes
+        assert boxes(heat_map(cells, minimal, LAYERS, 16, size, 0.5)) == drawn
     # A minimal window of m = 1 is not drawn on the map of m = 2 (its box would cover cells that mean 12-13).
     one = pa.table({"family": ["style"], "concept": ["van gogh"], "window_start": [12], "window_size": [1]})
-    assert rectangles(heat_map(queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5), one, LAYERS, 16, 2, 0.5)) == []
+    assert boxes(heat_map(queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5), one, LAYERS, 16, 2, 0.5)) == []
 
 
 def test_values_beyond_the_colour_scale_are_marked_and_the_scale_is_named(loc):
@@ -69,20 +65,28 @@ def test_values_beyond_the_colour_scale_are_marked_and_the_scale_is_named(loc):
 
     figure = heat_map(cells, queries.minimal_windows(loc, PLANTED_SCORER, 0.5), LAYERS, 16, 2, 0.5,
                       about="tiny-sd1 · run x")
-    heat = figure.data[0]
-    assert (heat.zmin, heat.zmax) == (0, 1) and heat.z[0][3] == 1.15
-    assert heat.text[0][3] == "▲" and heat.text[0][4] == "▼" and heat.text[0][5] == "" and heat.text[0][8] == "●"
-    assert sum(mark.count("▲") + mark.count("▼") for row in heat.text for mark in row) == 2
-    assert "scale 0–1" in heat.colorbar.title.text and "▲ > 1" in heat.colorbar.title.text
-    assert "tiny-sd1 · run x" in figure.layout.title.text and "▲ above 1, ▼ below 0" in figure.layout.title.text
+    colour = layer(figure, "cells")["encoding"]["color"]
+    assert colour["scale"]["domain"] == [0, 1] and colour["scale"]["clamp"] and cell_grid(figure)[0, 3] == 1.15
+    marks = cell_grid(figure, "mark")
+    assert (marks[0, 3], marks[0, 4], marks[0, 5], marks[0, 8]) == ("▲", "▼", "", "●")
+    assert sum(mark.count("▲") + mark.count("▼") for mark in marks.values()) == 2
+    # The marks layer draws exactly the non-empty marks, at their cells.
+    assert {(m["row"], m["column"]): m["mark"] for m in layer(figure, "marks")["data"]["values"]} == {
+        key: mark for key, mark in marks.items() if mark}
+    assert "scale 0–1" in colour["legend"]["title"][1] and "▲ > 1" in colour["legend"]["title"][2]
+    assert figure["title"]["subtitle"][0] == "tiny-sd1 · run x" and "▲ above 1, ▼ below 0" in figure["title"][
+        "subtitle"][1]
 
 
-def test_the_hover_names_each_module_with_its_block_and_resolution(loc):
+def test_the_tooltip_names_each_module_with_its_block_and_resolution(loc):
     cells = queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5)
 
-    hover = heat_map(cells, queries.minimal_windows(loc, PLANTED_SCORER, 0.5), LAYERS, 16, 2, 0.5).data[1].customdata
+    figure = heat_map(cells, queries.minimal_windows(loc, PLANTED_SCORER, 0.5), LAYERS, 16, 2, 0.5)
 
-    assert "layers 5–6:<br>· 5 (down, 4²) unet.block5.attn2<br>· 6 (up, 4²) unet.block6.attn2<br>" in hover[5]
+    assert (cell_grid(figure, "window")[0, 5], cell_grid(figure, "modules")[0, 5]) == (
+        "layers 5–6", "5 (down, 4²) unet.block5.attn2; 6 (up, 4²) unet.block6.attn2")
+    assert [t["field"] for t in layer(figure, "cells")["encoding"]["tooltip"]] == [
+        "concept", "window", "modules", "normalized drop", "interval", "verdict", "score", "references"]
 
 
 def test_thumbnails_enlarge_small_images_with_whole_pixels_and_shrink_large_ones(tmp_path):
@@ -159,7 +163,7 @@ def open_app(monkeypatch, root, page: str | None = None, query: dict | None = No
 
 
 def charts(app: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    return [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
 
 
 @pytest.mark.slow  # AppTest runs of the whole app
@@ -172,7 +176,7 @@ def test_tracing_without_trace_data_says_so_and_locogen_comes_back(monkeypatch, 
     assert not [box for box in app.selectbox if box.key == "map_scorer"]  # no empty "Choose an option" picker
     app.radio(key="map_method").set_value("LocoGen").run()
     assert not app.info and app.selectbox(key="map_scorer").value == PLANTED_SCORER
-    assert charts(app)[0]["data"][0]["type"] == "heatmap"
+    assert layer(charts(app)[0], "cells")["mark"]["type"] == "rect"
 
 
 @pytest.mark.slow
@@ -202,7 +206,7 @@ def test_a_link_reproduces_the_view_and_an_older_url_restores_the_older_view(mon
 
     assert app.selectbox(key="map_size").value == 2 and app.slider(key="threshold").value == 0.7
     assert app.selectbox(key="map_concept").value == ("color", "blue") and app.selectbox(key="map_start").value == 3
-    assert "window size m = 2" in charts(app)[0]["layout"]["title"]["text"]
+    assert "window size m = 2" in charts(app)[0]["title"]["text"]
     assert {k: app.query_params[k] for k in link} == link and app.query_params["run"] == PLANTED
     shared = dict(app.query_params)
 
@@ -211,8 +215,7 @@ def test_a_link_reproduces_the_view_and_an_older_url_restores_the_older_view(mon
     app.query_params.clear()
     app.query_params.update(shared)  # what Back does: the page reruns with the older URL
     app.run()
-    assert app.selectbox(key="map_size").value == 2 and "window size m = 2" in charts(app)[0]["layout"]["title"][
-        "text"]
+    assert app.selectbox(key="map_size").value == 2 and "window size m = 2" in charts(app)[0]["title"]["text"]
     # Away to the Overview (which forgets the map's widgets) and back to the map's own URL: the same view.
     app.switch_page("views/overview.py").run()
     app.query_params.clear()

@@ -14,9 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
-from test_dashboard_browser import browser, run_finished, server  # noqa: F401  (fixtures)
-
-from locolab.dashboard import exports
+from test_dashboard_browser import HEAT_MAP_CELL, browser, run_finished, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -56,14 +54,12 @@ def download(driver, wait, folder: Path, label: str, suffix: str) -> bytes:
 
 
 def test_the_exported_heat_map_keeps_every_concept_name_and_tick_inside_the_canvas(server, browser, tmp_path):  # noqa: F811
-    if exports.static_export_problem():
-        pytest.skip(exports.static_export_problem())
     folder = tmp_path / "downloads"
     folder.mkdir()
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
     wait = WebDriverWait(browser, 120)
     browser.get(f"{server}/layer_map?m=2")
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
 
     click(browser, wait, "(//div[@data-testid='stPopover']//button[contains(normalize-space(), 'Download figure')])[1]")
@@ -88,9 +84,10 @@ def test_the_exported_heat_map_keeps_every_concept_name_and_tick_inside_the_canv
     (tmp_path / "shown.svg").write_bytes(svg)
     browser.get((tmp_path / "shown.svg").as_uri())
     width, height, texts = browser.execute_script(TEXT_BOXES)
-    names = [text for kind, text, *_ in texts if kind == "ytick"]
-    assert names == ["style · van gogh (not measurable)", "color · blue (not measurable)"]
-    assert [text for kind, text, *_ in texts if kind == "xtick"] == [str(i) for i in range(16)]
+    labels = [text for kind, text, *_ in texts if "role-axis-label" in kind]
+    assert [text for text in labels if not text.isdigit()] == ["style · van gogh (not measurable)",
+                                                               "color · blue (not measurable)"]
+    assert [text for text in labels if text.isdigit()] == [str(i) for i in range(16)]
     outside = [(text, round(left), round(right)) for _, text, left, right, top, bottom in texts
                if left < 0 or right > width or top < 0 or bottom > height]
     assert outside == []

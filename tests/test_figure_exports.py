@@ -1,17 +1,15 @@
-"""Exported figures look as on screen and stand on their own: every label inside the canvas (read back from the
-SVG, and no ink at the PNG's edges) even in the dashboard's process, whose default Plotly template is Streamlit's;
-no zero lines or tick stubs; the metadata once, in one title; the figure sheets' font draws "–"."""
+"""Exported figures (vl-convert, no browser) look as on screen and stand on their own: every label inside the canvas
+(read back from the SVG, and no ink at the PNG's edges); no axis lines or tick stubs on the maps; the metadata once,
+in one title; the shipped font draws "–" in the figures and the figure sheets."""
 
 import io
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
-import plotly.io as pio
 import pyarrow as pa
 import pytest
-from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run
+from dashboard_fixtures import PLANTED, PLANTED_SCORER, add_planted_run, cell_grid
 from PIL import Image, ImageFont
 
 from locolab.contract import queries
@@ -53,19 +51,10 @@ def _rotated(transform: str | None) -> bool:
     return bool(found) and float(found[1]) != 0
 
 
-def drawn_font() -> str:
-    """The font file Chromium draws the exports' Arial with (fontconfig's match), else the figure sheets' font."""
-    try:
-        found = subprocess.run(["fc-match", "-f", "%{file}", "Arial"], capture_output=True, text=True).stdout
-    except OSError:
-        found = ""
-    return found if found.endswith((".ttf", ".otf")) else str(exports.FONT)
-
-
 def text_boxes(svg: bytes) -> tuple[tuple[float, float], list[tuple[str, float, float]]]:
     """The canvas's (width, height) and every horizontal text line of an SVG as (text, left, right): its position
-    from its own and its ancestors' translations, its width measured in the font Chromium drew it with."""
-    drawn = drawn_font()
+    from its own and its ancestors' translations, its width measured in the font it names (the shipped DejaVu
+    Sans)."""
     root = ET.fromstring(svg)
     lines = []
 
@@ -73,8 +62,8 @@ def text_boxes(svg: bytes) -> tuple[tuple[float, float], list[tuple[str, float, 
         tx, ty = _translate(node.get("transform"))
         dx, dy, rotated = dx + tx, dy + ty, rotated or _rotated(node.get("transform"))
         if node.tag == f"{SVG}text" and not rotated:
-            size = float(re.search(r"font-size:\s*([\d.]+)px", node.get("style", ""))[1])
-            font = ImageFont.truetype(drawn, round(size))
+            assert node.get("font-family") == exports.FONT_FAMILY
+            font = ImageFont.truetype(str(exports.FONT), round(float(node.get("font-size").removesuffix("px"))))
             anchor = node.get("text-anchor", "start")
             parts = node.findall(f"{SVG}tspan") or [node]
             for part in parts:
@@ -92,34 +81,21 @@ def text_boxes(svg: bytes) -> tuple[tuple[float, float], list[tuple[str, float, 
     return (float(root.get("width")), float(root.get("height"))), lines
 
 
-@pytest.fixture
-def streamlit_template():
-    """The dashboard's process: importing Streamlit makes its theme Plotly's default template."""
-    before = pio.templates.default
-    import streamlit.elements.plotly_chart  # noqa: F401  (registers the template)
-    pio.templates.default = "streamlit"
-    yield
-    pio.templates.default = before
-
-
 @pytest.mark.slow  # the planted run's localization: ~1 s
-def test_an_export_has_its_own_template_automatic_margins_and_one_title(figures, streamlit_template):
+def test_an_export_has_a_fixed_width_the_shipped_font_and_one_title(figures):
     heat, line = figures
     out = exports.titled(heat, TITLE)
 
-    assert out.layout.template.layout.xaxis.zeroline is False and out.layout.template.layout.yaxis.ticks == ""
-    assert out.layout.yaxis.automargin is True and out.layout.xaxis.automargin is True
-    assert out.layout.title.text == html_text(TITLE)
+    assert out["width"] == exports.EXPORT_WIDTH and out["config"]["font"] == exports.FONT_FAMILY
+    assert out["title"]["text"] == exports.title_lines(TITLE) and heat["title"]["text"] != out["title"]["text"]
     # The figure's own title repeated model, run, scorer and seeds: under the export's title only the legend stays.
-    assert out.layout.title.subtitle.text.startswith("● drop &gt; 0.5 by the paired test") and "seeds" not in \
-        out.layout.title.subtitle.text
+    assert out["title"]["subtitle"].startswith("● drop > 0.5 by the paired test") and "seeds" not in out["title"][
+        "subtitle"]
     page = exports.figure_bytes(line, "html", TITLE).decode()
     assert page.count("seeds 0, 1") == 2  # the HTML page's <title> and the figure's title: no third copy
     assert page.count(ABOUT) == 0
-
-
-def html_text(text: str) -> str:
-    return "<br>".join(line.replace(">", "&gt;").replace("<", "&lt;") for line in exports.title_lines(text))
+    # Self-contained: Vega's JavaScript is inside the page, nothing is fetched.
+    assert "vegaEmbed" in page and not re.search(r"<script[^>]+src=", page) and len(page) > 500_000
 
 
 def test_a_long_title_breaks_at_its_separators():
@@ -128,13 +104,11 @@ def test_a_long_title_breaks_at_its_separators():
     assert " · ".join(lines) == title and all(len(line) <= 100 for line in lines) and len(lines) == 4
 
 
-@pytest.mark.slow  # starts Chromium (kaleido): ~10 s
-def test_exported_svg_and_png_keep_every_label_inside_the_canvas(figures, streamlit_template):
-    problem = exports.static_export_problem()
-    if problem:
-        pytest.skip(problem)
+@pytest.mark.slow  # vl-convert: ~3 s
+def test_exported_svg_and_png_keep_every_label_inside_the_canvas(figures):
     heat, line = figures
-    for figure, names in ((heat, ["style · van gogh", "color · blue (not measurable)", "0", "15", "down", "up"]),
+    for figure, names in ((heat, ["style · van gogh", "color · blue (not measurable)", "0", "15", "down", "up",
+                                  "(scale 0–1;", "▲ > 1, ▼ < 0)", "●"]),
                           (line, ["0.5", "0.4"])):
         svg = exports.figure_bytes(figure, "svg", TITLE)
         (width, height), boxes = text_boxes(svg)
@@ -143,13 +117,14 @@ def test_exported_svg_and_png_keep_every_label_inside_the_canvas(figures, stream
         outside = [(text, round(left), round(right)) for text, left, right in boxes if left < 0 or right > width]
         assert outside == [], (width, outside)
         assert sum(TITLE.split(" · ")[0] in text for text in shown) == 1  # one title
-        document = svg.decode()
-        assert 'class="zl' not in document  # no zero lines
-        assert not re.search(r'class="[xy]tick"[^>]*d="M0,0[hv]', document)  # no tick stubs
+    document = exports.figure_bytes(heat, "svg", TITLE).decode()
+    assert "role-axis-domain" not in document and "role-axis-tick" not in document  # no axis lines or tick stubs
+    assert document.count("<path") > 2 * 16  # every cell drawn
 
     png = np.asarray(Image.open(io.BytesIO(exports.figure_bytes(heat, "png", TITLE))).convert("L"))
     edge = 6  # px at scale 2: a label cut at the figure's edge leaves ink here
-    assert png.shape[1] == exports.EXPORT_WIDTH * exports.PNG_SCALE
+    (width, height), _ = text_boxes(document.encode())
+    assert png.shape == (height * exports.PNG_SCALE, width * exports.PNG_SCALE) and width > exports.EXPORT_WIDTH
     assert png[:, :edge].min() == 255 and png[:, -edge:].min() == 255 and png[:edge].min() == 255
 
 
@@ -197,9 +172,9 @@ def test_a_running_run_is_drawn_and_exported_as_partial(tmp_path):
     figure = heat_map(queries.layer_cells(loc, PLANTED_SCORER, 2, 0.5), queries.minimal_windows(loc, PLANTED_SCORER,
                       0.5), LAYERS, 16, 2, 0.5, about=ABOUT, partial=run_partial(run))
 
-    legend = exports.titled(figure, TITLE).layout.title.subtitle.text
+    legend = exports.titled(figure, TITLE)["title"]["subtitle"]
     assert legend.startswith("PARTIAL RUN (status running: not every shard has finished) · ● drop")
-    assert "PARTIAL RUN" in figure.layout.title.text
+    assert figure["title"]["subtitle"][-1] == legend
     finished = dict(run, finished=True, status="finished")
     assert run_partial(finished) == "" and run_partial(None) == ""
 
@@ -217,11 +192,11 @@ def test_a_still_running_trace_is_drawn_as_partial():
     running = trace_map(cells(True), {}, 3, "cross-attention", 0.5)
     done = trace_map(cells(False), {}, 3, "cross-attention", 0.5)
 
-    assert running.layout.meta["legend"].startswith("PARTIAL RUN (still running: not every unit is in yet) · ")
-    assert "PARTIAL" not in done.layout.meta["legend"] and "PARTIAL" not in done.layout.title.text
-    # Its intervals rest on 4 units: the hover says they cover less than their level.
-    assert "[0.000, 1.000] over 4 units ⚠ fewer than 8: the interval covers less than its level" in \
-        done.data[1].customdata[0]
+    assert running["title"]["subtitle"][-1].startswith("PARTIAL RUN (still running: not every unit is in yet) · ")
+    assert "PARTIAL" not in str(done["title"])
+    # Its intervals rest on 4 units: the tooltip says they cover less than their level.
+    assert cell_grid(done, "recovery")[0, 0] == (
+        "0.000 [0.000, 1.000] over 4 units ⚠ fewer than 8: the interval covers less than its level")
 
 
 def _png(color, size=32) -> bytes:
@@ -238,50 +213,59 @@ VERDICTS = [{"family": "style", "concept": "van gogh", "window": "layers 8–9",
 def paper(heat):
     from locolab.dashboard.paper_figure import paper_figure
 
-    strips = [("style · van gogh<br>layers 8–9", [exports.SheetCell(_png((200, 40, 10)), "score 0.750"),
+    strips = [("style · van gogh\nlayers 8–9", [exports.SheetCell(_png((200, 40, 10)), "score 0.750"),
                                                   exports.SheetCell(_png((10, 40, 200)), "score 0.250"),
                                                   exports.SheetCell(None)])]
     return paper_figure(heat, ["original", "target", "minimal window"], strips, VERDICTS)
 
 
+def _texts(view: dict) -> list[str]:
+    """Every text a view of the paper figure draws (its text layers' rows)."""
+    return [row["text"] for part in view["layer"] if part["mark"]["type"] == "text" for row in part["data"]["values"]]
+
+
+def _images(view: dict) -> list[dict]:
+    return [row for part in view["layer"] if part["mark"]["type"] == "image" for row in part["data"]["values"]]
+
+
 @pytest.mark.slow  # the planted run's localization: ~1 s
 def test_the_paper_figure_stacks_heat_map_images_and_full_verdicts_without_overlap(figures):
+    from locolab.dashboard.paper_figure import CAPTION, IMAGE, paper_figure
+
     heat, _ = figures
     figure = paper(heat)
 
-    heat_bottom = figure.layout.yaxis.domain[0]
-    table = next(trace for trace in figure.data if trace.type == "table")
-    images = figure.layout.images
-    assert len(images) == 2 and all(image.source.startswith("data:image/png;base64,") for image in images)
-    # Top to bottom: the heat map, the images (under its axis), the table; the colour bar spans the heat map only.
-    assert all(table.domain.y[1] < image.y - image.sizey < image.y < heat_bottom for image in images)
-    assert figure.data[0].colorbar.len == pytest.approx(1 - heat_bottom)
-    # Every verdict in full (the table wraps them), stored text escaped.
-    assert list(table.cells.values[4]) == [VERDICTS[0]["verdict"], "not measurable"]
-    assert list(table.cells.values[0]) == ["van gogh", "blue &lt;b&gt;"]
-    missing = [a.text for a in figure.layout.annotations if a.text == "missing"]
-    assert missing == ["missing"]
-    # A 32-px image is enlarged nearest-neighbour: two colours only, no blend.
-    data = images[0].source.split(",", 1)[1]
+    # Top to bottom, stacked so they cannot overlap: the heat map (its title the figure's), the images, the table.
+    top, strips, table = figure["vconcat"]
+    assert [part.get("name") for part in top["layer"]] == [part.get("name") for part in heat["layer"]]
+    assert figure["title"] == heat["title"] and "title" not in top
+    images = _images(strips)
+    assert len(images) == 2 and all(image["url"].startswith("data:image/png;base64,") for image in images)
+    # Side by side in one row, each image's caption under it, all inside the view.
+    assert [image["x"] for image in images] == [220, 220 + IMAGE + 10] and images[0]["y"] == images[1]["y"]
+    assert max(image["y"] for image in images) + IMAGE + CAPTION <= strips["height"]
+    assert _texts(strips).count("missing") == 1 and "score 0.750" in _texts(strips)
+    # Every verdict in full (the table wraps it), stored text drawn as it is.
+    shown = _texts(table)
+    assert [" ".join(text.split("\n")) for text in shown if text.startswith(("localizes", "not measurable"))] == [
+        VERDICTS[0]["verdict"].strip(), "not measurable"]
+    assert "blue <b>" in shown
+    # A 32-px image is enlarged nearest-neighbour: one colour, no blend.
+    data = images[0]["url"].split(",", 1)[1]
     picture = Image.open(io.BytesIO(__import__("base64").b64decode(data))).convert("RGB")
     assert picture.size == (128, 128) and len(picture.getcolors()) == 1
-    from locolab.dashboard.paper_figure import paper_figure
-    empty = paper_figure(heat, ["original"], [], VERDICTS)
-    assert [a.text for a in empty.layout.annotations if "localizes" in a.text] == [
-        "No concept of this family localizes: no minimal-window images."]
-    assert not empty.layout.images and "<b>original</b>" not in [a.text for a in empty.layout.annotations]
+    empty = paper_figure(heat, ["original"], [], VERDICTS)["vconcat"][1]
+    assert _texts(empty) == ["No concept of this family localizes: no minimal-window images."]
+    assert not _images(empty)
 
 
-@pytest.mark.slow  # starts Chromium (kaleido)
-def test_the_paper_figure_exports_as_one_pdf_and_one_svg_with_every_label_inside(figures, streamlit_template):
-    problem = exports.static_export_problem()
-    if problem:
-        pytest.skip(problem)
+@pytest.mark.slow  # vl-convert
+def test_the_paper_figure_exports_as_one_pdf_and_one_svg_with_every_label_inside(figures):
     figure = paper(figures[0])
     svg = exports.figure_bytes(figure, "svg", TITLE)
     (width, _), boxes = text_boxes(svg)
 
-    assert all(image.source in svg.decode() for image in figure.layout.images)  # embedded in the file
+    assert all(image["url"] in svg.decode() for image in _images(figure["vconcat"][1]))  # embedded in the file
     shown = " ".join(text for text, _, _ in boxes)
     assert "style · van gogh" in shown and "minimal window" in shown and "localizes at layers 8–9" in shown
     assert [(text, round(left)) for text, left, right in boxes if left < 0 or right > width] == []
@@ -306,7 +290,7 @@ def test_a_concept_row_of_the_paper_figure_shows_its_first_prompt_and_seed_at_it
 
     label, cells = minimal_strip(cases, window, RootFiles(str(tmp_path)))
 
-    assert label == "style · van &lt;gogh&gt;<br>layers 8–9"
+    assert label == "style · van <gogh>\nlayers 8–9"
     assert [cell.image == (tmp_path / name).read_bytes() for cell, name in zip(cells, ("o.png", "t.png", "w8.png"))] \
         == [True, True, True]
     assert [cell.caption for cell in cells] == ["score 0.500", "–", "score 0.500"]

@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
-from test_dashboard_browser import CHROMEDRIVER, free_port, run_finished
+from test_dashboard_browser import CHROMEDRIVER, HEAT_MAP_CELL, axis_labels, free_port, run_finished
 from test_dashboard_browser import browser as browser  # the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy, pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
@@ -92,9 +92,9 @@ def test_a_sweep_launched_from_the_localize_page_appears_on_the_layer_map(fresh_
     assert "/layer_map?view=locogen&model=tiny-sd1&run=localize-mondrian-" in href
 
     browser.get(href)
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .heatmaplayer image")))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
-    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
+    labels = [t.text for t in axis_labels(browser.find_element(By.CSS_SELECTOR, ".vega-embed"), "Y")]
     # One prompt and one seed are too few units to measure noise: the row is there, greyed, and says so.
     assert labels[0] == "style · mondrian (not measurable)"
     assert "localize-mondrian-" in browser.current_url

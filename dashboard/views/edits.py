@@ -86,7 +86,7 @@ else:
                              "= share of prompts / images scoring below the target reference (about 0.5 when they "
                              "look like the target's)."))
     chart = method_comparison(means, EVAL_GROUPS)
-    st.plotly_chart(chart, key="methods", config={"displaylogo": False})
+    st.vega_lite_chart(chart, key="methods", width="stretch")
     downloads.figure(chart, exports.title_text(
         "Methods compared: mean score change per prompt group", model=record.get("model"),
         concept=f"{record.get('family')} · {record.get('concept')}", scorer=evaluation.get("scorer_id"),

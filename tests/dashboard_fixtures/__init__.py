@@ -182,3 +182,43 @@ def add_second_evaluation(root: Path, steps: int) -> tuple[str, str]:
                                                                                          pa.int32()))
     pq.write_table(scores, root / "tables" / "edit_scores" / f"part-{edit_id}-{second}.parquet")
     return edit_id, second
+
+
+def layer(spec: dict, name: str) -> dict | None:
+    """The layer of a Vega-Lite figure (``contract.figures``) named ``name`` ("cells", "marks", "boxes", "grey",
+    "blocks", "block_names"), or None."""
+    return next((part for part in spec.get("layer", []) if part.get("name") == name), None)
+
+
+def rows_of(spec: dict, name: str = "cells") -> list[dict]:
+    """The data rows of a figure's layer named ``name`` (empty when it has none)."""
+    found = layer(spec, name)
+    return found["data"]["values"] if found else []
+
+
+def cell_grid(spec: dict, field: str = "value") -> dict[tuple[int, int], object]:
+    """A heat map's cells: (row, column) -> ``field`` ("value", "mark", or a tooltip field such as "verdict")."""
+    return {(cell["row"], cell["column"]): cell.get(field) for cell in rows_of(spec)}
+
+
+def boxes(spec: dict) -> list[tuple[float, float, str]]:
+    """A heat map's boxes: (left, right, row label) in the x scale's units (a window start ± 0.5)."""
+    return [(box["x0"], box["x1"], box["label"]) for box in rows_of(spec, "boxes")]
+
+
+def row_labels(spec: dict) -> list[str]:
+    """A heat map's row labels, top to bottom."""
+    return layer(spec, "cells")["encoding"]["y"]["sort"]
+
+
+def heat_grid(spec: dict, field: str = "value") -> list[list]:
+    """A heat map as rows × columns of ``field`` (None where it has no cell), as Plotly's ``z`` was."""
+    columns = layer(spec, "cells")["encoding"]["x"]["axis"]["values"]
+    cells = cell_grid(spec, field)
+    return [[cells.get((i, j)) for j in columns] for i in range(len(row_labels(spec)))]
+
+
+def tooltips(spec: dict) -> list[str]:
+    """Each cell's tooltip as one text ("name: value" lines), in the cells' order."""
+    fields = [item["field"] for item in layer(spec, "cells")["encoding"]["tooltip"]]
+    return ["\n".join(f"{name}: {cell[name]}" for name in fields) for cell in rows_of(spec)]
