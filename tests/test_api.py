@@ -98,6 +98,7 @@ def test_generate_makes_prompt_major_images_with_the_model_defaults(load):
 
 
 @pytest.mark.slow  # a fresh interpreter that imports torch
+@pytest.mark.heavy  # 15 s or more under make test's load: make test-heavy
 def test_importing_compute_loads_no_torch_until_an_api_name_is_used():
     code = ("import sys, compute; before = 'torch' in sys.modules; compute.load_model; "
             "print(before, 'torch' in sys.modules, sorted(compute.__all__)[:2])")

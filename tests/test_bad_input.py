@@ -254,6 +254,7 @@ def test_ctrl_c_during_a_sweep_is_one_line_exit_130_and_the_status_says_so(tmp_p
 
 
 @pytest.mark.slow  # a fresh interpreter
+@pytest.mark.heavy  # 15 s or more under make test's load: make test-heavy
 def test_a_closed_output_pipe_is_named_as_such(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "locolab", "layers", "--model", "tiny-sd1"], cwd=REPO, env=env,
@@ -265,6 +266,7 @@ def test_a_closed_output_pipe_is_named_as_such(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 15 s or more under make test's load: make test-heavy
 def test_the_process_boundary_keeps_the_promise(world):
     """As real processes (the module and the console script): exit status 2 and one line on stderr."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -56,6 +56,7 @@ def wait_for(condition, timeout: float, step: float = 0.5):
     raise AssertionError(f"not within {timeout} s")
 
 
+@pytest.mark.heavy  # 15 s or more under make test's load: make test-heavy
 def test_an_edit_launched_from_the_page_runs_and_its_results_appear(monkeypatch, tmp_path, root):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job inherits it: quicker on a busy 2-core machine
     mine = copy_root(root, tmp_path / "root")

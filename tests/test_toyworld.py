@@ -99,6 +99,7 @@ def test_generated_colour_and_background_follow_the_prompt(toyworld):
 
 
 @pytest.mark.slow  # a LocoGen sweep of one background: 8 seeds x 19 images at 10 steps
+@pytest.mark.heavy  # 15 s or more under make test's load: make test-heavy
 def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(toyworld, tmp_path):
     import locolab.compute as loco
 
