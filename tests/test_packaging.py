@@ -83,7 +83,7 @@ assert set(result.windows["n_seeds"].to_pylist()) == {2}
 assert not concept["measurable"] and result.minimal.num_rows == 0 and result.layers == []
 assert "van gogh: not measurable: 2 prompt x seed units, at least 8" in repr(result)
 assert edit.meta["layers"] == [8, 9] and len(images) == 1 and images[0].size == (64, 64)
-assert len(figure.data) >= 1
+assert figure.to_dict()["layer"] and next(part for part in figure.to_dict()["layer"] if part.get("name") == "cells")
 """
 
 
