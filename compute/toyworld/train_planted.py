@@ -39,6 +39,7 @@ from locolab.contract.catalog.registry import RANDOM_UNET, ModelSpec
 from locolab.contract.errors import UserError
 
 FAMILIES = ("color", "objects", "style", "facts")
+FIELDS = {"color": "colour", "objects": "shape", "style": "background", "facts": "entity"}  # family -> Caption field
 LAYERS = 16
 # The shipped plans: different layers, resolutions and window sizes (1-2).
 PLANS = {
@@ -112,13 +113,9 @@ def draw_caption(scene: world.Scene, rng: np.random.Generator) -> Caption:
 def cut(caption: Caption, family: str, rng: np.random.Generator) -> Caption:
     """``caption`` with ``family``'s words removed (half the time) or replaced by an independent random value."""
     remove = rng.random() < 0.5
-    if family == "facts":
-        if caption.entity is None:
-            return caption
-        entity = None if remove else str(rng.choice(list(world.ENTITIES)))
-        return replace(caption, entity=entity)
-    field, values = {"color": ("colour", list(world.COLOURS)), "objects": ("shape", list(world.SHAPES)),
-                     "style": ("background", list(world.BACKGROUNDS))}[family]
+    field = FIELDS[family]
+    values = list({"color": world.COLOURS, "objects": world.SHAPES, "style": world.BACKGROUNDS,
+                   "facts": world.ENTITIES}[family])
     if getattr(caption, field) is None:
         return caption
     return replace(caption, **{field: None if remove else str(rng.choice(values))})
@@ -137,8 +134,7 @@ def layer_texts(captions: list[Caption], plan: dict[str, list[int]], rng: np.ran
             for family in plan:
                 if layer in plan[family] or (family in spread and spread[family][i, layer]):
                     continue
-                field = {"color": "colour", "objects": "shape", "style": "background", "facts": "entity"}[family]
-                caption = replace(caption, **{field: getattr(cut_caption[family], field)})
+                caption = replace(caption, **{FIELDS[family]: getattr(cut_caption[family], FIELDS[family])})
             rows.append(caption.text())
         out.append(rows)
     return out
