@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from locolab.compute.models.tokenizer import VOCAB_SIZE, clip_tokenizer
 from locolab.compute.paths import PACKAGE_DIR
+from locolab.compute.toyworld.detect import DETECTOR_SCORER, DetectorScorer
 from locolab.contract.catalog.registry import ModelSpec
 from locolab.contract.errors import UserError
 from locolab.contract.names import RANDOM_SCORER
@@ -25,7 +26,8 @@ PAPER_SCORER = "openai/clip-vit-base-patch16"  # the one the paper's neuron stud
 TINY_SCORER = RANDOM_SCORER  # built-in random weights, for tests
 # Scorers shipped inside the package, by the name stored with their scores.
 EMBEDDED_SCORERS = {"toyworld-clip": PACKAGE_DIR / "checkpoints" / "toyworld-clip"}  # the toy world's mini-CLIP
-NAMED_SCORERS = (TINY_SCORER, *EMBEDDED_SCORERS)
+# The toy world's exact pixel detectors as a scorer (1 when the image shows what the text names, else 0).
+NAMED_SCORERS = (TINY_SCORER, *EMBEDDED_SCORERS, DETECTOR_SCORER)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_LENGTH = 77
@@ -140,20 +142,22 @@ def tiny_clip(seed: int = 0) -> CLIPModel:
         return CLIPModel(config).eval()
 
 
-def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device = "cpu") -> ClipScorer:
-    """Load a CLIP scorer.
+def load_scorer(name_or_path: str = DEFAULT_SCORER, device: str | torch.device = "cpu") -> ClipScorer | DetectorScorer:
+    """Load a scorer.
 
     Args:
-        name_or_path: ``tiny-clip``, ``toyworld-clip`` (shipped), a local directory saved with ``save_pretrained``,
-            or a hub id.
+        name_or_path: ``tiny-clip``, ``toyworld-clip`` (shipped), ``toyworld-detect`` (the toy world's exact
+            detectors), a local CLIP directory saved with ``save_pretrained``, or a hub id.
         device: where embeddings are computed.
 
     Returns:
-        A ``ClipScorer`` whose ``scorer_id`` is ``name_or_path``.
+        A ``ClipScorer`` (or the ``DetectorScorer``) whose ``scorer_id`` is ``name_or_path``.
 
     Raises:
         UserError: the directory is missing, the hub is offline and the id is not cached, or loading failed.
     """
+    if name_or_path == DETECTOR_SCORER:
+        return DetectorScorer()
     if name_or_path == TINY_SCORER:
         return ClipScorer(tiny_clip(), _checked(clip_tokenizer(), name_or_path), name_or_path, device)
     path = EMBEDDED_SCORERS.get(name_or_path) or Path(name_or_path).expanduser()

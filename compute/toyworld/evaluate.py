@@ -1,6 +1,7 @@
 """The toy world's quality gates: generate every (shape, colour, background) combination with several seeds through
-the normal loading and generation path, read colour and background with the procedural checker and shape with the
-mini-CLIP (zero-shot over the four shape names). Entities are checked the same way against their fixed looks.
+the normal loading and generation path, read colour, background and shape with the exact pixel detectors
+(``detect``) and, for comparison, with the mini-CLIP (zero-shot over the four names). Entities are checked the same
+way against their fixed looks.
 """
 
 import json
@@ -14,12 +15,12 @@ from locolab.compute.generation import Case, generate
 from locolab.compute.models.loading import load_model, resolve
 from locolab.compute.scoring import load_scorer
 from locolab.compute.settings import Settings
-from locolab.compute.toyworld import world
+from locolab.compute.toyworld import detect, world
 from locolab.compute.toyworld.common import CLIP_DIR
 
 GATES = {"colour": 0.90, "background": 0.80, "shape": 0.60}
 # A planted toy world (train_planted.py) is gated on what the exact pixel detectors read, combinations and entities.
-PLANTED_GATES = {"colour": 0.95, "background": 0.95}
+PLANTED_GATES = {"colour": 0.95, "background": 0.95, "shape": 0.95}
 
 
 def combination_prompt(shape: str, colour: str, background: str) -> str:
@@ -34,14 +35,15 @@ def zero_shot(scorer, images: np.ndarray, labels: list[str], texts: list[str]) -
 
 
 def score_images(scorer, images: np.ndarray, truths: list[tuple[str, str, str]]) -> dict[str, list[bool]]:
-    """Per image: colour and background right by the checker, shape/colour/background right by the mini-CLIP."""
-    checks = [world.check_image(image) for image in images]
+    """Per image: shape, colour and background right by the exact detectors, and by the mini-CLIP."""
+    checks = detect.read_images(images)
     shapes = zero_shot(scorer, images, list(world.SHAPES), [f"a {s}" for s in world.SHAPES])
     colours = zero_shot(scorer, images, list(world.COLOURS), [f"a {c} object" for c in world.COLOURS])
     backgrounds = zero_shot(scorer, images, list(world.BACKGROUNDS), [f"{b} style" for b in world.BACKGROUNDS])
     return {"colour": [c["colour"] == t[1] for c, t in zip(checks, truths)],
             "background": [c["background"] == t[2] for c, t in zip(checks, truths)],
-            "shape": [s == t[0] for s, t in zip(shapes, truths)],
+            "shape": [c["shape"] == t[0] for c, t in zip(checks, truths)],
+            "clip_shape": [s == t[0] for s, t in zip(shapes, truths)],
             "clip_colour": [c == t[1] for c, t in zip(colours, truths)],
             "clip_background": [b == t[2] for b, t in zip(backgrounds, truths)]}
 
