@@ -148,7 +148,7 @@ def with_times(table: pa.Table, columns: tuple[str, ...] = ("created_at", "finis
     return table
 
 
-def table(rows, key: str, column_config: dict | None = None) -> None:
+def table(rows, key: str, column_config: dict | None = None, static: bool = False) -> None:
     """A table with every row on the page (no inner scrolling that hides rows), paged ``TABLE_PAGE`` rows at a time
     when longer.
 
@@ -156,6 +156,8 @@ def table(rows, key: str, column_config: dict | None = None) -> None:
         rows: a list of dicts or a pyarrow Table.
         key: the pager's widget key.
         column_config: passed to ``st.dataframe``.
+        static: a plain HTML table (``st.table``: no sorting, nothing to load) instead of the data grid, for short
+            tables of text on pages whose first render counts (the grid's script is the largest a page loads).
     """
     count = rows.num_rows if isinstance(rows, pa.Table) else len(rows)
     shown = rows
@@ -165,4 +167,7 @@ def table(rows, key: str, column_config: dict | None = None) -> None:
         first = (page - 1) * TABLE_PAGE
         shown = rows.slice(first, TABLE_PAGE) if isinstance(rows, pa.Table) else rows[first:first + TABLE_PAGE]
         st.caption(f"Rows {first + 1:,}–{min(first + TABLE_PAGE, count):,} of {count:,}.")
-    st.dataframe(shown, hide_index=True, width="stretch", height="content", column_config=column_config)
+    if static:
+        st.table(shown, hide_index=True, border="horizontal")
+    else:
+        st.dataframe(shown, hide_index=True, width="stretch", height="content", column_config=column_config)

@@ -194,6 +194,12 @@ def verdict_table(loc_run, threshold: float) -> list[dict]:
     return rows
 
 
+def shown_verdict(row: dict) -> dict:
+    """A ``verdict_table`` row as the page's table shows it: as text, without the verdict (listed in full below)."""
+    shown = {k: v for k, v in row.items() if k != "verdict"}
+    return {**shown, "localizes": "yes" if row["localizes"] else "no", "m": "–" if row["m"] is None else str(row["m"])}
+
+
 def family_heat_map(state: MapState, cells, minimal, layers: dict, num_layers: int, size: int, family: str):
     """The heat map of one family's concepts (the paper figure's top)."""
     rows = [key for key in concept_rows(cells) if key[0] == family]
@@ -421,7 +427,9 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     order = {key: i for i, key in enumerate(rows)}
     verdicts = sorted(verdict_table(mine, threshold), key=lambda r: order.get((r["family"], r["concept"]), len(order)))
     # The numbers in the table; each verdict in full below it, wrapped (a table cell cuts it even at 1920 px).
-    common.table([{k: v for k, v in row.items() if k != "verdict"} for row in verdicts], "map_verdicts")
+    # A static table: the data grid's script would be the heaviest the page loads, and it is loaded before the heat
+    # map is drawn (bench/dashboard_browser.py).
+    common.table([shown_verdict(row) for row in verdicts], "map_verdicts", static=True)
     st.markdown(verdict_list(verdicts))
     downloads.paper(snap, state.model, state.scorer, functools.partial(family_heat_map, state, cells, minimal, layers,
                                                                        num_layers, size), minimal, verdicts,
@@ -432,8 +440,26 @@ def locogen_view(snap: data.Snapshot, state: MapState, loc, mine, size: int) -> 
     downloads.table(judge(mine, threshold), f"{run_id}-localization", "map_csv",
                     "Download every window (CSV: point, interval, verdict)", meta)
 
-    st.subheader("One concept")
     url_state.unknown(url_state.concept_params(state.wanted_concept), "concept", [c for _, c in rows], "the concept")
+    # Drawn when opened, or when the URL names a concept (a link, or coming back from another page) unless closed
+    # here since (closing it drops the concept from the URL): drawn on every visit, the second chart would hold back
+    # the first.
+    if state.wanted_concept in rows and ("one_concept" not in st.session_state
+                                         or st.session_state.get("one_concept_for") != state.wanted_concept):
+        st.session_state.update(one_concept=True, one_concept_for=state.wanted_concept)
+    section = st.expander("One concept: its score per window, and a window's images", key="one_concept",
+                          on_change="rerun")
+    if not section.open:
+        return {}
+    with section:
+        return one_concept(snap, state, rows, cells, minimal, layers, mine, size)
+
+
+def one_concept(snap: data.Snapshot, state: MapState, rows: list, cells, minimal, layers: dict, mine,
+                size: int) -> dict:
+    """One concept's score per window (its line view) and a window to open in the Gallery. Returns what it adds to
+    the URL (the concept and window)."""
+    threshold, run_id = state.threshold, state.run_id
     if state.wanted_concept in rows:
         st.session_state["map_concept"] = state.wanted_concept
     family, concept = st.selectbox("Concept", rows, format_func=lambda key: row_label(*key), key="map_concept")

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from dashboard_fixtures import REPO, real_root
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
@@ -101,7 +102,7 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
 
     browser.get(f"{server}/layer_map?m=2")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
-    wait.until(lambda driver: "m=2" in driver.current_url and "concept=" in driver.current_url)
+    wait.until(lambda driver: "m=2" in driver.current_url and "run=" in driver.current_url)
     wait.until(run_finished)
     # The page's defaults written into the URL replace its entry: Back would leave the page, not redraw it.
     entries = history_length(browser)
@@ -138,14 +139,21 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
         "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight", focus))
     browser.save_screenshot(str(tmp_path / "gallery.png"))
 
-    # One Back: the Layer map as it was left (same run and m, the concept chosen under the map unchanged).
+    # One Back: the Layer map (same run and m) with the concept the Gallery showed, in the one-concept section the
+    # page opens for a concept named in its URL.
     browser.back()
     wait.until(seen.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Layer map"))
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
     wait.until(run_finished)
     assert "/layer_map?" in browser.current_url and "m=2" in browser.current_url
+    assert "concept=blue" in browser.current_url
+    wait.until(lambda driver: len(chart_titles(driver)) == 2)
     titles = chart_titles(browser)
-    assert "window size m = 2" in titles[0] and "style · van gogh" in titles[1]
+    assert "window size m = 2" in titles[0] and "color · blue" in titles[1]
+    # Closing the section drops its plot and the concept from the URL.
+    browser.find_element(By.XPATH, "//summary[.//*[contains(text(), 'One concept')]]").click()
+    WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda driver: len(chart_titles(driver)) == 1 and "concept=" not in driver.current_url)
     assert history_length(browser) == entries + 1  # Back moves within the history; it adds no entry
     print(f"screenshots in {tmp_path}")
 
@@ -258,8 +266,6 @@ def test_pages_fit_1280_by_800_without_cut_labels(server, browser, tmp_path, pag
 
 
 def test_side_by_side_draws_both_maps_on_the_same_rows_and_columns(server, browser, tmp_path):
-    from selenium.common.exceptions import StaleElementReferenceException
-
     wait = WebDriverWait(browser, 60)
     browser.get(f"{server}/layer_map")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))

@@ -164,8 +164,8 @@ def test_layer_map_greys_concepts_that_are_not_measurable_and_says_why(monkeypat
     (grey,) = [c.value for c in app.caption if c.value.startswith("Grey rows")]
     assert grey.startswith(f"Grey rows, not measurable: style · van gogh ({reason[16:]}") and (
         f"; color · blue ({reason[16:]}") in grey
-    verdicts = app.dataframe[0].value
-    assert list(verdicts["concept"]) == ["van gogh", "blue"] and not verdicts["localizes"].any()
+    verdicts = app.table[0].value
+    assert list(verdicts["concept"]) == ["van gogh", "blue"] and list(verdicts["localizes"]) == ["no", "no"]
     # Each verdict in full in a wrapped list under the table (a table cell cut them).
     (listed,) = [m.value for m in app.markdown if m.value.startswith("- **style · van gogh**: ")]
     lines = listed.splitlines()
@@ -214,10 +214,10 @@ def test_layer_map_marks_windows_whose_interval_clears_the_threshold(monkeypatch
                   for r in localization(con, threshold, [PLANTED]).to_pylist() if r["window_size"] == size}
         assert marked == [[stored.get((concept, x), False) for x in range(16)] for concept in ("van gogh", "blue")]
         assert sum(map(sum, marked)) == (size == 2)  # only window 8-9 clears the threshold, at 0.5 and at 0.9
-        shown = app.dataframe[0].value
+        shown = app.table[0].value
         minimal = {(w["family"], w["concept"]): w["window_size"]
                    for w in minimal_windows(con, threshold, [PLANTED]).to_pylist()}
-        assert [None if m != m else int(m) for m in shown["m"]] == [
+        assert [None if m == "–" else int(m) for m in shown["m"]] == [
             minimal.get(key) for key in zip(shown["family"], shown["concept"])]
     # Layer 8 alone removes the gap in six of the eight seeds: a point drop of 0.75 the paired test does not carry
     # above 0.5.
@@ -236,8 +236,21 @@ def test_layer_map_offers_every_window_with_its_interval_as_csv(monkeypatch, pla
     assert button.proto.label.startswith("Download every window (CSV")
 
 
+def test_the_one_concept_section_is_drawn_when_opened(monkeypatch, planted):
+    app = open_app(monkeypatch, planted, "views/layer_map.py")
+    # Closed on a first visit: the page draws one chart (the heat map) and no concept controls.
+    assert len(app.get("vega_lite_chart")) == 1 and not [s for s in app.selectbox if s.key == "map_concept"]
+
+    app.session_state["one_concept"] = True
+    app.run()
+
+    assert len(app.get("vega_lite_chart")) == 2 and app.selectbox(key="map_concept").value == ("style", "van gogh")
+
+
 def test_the_one_concept_plot_draws_both_references(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/layer_map.py")
+    app.session_state["one_concept"] = True
+    app.run()
 
     line = json.loads(app.get("vega_lite_chart")[1].proto.spec)
     (rules,) = [part for part in line["layer"] if part["mark"]["type"] == "rule"]
@@ -251,6 +264,8 @@ def test_the_one_concept_plot_draws_both_references(monkeypatch, planted):
 
 def test_layer_map_open_gallery_shows_the_chosen_window(monkeypatch, root):
     app = open_app(monkeypatch, root, "views/layer_map.py")
+    app.session_state["one_concept"] = True
+    app.run()
     app.selectbox(key="map_concept").set_value(("color", "blue")).run()
     app.selectbox(key="map_start").set_value(9).run()
 

@@ -182,6 +182,8 @@ def test_tracing_without_trace_data_says_so_and_locogen_comes_back(monkeypatch, 
 @pytest.mark.slow
 def test_the_window_selector_starts_on_the_minimal_window_and_opens_it_in_the_gallery(monkeypatch, planted):
     app = open_app(monkeypatch, planted, "views/layer_map.py")
+    app.session_state["one_concept"] = True  # the one-concept section, opened
+    app.run()
     # m = 1: nothing localizes; the largest drop is layer 8's (0.75).
     assert app.selectbox(key="map_start").value == 8
     app.selectbox(key="map_size").set_value(2).run()
