@@ -100,7 +100,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     # One benchmark run (``locolab benchmark-localization``): a row per (model, method, family), ``contract.planted``.
     "localization_benchmark": pa.schema([("schema_version", _INT), ("benchmark_id", _TEXT), *planted.SCHEMA,
-                                         ("seeds", pa.list_(pa.int64())), ("created_at", _TIME)]),
+                                         ("seeds", pa.list_(pa.int64())), ("created_at", _TIME),
+                                         ("scorer", _TEXT)]),
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {"runs": (), "cases": ("model", "family"), "scores": ("model", "family"),
                                           "contributions": ("model", "family"), "edit_scores": (), "layers": (),

@@ -24,7 +24,8 @@ def _sizes(text: str) -> list[int]:
 
 
 def add_parser(subparsers) -> None:
-    from locolab.compute.benchmark import METHODS, PLANTED_MODELS
+    from locolab.compute.benchmark import METHODS, PLANTED_MODELS, SEEDS
+    from locolab.compute.toyworld.detect import DETECTOR_SCORER
 
     parser = subparsers.add_parser("benchmark-localization",
                                    help="score localization methods against planted toy worlds' known answers")
@@ -32,11 +33,15 @@ def add_parser(subparsers) -> None:
                         help=f"planted models, comma-separated (default {','.join(PLANTED_MODELS)})")
     parser.add_argument("--methods", type=_names, default=METHODS,
                         help=f"methods, comma-separated (default {','.join(METHODS)})")
-    parser.add_argument("--seeds", type=seeds, default=[0, 1], help="seeds (default 0,1: eight units per concept)")
+    parser.add_argument("--seeds", type=seeds, default=list(SEEDS),
+                        help=f"seeds (default {','.join(map(str, SEEDS))}: {4 * len(SEEDS)} units per concept)")
     parser.add_argument("--families", type=_names, help="only these families (default: all four)")
     parser.add_argument("--window-sizes", type=_sizes, help="LocoGen's window sizes (default the config's, 1,2)")
     parser.add_argument("--concepts", type=bounds.POSITIVE_COUNT.parse,
                         help="only the first N concepts of each family (default: all)")
+    parser.add_argument("--scorer", default=DETECTOR_SCORER, choices=(DETECTOR_SCORER, "toyworld-clip"),
+                        help=f"what scores the images (default {DETECTOR_SCORER}: the toy world's exact detectors; "
+                             "toyworld-clip: the mini-CLIP, to see what an imperfect scorer costs)")
     parser.add_argument("--shard", default="0/1",
                         help="I/N: run the I-th of N shards of every study and make no table; a last run without "
                              "--shard makes it")
@@ -57,6 +62,6 @@ def run(args) -> None:
     store.Store(root).check_writable()
     table = benchmark(root, args.models, args.methods, tuple(args.seeds), args.families, args.window_sizes,
                       args.concepts, args.device, args.batch_size, not args.no_progress, rule_of(args), shard,
-                      num_shards)
+                      num_shards, args.scorer)
     if table is not None:
         print(render(table))

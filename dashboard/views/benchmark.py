@@ -21,9 +21,11 @@ rows = display_rows(mine)
 common.table(rows, "benchmark_rows")
 downloads.table(mine, "localization-benchmark", "benchmark_csv")
 seeds = mine["seeds"][0].as_py()
+scorer = mine["scorer"][0].as_py() if "scorer" in mine.column_names else None
 st.caption(f"Per (model, method, family): whether each concept's named layers equal the plan's, with the Wilson "
            f"interval of the exact-hit rate over the family's concepts, and the mean precision and recall over layers "
-           f"with bootstrap intervals (level {mine['level'][0].as_py():g}; seeds {', '.join(map(str, seeds))}). "
+           f"with bootstrap intervals (level {mine['level'][0].as_py():g}; seeds {', '.join(map(str, seeds))}; images "
+           f"scored by {common.code(scorer) if scorer else 'a scorer this run did not record'}). "
            "LocoGen names its minimal localizing window (none when no window localizes); causal tracing and attention "
            "contribution name their top-k sites, k the plan's size. A hit rate is an upper bound on a method's "
            "accuracy on a real model, not an estimate of it (docs/method.md §9).")
