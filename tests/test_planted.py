@@ -150,10 +150,10 @@ def test_layers_shows_the_plan(capsys):
 
     assert main(["layers", "--model", "toyworld-planted-a", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["plan"] == {"color": [3], "objects": [7, 8], "style": [12], "facts": [14]}
-    assert [row["planted"] for row in shown["layers"][6:9]] == [[], ["objects"], ["objects"]]
+    assert shown["plan"] == {"color": [3], "objects": [7, 8], "style": [12], "facts": [5, 6]}
+    assert [row["planted"] for row in shown["layers"][6:10]] == [["facts"], ["objects"], ["objects"], []]
     assert main(["layers", "--model", "toyworld-planted-b"]) == 0
-    assert "planted: color -> 10, 11; objects -> 4; style -> 14; facts -> 1, 2" in capsys.readouterr().out
+    assert "planted: color -> 9; objects -> 4; style -> 10, 11; facts -> 1, 2" in capsys.readouterr().out
     assert main(["layers", "--model", "toyworld-random"]) == 0
     assert "planted: nothing (random weights" in capsys.readouterr().out
 

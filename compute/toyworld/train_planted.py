@@ -43,8 +43,8 @@ FIELDS = {"color": "colour", "objects": "shape", "style": "background", "facts":
 LAYERS = 16
 # The shipped plans: different layers, resolutions and window sizes (1-2).
 PLANS = {
-    "a": {"color": [3], "objects": [7, 8], "style": [12], "facts": [14]},
-    "b": {"color": [10, 11], "objects": [4], "style": [14], "facts": [1, 2]},
+    "a": {"color": [3], "objects": [7, 8], "style": [12], "facts": [5, 6]},
+    "b": {"color": [9], "objects": [4], "style": [10, 11], "facts": [1, 2]},
     "control": {"color": [], "objects": [], "style": [], "facts": []},  # every family readable everywhere
 }
 SPREAD = 0.5  # an everywhere-readable family's chance of reaching each layer in a training sample
