@@ -185,8 +185,9 @@ def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
     rows = {r["family"]: r for r in table.to_pylist()}
     assert set(rows) == {"color", "style"} and rows["color"]["planted"] == [3] and rows["style"]["planted"] == [12]
     assert any(r["exact_hits"] == r["concepts"] == 2 for r in rows.values()), rows
-    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits FROM localization_benchmark ORDER BY family")
-    assert stored.fetchall() == [(f, rows[f]["exact_hits"]) for f in ("color", "style")]
+    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits, scorer FROM localization_benchmark ORDER BY "
+                                           "family")
+    assert stored.fetchall() == [(f, rows[f]["exact_hits"], "toyworld-detect") for f in ("color", "style")]
 
 
 @pytest.mark.slow
