@@ -199,3 +199,35 @@ def test_on_the_random_weight_control_locogen_finds_nothing_measurable(tmp_path)
                       families=("style",), window_sizes=(1,), concepts=1, device="cpu", log=lambda _: None)
     (row,) = table.to_pylist()
     assert (row["unmeasurable"], row["concepts"], row["planted"]) == (1, 1, [])
+
+
+def test_the_confinement_check_swaps_the_family_in_and_out_of_its_plan():
+    from locolab.compute.toyworld.evaluate import condition_case, family_pairs
+
+    pairs = family_pairs("color")
+    assert len(pairs) == 64 and pairs[0] == ("a red circle on plain", "a circle on plain", ("circle", "red", "plain"))
+    assert family_pairs("style")[0][:2] == ("a red circle on plain", "a red circle")
+    assert family_pairs("facts")[0] == ("the sun", "an object", ("circle", "yellow", "plain"))
+    full, cut = "a red circle on plain", "a circle on plain"
+    without, only = (condition_case(c, full, cut, 3, (7, 8)) for c in ("without_plan", "plan_only"))
+    # Without the plan: every layer but 7 and 8 reads the colour; plan only: just 7 and 8 do.
+    assert (without.prompt, without.swapped, without.target) == (full, (7, 8), cut)
+    assert (only.prompt, only.swapped, only.target) == (cut, (7, 8), full)
+    assert condition_case("nowhere", full, cut, 3, (7, 8)).swapped == ()
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # the slow tier: make test-heavy
+def test_model_a_draws_backgrounds_only_through_layer_12():
+    """The construction's own check on the planted background of model a, read by the exact detectors on every
+    combination: without layer 12's text the background is drawn as often as with no background word at all (the
+    four backgrounds' prior, a quarter), with only layer 12's text as often as with it everywhere."""
+    from locolab.compute.models.loading import load_model
+    from locolab.compute.settings import Settings
+    from locolab.compute.toyworld.evaluate import confinement
+
+    model = load_model("toyworld-planted-a", device="cpu")
+    found = confinement(model, {"style": [12]}, (0,), Settings.defaults(model.spec))["style"]
+    assert found["images"] == 64 and found["everywhere"] >= 0.95 and found["plan_only"] >= 0.95
+    assert abs(found["nowhere"] - 0.25) <= 0.1 and found["without_plan"] <= found["nowhere"] + 0.1
+    assert found["confined"] and found["sufficient"]

@@ -17,10 +17,16 @@ from locolab.compute.scoring import load_scorer
 from locolab.compute.settings import Settings
 from locolab.compute.toyworld import detect, world
 from locolab.compute.toyworld.common import CLIP_DIR
+from locolab.compute.toyworld.train_planted import plan_for
 
 GATES = {"colour": 0.90, "background": 0.80, "shape": 0.60}
 # A planted toy world (train_planted.py) is gated on what the exact pixel detectors read, combinations and entities.
 PLANTED_GATES = {"colour": 0.95, "background": 0.95, "shape": 0.95}
+# A planted family is confined to its plan when, with the plan's layers reading the prompt without its words, it is
+# drawn at most this much more often than with its words nowhere.
+CONFINED_MARGIN = 0.10
+ATTRIBUTES = ("shape", "colour", "background")  # a combination's parts, in order
+FAMILY_PART = {"objects": 0, "color": 1, "style": 2}  # a combination family -> the part it names
 
 
 def combination_prompt(shape: str, colour: str, background: str) -> str:
@@ -48,6 +54,58 @@ def score_images(scorer, images: np.ndarray, truths: list[tuple[str, str, str]])
             "clip_background": [b == t[2] for b, t in zip(backgrounds, truths)]}
 
 
+def family_pairs(family: str) -> list[tuple[str, str, tuple[str, str, str]]]:
+    """(prompt, the prompt without the family's words, the look it asks for) for every combination, or every entity
+    (``facts``, whose attribute-free prompt is "an object")."""
+    if family == "facts":
+        return [(name, world.describe(None, None, None), look) for name, look in world.ENTITIES.items()]
+    part = FAMILY_PART[family]
+    return [(combination_prompt(*c), world.describe(*(None if i == part else v for i, v in enumerate(c))), c)
+            for c in world.all_combinations()]
+
+
+CONDITIONS = ("everywhere", "nowhere", "without_plan", "plan_only")
+
+
+def condition_case(condition: str, full: str, cut: str, seed: int, plan: tuple[int, ...]) -> Case:
+    """The image of ``confinement``'s ``condition``: which layers read the family's words (``full``), which the
+    prompt without them (``cut``)."""
+    if condition == "everywhere":
+        return Case(full, seed)
+    if condition == "nowhere":
+        return Case(cut, seed)
+    if condition == "without_plan":
+        return Case(full, seed, sites=plan, target=cut)
+    return Case(cut, seed, sites=plan, target=full)
+
+
+def confinement(model, plan: dict[str, list[int]], seeds: tuple[int, ...], settings: Settings,
+                batch_size: int = 64) -> dict[str, dict]:
+    """Whether each planted family enters only through its plan's layers, the construction's own check (a
+    localization method is then judged against a fact, not a hope). Per family, the rate at which the exact detectors
+    read its value (every part of an entity's look) with its words read by every layer (``everywhere``), by none
+    (``nowhere``: the model's prior), by every layer but the plan's (``without_plan``: near ``nowhere`` when the
+    plan's layers are necessary) and by the plan's layers only (``plan_only``: near ``everywhere`` when they
+    suffice)."""
+    out = {}
+    for family, layers in plan.items():
+        if not layers:
+            continue
+        pairs = family_pairs(family)
+        parts = range(3) if family == "facts" else (FAMILY_PART[family],)
+        rates = {}
+        for name in CONDITIONS:
+            cases = [condition_case(name, full, cut, seed, tuple(layers)) for full, cut, _ in pairs for seed in seeds]
+            read = detect.read_images(np.concatenate(list(generate(model, cases, settings, batch_size))))
+            looks = [look for _, _, look in pairs for _ in seeds]
+            rates[name] = float(np.mean([all(r[ATTRIBUTES[i]] == look[i] for i in parts)
+                                         for r, look in zip(read, looks)]))
+        out[family] = {"layers": list(layers), "images": len(pairs) * len(seeds), **rates,
+                       "confined": rates["without_plan"] <= rates["nowhere"] + CONFINED_MARGIN,
+                       "sufficient": rates["plan_only"] >= min(PLANTED_GATES.values())}
+    return out
+
+
 def evaluate(model_name: str = "toyworld", seeds: tuple[int, ...] = (0, 1, 2, 3), steps: int | None = None,
              guidance: float | None = None, batch_size: int = 64, grid_path: str | None = None) -> dict:
     """Measure the gates; returns accuracies (fractions) per attribute, for combinations and for entities."""
@@ -65,9 +123,17 @@ def evaluate(model_name: str = "toyworld", seeds: tuple[int, ...] = (0, 1, 2, 3)
     result = {"model": model_name, "steps": settings.steps, "guidance": settings.guidance, "seeds": list(seeds),
               "images": len(cases), "combinations": {k: float(np.mean(v[:n])) for k, v in right.items()},
               "entities": {k: float(np.mean(v[n:])) for k, v in right.items()}}
-    if resolve(model_name).unet:
+    spec = resolve(model_name)
+    if spec.unet:
         result["gates"] = {f"{part} {k}": result[part][k] >= g for part in ("combinations", "entities")
                            for k, g in PLANTED_GATES.items()}
+        # Two seeds for the combinations (128 images per family and condition), every seed for the four entities.
+        plan = plan_for(spec) or {}
+        result["confinement"] = {
+            **confinement(model, {f: v for f, v in plan.items() if f != "facts"}, seeds[:2], settings, batch_size),
+            **confinement(model, {f: v for f, v in plan.items() if f == "facts"}, seeds, settings, batch_size)}
+        result["gates"].update({f"{family} {check}": value[check] for family, value in result["confinement"].items()
+                                for check in ("confined", "sufficient")})
     else:
         result["gates"] = {k: result["combinations"][k] >= g for k, g in GATES.items()}
     result["seconds"] = round(time.perf_counter() - began, 1)
