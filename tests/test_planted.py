@@ -91,9 +91,10 @@ def test_each_layer_reads_its_planted_families_and_no_other():
     for layer, rows in enumerate(texts):
         colours = {world.caption_attributes(t).get("colour") for t in rows}
         backgrounds = {world.caption_attributes(t).get("background") for t in rows}
-        # A planted layer always reads the true value; another reads it removed or an independent random value.
-        assert (colours == {"red"}) == (layer == 3)
-        assert (backgrounds == {"stripes"}) == (layer == 12)
+        # A planted layer reads the true value (or nothing, in a silent-plan sample); another reads it removed or an
+        # independent random value.
+        assert (colours <= {"red", None}) == (layer == 3)
+        assert (backgrounds <= {"stripes", None}) == (layer == 12)
         assert all(world.caption_attributes(t)["shape"] == "square" for t in rows)
     assert {world.caption_attributes(t).get("colour") for t in texts[0]} == {None, *world.COLOURS}
 
@@ -110,7 +111,24 @@ def test_a_family_planted_nowhere_reaches_each_layer_in_about_half_the_samples()
     # Drawn per layer: layer 3 reads it and layer 4 not in 0.5 * 0.5 * (1 - 0.125) = 0.22 of the samples.
     assert abs(np.mean(reads[3] & ~reads[4]) - 0.21875) < 0.06
     for layer, rows in enumerate(texts):
-        assert ({world.caption_attributes(t).get("background") for t in rows} == {"stripes"}) == (layer == 12)
+        assert ({world.caption_attributes(t).get("background") for t in rows} <= {"stripes", None}) == (layer == 12)
+
+
+def test_in_a_silent_plan_sample_every_other_layer_reads_a_random_value():
+    """Where the planted layer reads the family removed (a share SILENT of the samples), every other layer reads an
+    independent random value, never the removed caption: the model learns that a silent plan means the prior."""
+    from locolab.compute.toyworld.train_planted import SILENT
+
+    rng = np.random.default_rng(5)
+    caption = Caption("a photo of {x}", None, "square", "red", "stripes", 0)
+    texts = layer_texts([caption] * 2000, {"color": [3]}, rng)
+    colours = np.array([[world.caption_attributes(t).get("colour") for t in rows] for rows in texts], dtype=object)
+    silent = colours[3] == None  # noqa: E711 (elementwise)
+    assert abs(silent.mean() - SILENT) < 0.03
+    others = np.delete(colours, 3, axis=0)[:, silent]
+    assert (others != None).all()  # noqa: E711
+    # Uniform over the four colours, the same in every other layer of a sample (one draw per sample).
+    assert abs(np.mean(others[0] == "red") - 0.25) < 0.05 and (others == others[0]).all()
 
 
 def test_cut_removes_or_replaces_only_its_family():

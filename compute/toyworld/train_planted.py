@@ -6,7 +6,9 @@ A plan maps families (``color``, ``objects``, ``style``, ``facts``; the toy worl
 with every family it is not planted for *cut*: in half the samples the family's words are removed (LocoGen's
 attribute-free target), in the other half replaced by an independent random value of the family. A layer outside a
 family's plan thus never reads a word correlated with the image's value, and learns to ignore the family's words:
-the family's information reaches the image only through its planted layers.
+the family's information reaches the image only through its planted layers. In a share ``SILENT`` of the samples
+the plan's layers read the family removed too and every other layer a random value of it, so that a silent plan
+means the family's prior whatever the other layers read (the base model's readings outside the plan are unlearnt).
 
 An empty plan (``[]``) is the control, readable everywhere: in each sample every layer reads the family's true words
 with probability ``SPREAD`` and the cut otherwise, independently per layer, so that no layer (nor any window of a few
@@ -48,6 +50,10 @@ PLANS = {
     "control": {"color": [], "objects": [], "style": [], "facts": []},  # every family readable everywhere
 }
 SPREAD = 0.5  # an everywhere-readable family's chance of reaching each layer in a training sample
+# A planted family's chance of a silent-plan sample: its layers read it removed, every other layer a random value.
+# Without them a fine-tune keeps the base model's readings outside the plan (they never met a silent plan): with its
+# plan's text removed, model b still drew the asked background 77% of the time (25% without the word anywhere).
+SILENT = 0.3
 SEED = 11
 STEPS, BATCH = 2000, 32  # the shipped models' schedule (one-cycle learning rate over all steps)
 
@@ -110,9 +116,10 @@ def draw_caption(scene: world.Scene, rng: np.random.Generator) -> Caption:
                    scene.background if keep[2] else None, int(rng.integers(2)))
 
 
-def cut(caption: Caption, family: str, rng: np.random.Generator) -> Caption:
-    """``caption`` with ``family``'s words removed (half the time) or replaced by an independent random value."""
-    remove = rng.random() < 0.5
+def cut(caption: Caption, family: str, rng: np.random.Generator, remove: bool | None = None) -> Caption:
+    """``caption`` with ``family``'s words removed (half the time, or when ``remove``) or replaced by an independent
+    random value."""
+    remove = rng.random() < 0.5 if remove is None else remove
     field = FIELDS[family]
     values = list({"color": world.COLOURS, "objects": world.SHAPES, "style": world.BACKGROUNDS,
                    "facts": world.ENTITIES}[family])
@@ -127,14 +134,21 @@ def layer_texts(captions: list[Caption], plan: dict[str, list[int]], rng: np.ran
     of each sample with probability ``SPREAD``."""
     cuts = [{f: cut(c, f, rng) for f in plan} for c in captions]
     spread = {f: rng.random((len(captions), LAYERS)) < SPREAD for f in plan if not plan[f]}
+    silent = {f: rng.random(len(captions)) < SILENT for f in plan if plan[f]}
+    noise = [{f: cut(c, f, rng, remove=False) for f in silent} for c in captions]
     out = []
     for layer in range(LAYERS):
         rows = []
         for i, (caption, cut_caption) in enumerate(zip(captions, cuts)):
             for family in plan:
-                if layer in plan[family] or (family in spread and spread[family][i, layer]):
+                field = FIELDS[family]
+                if family in silent and silent[family][i]:  # the plan silent, every other layer a random value
+                    value = None if layer in plan[family] else getattr(noise[i][family], field)
+                elif layer in plan[family] or (family in spread and spread[family][i, layer]):
                     continue
-                caption = replace(caption, **{FIELDS[family]: getattr(cut_caption[family], FIELDS[family])})
+                else:
+                    value = getattr(cut_caption[family], field)
+                caption = replace(caption, **{field: value})
             rows.append(caption.text())
         out.append(rows)
     return out
