@@ -49,9 +49,10 @@ def fresh_server(tmp_path):
 
 
 def type_into(driver, label: str, text: str, commit=Keys.ENTER) -> None:
-    """Replace the text of the input or text area labelled ``label`` and commit it."""
-    box = driver.find_element(By.XPATH, f"//label[.//p[text()='{label}']]/following::*[self::input or "
-                                        "self::textarea][1]")
+    """Replace the text of the input or text area labelled ``label`` and commit it (waiting for the box: under load
+    the previous commit's rerun may still be redrawing the form)."""
+    box = WebDriverWait(driver, 30).until(seen.presence_of_element_located(
+        (By.XPATH, f"//label[.//p[text()='{label}']]/following::*[self::input or self::textarea][1]")))
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)
     box.send_keys(text)
