@@ -31,7 +31,7 @@ test: setup
 test-heavy: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m "heavy and not gpu" tests
 
-# The inner loop: unit tests only (no subprocess end-to-end runs, no browser), 39 s on 2 idle cores.
+# The inner loop: unit tests only (no subprocess end-to-end runs, no browser), 37 s on 2 idle cores.
 test-fast: setup
 	$(PY) -m pytest -q -n 2 -m "not slow and not browser and not gpu" tests
 
