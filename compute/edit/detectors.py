@@ -88,12 +88,17 @@ def shape_overlaps(images: np.ndarray) -> np.ndarray:
     return np.stack([iou[:, shapes == index].max(1) for index in range(len(world.SHAPES))], 1)
 
 
-def _toy_shape(images: np.ndarray) -> np.ndarray:
+def shape_labels(images: np.ndarray) -> list[str]:
+    """The shape each image in [0, 1] shows (its best-overlapping templates'), or ``NONE`` under ``MIN_SHAPE_PIXELS``
+    coloured pixels."""
     pixels = _pixels(images)
     coloured = ((pixels.max(-1) - pixels.min(-1)) > 60).reshape(len(pixels), -1).sum(1)
     best = np.argmax(shape_overlaps(images), -1)
-    return _one_hot([world.SHAPES[i] if count >= MIN_SHAPE_PIXELS else NONE for i, count in zip(best, coloured)],
-                    (*world.SHAPES, NONE))
+    return [world.SHAPES[i] if count >= MIN_SHAPE_PIXELS else NONE for i, count in zip(best, coloured)]
+
+
+def _toy_shape(images: np.ndarray) -> np.ndarray:
+    return _one_hot(shape_labels(images), (*world.SHAPES, NONE))
 
 
 def toyworld_detectors() -> list[Detector]:

@@ -1,48 +1,24 @@
 """Exact detectors for the toy world: colour and background from pixels (``world.check_image``), shape by the best
-overlap of the saturated pixels with every shape mask the world can draw; and ``DetectorScorer``, a scorer that gives
-1 when an image shows every attribute its text names and 0 otherwise (a per-image detection, so a swept concept's
-mean score is its detection rate). The planted toy worlds' benchmark measures with it: a localization method is then
-judged against a measurement with no error of its own, not against the mini-CLIP's.
+overlap of the saturated pixels with every shape mask the world can draw (the edit battery's detectors, reused);
+and ``DetectorScorer``, a scorer that gives 1 when an image shows every attribute its text names and 0 otherwise (a
+per-image detection, so a swept concept's mean score is its detection rate). The planted toy worlds' benchmark
+measures with it: a localization method is then judged against a measurement with no error of its own, not against
+the mini-CLIP's.
 """
-
-from functools import cache
 
 import numpy as np
 
+from locolab.compute.edit.detectors import NONE, shape_labels
 from locolab.compute.toyworld import world
 from locolab.contract.errors import UserError
 
 DETECTOR_SCORER = "toyworld-detect"
-SATURATED = 60  # a pixel's channel spread above this is the shape's (``world.check_image``'s rule)
-
-
-@cache
-def _masks() -> tuple[np.ndarray, np.ndarray]:
-    """Every shape mask at every place and size ``world.sample_scene`` draws: (K, SIZE*SIZE) floats, the shape of
-    each row."""
-    rows, shapes = [], []
-    centres = range(world.SIZE // 2 - 4, world.SIZE // 2 + 5)
-    for shape_index, shape in enumerate(world.SHAPES):
-        for cx in centres:
-            for cy in centres:
-                for radius in range(7, 11):
-                    rows.append(world.shape_mask(shape, cx, cy, radius).ravel())
-                    shapes.append(shape_index)
-    return np.asarray(rows, np.float32), np.asarray(shapes)
 
 
 def read_shapes(images: np.ndarray) -> list[str | None]:
-    """The shape each (SIZE, SIZE, 3) image shows: the one whose best-placed mask has the highest intersection over
-    union with the saturated pixels (None under 8 such pixels)."""
-    pixels = np.asarray(images, np.float32)
-    if pixels.max(initial=0) <= 1.0:
-        pixels = pixels * 255.0
-    saturated = ((pixels.max(-1) - pixels.min(-1)) > SATURATED).reshape(len(pixels), -1).astype(np.float32)
-    masks, shapes = _masks()
-    intersection = saturated @ masks.T
-    union = saturated.sum(1, keepdims=True) + masks.sum(1)[None] - intersection
-    best = (intersection / union).argmax(1)
-    return [world.SHAPES[shapes[b]] if n >= 8 else None for b, n in zip(best, saturated.sum(1))]
+    """The shape each (SIZE, SIZE, 3) image in [0, 1] shows, as the edit battery's shape detector reads it
+    (``edit.detectors.shape_labels``: the best-overlapping shape template); None when too few pixels are coloured."""
+    return [None if label == NONE else label for label in shape_labels(images)]
 
 
 def read_images(images: np.ndarray) -> list[dict[str, str | None]]:
