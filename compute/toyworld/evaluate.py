@@ -87,7 +87,8 @@ def confinement(model, plan: dict[str, list[int]], seeds: tuple[int, ...], setti
     (``nowhere``: the model's prior), by every layer but the plan's (``without_plan``: near ``nowhere`` when the
     plan's layers are necessary) and by the plan's layers only (``plan_only``: near ``everywhere`` when they
     suffice)."""
-    out = {}
+    out, made = {}, {}  # made: the detectors' reading of each case list generated (the combination families share
+    # their ``everywhere`` images)
     for family, layers in plan.items():
         if not layers:
             continue
@@ -95,8 +96,11 @@ def confinement(model, plan: dict[str, list[int]], seeds: tuple[int, ...], setti
         parts = range(3) if family == "facts" else (FAMILY_PART[family],)
         rates = {}
         for name in CONDITIONS:
-            cases = [condition_case(name, full, cut, seed, tuple(layers)) for full, cut, _ in pairs for seed in seeds]
-            read = detect.read_images(np.concatenate(list(generate(model, cases, settings, batch_size))))
+            cases = tuple(condition_case(name, full, cut, seed, tuple(layers)) for full, cut, _ in pairs
+                          for seed in seeds)
+            if cases not in made:
+                made[cases] = detect.read_images(np.concatenate(list(generate(model, cases, settings, batch_size))))
+            read = made[cases]
             looks = [look for _, _, look in pairs for _ in seeds]
             rates[name] = float(np.mean([all(r[ATTRIBUTES[i]] == look[i] for i in parts)
                                          for r, look in zip(read, looks)]))
