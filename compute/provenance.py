@@ -1,8 +1,13 @@
-"""Where a result came from: library versions and the code's git commit."""
+"""Where a result came from: library versions, the code's git commit and the embedded model's weights."""
 
+import hashlib
 import os
 import platform
 import subprocess
+from pathlib import Path
+
+from locolab.compute.paths import PACKAGE_DIR
+from locolab.contract.catalog.registry import RANDOM_UNET, ModelSpec
 
 
 def versions() -> dict:
@@ -23,3 +28,20 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def fingerprint(folders: list[str | os.PathLike]) -> str:
+    """A short hash of the safetensors files under ``folders`` (their paths relative to the folder, and bytes)."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*.safetensors")):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(spec: ModelSpec) -> str | None:
+    """The fingerprint of an embedded model's weights (its pipeline folder and its own UNet folder), which a retrain
+    changes while the model's name stays; None for a hub or code-built model (its name or revision says it)."""
+    folders = [PACKAGE_DIR / part for part in (spec.path, spec.unet) if part and part != RANDOM_UNET]
+    return fingerprint(folders) if folders else None

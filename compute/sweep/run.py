@@ -30,10 +30,11 @@ from locolab.compute.grid import to_pil
 from locolab.compute.models.layers import resolution_at
 from locolab.compute.models.loading import Model
 from locolab.compute.plan import PlannedCase, Unit
-from locolab.compute.provenance import git_commit, versions
+from locolab.compute.provenance import git_commit, versions, weights_fingerprint
 from locolab.compute.settings import Settings
 from locolab.compute.sweep.config import SweepConfig
 from locolab.contract import store
+from locolab.contract.errors import UserError
 from locolab.contract.names import CROSS_ATTENTION, LOCOGEN
 
 # Generates a batch of planned cases: (N, H, W, 3) float images in [0, 1], in order.
@@ -209,6 +210,18 @@ def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, s
         part=f"{config.run_id}-{shard}of{num_shards}", root=root)
 
 
+def check_weights(config: SweepConfig, root: str, weights: str) -> None:
+    """Refuse to resume run ``config.run_id`` in ``root`` when an earlier shard or run recorded other weights of its
+    model (a retrained embedded model keeps its name, so the run id cannot tell)."""
+    con = store.Store(root).connect()
+    recorded = {w for (w,) in con.execute("SELECT DISTINCT json_extract_string(config_json, '$.weights') FROM runs "
+                                          "WHERE run_id = ?", [config.run_id]).fetchall() if w is not None}
+    if recorded - {weights}:
+        raise UserError(f"run {config.run_id} in {root} was made with other weights of {config.model} "
+                        f"({', '.join(sorted(recorded))}, now {weights}): its finished units would be resumed as this "
+                        "model's; use a fresh artifact root (--artifacts)")
+
+
 def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None,
                  settings: Settings | None = None) -> None:
     """Write the run's ``layers`` rows: ``rows`` (dicts with a ``component``), else the cross-attention layers. With
@@ -306,6 +319,10 @@ def run_study(config: SweepConfig, model: Model, units: list[Unit], settings: Se
     began = time.perf_counter() if began is None else began
     created = datetime.now(UTC)
     details = {"noise": NOISE_SOURCE, **(details or {})}
+    weights = weights_fingerprint(model.spec)
+    if weights:
+        check_weights(config, root, weights)
+        details["weights"] = weights
     scorers = [load_scorer(name, device=model.device) for name in config.scorers]
     batch_size = batch_size or auto_batch_size(model, settings)
     load_s = time.perf_counter() - began
