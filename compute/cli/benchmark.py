@@ -25,6 +25,7 @@ def _sizes(text: str) -> list[int]:
 
 def add_parser(subparsers) -> None:
     from locolab.compute.benchmark import METHODS, PLANTED_MODELS, SEEDS
+    from locolab.compute.scoring import EMBEDDED_SCORERS
     from locolab.compute.toyworld.detect import DETECTOR_SCORER
 
     parser = subparsers.add_parser("benchmark-localization",
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--window-sizes", type=_sizes, help="LocoGen's window sizes (default the config's, 1,2)")
     parser.add_argument("--concepts", type=bounds.POSITIVE_COUNT.parse,
                         help="only the first N concepts of each family (default: all)")
-    parser.add_argument("--scorer", default=DETECTOR_SCORER, choices=(DETECTOR_SCORER, "toyworld-clip"),
+    parser.add_argument("--scorer", default=DETECTOR_SCORER, choices=(DETECTOR_SCORER, *EMBEDDED_SCORERS),
                         help=f"what scores the images (default {DETECTOR_SCORER}: the toy world's exact detectors; "
                              "toyworld-clip: the mini-CLIP, to see what an imperfect scorer costs)")
     parser.add_argument("--shard", default="0/1",
