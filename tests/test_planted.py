@@ -142,6 +142,19 @@ def test_cut_removes_or_replaces_only_its_family():
     assert cut(unstated, "color", rng) == unstated
 
 
+def test_a_fine_tune_that_plants_entities_sees_them_at_its_own_rate():
+    """Entity scenes are PLANTED_ENTITY_RATE of a planting fine-tune's data, the toy world's 15% elsewhere (binomial
+    sd over 4,000 scenes: 0.007); the other scenes keep uniform attributes."""
+    from locolab.compute.toyworld.common import scenes
+    from locolab.compute.toyworld.train_planted import PLANTED_ENTITY_RATE
+
+    planted, base = scenes(7_000_000, 4000, PLANTED_ENTITY_RATE), scenes(7_000_000, 4000)
+    assert abs(np.mean([s.entity is not None for s in planted]) - PLANTED_ENTITY_RATE) < 0.03
+    assert abs(np.mean([s.entity is not None for s in base]) - world.ENTITY_RATE) < 0.03
+    colours = [s.colour for s in planted if s.entity is None]
+    assert all(abs(colours.count(c) / len(colours) - 0.25) < 0.03 for c in world.COLOURS)
+
+
 def test_drawn_captions_are_true_of_their_scene():
     rng = np.random.default_rng(2)
     for seed in range(200):
@@ -171,7 +184,7 @@ def test_layers_shows_the_plan(capsys):
     assert shown["plan"] == {"color": [3], "objects": [7, 8], "style": [12], "facts": [5, 6]}
     assert [row["planted"] for row in shown["layers"][6:10]] == [["facts"], ["objects"], ["objects"], []]
     assert main(["layers", "--model", "toyworld-planted-b"]) == 0
-    assert "planted: color -> 9; objects -> 4; style -> 10, 11; facts -> 1, 2" in capsys.readouterr().out
+    assert "planted: color -> 3; objects -> 4; style -> 10, 11; facts -> 1, 2" in capsys.readouterr().out
     assert main(["layers", "--model", "toyworld-random"]) == 0
     assert "planted: nothing (random weights" in capsys.readouterr().out
 

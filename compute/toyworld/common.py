@@ -17,9 +17,9 @@ PIPELINE_DIR = PACKAGE_DIR / "checkpoints" / "toyworld"
 CLIP_DIR = PACKAGE_DIR / "checkpoints" / "toyworld-clip"
 
 
-def scenes(first_seed: int, count: int) -> list[world.Scene]:
-    """The scenes of seeds first_seed .. first_seed + count - 1."""
-    return [world.sample_scene(seed) for seed in range(first_seed, first_seed + count)]
+def scenes(first_seed: int, count: int, entity_rate: float = world.ENTITY_RATE) -> list[world.Scene]:
+    """The scenes of seeds first_seed .. first_seed + count - 1 (a share ``entity_rate`` of them entities)."""
+    return [world.sample_scene(seed, entity_rate) for seed in range(first_seed, first_seed + count)]
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -77,7 +77,10 @@ def render(scene: Scene) -> np.ndarray:
     return image
 
 
-def sample_scene(seed: int, entity_rate: float = 0.15) -> Scene:
+ENTITY_RATE = 0.15  # the share of scenes drawn as an entity
+
+
+def sample_scene(seed: int, entity_rate: float = ENTITY_RATE) -> Scene:
     """A random scene, a pure function of ``seed``: uniform attributes (or an entity), jittered place and size."""
     rng = np.random.default_rng(seed)
     cx, cy = (int(v) for v in rng.integers(SIZE // 2 - 4, SIZE // 2 + 5, size=2))
