@@ -11,13 +11,17 @@ shown by the dashboard). What each method names per concept:
 - attention contribution: the k sites of highest contribution (``contract.summaries.contribution_map``);
 
 with k the number of planted layers of the family (1 for an empty plan): the top-k methods are told the answer's
-size, LocoGen is not. Images are scored by the toy world's exact detectors (``toyworld-detect``) unless another
-scorer is named, so a miss is the method's and not the measurement's. The table (``contract.planted.hit_rates``) is
-written to the root's ``localization_benchmark`` table, one part per benchmark run.
+size, LocoGen is not. So that LocoGen can be compared on their terms too, its run also gives the rows of
+``locogen-top-k``: per concept the window of k layers with the largest normalized drop, significant or not (nothing
+for a concept that is not measurable). Images are scored by the toy world's exact detectors (``toyworld-detect``)
+unless another scorer is named, so a miss is the method's and not the measurement's. The table
+(``contract.planted.hit_rates``) is written to the root's ``localization_benchmark`` table, one part per benchmark
+run.
 """
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -34,6 +38,7 @@ from locolab.contract.errors import UserError
 
 CONFIG = "toyworld-planted"
 METHODS = ("locogen", "trace", "contribution")
+TOLD_K = "locogen-top-k"  # LocoGen's strongest window of the plan's size, from the LocoGen run (no run of its own)
 # The planted toy worlds and the two controls: every family readable everywhere (LocoGen should name no layer), and
 # random weights (nothing drawn: LocoGen should find every concept not measurable).
 PLANTED_MODELS = ("toyworld-planted-a", "toyworld-planted-b", "toyworld-planted-control", "toyworld-random")
@@ -92,6 +97,24 @@ def named_layers(method: str, con, run_id: str, plan: dict, rule: summaries.Rule
             for (f, c), rows in groups.items()]
 
 
+def strongest_windows(rows: list[dict], plan: dict) -> list[dict]:
+    """Per (family, concept) of LocoGen's window estimates (``summaries.window_estimates`` rows): the window of k
+    layers (k the family's planted count, 1 for an empty plan) with the largest normalized drop (ties: the earlier
+    window); none named when the concept is not measurable. Families without a window of k layers are left out."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        k = len(plan.get(r["family"], [])) or 1
+        if r["window_size"] != k:
+            continue
+        key, drop = (r["family"], r["concept"]), r["normalized_drop"]
+        drop = -math.inf if drop is None or math.isnan(drop) else drop
+        if key not in best or (drop, -r["window_start"]) > best[key][0]:
+            best[key] = ((drop, -r["window_start"]), r)
+    return [{"family": f, "concept": c, "measurable": r["measurable"],
+             "layers": list(range(r["window_start"], r["window_start"] + r["window_size"])) if r["measurable"] else []}
+            for (f, c), (_, r) in best.items()]
+
+
 def benchmark_id(*settings) -> str:
     """A short hash of the settings (a rerun with the same settings replaces its part)."""
     text = json.dumps([list(s) if isinstance(s, (list, tuple)) else s for s in settings])
@@ -128,6 +151,9 @@ def benchmark(root: str, models=PLANTED_MODELS, methods=METHODS, seeds=SEEDS, fa
             con = store.Store(root).connect()
             rows = named_layers(method, con, spec.run_id, plans[name], rule)
             named += [{"model": name, "method": method, **r} for r in rows]
+            if method == "locogen":
+                estimates = summaries.window_estimates(con, [spec.run_id], rule).to_pylist()
+                named += [{"model": name, "method": TOLD_K, **r} for r in strongest_windows(estimates, plans[name])]
             log(f"{name} {method}: {len(rows)} concepts in {time.perf_counter() - began:.0f} s (run {spec.run_id})")
     if num_shards > 1:
         return None

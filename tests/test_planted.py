@@ -213,11 +213,14 @@ def test_locogen_recovers_a_planted_family_on_the_reduced_benchmark(tmp_path):
     table = benchmark(str(tmp_path), models=("toyworld-planted-a",), methods=("locogen",), seeds=(0, 1),
                       families=("color", "style"), window_sizes=(1,), concepts=2, device="cpu", log=lambda _: None)
 
-    rows = {r["family"]: r for r in table.to_pylist()}
+    rows = {r["family"]: r for r in table.to_pylist() if r["method"] == "locogen"}
     assert set(rows) == {"color", "style"} and rows["color"]["planted"] == [3] and rows["style"]["planted"] == [12]
     assert any(r["exact_hits"] == r["concepts"] == 2 for r in rows.values()), rows
-    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits, scorer FROM localization_benchmark ORDER BY "
-                                           "family")
+    told = {r["family"]: r for r in table.to_pylist() if r["method"] == "locogen-top-k"}
+    assert set(told) == {"color", "style"}  # the strongest window is at least as often right as the verdict
+    assert all(told[f]["exact_hits"] >= rows[f]["exact_hits"] for f in rows), told
+    stored = Store(tmp_path).connect().sql("SELECT family, exact_hits, scorer FROM localization_benchmark WHERE "
+                                           "method = 'locogen' ORDER BY family")
     assert stored.fetchall() == [(f, rows[f]["exact_hits"], "toyworld-detect") for f in ("color", "style")]
 
 
@@ -228,8 +231,9 @@ def test_on_the_random_weight_control_locogen_finds_nothing_measurable(tmp_path)
 
     table = benchmark(str(tmp_path), models=("toyworld-random",), methods=("locogen",), seeds=(0, 1),
                       families=("style",), window_sizes=(1,), concepts=1, device="cpu", log=lambda _: None)
-    (row,) = table.to_pylist()
-    assert (row["unmeasurable"], row["concepts"], row["planted"]) == (1, 1, [])
+    verdict, told = table.to_pylist()  # LocoGen's verdict and its strongest window: neither names a layer
+    assert [(r["method"], r["unmeasurable"], r["concepts"], r["planted"]) for r in (verdict, told)] == [
+        ("locogen", 1, 1, []), ("locogen-top-k", 1, 1, [])]
 
 
 def test_the_confinement_check_swaps_the_family_in_and_out_of_its_plan():
@@ -262,3 +266,23 @@ def test_model_a_draws_backgrounds_only_through_layer_12():
     assert found["images"] == 64 and found["everywhere"] >= 0.95 and found["plan_only"] >= 0.95
     assert abs(found["nowhere"] - 0.25) <= 0.1 and found["without_plan"] <= found["nowhere"] + 0.1
     assert found["confined"] and found["sufficient"]
+
+
+@pytest.mark.slow  # imports the compute stage
+def test_locogen_told_k_names_the_strongest_window_of_the_plans_size():
+    from locolab.compute.benchmark import strongest_windows
+
+    def row(family, concept, size, start, drop, measurable=True):
+        return {"family": family, "concept": concept, "window_size": size, "window_start": start,
+                "normalized_drop": drop, "measurable": measurable}
+
+    rows = [row("objects", "circle", 1, 8, 1.0), row("objects", "circle", 2, 6, 0.7),
+            row("objects", "circle", 2, 7, 0.9), row("objects", "circle", 2, 8, 0.9),  # a tie: the earlier
+            row("objects", "cross", 2, 3, float("nan")), row("objects", "cross", 2, 4, 0.1),
+            row("color", "red", 1, 3, 0.2), row("color", "red", 2, 3, 0.95),  # planted nowhere: k = 1
+            row("style", "dots", 1, 12, 1.0, measurable=False)]
+    named = strongest_windows(rows, {"objects": [7, 8], "color": [], "style": [12]})
+    assert named == [{"family": "objects", "concept": "circle", "measurable": True, "layers": [7, 8]},
+                     {"family": "objects", "concept": "cross", "measurable": True, "layers": [4, 5]},
+                     {"family": "color", "concept": "red", "measurable": True, "layers": [3]},
+                     {"family": "style", "concept": "dots", "measurable": False, "layers": []}]

@@ -27,5 +27,6 @@ st.caption(f"Per (model, method, family): whether each concept's named layers eq
            f"with bootstrap intervals (level {mine['level'][0].as_py():g}; seeds {', '.join(map(str, seeds))}; images "
            f"scored by {common.code(scorer) if scorer else 'a scorer this run did not record'}). "
            "LocoGen names its minimal localizing window (none when no window localizes); causal tracing and attention "
-           "contribution name their top-k sites, k the plan's size. A hit rate is an upper bound on a method's "
-           "accuracy on a real model, not an estimate of it (docs/method.md §9).")
+           "contribution name their top-k sites, k the plan's size, and locogen-top-k, told k the same way, "
+           "LocoGen's window of k layers with the largest drop, significant or not. A hit rate is an upper bound on a "
+           "method's accuracy on a real model, not an estimate of it (docs/method.md §9).")
