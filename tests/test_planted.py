@@ -142,6 +142,7 @@ def test_cut_removes_or_replaces_only_its_family():
     assert cut(unstated, "color", rng) == unstated
 
 
+@pytest.mark.slow  # 8,000 scenes: 0.8 s
 def test_a_fine_tune_that_plants_entities_sees_them_at_its_own_rate():
     """Entity scenes are PLANTED_ENTITY_RATE of a planting fine-tune's data, the toy world's 15% elsewhere (binomial
     sd over 4,000 scenes: 0.007); the other scenes keep uniform attributes."""
