@@ -101,18 +101,19 @@ def strongest_windows(rows: list[dict], plan: dict) -> list[dict]:
     """Per (family, concept) of LocoGen's window estimates (``summaries.window_estimates`` rows): the window of k
     layers (k the family's planted count, 1 for an empty plan) with the largest normalized drop (ties: the earlier
     window); none named when the concept is not measurable. Families without a window of k layers are left out."""
-    best: dict[tuple, dict] = {}
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        k = len(plan.get(r["family"], [])) or 1
-        if r["window_size"] != k:
-            continue
-        key, drop = (r["family"], r["concept"]), r["normalized_drop"]
-        drop = -math.inf if drop is None or math.isnan(drop) else drop
-        if key not in best or (drop, -r["window_start"]) > best[key][0]:
-            best[key] = ((drop, -r["window_start"]), r)
+        if r["window_size"] == (len(plan.get(r["family"], [])) or 1):
+            groups.setdefault((r["family"], r["concept"]), []).append(r)
+
+    def strength(r: dict) -> tuple:
+        drop = r["normalized_drop"]
+        return (-math.inf if drop is None or math.isnan(drop) else drop, -r["window_start"])
+
+    chosen = {key: max(group, key=strength) for key, group in groups.items()}
     return [{"family": f, "concept": c, "measurable": r["measurable"],
              "layers": list(range(r["window_start"], r["window_start"] + r["window_size"])) if r["measurable"] else []}
-            for (f, c), (_, r) in best.items()]
+            for (f, c), r in chosen.items()]
 
 
 def benchmark_id(*settings) -> str:
