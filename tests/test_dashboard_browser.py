@@ -88,6 +88,12 @@ def chart_titles(driver) -> list[str]:
             for chart in driver.find_elements(By.CSS_SELECTOR, ".vega-embed")]
 
 
+def charts_drawn(driver, count: int) -> bool:
+    """Exactly ``count`` charts, each with its title drawn (Vega draws after Streamlit's run ends)."""
+    titles = chart_titles(driver)
+    return len(titles) == count and all(titles)
+
+
 def axis_labels(chart, axis: str) -> list:
     """The label elements of a chart's ``axis`` ("X" or "Y")."""
     return chart.find_elements(By.CSS_SELECTOR, f"g[aria-label^='{axis}-axis'] .role-axis-label text")
@@ -147,7 +153,8 @@ def test_layer_map_heat_map_opens_the_gallery_and_back_returns(server, browser, 
     wait.until(run_finished)
     assert "/layer_map?" in browser.current_url and "m=2" in browser.current_url
     assert "concept=blue" in browser.current_url
-    wait.until(lambda driver: len(chart_titles(driver)) == 2)
+    WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda driver: charts_drawn(driver, 2))
     titles = chart_titles(browser)
     assert "window size m = 2" in titles[0] and "color · blue" in titles[1]
     # Closing the section drops its plot and the concept from the URL.
@@ -188,7 +195,8 @@ def test_the_top_navigation_keeps_run_m_concept_and_threshold(server, browser):
 
     nav(browser, wait, "Layer map")
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
-    wait.until(lambda driver: "concept=" in driver.current_url and run_finished(driver))
+    WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda driver: "concept=" in driver.current_url and run_finished(driver) and charts_drawn(driver, 2))
     back = query(browser)
     assert {k: back.get(k) for k in ("run", "concept", "m", "threshold")} == {
         k: shown[k] for k in ("run", "concept", "m", "threshold")}
@@ -226,12 +234,12 @@ def test_a_shared_gallery_link_opens_the_same_prompt_and_seeds(server, browser):
 
 
 def test_a_shared_link_opens_that_view(server, browser, tmp_path):
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException])
 
     browser.get(f"{server}/layer_map?view=locogen&model=tiny-sd1&m=2&family=color&concept=blue&threshold=0.7")
 
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, HEAT_MAP_CELL)))
-    wait.until(run_finished)
+    # Vega draws each chart after the run ends: wait for both, the map and the one-concept plot.
+    wait.until(lambda driver: run_finished(driver) and charts_drawn(driver, 2))
     titles = chart_titles(browser)
     assert "window size m = 2" in titles[0] and "tiny-sd1" in titles[0] and "drop > 0.7" in titles[0]
     assert "color · blue" in titles[1] and "m = 2" in titles[1]  # the one-concept plot
