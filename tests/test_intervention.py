@@ -53,8 +53,9 @@ def test_sdxl_all_layers_keeps_the_original_pooled_embedding(load):
     assert np.abs(ours - plain(model, TARGET, 7)).max() > 1e-4
 
 
-# SD-XL's 70 windows take most of this file's time: the slow tier.
-@pytest.mark.parametrize("name", ["tiny-sd1", "tiny-sd2", pytest.param("tiny-sdxl", marks=pytest.mark.slow)])
+# SD-XL's 70 windows take most of this file's time, SD-2's 16 another 2 s: the slow tier (SD-1 stays fast).
+@pytest.mark.parametrize("name", ["tiny-sd1", pytest.param("tiny-sd2", marks=pytest.mark.slow),
+                                  pytest.param("tiny-sdxl", marks=pytest.mark.slow)])
 def test_single_layer_windows_each_change_the_image_and_are_batch_invariant(load, name):
     model = load(name)
     count = len(model.layers)

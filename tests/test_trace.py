@@ -43,8 +43,10 @@ def trace_cases(model, noise: float):
     return list({c.image_key: c for c in unit.cases}.values()), TraceRenderer(model, SETTINGS, sites, text)
 
 
+# SD-1 stays in the fast tier; SD-XL (70 sites) and DeepFloyd IF (2 s) run in the slow tier.
 @pytest.mark.parametrize("name, layers, text", [
-    ("tiny-sd1", 16, 2), pytest.param("tiny-sdxl", 70, 4, marks=pytest.mark.slow), ("tiny-if", 22, 2)])
+    ("tiny-sd1", 16, 2), pytest.param("tiny-sdxl", 70, 4, marks=pytest.mark.slow),
+    pytest.param("tiny-if", 22, 2, marks=pytest.mark.slow)])
 def test_noise_zero_makes_every_trace_image_the_clean_image(load, name, layers, text):
     cases, render = trace_cases(load(name), noise=0.0)
     # Batches of 5 leave most restored rows without their clean row: it must ride along.
