@@ -44,3 +44,24 @@ def test_a_run_made_with_other_weights_of_its_model_is_not_resumed(tmp_path):
     with pytest.raises(UserError, match=f"run {spec.run_id} in .* was made with other weights of toyworld-planted-a "
                                         r"\(.*\): .* use a fresh artifact root"):
         run(spec, retrained, context)
+
+
+def test_resuming_a_run_that_predates_the_fingerprint_warns_and_other_weights_refuse(tmp_path):
+    import warnings
+    from datetime import UTC, datetime
+
+    from locolab.compute.benchmark import study
+    from locolab.compute.sweep.run import check_weights, write_run_row
+    from locolab.contract.errors import UserError
+
+    config = study("toyworld-planted-a", (0,), ("style",), (1,), concepts=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_weights(config, str(tmp_path), "0123456789abcdef")  # nothing to resume: silent
+    write_run_row(config, str(tmp_path), 0, 1, "running", datetime.now(UTC), {}, {}, {"noise": "philox"})
+    with pytest.warns(UserWarning, match=f"run {config.run_id} in .* recorded no weights fingerprint .* these weights "
+                                         r"of toyworld-planted-a \(0123456789abcdef\); if it was retrained since"):
+        check_weights(config, str(tmp_path), "0123456789abcdef")
+    write_run_row(config, str(tmp_path), 1, 2, "running", datetime.now(UTC), {}, {}, {"weights": "fedcba9876543210"})
+    with pytest.raises(UserError, match=r"other weights of .* \(fedcba9876543210, now 0123456789abcdef\)"):
+        check_weights(config, str(tmp_path), "0123456789abcdef")

@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -212,14 +213,20 @@ def write_run_row(config: SweepConfig, root: str, shard: int, num_shards: int, s
 
 def check_weights(config: SweepConfig, root: str, weights: str) -> None:
     """Refuse to resume run ``config.run_id`` in ``root`` when an earlier shard or run recorded other weights of its
-    model (a retrained embedded model keeps its name, so the run id cannot tell)."""
+    model (a retrained embedded model keeps its name, so the run id cannot tell); warn when its earlier rows predate
+    the fingerprint, so nothing can be checked."""
     con = store.Store(root).connect()
-    recorded = {w for (w,) in con.execute("SELECT DISTINCT json_extract_string(config_json, '$.weights') FROM runs "
-                                          "WHERE run_id = ?", [config.run_id]).fetchall() if w is not None}
+    rows = [w for (w,) in con.execute("SELECT json_extract_string(config_json, '$.weights') FROM runs "
+                                      "WHERE run_id = ?", [config.run_id]).fetchall()]
+    recorded = {w for w in rows if w is not None}
     if recorded - {weights}:
         raise UserError(f"run {config.run_id} in {root} was made with other weights of {config.model} "
                         f"({', '.join(sorted(recorded))}, now {weights}): its finished units would be resumed as this "
                         "model's; use a fresh artifact root (--artifacts)")
+    if rows and not recorded:
+        warnings.warn(f"run {config.run_id} in {root} recorded no weights fingerprint (made before runs did): its "
+                      f"finished units are resumed as made with these weights of {config.model} ({weights}); if "
+                      "it was retrained since, use a fresh artifact root (--artifacts)", stacklevel=2)
 
 
 def write_layers(config: SweepConfig, model: Model, root: str, rows: list[dict] | None = None,
