@@ -222,7 +222,8 @@ def train(variant: str = "a", plan: dict | None = None, steps: int | None = None
 def save(unet: UNet2DConditionModel, plan: dict, out: Path, recipe: dict) -> None:
     """Write the UNet (float16 safetensors) and ``plan.json`` to a temporary folder, then rename it into place."""
     tmp = out.with_name(out.name + ".tmp")
-    copy.deepcopy(unet).to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    # .half(), not .to(torch.float16): the same tensors, without diffusers' float32-modules warning at every save.
+    copy.deepcopy(unet).half().save_pretrained(tmp, safe_serialization=True)
     (tmp / "plan.json").write_text(json.dumps({"plan": plan, "recipe": recipe}, indent=2) + "\n")
     if out.exists():
         for f in out.iterdir():
