@@ -117,6 +117,7 @@ def test_checkers_localizes_to_layer_12_with_its_interval_above_the_threshold(to
     assert max(row["normalized_drop"] for row in result.windows.to_pylist() if row["window_start"] != 12) < 0.5
 
 
+@pytest.mark.slow  # 1.2 s: the scorer's CLIP and 128 renders
 def test_committed_scorer_reads_shapes_of_ground_truth_images():
     from locolab.compute.scoring import load_scorer
     from locolab.compute.toyworld.evaluate import zero_shot
