@@ -156,6 +156,25 @@ def test_a_fine_tune_that_plants_entities_sees_them_at_its_own_rate():
     assert all(abs(colours.count(c) / len(colours) - 0.25) < 0.03 for c in world.COLOURS)
 
 
+
+@pytest.mark.slow  # two 2-step fine-tunes: 4 s
+def test_the_recipe_is_deterministic_to_the_byte(tmp_path):
+    """The same recipe twice gives the same safetensors bytes and config (the shipped weights are what
+    `make toyworld-planted` writes: re-measured bit for bit), and it trains: the UNet moved from the base."""
+    from safetensors.torch import load_file
+
+    from locolab.compute.paths import PACKAGE_DIR
+    from locolab.compute.toyworld.train_planted import train
+
+    outs = [train("a", steps=2, batch=4, dataset=32, out=tmp_path / f"run{i}") for i in range(2)]
+    files = ("diffusion_pytorch_model.safetensors", "config.json")
+    assert [(outs[0] / f).read_bytes() for f in files] == [(outs[1] / f).read_bytes() for f in files]
+    assert json.loads((outs[0] / "config.json").read_text())["_name_or_path"] == "toyworld/unet"
+    trained = load_file(outs[0] / files[0])
+    base = load_file(PACKAGE_DIR / "checkpoints" / "toyworld" / "unet" / files[0])
+    assert trained.keys() == base.keys() and any(not torch.equal(trained[k], base[k]) for k in base)
+
+
 def test_drawn_captions_are_true_of_their_scene():
     rng = np.random.default_rng(2)
     for seed in range(200):

@@ -223,7 +223,9 @@ def save(unet: UNet2DConditionModel, plan: dict, out: Path, recipe: dict) -> Non
     """Write the UNet (float16 safetensors) and ``plan.json`` to a temporary folder, then rename it into place."""
     tmp = out.with_name(out.name + ".tmp")
     # .half(), not .to(torch.float16): the same tensors, without diffusers' float32-modules warning at every save.
-    copy.deepcopy(unet).half().save_pretrained(tmp, safe_serialization=True)
+    half = copy.deepcopy(unet).half()
+    half.register_to_config(_name_or_path="toyworld/unet")  # the base, not this machine's path to it
+    half.save_pretrained(tmp, safe_serialization=True)
     (tmp / "plan.json").write_text(json.dumps({"plan": plan, "recipe": recipe}, indent=2) + "\n")
     if out.exists():
         for f in out.iterdir():
