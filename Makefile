@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
+# Let Python and pytest cache bytecode (some hosts set PYTHONDONTWRITEBYTECODE): each test run imports ~170 modules,
+# and collecting the fast tier takes 13 s without the caches, 8 s with them.
+unexport PYTHONDONTWRITEBYTECODE
 ARTIFACTS ?= artifacts
 CONFIG ?= compute/configs/tiny-sd1.yaml
 
