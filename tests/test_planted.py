@@ -156,7 +156,6 @@ def test_a_fine_tune_that_plants_entities_sees_them_at_its_own_rate():
     assert all(abs(colours.count(c) / len(colours) - 0.25) < 0.03 for c in world.COLOURS)
 
 
-
 @pytest.mark.slow  # two 2-step fine-tunes: 4 s
 def test_the_recipe_is_deterministic_to_the_byte(tmp_path):
     """The same recipe twice gives the same safetensors bytes and config (the shipped weights are what
