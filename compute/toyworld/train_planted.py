@@ -174,7 +174,7 @@ def train(variant: str = "a", plan: dict | None = None, steps: int | None = None
     """Fine-tune the toy world's UNet under ``plan`` (default: ``PLANS[variant]``); write it and its plan (every
     ``save_every`` steps and at the end)."""
     plan = check_plan(PLANS[variant] if plan is None else plan)
-    steps = steps or STEPS.get(variant, STEPS["a"])
+    steps = steps or STEPS[variant]
     out = Path(out or checkpoint_dir(variant))
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
